@@ -1,0 +1,278 @@
+"""Configuration: a YAML file, a dict or a :class:`Config`, validated with located errors.
+
+Example:
+    >>> cfg = Config.load({"interval": 5, "rules": {"dead_relu": {"threshold_layer": 0.3}}})
+    >>> cfg.interval, cfg.rules["dead_relu"].type, cfg.rules["dead_relu"].params
+    (5, 'dead_relu', {'threshold_layer': 0.3})
+    >>> Config.load({"rules": {"dead_relus": {}}})
+    Traceback (most recent call last):
+    ...
+    tripwire.errors.ConfigError: <dict> at 'rules.dead_relus': unknown rule type 'dead_relus' (did you mean 'dead_relu'?); ...
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tripwire.errors import ConfigError
+from tripwire.registry import builtin_rules, rule_class, suggest
+
+ACTIONS = ("alert", "stop", "raise", "checkpoint")
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_RULE_COMMON = ("type", "actions", "enabled", "severity")
+
+
+class RuleSpec(BaseModel):
+    """One configured rule instance: its type, parameters and actions."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    type: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    actions: tuple[str, ...] | None = None
+    enabled: bool = True
+    severity: str | None = None
+
+
+class WebhookConfig(BaseModel):
+    """HTTP POST of each finding as JSON, with a Slack-compatible ``text`` field."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    url: str
+    timeout_s: float = Field(5.0, gt=0)
+    retries: int = Field(2, ge=0, le=10)
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class EmailConfig(BaseModel):
+    """SMTP delivery; credentials come from environment variables, never from the file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    smtp: str = "localhost:25"
+    to: list[str]
+    sender: str = "tripwire@localhost"
+    starttls: bool = False
+    username_env: str | None = None
+    password_env: str | None = None
+    timeout_s: float = Field(10.0, gt=0)
+
+
+class LogConfig(BaseModel):
+    """Python logging (the default channel)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    logger: str = "tripwire"
+
+
+class ConsoleConfig(BaseModel):
+    """A line on stderr per finding."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ChannelsConfig(BaseModel):
+    """Alert channels used by the ``alert`` action."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    log: LogConfig | None = LogConfig()
+    console: ConsoleConfig | None = None
+    webhook: WebhookConfig | None = None
+    email: EmailConfig | None = None
+    queue_size: int = Field(1000, ge=1)
+
+
+class MetricsConfig(BaseModel):
+    """Names under which the framework reports losses."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    train_loss: str = "loss"
+    val_loss: str = "val_loss"
+
+
+class Config(BaseModel):
+    """The whole configuration. ``rules=None`` means the built-in default rule set."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    interval: int = Field(10, ge=1)
+    log_dir: str | None = "tripwire_runs"
+    strict: bool = False
+    log_stats: bool = True
+    rules: dict[str, RuleSpec] | None = None
+    actions: ChannelsConfig = ChannelsConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    source: str = Field("<dict>", exclude=True)
+
+    @classmethod
+    def load(cls, config: Config | dict | str | os.PathLike | None = None) -> Config:
+        """Build from a file path, YAML text, a dict, a Config (returned as is) or None."""
+        if config is None:
+            return cls()
+        if isinstance(config, Config):
+            return config
+        if isinstance(config, dict):
+            return _from_data(config, "<dict>", {})
+        text, source = _read(config)
+        data, marks = _parse_yaml(text, source)
+        return _from_data(data, source, marks)
+
+    def rule_specs(self) -> dict[str, RuleSpec]:
+        """Configured rules, or the default set when ``rules`` is None; disabled ones dropped."""
+        if self.rules is None:
+            return {k: RuleSpec(type=k) for k, c in builtin_rules().items() if c.in_default_set}
+        return {k: v for k, v in self.rules.items() if v.enabled}
+
+    def with_overrides(self, **changes: Any) -> Config:
+        """Copy with top-level fields replaced (``None`` values are ignored)."""
+        return self.model_copy(update={k: v for k, v in changes.items() if v is not None})
+
+
+def _read(config: str | os.PathLike) -> tuple[str, str]:
+    text = str(config)
+    if isinstance(config, os.PathLike) or ("\n" not in text and text.endswith((".yaml", ".yml"))):
+        path = Path(config)
+        if not path.is_file():
+            raise ConfigError("config file not found", source=str(path))
+        return path.read_text(encoding="utf-8"), str(path)
+    return text, "<yaml>"
+
+
+def _parse_yaml(text: str, source: str) -> tuple[Any, dict[tuple, tuple[int, int]]]:
+    """Safe-load YAML and record the line/column of every key path."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"invalid YAML: {problem}", source=source,
+                          line=mark.line + 1 if mark else None,
+                          column=mark.column + 1 if mark else None) from None
+    marks: dict[tuple, tuple[int, int]] = {}
+
+    def walk(n: Any, path: tuple) -> None:
+        marks.setdefault(path, (n.start_mark.line + 1, n.start_mark.column + 1))
+        if isinstance(n, yaml.MappingNode):
+            for k, v in n.value:
+                key = k.value
+                marks[path + (key,)] = (k.start_mark.line + 1, k.start_mark.column + 1)
+                walk(v, path + (key,))
+        elif isinstance(n, yaml.SequenceNode):
+            for i, v in enumerate(n.value):
+                walk(v, path + (i,))
+
+    if node is not None:
+        walk(node, ())
+    return ({} if data is None else data), marks
+
+
+class _Ctx:
+    """Raises ConfigErrors located by key path."""
+
+    def __init__(self, source: str, marks: dict[tuple, tuple[int, int]]) -> None:
+        self.source, self.marks = source, marks
+
+    def error(self, path: tuple, problem: str) -> ConfigError:
+        probe = path
+        while probe and probe not in self.marks:
+            probe = probe[:-1]
+        line, col = self.marks.get(probe, (None, None))
+        return ConfigError(problem, source=self.source, path=".".join(map(str, path)), line=line, column=col)
+
+    def pydantic(self, exc: ValidationError, base: tuple, fields: Any) -> ConfigError:
+        err = exc.errors()[0]
+        loc = base + tuple(err["loc"])
+        if err["type"] == "extra_forbidden":
+            key = str(err["loc"][-1])
+            valid = sorted(fields) if fields is not None else []
+            return self.error(loc, f"unknown key '{key}'{suggest(key, valid)}; valid keys: {', '.join(valid)}")
+        got = err.get("input")
+        return self.error(loc, f"{err['msg']} (got {_show(got)})")
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) < 80 else text[:77] + "..."
+
+
+def _interpolate(value: Any, path: tuple, ctx: _Ctx) -> Any:
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string."""
+    if isinstance(value, dict):
+        return {k: _interpolate(v, path + (k,), ctx) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, path + (i,), ctx) for i, v in enumerate(value)]
+    if isinstance(value, str) and "${" in value:
+        def sub(m: re.Match) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in os.environ:
+                return os.environ[name]
+            if default is not None:
+                return default
+            raise ctx.error(path, f"environment variable {name} is not set (referenced as ${{{name}}})")
+        return _ENV.sub(sub, value)
+    return value
+
+
+def _from_data(data: Any, source: str, marks: dict) -> Config:
+    ctx = _Ctx(source, marks)
+    if not isinstance(data, dict):
+        raise ctx.error((), f"the config must be a mapping of keys to values (got {type(data).__name__})")
+    data = _interpolate(data, (), ctx)
+    raw_rules = data.get("rules", None)
+    top = {k: v for k, v in data.items() if k != "rules"}
+    try:
+        base = Config.model_validate(top)
+    except ValidationError as exc:
+        raise ctx.pydantic(exc, (), Config.model_fields.keys() - {"source"}) from None
+    rules = None
+    if raw_rules is not None or "rules" in data:
+        if not isinstance(raw_rules, dict):
+            raise ctx.error(("rules",), f"'rules' must map rule names to settings (got {_show(raw_rules)})")
+        rules = {str(name): _rule_spec(str(name), body, ctx) for name, body in raw_rules.items()}
+    return base.model_copy(update={"rules": rules, "source": source})
+
+
+def _rule_spec(name: str, body: Any, ctx: _Ctx) -> RuleSpec:
+    path = ("rules", name)
+    if body is None:
+        body = {}
+    if isinstance(body, bool):
+        body = {"enabled": body}
+    if not isinstance(body, dict):
+        raise ctx.error(path, f"a rule's settings must be a mapping (got {_show(body)})")
+    kind = str(body.get("type", name))
+    try:
+        cls = rule_class(kind)
+    except KeyError as exc:
+        raise ctx.error(path + (("type",) if "type" in body else ()), exc.args[0]) from None
+    except (ImportError, AttributeError, TypeError) as exc:
+        raise ctx.error(path + ("type",), f"cannot load rule '{kind}': {exc}") from None
+    actions = body.get("actions")
+    if actions is not None:
+        if isinstance(actions, str):
+            actions = [actions]
+        if not isinstance(actions, list):
+            raise ctx.error(path + ("actions",), f"actions must be a list (got {_show(actions)})")
+        for i, action in enumerate(actions):
+            if action not in ACTIONS and not (isinstance(action, str) and ":" in action):
+                raise ctx.error(path + ("actions", i),
+                                f"unknown action {_show(action)}{suggest(str(action), ACTIONS)}; valid: "
+                                f"{', '.join(ACTIONS)}, or 'package.module:function'")
+    severity = body.get("severity")
+    if severity is not None and severity not in ("info", "warning", "error"):
+        raise ctx.error(path + ("severity",), f"unknown severity {_show(severity)}; valid: info, warning, error")
+    enabled = body.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise ctx.error(path + ("enabled",), f"enabled must be true or false (got {_show(enabled)})")
+    params = {k: v for k, v in body.items() if k not in _RULE_COMMON}
+    try:
+        validated = cls.Params.model_validate(params)
+    except ValidationError as exc:
+        fields = list(cls.Params.model_fields) + list(_RULE_COMMON)
+        raise ctx.pydantic(exc, path, fields) from None
+    return RuleSpec(type=kind, params=validated.model_dump(exclude_unset=True),
+                    actions=None if actions is None else tuple(actions), enabled=enabled, severity=severity)

@@ -1,0 +1,136 @@
+"""The rule engine: builds the configured rules, feeds them samples, latches findings.
+
+Framework-free. Every rank of a distributed run holds one engine fed with the same reduced
+statistics, so every rank reaches the same findings.
+
+Example:
+    >>> from tripwire.config import Config
+    >>> from tripwire.stats import Sample
+    >>> engine = Engine(Config.load({"rules": {"nonfinite": {}}}), framework="torch")
+    >>> sorted(n.key for n in engine.needs())
+    ['grad_nonfinite', 'loss_nonfinite', 'weight_nonfinite']
+    >>> [f.rule for f in engine.evaluate(Sample(step=3, stats={"loss_nonfinite": {None: 1.0}}))]
+    ['nonfinite']
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from tripwire.config import Config
+from tripwire.errors import ConfigError, RuleError
+from tripwire.finding import Finding
+from tripwire.registry import rule_class
+from tripwire.rule import Rule
+from tripwire.stats import Need, Sample
+
+log = logging.getLogger("tripwire")
+
+
+class Engine:
+    """Holds rule instances, their actions, latches and errors.
+
+    Args:
+        config: the validated configuration.
+        stop_on: rule names that also get the ``stop`` action.
+        framework: ``torch``, ``keras`` or ``xgboost``; rules that cannot get their statistics
+            there are left out (with a log line when the user configured them explicitly).
+        strict: re-raise a rule's internal error instead of disabling the rule.
+    """
+
+    def __init__(self, config: Config, *, stop_on: Iterable[str] = (), framework: str | None = None,
+                 strict: bool | None = None) -> None:
+        self.config = config
+        self.strict = config.strict if strict is None else strict
+        self.rules: dict[str, Rule] = {}
+        self.actions: dict[str, tuple[str, ...]] = {}
+        self.severities: dict[str, str] = {}
+        self.disabled: dict[str, str] = {}
+        self._latched: dict[str, set[str | None]] = {}
+        specs = config.rule_specs()
+        stop_on = list(stop_on)
+        unknown = [n for n in stop_on if n not in specs]
+        if unknown:
+            raise ConfigError(f"stop_on names rules that are not enabled: {', '.join(unknown)}; "
+                              f"enabled: {', '.join(specs)}", path="stop_on")
+        for name, spec in specs.items():
+            cls = rule_class(spec.type)
+            if framework is not None and framework not in cls.frameworks:
+                if config.rules is not None:
+                    log.info("tripwire: rule %s (%s) does not apply to %s; skipped", name, spec.type, framework)
+                continue
+            rule = cls(name, cls.Params.model_validate(spec.params))
+            actions = list(spec.actions if spec.actions is not None else cls.default_actions)
+            if name in stop_on and "stop" not in actions:
+                actions.append("stop")
+            self.rules[name] = rule
+            self.actions[name] = tuple(actions)
+            self.severities[name] = spec.severity or cls.severity
+            self._latched[name] = set()
+
+    def needs(self) -> set[Need]:
+        """Union of the statistics the active rules need."""
+        out: set[Need] = set()
+        for name, rule in list(self.rules.items()):
+            if name in self.disabled:
+                continue
+            try:
+                out.update(rule.needs())
+            except Exception as exc:  # noqa: BLE001 - a broken rule must not break training
+                self._fail(name, exc)
+        return out
+
+    def evaluate(self, sample: Sample) -> list[Finding]:
+        """Run every active rule on ``sample``; return the new findings in rule order."""
+        findings: list[Finding] = []
+        for name, rule in self.rules.items():
+            if name in self.disabled:
+                continue
+            try:
+                verdicts = rule.check(sample)
+            except Exception as exc:  # noqa: BLE001 - isolate rule failures
+                self._fail(name, exc)
+                continue
+            latched = self._latched[name]
+            for v in verdicts:
+                if not v.fired:
+                    latched.discard(v.subject)
+                elif v.subject not in latched:
+                    latched.add(v.subject)
+                    findings.append(Finding(
+                        rule=name, kind=rule.kind, step=sample.step, epoch=sample.epoch,
+                        severity=v.severity or self.severities[name], subject=v.subject, value=v.value,
+                        threshold=v.threshold, message=v.message, suggestion=v.suggestion,
+                        evidence=dict(v.evidence)))
+        return findings
+
+    def _fail(self, name: str, exc: Exception) -> None:
+        if self.strict:
+            raise RuleError(f"rule {name!r} failed: {type(exc).__name__}: {exc}") from exc
+        self.disabled[name] = f"{type(exc).__name__}: {exc}"
+        log.error("tripwire: rule %s failed and is disabled for the rest of the run: %s",
+                  name, self.disabled[name], exc_info=exc)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain-Python state of every rule: its own state, its latches, whether it is disabled."""
+        return {
+            name: {
+                "state": json.loads(json.dumps(rule.state)),
+                "latched": sorted(self._latched[name], key=lambda s: (s is not None, s or "")),
+                "disabled": self.disabled.get(name),
+            }
+            for name, rule in self.rules.items()
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` produced; rules not in ``state`` keep a fresh state."""
+        for name, entry in state.items():
+            if name not in self.rules:
+                continue
+            self.rules[name].state = json.loads(json.dumps(entry.get("state", {})))
+            self._latched[name] = set(entry.get("latched", []))
+            if entry.get("disabled"):
+                self.disabled[name] = entry["disabled"]

@@ -1,0 +1,176 @@
+"""`Monitor`: the framework-free core that every callback drives.
+
+A callback hands it :class:`~tripwire.stats.Sample` objects; the monitor runs the engine,
+records series and findings, sends alerts (main process only), calls user actions, and returns
+a :class:`Decision` the callback carries out in its framework (stop, checkpoint, raise).
+
+Example:
+    >>> m = Monitor({"rules": {"nonfinite": {}}, "log_dir": None}, framework="torch")
+    >>> d = m.process(Sample(step=4, epoch=0, stats={"loss_nonfinite": {None: 1.0}}))
+    >>> d.stop.rule, m.stopped_by is d.stop
+    ('nonfinite', True)
+    >>> m.close()
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from tripwire.config import Config
+from tripwire.engine import Engine
+from tripwire.finding import Finding
+from tripwire.stats import Need, Sample
+
+log = logging.getLogger("tripwire")
+
+
+@dataclass
+class Decision:
+    """What the callback must do after a sample."""
+
+    findings: list[Finding] = field(default_factory=list)
+    stop: Finding | None = None
+    checkpoint: list[Finding] = field(default_factory=list)
+    raise_: Finding | None = None
+
+
+class Monitor:
+    """Engine + actions + run record for one training run.
+
+    Args:
+        config: path, YAML text, dict, :class:`~tripwire.config.Config` or None (defaults).
+        stop_on: rule names that also stop training.
+        interval: statistics are collected every ``interval`` optimizer steps (overrides config).
+        log_dir: run record directory (overrides config; ``False`` disables the record).
+        strict: re-raise rule failures.
+        framework: ``torch``, ``keras`` or ``xgboost``.
+        is_main: whether this process alerts and writes the record (rank 0).
+        run_name: name of the run record file; defaults to a timestamp.
+    """
+
+    def __init__(self, config: Any = None, *, stop_on: Iterable[str] = (), interval: int | None = None,
+                 log_dir: str | os.PathLike | bool | None = None, strict: bool | None = None,
+                 framework: str | None = None, is_main: bool = True, run_name: str | None = None) -> None:
+        cfg = Config.load(config)
+        overrides: dict[str, Any] = {"interval": interval, "strict": strict}
+        if log_dir is False:
+            cfg = cfg.model_copy(update={"log_dir": None})
+        elif log_dir is not None:
+            overrides["log_dir"] = str(log_dir)
+        self.config = cfg.with_overrides(**overrides)
+        self.framework = framework
+        self.engine = Engine(self.config, stop_on=stop_on, framework=framework)
+        self.is_main = is_main
+        self.run_name = run_name
+        self.findings: list[Finding] = []
+        self.stopped_by: Finding | None = None
+        self._callables: dict[str, Callable[[Finding], Any]] = {}
+        self._alerts = None
+        self._record = None
+        self._opened = False
+
+    @property
+    def interval(self) -> int:
+        """Optimizer steps between sampled steps."""
+        return self.config.interval
+
+    def needs(self) -> set[Need]:
+        """Statistics the enabled rules need."""
+        return self.engine.needs()
+
+    def wants(self, stat: str) -> list[Need]:
+        """The needs for one statistic name (several when rules ask for different options)."""
+        return [n for n in self.needs() if n.stat == stat]
+
+    def open(self) -> None:
+        """Start alert delivery and the run record (main process only); idempotent."""
+        if self._opened:
+            return
+        self._opened = True
+        if not self.is_main:
+            return
+        from tripwire.actions import AlertDispatcher
+
+        self._alerts = AlertDispatcher(self.config.actions)
+        if self.config.log_dir:
+            from tripwire.record import RunRecord
+
+            try:
+                self._record = RunRecord.create(self.config.log_dir, self.config, run_name=self.run_name,
+                                                framework=self.framework)
+            except Exception as exc:  # noqa: BLE001 - losing the record must not stop training
+                log.error("tripwire: cannot open the run record in %s: %s", self.config.log_dir, exc)
+
+    @property
+    def record_path(self) -> str | None:
+        """Path of the run record file, when one is written."""
+        return None if self._record is None else str(self._record.path)
+
+    def process(self, sample: Sample) -> Decision:
+        """Evaluate one sample and act on what it shows."""
+        self.open()
+        if self._record is not None:
+            self._record.add_sample(sample)
+        decision = Decision(findings=self.engine.evaluate(sample))
+        for finding in decision.findings:
+            self.findings.append(finding)
+            actions = self.engine.actions[finding.rule]
+            if self._record is not None:
+                self._record.add_finding(finding)
+            if self.is_main and "alert" in actions and self._alerts is not None:
+                self._alerts.send(finding)
+            if "stop" in actions and decision.stop is None:
+                decision.stop = finding
+            if "checkpoint" in actions:
+                decision.checkpoint.append(finding)
+            if "raise" in actions and decision.raise_ is None:
+                decision.raise_ = finding
+            for action in actions:
+                if ":" in action and self.is_main:
+                    self._call(action, finding)
+        if decision.stop is not None and self.stopped_by is None:
+            self.stopped_by = decision.stop
+        return decision
+
+    def _call(self, ref: str, finding: Finding) -> None:
+        try:
+            fn = self._callables.get(ref)
+            if fn is None:
+                module, _, attr = ref.partition(":")
+                fn = self._callables[ref] = getattr(importlib.import_module(module), attr)
+            fn(finding)
+        except Exception as exc:  # noqa: BLE001 - a user's action must not break training
+            log.error("tripwire: action %s failed for %s: %s", ref, finding.rule, exc)
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Flush alerts (bounded wait) and the run record."""
+        if self._alerts is not None:
+            self._alerts.close(timeout_s=timeout_s)
+            self._alerts = None
+        if self._record is not None:
+            self._record.close()
+            self._record = None
+        self._opened = False
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain-Python state: rule states and the findings so far."""
+        return {
+            "version": 1,
+            "rules": self.engine.state_dict(),
+            "findings": [f.to_dict() for f in self.findings],
+            "stopped_by": None if self.stopped_by is None else self.stopped_by.to_dict(),
+            "run_name": self.run_name,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`; resuming continues patience counters and latches."""
+        self.engine.load_state_dict(state.get("rules", {}))
+        self.findings = [Finding.from_dict(f) for f in state.get("findings", [])]
+        stopped = state.get("stopped_by")
+        self.stopped_by = None if stopped is None else Finding.from_dict(stopped)
+        if state.get("run_name") and self.run_name is None:
+            self.run_name = state["run_name"]

@@ -1,0 +1,122 @@
+"""The rule contract: a framework-free decision over scalar statistics.
+
+A rule declares its parameters (a pydantic model, so YAML is validated with located errors and
+``tripwire rules`` can list defaults), the statistics it needs, and a ``check`` that turns one
+:class:`~tripwire.stats.Sample` into verdicts. State lives in ``self.state``, a dict of plain
+Python values, so it survives checkpoints loaded with ``weights_only=True``.
+
+Verdicts, not findings: a rule says for each subject it evaluated whether the condition holds
+(:meth:`Rule.fire`) or not (:meth:`Rule.clear`). The engine turns the first ``fire`` for a
+(rule, subject) into a :class:`~tripwire.finding.Finding` and re-arms only after a ``clear``,
+so a persistent fault is reported once.
+
+Example:
+    >>> from tripwire.stats import Sample
+    >>> class LossAbove(Rule):
+    ...     kind = "loss_above"
+    ...     summary = "the loss is above a limit"
+    ...     class Params(RuleParams):
+    ...         limit: float = 10.0
+    ...     def needs(self):
+    ...         return [Need("loss")]
+    ...     def check(self, sample):
+    ...         loss = sample.scalar("loss")
+    ...         if loss is None:
+    ...             return []
+    ...         if loss > self.params.limit:
+    ...             return [self.fire(None, value=loss, threshold=self.params.limit,
+    ...                               message=f"loss {loss:.3g} > {self.params.limit}",
+    ...                               suggestion="lower the learning rate")]
+    ...         return [self.clear(None)]
+    >>> rule = LossAbove("loss_above", LossAbove.Params(limit=1.0))
+    >>> rule.check(Sample(step=5, stats={"loss": {None: 3.0}}))[0].fired
+    True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from tripwire.stats import Need, Sample
+
+__all__ = ["Need", "Rule", "RuleParams", "Verdict"]
+
+
+class RuleParams(BaseModel):
+    """Base of every rule's parameter model: unknown keys are errors, values are validated."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A rule's word on one subject at one sample: the condition holds (``fired``) or not."""
+
+    subject: str | None
+    fired: bool
+    value: float | None = None
+    threshold: float | None = None
+    message: str = ""
+    suggestion: str = ""
+    evidence: dict[str, Any] = field(default_factory=dict)
+    severity: str | None = None
+
+
+class Rule:
+    """Base class of every rule. Subclasses set ``kind``, ``summary``, ``Params``, and implement
+    :meth:`needs` and :meth:`check`.
+
+    Class attributes:
+        kind: registry name, used as ``type:`` in YAML.
+        summary: one line for ``tripwire rules``.
+        Params: pydantic model of the parameters with defaults.
+        severity: default severity of its findings.
+        default_actions: actions when the config gives none.
+        in_default_set: whether ``config=None`` enables it.
+        frameworks: where it can get its statistics (``torch``, ``keras``, ``xgboost``).
+    """
+
+    kind: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    Params: ClassVar[type[RuleParams]] = RuleParams
+    severity: ClassVar[str] = "warning"
+    default_actions: ClassVar[tuple[str, ...]] = ("alert",)
+    in_default_set: ClassVar[bool] = True
+    frameworks: ClassVar[tuple[str, ...]] = ("torch", "keras")
+
+    def __init__(self, name: str, params: RuleParams | None = None) -> None:
+        self.name = name
+        self.params = params if params is not None else self.Params()
+        self.state: dict[str, Any] = self.initial_state()
+
+    def initial_state(self) -> dict[str, Any]:
+        """Fresh state (plain Python values only)."""
+        return {}
+
+    def needs(self) -> list[Need]:
+        """Statistics this rule reads, as configured."""
+        raise NotImplementedError
+
+    def check(self, sample: Sample) -> list[Verdict]:
+        """Verdicts for the subjects this sample lets the rule evaluate."""
+        raise NotImplementedError
+
+    # helpers for subclasses
+    def fire(self, subject: str | None, *, value: float | None, threshold: float | None,
+             message: str, suggestion: str, severity: str | None = None, **evidence: Any) -> Verdict:
+        """Verdict: the condition holds for ``subject``."""
+        return Verdict(subject, True, None if value is None else float(value),
+                       None if threshold is None else float(threshold), message, suggestion,
+                       evidence, severity)
+
+    @staticmethod
+    def clear(subject: str | None) -> Verdict:
+        """Verdict: the condition does not hold for ``subject`` (re-arms it)."""
+        return Verdict(subject, False)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params.model_dump().items())
+        return f"{type(self).__name__}(name={self.name!r}, {args})"

@@ -1,0 +1,145 @@
+"""The statistics vocabulary shared by rules (which declare what they need) and collectors
+(which compute exactly that, on the device, on sampled steps).
+
+A statistic is a named series of scalars, one per *subject* (a parameter, a layer, a class,
+a feature, or ``None`` for a run-wide value). A :class:`Need` names one statistic plus the
+options that change how it is computed (for example the inactivity level of a dead ReLU), and
+its :attr:`Need.key` is the series name in a :class:`Sample` and in the run record.
+
+Example:
+    >>> need = Need("act_dead_frac", (("inactive_below", 0.01),))
+    >>> need.key
+    'act_dead_frac[inactive_below=0.01]'
+    >>> s = Sample(step=10, epoch=0, stats={"loss": {None: 0.7}})
+    >>> s.scalar("loss"), s.scalar("val_loss")
+    (0.7, None)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Reduce = Literal["same", "sum", "mean", "max", "min"]
+
+
+@dataclass(frozen=True)
+class StatInfo:
+    """How a statistic is computed and combined across ranks.
+
+    ``reduce`` is the collective used on the packed vector in distributed runs: ``same`` for
+    values every rank already agrees on (DDP-averaged gradients, replicated weights), ``sum`` for
+    counts, ``mean``/``max``/``min`` otherwise. ``per`` says what a subject is.
+    """
+
+    reduce: Reduce
+    per: str
+    doc: str
+
+
+#: Every built-in statistic. Collectors compute the subset the enabled rules need.
+CATALOGUE: dict[str, StatInfo] = {
+    # losses
+    "loss": StatInfo("mean", "run", "mean training loss over the steps since the previous sample"),
+    "val_loss": StatInfo("mean", "run", "validation loss at the end of a validation run"),
+    "loss_nonfinite": StatInfo("sum", "run", "training steps since the previous sample whose loss was NaN/Inf"),
+    # gradients (taken unscaled, before clipping, once per optimizer step)
+    "grad_norm": StatInfo("same", "parameter", "L2 norm of the gradient"),
+    "grad_abs_mean": StatInfo("same", "parameter", "mean absolute gradient"),
+    "grad_global_norm": StatInfo("same", "run", "L2 norm over all gradients"),
+    "grad_nonfinite": StatInfo("max", "run", "1 if any gradient element is NaN/Inf (AMP skip steps excluded)"),
+    "grad_zero_frac": StatInfo("same", "parameter", "share of exactly-zero gradient elements"),
+    "grad_var": StatInfo("same", "parameter", "variance of the gradient elements"),
+    "amp_skipped": StatInfo("max", "run", "1 if the loss scaler skipped this optimizer step"),
+    # weights
+    "weight_norm": StatInfo("same", "parameter", "L2 norm of the parameter"),
+    "weight_nonfinite": StatInfo("max", "run", "1 if any parameter element is NaN/Inf"),
+    "weight_zero_frac": StatInfo("same", "parameter", "share of exactly-zero parameter elements"),
+    "weight_var": StatInfo("same", "parameter", "variance of the parameter elements"),
+    "update_ratio": StatInfo("same", "parameter", "||w_after - w_before|| / ||w_before|| over one optimizer step"),
+    "weight_unchanged": StatInfo("same", "parameter",
+                                 "1 if allclose(w, w at the previous sample; options rtol, atol) else 0"),
+    "init_weight_gain": StatInfo("same", "parameter",
+                                 "std(w) * sqrt(fan_in) of a weight matrix/kernel before training"),
+    "init_identical_rows": StatInfo("same", "parameter",
+                                    "share of output units whose incoming weights equal the mean row, before training"),
+    # activations (forward hooks on ReLU-family / tanh / sigmoid modules)
+    "act_dead_frac": StatInfo("mean", "layer", "share of a ReLU layer's units active in fewer than "
+                                               "`inactive_below` of the samples"),
+    "act_tanh_sat_frac": StatInfo("mean", "layer", "share of a tanh layer's units with |y| >= `level` in at "
+                                                   "least `share` of the samples"),
+    "act_sigmoid_sat_frac": StatInfo("mean", "layer", "share of a sigmoid layer's units with y <= 1-`level` or "
+                                                      "y >= `level` in at least `share` of the samples"),
+    "act_zero_frac": StatInfo("mean", "layer", "share of exactly-zero activation elements"),
+    "act_var": StatInfo("mean", "layer", "variance of the activation elements"),
+    # data
+    "label_count": StatInfo("sum", "class", "training labels seen since the previous sample, per class"),
+    "input_count": StatInfo("sum", "feature", "input values seen since the previous sample, per feature"),
+    "input_sum": StatInfo("sum", "feature", "sum of input values, per feature"),
+    "input_sumsq": StatInfo("sum", "feature", "sum of squared input values, per feature"),
+    "input_min": StatInfo("min", "feature", "smallest input value, per feature"),
+    "input_max": StatInfo("max", "feature", "largest input value, per feature"),
+    "token_count": StatInfo("sum", "run", "occurrences of token id `token` in integer inputs"),
+    "token_total": StatInfo("sum", "run", "integer input elements seen"),
+    "confusion": StatInfo("sum", "class pair", "validation samples of true class t predicted as p; subject 't,p'"),
+    # boosted trees
+    "tree_depth": StatInfo("same", "run", "deepest tree added in the round"),
+    "feature_importance": StatInfo("same", "feature", "normalized total gain (sums to 1)"),
+}
+
+
+@dataclass(frozen=True)
+class Need:
+    """A statistic a rule needs, with the options that change its computation.
+
+    Options are a sorted tuple of ``(name, value)`` pairs so a Need is hashable and two rules
+    needing the same thing share one computation.
+    """
+
+    stat: str
+    options: tuple[tuple[str, Any], ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "options", tuple(sorted(self.options)))
+
+    @property
+    def key(self) -> str:
+        """Series name: the stat, followed by its options in brackets when it has any."""
+        if not self.options:
+            return self.stat
+        return f"{self.stat}[{','.join(f'{k}={v}' for k, v in self.options)}]"
+
+    def option(self, name: str, default: Any = None) -> Any:
+        """Value of option ``name``."""
+        return dict(self.options).get(name, default)
+
+
+@dataclass
+class Sample:
+    """Everything collected at one point of training: ``stats[key][subject] = value``.
+
+    A sample holds only the series that were computed at that point; a rule looks up what it
+    needs and treats an absent series as "nothing new".
+    """
+
+    step: int
+    epoch: int | None = None
+    stats: dict[str, dict[str | None, float]] = field(default_factory=dict)
+
+    def series(self, key: str | Need) -> dict[str | None, float] | None:
+        """Values of one series by subject, or None when absent from this sample."""
+        return self.stats.get(key.key if isinstance(key, Need) else key)
+
+    def scalar(self, key: str | Need) -> float | None:
+        """The run-wide (subject ``None``) value of a series, or None when absent."""
+        values = self.series(key)
+        if not values:
+            return None
+        if None in values:
+            return values[None]
+        return next(iter(values.values())) if len(values) == 1 else None
+
+    def add(self, key: str | Need, values: dict[str | None, float] | float) -> None:
+        """Set a series (a float is stored as the run-wide value)."""
+        name = key.key if isinstance(key, Need) else key
+        self.stats[name] = values if isinstance(values, dict) else {None: float(values)}
