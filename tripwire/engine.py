@@ -24,10 +24,12 @@ from tripwire.config import Config
 from tripwire.errors import ConfigError, RuleError
 from tripwire.finding import Finding
 from tripwire.registry import rule_class
-from tripwire.rule import Rule
+from tripwire.rule import Rule, Verdict
 from tripwire.stats import Need, Sample
 
 log = logging.getLogger("tripwire")
+
+_SHOWN = 5  # subjects named in a merged finding
 
 
 class Engine:
@@ -95,17 +97,32 @@ class Engine:
                 self._fail(name, exc)
                 continue
             latched = self._latched[name]
+            new: list[Verdict] = []
             for v in verdicts:
                 if not v.fired:
                     latched.discard(v.subject)
                 elif v.subject not in latched:
                     latched.add(v.subject)
-                    findings.append(Finding(
-                        rule=name, kind=rule.kind, step=sample.step, epoch=sample.epoch,
-                        severity=v.severity or self.severities[name], subject=v.subject, value=v.value,
-                        threshold=v.threshold, message=v.message, suggestion=v.suggestion,
-                        evidence=dict(v.evidence)))
+                    new.append(v)
+            if new:
+                findings.append(self._finding(name, rule, sample, new))
         return findings
+
+    def _finding(self, name: str, rule: Rule, sample: Sample, verdicts: list[Verdict]) -> Finding:
+        """One finding per rule and sample: several layers that fired together are named in one."""
+        first = verdicts[0]
+        subject, message, evidence = first.subject, first.message, dict(first.evidence)
+        if len(verdicts) > 1:
+            names = [str(v.subject) for v in verdicts]
+            shown = ", ".join(names[:_SHOWN]) + (f" (+{len(names) - _SHOWN} more)" if len(names) > _SHOWN else "")
+            subject = shown
+            message = f"{first.message}; also {len(names) - 1} more: {', '.join(names[1:_SHOWN])}" + (
+                " ..." if len(names) > _SHOWN else "")
+            evidence["subjects"] = {str(v.subject): v.value for v in verdicts}
+        return Finding(rule=name, kind=rule.kind, step=sample.step, epoch=sample.epoch,
+                       severity=first.severity or self.severities[name], subject=subject, value=first.value,
+                       threshold=first.threshold, message=message, suggestion=first.suggestion,
+                       evidence=evidence)
 
     def _fail(self, name: str, exc: Exception) -> None:
         if self.strict:

@@ -1,0 +1,67 @@
+"""Monitor: decisions from actions, user callables, state round trip."""
+
+import json
+
+from tripwire import Monitor, Sample
+
+CALLS = []
+
+
+def remember(finding):
+    """A user action referenced from config as test_monitor:remember."""
+    CALLS.append(finding.rule)
+
+
+def failing(finding):
+    raise RuntimeError("user action broke")
+
+
+def loss_nan(step):
+    return Sample(step=step, epoch=0, stats={"loss_nonfinite": {None: 1.0}})
+
+
+def test_default_nonfinite_stops_and_records_stopped_by():
+    m = Monitor({"rules": {"nonfinite": {}}, "log_dir": None}, framework="torch")
+    d = m.process(loss_nan(3))
+    assert d.stop is not None and d.stop.subject == "loss" and m.stopped_by is d.stop
+    assert [f.rule for f in m.findings] == ["nonfinite"]
+    m.close()
+
+
+def test_actions_map_to_decision_fields():
+    m = Monitor({"rules": {"nonfinite": {"actions": ["checkpoint", "raise"]}}, "log_dir": None}, framework="torch")
+    d = m.process(loss_nan(1))
+    assert d.stop is None and d.raise_ is not None and [f.rule for f in d.checkpoint] == ["nonfinite"]
+    m.close()
+
+
+def test_stop_on_keyword_overrides_yaml_actions():
+    m = Monitor({"rules": {"nonfinite": {"actions": ["alert"]}}, "log_dir": None}, stop_on=["nonfinite"],
+                framework="torch")
+    assert m.process(loss_nan(1)).stop is not None
+    m.close()
+
+
+def test_user_callable_runs_and_a_failing_one_is_contained(caplog):
+    CALLS.clear()
+    m = Monitor({"rules": {"nonfinite": {"actions": ["test_monitor:remember", "test_monitor:failing"]}},
+                 "log_dir": None}, framework="torch")
+    m.process(loss_nan(1))
+    assert CALLS == ["nonfinite"]
+    assert any("user action broke" in r.getMessage() for r in caplog.records)
+    m.close()
+
+
+def test_keyword_overrides():
+    m = Monitor({"interval": 50}, interval=7, log_dir=False, framework="torch")
+    assert m.interval == 7 and m.config.log_dir is None
+
+
+def test_state_dict_is_plain_and_restores_findings():
+    m = Monitor({"rules": {"nonfinite": {}}, "log_dir": None}, framework="torch")
+    m.process(loss_nan(1))
+    state = json.loads(json.dumps(m.state_dict()))
+    fresh = Monitor({"rules": {"nonfinite": {}}, "log_dir": None}, framework="torch")
+    fresh.load_state_dict(state)
+    assert fresh.findings == m.findings and fresh.stopped_by == m.stopped_by
+    assert fresh.process(loss_nan(2)).findings == []   # still latched after resume
