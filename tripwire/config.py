@@ -46,6 +46,7 @@ class WebhookConfig(BaseModel):
     url: str
     timeout_s: float = Field(5.0, gt=0)
     retries: int = Field(2, ge=0, le=10)
+    backoff_s: float = Field(0.5, ge=0)  # first retry waits this long, then doubles
     headers: dict[str, str] = Field(default_factory=dict)
 
 
@@ -133,7 +134,9 @@ class Config(BaseModel):
 
 def _read(config: str | os.PathLike) -> tuple[str, str]:
     text = str(config)
-    if isinstance(config, os.PathLike) or ("\n" not in text and text.endswith((".yaml", ".yml"))):
+    looks_like_path = "\n" not in text and (text.endswith((".yaml", ".yml")) or ":" not in text
+                                             or Path(text).is_file())
+    if isinstance(config, os.PathLike) or looks_like_path:
         path = Path(config)
         if not path.is_file():
             raise ConfigError("config file not found", source=str(path))

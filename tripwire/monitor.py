@@ -49,7 +49,7 @@ class Monitor:
         strict: re-raise rule failures.
         framework: ``torch``, ``keras`` or ``xgboost``.
         is_main: whether this process alerts and writes the record (rank 0).
-        run_name: name of the run record file; defaults to a timestamp.
+        run_name: name of the run record directory under ``log_dir``; defaults to a timestamp.
     """
 
     def __init__(self, config: Any = None, *, stop_on: Iterable[str] = (), interval: int | None = None,

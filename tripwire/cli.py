@@ -1,0 +1,182 @@
+"""The ``tripwire`` command: ``rules`` (the catalogue) and ``check CONFIG`` (validate a YAML file).
+
+Each subcommand is one function ``_cmd_<name>(args) -> exit code`` plus its arguments in
+:func:`build_parser`. Errors a user can fix print one located message on stderr and exit 1;
+they never print a traceback.
+
+Example:
+    >>> main(["rules", "nonfinite"])  # doctest: +ELLIPSIS
+    nonfinite  default set: yes; severity: error; actions: alert, stop; frameworks: torch, keras
+    ...
+    0
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic_core import PydanticUndefined
+
+from tripwire.errors import ConfigError, TripwireError
+
+# ---- the rule catalogue --------------------------------------------------------------------
+
+
+def catalogue(kinds: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """Every built-in rule type (or those in ``kinds``) described from the registry.
+
+    Raises:
+        KeyError: a name in ``kinds`` that is not a rule type (the message has a close match).
+    """
+    from tripwire.registry import builtin_rules, suggest
+
+    rules = builtin_rules()
+    for kind in kinds:
+        if kind not in rules:
+            raise KeyError(f"unknown rule type '{kind}'{suggest(kind, rules)}; valid: {', '.join(rules)}")
+    return [_describe(cls) for kind, cls in rules.items() if not kinds or kind in kinds]
+
+
+def _describe(cls: Any) -> dict[str, Any]:
+    params = []
+    for name, field in cls.Params.model_fields.items():
+        if field.default is not PydanticUndefined:
+            default = repr(field.default)
+        elif field.default_factory is not None:
+            default = repr(field.default_factory())
+        else:
+            default = "required"
+        params.append({"name": name, "type": _type_name(field.annotation), "default": default,
+                       "description": " ".join((field.description or "").split())})
+    return {"kind": cls.kind, "summary": cls.summary, "default_set": cls.in_default_set, "severity": cls.severity,
+            "actions": list(cls.default_actions), "frameworks": list(cls.frameworks), "params": params}
+
+
+def _type_name(annotation: Any) -> str:
+    if isinstance(annotation, type) and not typing.get_args(annotation):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "")
+
+
+def rules_text(kinds: Sequence[str] = ()) -> str:
+    """The catalogue as indented plain text."""
+    lines = []
+    for rule in catalogue(kinds):
+        lines.append(f"{rule['kind']}  default set: {'yes' if rule['default_set'] else 'no'}; "
+                     f"severity: {rule['severity']}; actions: {', '.join(rule['actions'])}; "
+                     f"frameworks: {', '.join(rule['frameworks'])}")
+        lines.append(f"    {rule['summary']}")
+        for p in rule["params"]:
+            lines.append(f"    {p['name']} = {p['default']}  ({p['type']}) {p['description']}".rstrip())
+        if not rule["params"]:
+            lines.append("    (no parameters)")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def rules_markdown(kinds: Sequence[str] = ()) -> str:
+    """The catalogue as Markdown for the README: an overview table, then one section per rule."""
+    rules = catalogue(kinds)
+    out = ["| rule | what it catches | default set | default actions | frameworks |", "|---|---|---|---|---|"]
+    for r in rules:
+        out.append(f"| [`{r['kind']}`](#{r['kind']}) | {_cell(r['summary'])} | {'yes' if r['default_set'] else 'no'} "
+                   f"| {', '.join(r['actions'])} | {', '.join(r['frameworks'])} |")
+    for r in rules:
+        out += ["", f"### {r['kind']}", "", r["summary"], "",
+                f"Default set: {'yes' if r['default_set'] else 'no'}. Severity: {r['severity']}. "
+                f"Default actions: {', '.join(r['actions'])}. Frameworks: {', '.join(r['frameworks'])}.", ""]
+        if r["params"]:
+            out += ["| parameter | type | default | description |", "|---|---|---|---|"]
+            out += [f"| `{p['name']}` | {_cell(p['type'])} | `{_cell(p['default'])}` | {_cell(p['description'])} |"
+                    for p in r["params"]]
+        else:
+            out.append("No parameters.")
+    return "\n".join(out) + "\n"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+# ---- subcommands ---------------------------------------------------------------------------
+
+
+def _cmd_rules(args: argparse.Namespace) -> int:
+    try:
+        text = rules_markdown(args.kinds) if args.markdown else rules_text(args.kinds)
+    except KeyError as exc:
+        return _fail(f"tripwire rules: {exc.args[0]}")
+    sys.stdout.write(text)
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from tripwire.config import Config
+
+    status = 0
+    for name in args.configs:
+        try:
+            config = Config.load(Path(name))
+            specs = config.rule_specs()
+        except ConfigError as exc:
+            status = _fail(f"{exc}{_excerpt(exc)}")
+            continue
+        except Exception as exc:  # noqa: BLE001 - e.g. a user rule module that fails to import
+            status = _fail(f"{name}: cannot load the config: {type(exc).__name__}: {exc}")
+            continue
+        listed = ", ".join(n if s.type == n else f"{n} ({s.type})" for n, s in specs.items())
+        which = "the default set: " if config.rules is None else ""
+        print(f"ok: {name}: {len(specs)} rule{'' if len(specs) == 1 else 's'} ({which}{listed})")
+    return status
+
+
+def _excerpt(exc: ConfigError) -> str:
+    """The offending line of the file with a caret under the column, or ''."""
+    try:
+        line = Path(exc.source).read_text(encoding="utf-8").splitlines()[exc.line - 1]
+    except (OSError, TypeError, IndexError, UnicodeDecodeError):
+        return ""
+    caret = " " * ((exc.column or 1) - 1) + "^"
+    return f"\n{exc.line:>5} | {line}\n      | {caret}"
+
+
+def _fail(message: str) -> int:
+    print(message, file=sys.stderr)
+    return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser; a new subcommand is a ``_cmd_*`` function and a few lines here."""
+    parser = argparse.ArgumentParser(prog="tripwire", description="Catch broken training runs while they happen.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("rules", help="list the rule types with their defaults and parameters")
+    p.add_argument("kinds", nargs="*", metavar="RULE", help="only these rule types")
+    p.add_argument("--markdown", action="store_true", help="print Markdown (the README's rule catalogue)")
+    p.set_defaults(func=_cmd_rules)
+
+    p = sub.add_parser("check", help="validate YAML config files")
+    p.add_argument("configs", nargs="+", metavar="CONFIG", help="a tripwire YAML file")
+    p.set_defaults(func=_cmd_check)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except TripwireError as exc:
+        return _fail(f"tripwire {args.command}: {exc}")
+    except BrokenPipeError:  # `tripwire rules | head`
+        sys.stderr.close()
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

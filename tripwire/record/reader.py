@@ -1,0 +1,132 @@
+"""`Run`: read a run record, also while the run is still writing it.
+
+Example:
+    >>> import tempfile
+    >>> from tripwire.record import RunRecord
+    >>> from tripwire.stats import Sample
+    >>> log_dir = tempfile.mkdtemp()
+    >>> rec = RunRecord.create(log_dir, None, run_name="a")
+    >>> for step, loss in [(10, 2.0), (20, float("inf"))]:
+    ...     rec.add_sample(Sample(step=step, epoch=0, stats={"loss": {None: loss}}))
+    >>> rec.close()
+    >>> run = Run.latest(log_dir)
+    >>> steps, values = run.series("loss")
+    >>> steps.tolist(), values.tolist()
+    ([10, 20], [2.0, inf])
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tripwire.finding import Finding
+from tripwire.record.schema import FILENAME, check_version
+
+
+class Run:
+    """A run record opened for reading.
+
+    Args:
+        path: the run directory or its ``record.sqlite`` file.
+
+    Raises:
+        FileNotFoundError: no record there.
+        tripwire.record.RecordError: not a run record, or one from a newer tripwire.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        path = Path(path)
+        self.path = path / FILENAME if path.is_dir() else path
+        if not self.path.is_file():
+            raise FileNotFoundError(f"no tripwire run record at {path} (expected a run directory holding {FILENAME})")
+        self.directory = self.path.parent
+        self._conn = sqlite3.connect(self.path, timeout=5.0, check_same_thread=False)
+        try:
+            self._conn.execute("PRAGMA query_only=ON")
+            check_version(self._conn, str(self.path))
+        except Exception:
+            self._conn.close()
+            raise
+
+    @classmethod
+    def latest(cls, log_dir: str | os.PathLike) -> Run:
+        """The run under ``log_dir`` written to most recently."""
+        candidates = [p for p in Path(log_dir).glob(f"*/{FILENAME}")]
+        if not candidates:
+            raise FileNotFoundError(f"no tripwire run records under {log_dir}")
+
+        def written(p: Path) -> float:
+            wal = p.with_name(p.name + "-wal")
+            return max(p.stat().st_mtime, wal.stat().st_mtime if wal.exists() else 0.0)
+
+        return cls(max(candidates, key=written).parent)
+
+    @property
+    def name(self) -> str:
+        """The run name (its directory name)."""
+        return self.directory.name
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """Everything in the meta table (schema_version, created_at, framework, config, ...)."""
+        return {k: json.loads(v) for k, v in self._conn.execute("SELECT key, value FROM meta ORDER BY key")}
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The run's configuration, with secrets redacted."""
+        return self.meta.get("config", {})
+
+    def names(self) -> list[str]:
+        """Names of the recorded series, sorted."""
+        return [r[0] for r in self._conn.execute("SELECT DISTINCT name FROM series ORDER BY name")]
+
+    def subjects(self, name: str) -> list[str | None]:
+        """Subjects of one series (``None``, the run-wide value, first)."""
+        rows = self._conn.execute("SELECT DISTINCT subject FROM series WHERE name = ?", (name,))
+        return sorted((r[0] for r in rows), key=lambda s: (s is not None, s or ""))
+
+    def series(self, name: str, subject: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(steps, values)`` of one series for one subject (``None``: the run-wide value), by step.
+
+        A step written twice (a resumed run repeating steps after its checkpoint) keeps the
+        value written last.
+        """
+        rows = self._conn.execute(
+            "SELECT step, CASE WHEN is_nan THEN NULL ELSE value END FROM series "
+            "WHERE name = ? AND subject IS ? ORDER BY step, rowid", (name, subject)).fetchall()
+        steps = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        values = np.fromiter((np.nan if r[1] is None else r[1] for r in rows), dtype=np.float64, count=len(rows))
+        if len(steps) > 1:
+            last = np.append(steps[1:] != steps[:-1], True)
+            steps, values = steps[last], values[last]
+        return steps, values
+
+    @property
+    def findings(self) -> list[Finding]:
+        """Every finding, in the order it was recorded."""
+        rows = self._conn.execute("SELECT json FROM findings ORDER BY rowid")
+        return [Finding.from_dict(json.loads(r[0])) for r in rows]
+
+    def close(self) -> None:
+        """Release the file."""
+        self._conn.close()
+
+    def __del__(self) -> None:
+        conn = getattr(self, "_conn", None)
+        if conn is not None:
+            conn.close()
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.directory)!r})"

@@ -1,0 +1,91 @@
+"""The run record's on-disk layout: tables, schema version, and what may be stored from a config.
+
+One SQLite file per run, ``<log_dir>/<run_name>/record.sqlite``:
+
+- ``meta(key, value)``: ``schema_version``, ``created_at``, ``run_name``, ``framework``,
+  ``tripwire_version``, ``config`` (redacted), ``resumed_at`` (list of times the run continued);
+  every value is JSON text.
+- ``series(step, epoch, name, subject, value, is_nan)``: one row per scalar. SQLite turns a bound
+  NaN into NULL, so NaN is stored as ``value NULL, is_nan 1``; ±Inf is stored as REAL. Missing
+  values are never stored, so NULL means NaN and nothing else.
+- ``findings(step, epoch, rule, kind, severity, subject, message, json)``: ``json`` is
+  :meth:`tripwire.Finding.to_json`, the lossless form.
+
+Example:
+    >>> cfg = {"actions": {"webhook": {"url": "https://hooks.example/T0/SECRET", "headers": {"X": "k"}}}}
+    >>> redact_config(cfg)["actions"]["webhook"]
+    {'url': '<redacted>', 'headers': {'X': '<redacted>'}}
+"""
+
+from __future__ import annotations
+
+import copy
+import sqlite3
+from typing import Any
+
+SCHEMA_VERSION = 1
+FILENAME = "record.sqlite"
+REDACTED = "<redacted>"
+
+DDL = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS series (
+    step INTEGER NOT NULL, epoch INTEGER, name TEXT NOT NULL, subject TEXT,
+    value REAL, is_nan INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS series_name ON series (name, subject, step);
+CREATE TABLE IF NOT EXISTS findings (
+    step INTEGER NOT NULL, epoch INTEGER, rule TEXT NOT NULL, kind TEXT NOT NULL, severity TEXT NOT NULL,
+    subject TEXT, message TEXT NOT NULL, json TEXT NOT NULL);
+"""
+
+SERIES_INSERT = "INSERT INTO series (step, epoch, name, subject, value, is_nan) VALUES (?, ?, ?, ?, ?, ?)"
+FINDING_INSERT = ("INSERT INTO findings (step, epoch, rule, kind, severity, subject, message, json) "
+                  "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+
+
+class RecordError(RuntimeError):
+    """A file that is not a run record, or one written by a newer tripwire."""
+
+
+def check_version(conn: sqlite3.Connection, where: str) -> int:
+    """Schema version of an open record; raises :class:`RecordError` when it cannot be used."""
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise RecordError(f"{where} is not a tripwire run record ({exc})") from None
+    if row is None:
+        raise RecordError(f"{where} is not a tripwire run record (no schema_version in meta)")
+    version = int(row[0])
+    if version > SCHEMA_VERSION:
+        raise RecordError(f"{where} has record schema {version}, newer than this tripwire understands "
+                          f"({SCHEMA_VERSION}); upgrade tripwire to read it")
+    return version
+
+
+def redact_config(data: dict[str, Any]) -> dict[str, Any]:
+    """Copy of a dumped config without secrets: the webhook URL (tokens live in it), header
+    values, and every e-mail setting except the recipients and the SMTP host."""
+    out = copy.deepcopy(data)
+    actions = out.get("actions") or {}
+    webhook = actions.get("webhook")
+    if isinstance(webhook, dict):
+        if webhook.get("url") is not None:
+            webhook["url"] = REDACTED
+        if isinstance(webhook.get("headers"), dict):
+            webhook["headers"] = {k: REDACTED for k in webhook["headers"]}
+    email = actions.get("email")
+    if isinstance(email, dict):
+        for key in email:
+            if key == "smtp" and isinstance(email[key], str):
+                email[key] = _smtp_host(email[key])
+            elif key != "to":
+                email[key] = REDACTED
+    return out
+
+
+def _smtp_host(smtp: str) -> str:
+    """'user:pw@host:25' -> 'host' (the port and any credentials are dropped)."""
+    host = smtp.rpartition("@")[2]
+    if host.startswith("["):  # [ipv6]:port
+        return host.partition("]")[0] + "]"
+    return host.partition(":")[0]
