@@ -26,6 +26,7 @@ from tripwire.registry import builtin_rules, rule_class, suggest
 ACTIONS = ("alert", "stop", "raise", "checkpoint")
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _RULE_COMMON = ("type", "actions", "enabled", "severity")
+_MAX_NODES = 100_000
 
 
 class RuleSpec(BaseModel):
@@ -146,31 +147,45 @@ def _read(config: str | os.PathLike) -> tuple[str, str]:
 
 def _parse_yaml(text: str, source: str) -> tuple[Any, dict[tuple, tuple[int, int]]]:
     """Safe-load YAML and record the line/column of every key path."""
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"invalid YAML: {problem}", source=source,
-                          line=mark.line + 1 if mark else None,
-                          column=mark.column + 1 if mark else None) from None
     marks: dict[tuple, tuple[int, int]] = {}
 
-    def walk(n: Any, path: tuple) -> None:
-        marks.setdefault(path, (n.start_mark.line + 1, n.start_mark.column + 1))
+    def walk(n: Any, path: tuple, open_nodes: tuple) -> None:
+        at = (n.start_mark.line + 1, n.start_mark.column + 1)
+        if id(n) in open_nodes:  # an alias that contains itself
+            raise ConfigError("recursive YAML alias: a value that contains itself", source=source,
+                              path=".".join(map(str, path)), line=at[0], column=at[1])
+        marks.setdefault(path, at)
+        if len(marks) > _MAX_NODES:  # alias bombs ("billion laughs") expand exponentially
+            raise ConfigError(f"the config expands to more than {_MAX_NODES} values (nested aliases?)",
+                              source=source, path=".".join(map(str, path)), line=at[0], column=at[1])
+        inner = open_nodes + (id(n),)
         if isinstance(n, yaml.MappingNode):
             for k, v in n.value:
                 key = k.value
                 marks[path + (key,)] = (k.start_mark.line + 1, k.start_mark.column + 1)
-                walk(v, path + (key,))
+                walk(v, path + (key,), inner)
         elif isinstance(n, yaml.SequenceNode):
             for i, v in enumerate(n.value):
-                walk(v, path + (i,))
+                walk(v, path + (i,), inner)
 
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        raise _yaml_error(exc, source) from None
     if node is not None:
-        walk(node, ())
+        walk(node, (), ())
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise _yaml_error(exc, source) from None
     return ({} if data is None else data), marks
+
+
+def _yaml_error(exc: yaml.YAMLError, source: str) -> ConfigError:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    return ConfigError(f"invalid YAML: {problem}", source=source, line=mark.line + 1 if mark else None,
+                       column=mark.column + 1 if mark else None)
 
 
 class _Ctx:
@@ -184,7 +199,8 @@ class _Ctx:
         while probe and probe not in self.marks:
             probe = probe[:-1]
         line, col = self.marks.get(probe, (None, None))
-        return ConfigError(problem, source=self.source, path=".".join(map(str, path)), line=line, column=col)
+        return ConfigError(problem, source=self.source, path=".".join(str(p) or "''" for p in path),
+                           line=line, column=col)
 
     def pydantic(self, exc: ValidationError, base: tuple, fields: Any) -> ConfigError:
         err = exc.errors()[0]
