@@ -1,0 +1,122 @@
+"""`classifier_confusion` on scripted validation confusion matrices."""
+
+import json
+
+import numpy as np
+import pytest
+
+from tripwire.config import Config
+from tripwire.engine import Engine
+from tripwire.rules.classifier_confusion import ClassifierConfusion
+from tripwire.stats import CATALOGUE, Sample
+
+
+def series(matrix):
+    """Matrix rows = true class, columns = predicted class, as the `confusion` series."""
+    return {f"{t},{p}": float(c) for t, row in enumerate(matrix) for p, c in enumerate(row) if c}
+
+
+def healthy_matrix(k=10, per_class=100, seed=0):
+    """Recall 0.6-0.9; of the errors, up to 80% go to one look-alike class (cat/dog), the rest spread."""
+    rng = np.random.default_rng(seed)
+    m = np.zeros((k, k))
+    for t in range(k):
+        probs = np.full(k, 0.0)
+        recall = rng.uniform(0.6, 0.9)
+        twin = (t + 1) % k
+        errors = 1 - recall
+        probs[twin] = errors * rng.uniform(0.3, 0.8)
+        others = [p for p in range(k) if p not in (t, twin)]
+        probs[others] = (errors - probs[twin]) / len(others)
+        probs[t] = recall
+        m[t] = rng.multinomial(per_class, probs / probs.sum())
+    return m
+
+
+def check(rule, matrix, step=100):
+    return rule.check(Sample(step, stats={"confusion": series(matrix)}))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_decent_classifier_on_hard_data_stays_silent(seed):
+    out = check(ClassifierConfusion("cc"), healthy_matrix(seed=seed))
+    assert [v.subject for v in out] == [str(c) for c in range(10)]
+    assert not any(v.fired for v in out)
+
+
+def test_decent_binary_classifier_stays_silent():
+    out = check(ClassifierConfusion("cc"), [[420, 80], [150, 350]])  # recalls 0.84 and 0.70
+    assert [v.fired for v in out] == [False, False]
+
+
+def test_two_swapped_classes_fire_naming_each_other():
+    m = healthy_matrix(seed=1)
+    m[3], m[5] = 0, 0
+    m[3, 5], m[5, 3] = 100, 100  # labels 3 and 5 swapped: every 3 is predicted as 5, and back
+    fired = {v.subject: v for v in check(ClassifierConfusion("cc"), m) if v.fired}
+    assert set(fired) == {"3", "5"}
+    assert fired["3"].evidence["confused_with"] == "5" and fired["3"].value == 1.0
+    assert fired["3"].evidence["recall"] == 0.0 and fired["3"].threshold == 0.5
+    assert "class 3: recall 0%" in fired["3"].message and "predicted as class 5" in fired["3"].message
+    assert "label mapping" in fired["3"].suggestion
+
+
+def test_collapsed_classifier_fires_for_every_other_class():
+    m = np.zeros((4, 4))
+    m[:, 0] = 50  # everything predicted as class 0
+    out = check(ClassifierConfusion("cc"), m)
+    assert [(v.subject, v.fired) for v in out] == [("0", False), ("1", True), ("2", True), ("3", True)]
+    assert all(v.evidence["confused_with"] == "0" for v in out if v.fired)
+
+
+def test_low_recall_with_spread_errors_fires_on_min_diag():
+    m = healthy_matrix(seed=2)
+    m[4] = 11
+    m[4, 4] = 1  # recall 1%, errors spread evenly
+    (v,) = [v for v in check(ClassifierConfusion("cc"), m) if v.fired]
+    assert v.subject == "4" and v.threshold == 0.2 and v.value == pytest.approx(1 / 100)
+    assert "recall 1% < 20%" in v.message and "most often mistaken for class" in v.message
+
+
+def test_small_classes_are_not_judged():
+    m = np.array([[100, 0, 0], [0, 0, 20], [0, 20, 0]])  # 1 and 2 swapped, but 20 < min_samples
+    assert [v.subject for v in check(ClassifierConfusion("cc"), m)] == ["0"]
+    assert [v.subject for v in check(ClassifierConfusion("cc", ClassifierConfusion.Params(min_samples=20)), m)
+            if v.fired] == ["1", "2"]
+
+
+def test_engine_reports_each_class_once_and_rearms_after_a_fix():
+    engine = Engine(Config.load({"rules": {"classifier_confusion": {}}}), framework="torch")
+    swapped = [[100, 0, 0], [0, 0, 100], [0, 100, 0]]
+    fixed = [[100, 0, 0], [0, 90, 10], [0, 10, 90]]
+    subjects = []
+    for step, m in zip(range(100, 700, 100), [swapped, swapped, fixed, swapped, swapped, fixed]):
+        subjects += [(f.step, f.subject) for f in engine.evaluate(Sample(step, stats={"confusion": series(m)}))]
+    # classes 1 and 2 are reported at the first swap and again after the fix; never while latched
+    assert sorted({step for step, _ in subjects}) == [100, 400]
+    for step in (100, 400):
+        named = " ".join(s for at, s in subjects if at == step)
+        assert "1" in named and "2" in named and "0" not in named
+
+
+def test_bad_subject_is_an_error_the_engine_isolates():
+    rule = ClassifierConfusion("cc")
+    with pytest.raises(ValueError, match="'true,predicted'"):
+        rule.check(Sample(1, stats={"confusion": {"3": 5.0}}))
+    engine = Engine(Config.load({"rules": {"classifier_confusion": {}}}), framework="keras")
+    assert engine.evaluate(Sample(1, stats={"confusion": {"3": 5.0}})) == []
+    assert "classifier_confusion" in engine.disabled
+
+
+def test_each_validation_stands_alone():
+    rule = ClassifierConfusion("cc")
+    assert check(rule, np.array([[100, 0], [100, 0]]))[1].fired
+    assert not check(rule, np.array([[100, 0], [0, 100]]))[1].fired
+    assert json.loads(json.dumps(rule.state)) == rule.state == {}
+    assert rule.check(Sample(5, stats={"loss": {None: 1.0}})) == []
+
+
+def test_contract():
+    assert all(n.stat in CATALOGUE for n in ClassifierConfusion("cc").needs())
+    assert set(ClassifierConfusion.frameworks) == {"torch", "keras"}
+    assert all(f.description for f in ClassifierConfusion.Params.model_fields.values())

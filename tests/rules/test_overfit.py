@@ -1,0 +1,108 @@
+"""`overfit` on scripted streams: train loss every 10 steps, val_loss at each epoch end (100 steps)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from tripwire.config import Config
+from tripwire.engine import Engine
+from tripwire.rules.overfit import Overfit
+from tripwire.stats import CATALOGUE, Sample
+
+
+def epochs(train_at, val_at, n_epochs, steps=100, every=10):
+    """Train samples every `every` steps, then a val_loss sample at each epoch end."""
+    out = []
+    for e in range(n_epochs):
+        for s in range(e * steps + every, (e + 1) * steps + 1, every):
+            out.append(Sample(s, epoch=e, stats={"loss": {None: float(train_at(s))}}))
+        out.append(Sample((e + 1) * steps, epoch=e, stats={"val_loss": {None: float(val_at(e))}}))
+    return out
+
+
+def verdicts(rule, samples):
+    return [(s.epoch, v.fired) for s in samples for v in rule.check(s)]
+
+
+def test_growing_gap_fires_at_the_third_validation_over_ratio():
+    # train falls 1.0 -> ~0.15; val bottoms out at epoch 3 and climbs
+    train = lambda s: np.exp(-s / 400)  # noqa: E731
+    val = lambda e: [1.0, 0.9, 0.85, 0.84, 0.9, 1.0, 1.1, 1.2][e]  # noqa: E731
+    rule = Overfit("overfit")
+    out = verdicts(rule, epochs(train, val, 8))
+    # r per epoch (train = that epoch's mean): 0.14, 0.32, 0.60, 1.04, 1.80, ...: over 0.5 from epoch 2
+    assert out == [(0, False), (1, False), (4, True), (5, True), (6, True), (7, True)]
+
+
+def test_healthy_noisy_run_stays_silent():
+    rng = np.random.default_rng(0)
+    curve = lambda s: 2.0 * np.exp(-s / 600) + 0.3  # noqa: E731
+    train = lambda s: curve(s) + 0.1 * rng.standard_normal()  # noqa: E731
+    val = lambda e: 1.15 * curve((e + 0.5) * 100) * (1 + 0.05 * rng.standard_normal())  # noqa: E731 - a 15% gap
+    rule = Overfit("overfit")
+    out = verdicts(rule, epochs(train, val, 30))
+    assert len(out) == 30 and not any(fired for _, fired in out)
+
+
+def test_reference_is_the_mean_train_loss_since_the_previous_validation():
+    rule = Overfit("overfit", Overfit.Params(patience=1))
+    for step, loss in [(10, 1.0), (20, 0.2)]:
+        assert rule.check(Sample(step, stats={"loss": {None: loss}})) == []
+    (v,) = rule.check(Sample(20, stats={"val_loss": {None: 1.5}}))
+    assert v.fired and v.evidence["train_loss"] == pytest.approx(0.6) and v.value == pytest.approx(1.5)
+    assert "1.5" in v.message and "0.6" in v.message
+    # no train loss since then: the last reference stays
+    (v,) = rule.check(Sample(30, stats={"val_loss": {None: 0.7}}))
+    assert not v.fired and rule.state["train"]["last"] == pytest.approx(0.6)
+
+
+def test_a_validation_under_ratio_resets_patience():
+    rule = Overfit("overfit")
+    gaps = [1.0, 1.0, 0.2, 1.0, 1.0, 0.2, 1.0, 1.0, 1.0]  # 3 in a row only at the end
+    out = []
+    for i, r in enumerate(gaps):
+        rule.check(Sample(i * 100 + 50, stats={"loss": {None: 0.5}}))
+        out += [(i, v.fired) for v in rule.check(Sample(i * 100 + 100, stats={"val_loss": {None: 0.5 * (1 + r)}}))]
+    assert out == [(2, False), (5, False), (8, True)]
+
+
+def test_xgboost_rounds_carry_both_losses_in_one_sample():
+    engine = Engine(Config.load({"rules": {"overfit": {"patience": 2}}}), framework="xgboost")
+    findings = []
+    for rnd in range(50):
+        train, val = 0.6 * 0.95 ** rnd, 0.6 * 0.99 ** rnd
+        findings += engine.evaluate(Sample(rnd, stats={"loss": {None: train}, "val_loss": {None: val}}))
+    # r = 1.042**rnd - 1 > 0.5 from round 10; the second such round fires, once
+    assert [f.step for f in findings] == [11]
+    assert findings[0].evidence["val_loss"] > findings[0].evidence["train_loss"]
+
+
+def test_val_before_any_train_loss_is_skipped():
+    rule = Overfit("overfit")
+    assert rule.check(Sample(0, stats={"val_loss": {None: 2.3}})) == []
+    assert rule.check(Sample(5, stats={"grad_norm": {"w": 1.0}})) == []
+
+
+def test_state_round_trips_through_json():
+    rng = np.random.default_rng(2)
+    train = lambda s: np.exp(-s / 300) * (1 + 0.2 * rng.standard_normal())  # noqa: E731
+    val = lambda e: 0.8 + 0.05 * e * (1 + 0.3 * rng.standard_normal())  # noqa: E731
+    samples = epochs(train, val, 20)
+    params = Overfit.Params(patience=2)
+    ref = Overfit("overfit", params)
+    whole = [v for s in samples for v in ref.check(s)]
+    assert any(v.fired for v in whole) and any(not v.fired for v in whole)
+    first = Overfit("overfit", params)
+    head = [v for s in samples[:97] for v in first.check(s)]
+    state = json.loads(json.dumps(first.state))
+    assert state == first.state
+    second = Overfit("overfit", params)
+    second.state = state
+    assert head + [v for s in samples[97:] for v in second.check(s)] == whole
+
+
+def test_contract():
+    assert all(n.stat in CATALOGUE for n in Overfit("overfit").needs())
+    assert set(Overfit.frameworks) == {"torch", "keras", "xgboost"}
+    assert all(f.description for f in Overfit.Params.model_fields.values())

@@ -1,0 +1,108 @@
+"""`classifier_confusion`: a class the classifier mostly gets wrong, or mistakes for one other class."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field
+
+from tripwire.registry import register
+from tripwire.rule import Need, Rule, RuleParams, Verdict
+from tripwire.stats import Sample
+
+
+@register
+class ClassifierConfusion(Rule):
+    """Fire for a class whose validation samples go mostly to one other class, or that is rarely recalled.
+
+    Each sample carrying ``confusion`` is one complete validation run: ``confusion["t,p"]`` is the
+    number of validation samples of true class ``t`` predicted as ``p``. For every class ``t``
+    with ``n_t = sum_p c[t,p] >= min_samples``:
+
+        recall    = c[t,t] / n_t
+        confusion = max_{p != t} c[t,p] / n_t     (the single class it is most mistaken for)
+
+    and the class fires (subject ``t``) when ``confusion > max_off_diag`` or ``recall < min_diag``;
+    otherwise it clears. Normalizing by the true class (rows) makes the check independent of how
+    many classes there are. The defaults stay silent on a decent classifier of hard data (recalls
+    0.6-0.9, errors spread over several classes, even cat/dog-style pairs at 20-30%) and fire on
+    swapped or collapsed classes. SageMaker's Confusion used 0.9 / 0.1, which fires on nearly
+    every real classifier.
+
+    Args:
+        max_off_diag: largest share of a class's samples predicted as one other class. Defaults to 0.5.
+        min_diag: smallest acceptable recall of a class. Defaults to 0.2.
+        min_samples: validation samples a class needs before it is judged. Defaults to 30.
+
+    Example:
+        >>> from tripwire.stats import Sample
+        >>> rule = ClassifierConfusion("classifier_confusion")
+        >>> swapped = {"0,0": 50.0, "1,2": 48.0, "1,1": 2.0, "2,1": 50.0}
+        >>> [(v.subject, v.fired) for v in rule.check(Sample(100, stats={"confusion": swapped}))]
+        [('0', False), ('1', True), ('2', True)]
+    """
+
+    kind = "classifier_confusion"
+    summary = "a class predicted as one other class > max_off_diag of the time, or its recall < min_diag"
+    frameworks: ClassVar[tuple[str, ...]] = ("torch", "keras")
+
+    class Params(RuleParams):
+        """Parameters of `classifier_confusion`."""
+
+        max_off_diag: float = Field(0.5, gt=0, le=1, description="largest share of a class's validation "
+                                                                 "samples predicted as one other class")
+        min_diag: float = Field(0.2, ge=0, le=1, description="smallest acceptable recall of a class")
+        min_samples: int = Field(30, ge=1, description="validation samples a class needs before it is judged")
+
+    def needs(self) -> list[Need]:
+        return [Need("confusion")]
+
+    def check(self, sample: Sample) -> list[Verdict]:
+        series = sample.series("confusion")
+        if series is None:
+            return []
+        rows = _rows(series)
+        p = self.params
+        out = []
+        for t in sorted(rows, key=_class_order):
+            row = rows[t]
+            n = sum(row.values())
+            if n < p.min_samples:
+                continue
+            recall = row.get(t, 0.0) / n
+            others = {q: c for q, c in row.items() if q != t}
+            worst = max(others, key=others.__getitem__, default=None)
+            share = others[worst] / n if worst is not None else 0.0
+            if share <= p.max_off_diag and recall >= p.min_diag:
+                out.append(self.clear(t))
+                continue
+            why = (f"{share:.0%} of them predicted as class {worst} (limit {p.max_off_diag:.0%})"
+                   if share > p.max_off_diag else f"recall {recall:.0%} < {p.min_diag:.0%}")
+            top = f"; most often mistaken for class {worst} ({share:.0%})" if share <= p.max_off_diag else ""
+            out.append(self.fire(
+                t, value=share if share > p.max_off_diag else recall,
+                threshold=p.max_off_diag if share > p.max_off_diag else p.min_diag,
+                message=f"class {t}: recall {recall:.0%} on {n:.0f} validation samples at step {sample.step}, "
+                        f"{why}{top}",
+                suggestion=f"if class {t} and class {worst} look swapped, check the label mapping (label encoder, "
+                           f"class-index order of the dataset vs the model's outputs); otherwise look at examples "
+                           f"of class {t} next to class {worst}, and add data, augmentation or a class weight "
+                           f"for class {t}",
+                recall=recall, confused_with=worst, confused_share=share, samples=n, row=dict(row)))
+        return out
+
+
+def _rows(series: dict[str | None, float]) -> dict[str, dict[str, float]]:
+    """``{"t,p": count}`` as ``{t: {p: count}}``."""
+    rows: dict[str, dict[str, float]] = {}
+    for subject, count in series.items():
+        t, sep, pred = str(subject).partition(",")
+        if not sep:
+            raise ValueError(f"confusion subject must be 'true,predicted', got {subject!r}")
+        rows.setdefault(t.strip(), {})[pred.strip()] = float(count)
+    return rows
+
+
+def _class_order(name: str) -> tuple[int, int | str]:
+    """Numeric class ids in numeric order, then names."""
+    return (0, int(name)) if name.lstrip("-").isdigit() else (1, name)

@@ -1,0 +1,89 @@
+"""`overfit`: the validation loss is far above the training loss."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from tripwire.registry import register
+from tripwire.rule import Need, Rule, RuleParams, Verdict
+from tripwire.rules._loss_history import add_train, finite_scalar, new_train_since_val, train_reference
+from tripwire.stats import Sample
+
+_EPS = 1e-12
+
+
+@register
+class Overfit(Rule):
+    """Fire when the validation loss exceeds the training loss by ``ratio`` for ``patience`` validations.
+
+    At each validation (a sample carrying ``val_loss``) the training reference ``train`` is the
+    mean of the ``loss`` samples since the previous validation (a ``loss`` in the same sample
+    counts, as with XGBoost where both come per round):
+
+        r = (val - train) / max(|train|, 1e-12)
+
+    ``patience`` validations in a row with ``r > ratio`` fire; one with ``r <= ratio`` clears.
+    SageMaker's Overfit used ratio 0.1 and patience 1, which fires on ordinary generalization
+    gaps (and on dropout runs, where the training loss is the noisier one); 0.5 over 3
+    validations is a gap that keeps growing.
+
+    Args:
+        ratio: relative gap above which a validation counts. Defaults to 0.5.
+        patience: validations in a row over ``ratio`` before firing. Defaults to 3.
+
+    Example:
+        >>> from tripwire.stats import Sample
+        >>> rule = Overfit("overfit", Overfit.Params(patience=2))
+        >>> out = []
+        >>> for step, train, val in [(100, 1.0, 1.1), (200, 0.5, 1.2), (300, 0.3, 1.4)]:
+        ...     _ = rule.check(Sample(step, stats={"loss": {None: train}}))
+        ...     out += [v.fired for v in rule.check(Sample(step, stats={"val_loss": {None: val}}))]
+        >>> out
+        [False, True]
+    """
+
+    kind = "overfit"
+    summary = "(val_loss - train loss) / train loss > ratio for patience validations"
+    frameworks: ClassVar[tuple[str, ...]] = ("torch", "keras", "xgboost")
+
+    class Params(RuleParams):
+        """Parameters of `overfit`."""
+
+        ratio: float = Field(0.5, gt=0, description="relative gap (val - train) / train above which a "
+                                                    "validation counts")
+        patience: int = Field(3, ge=1, description="validations in a row over ratio before firing")
+
+    def initial_state(self) -> dict[str, Any]:
+        return {"train": new_train_since_val(), "over": 0}
+
+    def needs(self) -> list[Need]:
+        return [Need("loss"), Need("val_loss")]
+
+    def check(self, sample: Sample) -> list[Verdict]:
+        loss = finite_scalar(sample, "loss")
+        if loss is not None:
+            add_train(self.state["train"], loss)
+        val = finite_scalar(sample, "val_loss")
+        if val is None:
+            return []
+        train = train_reference(self.state["train"])
+        if train is None:
+            return []
+        p = self.params
+        r = (val - train) / max(abs(train), _EPS)
+        if r <= p.ratio:
+            self.state["over"] = 0
+            return [self.clear(None)]
+        self.state["over"] += 1
+        if self.state["over"] < p.patience:
+            return []
+        return [self.fire(
+            None, value=r, threshold=p.ratio,
+            message=f"validation loss {val:.4g} is {r:.0%} above the training loss {train:.4g} at step "
+                    f"{sample.step} (limit {p.ratio:.0%}), for {self.state['over']} validations in a row",
+            suggestion="the model memorizes the training set: add regularization (weight decay, dropout, data "
+                       "augmentation), use more training data or a smaller model, and keep the checkpoint with "
+                       "the best val_loss (early stopping)",
+            val_loss=val, train_loss=train, validations_over=self.state["over"])]

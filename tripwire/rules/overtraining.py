@@ -1,0 +1,97 @@
+"""`overtraining`: the validation loss stopped improving while the training loss keeps falling."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from tripwire.registry import register
+from tripwire.rule import Need, Rule, RuleParams, Verdict
+from tripwire.rules._loss_history import (add_train, finite_scalar, new_train_since_val, relative_drop,
+                                          train_reference)
+from tripwire.stats import Sample
+
+
+@register
+class Overtraining(Rule):
+    """Fire when ``val_loss`` has not improved for ``patience`` validations while the training loss still falls.
+
+    Improvement is relative, early-stopping style: a validation is a new best when
+
+        val < best * (1 - delta)      (best = lowest val_loss so far, taken as |best| when negative)
+
+    At each validation the training reference is the mean of the ``loss`` samples since the
+    previous one. With ``k`` validations since the best and ``train_best`` the reference at the
+    best, the rule fires when
+
+        k >= patience  and  (train_best - train) / |train_best| >= delta
+
+    i.e. the model keeps fitting the training set but no longer generalizes better. A new best
+    clears; so does a training loss that stopped improving too (that is a plateau, see
+    ``loss_not_decreasing``).
+
+    Args:
+        patience: validations without a new best before firing. Defaults to 5.
+        delta: relative improvement that counts, for the validation and the training loss alike.
+            Defaults to 0.01 (1%).
+
+    Example:
+        >>> from tripwire.stats import Sample
+        >>> rule = Overtraining("overtraining", Overtraining.Params(patience=2))
+        >>> out = []
+        >>> for step, train, val in [(100, 1.0, 0.9), (200, 0.8, 0.95), (300, 0.6, 1.0)]:
+        ...     _ = rule.check(Sample(step, stats={"loss": {None: train}}))
+        ...     out += [v.fired for v in rule.check(Sample(step, stats={"val_loss": {None: val}}))]
+        >>> out
+        [False, True]
+    """
+
+    kind = "overtraining"
+    summary = "no val_loss improvement >= delta for patience validations while the training loss still falls"
+    frameworks: ClassVar[tuple[str, ...]] = ("torch", "keras", "xgboost")
+
+    class Params(RuleParams):
+        """Parameters of `overtraining`."""
+
+        patience: int = Field(5, ge=1, description="validations without a new best val_loss before firing")
+        delta: float = Field(0.01, ge=0, description="relative improvement that counts, for val_loss and the "
+                                                     "training loss alike")
+
+    def initial_state(self) -> dict[str, Any]:
+        return {"train": new_train_since_val(), "best": None, "train_at_best": None, "best_step": None,
+                "since": 0}
+
+    def needs(self) -> list[Need]:
+        return [Need("loss"), Need("val_loss")]
+
+    def check(self, sample: Sample) -> list[Verdict]:
+        st, p = self.state, self.params
+        loss = finite_scalar(sample, "loss")
+        if loss is not None:
+            add_train(st["train"], loss)
+        val = finite_scalar(sample, "val_loss")
+        if val is None:
+            return []
+        train = train_reference(st["train"])
+        if st["best"] is None or val < st["best"] - p.delta * abs(st["best"]):
+            st.update(best=val, train_at_best=train, best_step=sample.step, since=0)
+            return [self.clear(None)]
+        st["since"] += 1
+        if st["train_at_best"] is None:  # the best came before any training loss (a sanity-check run)
+            st["train_at_best"] = train
+        if st["since"] < p.patience or train is None:
+            return []
+        train_drop = relative_drop(st["train_at_best"], train)
+        if train_drop < p.delta:
+            return [self.clear(None)]
+        return [self.fire(
+            None, value=st["since"], threshold=p.patience,
+            message=f"val_loss has not improved by {p.delta:.0%} for {st['since']} validations (best "
+                    f"{st['best']:.4g} at step {st['best_step']}, now {val:.4g} at step {sample.step}) while the "
+                    f"training loss fell {train_drop:.0%} ({st['train_at_best']:.4g} -> {train:.4g})",
+            suggestion="further training only fits the training set: stop early and keep the best-val_loss "
+                       "checkpoint (EarlyStopping / ModelCheckpoint on val_loss), decay the learning rate, or add "
+                       "regularization (weight decay, dropout, augmentation)",
+            best_val_loss=st["best"], best_step=st["best_step"], val_loss=val,
+            train_loss_at_best=st["train_at_best"], train_loss=train)]

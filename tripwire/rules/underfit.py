@@ -1,0 +1,96 @@
+"""`underfit`: the training loss plateaued close to where it started."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from tripwire.registry import register
+from tripwire.rule import Need, Rule, RuleParams, Verdict
+from tripwire.rules._loss_history import add_to_window, finite_scalar, new_window, relative_drop
+from tripwire.stats import Sample
+
+
+@register
+class Underfit(Rule):
+    """Fire when, after ``min_steps``, the training loss has plateaued above ``ratio`` x its initial value.
+
+    The initial loss ``L0`` is the mean of the first ``initial_samples`` loss samples. Steps are
+    cut into consecutive windows of ``window`` steps; at the end of each window with mean ``m_k``:
+
+        plateau = (m_{k-1} - m_k) / |m_{k-1}| < min_delta
+        high    = m_k > ratio * L0
+
+    ``patience`` windows in a row that are both plateaued and high, ending at or after
+    ``min_steps``, fire; any other window clears. A healthy run's loss falls well below its
+    start; one that stalls near it is too small a model, too low a learning rate, or features
+    that carry no signal. Only the training loss is used.
+
+    Args:
+        min_steps: no verdict for windows that end before this step. Defaults to 1000.
+        window: window length in optimizer steps (XGBoost: rounds). Defaults to 200.
+        min_delta: smallest relative drop between windows that counts as progress. Defaults to 0.01.
+        ratio: the loss counts as high above ``ratio * L0``. Defaults to 0.9.
+        patience: consecutive plateaued, high windows before firing. Defaults to 2.
+        initial_samples: loss samples averaged into ``L0``. Defaults to 3.
+
+    Example:
+        >>> from tripwire.stats import Sample
+        >>> params = Underfit.Params(min_steps=30, window=10, patience=1)
+        >>> rule = Underfit("underfit", params)
+        >>> flat = [v.fired for s in range(1, 41) for v in rule.check(Sample(s, stats={"loss": {None: 2.3}}))]
+        >>> flat
+        [True, True]
+    """
+
+    kind = "underfit"
+    summary = "after min_steps the training loss plateaued above ratio x its initial value"
+    frameworks: ClassVar[tuple[str, ...]] = ("torch", "keras", "xgboost")
+
+    class Params(RuleParams):
+        """Parameters of `underfit`."""
+
+        min_steps: int = Field(1000, ge=0, description="no verdict for windows that end before this step")
+        window: int = Field(200, ge=1, description="window length in optimizer steps (XGBoost: rounds)")
+        min_delta: float = Field(0.01, ge=0, description="smallest relative drop between windows that counts "
+                                                        "as progress")
+        ratio: float = Field(0.9, gt=0, description="the loss counts as high above ratio x its initial value")
+        patience: int = Field(2, ge=1, description="consecutive plateaued, high windows before firing")
+        initial_samples: int = Field(3, ge=1, description="loss samples averaged into the initial value")
+
+    def initial_state(self) -> dict[str, Any]:
+        return {"window": new_window(0), "first": [], "misses": 0}
+
+    def needs(self) -> list[Need]:
+        return [Need("loss")]
+
+    def check(self, sample: Sample) -> list[Verdict]:
+        loss = finite_scalar(sample, "loss")
+        if loss is None:
+            return []
+        p, st = self.params, self.state
+        if len(st["first"]) < p.initial_samples:
+            st["first"].append(loss)
+        closed = add_to_window(st["window"], sample.step, loss, p.window)
+        if closed is None or closed[0] is None:
+            return []
+        before, after = closed
+        initial = sum(st["first"]) / len(st["first"])
+        drop = relative_drop(before, after)
+        if drop >= p.min_delta or after <= p.ratio * initial:
+            st["misses"] = 0
+            return [self.clear(None)] if sample.step >= p.min_steps else []
+        st["misses"] += 1
+        if st["misses"] < p.patience or sample.step < p.min_steps:
+            return []
+        share = after / initial if initial else float("inf")
+        return [self.fire(
+            None, value=share, threshold=p.ratio,
+            message=f"training loss plateaued at {after:.4g} by step {sample.step}, still {share:.0%} of its "
+                    f"initial {initial:.4g} (limit {p.ratio:.0%}); under a {p.min_delta:.1%} drop per "
+                    f"{p.window} steps for {st['misses']} windows",
+            suggestion="the model is not learning: raise the learning rate, give the model more capacity "
+                       "(width, depth), lower weight decay / dropout, check that inputs are normalized and that "
+                       "labels match the inputs (shuffled or misaligned labels look like this)",
+            initial_loss=initial, window_mean=after, previous_mean=before, relative_drop=drop)]
