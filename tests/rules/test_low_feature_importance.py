@@ -1,0 +1,77 @@
+"""`low_feature_importance`: scripted importances, and the defaults on real XGBoost models."""
+
+import numpy as np
+import pytest
+
+from tripwire.rules.low_feature_importance import LowFeatureImportance
+from tripwire.stats import Sample
+
+
+def check(rule, importance, step=20):
+    return {v.subject: v for v in rule.check(Sample(step, stats={"feature_importance": importance}))}
+
+
+def test_leaked_label_fires_dominant():
+    importance = {f"f{i}": 0.002 for i in range(20)} | {"label_copy": 0.96}
+    out = check(LowFeatureImportance("low_feature_importance"), importance)
+    dominant, useless = out["dominant"], out["useless"]
+    assert dominant.fired and dominant.value == pytest.approx(0.964, abs=1e-3) and dominant.threshold == 0.9
+    assert "label_copy" in dominant.message and "round 20" in dominant.message and "leakage" in dominant.suggestion
+    assert dominant.severity is None  # the rule's default, warning
+    assert not useless.fired  # the others still carry 0.002 each, above 1e-3
+
+
+def test_many_unused_features_fire_useless_only():
+    importance = {f"f{i}": 0.0 for i in range(40)} | {f"g{i}": 0.1 for i in range(10)}
+    out = check(LowFeatureImportance("l"), importance)
+    assert out["useless"].fired and not out["dominant"].fired and out["useless"].severity == "info"
+    assert out["useless"].value == 0.8 and "40 of 50" in out["useless"].message and "f0" in out["useless"].message
+
+
+def test_few_features_skip_both_tests():
+    # iris-like: 4 features, the top 3 hold ~everything
+    assert check(LowFeatureImportance("l"), {"a": 0.68, "b": 0.25, "c": 0.06, "d": 0.01}) == {}
+    # 7 features: dominance is tested (7 > 2n), the useless test is not (7 < 10)
+    assert set(check(LowFeatureImportance("l"), {f"f{i}": 1 / 7 for i in range(7)})) == {"dominant"}
+
+
+def test_nothing_before_min_rounds_or_without_importance():
+    rule = LowFeatureImportance("l")
+    leak = {f"f{i}": 0.0 for i in range(20)} | {"leak": 1.0}
+    assert check(rule, leak, step=5) == {}
+    assert check(rule, {f"f{i}": 0.0 for i in range(20)}) == {}  # no split yet: nothing to say
+    assert rule.check(Sample(20, stats={})) == []
+
+
+def test_unnormalized_input_is_normalized():
+    out = check(LowFeatureImportance("l"), {f"f{i}": 10.0 for i in range(20)})
+    assert not out["dominant"].fired and out["dominant"] == LowFeatureImportance.clear("dominant")
+
+
+def _importance(x, y, objective, rounds=20):
+    xgb = pytest.importorskip("xgboost")
+    params = {"objective": objective, "nthread": 1, "verbosity": 0}
+    if objective == "multi:softprob":
+        params["num_class"] = len(np.unique(y))
+    booster = xgb.train(params, xgb.DMatrix(x, label=y), num_boost_round=rounds)
+    gain = booster.get_score(importance_type="total_gain")
+    values = np.array([gain.get(f"f{i}", 0.0) for i in range(x.shape[1])])
+    return {f"f{i}": float(v) for i, v in enumerate(values / values.sum())}
+
+
+def test_defaults_on_real_models():
+    pytest.importorskip("xgboost")
+    from sklearn.datasets import load_breast_cancer, load_wine, make_classification
+
+    rule = LowFeatureImportance("low_feature_importance")
+    cancer, wine = load_breast_cancer(), load_wine()
+    # healthy: wine's top 3 hold 0.81 (SageMaker's 0.8 would fire), breast_cancer's 0.65
+    for x, y, objective in [(cancer.data, cancer.target, "binary:logistic"),
+                            (wine.data, wine.target, "multi:softprob")]:
+        out = check(rule, _importance(x, y, objective))
+        assert set(out) == {"dominant", "useless"} and not any(v.fired for v in out.values())
+    # a label copy among 20 real features
+    x, y = make_classification(n_samples=600, n_features=20, n_informative=10, random_state=0)
+    leaked = np.c_[x, y + np.random.default_rng(0).normal(0, 0.01, len(y))]
+    out = check(rule, _importance(leaked, y, "binary:logistic"))
+    assert out["dominant"].fired and "f20" in out["dominant"].message

@@ -1,0 +1,66 @@
+"""`small_updates` on scripted update-ratio streams (one sample every 10 steps)."""
+
+import numpy as np
+
+from tripwire.rules.small_updates import SmallUpdates
+from tripwire.stats import Sample
+
+
+def run(rule, ratios_per_sample):
+    """Feed {param: ratio} dicts; return the (step, subject) of every fired verdict."""
+    out = []
+    for i, ratios in enumerate(ratios_per_sample):
+        step = 10 * (i + 1)
+        out += [(step, v.subject) for v in rule.check(Sample(step, stats={"update_ratio": ratios})) if v.fired]
+    return out
+
+
+def noisy(rng, center, n, spread=1.0):
+    return center * np.exp(spread * rng.standard_normal(n))
+
+
+def test_tiny_learning_rate_fires_after_patience_naming_param_step_and_lr():
+    rng = np.random.default_rng(0)
+    # Adam at LR 1e-9: ratio ~ lr / std(w), about 1e-9..3e-8
+    stream = [{"fc1.weight": float(a), "fc2.weight": float(b)}
+              for a, b in zip(noisy(rng, 1e-8, 6), noisy(rng, 2e-9, 6), strict=True)]
+    rule = SmallUpdates("small_updates")
+    out = run(rule, stream)
+    assert out[:2] == [(30, "fc1.weight"), (30, "fc2.weight")] and len(out) == 8
+    (v, _) = rule.check(Sample(70, stats={"update_ratio": {"fc1.weight": 1e-8, "fc2.weight": 1e-8}}))
+    assert "fc1.weight" in v.message and "steps 10..70" in v.message and "7 samples" in v.message
+    assert "learning rate" in v.suggestion and "1e-4..1e-3" in v.suggestion and v.threshold == 1e-6
+
+
+def test_healthy_runs_stay_silent():
+    rng = np.random.default_rng(1)
+    # measured ranges: Adam 1e-4..1e-3 -> 2e-5..2e-3, SGD 1e-2..1e-1 -> 1e-4..2e-2, plain SGD 1e-3 -> 4e-6
+    for center in (1e-3, 1e-4, 2e-5, 4e-6):
+        stream = [{f"l{j}.weight": float(r) for j, r in enumerate(noisy(rng, center, 5, spread=0.7))}
+                  for _ in range(100)]
+        assert run(SmallUpdates("small_updates"), stream) == [], center
+
+
+def test_a_single_dip_does_not_fire_and_resets_the_count():
+    stream = [{"w": 1e-9}, {"w": 1e-9}, {"w": 1e-3}, {"w": 1e-9}, {"w": 1e-9}, {"w": 1e-3}]
+    assert run(SmallUpdates("s"), stream) == []
+
+
+def test_biases_are_skipped_unless_included():
+    # a conv bias followed by BatchNorm: ~0 update under SGD, harmless
+    stream = [{"conv.bias": 0.0, "conv.weight": 1e-3}] * 4
+    assert run(SmallUpdates("s"), stream) == []
+    assert {s for _, s in run(SmallUpdates("s", SmallUpdates.Params(include_biases=True)), stream)} == {"conv.bias"}
+
+
+def test_non_finite_and_absent_ratios_are_not_evaluated():
+    rule = SmallUpdates("s", SmallUpdates.Params(patience=2))
+    # a zero-initialised bias has ||w_before|| = 0: the collector's ratio is Inf
+    assert rule.check(Sample(10, stats={"update_ratio": {"w": float("inf")}})) == []
+    assert rule.check(Sample(20, stats={"loss": {None: 1.0}})) == []
+    assert rule.state == {"runs": {}}
+
+
+def test_ignore_patterns():
+    stream = [{"frozen_ish.weight": 0.0, "fc.weight": 1e-3}] * 4
+    assert run(SmallUpdates("s", SmallUpdates.Params(ignore=("frozen_ish.*",))), stream) == []

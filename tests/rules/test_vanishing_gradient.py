@@ -1,0 +1,91 @@
+"""`vanishing_gradient` on scripted per-parameter gradient streams (one sample every 10 steps)."""
+
+import numpy as np
+
+from tripwire.rules.vanishing_gradient import VanishingGradient
+from tripwire.stats import Sample
+
+
+def grad_sample(step, norms, means=None):
+    means = means if means is not None else {k: n / 100 for k, n in norms.items()}
+    return Sample(step, stats={"grad_norm": dict(norms), "grad_abs_mean": dict(means)})
+
+
+def run(rule, stream):
+    """Feed a list of {param: grad_norm} dicts; return {(step, subject)} of fired verdicts."""
+    out = set()
+    for i, norms in enumerate(stream):
+        step = 10 * (i + 1)
+        out |= {(step, v.subject) for v in rule.check(grad_sample(step, norms)) if v.fired}
+    return out
+
+
+def sigmoid_mlp(rng, depth=10, samples=6):
+    # each sigmoid layer passes back at most a quarter: norms fall ~4-10x per layer towards the input
+    return [{f"net.{2 * i}.weight": float(0.5 * 7.0 ** -(depth - 1 - i) * np.exp(0.3 * rng.standard_normal()))
+             for i in range(depth)} for _ in range(samples)]
+
+
+def test_deep_sigmoid_mlp_fires_for_the_early_layers_after_patience():
+    rng = np.random.default_rng(0)
+    rule = VanishingGradient("vanishing_gradient")
+    out = run(rule, sigmoid_mlp(rng))
+    first = {s for step, s in out if step == 20}
+    assert {"net.0.weight", "net.2.weight", "net.4.weight"} <= first
+    assert "net.18.weight" not in first and not any(step == 10 for step, _ in out)
+
+
+def test_message_names_the_parameter_the_ratio_and_the_largest():
+    rule = VanishingGradient("v", VanishingGradient.Params(patience=1))
+    verdicts = rule.check(grad_sample(30, {"net.0.weight": 1e-7, "net.18.weight": 0.5}, {"net.0.weight": 1e-6,
+                                                                                         "net.18.weight": 1e-2}))
+    (v,) = [v for v in verdicts if v.fired]
+    assert v.subject == "net.0.weight" and v.value == 2e-7 and v.threshold == 1e-5
+    assert "net.0.weight" in v.message and "net.18.weight" in v.message and "step 30" in v.message
+    assert "ReLU" in v.suggestion
+
+
+def test_tiny_mean_gradient_fires_on_its_own():
+    rule = VanishingGradient("v", VanishingGradient.Params(patience=1))
+    (v,) = rule.check(grad_sample(10, {"only.weight": 1e-4}, {"only.weight": 1e-9}))
+    assert v.fired and v.value == 1e-9 and v.threshold == 1e-7 and "mean |grad|" in v.message
+
+
+def test_healthy_networks_with_per_layer_norms_spread_over_1e3_stay_silent():
+    rng = np.random.default_rng(1)
+    names = ["embed.weight", "enc.0.attn.in_proj_weight", "enc.0.linear1.weight", "enc.0.norm1.weight",
+             "enc.1.linear2.weight", "conv1.weight", "conv2.weight", "head.weight"]
+    base = np.geomspace(1e-3, 1.0, len(names))
+    stream = [{n: float(b * np.exp(0.5 * rng.standard_normal())) for n, b in zip(names, base, strict=True)}
+              for _ in range(200)]
+    assert run(VanishingGradient("v"), stream) == set()
+
+
+def test_absent_parameters_are_not_evaluated_and_keep_their_count():
+    rule = VanishingGradient("v")
+    rule.check(grad_sample(10, {"a.weight": 1e-9, "b.weight": 1.0}))
+    # a.weight got no gradient at step 20 (unused branch): no verdict for it
+    assert [v.subject for v in rule.check(grad_sample(20, {"b.weight": 1.0}))] == ["b.weight"]
+    (a, _) = rule.check(grad_sample(30, {"a.weight": 1e-9, "b.weight": 1.0}))
+    assert a.fired and a.subject == "a.weight"
+
+
+def test_recovery_clears():
+    rule = VanishingGradient("v", VanishingGradient.Params(patience=1))
+    assert rule.check(grad_sample(10, {"a.weight": 1e-9, "b.weight": 1.0}))[0].fired
+    assert not rule.check(grad_sample(20, {"a.weight": 1e-2, "b.weight": 1.0}))[0].fired
+
+
+def test_bias_before_batchnorm_is_skipped_by_default():
+    # measured in a healthy CNN: a conv bias followed by BatchNorm gets ~1e-8 of the largest grad norm
+    stream = [{"conv2.bias": 3e-8, "conv2.weight": 0.2, "head.weight": 0.5}] * 4
+    assert run(VanishingGradient("v"), stream) == set()
+    with_biases = VanishingGradient("v", VanishingGradient.Params(include_biases=True))
+    assert {s for _, s in run(with_biases, stream)} == {"conv2.bias"}
+
+
+def test_non_finite_values_are_ignored():
+    rule = VanishingGradient("v", VanishingGradient.Params(patience=1))
+    verdicts = rule.check(grad_sample(10, {"a.weight": float("nan"), "b.weight": 1.0},
+                                      {"a.weight": float("nan"), "b.weight": 0.01}))
+    assert [(v.subject, v.fired) for v in verdicts] == [("b.weight", False)]

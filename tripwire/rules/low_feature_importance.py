@@ -1,0 +1,111 @@
+"""`low_feature_importance`: most features are unused, or a few take all the importance."""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+from pydantic import Field
+
+from tripwire.registry import register
+from tripwire.rule import Need, Rule, RuleParams, Verdict
+from tripwire.stats import Sample
+
+
+@register
+class LowFeatureImportance(Rule):
+    """Fire on two conditions over the normalized gain importance ``I_f`` (sums to 1; features
+    never split on have 0), from round ``min_rounds`` on. With ``F`` features:
+
+    - ``dominant``: the ``n`` largest ``I_f`` sum to more than ``max_share``, when ``F > 2n``
+      (with few features a handful always holds everything). One feature with ~all the gain is
+      the signature of a leaked label or an ID column.
+    - ``useless`` (severity info): ``count(I_f < threshold) / F > max_useless_share``, when
+      ``F >= min_features``. Most columns do nothing: drop them, or check the feature pipeline.
+
+    ``dominant`` comes first, so when both fire in one round the merged finding keeps its severity.
+
+    Measured with XGBoost defaults (total gain, rounds 10..200): the top 3 held 0.65 on
+    breast_cancer, 0.69 on diabetes, 0.81 on wine, 0.26 on digits, 0.80-0.85 on a synthetic set
+    with 5 of 50 informative features, and 1.00 with a leaked label column. SageMaker's 0.8
+    fires on wine, so ``max_share`` defaults to 0.9. The share of features under 1e-3 was
+    0.27-0.37 on breast_cancer, 0.30 on digits (constant border pixels), 0.52-0.66 with 20 of
+    200 informative, 0.95 with a leaked label.
+
+    Args:
+        n: how many top features the dominance test adds up. Defaults to 3.
+        max_share: largest acceptable importance of the top ``n``. Defaults to 0.9.
+        threshold: importance below which a feature counts as useless. Defaults to 1e-3.
+        max_useless_share: largest acceptable share of useless features. Defaults to 0.5.
+        min_features: fewest features for the useless test. Defaults to 10.
+        min_rounds: first boosting round evaluated. Defaults to 10.
+
+    Example:
+        >>> from tripwire.stats import Sample
+        >>> rule = LowFeatureImportance("low_feature_importance", LowFeatureImportance.Params(min_rounds=1))
+        >>> importance = {f"f{i}": 0.0 for i in range(20)} | {"f3": 0.96, "f7": 0.04}
+        >>> [(v.subject, v.fired) for v in rule.check(Sample(1, stats={"feature_importance": importance}))]
+        [('dominant', True), ('useless', True)]
+    """
+
+    kind = "low_feature_importance"
+    summary = "most features have ~0 importance, or the top n features hold > max_share of it"
+    frameworks: ClassVar[tuple[str, ...]] = ("xgboost",)
+
+    class Params(RuleParams):
+        """Parameters of `low_feature_importance`."""
+
+        n: int = Field(3, ge=1, description="how many top features the dominance test adds up")
+        max_share: float = Field(0.9, gt=0, lt=1, description="largest acceptable importance share of the top n "
+                                                               "features")
+        threshold: float = Field(1e-3, ge=0, lt=1, description="normalized importance below which a feature is "
+                                                               "useless")
+        max_useless_share: float = Field(0.5, ge=0, lt=1, description="largest acceptable share of useless features")
+        min_features: int = Field(10, ge=2, description="fewest features for the useless test")
+        min_rounds: int = Field(10, ge=0, description="first boosting round (sample step) evaluated")
+
+    def needs(self) -> list[Need]:
+        return [Need("feature_importance")]
+
+    def check(self, sample: Sample) -> list[Verdict]:
+        p = self.params
+        values = sample.series("feature_importance")
+        if not values or sample.step < p.min_rounds:
+            return []
+        importance = {str(f): float(v) for f, v in values.items() if math.isfinite(v)}
+        total = sum(importance.values())
+        if total <= 0:
+            return []
+        importance = {f: v / total for f, v in importance.items()}  # tolerate unnormalized input
+        ranked = sorted(importance.items(), key=lambda kv: -kv[1])
+        count = len(ranked)
+        out = []
+        if count > 2 * p.n:
+            top = ranked[:p.n]
+            held = sum(v for _, v in top)
+            if held > p.max_share:
+                names = ", ".join(f"{f} ({v:.0%})" for f, v in top)
+                out.append(self.fire(
+                    "dominant", value=held, threshold=p.max_share,
+                    message=f"the top {p.n} of {count} features hold {held:.0%} of the importance at round "
+                            f"{sample.step} (limit {p.max_share:.0%}): {names}",
+                    suggestion=f"check {top[0][0]} for target leakage (a column computed from the label, an ID or "
+                               "timestamp that encodes it); if legitimate, the other features add little",
+                    top={f: v for f, v in top}, features=count))
+            else:
+                out.append(self.clear("dominant"))
+        if count >= p.min_features:
+            useless = [f for f, v in ranked if v < p.threshold]
+            share = len(useless) / count
+            if share > p.max_useless_share:
+                out.append(self.fire(
+                    "useless", value=share, threshold=p.max_useless_share, severity="info",
+                    message=f"{len(useless)} of {count} features ({share:.0%}) have importance < {p.threshold:g} "
+                            f"at round {sample.step} (limit {p.max_useless_share:.0%}), e.g. "
+                            f"{', '.join(sorted(useless)[:5])}",
+                    suggestion="drop features the model does not use, or check the feature pipeline (constant or "
+                               "all-missing columns, a broken join or encoding)",
+                    useless=sorted(useless)[:50], features=count))
+            else:
+                out.append(self.clear("useless"))
+        return out

@@ -1,0 +1,97 @@
+"""`low_variance`: the variance of a weight, gradient or activation tensor leaves a range."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import Field, model_validator
+
+from tripwire.registry import register
+from tripwire.rule import Need, Rule, Verdict
+from tripwire.rules._layers import TARGET_PREFIX, LayerParams, Target, advance, finite_items, skipped, steps
+from tripwire.stats import Sample
+
+
+@register
+class LowVariance(Rule):
+    """Fire when a tensor's variance is below ``min`` (or above ``max``) for ``patience`` samples
+    in a row.
+
+        var(x) = mean((x - mean(x))^2)     (x: a parameter, its gradient, or a layer's output)
+
+    ``on`` picks the tensors, as in ``all_zero``: ``weights`` (``weight_var``), ``gradients``
+    (``grad_var``) or ``activations`` (``act_var``). The right limits depend on ``on`` and the
+    model, so the rule is not in the default set. The default ``min`` of 1e-10 marks a weight
+    whose elements have all become the same (collapsed units); healthy weights sit around
+    1/fan_in (1e-4..1e-1), healthy gradients can be far smaller, so set ``min`` for gradients
+    from a healthy run. ``max`` is off unless set.
+
+    Args:
+        on: ``weights``, ``gradients`` or ``activations``. Defaults to ``weights``.
+        min: variance below which a sample counts. Defaults to 1e-10.
+        max: variance above which a sample counts, or None. Defaults to None.
+        patience: samples in a row before firing. Defaults to 3.
+        ignore: glob patterns of parameter/layer names to skip. Defaults to none.
+
+    Example:
+        >>> from tripwire.stats import Sample
+        >>> rule = LowVariance("tiny_weights", LowVariance.Params(min=1e-6, max=10.0, patience=1))
+        >>> [(v.subject, v.fired) for v in rule.check(Sample(30, stats={"weight_var": {"a.weight": 1e-9,
+        ...                                                                              "b.weight": 0.01}}))]
+        [('a.weight', True), ('b.weight', False)]
+    """
+
+    kind = "low_variance"
+    summary = "variance of weights/gradients/activations < min (or > max)"
+    in_default_set: ClassVar[bool] = False
+    frameworks: ClassVar[tuple[str, ...]] = ("torch", "keras")
+
+    class Params(LayerParams):
+        """Parameters of `low_variance`."""
+
+        on: Target = Field("weights", description="tensors to check: weights, gradients or activations")
+        min: float | None = Field(1e-10, ge=0, description="variance below which a sample counts (null: off)")
+        max: float | None = Field(None, gt=0, description="variance above which a sample counts (null: off)")
+        patience: int = Field(3, ge=1, description="samples in a row outside [min, max] before firing")
+
+        @model_validator(mode="after")
+        def _ordered(self):  # noqa: ANN202 - pydantic validator returning self
+            if self.min is not None and self.max is not None and self.min >= self.max:
+                raise ValueError(f"min ({self.min}) must be below max ({self.max})")
+            if self.min is None and self.max is None:
+                raise ValueError("set min, max or both")
+            return self
+
+    def initial_state(self) -> dict[str, Any]:
+        return {"runs": {}}
+
+    def needs(self) -> list[Need]:
+        return [Need(f"{TARGET_PREFIX[self.params.on]}_var")]
+
+    def check(self, sample: Sample) -> list[Verdict]:
+        p = self.params
+        out = []
+        for name, var in finite_items(sample.series(self.needs()[0])):
+            if skipped(name, p.ignore):
+                continue
+            low = p.min is not None and var < p.min
+            high = p.max is not None and var > p.max
+            length, since = advance(self.state["runs"], name, low or high, sample.step)
+            if length < p.patience:
+                out.append(self.clear(name))
+                continue
+            if low:
+                what, limit = f"variance {var:.2g} < min {p.min:g}", p.min
+                why = ("its elements are (nearly) all equal" if p.on != "gradients" else "it barely gets a gradient")
+                fix = ("check the initialization (constant or tiny), the weight decay and the learning rate"
+                       if p.on != "gradients" else "see vanishing_gradient: activation choice, initialization, "
+                                                   "normalization layers")
+            else:
+                what, limit = f"variance {var:.2g} > max {p.max:g}", p.max
+                why = "its values are spread far wider than expected"
+                fix = "lower the learning rate, add weight decay or normalization, check the inputs' scale"
+            out.append(self.fire(
+                name, value=var, threshold=limit,
+                message=f"{p.on} of {name}: {what} for {length} samples ({steps(since, sample.step)}): {why}",
+                suggestion=fix, variance=var, on=p.on, samples=length, since_step=since))
+        return out

@@ -1,0 +1,84 @@
+"""`small_updates`: an optimizer step barely changes a parameter."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from tripwire.registry import register
+from tripwire.rule import Need, Rule, Verdict
+from tripwire.rules._layers import LayerParams, advance, finite_items, skipped, steps
+from tripwire.stats import Sample
+
+
+@register
+class SmallUpdates(Rule):
+    """Fire for a parameter whose relative update stays below ``threshold`` for ``patience``
+    samples in a row.
+
+        update_ratio = ||w_after - w_before|| / ||w_before||     (one optimizer step)
+
+    Measured on small MLP/CNN/transformer runs (weights, steps 10..150): Adam/AdamW at LR
+    1e-4..1e-3 gives 2e-5..2e-3, SGD with momentum at 1e-2..1e-1 gives 1e-4..2e-2, plain SGD at
+    1e-3 gives 4e-6; Adam at LR 1e-9 gives at most 3e-8 and SGD at 1e-9 about 1e-9. A default of
+    1e-6 sits between. Plain SGD at LR 1e-4 (about 4e-7) fires: at that pace a weight needs
+    ~1e6 steps to change by its own size. A schedule that decays the LR to ~0 can fire in its
+    last samples.
+
+    Biases are left out unless ``include_biases``: a bias followed by BatchNorm has no effect
+    on the loss, gets ~0 gradient and so ~0 update under SGD, which is harmless.
+
+    Args:
+        threshold: update ratio below which a sample counts. Defaults to 1e-6.
+        patience: samples in a row below ``threshold`` before firing. Defaults to 3.
+        include_biases: also evaluate bias vectors. Defaults to False.
+        ignore: glob patterns of parameter names to skip. Defaults to none.
+
+    Example:
+        >>> from tripwire.stats import Sample
+        >>> rule = SmallUpdates("small_updates", SmallUpdates.Params(patience=2))
+        >>> for step in (10, 20):
+        ...     verdicts = rule.check(Sample(step, stats={"update_ratio": {"fc.weight": 3e-9, "out.weight": 2e-3}}))
+        >>> [(v.subject, v.fired) for v in verdicts]
+        [('fc.weight', True), ('out.weight', False)]
+    """
+
+    kind = "small_updates"
+    summary = "||dw||/||w|| of a parameter stays below threshold (learning rate too low)"
+    frameworks: ClassVar[tuple[str, ...]] = ("torch", "keras")
+
+    class Params(LayerParams):
+        """Parameters of `small_updates`."""
+
+        threshold: float = Field(1e-6, gt=0, description="update ratio ||w_after - w_before|| / ||w_before|| "
+                                                         "below which a sample counts")
+        patience: int = Field(3, ge=1, description="samples in a row below threshold before firing")
+        include_biases: bool = Field(False, description="also evaluate bias vectors (a bias followed by "
+                                                        "BatchNorm legitimately gets ~0 update)")
+
+    def initial_state(self) -> dict[str, Any]:
+        return {"runs": {}}
+
+    def needs(self) -> list[Need]:
+        return [Need("update_ratio")]
+
+    def check(self, sample: Sample) -> list[Verdict]:
+        p = self.params
+        out = []
+        for name, ratio in finite_items(sample.series("update_ratio")):
+            if skipped(name, p.ignore, p.include_biases):
+                continue
+            length, since = advance(self.state["runs"], name, ratio < p.threshold, sample.step)
+            if length < p.patience:
+                out.append(self.clear(name))
+                continue
+            out.append(self.fire(
+                name, value=ratio, threshold=p.threshold,
+                message=f"{name} barely changes: update ratio ||dw||/||w|| = {ratio:.2g} < {p.threshold:g} "
+                        f"for {length} samples ({steps(since, sample.step)}), so it is not learning",
+                suggestion="the learning rate is too low (or a scheduler decayed it to ~0): raise it, try "
+                           "1e-4..1e-3 for Adam/AdamW or 1e-2..1e-1 for SGD; check that the optimizer holds this "
+                           "parameter and that its gradient is not vanishing",
+                update_ratio=ratio, samples=length, since_step=since))
+        return out

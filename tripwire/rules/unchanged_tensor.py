@@ -1,0 +1,89 @@
+"""`unchanged_tensor`: a trainable parameter does not change at all between samples."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from tripwire.registry import register
+from tripwire.rule import Need, Rule, Verdict
+from tripwire.rules._layers import LayerParams, advance, finite_items, skipped, steps
+from tripwire.stats import Sample
+
+
+@register
+class UnchangedTensor(Rule):
+    """Fire for a trainable parameter that stays allclose to its previous sampled value for
+    ``num_steps`` samples in a row.
+
+    Collectors report ``weight_unchanged = 1`` for a parameter when, elementwise,
+
+        |w - w_prev| <= atol + rtol * |w_prev|          (numpy/torch ``allclose``)
+
+    with ``w_prev`` its value at the previous sample, and 0 otherwise. Frozen parameters
+    (``requires_grad=False``, ``trainable=False``) are not reported, so what fires is a
+    parameter the optimizer should move but does not: cut off from the loss, missing from the
+    optimizer, or with a zero learning rate.
+
+    Biases are left out unless ``include_biases``: under SGD a bias followed by BatchNorm gets
+    ~0 gradient and stays put, which is harmless.
+
+    Args:
+        num_steps: samples in a row without change before firing. Defaults to 3.
+        rtol: relative tolerance of the comparison. Defaults to 1e-5.
+        atol: absolute tolerance of the comparison. Defaults to 1e-8.
+        include_biases: also evaluate bias vectors. Defaults to False.
+        ignore: glob patterns of parameter names to skip. Defaults to none.
+
+    Example:
+        >>> from tripwire.stats import Sample
+        >>> rule = UnchangedTensor("unchanged_tensor", UnchangedTensor.Params(num_steps=2))
+        >>> key = rule.needs()[0].key
+        >>> key
+        'weight_unchanged[atol=1e-08,rtol=1e-05]'
+        >>> for step in (10, 20):
+        ...     verdicts = rule.check(Sample(step, stats={key: {"aux.weight": 1.0, "fc.weight": 0.0}}))
+        >>> [(v.subject, v.fired) for v in verdicts]
+        [('aux.weight', True), ('fc.weight', False)]
+    """
+
+    kind = "unchanged_tensor"
+    summary = "a trainable parameter stays allclose to its previous value for num_steps samples"
+    frameworks: ClassVar[tuple[str, ...]] = ("torch", "keras")
+
+    class Params(LayerParams):
+        """Parameters of `unchanged_tensor`."""
+
+        num_steps: int = Field(3, ge=1, description="samples in a row without change before firing")
+        rtol: float = Field(1e-5, ge=0, description="relative tolerance of allclose")
+        atol: float = Field(1e-8, ge=0, description="absolute tolerance of allclose")
+        include_biases: bool = Field(False, description="also evaluate bias vectors (a bias followed by "
+                                                        "BatchNorm legitimately stays put)")
+
+    def initial_state(self) -> dict[str, Any]:
+        return {"runs": {}}
+
+    def needs(self) -> list[Need]:
+        return [Need("weight_unchanged", (("rtol", self.params.rtol), ("atol", self.params.atol)))]
+
+    def check(self, sample: Sample) -> list[Verdict]:
+        p = self.params
+        out = []
+        for name, unchanged in finite_items(sample.series(self.needs()[0])):
+            if skipped(name, p.ignore, p.include_biases):
+                continue
+            length, since = advance(self.state["runs"], name, unchanged >= 0.5, sample.step)
+            if length < p.num_steps:
+                out.append(self.clear(name))
+                continue
+            out.append(self.fire(
+                name, value=float(length), threshold=float(p.num_steps),
+                message=f"{name} has not changed for {length} samples ({steps(since, sample.step)}) although "
+                        "it is trainable: it is not learning",
+                suggestion="check that it is used in forward and connected to the loss (no .detach(), no "
+                           "torch.no_grad/tf.stop_gradient on its path), that the optimizer was given this "
+                           "parameter, and that its learning rate is not 0; freeze it explicitly "
+                           "(requires_grad=False / trainable=False) if intended",
+                samples=length, since_step=since, rtol=p.rtol, atol=p.atol))
+        return out
