@@ -41,6 +41,9 @@ class RuleTriggered(TripwireError):
         self.finding = finding
         super().__init__(f"[{finding.rule}] {finding.message}")
 
+    def __reduce__(self):  # noqa: ANN204 - pickles with its finding (raised on dask/spark workers)
+        return type(self), (self.finding,)
+
 
 class RuleError(TripwireError):
     """A rule failed internally while ``strict=True``; wraps the original exception."""
