@@ -1,4 +1,5 @@
-"""The ``tripwire`` command: ``rules`` (the catalogue) and ``check CONFIG`` (validate a YAML file).
+"""The ``tripwire`` command: ``rules`` (the catalogue), ``check CONFIG`` (validate a YAML file) and
+``report RUN`` (the HTML report of a run).
 
 Each subcommand is one function ``_cmd_<name>(args) -> exit code`` plus its arguments in
 :func:`build_parser`. Errors a user can fix print one located message on stderr and exit 1;
@@ -145,6 +146,13 @@ def _excerpt(exc: ConfigError) -> str:
     return f"\n{exc.line:>5} | {line}\n      | {caret}"
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from tripwire.report import write_report
+
+    print(f"tripwire: report written to {write_report(args.run, args.out)}")
+    return 0
+
+
 def _fail(message: str) -> int:
     print(message, file=sys.stderr)
     return 1
@@ -163,6 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="validate YAML config files")
     p.add_argument("configs", nargs="+", metavar="CONFIG", help="a tripwire YAML file")
     p.set_defaults(func=_cmd_check)
+
+    p = sub.add_parser("report", help="write the HTML report of a run (plots of what each rule saw)")
+    p.add_argument("run", metavar="RUN", help="a run directory <log_dir>/<run_name>, its record.sqlite, or a "
+                                              "log directory (its latest run)")
+    p.add_argument("--out", metavar="FILE", help="where to write the page (default: RUN/report.html)")
+    p.set_defaults(func=_cmd_report)
     return parser
 
 

@@ -1,0 +1,178 @@
+"""The HTML page: its sections, escaping, offline-ness, redaction, and size on large runs."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import time
+
+import numpy as np
+import pytest
+
+from tripwire.finding import Finding
+from tripwire.record import Run
+from tripwire.report import ReportError, write_report
+from tripwire.report.build import MAX_TABLE_ROWS
+from tripwire.report.html import script_json
+from tripwire.report.plots import MAX_COLUMNS, MAX_POINTS
+from tripwire.stats import Sample
+
+
+@pytest.fixture
+def page(hostile_run):
+    path = write_report(hostile_run)
+    return path, path.read_text(encoding="utf-8")
+
+
+def test_report_is_written_into_the_run_directory_by_default_or_where_asked(hostile_run, tmp_path):
+    assert write_report(hostile_run) == hostile_run / "report.html"
+    out = write_report(hostile_run / "record.sqlite", tmp_path / "out" / "r.html")
+    assert out == tmp_path / "out" / "r.html" and out.stat().st_size > 1_000_000
+    assert not list((tmp_path / "out").glob(".report-*"))  # no temporary file left behind
+
+
+def test_page_has_every_section(page, data, figures):
+    _, text = page
+    for section in ("findings", "rules", "heatmaps", "losses", "config"):
+        assert f'<section id="{section}">' in text
+    assert "<h2>Findings (4)</h2>" in text
+    for rule in ("dead_relu", "vanishing_gradient", "overfit", "grad_spike"):
+        assert f'<h3 id="rule-{rule}">' in text
+    assert "<h3>grad_norm</h3>" in text and f"<h3>{html.escape(data.DEAD)}</h3>" in text
+    assert "framework: <b>torch</b>" in text
+    # timeline, 4 rule figures, 2 heatmaps, losses; every figure has a placeholder
+    figs = figures(text)
+    assert len(figs) == 8
+    assert all(f'<div class="plot" id="{f["id"]}"></div>' in text for f in figs)
+
+
+def test_findings_table_rows_in_step_order_with_message_and_suggestion(page, hostile_run):
+    _, text = page
+    with Run(hostile_run) as run:
+        findings = sorted(run.findings, key=lambda f: f.step)
+    table = text[text.index('<table class="findings">'):text.index("</table>")]
+    rows = re.findall(r"<tr>(.*?)</tr>", table)[1:]
+    assert len(rows) == len(findings) == 4
+    for row, f in zip(rows, findings):
+        assert row.startswith(f'<td class="num">{f.step}</td>')
+        assert f"<b>{html.escape(f.rule)}</b>" in row
+        assert html.escape(f.message) in row and html.escape(f.suggestion) in row
+    assert '<span class="sev sev-error">error</span>' in table
+
+
+def test_hostile_strings_appear_only_escaped(page, data):
+    _, text = page
+    for hostile in data.HOSTILE:
+        assert hostile not in text
+    assert text.count("<script") == 4  # boot, figure data, plotly, draw: nothing injected
+    assert text.count("</script>") == 4
+    for hostile in (data.SCRIPT_LAYER, data.IMG_LAYER, data.RUN_NAME):
+        assert html.escape(hostile) in text  # shown to the reader, as text
+    # inside the figure JSON the same names are escaped for plotly and for the script element
+    payload = re.search(r'id="tw-figures">(.*?)</script>', text, re.S).group(1)
+    assert "<" not in payload and ">" not in payload
+    assert "\\u003cscript\\u003e" not in payload  # plotly gets &lt;script&gt;, which it draws literally
+    assert "&lt;script&gt;document.body.setAttribute" in payload.replace("\\u0026", "&")
+
+
+def test_figures_carry_the_evidence(page, figures, decode, data):
+    _, text = page
+    figs = {f["id"]: f["figure"] for f in figures(text)}
+    dead = figs[re.search(r'<h3 id="rule-dead_relu">.*?<div class="plot" id="([^"]+)"', text, re.S).group(1)]
+    assert [t["name"] for t in dead["data"]] == [html.escape(data.IMG_LAYER, quote=False), "act1", "act3",
+                                                 "threshold 0.5"]
+    assert decode(dead["data"][-1]["y"]).tolist() == [0.5, 0.5]
+    assert decode(dead["data"][0]["y"]).max() == 0.9
+    heat = next(f for f in figs.values() if f["data"][0]["type"] == "heatmap")
+    z = np.asarray(decode(heat["data"][0]["z"])).reshape(len(heat["data"][0]["y"]), -1)
+    assert np.nanmin(z) == pytest.approx(-9.0)  # log10 of the vanished 1e-9 gradient norms
+    losses = figs[re.search(r'<section id="losses"><h2>Loss</h2><div class="plot" id="([^"]+)"', text).group(1)]
+    assert [t["name"] for t in losses["data"]] == ["loss", "val_loss", "findings (error)", "findings (warning)"]
+    assert len(decode(losses["data"][2]["x"])) + len(decode(losses["data"][3]["x"])) == 4  # a diamond per finding
+    assert len(losses["layout"]["shapes"]) == 4  # and a dotted line
+
+
+def test_config_is_shown_redacted(page):
+    _, text = page
+    config = text[text.index('<section id="config">'):]
+    assert "SECRET-TOKEN" not in text
+    assert "url: &lt;redacted&gt;" in config and "ratio: 0.5" in config
+
+
+def test_page_fetches_nothing(page):
+    _, text = page
+    outside_scripts = re.sub(r"<script\b.*?</script>", "", text, flags=re.S)
+    assert not re.search(r"<(link|img|iframe|object|embed)\b", outside_scripts)
+    assert not re.search(r"\b(src|href)=\"(https?:)?//", outside_scripts)
+    assert "@import" not in outside_scripts and "url(" not in outside_scripts
+
+
+def test_quiet_run_says_no_findings(quiet_run, figures):
+    text = write_report(quiet_run).read_text(encoding="utf-8")
+    assert '<p class="ok" id="no-findings">No findings: no rule fired in 50 sampled steps (steps 10–500).</p>' in text
+    assert '<section id="rules">' not in text and '<section id="losses">' in text
+    assert len(figures(text)) == 2  # grad_norm heatmap and losses
+
+
+def test_large_run_is_downsampled_and_keeps_its_spike(tmp_path, data, figures, decode):
+    n, params = 20_000, [f"blocks.{i}.weight" for i in range(30)]
+    rng = np.random.default_rng(1)
+    samples = []
+    for step in range(1, n + 1):
+        s = Sample(step, step // 1000, {"loss": {None: 1.0 + 0.1 * rng.random()},
+                                        "grad_global_norm": {None: 1e4 if step == 12_345 else 1.0}})
+        if step % 10 == 0:
+            s.add("grad_norm", {p: 0.1 + rng.random() for p in params})
+        samples.append(s)
+    spike = Finding("exploding_gradient", "exploding_gradient", 12_345, 12, "error", None, 1e4, 100.0,
+                    "global gradient norm 1e4", "clip gradients")
+    directory = data.write_run(tmp_path, samples, [spike], "big")
+    start = time.perf_counter()
+    text = write_report(directory).read_text(encoding="utf-8")
+    elapsed = time.perf_counter() - start
+    assert elapsed < 20, elapsed
+    figs = figures(text)
+    for fig in figs:
+        for trace in fig["figure"]["data"]:
+            if trace["type"] == "scatter":
+                assert len(decode(trace["x"])) <= MAX_POINTS
+    norm = next(f["figure"] for f in figs if any(t.get("name") == "grad_global_norm" for t in f["figure"]["data"]))
+    line = next(t for t in norm["data"] if t["name"] == "grad_global_norm")
+    assert decode(line["y"]).max() == 1e4  # a one-step spike survives downsampling
+    heat = next(f["figure"] for f in figs if f["figure"]["data"][0]["type"] == "heatmap")
+    assert len(decode(heat["data"][0]["x"])) == MAX_COLUMNS
+    assert len(text) < 8_000_000
+
+
+def test_missing_record_is_a_report_error(tmp_path):
+    with pytest.raises(ReportError, match="no tripwire run record"):
+        write_report(tmp_path)
+
+
+def test_script_json_keeps_data_inside_its_script_element():
+    text = json.dumps({"name": "</script><!--<script>\u2028&"}, ensure_ascii=False)
+    safe = script_json(text)
+    assert not set("<>&\u2028") & set(safe)
+    assert json.loads(safe) == json.loads(text)
+
+
+def test_empty_record_still_makes_a_page(tmp_path, data):
+    text = write_report(data.write_run(tmp_path, [], [], "empty")).read_text(encoding="utf-8")
+    assert '<p class="ok" id="no-findings">No findings: no rule fired.</p>' in text
+    assert '<section id="config">' in text and not figures_in(text)
+
+
+def test_a_flapping_rule_is_listed_up_to_a_limit(tmp_path, data):
+    samples = [Sample(s, 0, {"grad_global_norm": {None: 1e6 if s % 20 else 1.0}}) for s in range(10, 30_010, 10)]
+    flaps = [Finding("exploding_gradient", "exploding_gradient", s.step, 0, "error", None, 1e6, 1e3, "spike", "clip")
+             for s in samples if s.scalar("grad_global_norm") > 1]
+    assert len(flaps) > MAX_TABLE_ROWS
+    text = write_report(data.write_run(tmp_path, samples, flaps, "flap")).read_text(encoding="utf-8")
+    table = text[text.index('<table class="findings">'):text.index("</table>")]
+    assert table.count("<tr>") == MAX_TABLE_ROWS + 1
+    assert f"The first {MAX_TABLE_ROWS} of {len(flaps)} findings are listed." in text
+
+
+def figures_in(text):
+    return json.loads(re.search(r'id="tw-figures">(.*?)</script>', text, re.S).group(1))
