@@ -9,7 +9,10 @@ Example:
     >>> d = m.process(Sample(step=4, epoch=0, stats={"loss_nonfinite": {None: 1.0}}))
     >>> d.stop.rule, m.stopped_by is d.stop
     ('nonfinite', True)
-    >>> m.close()
+    >>> m.close()  # prints the end-of-run summary
+    tripwire: 1 finding (1 error); training stopped at step 4 by nonfinite
+      rule       subject  first step  message
+      nonfinite  loss              4  NaN/Inf in the loss at step 4
 """
 
 from __future__ import annotations
@@ -68,6 +71,7 @@ class Monitor:
         self.run_name = run_name
         self.findings: list[Finding] = []
         self.stopped_by: Finding | None = None
+        self.sampled_steps: set[int] = set()
         self._callables: dict[str, Callable[[Finding], Any]] = {}
         self._alerts = None
         self._record = None
@@ -113,6 +117,7 @@ class Monitor:
     def process(self, sample: Sample) -> Decision:
         """Evaluate one sample and act on what it shows."""
         self.open()
+        self.sampled_steps.add(sample.step)
         if self._record is not None:
             self._record.add_sample(sample)
         decision = Decision(findings=self.engine.evaluate(sample))
@@ -146,8 +151,17 @@ class Monitor:
         except Exception as exc:  # noqa: BLE001 - a user's action must not break training
             log.error("tripwire: action %s failed for %s: %s", ref, finding.rule, exc)
 
-    def close(self, timeout_s: float = 5.0) -> None:
-        """Flush alerts (bounded wait) and the run record."""
+    def summary(self) -> str:
+        """The end-of-run text: one line when nothing fired, else a table of findings."""
+        from tripwire.report.summary import format_summary
+
+        return format_summary(self.findings, self.record_path, sampled_steps=len(self.sampled_steps),
+                              stopped_by=self.stopped_by)
+
+    def close(self, timeout_s: float = 5.0, *, print_summary: bool = True) -> None:
+        """Flush alerts (bounded wait) and the run record; print the summary (main process)."""
+        if print_summary and self.is_main and self._opened:
+            print(self.summary(), flush=True)
         if self._alerts is not None:
             self._alerts.close(timeout_s=timeout_s)
             self._alerts = None

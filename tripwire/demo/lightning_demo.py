@@ -1,0 +1,81 @@
+"""The Lightning demo: a small classifier with four planted faults.
+
+The data are imbalanced (one class is 90% of the labels) and one feature is on a raw scale
+(mean ~10000); the second hidden layer starts with a bias of -20, so its ReLUs never fire. With
+the default rules plus `dead_relu` set to stop, tripwire reports the data problems, the dead layer
+and what follows from it (its weights never change, its gradients are zero), then stops training.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import lightning.pytorch as pl
+
+from tripwire.callbacks.lightning import LightningTripwire
+
+CLASS_SHARES = (0.90, 0.06, 0.03, 0.01)
+CONFIG = {
+    "interval": 5,
+    "rules": None,  # filled below: the default set plus dead_relu with stop
+}
+
+
+def make_data(n: int, seed: int) -> TensorDataset:
+    """Imbalanced 4-class data; feature 3 is in raw units (mean 10000, std 2000)."""
+    rng = np.random.default_rng(seed)
+    y = rng.choice(len(CLASS_SHARES), size=n, p=CLASS_SHARES)
+    centers = rng.normal(0, 1.5, size=(len(CLASS_SHARES), 16))
+    x = centers[y] + rng.normal(0, 1, size=(n, 16))
+    x[:, 3] = x[:, 3] * 2000 + 10000
+    return TensorDataset(torch.tensor(x, dtype=torch.float32), torch.tensor(y))
+
+
+class Classifier(pl.LightningModule):
+    """MLP whose second hidden layer is dead from the start (bias -20)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 4))
+        nn.init.constant_(self.net[2].bias, -20.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def training_step(self, batch, batch_idx):  # noqa: ANN001, D102
+        x, y = batch
+        return nn.functional.cross_entropy(self(x), y)
+
+    def validation_step(self, batch, batch_idx):  # noqa: ANN001, D102
+        x, y = batch
+        self.log("val_loss", nn.functional.cross_entropy(self(x), y))
+
+    def configure_optimizers(self):  # noqa: D102
+        return torch.optim.Adam(self.parameters(), lr=1e-3)
+
+
+def run(out_dir: Path) -> dict:
+    """Train (a few seconds on a CPU) and return what tripwire found."""
+    from tripwire.config import Config
+    from tripwire.registry import builtin_rules
+
+    torch.manual_seed(0)
+    rules = {kind: {} for kind, cls in builtin_rules().items() if cls.in_default_set}
+    rules["dead_relu"] = {"patience": 6, "actions": ["alert", "stop"]}
+    callback = LightningTripwire(Config.load({**CONFIG, "rules": rules, "log_dir": str(out_dir)}))
+    train = DataLoader(make_data(8192, 1), batch_size=64, shuffle=True)
+    val = DataLoader(make_data(1024, 2), batch_size=256)
+    trainer = pl.Trainer(max_epochs=3, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=str(out_dir),
+                         val_check_interval=32)
+    print("tripwire demo: training a 4-class MLP with planted faults (imbalanced labels, an unscaled feature, "
+          "a dead ReLU layer); dead_relu is set to stop training.")
+    trainer.fit(Classifier(), train, val)
+    return {"findings": callback.findings, "stopped_by": callback.stopped_by,
+            "record": callback.monitor.record_path and str(Path(callback.monitor.record_path).parent),
+            "steps": trainer.global_step}
