@@ -75,6 +75,7 @@ class Monitor:
         self._callables: dict[str, Callable[[Finding], Any]] = {}
         self._alerts = None
         self._record = None
+        self._last_record_path: str | None = None
         self._opened = False
 
     @property
@@ -112,7 +113,7 @@ class Monitor:
     @property
     def record_path(self) -> str | None:
         """Path of the run record file, when one is written."""
-        return None if self._record is None else str(self._record.path)
+        return self._last_record_path if self._record is None else str(self._record.path)
 
     def process(self, sample: Sample) -> Decision:
         """Evaluate one sample and act on what it shows."""
@@ -166,6 +167,7 @@ class Monitor:
             self._alerts.close(timeout_s=timeout_s)
             self._alerts = None
         if self._record is not None:
+            self._last_record_path = str(self._record.path)  # still reported after close
             self._record.close()
             self._record = None
         self._opened = False

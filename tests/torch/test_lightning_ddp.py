@@ -1,0 +1,36 @@
+"""DDP on CPU: a fault in one rank's data stops every rank at the same step, without a hang."""
+
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("lightning")
+torch = pytest.importorskip("torch")
+
+pytestmark = [pytest.mark.torch, pytest.mark.skipif(not torch.distributed.is_available(),
+                                                    reason="torch.distributed is not available")]
+
+SCRIPT = Path(__file__).with_name("ddp_script.py")
+
+
+@pytest.mark.timeout(150)
+def test_rank_local_fault_stops_both_ranks_together(tmp_path):
+    env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(random.randint(20000, 40000)),
+               OMP_NUM_THREADS="1")
+    env.pop("LOCAL_RANK", None)
+    proc = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path)], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    reports = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    steps = {r["global_step"] for r in reports}
+    assert len(steps) == 1, reports  # both ranks stopped at the same step
+    assert steps.pop() < reports[0]["max_steps"]
+    assert [r["stopped_by"] for r in reports] == ["class_imbalance", "class_imbalance"]
+    # rank 0's own labels are balanced: only the counts reduced across ranks show the imbalance
+    counts = reports[0]["findings"][0]["evidence"]["counts"]
+    assert counts["0"] == pytest.approx(3 * counts["1"], rel=0.05)

@@ -1,0 +1,54 @@
+"""Healthy MLP, CNN and transformer runs: the default config (config=None) stays silent.
+
+Each run also checks that silence is not for lack of data: every statistic the default rule
+set needs reached the rules at least once.
+"""
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("lightning")
+torch = pytest.importorskip("torch")
+
+from lightning_kit import CNN, Task, TinyTransformer, blobs, fit, images, loader, mlp, tokens, tripwire  # noqa: E402,I001
+
+pytestmark = pytest.mark.torch
+
+
+def watched(**kwargs):
+    """A default-config callback that keeps every sample it evaluates."""
+    cb = tripwire(None, **kwargs)
+    cb.samples = []
+    process = cb.monitor.process
+
+    def keep(sample):
+        cb.samples.append(sample)
+        return process(sample)
+
+    cb.monitor.process = keep
+    return cb
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn", "transformer"])
+def test_healthy_run_is_silent(kind, tmp_path):
+    torch.manual_seed(0)
+    if kind == "mlp":
+        task, train, val = Task(mlp()), blobs(n=4096, spread=2.0), blobs(n=384, seed=1, spread=2.0)
+    elif kind == "cnn":
+        task, train, val = Task(CNN(), lr=0.01, optimizer="adam"), images(n=4096), images(n=384, seed=1)
+    else:
+        task, train, val = (Task(TinyTransformer(), lr=0.003, optimizer="adam"), tokens(n=4096),
+                            tokens(n=384, seed=1))
+    cb = watched(log_dir=tmp_path)
+    fit(task, loader(*train), loader(*val, shuffle=False), callback=cb, max_steps=120, val_check_interval=40)
+    assert cb.findings == [], [str(f) for f in cb.findings]
+    seen = {key for s in cb.samples for key in s.stats}
+    # float inputs give input_*, token ids give token_*; these models have ReLUs but no tanh/sigmoid
+    not_applicable = ({"token_count[token=0]", "token_total"} if kind != "transformer" else
+                      {"input_count", "input_sum", "input_sumsq", "input_min", "input_max"})
+    not_applicable |= {n.key for n in cb.monitor.needs() if n.stat in ("act_tanh_sat_frac", "act_sigmoid_sat_frac")}
+    needs = {n.key for n in cb.monitor.needs()}
+    assert needs - not_applicable <= seen, sorted(needs - not_applicable - seen)
+    assert len([s for s in cb.samples if "grad_norm" in s.stats]) == 12  # steps 0, 10, ..., 110
+    assert Path(cb.monitor.record_path).is_file() and Path(cb.monitor.record_path).is_relative_to(tmp_path)

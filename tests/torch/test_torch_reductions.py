@@ -1,0 +1,120 @@
+"""Fused reductions against straightforward per-tensor torch reference computations."""
+
+import math
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from tripwire.callbacks import torch_reductions as R  # noqa: E402
+
+pytestmark = pytest.mark.torch
+
+
+def _tensors():
+    g = torch.Generator().manual_seed(0)
+    return [
+        torch.randn(7, 5, generator=g),
+        torch.zeros(3),
+        torch.tensor([0.0, 2.0, 0.0, -4.0]),
+        torch.randn(2, 3, 4, generator=g).half(),
+        torch.full((6,), 0.3),  # constant: variance exactly 0
+        torch.randn(4, generator=g).to(torch.bfloat16),
+    ]
+
+
+def test_tensor_stats_match_per_tensor_reference():
+    ts = _tensors()
+    got = R.tensor_stats(ts, set(R.TENSOR_STATS))
+    for i, t in enumerate(ts):
+        f = t.float()
+        assert got["norm"][i].item() == pytest.approx(f.norm().item(), rel=1e-5, abs=1e-7)
+        assert got["abs_mean"][i].item() == pytest.approx(f.abs().mean().item(), rel=1e-5, abs=1e-7)
+        assert got["zero_frac"][i].item() == pytest.approx((f == 0).float().mean().item())
+        assert got["var"][i].item() == pytest.approx(f.var(correction=0).item(), rel=1e-4, abs=1e-9)
+        assert got["nonfinite"][i].item() == 0.0
+    assert got["var"][4].item() < 1e-12  # two-pass: no E[x²]-E[x]² cancellation (~1e-8 here)
+    assert all(v.dtype == torch.float32 and v.shape == (len(ts),) for v in got.values())
+
+
+def test_only_requested_stats_are_computed():
+    assert set(R.tensor_stats(_tensors(), {"norm"})) == {"norm"}
+    with pytest.raises(ValueError, match="unknown tensor statistics"):
+        R.tensor_stats(_tensors(), {"median"})
+
+
+def test_nonfinite_flags_nan_and_inf_per_tensor():
+    ts = [torch.ones(3), torch.tensor([1.0, float("nan")]), torch.tensor([float("inf"), 0.0])]
+    assert R.tensor_stats(ts, {"nonfinite"})["nonfinite"].tolist() == [0.0, 1.0, 1.0]
+
+
+def test_fallbacks_give_the_same_numbers(monkeypatch):
+    ts = _tensors()
+    fused = R.tensor_stats(ts, set(R.TENSOR_STATS))
+    monkeypatch.setattr(R, "_foreach_norm_ok", False)
+    monkeypatch.setattr(R, "_segment_reduce_ok", False)
+    plain = R.tensor_stats(ts, set(R.TENSOR_STATS))
+    for key in fused:
+        torch.testing.assert_close(fused[key], plain[key], rtol=1e-5, atol=1e-7)
+
+
+def test_norm_orders_match_linalg():
+    ts = _tensors()
+    for order in (1.0, 2.0, math.inf):
+        ref = torch.stack([torch.linalg.vector_norm(t.float(), order) for t in ts])
+        torch.testing.assert_close(R.norms(ts, order), ref, rtol=1e-5, atol=1e-7)
+
+
+def test_update_ratio_and_allclose_flags():
+    before = [torch.ones(4), torch.full((3,), 2.0), torch.zeros(2)]
+    after = [torch.ones(4) * 1.1, torch.full((3,), 2.0), torch.zeros(2)]
+    ratios = R.update_ratios(after, before)
+    assert ratios[0].item() == pytest.approx(0.1, rel=1e-5)
+    assert ratios[1].item() == 0.0 and ratios[2].item() == 0.0
+    nudged = [before[0] + 1e-9, before[1] * (1 + 1e-3), torch.tensor([0.0, float("nan")])]
+    flags = R.allclose_flags(nudged, before, rtol=1e-5, atol=1e-8)
+    expected = [float(torch.allclose(a, b, rtol=1e-5, atol=1e-8)) for a, b in zip(nudged, before)]
+    assert flags.tolist() == expected == [1.0, 0.0, 0.0]
+
+
+def test_init_gain_and_identical_rows():
+    torch.manual_seed(0)
+    default = torch.nn.Linear(64, 32).weight
+    const = torch.full((32, 64), 0.05)
+    big = torch.randn(32, 64) * 3.0
+    gains = R.init_gains([default, const, big])
+    assert gains[0].item() == pytest.approx(1 / math.sqrt(3), rel=0.1)  # kaiming_uniform(a=sqrt(5))
+    assert gains[1].item() < 1e-6
+    assert gains[2].item() == pytest.approx(3.0 * 8, rel=0.1)
+    conv = torch.nn.Conv2d(3, 8, 3).weight
+    assert R.init_gains([conv])[0].item() == pytest.approx(conv.std(correction=0).item() * math.sqrt(27), rel=1e-5)
+    rows = R.identical_rows([default, const, torch.cat([const[:16], big[:16]])])
+    assert rows.tolist() == pytest.approx([0.0, 1.0, 0.0])
+
+
+@pytest.mark.parametrize("shape,dims", [((8, 5), (0,)), ((4, 6, 5), (0, 1)), ((4, 3, 5, 5), (0, 2, 3)), ((9,), (0,))])
+def test_reduce_dims_per_layout(shape, dims):
+    assert R.reduce_dims(torch.zeros(shape)) == dims
+
+
+def test_class_counts_match_bincount_and_report_largest_label():
+    y = torch.tensor([0, 3, 3, 1, -100, 3])
+    counts = R.class_counts(y, capacity=8)
+    assert counts[:8].tolist() == torch.bincount(y[y >= 0], minlength=8).float().tolist()
+    assert counts[8].item() == 3.0
+    over = R.class_counts(torch.tensor([1, 9]), capacity=4)
+    assert over[:4].sum().item() == 1.0 and over[4].item() == 9.0  # label 9 is past the capacity
+
+
+def test_feature_stats_tabular_and_images():
+    x = torch.randn(10, 3) * torch.tensor([1.0, 10.0, 100.0])
+    st = R.feature_stats(x)
+    torch.testing.assert_close(st[1], x.sum(0))
+    torch.testing.assert_close(st[2], x.square().sum(0))
+    torch.testing.assert_close(st[3], x.amin(0))
+    torch.testing.assert_close(st[4], x.amax(0))
+    assert st[0].tolist() == [10.0, 10.0, 10.0]
+    img = torch.rand(2, 3, 4, 4)
+    st = R.feature_stats(img)
+    assert st.shape == (5, 3) and st[0].tolist() == [32.0] * 3
+    torch.testing.assert_close(st[1], img.sum((0, 2, 3)))

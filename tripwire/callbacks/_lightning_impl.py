@@ -1,0 +1,266 @@
+"""The Lightning callback logic, shared by the ``lightning.pytorch`` and ``pytorch_lightning`` adapters.
+
+The two packages have distinct class hierarchies, so :mod:`tripwire.callbacks.lightning` and
+:mod:`tripwire.callbacks.pytorch_lightning` each define a class from this mixin and their
+package's ``Callback``. Lightning calls hooks by name, so this mixin imports neither.
+
+Schedule (every rank follows it, so DDP ranks decide at the same points):
+
+- step ``S`` is sampled when ``S % interval == 0`` (``S`` = ``trainer.global_step`` when its
+  batch starts; under gradient accumulation every micro-batch of that step is sampled);
+- gradients in ``on_before_optimizer_step`` (unscaled, pre-clip, once per real step);
+- the flush at the ``on_train_batch_end`` where that step's optimizer ran: one packed vector,
+  one collective, one host copy. On CPU the sample is evaluated right away; on CUDA the copy
+  is left in flight and evaluated at the next ``on_train_batch_end`` (or at validation end /
+  train end, whichever comes first), so the GPU never waits for the host: rules then decide
+  one batch later;
+- every decision is agreed with ``trainer.strategy.reduce_boolean_decision(flag, all=False)``
+  on every rank, then carried out on every rank (stop, checkpoint, raise).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Mapping
+from typing import Any, Callable, ClassVar, Optional, Union
+
+from tripwire.errors import RuleTriggered
+from tripwire.finding import Finding
+from tripwire.monitor import Decision, Monitor
+from tripwire.stats import Sample
+
+log = logging.getLogger("tripwire")
+
+
+class TripwireCallbackImpl:
+    """Checks training health with the configured rules; see :class:`tripwire.LightningTripwire`."""
+
+    _package: ClassVar[str] = ""  # "lightning" or "pytorch_lightning": the Trainer this adapter belongs to
+
+    def __init__(self, config: Union[str, dict, None] = None, *, stop_on: Iterable[str] = (),
+                 interval: Optional[int] = None, log_dir: Union[str, bool, None] = None, strict: bool = False,
+                 batch_fn: Optional[Callable[[Any], Any]] = None, name: Optional[str] = None) -> None:
+        super().__init__()
+        self.monitor = Monitor(config, stop_on=stop_on, interval=interval, log_dir=log_dir,
+                               strict=strict or None, framework="torch")
+        self.batch_fn = batch_fn
+        self.name = name
+        self.collector: Any = None
+        self._pending: Any = None
+        self._defer = False
+        self._sampled = False
+        self._stepped = False
+        self._batch_step = 0
+        self._collector_state: dict[str, Any] = {}
+        actions = {a for acts in self.monitor.engine.actions.values() for a in acts}
+        self._checkpoints = "checkpoint" in actions
+        self._raises = "raise" in actions
+
+    # public ----------------------------------------------------------------------------------------
+    @property
+    def findings(self) -> list[Finding]:
+        """Every finding so far, in order."""
+        return self.monitor.findings
+
+    @property
+    def stopped_by(self) -> Finding | None:
+        """The finding that stopped training, or None."""
+        return self.monitor.stopped_by
+
+    @property
+    def state_key(self) -> str:
+        """Checkpoint key; give two instances different ``name`` to use both in one Trainer."""
+        if self.name is None:
+            return type(self).__qualname__
+        return f"{type(self).__qualname__}{{'name': {self.name!r}}}"
+
+    def state_dict(self) -> dict[str, Any]:
+        """Rule state, latches and findings, plus collector bookkeeping: plain Python types only."""
+        data = self.collector.data if self.collector is not None else None
+        collector = ({"label_capacity": data.capacity, "classes_seen": data.classes_seen} if data is not None
+                     else dict(self._collector_state))
+        return {"monitor": self.monitor.state_dict(), "collector": collector}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Resume patience counters, latches and findings from a checkpoint."""
+        self.monitor.load_state_dict(state_dict.get("monitor", {}))
+        self._collector_state = dict(state_dict.get("collector", {}))
+        self._restore_collector_state()
+
+    def _restore_collector_state(self) -> None:
+        if self.collector is not None and self._collector_state:
+            data, state = self.collector.data, self._collector_state
+            data.capacity = int(state.get("label_capacity", data.capacity))
+            data.classes_seen = int(state.get("classes_seen", 0))
+
+    # setup and teardown ----------------------------------------------------------------------------
+    def _check_package(self, trainer: Any) -> None:
+        root = type(trainer).__module__.split(".")[0]
+        if self._package and root != self._package:
+            right = ("tripwire.LightningTripwire (lightning.pytorch)" if root == "lightning" else
+                     "tripwire.callbacks.pytorch_lightning.PLTripwire (pytorch_lightning)")
+            raise TypeError(f"{type(self).__name__} is the {self._package} adapter but the Trainer comes from "
+                            f"{root}; use {right} with this Trainer")
+
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        """Register hooks (before ``torch.compile`` traces the model) when fitting."""
+        self._check_package(trainer)
+        if stage != "fit":
+            return
+        from tripwire.callbacks.torch_collector import TorchCollector
+
+        self.monitor.is_main = trainer.is_global_zero
+        self.collector = TorchCollector(self.monitor.needs(), batch_fn=self.batch_fn)
+        self.collector.attach(pl_module)
+        self._restore_collector_state()
+
+    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+        """Allocate device buffers on the model's device; pick up modules made in ``configure_model``."""
+        if self.collector is None:
+            return
+        from tripwire.callbacks.torch_packing import torch_distributed_gather
+
+        if not self.collector.attached_to(pl_module):
+            self.collector.attach(pl_module)
+        self.collector.gather = torch_distributed_gather() if trainer.world_size > 1 else None
+        self.collector.allocate(pl_module.device)
+        self._defer = pl_module.device.type == "cuda"
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        """Initial-weight statistics, once, when training starts from scratch."""
+        if self.collector is None or trainer.global_step > 0:
+            return
+        flush = self.collector.init_flush(step=trainer.global_step, epoch=trainer.current_epoch)
+        if flush is not None:
+            self._decide(trainer, flush.sample())
+
+    def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+        self._process_pending(trainer)
+
+    def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
+        self._process_pending(trainer)
+        self._finish(trainer)
+
+    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        self._finish(trainer)
+
+    def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        """Remove hooks and close alerts and the run record."""
+        if stage != "fit":
+            return
+        if self.collector is not None:
+            self.collector.detach()
+        self._finish(trainer)
+
+    def _finish(self, trainer: Any) -> None:
+        self._pending = None
+        self.monitor.close()  # prints the end-of-run summary on rank 0; a second call does nothing
+
+    # training --------------------------------------------------------------------------------------
+    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        if self.collector is None:
+            return
+        self._batch_step = trainer.global_step
+        self._sampled = self._batch_step % self.monitor.interval == 0
+        self._stepped = False
+        self.collector.begin_batch(batch, self._sampled)
+
+    def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
+        if self.collector is None:
+            return
+        self._stepped = True
+        self.collector.before_optimizer_step(optimizer, getattr(trainer.precision_plugin, "scaler", None))
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.collector is None:
+            return
+        self._process_pending(trainer)
+        self.collector.add_loss(self._train_loss(trainer, pl_module, outputs))
+        if not (self._sampled and self._stepped):
+            self.collector.end_batch()
+            return
+        self._sampled = False
+        flush = self.collector.flush(step=self._batch_step, epoch=trainer.current_epoch)
+        if self._defer:
+            self._pending = flush
+        else:
+            self._decide(trainer, flush.sample())
+
+    def _train_loss(self, trainer: Any, pl_module: Any, outputs: Any) -> Any:
+        key = self.monitor.config.metrics.train_loss
+        if isinstance(outputs, Mapping):
+            loss = outputs.get(key, outputs.get("loss"))
+        else:
+            loss = outputs
+        if loss is None and key in trainer.callback_metrics:
+            return trainer.callback_metrics[key]
+        accumulate = getattr(trainer, "accumulate_grad_batches", 1)
+        if loss is not None and accumulate > 1 and pl_module.automatic_optimization:
+            loss = loss * accumulate  # Lightning hands on_train_batch_end the loss divided by it
+        return loss
+
+    def _process_pending(self, trainer: Any) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self._decide(trainer, pending.sample())
+
+    # validation ------------------------------------------------------------------------------------
+    def _validating(self, trainer: Any) -> bool:
+        return self.collector is not None and self.collector.validation_wanted and not trainer.sanity_checking
+
+    def on_validation_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int,
+                                  dataloader_idx: int = 0) -> None:
+        if self._validating(trainer):
+            self.collector.begin_validation_batch()
+
+    def on_validation_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int,
+                                dataloader_idx: int = 0) -> None:
+        if self._validating(trainer):
+            self.collector.validation_batch(outputs, batch)
+
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        if not self._validating(trainer):
+            return
+        self._process_pending(trainer)
+        val_loss = trainer.callback_metrics.get(self.monitor.config.metrics.val_loss)
+        flush = self.collector.end_validation(val_loss, step=trainer.global_step, epoch=trainer.current_epoch)
+        self._decide(trainer, flush.sample())
+
+    # acting ----------------------------------------------------------------------------------------
+    def _decide(self, trainer: Any, sample: Sample) -> None:
+        """Evaluate a sample and act; every rank calls this at the same points with the same sample."""
+        decision = self.monitor.process(sample)
+        if self.monitor.config.log_stats and trainer.is_global_zero and sample.stats:
+            self._log_stats(trainer, sample)
+        agree = trainer.strategy.reduce_boolean_decision
+        if agree(decision.stop is not None, all=False):
+            trainer.should_stop = True
+        if self._checkpoints and agree(bool(decision.checkpoint), all=False):
+            trainer.save_checkpoint(self._checkpoint_path(trainer, decision, sample))
+        if self._raises and agree(decision.raise_ is not None, all=False):
+            raise RuleTriggered(decision.raise_ or _elsewhere(sample))
+
+    def _checkpoint_path(self, trainer: Any, decision: Decision, sample: Sample) -> str:
+        record = self.monitor.record_path
+        folder = os.path.dirname(record) if record else os.path.join(trainer.default_root_dir, "tripwire")
+        rule = decision.checkpoint[0].rule if decision.checkpoint else "rule"
+        return os.path.join(folder, f"tripwire-{rule}-step{sample.step}.ckpt")
+
+    def _log_stats(self, trainer: Any, sample: Sample) -> None:
+        flat = {}
+        for key, series in sample.stats.items():
+            for subject, value in series.items():
+                flat[f"tripwire/{key}" if subject is None else f"tripwire/{key}/{subject}"] = value
+        for logger in trainer.loggers:
+            try:
+                logger.log_metrics(flat, step=sample.step)
+            except Exception as exc:  # noqa: BLE001 - a logger failure must not stop training
+                log.warning("tripwire: could not log statistics to %s: %s", type(logger).__name__, exc)
+
+
+def _elsewhere(sample: Sample) -> Finding:
+    """Stand-in finding for a rank whose own engine did not fire while another rank's did."""
+    return Finding(rule="tripwire", kind="raise", step=sample.step, epoch=sample.epoch, severity="error",
+                   subject=None, value=None, threshold=None, message="a rule with the raise action fired on "
+                   "another rank", suggestion="see the findings logged by rank 0")

@@ -1,0 +1,28 @@
+"""`PLTripwire`: the same callback for the standalone ``pytorch_lightning`` package.
+
+``lightning.pytorch`` and ``pytorch_lightning`` are separate distributions with separate
+class hierarchies; use this class with a ``pytorch_lightning.Trainer``.
+
+Example:
+    >>> import pytorch_lightning as pl
+    >>> from tripwire.callbacks.pytorch_lightning import PLTripwire
+    >>> isinstance(PLTripwire(log_dir=False), pl.Callback)
+    True
+"""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+
+from tripwire.callbacks._lightning_impl import TripwireCallbackImpl
+
+__all__ = ["LightningTripwire", "PLTripwire"]
+
+
+class PLTripwire(TripwireCallbackImpl, pl.Callback):
+    """:class:`tripwire.LightningTripwire` for ``pytorch_lightning``; same arguments and behaviour."""
+
+    _package = "pytorch_lightning"
+
+
+LightningTripwire = PLTripwire

@@ -1,0 +1,163 @@
+"""Activation statistics through forward hooks on ReLU-family, Tanh and Sigmoid modules.
+
+Hooks are registered once (before ``torch.compile`` traces the model, so compiled graphs keep
+them) and do nothing unless :attr:`ActivationProbe.active` is set, which the collector does on
+sampled training batches only. On those, each hook reduces its module's output to a few
+scalars per layer on the device and adds them to one accumulator; nothing is kept, nothing is
+read on the host.
+
+Per unit means per feature (last dimension of ``(N, F)`` and ``(N, T, F)`` outputs) or per
+channel (dimension 1 of ``(N, C, H, W)``); every other position is a sample. A module object
+called at several places of the forward is reported once, averaged over its calls: give each
+layer its own activation module to see them separately. Functional activations
+(``F.relu(x)``) have no module and are not seen.
+
+Example:
+    >>> import torch
+    >>> from tripwire.stats import Need
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU())
+    >>> probe = ActivationProbe(net, [Need("act_dead_frac", (("inactive_below", 0.01),))])
+    >>> probe.allocate(torch.device("cpu"))
+    >>> probe.active = True
+    >>> with torch.no_grad():
+    ...     _ = net[0].bias.fill_(-100.0)  # every unit dead
+    ...     _ = net(torch.randn(16, 4))
+    >>> probe.read(probe.accumulator.tolist())
+    {'act_dead_frac[inactive_below=0.01]': {'1': 1.0}}
+    >>> probe.remove()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Callable
+
+import torch
+from torch import nn
+
+from tripwire.callbacks.torch_reductions import reduce_dims, unit_share
+from tripwire.stats import Need
+
+#: Module classes per family. "relu" units are dead when their output is not > 0 (ELU/SELU
+#: and LeakyReLU negative outputs count as inactive); GELU/SiLU are smooth and never "dead".
+FAMILIES: dict[str, tuple[type[nn.Module], ...]] = {
+    "relu": (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.SELU, nn.CELU),
+    "tanh": (nn.Tanh,),
+    "sigmoid": (nn.Sigmoid,),
+}
+#: Which family each activation statistic applies to (None: every hooked family).
+STAT_FAMILY: dict[str, str | None] = {
+    "act_dead_frac": "relu",
+    "act_tanh_sat_frac": "tanh",
+    "act_sigmoid_sat_frac": "sigmoid",
+    "act_zero_frac": None,
+    "act_var": None,
+}
+_DEFAULTS = {"inactive_below": 0.01, "level": 0.99, "share": 0.99}
+
+Stat = Callable[[torch.Tensor, tuple[int, ...]], torch.Tensor]
+
+
+def family_of(module: nn.Module) -> str | None:
+    """The family a module belongs to, or None when it is not an activation we watch."""
+    for name, classes in FAMILIES.items():
+        if isinstance(module, classes):
+            return name
+    return None
+
+
+def _opt(need: Need, name: str) -> float:
+    return float(need.option(name, _DEFAULTS[name]))
+
+
+def stat_fn(need: Need) -> Stat:
+    """The layer-level reduction for one activation need: output tensor -> scalar tensor."""
+    if need.stat == "act_dead_frac":
+        below = _opt(need, "inactive_below")
+        return lambda y, dims: (unit_share(y > 0, dims) < below).float().mean()
+    if need.stat == "act_tanh_sat_frac":
+        level, share = _opt(need, "level"), _opt(need, "share")
+        return lambda y, dims: (unit_share(y.abs() >= level, dims) >= share).float().mean()
+    if need.stat == "act_sigmoid_sat_frac":
+        level, share = _opt(need, "level"), _opt(need, "share")
+        return lambda y, dims: (unit_share((y <= 1 - level) | (y >= level), dims) >= share).float().mean()
+    if need.stat == "act_zero_frac":
+        return lambda y, dims: (y == 0).float().mean()
+    if need.stat == "act_var":
+        return lambda y, dims: y.float().var(correction=0)
+    raise ValueError(f"not an activation statistic: {need.stat}")
+
+
+class ActivationProbe:
+    """Forward hooks computing the activation needs, into one device accumulator.
+
+    The accumulator holds, per hooked module, the sum of each statistic over the sampled
+    forward calls followed by the number of calls; :meth:`read` divides. Counts and sums
+    add up across ranks (the collector reduces them with SUM), so the result is the mean
+    over every rank's sampled calls.
+
+    Args:
+        module: the model; every matching submodule of it is hooked.
+        needs: the activation needs (others are ignored).
+    """
+
+    def __init__(self, module: nn.Module, needs: Iterable[Need]) -> None:
+        wanted = sorted((n for n in needs if n.stat in STAT_FAMILY), key=lambda n: n.key)
+        self.active = False
+        self.accumulator: torch.Tensor | None = None
+        self.layout: list[tuple[str, list[Need]]] = []  # (module name, its needs), in accumulator order
+        self._handles = []
+        offset = 0
+        for name, sub in module.named_modules():
+            family = family_of(sub)
+            mine = [n for n in wanted if STAT_FAMILY[n.stat] in (None, family)] if family else []
+            if not mine:
+                continue
+            self.layout.append((name, mine))
+            fns = [stat_fn(n) for n in mine]
+            self._handles.append(sub.register_forward_hook(self._hook(offset, fns)))
+            offset += len(mine) + 1
+        self.size = offset
+
+    def _hook(self, offset: int, fns: Sequence[Stat]):  # noqa: ANN202 - returns a hook closure
+        end = offset + len(fns) + 1
+
+        def hook(module: nn.Module, args: object, output: object) -> None:
+            if not self.active or not isinstance(output, torch.Tensor) or output.dim() == 0:
+                return
+            with torch.no_grad():
+                y = output.detach()
+                dims = reduce_dims(y)
+                values = [fn(y, dims) for fn in fns]
+                values.append(torch.ones((), dtype=torch.float32, device=y.device))
+                self.accumulator[offset:end].add_(torch.stack(values).float())  # type: ignore[index]
+
+        return hook
+
+    def allocate(self, device: torch.device) -> None:
+        """Create the accumulator on the model's device (before the first compiled forward)."""
+        self.accumulator = torch.zeros(self.size, dtype=torch.float32, device=device)
+
+    def reset(self) -> None:
+        """Zero the accumulator in place (a compiled graph keeps pointing at the same tensor)."""
+        if self.accumulator is not None:
+            self.accumulator.zero_()
+
+    def read(self, values: Sequence[float]) -> dict[str, dict[str | None, float]]:
+        """Series from the host copy of the (reduced) accumulator: mean per module over its calls."""
+        out: dict[str, dict[str | None, float]] = {}
+        offset = 0
+        for name, needs in self.layout:
+            calls = values[offset + len(needs)]
+            if calls > 0:
+                for i, need in enumerate(needs):
+                    out.setdefault(need.key, {})[name] = values[offset + i] / calls
+            offset += len(needs) + 1
+        return out
+
+    def remove(self) -> None:
+        """Remove every hook."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        self.active = False

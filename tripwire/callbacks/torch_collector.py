@@ -1,0 +1,245 @@
+"""`TorchCollector`: computes exactly the statistics the enabled rules need, for any torch loop.
+
+The collector is framework-neutral; :mod:`tripwire.callbacks.lightning` drives it from
+Lightning hooks, and a plain PyTorch loop can drive it directly (see the example). Per
+training batch the driver calls :meth:`~TorchCollector.begin_batch` (sampled or not),
+:meth:`~TorchCollector.before_optimizer_step` for every optimizer step (gradients final:
+unscaled, pre-clip), :meth:`~TorchCollector.add_loss`, and, after the step of a sampled batch,
+:meth:`~TorchCollector.flush`. Everything between flushes stays on the device: losses are kept
+as device scalars, activations and data statistics are added into device accumulators,
+gradient/weight statistics are fused reductions. A flush packs everything into one vector,
+reduces it across ranks with one collective (when a gather function is set), and starts one
+host copy; :meth:`Flush.sample` waits for it and returns the :class:`~tripwire.stats.Sample`.
+
+What each statistic means is in :data:`tripwire.stats.CATALOGUE`; where it comes from:
+
+- ``loss``, ``loss_nonfinite``: :meth:`add_loss` on every batch (mean/count since the last flush).
+- ``grad_*``, ``amp_skipped``, ``weight_*``, ``update_ratio``, ``init_*``:
+  :class:`~tripwire.callbacks.torch_params.ParamProbe`.
+- ``act_*``: :class:`~tripwire.callbacks.torch_activations.ActivationProbe` (forward hooks).
+- ``label_count``, ``input_*``, ``token_*``: :class:`~tripwire.callbacks.torch_batch.DataProbe`
+  on sampled batches.
+- ``val_loss``, ``confusion``: :meth:`end_validation`, one sample per validation run.
+- ``user/<name>``: :func:`tripwire.observe`.
+
+Example (a plain PyTorch loop):
+    >>> import torch
+    >>> from tripwire.stats import Need
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    >>> opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    >>> col = TorchCollector([Need("loss"), Need("grad_global_norm"), Need("label_count")])
+    >>> col.attach(net); col.allocate(torch.device("cpu"))
+    >>> for step in range(4):
+    ...     x, y = torch.randn(16, 4), torch.randint(0, 2, (16,))
+    ...     col.begin_batch((x, y), sampled=step % 2 == 0)
+    ...     loss = torch.nn.functional.cross_entropy(net(x), y)
+    ...     opt.zero_grad(); loss.backward()
+    ...     col.before_optimizer_step(opt); opt.step()
+    ...     col.add_loss(loss)
+    ...     if step % 2 == 0:
+    ...         sample = col.flush(step=step, epoch=0).sample()
+    >>> sorted(sample.stats), sum(sample.stats["label_count"].values())
+    (['grad_global_norm', 'label_count', 'loss'], 16.0)
+    >>> col.detach()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import nn
+
+from tripwire.callbacks.torch_activations import STAT_FAMILY, ActivationProbe
+from tripwire.callbacks.torch_batch import BatchFn, ConfusionProbe, DataProbe, split_batch
+from tripwire.callbacks.torch_packing import Gather, Packed, Piece, Series, pack
+from tripwire.callbacks.torch_params import ParamProbe
+from tripwire.observe import drain
+from tripwire.stats import Need, Sample
+
+
+class Flush:
+    """A flush on its way to the host; :meth:`sample` waits for the copy and unpacks it."""
+
+    def __init__(self, packed: Packed, step: int, epoch: int | None) -> None:
+        self.packed, self.step, self.epoch = packed, step, epoch
+
+    @property
+    def ready(self) -> bool:
+        """Whether the host copy has landed (never blocks)."""
+        return self.packed.ready
+
+    def sample(self) -> Sample:
+        """The statistics as a :class:`~tripwire.stats.Sample` (blocks until the copy is done)."""
+        return Sample(step=self.step, epoch=self.epoch, stats=self.packed.read())
+
+
+def _scalar(value: Any, device: torch.device) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value.detach().float().reshape(()).to(device, non_blocking=True)
+    return torch.full((), float(value), dtype=torch.float32, device=device)
+
+
+class TorchCollector:
+    """Statistics for a set of needs over a torch model.
+
+    Args:
+        needs: what the enabled rules need (``Monitor.needs()``); nothing else is computed.
+        batch_fn: optional ``batch -> (inputs, labels)`` for batches :func:`split_batch` cannot read.
+        gather: optional ``[K] -> [world, K]`` collective; per-rank statistics (activations, data,
+            losses) are reduced through it at every flush. None in a single process.
+    """
+
+    def __init__(self, needs: Iterable[Need], *, batch_fn: BatchFn | None = None,
+                 gather: Gather | None = None) -> None:
+        self.needs = frozenset(needs)
+        stats = {n.stat for n in self.needs}
+        self.batch_fn = batch_fn
+        self.gather = gather
+        self.loss_keys = sorted(stats & {"loss", "loss_nonfinite"})
+        self.val_loss = "val_loss" in stats
+        self.data = DataProbe(self.needs)
+        self.params: ParamProbe | None = None
+        self.activations: ActivationProbe | None = None
+        self.confusion = ConfusionProbe() if "confusion" in stats else None
+        self.device = torch.device("cpu")
+        self.sampling = False
+        self._losses: list[torch.Tensor] = []
+        self._modules: frozenset[int] = frozenset()
+
+    # lifecycle -----------------------------------------------------------------------------------
+    def attach(self, module: nn.Module) -> None:
+        """Hook ``module`` (before ``torch.compile`` traces it) and index its parameters."""
+        self.detach()
+        self._modules = frozenset(id(m) for m in module.modules())
+        self.params = ParamProbe(module, self.needs)
+        if any(n.stat in STAT_FAMILY for n in self.needs):
+            self.activations = ActivationProbe(module, self.needs)
+        if self.confusion is not None:
+            self.confusion.attach(module)
+
+    def attached_to(self, module: nn.Module) -> bool:
+        """Whether :meth:`attach` saw exactly the submodules ``module`` has now."""
+        return self._modules == frozenset(id(m) for m in module.modules())
+
+    def allocate(self, device: torch.device) -> None:
+        """Create the device accumulators on the model's device (before its first forward)."""
+        self.device = torch.device(device)
+        if self.activations is not None:
+            self.activations.allocate(self.device)
+
+    def detach(self) -> None:
+        """Remove every hook."""
+        if self.activations is not None:
+            self.activations.remove()
+            self.activations = None
+        if self.confusion is not None:
+            self.confusion.remove()
+        self.sampling = False
+
+    # training ------------------------------------------------------------------------------------
+    def begin_batch(self, batch: Any, sampled: bool) -> None:
+        """Start a training batch; on sampled ones, turn the hooks on and read the batch's data."""
+        self.sampling = sampled
+        if self.activations is not None:
+            self.activations.active = sampled
+        if sampled and self.data.wanted:
+            self.data.add(*split_batch(batch, self.batch_fn))
+
+    def before_optimizer_step(self, optimizer: Any, scaler: Any = None) -> None:
+        """Gradient statistics of a real optimizer step (on sampled batches only)."""
+        if self.sampling and self.params is not None and self.params.wanted:
+            self.params.before_step(optimizer, scaler)
+
+    def add_loss(self, loss: Any) -> None:
+        """Keep this batch's training loss (a device scalar; nothing is computed until the flush)."""
+        if self.loss_keys and isinstance(loss, torch.Tensor):
+            self._losses.append(loss.detach())
+
+    def end_batch(self) -> None:
+        """End a training batch: hooks off (validation and other batches cost nothing)."""
+        if self.activations is not None:
+            self.activations.active = False
+
+    def flush(self, step: int, epoch: int | None = None) -> Flush:
+        """Pack everything since the last flush, reduce across ranks, start the host copy."""
+        pieces = self._loss_pieces()
+        if self.activations is not None and self.activations.size:
+            pieces.append(Piece(self.activations.accumulator, "sum", self.activations.read))
+        pieces.extend(self.data.pieces())
+        if self.params is not None and self.params.wanted:
+            pieces.extend(self.params.pieces())
+        pieces.extend(self._user_pieces())
+        packed = pack(pieces, self.gather)
+        if self.activations is not None:
+            self.activations.reset()  # after pack: the copy in cat() is already enqueued
+        self.end_batch()
+        return Flush(packed, step, epoch)
+
+    def _loss_pieces(self) -> list[Piece]:
+        if not self.loss_keys or not self._losses:
+            return []
+        losses, self._losses = torch.stack([v.float().reshape(()) for v in self._losses]), []
+        finite = torch.isfinite(losses)
+        values = torch.stack([torch.where(finite, losses, 0.0).sum(), finite.sum().float(), (~finite).sum().float()])
+        keys = self.loss_keys
+
+        def read(v: list[float]) -> Series:
+            out: Series = {}
+            if "loss" in keys and v[1] > 0:
+                out["loss"] = {None: v[0] / v[1]}
+            if "loss_nonfinite" in keys:
+                out["loss_nonfinite"] = {None: v[2]}
+            return out
+
+        return [Piece(values, "sum", read)]
+
+    def _user_pieces(self) -> list[Piece]:
+        observed = drain()
+        if not observed:
+            return []
+        names = sorted(observed)
+        values = torch.stack([_scalar(observed[n][0], self.device) / observed[n][1] for n in names])
+        return [Piece(values, "same", lambda v: {n: {None: x} for n, x in zip(names, v)})]
+
+    def init_flush(self, step: int = 0, epoch: int | None = 0) -> Flush | None:
+        """Initial-weight statistics (``init_*``), once before training; None when not needed."""
+        pieces = self.params.init_pieces() if self.params is not None else []
+        return Flush(pack(pieces), step, epoch) if pieces else None
+
+    # validation ----------------------------------------------------------------------------------
+    @property
+    def validation_wanted(self) -> bool:
+        """Whether validation runs produce a sample (``val_loss`` or ``confusion`` needed)."""
+        return self.val_loss or self.confusion is not None
+
+    def begin_validation_batch(self) -> None:
+        """Keep the model's next output as predictions (confusion only)."""
+        if self.confusion is not None:
+            self.confusion.capturing = True
+
+    def validation_batch(self, outputs: Any, batch: Any) -> None:
+        """Pair this validation batch's predictions with its labels.
+
+        Predictions are ``outputs["preds"]`` when ``validation_step`` returned a dict with
+        ``preds`` and ``target``; otherwise the last output of the model's forward in this step.
+        """
+        if self.confusion is None:
+            return
+        self.confusion.capturing = False
+        if isinstance(outputs, dict) and isinstance(outputs.get("preds"), torch.Tensor):
+            preds, target = outputs["preds"], outputs.get("target")
+            if not isinstance(target, torch.Tensor):
+                target = split_batch(batch, self.batch_fn)[1]
+        else:
+            preds, target = self.confusion.captured, split_batch(batch, self.batch_fn)[1]
+        self.confusion.add(preds, target)
+
+    def end_validation(self, val_loss: Any, step: int, epoch: int | None) -> Flush:
+        """The sample of one validation run: ``val_loss`` (mean across ranks) and ``confusion``."""
+        pieces = self.confusion.pieces() if self.confusion is not None else []
+        if self.val_loss and val_loss is not None:
+            pair = torch.stack([_scalar(val_loss, self.device), torch.ones((), device=self.device)])
+            pieces.append(Piece(pair, "sum", lambda v: {"val_loss": {None: v[0] / v[1]}} if v[1] else {}))
+        return Flush(pack(pieces, self.gather), step, epoch)

@@ -1,0 +1,228 @@
+"""Gradient and weight statistics of a model's trainable parameters.
+
+:meth:`ParamProbe.before_step` runs where the gradients of a real optimizer step are final:
+unscaled, before clipping, DDP-averaged (Lightning's ``on_before_optimizer_step``). It reduces
+them with the fused kernels of :mod:`~tripwire.callbacks.torch_reductions` and, when
+``update_ratio`` is needed, snapshots the weights. :meth:`ParamProbe.pieces` runs after the
+step: weight statistics, ``||Δw|| / ||w||`` against the snapshot, and ``weight_unchanged``
+against the weights kept from the previous sampled step. Subjects are parameter names from
+``named_parameters()``; frozen parameters (``requires_grad=False``) are left out.
+
+Sparse gradients are skipped. Dense embedding gradients are mostly zero rows (only the
+tokens in the batch get one), so their ``grad_abs_mean`` is taken over the non-zero elements:
+a rarely-used vocabulary is not a vanishing gradient.
+
+Example:
+    >>> import torch
+    >>> from tripwire.stats import Need
+    >>> net = torch.nn.Linear(3, 2)
+    >>> probe = ParamProbe(net, [Need("grad_norm"), Need("update_ratio")])
+    >>> opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    >>> net(torch.randn(8, 3)).square().mean().backward()
+    >>> probe.before_step(opt); opt.step()
+    >>> stats = {}
+    >>> for piece in probe.pieces():
+    ...     stats.update(piece.read(piece.values.tolist()))
+    >>> sorted(stats), sorted(stats["grad_norm"])
+    (['grad_norm', 'update_ratio'], ['bias', 'weight'])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from tripwire.callbacks.torch_packing import Piece, Reader, Series
+from tripwire.callbacks.torch_reductions import (
+    allclose_flags, identical_rows, init_gains, norms, tensor_stats, update_ratios,
+)
+from tripwire.stats import Need
+
+GRAD_STATS = {"grad_norm": "norm", "grad_abs_mean": "abs_mean", "grad_zero_frac": "zero_frac", "grad_var": "var"}
+WEIGHT_STATS = {"weight_norm": "norm", "weight_zero_frac": "zero_frac", "weight_var": "var",
+                "weight_nonfinite": "nonfinite"}
+INIT_STATS = ("init_weight_gain", "init_identical_rows")
+INIT_MODULES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def per_subject(keys: Sequence[str], names: Sequence[str]) -> Reader:
+    """Reader for a vector holding ``len(names)`` values per key, key after key."""
+    keys, names = list(keys), list(names)
+
+    def read(values: list[float]) -> Series:
+        n = len(names)
+        return {key: dict(zip(names, values[i * n:(i + 1) * n])) for i, key in enumerate(keys)}
+
+    return read
+
+
+def run_wide(keys: Sequence[str]) -> Reader:
+    """Reader for a vector holding one run-wide value per key."""
+    keys = list(keys)
+    return lambda values: {key: {None: v} for key, v in zip(keys, values)}
+
+
+def copy_into(targets: list[torch.Tensor] | None, sources: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """Copy ``sources`` into preallocated ``targets`` (allocated on first use), foreach when possible."""
+    sources = [s.detach() for s in sources]
+    if targets is None or len(targets) != len(sources) or any(t.shape != s.shape for t, s in zip(targets, sources)):
+        return [s.clone() for s in sources]
+    if hasattr(torch, "_foreach_copy_"):
+        torch._foreach_copy_(targets, sources)
+    else:
+        for t, s in zip(targets, sources):
+            t.copy_(s)
+    return targets
+
+
+class ParamProbe:
+    """Gradient/weight statistics of ``module``'s trainable parameters on sampled steps.
+
+    Args:
+        module: the model.
+        needs: all needs; the gradient, weight, update and init ones are used.
+    """
+
+    def __init__(self, module: nn.Module, needs: Iterable[Need]) -> None:
+        needs = set(needs)
+        stats = {n.stat for n in needs}
+        self.module = module
+        self.grad_want = {GRAD_STATS[s] for s in stats if s in GRAD_STATS}
+        self.grad_keys = sorted(s for s in stats if s in GRAD_STATS)
+        self.global_norm = "grad_global_norm" in stats
+        self.grad_nonfinite = "grad_nonfinite" in stats
+        self.amp_skipped = "amp_skipped" in stats or self.grad_nonfinite
+        self.weight_keys = sorted(s for s in stats if s in WEIGHT_STATS)
+        self.update_ratio = "update_ratio" in stats
+        self.unchanged = sorted((n for n in needs if n.stat == "weight_unchanged"), key=lambda n: n.key)
+        self.init = [n for n in needs if n.stat in INIT_STATS]
+        self.names = {id(p): name for name, p in module.named_parameters()}
+        self.embeddings = {id(m.weight) for m in module.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag))}
+        self._grad_pieces: list[Piece] = []
+        self._l2: list[torch.Tensor] = []
+        self._skipped: list[torch.Tensor] = []
+        self._seen: set[int] = set()
+        self._before: list[torch.Tensor] | None = None  # weights before this step (buffers reused)
+        self._before_names: list[str] = []
+        self._snapshot = False  # whether _before holds this sampled step's weights
+        self._previous: list[torch.Tensor] | None = None
+        self._previous_names: list[str] = []
+
+    @property
+    def wanted(self) -> bool:
+        """Whether any parameter statistic is needed."""
+        return bool(self.grad_keys or self.global_norm or self.grad_nonfinite or self.weight_keys
+                    or self.update_ratio or self.unchanged)
+
+    def trainable(self) -> list[tuple[str, torch.Tensor]]:
+        """``(name, parameter)`` of every parameter that requires a gradient."""
+        return [(name, p) for name, p in self.module.named_parameters() if p.requires_grad]
+
+    def before_step(self, optimizer: Any, scaler: Any = None) -> None:
+        """Gradient statistics of ``optimizer``'s parameters; the first call of a step also snapshots weights."""
+        optimizer = getattr(optimizer, "_optimizer", optimizer)  # LightningOptimizer -> torch optimizer
+        if self.update_ratio and not self._snapshot:
+            named = self.trainable()
+            names = [n for n, _ in named]
+            self._before = copy_into(self._before if names == self._before_names else None, [p for _, p in named])
+            self._before_names, self._snapshot = names, True
+        names = self.names
+        dense, sparse_like = [], []
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                if id(p) in self._seen or p.grad is None or p.grad.is_sparse or id(p) not in names:
+                    continue
+                self._seen.add(id(p))
+                (sparse_like if id(p) in self.embeddings else dense).append((names[id(p)], p.grad.detach()))
+        for grads, embedding in ((dense, False), (sparse_like, True)):
+            if grads:
+                self._add_grads(grads, embedding)
+        if self.amp_skipped and scaler is not None:
+            self._add_amp_skip(optimizer, scaler)
+
+    def _add_grads(self, named: list[tuple[str, torch.Tensor]], embedding: bool) -> None:
+        names, grads = [n for n, _ in named], [g for _, g in named]
+        want = set(self.grad_want)
+        if self.global_norm or self.grad_nonfinite:
+            want.add("norm")
+        stats = tensor_stats(grads, want)
+        if embedding and "abs_mean" in stats:
+            touched = torch.stack([g.count_nonzero() for g in grads]).float().clamp_min(1)
+            stats["abs_mean"] = norms(grads, 1.0) / touched
+        if "norm" in stats:
+            self._l2.append(stats["norm"])
+        if self.grad_keys:
+            values = torch.cat([stats[GRAD_STATS[k]] for k in self.grad_keys])
+            self._grad_pieces.append(Piece(values, "same", per_subject(self.grad_keys, names)))
+
+    def _add_amp_skip(self, optimizer: Any, scaler: Any) -> None:
+        try:  # private GradScaler API: found-inf flags of this optimizer after unscale_
+            found = list(scaler._found_inf_per_device(optimizer).values())
+        except Exception:  # noqa: BLE001 - no scaler state for this optimizer
+            return
+        if found:
+            self._skipped.append(torch.stack([f.float().reshape(()) for f in found]).amax())
+
+    def pieces(self) -> list[Piece]:
+        """Everything of this sampled step, after the optimizer step; resets the step state."""
+        out = list(self._grad_pieces)
+        run: dict[str, torch.Tensor] = {}
+        if self._l2:
+            l2 = torch.cat(self._l2)
+            if self.global_norm:
+                run["grad_global_norm"] = l2.square().sum().sqrt()
+            if self.grad_nonfinite:
+                run["grad_nonfinite"] = (~torch.isfinite(l2)).any().float()
+        if self._skipped:
+            run["amp_skipped"] = torch.stack(self._skipped).amax()
+        named = self.trainable()
+        names, params = [n for n, _ in named], [p.detach() for _, p in named]
+        if params and self.weight_keys:
+            stats = tensor_stats(params, {WEIGHT_STATS[k] for k in self.weight_keys})
+            per = [k for k in self.weight_keys if k != "weight_nonfinite"]
+            if per:
+                out.append(Piece(torch.cat([stats[WEIGHT_STATS[k]] for k in per]), "same", per_subject(per, names)))
+            if "weight_nonfinite" in self.weight_keys:
+                run["weight_nonfinite"] = stats["nonfinite"].amax()
+        if self._snapshot and self._before_names == names:
+            out.append(Piece(update_ratios(params, self._before), "same", per_subject(["update_ratio"], names)))
+        self._snapshot = False
+        if self.unchanged and params:
+            out.extend(self._unchanged(names, params))
+        if run:
+            keys = sorted(run)
+            out.append(Piece(torch.stack([run[k] for k in keys]), "same", run_wide(keys)))
+        self._grad_pieces, self._l2, self._skipped, self._seen = [], [], [], set()
+        return out
+
+    def _unchanged(self, names: list[str], params: list[torch.Tensor]) -> list[Piece]:
+        out = []
+        if self._previous is not None and self._previous_names == names:
+            for need in self.unchanged:
+                flags = allclose_flags(params, self._previous, float(need.option("rtol", 1e-5)),
+                                       float(need.option("atol", 1e-8)))
+                out.append(Piece(flags, "same", per_subject([need.key], names)))
+        self._previous = copy_into(self._previous if self._previous_names == names else None, params)
+        self._previous_names = names
+        return out
+
+    def init_pieces(self) -> list[Piece]:
+        """Initial-weight statistics of Linear/Conv weights (call once, before training)."""
+        if not self.init:
+            return []
+        named = [(f"{mname}.weight" if mname else "weight", m.weight) for mname, m in self.module.named_modules()
+                 if isinstance(m, INIT_MODULES) and m.weight.requires_grad and m.weight.numel()]
+        if not named:
+            return []
+        names, weights = [n for n, _ in named], [w.detach() for _, w in named]
+        out = []
+        for need in sorted(self.init, key=lambda n: n.key):
+            if need.stat == "init_weight_gain":
+                values = init_gains(weights)
+            else:
+                values = identical_rows(weights, float(need.option("rtol", 1e-5)), float(need.option("atol", 1e-8)))
+            out.append(Piece(values, "same", per_subject([need.key], names)))
+        return out

@@ -1,0 +1,278 @@
+"""Fused statistics over many tensors, on their device, without host synchronisation.
+
+Pure functions: tensors in, small float32 device tensors out. The collector calls them on
+sampled steps only. Per-tensor norms use ``torch._foreach_norm`` grouped by (device, dtype)
+with float32 accumulation (a handful of kernel launches for hundreds of tensors); statistics
+that have no foreach op (signed sums, zero counts, variances) use one ``cat`` and
+``segment_reduce``. The private ops are feature-detected; without them each falls back to a
+per-tensor loop that computes the same numbers.
+
+Nothing here calls ``.item()``, ``.cpu()``, ``bool(tensor)`` or reads a value on the host.
+
+Example:
+    >>> import torch
+    >>> ts = [torch.tensor([3.0, 4.0]), torch.tensor([0.0, 1.0, 0.0, -1.0])]
+    >>> tensor_stats(ts, {"norm", "abs_mean", "zero_frac", "var"})["zero_frac"].tolist()
+    [0.0, 0.5]
+    >>> norms(ts).tolist()
+    [5.0, 1.4142135381698608]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+Tensor = torch.Tensor
+
+#: Statistics :func:`tensor_stats` can compute, one value per tensor.
+TENSOR_STATS = ("norm", "abs_mean", "zero_frac", "var", "nonfinite")
+
+_FOREACH_DEVICES = {"cpu", "cuda", "xpu", "mtia", "privateuseone"}
+_foreach_norm_ok = hasattr(torch, "_foreach_norm")  # turned off at the first failure
+_segment_reduce_ok = hasattr(torch, "segment_reduce")
+_lengths_cache: dict[tuple, tuple[Tensor, Tensor]] = {}
+_LENGTHS_CACHE_MAX = 64
+
+
+def device_tensor(values: Sequence[float | int], dtype: torch.dtype, device: torch.device) -> Tensor:
+    """A small constant tensor on ``device``, copied without blocking the host (pinned source on CUDA)."""
+    host = torch.tensor(list(values), dtype=dtype)
+    if torch.device(device).type != "cuda":
+        return host.to(device)
+    return host.pin_memory().to(device, non_blocking=True)
+
+
+def group_by_device_dtype(tensors: Sequence[Tensor]) -> dict[tuple[torch.device, torch.dtype], list[int]]:
+    """Indices of ``tensors`` grouped by (device, dtype), as foreach kernels need them."""
+    groups: dict[tuple[torch.device, torch.dtype], list[int]] = {}
+    for i, t in enumerate(tensors):
+        groups.setdefault((t.device, t.dtype), []).append(i)
+    return groups
+
+
+def _foreach_ok(device: torch.device, group: Sequence[Tensor]) -> bool:
+    # Tensor subclasses (DTensor, ...) take the per-tensor path, as clip_grad_norm_ does.
+    return _foreach_norm_ok and device.type in _FOREACH_DEVICES and all(type(t) is Tensor for t in group)
+
+
+def norms(tensors: Sequence[Tensor], ord: float = 2.0) -> Tensor:
+    """Vector norm of every tensor, float32, shape ``[len(tensors)]``, on the first tensor's device.
+
+    ``ord=2`` also flags non-finite tensors (the norm of a tensor holding NaN/Inf is NaN/Inf),
+    ``ord=1`` is the sum of absolute values, ``ord=inf`` the largest absolute value.
+    """
+    global _foreach_norm_ok
+    out: list[Tensor | None] = [None] * len(tensors)
+    first = tensors[0].device
+    for (device, _), idx in group_by_device_dtype(tensors).items():
+        group = [tensors[i] for i in idx]
+        values = None
+        if _foreach_ok(device, group):
+            try:
+                values = torch._foreach_norm(group, ord, dtype=torch.float32)
+            except (TypeError, RuntimeError, NotImplementedError):  # older torch: no dtype argument
+                _foreach_norm_ok = False
+        if values is None:
+            values = [torch.linalg.vector_norm(t, ord, dtype=torch.float32) for t in group]
+        for i, v in zip(idx, values):
+            out[i] = v if device == first else v.to(first, non_blocking=True)
+    return torch.stack(out)  # type: ignore[arg-type]
+
+
+def _lengths(numels: tuple[int, ...], device: torch.device) -> tuple[Tensor, Tensor]:
+    """Cached (int64 lengths, float32 lengths) of a layout on ``device``; built once per layout."""
+    key = (str(device), numels)
+    hit = _lengths_cache.get(key)
+    if hit is None:
+        if len(_lengths_cache) >= _LENGTHS_CACHE_MAX:
+            _lengths_cache.clear()
+        lengths = device_tensor(numels, torch.int64, device)
+        hit = _lengths_cache[key] = (lengths, lengths.float())
+    return hit
+
+
+def numels(tensors: Sequence[Tensor]) -> Tensor:
+    """Element counts as a float32 device tensor (cached per layout: no host-to-device copy per call)."""
+    return _lengths(tuple(t.numel() for t in tensors), tensors[0].device)[1]
+
+
+def segment_sums(flat: Tensor, lengths: Tensor, sizes: Sequence[int]) -> Tensor:
+    """Sum of each consecutive segment of ``flat``; ``lengths`` is ``sizes`` as a device tensor."""
+    global _segment_reduce_ok
+    if _segment_reduce_ok:
+        try:
+            # unsafe=True skips the validity checks, which read `lengths` on the host.
+            return torch.segment_reduce(flat, "sum", lengths=lengths, unsafe=True)
+        except (TypeError, RuntimeError, NotImplementedError):
+            _segment_reduce_ok = False
+    return torch.stack([part.sum() for part in torch.split(flat, list(sizes))])
+
+
+class Flat:
+    """Tensors concatenated into one float32 vector, for per-tensor reductions in one pass.
+
+    Example:
+        >>> f = Flat([torch.ones(2), torch.arange(3.0)])
+        >>> f.sums().tolist(), f.count(f.flat == 0).tolist()
+        ([2.0, 3.0], [0.0, 1.0])
+    """
+
+    def __init__(self, tensors: Sequence[Tensor]) -> None:
+        device = tensors[0].device
+        self.sizes = tuple(t.numel() for t in tensors)
+        self.lengths, self.n = _lengths(self.sizes, device)
+        self.flat = torch.cat([t.detach().reshape(-1).to(device, non_blocking=True) for t in tensors]).float()
+
+    def sums(self, values: Tensor | None = None) -> Tensor:
+        """Per-tensor sums of ``values`` (default: the elements themselves)."""
+        return segment_sums(self.flat if values is None else values, self.lengths, self.sizes)
+
+    def count(self, mask: Tensor) -> Tensor:
+        """Per-tensor number of True elements of a boolean mask over :attr:`flat`."""
+        return self.sums(mask.float())
+
+    def variances(self) -> Tensor:
+        """Population variance of every tensor, two-pass (exact for constant tensors)."""
+        means = self.sums() / self.n
+        spread = torch.repeat_interleave(means, self.lengths, output_size=self.flat.numel())
+        return self.sums((self.flat - spread).square()) / self.n
+
+
+def tensor_stats(tensors: Sequence[Tensor], want: set[str] | frozenset[str]) -> dict[str, Tensor]:
+    """Per-tensor statistics named in ``want`` (a subset of :data:`TENSOR_STATS`), each ``[n]`` float32.
+
+    ``norm``: L2 norm; ``abs_mean``: mean |x|; ``zero_frac``: share of exact zeros; ``var``:
+    population variance; ``nonfinite``: 1.0 when the tensor holds a NaN/Inf (read from the L2 norm).
+    """
+    unknown = set(want) - set(TENSOR_STATS)
+    if unknown:
+        raise ValueError(f"unknown tensor statistics {sorted(unknown)}; valid: {', '.join(TENSOR_STATS)}")
+    out: dict[str, Tensor] = {}
+    if not tensors or not want:
+        return out
+    if "norm" in want or "nonfinite" in want:
+        l2 = norms(tensors, 2.0)
+        if "norm" in want:
+            out["norm"] = l2
+        if "nonfinite" in want:
+            out["nonfinite"] = (~torch.isfinite(l2)).float()
+    if "abs_mean" in want:
+        out["abs_mean"] = norms(tensors, 1.0) / numels(tensors)
+    if "zero_frac" in want or "var" in want:
+        flat = Flat(tensors)
+        if "zero_frac" in want:
+            out["zero_frac"] = flat.count(flat.flat == 0) / flat.n
+        if "var" in want:
+            out["var"] = flat.variances()
+    return out
+
+
+def _foreach(name: str, fallback, *args):  # noqa: ANN001, ANN202 - thin dispatch helper
+    """``torch._foreach_<name>(*args)`` when that private op exists and accepts the inputs, else ``fallback``."""
+    fn = getattr(torch, f"_foreach_{name}", None)
+    if fn is not None:
+        try:
+            return list(fn(*args))
+        except (RuntimeError, NotImplementedError, TypeError):
+            pass
+    return list(fallback(*args))
+
+
+def sub(a: Sequence[Tensor], b: Sequence[Tensor]) -> list[Tensor]:
+    """Elementwise ``a[i] - b[i]`` for every pair."""
+    return _foreach("sub", lambda x, y: [p - q for p, q in zip(x, y)], list(a), list(b))
+
+
+def update_ratios(after: Sequence[Tensor], before: Sequence[Tensor]) -> Tensor:
+    """``||after - before|| / ||before||`` per tensor (a zero ``before`` divides by a tiny value)."""
+    return norms(sub(after, before)) / norms(before).clamp_min(1e-30)
+
+
+def allclose_flags(current: Sequence[Tensor], previous: Sequence[Tensor], rtol: float, atol: float) -> Tensor:
+    """1.0 per pair where ``torch.allclose(current, previous, rtol, atol)`` holds, else 0.0 (NaN: 0.0).
+
+    allclose means ``|a - b| <= atol + rtol * |b|`` everywhere, i.e. the largest excess
+    ``max(|a - b| - atol - rtol * |b|, 0)`` is zero; that maximum is one foreach inf-norm.
+    """
+    diff = _foreach("abs", lambda x: [t.abs() for t in x], sub(current, previous))
+    tol = _foreach("abs", lambda x: [t.abs() for t in x], list(previous))
+    tol = _foreach("mul", lambda x, r: [t * r for t in x], tol, rtol)
+    tol = _foreach("add", lambda x, r: [t + r for t in x], tol, atol)
+    excess = _foreach("clamp_min", lambda x, r: [t.clamp_min(r) for t in x], sub(diff, tol), 0.0)
+    return (norms(excess, math.inf) == 0).float()
+
+
+def init_gains(weights: Sequence[Tensor]) -> Tensor:
+    """``std(w) * sqrt(fan_in)`` per weight (fan_in = elements per output unit): about 0.58 for
+    PyTorch's default Linear/Conv init, 1 for LeCun, sqrt(2) for He, far off for a bad init."""
+    out = []
+    for w in weights:
+        w = w.detach().float()
+        out.append(w.std(correction=0) * math.sqrt(max(w[0].numel(), 1)))
+    return torch.stack(out)
+
+
+def identical_rows(weights: Sequence[Tensor], rtol: float = 1e-5, atol: float = 1e-8) -> Tensor:
+    """Share of output units (rows of the weight seen as ``[out, fan_in]``) whose incoming
+    weights equal the mean row: 1.0 for a constant or row-replicated init, ~0 for a random one."""
+    out = []
+    for w in weights:
+        rows = w.detach().float().reshape(w.shape[0], -1)
+        mean = rows.mean(0, keepdim=True)
+        close = ((rows - mean).abs() <= atol + rtol * mean.abs()).all(1)
+        out.append(close.float().mean())
+    return torch.stack(out)
+
+
+def reduce_dims(y: Tensor) -> tuple[int, ...]:
+    """Dimensions that index samples: all but the unit dimension, which is the last one for
+    ``(N, F)`` / ``(N, T, F)`` and dimension 1 (channels) for ``(N, C, H, W)`` and beyond."""
+    if y.dim() <= 1:
+        return (0,) if y.dim() == 1 else ()
+    if y.dim() <= 3:
+        return tuple(range(y.dim() - 1))
+    return (0, *range(2, y.dim()))
+
+
+def unit_share(mask: Tensor, dims: tuple[int, ...]) -> Tensor:
+    """Per unit, the share of samples where ``mask`` holds (float32)."""
+    return mask.float().mean(dims) if dims else mask.float()
+
+
+def class_counts(labels: Tensor, capacity: int) -> Tensor:
+    """Counts of integer labels ``0..capacity-1`` plus, at the end, the largest label seen.
+
+    Labels >= ``capacity`` are not counted (the caller grows the capacity from the largest
+    label and drops that window); negative labels (ignore_index) are skipped. ``bincount``
+    is not used because on CUDA it reads the largest label on the host.
+    """
+    y = labels.detach().reshape(-1)
+    inside = (y >= 0) & (y < capacity)
+    counts = torch.zeros(capacity + 1, dtype=torch.float32, device=y.device)
+    counts.index_add_(0, torch.where(inside, y, capacity).long(), inside.float())
+    counts[capacity] = y.max().float() if y.numel() else -1.0
+    return counts
+
+
+def feature_stats(x: Tensor) -> Tensor:
+    """Per input feature (last dim, or dim 1 for images ``(N, C, H, W)``): a ``[5, F]`` float32
+    tensor of count, sum, sum of squares, min and max over all other positions."""
+    x = x.detach()
+    if x.dim() == 0:
+        x = x.reshape(1, 1)
+    elif x.dim() == 1:
+        x = x.reshape(-1, 1)
+    dims = reduce_dims(x)
+    xf = x.float()
+    count = xf.new_full((feature_axis_size(x),), float(x.numel() // max(feature_axis_size(x), 1)))
+    return torch.stack([count, xf.sum(dims), xf.square().sum(dims), xf.amin(dims), xf.amax(dims)])
+
+
+def feature_axis_size(x: Tensor) -> int:
+    """Number of features :func:`feature_stats` reports for ``x``."""
+    if x.dim() <= 1:
+        return 1
+    return x.shape[-1] if x.dim() <= 3 else x.shape[1]
