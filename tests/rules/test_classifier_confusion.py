@@ -33,6 +33,9 @@ def healthy_matrix(k=10, per_class=100, seed=0):
     return m
 
 
+ONE = ClassifierConfusion.Params(patience=1)  # judge each validation on its own
+
+
 def check(rule, matrix, step=100):
     return rule.check(Sample(step, stats={"confusion": series(matrix)}))
 
@@ -53,7 +56,7 @@ def test_two_swapped_classes_fire_naming_each_other():
     m = healthy_matrix(seed=1)
     m[3], m[5] = 0, 0
     m[3, 5], m[5, 3] = 100, 100  # labels 3 and 5 swapped: every 3 is predicted as 5, and back
-    fired = {v.subject: v for v in check(ClassifierConfusion("cc"), m) if v.fired}
+    fired = {v.subject: v for v in check(ClassifierConfusion("cc", ONE), m) if v.fired}
     assert set(fired) == {"3", "5"}
     assert fired["3"].evidence["confused_with"] == "5" and fired["3"].value == 1.0
     assert fired["3"].evidence["recall"] == 0.0 and fired["3"].threshold == 0.5
@@ -64,7 +67,7 @@ def test_two_swapped_classes_fire_naming_each_other():
 def test_collapsed_classifier_fires_for_every_other_class():
     m = np.zeros((4, 4))
     m[:, 0] = 50  # everything predicted as class 0
-    out = check(ClassifierConfusion("cc"), m)
+    out = check(ClassifierConfusion("cc", ONE), m)
     assert [(v.subject, v.fired) for v in out] == [("0", False), ("1", True), ("2", True), ("3", True)]
     assert all(v.evidence["confused_with"] == "0" for v in out if v.fired)
 
@@ -73,15 +76,15 @@ def test_low_recall_with_spread_errors_fires_on_min_diag():
     m = healthy_matrix(seed=2)
     m[4] = 11
     m[4, 4] = 1  # recall 1%, errors spread evenly
-    (v,) = [v for v in check(ClassifierConfusion("cc"), m) if v.fired]
+    (v,) = [v for v in check(ClassifierConfusion("cc", ONE), m) if v.fired]
     assert v.subject == "4" and v.threshold == 0.2 and v.value == pytest.approx(1 / 100)
     assert "recall 1% < 20%" in v.message and "most often mistaken for class" in v.message
 
 
 def test_small_classes_are_not_judged():
     m = np.array([[100, 0, 0], [0, 0, 20], [0, 20, 0]])  # 1 and 2 swapped, but 20 < min_samples
-    assert [v.subject for v in check(ClassifierConfusion("cc"), m)] == ["0"]
-    assert [v.subject for v in check(ClassifierConfusion("cc", ClassifierConfusion.Params(min_samples=20)), m)
+    assert [v.subject for v in check(ClassifierConfusion("cc", ONE), m)] == ["0"]
+    assert [v.subject for v in check(ClassifierConfusion("cc", ClassifierConfusion.Params(min_samples=20, patience=1)), m)
             if v.fired] == ["1", "2"]
 
 
@@ -92,9 +95,10 @@ def test_engine_reports_each_class_once_and_rearms_after_a_fix():
     subjects = []
     for step, m in zip(range(100, 700, 100), [swapped, swapped, fixed, swapped, swapped, fixed]):
         subjects += [(f.step, f.subject) for f in engine.evaluate(Sample(step, stats={"confusion": series(m)}))]
-    # classes 1 and 2 are reported at the first swap and again after the fix; never while latched
-    assert sorted({step for step, _ in subjects}) == [100, 400]
-    for step in (100, 400):
+    # classes 1 and 2 are reported at the second swapped validation (patience 2) and again after
+    # the fix; never while latched
+    assert sorted({step for step, _ in subjects}) == [200, 500]
+    for step in (200, 500):
         named = " ".join(s for at, s in subjects if at == step)
         assert "1" in named and "2" in named and "0" not in named
 
@@ -108,12 +112,22 @@ def test_bad_subject_is_an_error_the_engine_isolates():
     assert "classifier_confusion" in engine.disabled
 
 
-def test_each_validation_stands_alone():
-    rule = ClassifierConfusion("cc")
+def test_each_validation_stands_alone_with_patience_one():
+    rule = ClassifierConfusion("cc", ONE)
     assert check(rule, np.array([[100, 0], [100, 0]]))[1].fired
     assert not check(rule, np.array([[100, 0], [0, 100]]))[1].fired
-    assert json.loads(json.dumps(rule.state)) == rule.state == {}
+    assert json.loads(json.dumps(rule.state)) == rule.state == {"failing": {}}
     assert rule.check(Sample(5, stats={"loss": {None: 1.0}})) == []
+
+
+def test_default_patience_ignores_one_bad_validation_and_fires_on_two():
+    rule = ClassifierConfusion("cc")
+    untrained = np.array([[100, 0], [100, 0]])
+    assert not check(rule, untrained)[1].fired                      # first validation: not learned yet
+    assert not check(rule, np.array([[100, 0], [0, 100]]))[1].fired  # learned: the count resets
+    assert not check(rule, untrained)[1].fired
+    assert check(rule, untrained)[1].fired                          # two in a row
+    assert json.loads(json.dumps(rule.state)) == rule.state
 
 
 def test_contract():

@@ -106,3 +106,24 @@ def test_contract():
     assert all(n.stat in CATALOGUE for n in Overfit("overfit").needs())
     assert set(Overfit.frameworks) == {"torch", "keras", "xgboost"}
     assert all(f.description for f in Overfit.Params.model_fields.values())
+
+
+def test_near_zero_training_loss_on_easy_data_is_not_a_gap():
+    # train starts at 1.4 and falls to ~0.009; val settles at ~0.05: a 5x ratio to train, but small
+    # against the scale the loss started from (floor 0.1 x 1.4 = 0.14)
+    train = lambda s: 1.4 * np.exp(-s / 60) + 0.009  # noqa: E731
+    val = lambda e: 0.05  # noqa: E731
+    assert not any(fired for _, fired in verdicts(Overfit("overfit"), epochs(train, val, 8)))
+
+
+def test_memorizing_fires_despite_the_floor():
+    train = lambda s: 1.4 * np.exp(-s / 60) + 0.001  # noqa: E731
+    val = lambda e: [1.2, 1.3, 1.6, 2.0, 2.4, 2.8, 3.2, 3.6][e]  # noqa: E731
+    assert any(fired for _, fired in verdicts(Overfit("overfit"), epochs(train, val, 8)))
+
+
+def test_floor_zero_is_the_plain_relative_gap():
+    train = lambda s: 1.4 * np.exp(-s / 60) + 0.009  # noqa: E731
+    val = lambda e: 0.05  # noqa: E731
+    rule = Overfit("overfit", Overfit.Params(floor=0.0))
+    assert any(fired for _, fired in verdicts(rule, epochs(train, val, 8)))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import Field
 
@@ -22,8 +22,9 @@ class ClassifierConfusion(Rule):
         recall    = c[t,t] / n_t
         confusion = max_{p != t} c[t,p] / n_t     (the single class it is most mistaken for)
 
-    and the class fires (subject ``t``) when ``confusion > max_off_diag`` or ``recall < min_diag``;
-    otherwise it clears. Normalizing by the true class (rows) makes the check independent of how
+    and the class fires (subject ``t``) when ``confusion > max_off_diag`` or ``recall < min_diag``
+    in ``patience`` validations in a row; otherwise it clears. Patience keeps the first validation
+    of a model that has not learned anything yet (everything predicted as one class) quiet. Normalizing by the true class (rows) makes the check independent of how
     many classes there are. The defaults stay silent on a decent classifier of hard data (recalls
     0.6-0.9, errors spread over several classes, even cat/dog-style pairs at 20-30%) and fire on
     swapped or collapsed classes. SageMaker's Confusion used 0.9 / 0.1, which fires on nearly
@@ -33,12 +34,15 @@ class ClassifierConfusion(Rule):
         max_off_diag: largest share of a class's samples predicted as one other class. Defaults to 0.5.
         min_diag: smallest acceptable recall of a class. Defaults to 0.2.
         min_samples: validation samples a class needs before it is judged. Defaults to 30.
+        patience: validations in a row a class must fail before firing. Defaults to 2.
 
     Example:
         >>> from tripwire.stats import Sample
         >>> rule = ClassifierConfusion("classifier_confusion")
         >>> swapped = {"0,0": 50.0, "1,2": 48.0, "1,1": 2.0, "2,1": 50.0}
         >>> [(v.subject, v.fired) for v in rule.check(Sample(100, stats={"confusion": swapped}))]
+        [('0', False), ('1', False), ('2', False)]
+        >>> [(v.subject, v.fired) for v in rule.check(Sample(200, stats={"confusion": swapped}))]
         [('0', False), ('1', True), ('2', True)]
     """
 
@@ -53,6 +57,10 @@ class ClassifierConfusion(Rule):
                                                                  "samples predicted as one other class")
         min_diag: float = Field(0.2, ge=0, le=1, description="smallest acceptable recall of a class")
         min_samples: int = Field(30, ge=1, description="validation samples a class needs before it is judged")
+        patience: int = Field(2, ge=1, description="validations in a row a class must fail before firing")
+
+    def initial_state(self) -> dict[str, Any]:
+        return {"failing": {}}
 
     def needs(self) -> list[Need]:
         return [Need("confusion")]
@@ -73,7 +81,13 @@ class ClassifierConfusion(Rule):
             others = {q: c for q, c in row.items() if q != t}
             worst = max(others, key=others.__getitem__, default=None)
             share = others[worst] / n if worst is not None else 0.0
+            failing = self.state["failing"]
             if share <= p.max_off_diag and recall >= p.min_diag:
+                failing.pop(t, None)
+                out.append(self.clear(t))
+                continue
+            failing[t] = failing.get(t, 0) + 1
+            if failing[t] < p.patience:
                 out.append(self.clear(t))
                 continue
             why = (f"{share:.0%} of them predicted as class {worst} (limit {p.max_off_diag:.0%})"

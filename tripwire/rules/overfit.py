@@ -22,7 +22,11 @@ class Overfit(Rule):
     mean of the ``loss`` samples since the previous validation (a ``loss`` in the same sample
     counts, as with XGBoost where both come per round):
 
-        r = (val - train) / max(|train|, 1e-12)
+        r = (val - train) / max(|train|, floor * initial)
+
+where ``initial`` is the first training loss seen. The floor keeps a model that has all but
+reached zero training loss on easy data (train 0.009, val 0.05) from counting as a 5x gap:
+relative to the scale the loss started from, that gap is small.
 
     ``patience`` validations in a row with ``r > ratio`` fire; one with ``r <= ratio`` clears.
     SageMaker's Overfit used ratio 0.1 and patience 1, which fires on ordinary generalization
@@ -32,6 +36,7 @@ class Overfit(Rule):
     Args:
         ratio: relative gap above which a validation counts. Defaults to 0.5.
         patience: validations in a row over ``ratio`` before firing. Defaults to 3.
+        floor: smallest denominator, as a share of the initial training loss. Defaults to 0.1.
 
     Example:
         >>> from tripwire.stats import Sample
@@ -54,9 +59,11 @@ class Overfit(Rule):
         ratio: float = Field(0.5, gt=0, description="relative gap (val - train) / train above which a "
                                                     "validation counts")
         patience: int = Field(3, ge=1, description="validations in a row over ratio before firing")
+        floor: float = Field(0.1, ge=0, description="smallest denominator of the ratio, as a share of the "
+                                                    "initial training loss")
 
     def initial_state(self) -> dict[str, Any]:
-        return {"train": new_train_since_val(), "over": 0}
+        return {"train": new_train_since_val(), "over": 0, "initial": None}
 
     def needs(self) -> list[Need]:
         return [Need("loss"), Need("val_loss")]
@@ -65,6 +72,8 @@ class Overfit(Rule):
         loss = finite_scalar(sample, "loss")
         if loss is not None:
             add_train(self.state["train"], loss)
+            if self.state.get("initial") is None:
+                self.state["initial"] = abs(loss)
         val = finite_scalar(sample, "val_loss")
         if val is None:
             return []
@@ -72,7 +81,7 @@ class Overfit(Rule):
         if train is None:
             return []
         p = self.params
-        r = (val - train) / max(abs(train), _EPS)
+        r = (val - train) / max(abs(train), p.floor * (self.state.get("initial") or 0.0), _EPS)
         if r <= p.ratio:
             self.state["over"] = 0
             return [self.clear(None)]
