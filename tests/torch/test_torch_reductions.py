@@ -90,6 +90,8 @@ def test_init_gain_and_identical_rows():
     assert R.init_gains([conv])[0].item() == pytest.approx(conv.std(correction=0).item() * math.sqrt(27), rel=1e-5)
     rows = R.identical_rows([default, const, torch.cat([const[:16], big[:16]])])
     assert rows.tolist() == pytest.approx([0.0, 1.0, 0.0])
+    # a single output unit (binary or regression head) is never "identical rows"
+    assert R.identical_rows([torch.nn.Linear(64, 1).weight, torch.full((1, 64), 0.05)]).tolist() == [0.0, 0.0]
 
 
 @pytest.mark.parametrize("shape,dims", [((8, 5), (0,)), ((4, 6, 5), (0, 1)), ((4, 3, 5, 5), (0, 2, 3)), ((9,), (0,))])

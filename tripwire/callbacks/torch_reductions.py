@@ -217,10 +217,14 @@ def init_gains(weights: Sequence[Tensor]) -> Tensor:
 
 def identical_rows(weights: Sequence[Tensor], rtol: float = 1e-5, atol: float = 1e-8) -> Tensor:
     """Share of output units (rows of the weight seen as ``[out, fan_in]``) whose incoming
-    weights equal the mean row: 1.0 for a constant or row-replicated init, ~0 for a random one."""
+    weights equal the mean row: 1.0 for a constant or row-replicated init, ~0 for a random one.
+    A single output unit (a regression or binary head) has nothing to be identical to: 0."""
     out = []
     for w in weights:
         rows = w.detach().float().reshape(w.shape[0], -1)
+        if rows.shape[0] < 2:
+            out.append(rows.new_zeros(()))
+            continue
         mean = rows.mean(0, keepdim=True)
         close = ((rows - mean).abs() <= atol + rtol * mean.abs()).all(1)
         out.append(close.float().mean())
