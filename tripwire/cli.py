@@ -1,5 +1,5 @@
-"""The ``tripwire`` command: ``rules`` (the catalogue), ``check CONFIG`` (validate a YAML file) and
-``report RUN`` (the HTML report of a run).
+"""The ``tripwire`` command: ``rules`` (the catalogue), ``check CONFIG`` (validate a YAML file),
+``report RUN`` (the HTML report of a run) and ``demo`` (a short training with planted faults).
 
 Each subcommand is one function ``_cmd_<name>(args) -> exit code`` plus its arguments in
 :func:`build_parser`. Errors a user can fix print one located message on stderr and exit 1;
@@ -153,6 +153,16 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from tripwire.demo import run_demo
+
+    try:
+        result = run_demo(args.framework, args.out, report=not args.no_report)
+    except RuntimeError as exc:  # no framework installed: say what to install
+        return _fail(f"tripwire demo: {exc}")
+    return 0 if result["findings"] else _fail("tripwire demo: the planted faults were not detected")
+
+
 def _fail(message: str) -> int:
     print(message, file=sys.stderr)
     return 1
@@ -177,6 +187,12 @@ def build_parser() -> argparse.ArgumentParser:
                                               "log directory (its latest run)")
     p.add_argument("--out", metavar="FILE", help="where to write the page (default: RUN/report.html)")
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("demo", help="train briefly with planted faults and show what tripwire finds")
+    p.add_argument("--framework", choices=["lightning", "xgboost"], help="default: the first one installed")
+    p.add_argument("--out", default="tripwire_demo", metavar="DIR", help="run record directory (default: %(default)s)")
+    p.add_argument("--no-report", action="store_true", help="skip the HTML report")
+    p.set_defaults(func=_cmd_demo)
     return parser
 
 

@@ -1,7 +1,7 @@
 """The Lightning demo: a small classifier with four planted faults.
 
 The data are imbalanced (one class is 90% of the labels) and one feature is on a raw scale
-(mean ~10000); the second hidden layer starts with a bias of -20, so its ReLUs never fire. With
+(an age in years: mean 50, std 20); the second hidden layer starts with a bias of -20, so its ReLUs never fire. With
 the default rules plus `dead_relu` set to stop, tripwire reports the data problems, the dead layer
 and what follows from it (its weights never change, its gradients are zero), then stops training.
 """
@@ -27,12 +27,12 @@ CONFIG = {
 
 
 def make_data(n: int, seed: int) -> TensorDataset:
-    """Imbalanced 4-class data; feature 3 is in raw units (mean 10000, std 2000)."""
+    """Imbalanced 4-class data; feature 3 is in raw units (mean 50, std 20)."""
     rng = np.random.default_rng(seed)
     y = rng.choice(len(CLASS_SHARES), size=n, p=CLASS_SHARES)
     centers = rng.normal(0, 1.5, size=(len(CLASS_SHARES), 16))
     x = centers[y] + rng.normal(0, 1, size=(n, 16))
-    x[:, 3] = x[:, 3] * 2000 + 10000
+    x[:, 3] = x[:, 3] * 20 + 50
     return TensorDataset(torch.tensor(x, dtype=torch.float32), torch.tensor(y))
 
 
@@ -66,11 +66,13 @@ def run(out_dir: Path) -> dict:
 
     torch.manual_seed(0)
     rules = {kind: {} for kind, cls in builtin_rules().items() if cls.in_default_set}
-    rules["dead_relu"] = {"patience": 6, "actions": ["alert", "stop"]}
+    # dead_relu stops training; its patience lets the data rules (which wait for 500 samples) speak first
+    rules["dead_relu"] = {"patience": 8, "actions": ["alert", "stop"]}
     callback = LightningTripwire(Config.load({**CONFIG, "rules": rules, "log_dir": str(out_dir)}))
-    train = DataLoader(make_data(8192, 1), batch_size=64, shuffle=True)
+    train = DataLoader(make_data(8192, 1), batch_size=128, shuffle=True)
     val = DataLoader(make_data(1024, 2), batch_size=256)
-    trainer = pl.Trainer(max_epochs=3, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+    trainer = pl.Trainer(max_epochs=3, accelerator="cpu", devices=1, callbacks=[callback], logger=False,
+                         enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, default_root_dir=str(out_dir),
                          val_check_interval=32)
     print("tripwire demo: training a 4-class MLP with planted faults (imbalanced labels, an unscaled feature, "
