@@ -141,3 +141,13 @@ def test_custom_rule_reference_that_does_not_import():
 def test_rules_must_be_a_mapping():
     with pytest.raises(ConfigError, match="must map rule names"):
         Config.load({"rules": ["nonfinite"]})
+
+
+def test_yaml_key_on_is_the_parameter_not_a_boolean(tmp_path):
+    path = write(tmp_path, """\
+        rules:
+          tiny_weights:
+            type: low_variance
+            on: gradients
+        """)
+    assert Config.load(path).rules["tiny_weights"].params["on"] == "gradients"

@@ -80,14 +80,17 @@ def rules_text(kinds: Sequence[str] = ()) -> str:
     return "\n".join(lines)
 
 
-def rules_markdown(kinds: Sequence[str] = ()) -> str:
-    """The catalogue as Markdown for the README: an overview table, then one section per rule."""
+def rules_markdown(kinds: Sequence[str] = (), *, details: bool = True, link: str = "") -> str:
+    """The catalogue as Markdown: an overview table, then (``details``) one section per rule.
+
+    ``link`` prefixes the anchors of the overview (the README links into ``docs/rules.md``).
+    """
     rules = catalogue(kinds)
     out = ["| rule | what it catches | default set | default actions | frameworks |", "|---|---|---|---|---|"]
     for r in rules:
-        out.append(f"| [`{r['kind']}`](#{r['kind']}) | {_cell(r['summary'])} | {'yes' if r['default_set'] else 'no'} "
-                   f"| {', '.join(r['actions'])} | {', '.join(r['frameworks'])} |")
-    for r in rules:
+        out.append(f"| [`{r['kind']}`]({link}#{r['kind']}) | {_cell(r['summary'])} | "
+                   f"{'yes' if r['default_set'] else 'no'} | {', '.join(r['actions'])} | {', '.join(r['frameworks'])} |")
+    for r in rules if details else ():
         out += ["", f"### {r['kind']}", "", r["summary"], "",
                 f"Default set: {'yes' if r['default_set'] else 'no'}. Severity: {r['severity']}. "
                 f"Default actions: {', '.join(r['actions'])}. Frameworks: {', '.join(r['frameworks'])}.", ""]

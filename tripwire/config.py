@@ -263,6 +263,8 @@ def _rule_spec(name: str, body: Any, ctx: _Ctx) -> RuleSpec:
         body = {"enabled": body}
     if not isinstance(body, dict):
         raise ctx.error(path, f"a rule's settings must be a mapping (got {_show(body)})")
+    if True in body and "on" not in body:  # YAML 1.1 reads the key `on:` as the boolean true
+        body = {("on" if k is True else k): v for k, v in body.items()}
     kind = str(body.get("type", name))
     try:
         cls = rule_class(kind)
