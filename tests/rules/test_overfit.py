@@ -31,8 +31,9 @@ def test_growing_gap_fires_at_the_third_validation_over_ratio():
     val = lambda e: [1.0, 0.9, 0.85, 0.84, 0.9, 1.0, 1.1, 1.2][e]  # noqa: E731
     rule = Overfit("overfit")
     out = verdicts(rule, epochs(train, val, 8))
-    # r per epoch (train = that epoch's mean): 0.14, 0.32, 0.60, 1.04, 1.80, ...: over 0.5 from epoch 2
-    assert out == [(0, False), (1, False), (4, True), (5, True), (6, True), (7, True)]
+    # r per epoch (train = that epoch's mean): 0.14, 0.32, 0.60, 1.04, 1.80, ...: over 0.5 from epoch 2,
+    # but val keeps setting new bests until epoch 3; epochs 4, 5, 6 are over and not improving
+    assert out == [(0, False), (1, False), (2, False), (3, False), (6, True), (7, True)]
 
 
 def test_healthy_noisy_run_stays_silent():
@@ -47,6 +48,9 @@ def test_healthy_noisy_run_stays_silent():
 
 def test_reference_is_the_mean_train_loss_since_the_previous_validation():
     rule = Overfit("overfit", Overfit.Params(patience=1))
+    rule.check(Sample(5, stats={"loss": {None: 1.0}}))
+    (v,) = rule.check(Sample(5, stats={"val_loss": {None: 1.2}}))  # the best validation so far
+    assert not v.fired
     for step, loss in [(10, 1.0), (20, 0.2)]:
         assert rule.check(Sample(step, stats={"loss": {None: loss}})) == []
     (v,) = rule.check(Sample(20, stats={"val_loss": {None: 1.5}}))
@@ -64,17 +68,19 @@ def test_a_validation_under_ratio_resets_patience():
     for i, r in enumerate(gaps):
         rule.check(Sample(i * 100 + 50, stats={"loss": {None: 0.5}}))
         out += [(i, v.fired) for v in rule.check(Sample(i * 100 + 100, stats={"val_loss": {None: 0.5 * (1 + r)}}))]
-    assert out == [(2, False), (5, False), (8, True)]
+    # validations 0 and 2 set new bests (clear); 5 is back under ratio (clear); 6, 7, 8 fire at 8
+    assert out == [(0, False), (2, False), (5, False), (8, True)]
 
 
 def test_xgboost_rounds_carry_both_losses_in_one_sample():
     engine = Engine(Config.load({"rules": {"overfit": {"patience": 2}}}), framework="xgboost")
     findings = []
     for rnd in range(50):
-        train, val = 0.6 * 0.95 ** rnd, 0.6 * 0.99 ** rnd
+        train = 0.6 * 0.95 ** rnd
+        val = 0.6 * 0.99 ** min(rnd, 20) * (1 + 0.01 * max(0, rnd - 20))  # best at round 20, then rising
         findings += engine.evaluate(Sample(rnd, stats={"loss": {None: train}, "val_loss": {None: val}}))
-    # r = 1.042**rnd - 1 > 0.5 from round 10; the second such round fires, once
-    assert [f.step for f in findings] == [11]
+    # the gap is over 0.5 from round 10, but val improves until round 20: rounds 21 and 22 fire, once
+    assert [f.step for f in findings] == [22]
     assert findings[0].evidence["val_loss"] > findings[0].evidence["train_loss"]
 
 
@@ -127,3 +133,13 @@ def test_floor_zero_is_the_plain_relative_gap():
     val = lambda e: 0.05  # noqa: E731
     rule = Overfit("overfit", Overfit.Params(floor=0.0))
     assert any(fired for _, fired in verdicts(rule, epochs(train, val, 8)))
+
+
+def test_boosting_gap_while_validation_still_improves_is_healthy():
+    # boosted trees drive the training loss far below validation while validation still improves
+    engine = Engine(Config.load({"rules": {"overfit": {}}}), framework="xgboost")
+    findings = []
+    for rnd in range(200):
+        train, val = 0.6 * 0.95 ** rnd + 1e-4, 0.3 + 0.3 * 0.98 ** rnd
+        findings += engine.evaluate(Sample(rnd, stats={"loss": {None: train}, "val_loss": {None: val}}))
+    assert findings == []

@@ -28,7 +28,11 @@ where ``initial`` is the first training loss seen. The floor keeps a model that 
 reached zero training loss on easy data (train 0.009, val 0.05) from counting as a 5x gap:
 relative to the scale the loss started from, that gap is small.
 
-    ``patience`` validations in a row with ``r > ratio`` fire; one with ``r <= ratio`` clears.
+    ``patience`` validations in a row with ``r > ratio`` *and* no new best validation loss fire;
+    one with ``r <= ratio`` or a new best clears. A gap alone is not overfitting: boosted trees and
+    well-regularized networks reach training losses far below validation while the validation loss
+    still improves, and that is healthy training. Overfitting is the gap growing once the
+    validation loss has stopped improving.
     SageMaker's Overfit used ratio 0.1 and patience 1, which fires on ordinary generalization
     gaps (and on dropout runs, where the training loss is the noisier one); 0.5 over 3
     validations is a gap that keeps growing.
@@ -63,7 +67,7 @@ relative to the scale the loss started from, that gap is small.
                                                     "initial training loss")
 
     def initial_state(self) -> dict[str, Any]:
-        return {"train": new_train_since_val(), "over": 0, "initial": None}
+        return {"train": new_train_since_val(), "over": 0, "initial": None, "best_val": None}
 
     def needs(self) -> list[Need]:
         return [Need("loss"), Need("val_loss")]
@@ -82,7 +86,11 @@ relative to the scale the loss started from, that gap is small.
             return []
         p = self.params
         r = (val - train) / max(abs(train), p.floor * (self.state.get("initial") or 0.0), _EPS)
-        if r <= p.ratio:
+        best = self.state.get("best_val")
+        improving = best is None or val < best
+        if improving:
+            self.state["best_val"] = val
+        if r <= p.ratio or improving:
             self.state["over"] = 0
             return [self.clear(None)]
         self.state["over"] += 1
