@@ -1,0 +1,47 @@
+"""`KerasTripwire` on the torch backend of Keras 3 (subprocess: the backend is fixed at import)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.keras
+pytest.importorskip("keras")
+pytest.importorskip("torch")
+
+SCRIPT = os.path.join(os.path.dirname(__file__), "torch_backend_script.py")
+
+
+@pytest.fixture(scope="module")
+def result():
+    proc = subprocess.run([sys.executable, SCRIPT], capture_output=True, text=True, timeout=300)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def test_runs_on_torch(result):
+    assert result["backend"] == "torch"
+
+
+def test_gradients_equal_autograd(result):
+    assert result["grad_norm"] == pytest.approx(result["grad_norm_reference"], rel=1e-4)
+
+
+def test_only_interval_steps_are_sampled(result):
+    # 32 micro-batches, 2 per optimizer step: 16 steps, sampled at 5, 10, 15
+    assert result["sampled_steps"] == [5, 10, 15]
+
+
+def test_planted_faults_fire(result):
+    assert result["dead_relu"] and result["class_imbalance"]
+    assert result["nan_stopped_by"] == "nonfinite" and result["nan_epochs"] == 1
+
+
+def test_healthy_run_is_silent_and_saves(result):
+    assert result["healthy_findings"] == []
+    assert {"grad_norm", "update_ratio", "act_dead_frac", "label_count", "confusion", "val_loss"} <= \
+        set(result["healthy_keys"])
+    assert result["clean_after"] and result["loaded_optimizer"] == "Adam"

@@ -1,0 +1,68 @@
+"""Runs KerasTripwire on the torch backend of Keras; prints one JSON line (see test_keras_torch_backend.py).
+
+The backend is fixed when Keras is first imported, hence a separate process.
+"""
+
+import json
+import os
+import sys
+import tempfile
+
+os.environ["KERAS_BACKEND"] = "torch"
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(__file__))
+from keras_kit import classification, fired, fit, mlp  # noqa: E402
+
+from tripwire.callbacks.keras_optimizer import TripwireApply  # noqa: E402
+
+out = {"backend": keras.backend.backend()}
+x, y = classification()
+
+# 1. gradients of one full-batch step equal torch autograd's
+model = mlp()
+model.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
+model.build((None, 20))
+before = [w.copy() for w in model.get_weights()]
+tw, rec, _ = fit(model, x[:256], y[:256], config={"rules": {"vanishing_gradient": {}}}, interval=1, epochs=1,
+                 batch_size=256, optimizer=False, shuffle=False)
+model.set_weights(before)
+loss = keras.losses.SparseCategoricalCrossentropy()(torch.as_tensor(y[:256]), model(torch.as_tensor(x[:256])))
+grads = torch.autograd.grad(loss, [v.value for v in model.trainable_variables])
+out["grad_norm"] = [rec.with_key("grad_norm")[0].stats["grad_norm"][v.path] for v in model.trainable_variables]
+out["grad_norm_reference"] = [float(g.norm()) for g in grads]
+
+# 2. only every interval-th optimizer step is sampled, also under gradient accumulation
+tw, rec, _ = fit(mlp(), x, y, config={"rules": {"vanishing_gradient": {}}}, interval=5, epochs=1,
+                 optimizer=keras.optimizers.Adam(1e-3, gradient_accumulation_steps=2))
+out["sampled_steps"] = [s.step for s in rec.with_key("grad_norm")]
+
+# 3. planted faults
+tw, _, _ = fit(mlp(bias_initializer=keras.initializers.Constant(-10.0)), x, y, config={"rules": {"dead_relu": {}}},
+               epochs=1)
+out["dead_relu"] = "dead_relu" in fired(tw)
+tw, _, history = fit(mlp(classes=1, head=None), x, y.astype("float32"), loss="mse", epochs=4,
+                     optimizer=keras.optimizers.SGD(10.0), config={"rules": {"nonfinite": {}}})
+out["nan_stopped_by"] = tw.stopped_by.rule if tw.stopped_by else None
+out["nan_epochs"] = len(history.history["loss"])
+xi, yi = classification(n=2048)
+yi = (np.arange(2048) % 40 == 0).astype("int64")
+tw, _, _ = fit(mlp(classes=2), xi, yi, config={"rules": {"class_imbalance": {}}}, epochs=1)
+out["class_imbalance"] = "class_imbalance" in fired(tw)
+
+# 4. a healthy run with validation stays silent with the default rules, and saves/loads afterwards
+model = mlp(hidden=(64, 32))
+tw, rec, _ = fit(model, *classification(n=3072), config=None, interval=5, epochs=4,
+                 optimizer=keras.optimizers.Adam(3e-3), validation_data=classification(n=512, seed=1))
+out["healthy_findings"] = [str(f) for f in tw.findings]
+out["healthy_keys"] = sorted({k.split("[")[0] for s in rec.samples for k in s.stats})
+out["clean_after"] = not isinstance(model.optimizer, TripwireApply) and \
+    model.get_layer("hidden0").activation is keras.activations.relu
+path = os.path.join(tempfile.mkdtemp(), "m.keras")
+model.save(path)
+out["loaded_optimizer"] = type(keras.models.load_model(path).optimizer).__name__
+
+print("RESULT " + json.dumps(out))

@@ -1,0 +1,241 @@
+"""`KerasTripwire`: tripwire rules for Keras 3 ``model.fit``.
+
+Example:
+    >>> import keras, numpy as np
+    >>> from tripwire import KerasTripwire
+    >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
+    ...                           keras.layers.Dense(1)])
+    >>> model.compile(keras.optimizers.SGD(1e9), "mse")   # a learning rate that blows up
+    >>> tw = KerasTripwire({"rules": {"nonfinite": {}}, "interval": 2}, log_dir=False)
+    >>> x = np.random.default_rng(0).normal(size=(256, 8)).astype("float32")
+    >>> _ = model.fit(x, x[:, :1], batch_size=8, epochs=3, verbose=0, callbacks=[tw])
+    tripwire: 1 finding (1 error); training stopped at step ... by nonfinite
+    ...
+    >>> tw.stopped_by.rule
+    'nonfinite'
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from tripwire.callbacks import keras_data, keras_optimizer
+from tripwire.callbacks.keras_buffer import to_numpy
+from tripwire.callbacks.keras_collector import Collector
+from tripwire.callbacks.keras_init import init_stats
+from tripwire.errors import RuleTriggered
+from tripwire.finding import Finding
+from tripwire.monitor import Decision, Monitor
+from tripwire.stats import Sample
+
+log = logging.getLogger("tripwire")
+
+_DATA_STATS = {"label_count", "token_count", "token_total", *keras_data.INPUT_STATS}
+
+
+class KerasTripwire(keras.callbacks.Callback):
+    """Watch a ``model.fit`` run with tripwire rules; stop, alert, checkpoint or raise on findings.
+
+    Gradient, weight, activation and data statistics are computed inside the compiled train step
+    on every ``interval``-th optimizer step and read on the host once per ``interval`` steps
+    (see :mod:`tripwire.callbacks.keras_collector`); losses come from the logs. Everything the
+    callback installs on the model and optimizer is removed when training ends, so
+    ``model.save`` / ``keras.models.load_model`` behave as without it.
+
+    Args:
+        config: path of a YAML file, YAML text, a dict, a :class:`tripwire.Config`, or None for the
+            default rule set.
+        stop_on: rule names that also stop training.
+        interval: optimizer steps between sampled steps (overrides the config).
+        log_dir: run record directory (overrides the config; ``False`` disables the record).
+        strict: re-raise a rule's internal error instead of disabling the rule.
+        train_data: ``(x, y)`` arrays or an iterable of ``(x, y)`` batches to compute the data
+            statistics (class counts, input scale, token share) from, once, before training.
+            Without it they come from the batches ``fit`` trains on (sampled steps).
+        validation_data: ``(x, y)`` arrays or batches to compute the confusion matrix from at the
+            end of each epoch (with ``model.predict``). Without it the confusion matrix comes from
+            the validation run of ``fit``, when there is one.
+        run_name: name of the run record; defaults to a timestamp.
+
+    Attributes:
+        findings: every finding so far, in order.
+        stopped_by: the finding that stopped training, or None.
+        monitor: the :class:`tripwire.Monitor` behind the callback.
+    """
+
+    def __init__(self, config: Any = None, *, stop_on=(), interval: int | None = None,  # noqa: ANN001
+                 log_dir=None, strict: bool = False, train_data=None, validation_data=None,  # noqa: ANN001
+                 run_name: str | None = None) -> None:
+        super().__init__()
+        self.monitor = Monitor(config, stop_on=stop_on, interval=interval, log_dir=log_dir, strict=strict or None,
+                               framework="keras", run_name=run_name)
+        self.train_data = train_data
+        self.validation_data = validation_data
+        self.collector: Collector | None = None
+        self._fit_model = None
+        self._wanted: set[str] = set()
+
+    @property
+    def findings(self) -> list[Finding]:
+        return self.monitor.findings
+
+    @property
+    def stopped_by(self) -> Finding | None:
+        return self.monitor.stopped_by
+
+    def state_dict(self) -> dict[str, Any]:
+        """Rule states and findings as plain Python values (JSON-safe), for resuming a run."""
+        return self.monitor.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.monitor.load_state_dict(state)
+
+    # ---- lifecycle -----------------------------------------------------------------------
+
+    def on_train_begin(self, logs=None) -> None:  # noqa: ANN001
+        model = self._fit_model = self.model  # read once: on JAX every read syncs the state
+        needs = self.monitor.needs()
+        self._wanted = {n.stat for n in needs}
+        self._interval = self.monitor.interval
+        self._loss_key = self.monitor.config.metrics.train_loss
+        self._k = keras_optimizer.accumulation_steps(model.optimizer)
+        counter = keras_optimizer.counting_optimizer(model.optimizer)
+        self._micro = int(to_numpy(counter._iterations))
+        self._flushed_at = self._micro // self._k
+        self._epoch, self._batches, self._cum = 0, 0, 0.0
+        self._pending_sum, self._pending_n, self._nonfinite = 0.0, 0, 0
+        self._nan_flushed = False
+        self._validated = False
+        self.collector = Collector(model, needs, self._interval, data=self.train_data is None,
+                                   confusion=self.validation_data is None)
+        self.collector.install()
+        first = Sample(step=self._micro // self._k, epoch=0)
+        if self._micro == 0 and self._wanted & {"init_weight_gain", "init_identical_rows"}:
+            for key, values in init_stats(model).items():
+                if key in self._wanted:
+                    first.add(key, values)
+        if self.train_data is not None and self._wanted & _DATA_STATS:
+            for key, values in keras_data.host_stats(self.train_data, self.collector.spec, needs).items():
+                first.add(key, values)
+        if first.stats:
+            self._act(self.monitor.process(first))
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:  # noqa: ANN001
+        self._epoch, self._batches, self._cum = epoch, 0, 0.0
+        self._nan_flushed = False
+        self._validated = False
+
+    def on_train_batch_begin(self, batch: int, logs=None) -> None:  # noqa: ANN001
+        if self.collector is not None and self.collector.eager_gate:
+            upcoming = self._micro + 1
+            update = upcoming % self._k == 0
+            step = upcoming // self._k
+            self.collector.sampling = update and step % self._interval == 0
+            self.collector.snapshotting = update and (step + 1) % self._interval == 0
+
+    def on_train_batch_end(self, batch: int, logs=None) -> None:  # noqa: ANN001
+        done = batch + 1
+        delta = max(done - self._batches, 1)
+        self._batches = done
+        self._micro += delta
+        loss = logs.get(self._loss_key) if logs else None
+        nan_now = False
+        if loss is not None:
+            cum = float(loss) * done
+            self._pending_sum += cum - self._cum
+            self._pending_n += delta
+            self._cum = cum
+            if not math.isfinite(float(loss)):
+                self._nonfinite += delta
+                nan_now = not self._nan_flushed
+        step = self._micro // self._k
+        if step // self._interval > self._flushed_at // self._interval or nan_now:
+            self._nan_flushed = self._nan_flushed or nan_now
+            self._flush(step)
+
+    def on_test_begin(self, logs=None) -> None:  # noqa: ANN001
+        if self.collector is not None:
+            self.collector.reset_confusion()
+
+    def on_test_end(self, logs=None) -> None:  # noqa: ANN001
+        self._validated = True
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:  # noqa: ANN001
+        logs = logs or {}
+        sample = Sample(step=self._micro // self._k, epoch=epoch)
+        self._add_losses(sample)
+        val = logs.get(self.monitor.config.metrics.val_loss)
+        if val is not None and "val_loss" in self._wanted:
+            sample.add("val_loss", float(val))
+        if "confusion" in self._wanted and self.collector is not None and self.collector.spec is not None:
+            confusion = None
+            if self.validation_data is not None:
+                confusion = keras_data.host_confusion(self._fit_model, self.validation_data, self.collector.spec)
+            elif self._validated:
+                confusion = self.collector.read_confusion()
+            if confusion:
+                sample.add("confusion", confusion)
+        if sample.stats:
+            self._act(self.monitor.process(sample))
+
+    def on_train_end(self, logs=None) -> None:  # noqa: ANN001
+        try:
+            self._flush(self._micro // self._k, final=True)
+        finally:
+            self._teardown()
+
+    # ---- helpers -------------------------------------------------------------------------
+
+    def _teardown(self) -> None:
+        if self.collector is not None:
+            self.collector.uninstall()
+        self.monitor.close()
+
+    def _add_losses(self, sample: Sample) -> None:
+        if "loss" in self._wanted and self._pending_n:
+            sample.add("loss", self._pending_sum / self._pending_n)
+        if "loss_nonfinite" in self._wanted and self._pending_n:
+            sample.add("loss_nonfinite", float(self._nonfinite))
+        self._pending_sum, self._pending_n, self._nonfinite = 0.0, 0, 0
+
+    def _flush(self, step: int, final: bool = False) -> None:
+        self._flushed_at = step
+        sample = Sample(step=step, epoch=self._epoch)
+        if self.collector is not None:
+            for key, values in self.collector.read(final=final).items():
+                sample.add(key, values)
+        self._add_losses(sample)
+        if sample.stats:
+            self._act(self.monitor.process(sample))
+
+    def _act(self, decision: Decision) -> None:
+        for finding in decision.checkpoint:
+            self._checkpoint(finding)
+        if decision.stop is not None and self._fit_model is not None:
+            self._fit_model.stop_training = True
+        if decision.raise_ is not None:
+            self._teardown()
+            raise RuleTriggered(decision.raise_)
+
+    def _checkpoint(self, finding: Finding) -> None:
+        record = self.monitor.record_path
+        folder = Path(record).parent if record else Path(self.monitor.config.log_dir or "tripwire_checkpoints")
+        path = folder / f"{finding.rule}-step{finding.step}.keras"
+        optimizer = self._fit_model.optimizer
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            if not optimizer.built and self._fit_model.trainable_variables:
+                optimizer.build(self._fit_model.trainable_variables)  # saved with its (fresh) slots
+            keras_optimizer.detach(optimizer)  # saved exactly as the user's optimizer class
+            self._fit_model.save(path)
+            log.info("tripwire: saved %s after %s", path, finding.rule)
+        except Exception as exc:  # noqa: BLE001 - a failed checkpoint must not stop training
+            log.error("tripwire: checkpoint for %s failed: %s", finding.rule, exc)
+        finally:
+            if self.collector is not None and self.collector._installed:
+                keras_optimizer.attach(optimizer, self.collector)

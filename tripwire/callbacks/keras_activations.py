@@ -1,0 +1,197 @@
+"""Dead-unit and saturation statistics of ReLU-family, tanh and sigmoid activations.
+
+Two kinds of sites are found in a model (nested models included):
+
+- a layer whose ``activation`` attribute is a known function: ``Dense(64, activation="relu")``,
+  ``Conv2D(..., activation="tanh")``, ``Activation("sigmoid")``; the attribute is replaced by a
+  probe made with :func:`functools.wraps`, so it still serializes as ``"relu"``;
+- a ``ReLU``, ``LeakyReLU``, ``ELU`` or ``PReLU`` layer, whose ``call`` is wrapped.
+
+A probe hands the activation's output to ``record(site, y)`` and returns it unchanged; the
+collector keeps it for the sampled step only and reduces it inside the same compiled step.
+Per unit means per feature (last axis) or per channel (axis 1 for ``channels_first`` layers);
+every other position is a sample. Layers that produce the model's outputs are left out: a
+confident sigmoid output is saturated by design. :meth:`ActivationProbes.remove` puts every
+original back.
+
+Example:
+    >>> import keras
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu", name="hidden"),
+    ...                           keras.layers.Dense(1, activation="sigmoid", name="out")])
+    >>> [(s.name, s.family) for s in find_sites(model)]
+    [('hidden', 'relu')]
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from keras import ops
+
+from tripwire.callbacks import keras_math as km
+from tripwire.callbacks.keras_buffer import Layout
+from tripwire.stats import Need
+
+FAMILY_OF_FUNCTION = {
+    "relu": "relu", "relu6": "relu", "leaky_relu": "relu", "elu": "relu", "selu": "relu", "celu": "relu",
+    "tanh": "tanh", "hard_tanh": "tanh",
+    "sigmoid": "sigmoid", "hard_sigmoid": "sigmoid",
+}
+FAMILY_OF_LAYER = {"ReLU": "relu", "LeakyReLU": "relu", "ELU": "relu", "PReLU": "relu"}
+#: Which family each statistic applies to (None: every family).
+STAT_FAMILY: dict[str, str | None] = {"act_dead_frac": "relu", "act_tanh_sat_frac": "tanh",
+                                      "act_sigmoid_sat_frac": "sigmoid", "act_zero_frac": None, "act_var": None}
+_DEFAULTS = {"inactive_below": 0.01, "level": 0.99, "share": 0.99}
+
+
+@dataclass
+class Site:
+    """One activation the probes watch."""
+
+    layer: object
+    name: str
+    family: str
+    how: str  # "attr": layer.activation is wrapped; "call": layer.call is wrapped
+    unit_axis: int = -1
+
+
+def walk(layer) -> Iterable:  # noqa: ANN001
+    """Every sublayer of ``layer``, depth first, each once."""
+    seen: set[int] = set()
+    stack = list(reversed(getattr(layer, "layers", []) or []))
+    while stack:
+        sub = stack.pop()
+        if id(sub) in seen:
+            continue
+        seen.add(id(sub))
+        yield sub
+        stack.extend(reversed(getattr(sub, "layers", []) or []))
+
+
+def output_layers(model) -> set[int]:  # noqa: ANN001
+    """``id``s of the layers whose outputs are the model's outputs (empty when unknown)."""
+    out: set[int] = set()
+    try:
+        tensors = list(model.outputs or [])
+    except (AttributeError, ValueError):
+        tensors = []
+    for t in tensors:
+        history = getattr(t, "_keras_history", None)
+        layer = history[0] if history else None
+        while layer is not None:
+            out.add(id(layer))
+            inner = getattr(layer, "layers", None)
+            layer = inner[-1] if inner else None
+    return out
+
+
+def _original(fn):  # noqa: ANN001, ANN202
+    while hasattr(fn, "_tripwire_original"):
+        fn = fn._tripwire_original
+    return fn
+
+
+def find_sites(model) -> list[Site]:  # noqa: ANN001
+    """The watched activations of ``model``, in layer order; names are made unique."""
+    skip = output_layers(model)
+    sites: list[Site] = []
+    for layer in walk(model):
+        if id(layer) in skip:
+            continue
+        axis = 1 if getattr(layer, "data_format", None) == "channels_first" else -1
+        family = FAMILY_OF_LAYER.get(type(layer).__name__)
+        if family is not None:
+            sites.append(Site(layer, layer.name, family, "call", axis))
+            continue
+        fn = _original(getattr(layer, "activation", None))
+        family = FAMILY_OF_FUNCTION.get(getattr(fn, "__name__", ""))
+        if family is not None:
+            sites.append(Site(layer, layer.name, family, "attr", axis))
+    counts: dict[str, int] = {}
+    for s in sites:
+        counts[s.name] = counts.get(s.name, 0) + 1
+        if counts[s.name] > 1:
+            s.name = f"{s.name}#{counts[s.name]}"
+    return sites
+
+
+class ActivationProbes:
+    """Probes on the sites of a model, and the per-layer statistics the needs ask for."""
+
+    def __init__(self, model, needs: Iterable[Need], layout: Layout) -> None:  # noqa: ANN001
+        act_needs = [n for n in needs if n.stat in STAT_FAMILY]
+        self.sites = find_sites(model) if act_needs else []
+        self.slots: list[tuple[Need, int, int]] = []
+        for need in act_needs:
+            family = STAT_FAMILY[need.stat]
+            for i, site in enumerate(self.sites):
+                if family is None or site.family == family:
+                    self.slots.append((need, i, layout.add(need.key, site.name, "mean")))
+        self._installed: list[tuple[Site, object]] = []
+
+    @property
+    def watched(self) -> list[Site]:
+        """Sites that have at least one statistic."""
+        used = {i for _, i, _ in self.slots}
+        return [s for i, s in enumerate(self.sites) if i in used]
+
+    def install(self, record: Callable[[int, object], None]) -> None:
+        """Wrap every watched site; ``record(site_index, output)`` sees each output."""
+        used = sorted({i for _, i, _ in self.slots})
+        for i in used:
+            site = self.sites[i]
+            attr = "activation" if site.how == "attr" else "call"
+            original = _original(getattr(site.layer, attr))
+            setattr(site.layer, attr, _probe(original, i, record))
+            self._installed.append((site, original))
+
+    def remove(self) -> None:
+        """Put every original activation / call back."""
+        for site, original in self._installed:
+            if site.how == "attr":
+                site.layer.activation = original
+            else:
+                try:
+                    delattr(site.layer, "call")
+                except AttributeError:
+                    pass
+                if getattr(site.layer, "call", None) is not original and hasattr(site.layer.call, "_tripwire_original"):
+                    site.layer.call = original
+        self._installed.clear()
+
+    def compute(self, outputs: dict[int, object]) -> dict[int, object]:
+        """``{slot: value}`` from the recorded outputs ``{site index: y}`` of one step."""
+        values: dict[int, object] = {}
+        for need, i, slot in self.slots:
+            y = outputs.get(i)
+            if y is not None:
+                values[slot] = _stat(need, ops.stop_gradient(y), self.sites[i].unit_axis)
+        return values
+
+
+def _probe(original, index: int, record):  # noqa: ANN001, ANN202
+    @functools.wraps(original)
+    def probe(*args, **kwargs):  # noqa: ANN202
+        y = original(*args, **kwargs)
+        record(index, y)
+        return y
+
+    probe._tripwire_original = original
+    return probe
+
+
+def _stat(need: Need, y, axis: int):  # noqa: ANN001, ANN202
+    opt = {k: float(need.option(k, v)) for k, v in _DEFAULTS.items()}
+    if need.stat == "act_dead_frac":
+        return km.unit_share_below(ops.greater(y, 0), axis, opt["inactive_below"])
+    if need.stat == "act_tanh_sat_frac":
+        return km.unit_share_at_least(ops.greater_equal(ops.abs(km.f32(y)), opt["level"]), axis, opt["share"])
+    if need.stat == "act_sigmoid_sat_frac":
+        y = km.f32(y)
+        saturated = ops.logical_or(ops.less_equal(y, 1.0 - opt["level"]), ops.greater_equal(y, opt["level"]))
+        return km.unit_share_at_least(saturated, axis, opt["share"])
+    if need.stat == "act_zero_frac":
+        return km.zero_frac(y)
+    return km.variance(y)
