@@ -129,8 +129,13 @@ class Config(BaseModel):
         return {k: v for k, v in self.rules.items() if v.enabled}
 
     def with_overrides(self, **changes: Any) -> Config:
-        """Copy with top-level fields replaced (``None`` values are ignored)."""
-        return self.model_copy(update={k: v for k, v in changes.items() if v is not None})
+        """Copy with top-level fields replaced (``None`` values are ignored), validated like the file's
+        (``interval=0`` would otherwise reach the training loop)."""
+        changes = {k: v for k, v in changes.items() if v is not None}
+        try:
+            return type(self).model_validate({**dict(self), **changes})
+        except ValidationError as exc:
+            raise _Ctx("<keyword arguments>", {}).pydantic(exc, (), list(changes)) from None
 
 
 def _read(config: str | os.PathLike) -> tuple[str, str]:

@@ -53,8 +53,13 @@ class Engine:
         self.disabled: dict[str, str] = {}
         self._latched: dict[str, set[str | None]] = {}
         specs = config.rule_specs()
-        stop_on = list(stop_on)
-        unknown = [n for n in stop_on if n not in specs]
+        if isinstance(stop_on, str):  # stop_on="dead_relu" means that one rule, not its letters
+            stop_on = [stop_on]
+        try:
+            stop_on = list(() if stop_on is None else stop_on)
+        except TypeError:
+            raise ConfigError(f"stop_on must be a list of rule names (got {stop_on!r})", path="stop_on") from None
+        unknown = [n if isinstance(n, str) else repr(n) for n in stop_on if not isinstance(n, str) or n not in specs]
         if unknown:
             raise ConfigError(f"stop_on names rules that are not enabled: {', '.join(unknown)}; "
                               f"enabled: {', '.join(specs)}", path="stop_on")
@@ -91,21 +96,22 @@ class Engine:
         for name, rule in self.rules.items():
             if name in self.disabled:
                 continue
-            try:
+            try:  # a user's rule may also return junk or evidence that JSON cannot hold
                 verdicts = rule.check(sample)
+                latched = self._latched[name]
+                new: list[Verdict] = []
+                for v in verdicts:
+                    if not v.fired:
+                        latched.discard(v.subject)
+                    elif v.subject not in latched:
+                        latched.add(v.subject)
+                        new.append(v)
+                if new:
+                    finding = self._finding(name, rule, sample, new)
+                    finding.to_json()  # the record and checkpoints store it as JSON
+                    findings.append(finding)
             except Exception as exc:  # noqa: BLE001 - isolate rule failures
                 self._fail(name, exc)
-                continue
-            latched = self._latched[name]
-            new: list[Verdict] = []
-            for v in verdicts:
-                if not v.fired:
-                    latched.discard(v.subject)
-                elif v.subject not in latched:
-                    latched.add(v.subject)
-                    new.append(v)
-            if new:
-                findings.append(self._finding(name, rule, sample, new))
         return findings
 
     def _finding(self, name: str, rule: Rule, sample: Sample, verdicts: list[Verdict]) -> Finding:
@@ -133,14 +139,19 @@ class Engine:
 
     def state_dict(self) -> dict[str, Any]:
         """Plain-Python state of every rule: its own state, its latches, whether it is disabled."""
-        return {
-            name: {
-                "state": json.loads(json.dumps(rule.state)),
+        out = {}
+        for name, rule in self.rules.items():
+            try:
+                state = json.loads(json.dumps(rule.state))
+            except Exception as exc:  # noqa: BLE001 - a user rule's state must not break the checkpoint
+                self._fail(name, exc)
+                state = rule.state = {}  # disabled: later checkpoints need not log it again
+            out[name] = {
+                "state": state,
                 "latched": sorted(self._latched[name], key=lambda s: (s is not None, s or "")),
                 "disabled": self.disabled.get(name),
             }
-            for name, rule in self.rules.items()
-        }
+        return out
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` produced; rules not in ``state`` keep a fresh state."""

@@ -63,7 +63,7 @@ class Monitor:
         if log_dir is False:
             cfg = cfg.model_copy(update={"log_dir": None})
         elif log_dir is not None:
-            overrides["log_dir"] = str(log_dir)
+            overrides["log_dir"] = os.fspath(log_dir) if isinstance(log_dir, os.PathLike) else log_dir
         self.config = cfg.with_overrides(**overrides)
         self.framework = framework
         self.engine = Engine(self.config, stop_on=stop_on, framework=framework)
@@ -179,8 +179,12 @@ class Monitor:
             "rules": self.engine.state_dict(),
             "findings": [f.to_dict() for f in self.findings],
             "stopped_by": None if self.stopped_by is None else self.stopped_by.to_dict(),
-            "run_name": self.run_name,
+            "run_name": self.run_name or self._record_name(),  # a resumed run continues this record
         }
+
+    def _record_name(self) -> str | None:
+        path = self.record_path
+        return os.path.basename(os.path.dirname(path)) if path else None
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`; resuming continues patience counters and latches."""

@@ -25,7 +25,7 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any, Callable, ClassVar, Optional, Union
 
-from tripwire.errors import RuleTriggered
+from tripwire.errors import RuleError, RuleTriggered
 from tripwire.finding import Finding
 from tripwire.monitor import Decision, Monitor
 from tripwire.stats import Sample
@@ -129,7 +129,11 @@ class TripwireCallbackImpl:
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         """Initial-weight statistics, once, when training starts from scratch."""
-        if self.collector is None or trainer.global_step > 0:
+        if self.collector is None:
+            return
+        if trainer.global_step > 0:  # resumed: `weight_unchanged` compares with the restored weights
+            if self.collector.params is not None:
+                self.collector.params.remember_weights()
             return
         flush = self.collector.init_flush(step=trainer.global_step, epoch=trainer.current_epoch)
         if flush is not None:
@@ -230,16 +234,25 @@ class TripwireCallbackImpl:
     # acting ----------------------------------------------------------------------------------------
     def _decide(self, trainer: Any, sample: Sample) -> None:
         """Evaluate a sample and act; every rank calls this at the same points with the same sample."""
-        decision = self.monitor.process(sample)
+        agree = trainer.strategy.reduce_boolean_decision
+        try:
+            decision, failed = self.monitor.process(sample), None
+        except RuleError as exc:  # strict=True
+            decision, failed = Decision(), exc
+        # A rank-local failure (a rule over a rank-local statistic) must end every rank, or the
+        # others would wait in their next collective until the process group times out.
+        if self.monitor.engine.strict and agree(failed is not None, all=False):
+            raise failed or RuleError("a rule failed on another rank (strict=True); see that rank's error")
         if self.monitor.config.log_stats and trainer.is_global_zero and sample.stats:
             self._log_stats(trainer, sample)
-        agree = trainer.strategy.reduce_boolean_decision
         if agree(decision.stop is not None, all=False):
             trainer.should_stop = True
+            if self.monitor.stopped_by is None:  # a rank-local statistic fired on another rank only
+                self.monitor.stopped_by = _elsewhere(sample, "stop")
         if self._checkpoints and agree(bool(decision.checkpoint), all=False):
             trainer.save_checkpoint(self._checkpoint_path(trainer, decision, sample))
         if self._raises and agree(decision.raise_ is not None, all=False):
-            raise RuleTriggered(decision.raise_ or _elsewhere(sample))
+            raise RuleTriggered(decision.raise_ or _elsewhere(sample, "raise"))
 
     def _checkpoint_path(self, trainer: Any, decision: Decision, sample: Sample) -> str:
         record = self.monitor.record_path
@@ -259,8 +272,8 @@ class TripwireCallbackImpl:
                 log.warning("tripwire: could not log statistics to %s: %s", type(logger).__name__, exc)
 
 
-def _elsewhere(sample: Sample) -> Finding:
+def _elsewhere(sample: Sample, action: str) -> Finding:
     """Stand-in finding for a rank whose own engine did not fire while another rank's did."""
-    return Finding(rule="tripwire", kind="raise", step=sample.step, epoch=sample.epoch, severity="error",
-                   subject=None, value=None, threshold=None, message="a rule with the raise action fired on "
-                   "another rank", suggestion="see the findings logged by rank 0")
+    return Finding(rule="tripwire", kind=action, step=sample.step, epoch=sample.epoch, severity="error",
+                   subject=None, value=None, threshold=None, message=f"a rule with the {action} action fired on "
+                   "another rank", suggestion="see the findings logged by the other ranks")

@@ -29,6 +29,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from typing import Callable
 
@@ -54,6 +55,10 @@ STAT_FAMILY: dict[str, str | None] = {
     "act_var": None,
 }
 _DEFAULTS = {"inactive_below": 0.01, "level": 0.99, "share": 0.99}
+#: Per-unit shares ("active in < 1% of the samples") need samples: from a call with fewer (a
+#: batch of 1) a healthy unit that happened to be off looks dead, so such calls are not counted.
+PER_UNIT_MIN_SAMPLES = 8
+_PER_UNIT = ("act_dead_frac", "act_tanh_sat_frac", "act_sigmoid_sat_frac")
 
 Stat = Callable[[torch.Tensor, tuple[int, ...]], torch.Tensor]
 
@@ -91,10 +96,11 @@ def stat_fn(need: Need) -> Stat:
 class ActivationProbe:
     """Forward hooks computing the activation needs, into one device accumulator.
 
-    The accumulator holds, per hooked module, the sum of each statistic over the sampled
-    forward calls followed by the number of calls; :meth:`read` divides. Counts and sums
-    add up across ranks (the collector reduces them with SUM), so the result is the mean
-    over every rank's sampled calls.
+    The accumulator holds, per hooked module and statistic, its sum over the sampled forward
+    calls and the number of calls that measured it (a per-unit share skips calls with fewer
+    than :data:`PER_UNIT_MIN_SAMPLES` samples); :meth:`read` divides. Counts and sums add up
+    across ranks (the collector reduces them with SUM), so the result is the mean over every
+    rank's sampled calls.
 
     Args:
         module: the model; every matching submodule of it is hooked.
@@ -114,13 +120,13 @@ class ActivationProbe:
             if not mine:
                 continue
             self.layout.append((name, mine))
-            fns = [stat_fn(n) for n in mine]
+            fns = [(stat_fn(n), n.stat in _PER_UNIT) for n in mine]
             self._handles.append(sub.register_forward_hook(self._hook(offset, fns)))
-            offset += len(mine) + 1
+            offset += 2 * len(mine)
         self.size = offset
 
-    def _hook(self, offset: int, fns: Sequence[Stat]):  # noqa: ANN202 - returns a hook closure
-        end = offset + len(fns) + 1
+    def _hook(self, offset: int, fns: Sequence[tuple[Stat, bool]]):  # noqa: ANN202 - returns a hook closure
+        end = offset + 2 * len(fns)
 
         def hook(module: nn.Module, args: object, output: object) -> None:
             if not self.active or not isinstance(output, torch.Tensor) or output.dim() == 0:
@@ -128,9 +134,13 @@ class ActivationProbe:
             with torch.no_grad():
                 y = output.detach()
                 dims = reduce_dims(y)
-                values = [fn(y, dims) for fn in fns]
-                values.append(torch.ones((), dtype=torch.float32, device=y.device))
-                self.accumulator[offset:end].add_(torch.stack(values).float())  # type: ignore[index]
+                samples = math.prod(y.shape[d] for d in dims)
+                one, zero = torch.ones((), device=y.device), torch.zeros((), device=y.device)
+                values = []
+                for fn, per_unit in fns:  # (sum, count) per statistic; shapes decide, no host sync
+                    counted = not per_unit or samples >= PER_UNIT_MIN_SAMPLES
+                    values += [fn(y, dims).float(), one] if counted else [zero, zero]
+                self.accumulator[offset:end].add_(torch.stack(values))  # type: ignore[index]
 
         return hook
 
@@ -148,11 +158,11 @@ class ActivationProbe:
         out: dict[str, dict[str | None, float]] = {}
         offset = 0
         for name, needs in self.layout:
-            calls = values[offset + len(needs)]
-            if calls > 0:
-                for i, need in enumerate(needs):
-                    out.setdefault(need.key, {})[name] = values[offset + i] / calls
-            offset += len(needs) + 1
+            for i, need in enumerate(needs):
+                total, calls = values[offset + 2 * i], values[offset + 2 * i + 1]
+                if calls > 0:
+                    out.setdefault(need.key, {})[name] = total / calls
+            offset += 2 * len(needs)
         return out
 
     def remove(self) -> None:

@@ -68,6 +68,8 @@ def run_wide(keys: Sequence[str]) -> Reader:
 def copy_into(targets: list[torch.Tensor] | None, sources: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     """Copy ``sources`` into preallocated ``targets`` (allocated on first use), foreach when possible."""
     sources = [s.detach() for s in sources]
+    if not sources:  # nothing trainable (a fully frozen model): foreach ops refuse empty lists
+        return []
     if targets is None or len(targets) != len(sources) or any(t.shape != s.shape for t, s in zip(targets, sources)):
         return [s.clone() for s in sources]
     if hasattr(torch, "_foreach_copy_"):
@@ -187,7 +189,7 @@ class ParamProbe:
                 out.append(Piece(torch.cat([stats[WEIGHT_STATS[k]] for k in per]), "same", per_subject(per, names)))
             if "weight_nonfinite" in self.weight_keys:
                 run["weight_nonfinite"] = stats["nonfinite"].amax()
-        if self._snapshot and self._before_names == names:
+        if self._snapshot and params and self._before_names == names:  # no trainable parameter: nothing moved
             out.append(Piece(update_ratios(params, self._before), "same", per_subject(["update_ratio"], names)))
         self._snapshot = False
         if self.unchanged and params:
@@ -208,6 +210,13 @@ class ParamProbe:
         self._previous = copy_into(self._previous if self._previous_names == names else None, params)
         self._previous_names = names
         return out
+
+    def remember_weights(self) -> None:
+        """Take the weights as they are now as the previous sample's (a resumed run has lost them)."""
+        if self.unchanged:
+            named = self.trainable()
+            self._previous = copy_into(None, [p.detach() for _, p in named])
+            self._previous_names = [n for n, _ in named]
 
     def init_pieces(self) -> list[Piece]:
         """Initial-weight statistics of Linear/Conv weights (call once, before training)."""

@@ -109,9 +109,15 @@ class Run:
 
     @property
     def findings(self) -> list[Finding]:
-        """Every finding, in the order it was recorded."""
+        """Every finding, in the order it was recorded.
+
+        A finding recorded again for the same rule, step and subject (a resumed run repeating
+        the steps after its checkpoint) is listed once.
+        """
         rows = self._conn.execute("SELECT json FROM findings ORDER BY rowid")
-        return [Finding.from_dict(json.loads(r[0])) for r in rows]
+        found = [Finding.from_dict(json.loads(r[0])) for r in rows]
+        firsts = {(f.rule, f.step, f.subject): i for i, f in reversed(list(enumerate(found)))}
+        return [f for i, f in enumerate(found) if firsts[f.rule, f.step, f.subject] == i]
 
     def close(self) -> None:
         """Release the file."""
