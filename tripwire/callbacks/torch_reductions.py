@@ -195,14 +195,32 @@ def allclose_flags(current: Sequence[Tensor], previous: Sequence[Tensor], rtol: 
     """1.0 per pair where ``torch.allclose(current, previous, rtol, atol)`` holds, else 0.0 (NaN: 0.0).
 
     allclose means ``|a - b| <= atol + rtol * |b|`` everywhere, i.e. the largest excess
-    ``max(|a - b| - atol - rtol * |b|, 0)`` is zero; that maximum is one foreach inf-norm.
+    ``max(|a - b| - atol - rtol * |b|)`` is at most zero.
     """
-    diff = _foreach("abs", lambda x: [t.abs() for t in x], sub(current, previous))
+    # Two temporaries (diff, tol), everything else in place: on a 0.5M-parameter model this is
+    # ~30x faster than building a fresh tensor per operation.
+    diff = sub(current, previous)
+    _inplace("abs_", lambda x: [t.abs_() for t in x], diff)
     tol = _foreach("abs", lambda x: [t.abs() for t in x], list(previous))
-    tol = _foreach("mul", lambda x, r: [t * r for t in x], tol, rtol)
-    tol = _foreach("add", lambda x, r: [t + r for t in x], tol, atol)
-    excess = _foreach("clamp_min", lambda x, r: [t.clamp_min(r) for t in x], sub(diff, tol), 0.0)
-    return (norms(excess, math.inf) == 0).float()
+    _inplace("mul_", lambda x, r: [t.mul_(r) for t in x], tol, rtol)
+    _inplace("add_", lambda x, r: [t.add_(r) for t in x], tol, atol)
+    _inplace("sub_", lambda x, y: [a.sub_(b) for a, b in zip(x, y)], diff, tol)
+    # allclose <=> the largest excess is <= 0 (a NaN excess makes the max NaN: not close). The
+    # foreach max is one fused op; the inf-norm is ~100x slower on CPU.
+    largest = _foreach("max", lambda x: [t.amax() for t in x], diff)
+    return (torch.stack(largest).float() <= 0).float()
+
+
+def _inplace(name: str, fallback, *args) -> None:  # noqa: ANN001 - thin dispatch helper
+    """``torch._foreach_<name>(*args)`` (an in-place op) when it exists and accepts the inputs, else ``fallback``."""
+    fn = getattr(torch, f"_foreach_{name}", None)
+    if fn is not None:
+        try:
+            fn(*args)
+            return
+        except (RuntimeError, NotImplementedError, TypeError):
+            pass
+    fallback(*args)
 
 
 def init_gains(weights: Sequence[Tensor]) -> Tensor:
