@@ -147,6 +147,6 @@ def test_two_swapped_classes_in_validation():
     xv, yv = blobs(n=384, seed=1, spread=1.0)
     swapped = yv.clone()
     swapped[yv == 1], swapped[yv == 2] = 2, 1
-    cb = fit(Task(mlp()), loader(x, y), loader(xv, swapped, shuffle=False), max_steps=60, val_check_interval=60)
+    cb = fit(Task(mlp()), loader(x, y), loader(xv, swapped, shuffle=False), max_steps=60, val_check_interval=30)
     found = [f for f in cb.findings if f.rule == "classifier_confusion"]
     assert found and "1" in found[0].subject and "2" in found[0].subject

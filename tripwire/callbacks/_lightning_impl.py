@@ -28,9 +28,13 @@ from typing import Any, Callable, ClassVar, Optional, Union
 from tripwire.errors import RuleError, RuleTriggered
 from tripwire.finding import Finding
 from tripwire.monitor import Decision, Monitor
-from tripwire.stats import Sample
+from tripwire.stats import CATALOGUE, Sample
 
 log = logging.getLogger("tripwire")
+
+# Per-feature and per-class counts are inputs to the data rules, not curves anyone reads in a
+# logger (784 pixels x 5 statistics per sample would swamp it); they stay in the run record.
+_NOT_LOGGED = frozenset(k for k, info in CATALOGUE.items() if info.per in ("feature", "class", "class pair"))
 
 
 class TripwireCallbackImpl:
@@ -263,6 +267,8 @@ class TripwireCallbackImpl:
     def _log_stats(self, trainer: Any, sample: Sample) -> None:
         flat = {}
         for key, series in sample.stats.items():
+            if key.split("[")[0] in _NOT_LOGGED:
+                continue
             for subject, value in series.items():
                 flat[f"tripwire/{key}" if subject is None else f"tripwire/{key}/{subject}"] = value
         for logger in trainer.loggers:
