@@ -1,6 +1,6 @@
 """Fault-injection suite: shared setup.
 
-Puts ``tests/faults`` (user rules, fault servers, figures) and ``tests/torch`` (the tiny
+Puts ``tests/faults`` (user rules, fault servers, figures) and ``tests/torch_lightning`` (the tiny
 Lightning models of ``lightning_kit``) on ``sys.path``, keeps urllib away from proxies, and at
 the end of the session writes the measured figures (see :mod:`figures`).
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).resolve().parent
-for path in (HERE, HERE.parent / "torch"):
+for path in (HERE, HERE.parent / "torch_lightning"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 

@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE), str(HERE.parent / "torch")]
+sys.path[:0] = [str(HERE), str(HERE.parent / "torch_lightning")]
 
 
 def every_rule() -> dict:

@@ -9,12 +9,18 @@ JavaScript. ``zoo_run`` has findings of most built-in rule kinds, made by the re
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 
 from tripwire.finding import Finding
 from tripwire.record import RunRecord
 from tripwire.stats import Sample
+
+if importlib.util.find_spec("plotly") is None:  # the `report` extra is not installed (core env)
+    collect_ignore = ["test_page.py", "test_browser.py", "test_report_cli.py", "test_evidence.py",
+                      "test_report_doctests.py"]
 
 SCRIPT_LAYER = "<script>document.body.setAttribute('data-pwned','script')</script>"
 IMG_LAYER = "<img src=x onerror=\"document.body.setAttribute('data-pwned','img')\">"

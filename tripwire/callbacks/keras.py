@@ -114,6 +114,9 @@ class KerasTripwire(keras.callbacks.Callback):
         self.collector = Collector(model, needs, self._interval, data=self.train_data is None,
                                    confusion=self.validation_data is None)
         self.collector.install()
+        from tripwire.observe import drain
+
+        drain()  # values observed before training came from Keras tracing the model and the loss
         first = Sample(step=self._micro // self._k, epoch=0)
         if self._micro == 0 and self._wanted & {"init_weight_gain", "init_identical_rows"}:
             for key, values in init_stats(model).items():
@@ -210,8 +213,23 @@ class KerasTripwire(keras.callbacks.Callback):
             for key, values in self.collector.read(final=final).items():
                 sample.add(key, values)
         self._add_losses(sample)
+        self._add_observed(sample)
         if sample.stats:
             self._act(self.monitor.process(sample))
+
+    def _add_observed(self, sample: Sample) -> None:
+        """``tripwire.observe`` values: eager ones (torch backend, ``run_eagerly=True``) only."""
+        from tripwire.observe import drain
+
+        for key, (total, count) in drain().items():
+            try:
+                sample.add(key, float(total if isinstance(total, float) else to_numpy(total)) / count)
+            except Exception:  # noqa: BLE001 - a value traced into a compiled TF step has no number
+                if not getattr(self, "_observe_warned", False):
+                    self._observe_warned = True
+                    log.warning("tripwire: %s was observed inside a compiled TensorFlow step, where it has no "
+                                "value; use the torch backend or compile(run_eagerly=True) for tripwire.observe",
+                                key)
 
     def _act(self, decision: Decision) -> None:
         for finding in decision.checkpoint:

@@ -129,7 +129,9 @@ def to_numpy(x) -> np.ndarray:  # noqa: ANN001
         x = x.value
     if hasattr(x, "detach"):  # torch
         return x.detach().cpu().numpy()
-    if hasattr(x, "numpy"):  # tensorflow
+    if hasattr(x, "read_value") and callable(getattr(x, "value", None)):  # a tf.Variable: one read op
+        return np.asarray(x.value().numpy())
+    if hasattr(x, "numpy"):  # a tensorflow tensor
         return np.asarray(x.numpy())
     return np.asarray(x)
 

@@ -295,11 +295,19 @@ class Collector:
             self._when(sampled, sampled_step)
             return result
 
-        def after() -> None:
+        if isinstance(sampled, bool):
             self._when(sampled, sampled_step)
             self._when(snapshot, snapshot_weights)
+            return result
 
-        self._when(_either(sampled, snapshot), after)
+        def both() -> None:  # interval 1: every step is sampled and the step before one
+            sampled_step()
+            snapshot_weights()
+
+        # one Case op: no nested conds on the steps that run something
+        branches = [_nothing, _returning_none(sampled_step), _returning_none(snapshot_weights), _returning_none(both)]
+        which = ops.cast(sampled, "int32") + 2 * ops.cast(snapshot, "int32")
+        ops.switch(which, branches)
         return result
 
     # ---- host side -----------------------------------------------------------------------
@@ -329,10 +337,15 @@ class Collector:
         return None if self.confusion is None else self.confusion.read()
 
 
-def _either(a, b):  # noqa: ANN001, ANN202
-    if isinstance(a, bool):
-        return a or b
-    return ops.logical_or(a, b)
+def _nothing() -> None:
+    return None
+
+
+def _returning_none(fn):  # noqa: ANN001, ANN202
+    def run() -> None:
+        fn()
+
+    return run
 
 
 def _wrap(obj, name: str, hook) -> None:  # noqa: ANN001

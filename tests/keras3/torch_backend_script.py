@@ -53,7 +53,21 @@ yi = (np.arange(2048) % 40 == 0).astype("int64")
 tw, _, _ = fit(mlp(classes=2), xi, yi, config={"rules": {"class_imbalance": {}}}, epochs=1)
 out["class_imbalance"] = "class_imbalance" in fired(tw)
 
-# 4. a healthy run with validation stays silent with the default rules, and saves/loads afterwards
+# 4. tripwire.observe works in eager torch steps (here from a loss function)
+import tripwire  # noqa: E402
+
+
+def observed_loss(y_true, y_pred):
+    loss = keras.losses.sparse_categorical_crossentropy(y_true, y_pred)
+    tripwire.observe("batch_loss", keras.ops.mean(loss))
+    return loss
+
+
+tw, rec, _ = fit(mlp(), x, y, config={"rules": {"overfit": {}}}, loss=observed_loss, interval=4, epochs=1)
+out["observed"] = [round(v, 6) for _, v in rec.series("user/batch_loss")][:3]
+out["observed_loss"] = [round(v, 6) for _, v in rec.series("loss")][:3]
+
+# 5. a healthy run with validation stays silent with the default rules, and saves/loads afterwards
 model = mlp(hidden=(64, 32))
 tw, rec, _ = fit(model, *classification(n=3072), config=None, interval=5, epochs=4,
                  optimizer=keras.optimizers.Adam(3e-3), validation_data=classification(n=512, seed=1))

@@ -111,3 +111,18 @@ def test_subclassed_model_gets_gradient_and_activation_statistics():
     tw, rec, _ = fit(Net(), x, y, config={"rules": {"dead_relu": {}, "vanishing_gradient": {}}}, epochs=1)
     assert "dead_relu" in fired(tw)
     assert rec.with_key("grad_norm")
+
+
+def test_state_dict_resumes_patience_in_a_new_callback():
+    import json
+
+    x, y = classification(n=128)
+    model = mlp(bias_initializer=keras.initializers.Constant(-10.0))
+    config = {"rules": {"dead_relu": {"patience": 3}}}
+    first, _, _ = fit(model, x, y, config=config, interval=2, epochs=1, batch_size=64)  # one sample (step 2)
+    assert first.findings == []
+    state = json.loads(json.dumps(first.state_dict()))  # plain JSON: store it next to your checkpoint
+    second = KerasTripwire(config, interval=2, log_dir=False)
+    second.load_state_dict(state)
+    model.fit(x, y, batch_size=64, epochs=2, verbose=0, callbacks=[second])  # samples at steps 4 and 6
+    assert [f.step for f in second.findings] == [6]  # the third dead sample in a row, counting the first run's

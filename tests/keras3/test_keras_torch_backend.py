@@ -45,3 +45,9 @@ def test_healthy_run_is_silent_and_saves(result):
     assert {"grad_norm", "update_ratio", "act_dead_frac", "label_count", "confusion", "val_loss"} <= \
         set(result["healthy_keys"])
     assert result["clean_after"] and result["loaded_optimizer"] == "Adam"
+
+
+def test_observed_values_reach_the_rules(result):
+    # the mean of the observed batch losses since the previous flush is the interval's training loss
+    assert len(result["observed"]) == 3
+    assert result["observed"] == pytest.approx(result["observed_loss"], rel=1e-4)
