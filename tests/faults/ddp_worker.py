@@ -31,7 +31,7 @@ import time
 from datetime import timedelta
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:0] = [HERE, os.path.join(os.path.dirname(HERE), "torch")]
+sys.path[:0] = [HERE, os.path.join(os.path.dirname(HERE), "torch_lightning")]
 
 import torch  # noqa: E402
 from lightning.pytorch.strategies import DDPStrategy  # noqa: E402
