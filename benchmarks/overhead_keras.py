@@ -1,19 +1,27 @@
 """Step-time overhead of `KerasTripwire` in Keras 3 ``model.fit`` (TensorFlow backend by default).
 
-For each workload, two identical models (same seed, same data) train in the same process:
-one with no callback, one with ``KerasTripwire`` and the default config (every default rule,
-``interval=10``). Every fit also carries a timer callback that records batch-end times; the
-step time of a fit is the mean over its batches after ``--warmup`` (so tracing is excluded,
-and the sampled steps and host reads of tripwire are included). Fits of the two variants are
-interleaved ``--repeats`` times; the table shows median step times and the median of the
-per-repeat ratios, of wall time and of process CPU time (all threads; steadier than wall time
-on a shared machine). A third model without a callback ("A/A") measures the noise floor: its
-ratio to the first should be 1.000. The order of the three fits is shuffled in every repeat.
-``--record`` also writes the run record, as the default ``log_dir`` does.
+For each workload, three identical models (same seed, same data) train in the same process: one
+with no callback, one with ``KerasTripwire`` and the default config (every default rule,
+``interval=10``), and a second one with no callback ("A/A": its ratio to the first shows the
+noise and should be 1.000). A timer callback, first in the list, stamps every batch start, so a
+step's time holds everything of that step: the compiled train step, tripwire's sampled-step work
+inside it, and every callback's host work (tripwire's host read and rules). A fit's step time is
+the mean over its steps after ``--warmup``; the fits are interleaved ``--repeats`` times in a
+shuffled order (machine load drifts) and the table shows median step times and the median of the
+per-repeat ratios, of wall time and of process CPU time (all threads; steadier than wall time on
+a shared machine).
+
+The second table is measured inside the tripwire runs alone, so machine load blurs it far less:
+how much longer (median, CPU time) a sampled step (statistics in the step, then the host read
+and the rules) and the step before it (weight snapshot) take than the steps where tripwire does
+nothing, spread over the ``interval`` steps, in ms per step and as a share of a quiet step. It is
+a lower bound: the per-step cost of the cond that skips the work is in the quiet steps too.
 
 Usage:
     python benchmarks/overhead_keras.py                 # MLP and CNN on CPU, TF backend
+    python benchmarks/overhead_keras.py --threads 1     # steadier on a busy machine
     python benchmarks/overhead_keras.py --jit           # with jit_compile=True (XLA)
+    python benchmarks/overhead_keras.py --record        # also write the run record (default log_dir)
     KERAS_BACKEND=torch python benchmarks/overhead_keras.py --steps 120 --repeats 5
 """
 
@@ -36,25 +44,42 @@ import numpy as np  # noqa: E402
 
 from tripwire import KerasTripwire  # noqa: E402
 
+INTERVAL = 10  # the default config's
+
 
 class StepTimer(keras.callbacks.Callback):
-    """Mean wall and process-CPU time per step of a fit, from batch ends after a warm-up."""
+    """Wall and process-CPU timestamps at every batch start (and at the end of training)."""
 
     def __init__(self, warmup: int) -> None:
         super().__init__()
         self.warmup = warmup
-        self.times: list[tuple[float, float]] = []
+        self.stamps: list[tuple[float, float]] = []
 
     def on_train_begin(self, logs=None) -> None:  # noqa: ANN001
-        self.times = []
+        self.stamps = []
 
-    def on_train_batch_end(self, batch, logs=None) -> None:  # noqa: ANN001
-        self.times.append((time.perf_counter(), time.process_time()))
+    def on_train_batch_begin(self, batch, logs=None) -> None:  # noqa: ANN001
+        self.stamps.append((time.perf_counter(), time.process_time()))
 
-    def step_time(self) -> tuple[float, float]:
-        t = self.times[self.warmup:]
-        n = len(t) - 1
-        return (t[-1][0] - t[0][0]) / n, (t[-1][1] - t[0][1]) / n
+    def on_train_end(self, logs=None) -> None:  # noqa: ANN001
+        self.stamps.append((time.perf_counter(), time.process_time()))
+
+    def steps(self, clock: int) -> np.ndarray:
+        """Duration of every step after the warm-up (index i: optimizer step i + 1)."""
+        t = np.array([s[clock] for s in self.stamps])
+        return np.diff(t)[self.warmup:]
+
+    def mean(self, clock: int) -> float:
+        return float(self.steps(clock).mean())
+
+    def phases(self, clock: int) -> tuple[float, float]:
+        """``(extra, quiet)``: the median time of the steps where tripwire does nothing (``quiet``),
+        and what its sampled steps and the steps before them (weight snapshot) add, per step."""
+        durations = self.steps(clock)
+        phase = (np.arange(len(durations)) + self.warmup + 1) % INTERVAL
+        quiet = float(np.median(durations[(phase != 0) & (phase != INTERVAL - 1)]))
+        busy = sum(float(np.median(durations[phase == p])) - quiet for p in (0, INTERVAL - 1))
+        return busy / INTERVAL, quiet
 
 
 def mlp() -> keras.Model:
@@ -83,27 +108,30 @@ def measure(name: str, steps: int, repeats: int, warmup: int, jit: bool, log_dir
         model = build()
         model.compile(keras.optimizers.Adam(1e-3),
                       keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=jit)
-        extra = [KerasTripwire(log_dir=log_dir or False)] if variant == "tripwire" else []
-        variants[variant] = (model, extra)
+        variants[variant] = model
     timer = StepTimer(warmup)
-    wall: dict[str, list[float]] = {v: [] for v in variants}
-    cpu: dict[str, list[float]] = {v: [] for v in variants}
+    mean: dict[str, list[tuple[float, float]]] = {v: [] for v in variants}
+    inside: list[tuple[float, float]] = []
     for r in range(repeats):
         order = list(variants.items())
-        random.Random(r).shuffle(order)  # no variant always runs first (machine load drifts)
-        for variant, (model, extra) in order:
+        random.Random(r).shuffle(order)
+        for variant, model in order:
+            extra = [KerasTripwire(log_dir=log_dir or False)] if variant == "tripwire" else []
             with contextlib.redirect_stdout(io.StringIO()):  # the end-of-run summary of each fit
                 model.fit(x, y, batch_size=batch, epochs=1, shuffle=False, verbose=0, callbacks=[timer, *extra])
-            w, c = timer.step_time()
-            wall[variant].append(w)
-            cpu[variant].append(c)
+            mean[variant].append((timer.mean(0), timer.mean(1)))
+            if variant == "tripwire":
+                inside.append(timer.phases(1))
 
-    def ratio(times: dict[str, list[float]], variant: str = "tripwire") -> float:
-        return statistics.median(t / n for t, n in zip(times[variant], times["none"]))
+    def ratio(variant: str, clock: int) -> float:
+        return statistics.median(t[clock] / n[clock] for t, n in zip(mean[variant], mean["none"]))
 
-    return {"none_ms": 1e3 * statistics.median(wall["none"]), "tripwire_ms": 1e3 * statistics.median(wall["tripwire"]),
-            "ratio": ratio(wall), "cpu_ratio": ratio(cpu), "control": ratio(wall, "control"),
-            "control_cpu": ratio(cpu, "control")}
+    cost = statistics.median(c for c, _ in inside)
+    return {"none_ms": 1e3 * statistics.median(t for t, _ in mean["none"]),
+            "tripwire_ms": 1e3 * statistics.median(t for t, _ in mean["tripwire"]),
+            "ratio": ratio("tripwire", 0), "cpu_ratio": ratio("tripwire", 1),
+            "control": ratio("control", 0), "control_cpu": ratio("control", 1),
+            "inside_ms": 1e3 * cost, "inside_share": cost / statistics.median(q for _, q in inside)}
 
 
 def main() -> None:
@@ -111,7 +139,7 @@ def main() -> None:
     parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
     parser.add_argument("--steps", type=int, default=300, help="optimizer steps per fit")
     parser.add_argument("--repeats", type=int, default=7, help="interleaved fits per variant")
-    parser.add_argument("--warmup", type=int, default=20, help="batches left out at the start of each fit")
+    parser.add_argument("--warmup", type=int, default=20, help="steps left out at the start of each fit")
     parser.add_argument("--jit", action="store_true", help="compile with jit_compile=True")
     parser.add_argument("--record", action="store_true", help="also write the run record (default config's log_dir)")
     parser.add_argument("--threads", type=int, default=0, help="TensorFlow intra/inter-op threads (0: its default)")
@@ -121,16 +149,23 @@ def main() -> None:
 
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    logging.getLogger("tripwire").setLevel(logging.ERROR)  # random-label findings are not the point here
+    logging.getLogger("tripwire").setLevel(logging.ERROR)  # findings are not the point here
     print(f"backend={keras.backend.backend()} jit_compile={args.jit} steps={args.steps} repeats={args.repeats} "
-          f"record={args.record} threads={args.threads or 'default'}")
-    print(f"{'workload':<10}{'no callback ms/step':>21}{'KerasTripwire ms/step':>23}{'ratio':>7}{'CPU ratio':>11}"
-          f"{'A/A ratio':>11}{'A/A CPU':>9}")
+          f"record={args.record} threads={args.threads or 'default'} load={os.getloadavg()[0]:.1f}")
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.workloads:
-            r = measure(name, args.steps, args.repeats, args.warmup, args.jit, tmp if args.record else None)
-            print(f"{name:<10}{r['none_ms']:>21.3f}{r['tripwire_ms']:>23.3f}{r['ratio']:>7.3f}{r['cpu_ratio']:>11.3f}"
-                  f"{r['control']:>11.3f}{r['control_cpu']:>9.3f}")
+            rows.append((name, measure(name, args.steps, args.repeats, args.warmup, args.jit,
+                                       tmp if args.record else None)))
+    print(f"\n{'workload':<9}{'no callback ms/step':>20}{'KerasTripwire ms/step':>23}{'ratio':>7}{'CPU ratio':>11}"
+          f"{'A/A':>7}{'A/A CPU':>9}")
+    for name, r in rows:
+        print(f"{name:<9}{r['none_ms']:>20.3f}{r['tripwire_ms']:>23.3f}{r['ratio']:>7.3f}{r['cpu_ratio']:>11.3f}"
+              f"{r['control']:>7.3f}{r['control_cpu']:>9.3f}")
+    print(f"\n{'workload':<9}{'inside the run: CPU ms/step':>29}{'share of a quiet step':>24}")
+    for name, r in rows:
+        print(f"{name:<9}{r['inside_ms']:>29.3f}{r['inside_share']:>23.1%}")
+    print(f"load at the end: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -143,3 +143,18 @@ def test_padded_token_sequences_fire_token_ratio():
     tw, rec, _ = fit(model, tokens, y, config={"rules": {"token_ratio": {}}}, epochs=1)
     found = fired(tw)["token_ratio"][0]
     assert found.value == pytest.approx(0.75, abs=0.01)
+
+
+def test_standalone_activation_layers_are_watched_and_restored():
+    keras.utils.set_random_seed(0)
+    relu, tanh = keras.layers.ReLU(name="relu_layer"), keras.layers.Activation("tanh", name="tanh_layer")
+    inputs = keras.Input((20,))
+    dead = relu(keras.layers.Dense(16, bias_initializer=keras.initializers.Constant(-10.0))(inputs))
+    saturated = tanh(keras.layers.Dense(16, kernel_initializer=keras.initializers.RandomNormal(stddev=20.0))(inputs))
+    outputs = keras.layers.Dense(3, activation="softmax")(keras.layers.Concatenate()([dead, saturated]))
+    x, y = classification()
+    tw, _, _ = fit(keras.Model(inputs, outputs), x, y, config={"rules": {"dead_relu": {}, "tanh_saturation": {}}},
+                   epochs=1)
+    assert fired(tw)["dead_relu"][0].subject == "relu_layer"
+    assert fired(tw)["tanh_saturation"][0].subject == "tanh_layer"
+    assert "call" not in vars(relu) and tanh.activation is keras.activations.tanh

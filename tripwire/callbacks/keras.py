@@ -47,6 +47,12 @@ class KerasTripwire(keras.callbacks.Callback):
     callback installs on the model and optimizer is removed when training ends, so
     ``model.save`` / ``keras.models.load_model`` behave as without it.
 
+    Backends: TensorFlow (graph and ``jit_compile=True``, ``tf.distribute.MirroredStrategy``:
+    statistics combined over replicas) and torch are tested. On JAX only the losses,
+    initialization statistics and explicitly given data are checked (a warning says so).
+    Keras keeps no callback state in checkpoints: to resume, save :meth:`state_dict` (plain JSON)
+    beside the model and :meth:`load_state_dict` it into the new callback.
+
     Args:
         config: path of a YAML file, YAML text, a dict, a :class:`tripwire.Config`, or None for the
             default rule set.

@@ -153,11 +153,9 @@ class ActivationProbes:
             if site.how == "attr":
                 site.layer.activation = original
             else:
-                try:
-                    delattr(site.layer, "call")
-                except AttributeError:
-                    pass
-                if getattr(site.layer, "call", None) is not original and hasattr(site.layer.call, "_tripwire_original"):
+                if "call" in vars(site.layer):
+                    delattr(site.layer, "call")  # the class's own method again
+                if site.layer.call != original:  # the original was itself an instance attribute
                     site.layer.call = original
         self._installed.clear()
 

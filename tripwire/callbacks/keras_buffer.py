@@ -114,13 +114,22 @@ class Layout:
     def decode(self, values: np.ndarray) -> dict[str, dict[str | None, float]]:
         """``{key: {subject: value}}`` from a vector read back (stamp and dead slots left out)."""
         stats: dict[str, dict[str | None, float]] = {}
-        for i in range(1, len(self.slots)):
-            slot = self.slots[i]
-            if i in self.dead or slot.key in self.skip_once:
+        numbers = values.tolist()
+        for key, slots in self._by_key():
+            if key in self.skip_once:
                 continue
-            stats.setdefault(slot.key, {})[slot.subject] = float(values[i])
+            stats[key] = {self.slots[i].subject: numbers[i] for i in slots if i not in self.dead}
         self.skip_once.clear()
-        return stats
+        return {k: v for k, v in stats.items() if v}
+
+    def _by_key(self) -> list[tuple[str, list[int]]]:
+        """Slot indices grouped by series key, in slot order (cached once the layout is complete)."""
+        if getattr(self, "_groups", None) is None or self._groups[0] != len(self.slots):
+            groups: dict[str, list[int]] = {}
+            for i in range(1, len(self.slots)):
+                groups.setdefault(self.slots[i].key, []).append(i)
+            self._groups = (len(self.slots), list(groups.items()))
+        return self._groups[1]
 
 
 def to_numpy(x) -> np.ndarray:  # noqa: ANN001
@@ -213,7 +222,8 @@ class PackedBuffer:
             old = full[a:b]
             new = ops.where(self._is_min[a:b], ops.minimum(old, new),
                             ops.where(self._is_max[a:b], ops.maximum(old, new), old + new))
-        self.variable.assign(ops.slice_update(full, (a,), new))
+        # a concatenation, not ops.slice_update: TensorFlow runs that one as an XLA op, slower on CPU
+        self.variable.assign(ops.concatenate([full[:a], new, full[b:]]))
 
     def stamp(self, layout: Layout):  # noqa: ANN201
         """The step stamp of one part, as a tensor."""

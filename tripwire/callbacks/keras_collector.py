@@ -9,12 +9,15 @@ It installs itself on a compiled model when training begins and removes itself w
 - with a confusion matrix to fill, ``test_step`` and ``compute_loss`` are wrapped to see the
   validation labels and predictions.
 
-Inside ``apply``, everything of a sampled step (gradients, activations, data) is reduced to one
-packed vector and written with one ``assign``, under one ``ops.cond`` on the optimizer's own
-step counter, so nothing runs on the other steps; the weights are reduced after the update in a
-second ``cond`` when weight statistics are needed. The torch backend runs eagerly and its
-``ops.cond`` would read the predicate on the host every step, so there a Python flag set by the
-callback decides instead. The host reads the vectors with one copy per flush (:meth:`read`).
+Inside ``apply``, after the real update, one ``ops.switch`` on the optimizer's own step counter
+runs the statistics of a sampled step (gradients, activations, the batch, the updated weights)
+or, on the step before one, the weight snapshot that ``update_ratio`` and ``weight_unchanged``
+compare against; on the other steps it runs nothing. Nothing in it reads a weight before the
+update, so the update never waits for the statistics. (Under gradient accumulation the gradient
+part runs in a ``cond`` before the update, which resets the accumulators.) Each part is packed
+into a slice of one variable with one ``assign``; the host reads that variable with one copy per
+flush (:meth:`read`). The torch backend runs eagerly and its ``cond`` would read the predicate on
+the host every step, so there Python flags set by the callback decide instead.
 
 The JAX backend runs ``train_step`` statelessly: writes from inside it would need the trainer's
 state plumbing, so on JAX the collector computes nothing in-graph (losses from the logs,
@@ -45,10 +48,10 @@ import keras
 from keras import ops
 
 from tripwire.callbacks import keras_optimizer as kopt
-from tripwire.callbacks.keras_params import RATIO_OK, ParamStats
 from tripwire.callbacks.keras_activations import ActivationProbes
 from tripwire.callbacks.keras_buffer import Layout, PackedBuffer, reset, to_numpy
 from tripwire.callbacks.keras_data import Confusion, DataStats, LabelSpec, label_spec
+from tripwire.callbacks.keras_params import RATIO_OK, ParamStats
 from tripwire.stats import Need
 
 log = logging.getLogger("tripwire")
@@ -101,10 +104,12 @@ class Collector:
         self.confusion: Confusion | None = None
         self._want_confusion = want_confusion and self.spec is not None and self.spec.classes <= 256
         self.buffer: PackedBuffer | None = None
-        #: the data totals are decoded every `data_every` reads: per-feature statistics of wide
+        #: the data totals (kept summing on the device) are decoded after `data_every` reads, then
+        #: after twice as many, and so on up to every 64 reads: per-feature statistics of wide
         #: inputs are thousands of values, which would otherwise dominate the host's work
         self.data_every = max(1, -(-len(self.data.layout) // 256))
         self._reads = 0
+        self._data_gap = self._next_data = self.data_every
         self._installed = False
 
     # ---- install / uninstall -------------------------------------------------------------
@@ -231,15 +236,12 @@ class Collector:
         return sampled, snapshot, step
 
     def _when(self, sampled, fn) -> None:  # noqa: ANN001
+        """Run ``fn`` on a sampled step: a Python ``if`` (torch) or an ``ops.cond`` in the graph."""
         if isinstance(sampled, bool):
             if sampled:
                 fn()
             return
-
-        def run() -> None:
-            fn()
-
-        ops.cond(sampled, run, lambda: None)
+        ops.cond(sampled, fn, _nothing)
 
     def around_apply(self, optimizer, apply, grads, trainable_variables=None):  # noqa: ANN001, ANN201
         """Statistics of this step around the real ``apply`` (called by the optimizer mixin)."""
@@ -305,24 +307,26 @@ class Collector:
             snapshot_weights()
 
         # one Case op: no nested conds on the steps that run something
-        branches = [_nothing, _returning_none(sampled_step), _returning_none(snapshot_weights), _returning_none(both)]
         which = ops.cast(sampled, "int32") + 2 * ops.cast(snapshot, "int32")
-        ops.switch(which, branches)
+        ops.switch(which, [_nothing, sampled_step, snapshot_weights, both])
         return result
 
     # ---- host side -----------------------------------------------------------------------
 
     def read(self, final: bool = False) -> dict[str, dict[str | None, float]]:
-        """Statistics of the latest sampled step not read yet, and every ``data_every`` reads (or
-        when ``final``) the data totals since they were last read: one host copy."""
+        """Statistics of the latest sampled step not read yet and, when due (or ``final``), the data
+        totals since they were last decoded: one host copy."""
         if self.buffer is None:
             return {}
         self._reads += 1
         rows = self.buffer.read()
         stats: dict[str, dict[str | None, float]] = {}
         for layout in self.buffer.layouts:
-            if layout is self.data.layout and not (final or self._reads % self.data_every == 0):
-                continue
+            if layout is self.data.layout:
+                if not (final or self._reads >= self._next_data):
+                    continue
+                self._data_gap = min(2 * self._data_gap, max(64, self.data_every))
+                self._next_data = self._reads + self._data_gap
             stats.update(self.buffer.take(layout, rows))
         ok = stats.pop(RATIO_OK, {}).get(None)
         if ok is not None and ok < 1:  # no snapshot from the step before (e.g. the first sampled step)
@@ -339,13 +343,6 @@ class Collector:
 
 def _nothing() -> None:
     return None
-
-
-def _returning_none(fn):  # noqa: ANN001, ANN202
-    def run() -> None:
-        fn()
-
-    return run
 
 
 def _wrap(obj, name: str, hook) -> None:  # noqa: ANN001
