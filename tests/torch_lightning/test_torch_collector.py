@@ -206,6 +206,18 @@ def test_data_probe_labels_inputs_tokens():
     assert probe.pieces() == []  # reset after a flush
 
 
+def test_input_statistics_reach_the_rules_at_growing_intervals_and_lose_no_rows():
+    probe = DataProbe([Need("input_count"), Need("label_count")])
+    counts = []
+    for _ in range(8):
+        probe.add(torch.randn(5, 2), torch.tensor([0, 1, 1, 0, 1]))
+        got = read(probe.pieces())
+        assert got["label_count"] == {"0": 2.0, "1": 3.0}  # labels: every flush
+        counts.append(got.get("input_count", {}).get("0"))
+    # flushes 1, 2, 4, 8 carry the inputs since the previous carrying flush; nothing is dropped
+    assert counts == [5.0, 5.0, None, 10.0, None, None, None, 20.0]
+
+
 def test_label_capacity_grows_and_drops_the_overflowing_window():
     probe = DataProbe([Need("label_count")])
     probe.add(None, torch.tensor([0, 1, 40]))

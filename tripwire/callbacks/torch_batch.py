@@ -38,6 +38,9 @@ INPUT_STATS = ("input_count", "input_sum", "input_sumsq", "input_min", "input_ma
 MAX_FEATURES = 4096  # per-feature input statistics are skipped for wider inputs
 MAX_CLASSES = 1024  # class counts are skipped past this many classes (e.g. LM token labels)
 MAX_CONFUSION_CLASSES = 256
+#: input statistics reach the rules after 1, 2, 4, ... flushes, then every INPUT_GAP_MAX flushes:
+#: a wide input is thousands of per-feature values to unpack, judge and record on the host
+INPUT_GAP_MAX = 64
 INT_PRED_CLASSES = 64  # class ids >= this are skipped when predictions are ids and no logits were seen
 
 BatchFn = Callable[[Any], tuple[Any, Any]]
@@ -70,6 +73,18 @@ def split_batch(batch: Any, batch_fn: BatchFn | None = None) -> tuple[torch.Tens
     return _tensor(inputs), _tensor(labels)
 
 
+def inputs_due(flush: int) -> bool:
+    """Whether the ``flush``-th flush (from 1) carries input statistics: flushes 1, 2, 4, 8, ...,
+    :data:`INPUT_GAP_MAX`, then every :data:`INPUT_GAP_MAX`-th. A data problem is seen at the first
+    flushes, and wide inputs stop costing host time at every flush.
+
+    Example:
+        >>> [f for f in range(1, 200) if inputs_due(f)]
+        [1, 2, 4, 8, 16, 32, 64, 128, 192]
+    """
+    return flush % INPUT_GAP_MAX == 0 or (flush & (flush - 1)) == 0
+
+
 def _is_float(t: torch.Tensor) -> bool:
     return t.is_floating_point()
 
@@ -98,6 +113,7 @@ class DataProbe:
         self._input_acc: torch.Tensor | None = None
         self._token_acc: torch.Tensor | None = None
         self._warned: set[str] = set()
+        self._flushes = 0
 
     @property
     def wanted(self) -> bool:
@@ -147,12 +163,18 @@ class DataProbe:
             torch.maximum(acc[4], stats[4], out=acc[4])
 
     def pieces(self) -> list[Piece]:
-        """Pieces for the next flush (what was accumulated since the last one), then reset."""
+        """Pieces for the next flush (what was accumulated since the last one taken), then reset.
+
+        Labels and tokens go into every flush; input statistics keep summing on the device and go
+        into the flushes :func:`inputs_due` picks. The schedule counts flushes only, so every rank
+        of a distributed run packs the same pieces.
+        """
         out = []
+        self._flushes += 1
         if self._label_acc is not None:
             acc, self._label_acc = self._label_acc, None
             out.append(Piece(acc, ["sum"] * (acc.numel() - 1) + ["max"], self._read_labels))
-        if self._input_acc is not None:
+        if self._input_acc is not None and inputs_due(self._flushes):
             acc, self._input_acc = self._input_acc, None
             ops = [op for op in ("sum", "sum", "sum", "min", "max") for _ in range(acc.shape[1])]
             out.append(Piece(acc.reshape(-1), ops, self._read_inputs))

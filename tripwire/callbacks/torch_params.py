@@ -37,7 +37,7 @@ from torch import nn
 
 from tripwire.callbacks.torch_packing import Piece, Reader, Series
 from tripwire.callbacks.torch_reductions import (
-    allclose_flags, identical_rows, init_gains, norms, tensor_stats, update_ratios,
+    abs_sums, allclose_flags, identical_rows, init_gains, tensor_stats, update_ratios,
 )
 from tripwire.stats import Need
 
@@ -153,7 +153,7 @@ class ParamProbe:
         stats = tensor_stats(grads, want)
         if embedding and "abs_mean" in stats:
             touched = torch.stack([g.count_nonzero() for g in grads]).float().clamp_min(1)
-            stats["abs_mean"] = norms(grads, 1.0) / touched
+            stats["abs_mean"] = abs_sums(grads) / touched
         if "norm" in stats:
             self._l2.append(stats["norm"])
         if self.grad_keys:

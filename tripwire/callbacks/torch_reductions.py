@@ -2,10 +2,11 @@
 
 Pure functions: tensors in, small float32 device tensors out. The collector calls them on
 sampled steps only. Per-tensor norms use ``torch._foreach_norm`` grouped by (device, dtype)
-with float32 accumulation (a handful of kernel launches for hundreds of tensors); statistics
-that have no foreach op (signed sums, zero counts, variances) use one ``cat`` and
-``segment_reduce``. The private ops are feature-detected; without them each falls back to a
-per-tensor loop that computes the same numbers.
+with float32 accumulation (a handful of kernel launches for hundreds of tensors); on
+accelerators, statistics that have no foreach op (signed sums, zero counts, variances) use one
+``cat`` and ``segment_reduce``, while on CPU, where there is no launch cost to save and those
+ops are slow, they are plain per-tensor reductions. The private ops are feature-detected;
+without them each falls back to a per-tensor loop that computes the same numbers.
 
 Nothing here calls ``.item()``, ``.cpu()``, ``bool(tensor)`` or reads a value on the host.
 
@@ -160,14 +161,46 @@ def tensor_stats(tensors: Sequence[Tensor], want: set[str] | frozenset[str]) -> 
         if "nonfinite" in want:
             out["nonfinite"] = (~torch.isfinite(l2)).float()
     if "abs_mean" in want:
-        out["abs_mean"] = norms(tensors, 1.0) / numels(tensors)
-    if "zero_frac" in want or "var" in want:
+        out["abs_mean"] = abs_sums(tensors) / numels(tensors)
+    if not ({"zero_frac", "var"} & set(want)):
+        return out
+    if _fused(tensors):
         flat = Flat(tensors)
         if "zero_frac" in want:
             out["zero_frac"] = flat.count(flat.flat == 0) / flat.n
         if "var" in want:
             out["var"] = flat.variances()
+        return out
+    n = numels(tensors)
+    if "zero_frac" in want:
+        out["zero_frac"] = 1.0 - torch.stack([t.count_nonzero() for t in tensors]).float() / n
+    if "var" in want:
+        out["var"] = torch.stack([_variance(t) for t in tensors])
     return out
+
+
+def _fused(tensors: Sequence[Tensor]) -> bool:
+    """Whether to reduce through one ``cat`` + ``segment_reduce`` (accelerators: few kernel
+    launches) rather than tensor by tensor (CPU, where ``segment_reduce``, bool-to-float casts and
+    ``repeat_interleave`` are single-threaded loops several times slower than plain reductions)."""
+    return tensors[0].device.type != "cpu"
+
+
+def _variance(t: Tensor) -> Tensor:
+    """Two-pass population variance of one tensor in float32 (exact for a constant tensor)."""
+    x = t.detach().float()
+    return torch.linalg.vector_norm(x - x.mean()).square() / max(x.numel(), 1)
+
+
+def abs_sums(tensors: Sequence[Tensor]) -> Tensor:
+    """Sum of |x| of every tensor, float32, shape ``[len(tensors)]``.
+
+    On CPU ``abs`` + ``sum`` is ~4x faster than the (unvectorized) L1-norm kernel.
+    """
+    if _fused(tensors):
+        return norms(tensors, 1.0)
+    absolute = _foreach("abs", lambda x: [t.abs() for t in x], [t.detach() for t in tensors])
+    return torch.stack([a.sum(dtype=torch.float32) for a in absolute])
 
 
 def _foreach(name: str, fallback, *args):  # noqa: ANN001, ANN202 - thin dispatch helper
