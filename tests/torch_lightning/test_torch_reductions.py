@@ -74,6 +74,9 @@ def test_update_ratio_and_allclose_flags():
     ratios = R.update_ratios(after, before)
     assert ratios[0].item() == pytest.approx(0.1, rel=1e-5)
     assert ratios[1].item() == 0.0 and ratios[2].item() == 0.0
+    scratch = [t.clone() for t in before]
+    torch.testing.assert_close(R.update_ratios(after, scratch, consume=True), ratios)
+    assert scratch[0].tolist() == pytest.approx([-0.1] * 4)  # consumed: the difference was taken in place
     nudged = [before[0] + 1e-9, before[1] * (1 + 1e-3), torch.tensor([0.0, float("nan")])]
     flags = R.allclose_flags(nudged, before, rtol=1e-5, atol=1e-8)
     expected = [float(torch.allclose(a, b, rtol=1e-5, atol=1e-8)) for a, b in zip(nudged, before)]

@@ -190,7 +190,7 @@ class ParamProbe:
             if "weight_nonfinite" in self.weight_keys:
                 run["weight_nonfinite"] = stats["nonfinite"].amax()
         if self._snapshot and params and self._before_names == names:  # no trainable parameter: nothing moved
-            out.append(Piece(update_ratios(params, self._before), "same", per_subject(["update_ratio"], names)))
+            out.append(Piece(update_ratios(params, self._before, consume=True), "same", per_subject(["update_ratio"], names)))
         self._snapshot = False
         if self.unchanged and params:
             out.extend(self._unchanged(names, params))

@@ -219,9 +219,18 @@ def sub(a: Sequence[Tensor], b: Sequence[Tensor]) -> list[Tensor]:
     return _foreach("sub", lambda x, y: [p - q for p, q in zip(x, y)], list(a), list(b))
 
 
-def update_ratios(after: Sequence[Tensor], before: Sequence[Tensor]) -> Tensor:
-    """``||after - before|| / ||before||`` per tensor (a zero ``before`` divides by a tiny value)."""
-    return norms(sub(after, before)) / norms(before).clamp_min(1e-30)
+def update_ratios(after: Sequence[Tensor], before: Sequence[Tensor], *, consume: bool = False) -> Tensor:
+    """``||after - before|| / ||before||`` per tensor (a zero ``before`` divides by a tiny value).
+
+    With ``consume=True`` the difference is computed in place in ``before`` (a scratch snapshot
+    the caller overwrites anyway): no allocation of a model-sized temporary.
+    """
+    scale = norms(before).clamp_min(1e-30)
+    if consume:
+        before = list(before)
+        _inplace("sub_", lambda x, y: [a.sub_(b) for a, b in zip(x, y)], before, list(after))
+        return norms(before) / scale
+    return norms(sub(after, before)) / scale
 
 
 def allclose_flags(current: Sequence[Tensor], previous: Sequence[Tensor], rtol: float, atol: float) -> Tensor:
