@@ -114,7 +114,8 @@ def test_nonfinite_batches_do_not_poison_the_sums():
     rule = NotNormalized("nn")
     out = [v for s in samples for v in rule.check(s)]
     assert out and not any(v.fired for v in out)
-    assert np.isfinite(rule.state["sum"]["x"]) and np.isfinite(rule.state["max"]["x"])
+    x = rule.state["features"].index("x")
+    assert np.isfinite(rule.state["sum"][x]) and np.isfinite(rule.state["max"][x])
 
 
 def test_engine_reports_once():

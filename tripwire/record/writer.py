@@ -39,7 +39,7 @@ from tripwire.stats import Sample
 
 log = logging.getLogger("tripwire")
 
-_SERIES, _FINDING = 0, 1
+_SERIES, _FINDING, _SAMPLE = 0, 1, 2
 
 
 def default_run_name() -> str:
@@ -100,19 +100,15 @@ class RunRecord:
 
     # ---- training thread -------------------------------------------------------------------
     def add_sample(self, sample: Sample) -> None:
-        """Queue every value of ``sample`` (NaN and ±Inf included; ``None`` values are skipped)."""
-        step, epoch = int(sample.step), None if sample.epoch is None else int(sample.epoch)
-        rows = []
-        for name, values in sample.stats.items():
-            for subject, value in values.items():
-                if value is None:
-                    continue
-                value = float(value)
-                nan = math.isnan(value)
-                rows.append((step, epoch, name, None if subject is None else str(subject),
-                             None if nan else value, int(nan)))
-        if rows:
-            self._put((_SERIES, rows), len(rows))
+        """Queue every value of ``sample`` (NaN and ±Inf included; ``None`` values are skipped).
+
+        Only a reference crosses the queue: the rows are built on the writer thread, so a sample
+        of thousands of per-feature values costs the training thread microseconds.
+        """
+        stats = dict(sample.stats)  # series added to the sample later are not this sample's
+        n = sum(len(values) for values in stats.values())
+        if n:
+            self._put((_SAMPLE, (int(sample.step), None if sample.epoch is None else int(sample.epoch), stats)), n)
 
     def add_finding(self, finding: Finding) -> None:
         """Queue one finding."""
@@ -173,6 +169,8 @@ class RunRecord:
                 stopping = True
             elif isinstance(item, threading.Event):
                 waiters.append(item)
+            elif item and item[0] == _SAMPLE:
+                pending[_SERIES].extend(_series_rows(*item[1]))
             elif item:
                 pending[item[0]].extend(item[1])
             size = len(pending[_SERIES]) + len(pending[_FINDING])
@@ -217,6 +215,20 @@ class RunRecord:
                     pass
             conn = None
         return conn
+
+
+def _series_rows(step: int, epoch: int | None, stats: dict[str, dict[str | None, float]]) -> list[tuple]:
+    """Rows of the series table for one sample's values."""
+    rows = []
+    for name, values in stats.items():
+        for subject, value in values.items():
+            if value is None:
+                continue
+            value = float(value)
+            nan = math.isnan(value)
+            rows.append((step, epoch, name, None if subject is None else str(subject), None if nan else value,
+                         int(nan)))
+    return rows
 
 
 def _meta(conn: sqlite3.Connection, cfg: Config, framework: str | None, fresh: bool,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar
 
+import numpy as np
 from pydantic import Field, model_validator
 
 from tripwire.registry import register
@@ -74,7 +75,8 @@ class NotNormalized(Rule):
             return self
 
     def initial_state(self) -> dict[str, Any]:
-        return {"count": {}, "sum": {}, "sumsq": {}, "min": {}, "max": {}}
+        # One list per total, aligned with `features`; min/max hold NaN until a finite value is seen.
+        return {"features": [], "count": [], "sum": [], "sumsq": [], "min": [], "max": []}
 
     def needs(self) -> list[Need]:
         return [Need(name) for name in (*_SUMS, "input_min", "input_max")]
@@ -84,51 +86,90 @@ class NotNormalized(Rule):
             return []
         self._accumulate(sample)
         st, p = self.state, self.params
-        if not st["count"] or max(st["count"].values()) < p.samples:
+        if not st["count"] or max(st["count"]) < p.samples:
             return []
-        off = sorted((f for f in map(self._describe, st["count"]) if f["score"] > 1), key=lambda f: -f["score"])
-        if not off:
+        score = self._scores()
+        order = [int(i) for i in np.argsort(-score, kind="stable") if score[i] > 1]
+        if not order:
             return [self.clear(None)]
+        off = [self._describe(i, float(score[i])) for i in order[:_KEPT]]
         low, high = p.std_range
         named = ", ".join(f"{f['feature']} (mean {f['mean']:.3g}, std {f['std']:.3g})" for f in off[:_SHOWN])
-        more = f" and {len(off) - _SHOWN} more" if len(off) > _SHOWN else ""
+        more = f" and {len(order) - _SHOWN} more" if len(order) > _SHOWN else ""
         return [self.fire(
-            None, value=len(off), threshold=0,
-            message=f"{len(off)} of {len(st['count'])} input features are far from zero mean / unit scale at step "
-                    f"{sample.step}: {named}{more} (limits |mean| <= {p.threshold_mean:g}, std in "
+            None, value=len(order), threshold=0,
+            message=f"{len(order)} of {len(st['count'])} input features are far from zero mean / unit scale at "
+                    f"step {sample.step}: {named}{more} (limits |mean| <= {p.threshold_mean:g}, std in "
                     f"[{low:g}, {high:g}]); unscaled inputs slow or stall training",
             suggestion="standardize each feature with training-set statistics (sklearn StandardScaler, "
                        "keras.layers.Normalization adapted on the training data, torchvision Normalize), "
                        "log-transform heavy-tailed positive features (prices, counts), scale images to [0, 1]",
-            features=off[:_KEPT])]
+            features=off)]
 
     def _accumulate(self, sample: Sample) -> None:
+        """Add the sample's per-feature totals (non-finite values are left out) with numpy: wide
+        inputs have thousands of features."""
         st = self.state
-        for stat in _SUMS:
-            totals = st[stat.removeprefix("input_")]
-            for subject, value in (sample.series(stat) or {}).items():
-                if math.isfinite(value):
-                    key = _feature(subject)
-                    totals[key] = totals.get(key, 0.0) + float(value)
-        for stat, pick in (("input_min", min), ("input_max", max)):
-            extremes = st[stat.removeprefix("input_")]
-            for subject, value in (sample.series(stat) or {}).items():
-                if math.isfinite(value):
-                    key = _feature(subject)
-                    extremes[key] = pick(extremes.get(key, value), float(value))
+        names = [_feature(k) for k in sample.series("input_count") or {}]
+        index = {name: i for i, name in enumerate(st["features"])}
+        for name in names:
+            if name not in index:
+                index[name] = len(st["features"])
+                st["features"].append(name)
+                for key, empty in (("count", 0.0), ("sum", 0.0), ("sumsq", 0.0), ("min", math.nan), ("max", math.nan)):
+                    st[key].append(empty)
+        rows = np.fromiter((index[n] for n in names), dtype=np.int64, count=len(names))
+        for stat in (*_SUMS, "input_min", "input_max"):
+            key = stat.removeprefix("input_")
+            values = _aligned(sample.series(stat) or {}, names)
+            finite = np.isfinite(values)
+            total = np.asarray(st[key], dtype=np.float64)
+            if key == "min":
+                total[rows] = np.fmin(total[rows], np.where(finite, values, np.nan))
+            elif key == "max":
+                total[rows] = np.fmax(total[rows], np.where(finite, values, np.nan))
+            else:
+                total[rows] += np.where(finite, values, 0.0)
+            st[key] = total.tolist()
 
-    def _describe(self, feature: str) -> dict[str, Any]:
-        """Mean, std, range and an off-score (> 1 means off) of one feature."""
+    def _moments(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and std of every feature (0 where nothing was counted)."""
+        st = self.state
+        n = np.asarray(st["count"], dtype=np.float64)
+        safe = np.where(n > 0, n, 1.0)
+        mean = np.where(n > 0, np.asarray(st["sum"]) / safe, 0.0)
+        var = np.where(n > 0, np.asarray(st["sumsq"]) / safe - mean * mean, 0.0)
+        return mean, np.sqrt(np.maximum(var, 0.0))
+
+    def _scores(self) -> np.ndarray:
+        """Off-score of every feature (> 1 means off); 0 for scaled or uncounted features."""
         st, p = self.state, self.params
-        n = st["count"][feature]
-        mean = st["sum"].get(feature, 0.0) / n if n else 0.0
-        std = math.sqrt(max(st["sumsq"].get(feature, 0.0) / n - mean * mean, 0.0)) if n else 0.0
-        lo, hi = st["min"].get(feature), st["max"].get(feature)
+        n = np.asarray(st["count"], dtype=np.float64)
+        lo, hi = np.asarray(st["min"], dtype=np.float64), np.asarray(st["max"], dtype=np.float64)
+        mean, std = self._moments()
         low, high = p.std_range
-        scaled = lo is not None and hi is not None and -p.bound <= lo and hi <= p.bound
-        too_narrow = low / std if std > 0 else (math.inf if low > 0 else 0.0)
-        score = 0.0 if scaled or not n else max(abs(mean) / p.threshold_mean, std / high, too_narrow)
-        return {"feature": feature, "mean": mean, "std": std, "min": lo, "max": hi, "score": score}
+        with np.errstate(divide="ignore", invalid="ignore"):
+            too_narrow = np.where(std > 0, low / np.where(std > 0, std, 1.0), math.inf if low > 0 else 0.0)
+        score = np.maximum(np.maximum(np.abs(mean) / p.threshold_mean, std / high), too_narrow)
+        scaled = (lo >= -p.bound) & (hi <= p.bound)  # NaN (never seen) compares False: not scaled
+        return np.where(scaled | (n <= 0), 0.0, score)
+
+    def _describe(self, i: int, score: float) -> dict[str, Any]:
+        """Mean, std, range and off-score of feature number ``i``, for the evidence."""
+        st = self.state
+        mean, std = self._moments()
+        lo, hi = st["min"][i], st["max"][i]
+        return {"feature": st["features"][i], "mean": float(mean[i]), "std": float(std[i]),
+                "min": None if math.isnan(lo) else lo, "max": None if math.isnan(hi) else hi, "score": score}
+
+
+def _aligned(series: dict, names: list[str]) -> np.ndarray:
+    """The series' values in the order of ``names`` (NaN where a feature is missing)."""
+    keys = [_feature(k) for k in series]
+    if keys == names:
+        return np.fromiter(series.values(), dtype=np.float64, count=len(names))
+    by_name = dict(zip(keys, series.values()))
+    return np.fromiter((by_name.get(n, math.nan) for n in names), dtype=np.float64, count=len(names))
 
 
 def _feature(subject: str | None) -> str:
