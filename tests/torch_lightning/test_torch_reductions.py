@@ -126,3 +126,19 @@ def test_feature_stats_tabular_and_images():
     st = R.feature_stats(img)
     assert st.shape == (5, 3) and st[0].tolist() == [32.0] * 3
     torch.testing.assert_close(st[1], img.sum((0, 2, 3)))
+
+
+@pytest.mark.parametrize("shape", [(64, 12), (8, 5, 12), (4, 12, 6, 6), (12,)])
+def test_unit_shares_equal_boolean_references(shape):
+    g = torch.Generator().manual_seed(1)
+    y = torch.randn(*shape, generator=g) * 2
+    y.view(-1)[:5] = torch.tensor([0.0, 0.99, -0.99, 1.0, 0.5])  # ties at the thresholds
+    dims = R.reduce_dims(y)
+    ref = lambda mask: mask.float().mean(dims) if dims else mask.float()  # noqa: E731
+    torch.testing.assert_close(R.active_share(y, dims), ref(y > 0))
+    torch.testing.assert_close(R.extreme_share(y, dims, 0.99), ref(y.abs() >= 0.99))
+    s = torch.sigmoid(y)
+    torch.testing.assert_close(R.extreme_share(s, dims, 0.49, center=0.5), ref((s <= 0.01) | (s >= 0.99)))
+    half = y.to(torch.bfloat16)
+    torch.testing.assert_close(R.active_share(half, dims), ref(half > 0))
+    assert R.active_share(half, dims).dtype == torch.float32

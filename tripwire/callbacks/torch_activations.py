@@ -36,7 +36,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from tripwire.callbacks.torch_reductions import reduce_dims, unit_share
+from tripwire.callbacks.torch_reductions import active_share, extreme_share, reduce_dims
 from tripwire.stats import Need
 
 #: Module classes per family. "relu" units are dead when their output is not > 0 (ELU/SELU
@@ -79,13 +79,14 @@ def stat_fn(need: Need) -> Stat:
     """The layer-level reduction for one activation need: output tensor -> scalar tensor."""
     if need.stat == "act_dead_frac":
         below = _opt(need, "inactive_below")
-        return lambda y, dims: (unit_share(y > 0, dims) < below).float().mean()
+        return lambda y, dims: (active_share(y, dims) < below).float().mean()
     if need.stat == "act_tanh_sat_frac":
         level, share = _opt(need, "level"), _opt(need, "share")
-        return lambda y, dims: (unit_share(y.abs() >= level, dims) >= share).float().mean()
+        return lambda y, dims: (extreme_share(y, dims, level) >= share).float().mean()
     if need.stat == "act_sigmoid_sat_frac":
         level, share = _opt(need, "level"), _opt(need, "share")
-        return lambda y, dims: (unit_share((y <= 1 - level) | (y >= level), dims) >= share).float().mean()
+        # y <= 1 - level or y >= level  <=>  |y - 0.5| >= level - 0.5
+        return lambda y, dims: (extreme_share(y, dims, level - 0.5, center=0.5) >= share).float().mean()
     if need.stat == "act_zero_frac":
         return lambda y, dims: (y == 0).float().mean()
     if need.stat == "act_var":
