@@ -89,3 +89,22 @@ def test_non_finite_values_are_ignored():
     verdicts = rule.check(grad_sample(10, {"a.weight": float("nan"), "b.weight": 1.0},
                                       {"a.weight": float("nan"), "b.weight": 0.01}))
     assert [(v.subject, v.fired) for v in verdicts] == [("b.weight", False)]
+
+
+def test_tiny_gradients_of_a_converged_model_stay_silent_but_not_of_a_stuck_one():
+    norms = {"embed.weight": 1e-3, "head.weight": 2e-3}
+    healthy, tiny = {"embed.weight": 1e-4, "head.weight": 2e-4}, {"embed.weight": 5e-8, "head.weight": 8e-8}
+
+    def fired(losses):
+        rule = VanishingGradient("v")
+        out = []
+        for i, loss in enumerate(losses):
+            sample = grad_sample(10 * (i + 1), norms, healthy if i < 2 else tiny)
+            sample.add("loss", loss)
+            out += [v for v in rule.check(sample) if v.fired]
+        return out
+
+    assert fired([0.7, 0.01, 3e-4, 2e-4, 3e-4]) == []  # fits its data: the gradients are small for a reason
+    stuck = fired([0.7, 0.69, 0.7, 0.69, 0.7])  # same gradients, loss not moving: vanished
+    assert {v.subject for v in stuck} == {"embed.weight", "head.weight"}
+    assert "mean |grad|" in stuck[0].message

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 from pydantic import Field
@@ -29,6 +30,10 @@ class VanishingGradient(Rule):
     largest, a 10-layer ReLU MLP at PyTorch's default init above 1e-4; a 6-layer sigmoid MLP
     reaches 1e-6 and a 10-layer one 1e-9. ``ratio = 1e-5`` fires on the sigmoid stacks only.
 
+    The absolute test is off once the training loss has fallen below ``converged_below`` of its
+    first value: a model that fits its data has tiny gradients for a good reason (a small
+    transformer at loss 3e-4 has embedding gradients of mean 5e-8). The ratio test stays on.
+
     Biases are left out unless ``include_biases``: a bias followed by BatchNorm has no effect on
     the loss and its gradient is ~1e-8 of the others' in perfectly healthy CNNs.
 
@@ -36,6 +41,8 @@ class VanishingGradient(Rule):
         threshold: mean absolute gradient below which a parameter counts. Defaults to 1e-7.
         ratio: share of the largest gradient norm below which a parameter counts. Defaults to 1e-5.
         patience: samples in a row before firing. Defaults to 2.
+        converged_below: share of the first training loss under which the absolute test is off.
+            Defaults to 0.01.
         include_biases: also evaluate bias vectors. Defaults to False.
         ignore: glob patterns of parameter names to skip. Defaults to none.
 
@@ -59,17 +66,31 @@ class VanishingGradient(Rule):
         ratio: float = Field(1e-5, ge=0, lt=1, description="share of the largest parameter gradient norm in "
                                                            "the same sample below which a parameter counts")
         patience: int = Field(2, ge=1, description="samples in a row before firing")
+        converged_below: float = Field(0.01, ge=0, le=1, description="the absolute (threshold) test is off while "
+                                                                     "the training loss is below this share of "
+                                                                     "its first value")
         include_biases: bool = Field(False, description="also evaluate bias vectors (a bias followed by "
                                                         "BatchNorm legitimately gets ~0 gradient)")
 
     def initial_state(self) -> dict[str, Any]:
-        return {"runs": {}}
+        return {"runs": {}, "first_loss": None, "loss": None}
 
     def needs(self) -> list[Need]:
-        return [Need("grad_abs_mean"), Need("grad_norm")]
+        return [Need("grad_abs_mean"), Need("grad_norm"), Need("loss")]
+
+    def _converged(self, sample: Sample) -> bool:
+        """Whether the training loss is below ``converged_below`` of its first (positive) value."""
+        st, loss = self.state, sample.scalar("loss")
+        if loss is not None and math.isfinite(loss):
+            st["loss"] = loss
+            if st["first_loss"] is None:
+                st["first_loss"] = loss
+        first, last = st["first_loss"], st["loss"]
+        return first is not None and first > 0 and last is not None and last < self.params.converged_below * first
 
     def check(self, sample: Sample) -> list[Verdict]:
         p = self.params
+        converged = self._converged(sample)
         means = dict(finite_items(sample.series("grad_abs_mean")))
         norms = dict(finite_items(sample.series("grad_norm")))
         largest = max(norms, key=norms.__getitem__, default=None)
@@ -79,7 +100,7 @@ class VanishingGradient(Rule):
             if skipped(name, p.ignore, p.include_biases):
                 continue
             mean, norm = means.get(name), norms.get(name)
-            tiny_mean = mean is not None and mean < p.threshold
+            tiny_mean = mean is not None and mean < p.threshold and not converged
             rel = norm / top if norm is not None and top > 0 else None
             tiny_rel = rel is not None and rel < p.ratio
             length, since = advance(self.state["runs"], name, tiny_mean or tiny_rel, sample.step)
