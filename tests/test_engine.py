@@ -10,7 +10,7 @@ from tripwire.engine import Engine
 
 
 class Above(Rule):
-    """Test rule: every subject of series `x` above `limit` fires."""
+    """Test rule: every subject of series `user/x` (reported with tripwire.observe) above `limit` fires."""
 
     kind = "above"
     summary = "x above a limit"
@@ -20,11 +20,11 @@ class Above(Rule):
         limit: float = 1.0
 
     def needs(self):
-        return [Need("x")]
+        return [Need("user/x")]
 
     def check(self, sample):
         self.state["seen"] = self.state.get("seen", 0) + 1
-        values = sample.series("x") or {}
+        values = sample.series("user/x") or {}
         return [self.fire(s, value=v, threshold=self.params.limit, message=f"{s} is {v}", suggestion="lower it")
                 if v > self.params.limit else self.clear(s) for s, v in values.items()]
 
@@ -41,7 +41,7 @@ def engine(rules, **kw):
 
 
 def x(step, **values):
-    return Sample(step=step, epoch=0, stats={"x": values})
+    return Sample(step=step, epoch=0, stats={"user/x": values})
 
 
 def test_fires_once_per_subject_and_rearms_after_clear():
@@ -109,4 +109,4 @@ def test_rules_for_other_frameworks_are_left_out():
 
 def test_needs_are_the_union():
     e = engine({"a": {"type": "test_engine:Above"}, "b": {"type": "test_engine:Above", "limit": 3}})
-    assert e.needs() == {Need("x")}
+    assert e.needs() == {Need("user/x")}

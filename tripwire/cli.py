@@ -121,12 +121,14 @@ def _cmd_rules(args: argparse.Namespace) -> int:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     from tripwire.config import Config
+    from tripwire.engine import Engine
 
     status = 0
     for name in args.configs:
         try:
             config = Config.load(Path(name))
             specs = config.rule_specs()
+            Engine(config)  # builds every rule: each statistic it needs must exist
         except ConfigError as exc:
             status = _fail(f"{exc}{_excerpt(exc)}")
             continue

@@ -23,9 +23,9 @@ from typing import Any
 from tripwire.config import Config
 from tripwire.errors import ConfigError, RuleError
 from tripwire.finding import Finding
-from tripwire.registry import rule_class
+from tripwire.registry import rule_class, suggest
 from tripwire.rule import Rule, Verdict
-from tripwire.stats import Need, Sample
+from tripwire.stats import CALLBACKS, CATALOGUE, USER_PREFIX, Need, Sample, collects, is_known
 
 log = logging.getLogger("tripwire")
 
@@ -39,8 +39,14 @@ class Engine:
         config: the validated configuration.
         stop_on: rule names that also get the ``stop`` action.
         framework: ``torch``, ``keras`` or ``xgboost``; rules that cannot get their statistics
-            there are left out (with a log line when the user configured them explicitly).
+            there are left out, and when the user configured them explicitly the reason is kept
+            in :attr:`not_run` (:class:`~tripwire.monitor.Monitor` logs it once per run).
         strict: re-raise a rule's internal error instead of disabling the rule.
+
+    Raises:
+        ConfigError: a rule needs a statistic no collector provides (neither in
+            :data:`~tripwire.stats.CATALOGUE` nor a ``user/<name>`` series), or ``needs()``
+            returns something other than :class:`~tripwire.stats.Need` objects.
     """
 
     def __init__(self, config: Config, *, stop_on: Iterable[str] = (), framework: str | None = None,
@@ -51,6 +57,7 @@ class Engine:
         self.actions: dict[str, tuple[str, ...]] = {}
         self.severities: dict[str, str] = {}
         self.disabled: dict[str, str] = {}
+        self.not_run: dict[str, str] = {}  # explicitly configured rules left out: why, in one line
         self._latched: dict[str, set[str | None]] = {}
         specs = config.rule_specs()
         if isinstance(stop_on, str):  # stop_on="dead_relu" means that one rule, not its letters
@@ -65,11 +72,12 @@ class Engine:
                               f"enabled: {', '.join(specs)}", path="stop_on")
         for name, spec in specs.items():
             cls = rule_class(spec.type)
-            if framework is not None and framework not in cls.frameworks:
-                if config.rules is not None:
-                    log.info("tripwire: rule %s (%s) does not apply to %s; skipped", name, spec.type, framework)
-                continue
             rule = cls(name, cls.Params.model_validate(spec.params))
+            why = self._cannot_run(rule, spec.type, self._declared(rule, spec.type), framework)
+            if why:
+                if config.rules is not None:  # the default set leaves other frameworks' rules out quietly
+                    self.not_run[name] = why
+                continue
             actions = list(spec.actions if spec.actions is not None else cls.default_actions)
             if name in stop_on and "stop" not in actions:
                 actions.append("stop")
@@ -77,6 +85,39 @@ class Engine:
             self.actions[name] = tuple(actions)
             self.severities[name] = spec.severity or cls.severity
             self._latched[name] = set()
+
+    def _declared(self, rule: Rule, kind: str) -> list[Need] | None:
+        """The rule's needs, checked against the statistics collectors provide; None when
+        ``needs()`` raises (the rule is then disabled, with its error logged, by :meth:`needs`)."""
+        try:
+            needs = list(rule.needs())
+        except Exception:  # noqa: BLE001 - reported where the needs are read
+            return None
+        where = {"source": self.config.source, "path": f"rules.{rule.name}"}
+        for need in needs:
+            if not isinstance(need, Need):
+                raise ConfigError(f"rule '{rule.name}' ({kind}): needs() must return tripwire.Need objects, "
+                                  f"got {need!r}; e.g. Need('loss')", **where)
+            if not is_known(need.stat):
+                raise ConfigError(f"rule '{rule.name}' ({kind}) needs the statistic '{need.stat}', which no "
+                                  f"collector provides{suggest(need.stat, CATALOGUE)}; valid: "
+                                  f"{', '.join(sorted(CATALOGUE))}, or '{USER_PREFIX}<name>' for a value the "
+                                  "training code reports with tripwire.observe(name, value)", **where)
+        return needs
+
+    @staticmethod
+    def _cannot_run(rule: Rule, kind: str, needs: list[Need] | None, framework: str | None) -> str:
+        """Why ``rule`` cannot run under ``framework`` (one line), or '' when it can."""
+        if framework is None:
+            return ""
+        callback = CALLBACKS.get(framework, framework)
+        missing = sorted({n.stat for n in needs or () if not collects(framework, n.stat)})
+        if missing:
+            return f"rule {rule.name} needs {', '.join(missing)}, which {callback} does not collect; it will not run"
+        if framework not in rule.frameworks:
+            return (f"rule {rule.name} ({kind}) is for {' and '.join(rule.frameworks)} training, not {callback}; "
+                    "it will not run")
+        return ""
 
     def needs(self) -> set[Need]:
         """Union of the statistics the active rules need."""

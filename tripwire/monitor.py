@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterable
 
 from tripwire.config import Config
 from tripwire.engine import Engine
+from tripwire.errors import ConfigError
 from tripwire.finding import Finding
 from tripwire.stats import Need, Sample
 
@@ -68,7 +69,7 @@ class Monitor:
         self.framework = framework
         self.engine = Engine(self.config, stop_on=stop_on, framework=framework)
         self.is_main = is_main
-        self.run_name = run_name
+        self.run_name = _check_run_name(run_name)
         self.findings: list[Finding] = []
         self.stopped_by: Finding | None = None
         self.sampled_steps: set[int] = set()
@@ -92,12 +93,15 @@ class Monitor:
         return [n for n in self.needs() if n.stat == stat]
 
     def open(self) -> None:
-        """Start alert delivery and the run record (main process only); idempotent."""
+        """Start alert delivery and the run record (main process only); idempotent. Configured
+        rules that cannot run under this framework are logged here, once per run."""
         if self._opened:
             return
         self._opened = True
         if not self.is_main:
             return
+        for why in self.engine.not_run.values():
+            log.warning("tripwire: %s", why)
         from tripwire.actions import AlertDispatcher
 
         self._alerts = AlertDispatcher(self.config.actions)
@@ -194,3 +198,12 @@ class Monitor:
         self.stopped_by = None if stopped is None else Finding.from_dict(stopped)
         if state.get("run_name") and self.run_name is None:
             self.run_name = state["run_name"]
+
+
+def _check_run_name(name: Any) -> str | None:
+    """``name`` when it can name a directory of its own under ``log_dir`` (or is None)."""
+    if name is None or (isinstance(name, str) and name.strip() and name not in (".", "..")
+                        and not set(name) & {"/", "\\", "\0"}):
+        return name
+    raise ConfigError(f"run_name must be a directory name without path separators, e.g. 'lr-3e-4' "
+                      f"(got {name!r})", source="<keyword arguments>", path="run_name")

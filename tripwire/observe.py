@@ -25,7 +25,9 @@ import threading
 import types
 from typing import Any
 
-PREFIX = "user/"
+from tripwire.stats import USER_PREFIX
+
+PREFIX = USER_PREFIX
 _lock = threading.Lock()
 _values: dict[str, list[Any]] = {}  # series name -> [running sum (tensor or float), count]
 

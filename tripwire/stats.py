@@ -88,6 +88,43 @@ CATALOGUE: dict[str, StatInfo] = {
 }
 
 
+USER_PREFIX = "user/"  # series reported with tripwire.observe(name, value) are "user/<name>"
+
+_TREES = frozenset({"tree_depth", "feature_importance"})
+
+#: What the callback of each framework collects (``user/<name>`` series: torch and keras only).
+COLLECTED: dict[str, frozenset[str]] = {
+    "torch": frozenset(CATALOGUE) - _TREES,
+    "keras": frozenset(CATALOGUE) - _TREES,
+    "xgboost": frozenset({"loss", "val_loss", "label_count"}) | _TREES,
+}
+
+#: The callback class users know for each framework name, for messages.
+CALLBACKS = {"torch": "LightningTripwire", "keras": "KerasTripwire", "xgboost": "XGBoostTripwire"}
+
+
+def is_known(stat: str) -> bool:
+    """Whether some collector can provide ``stat``: a catalogue entry or a ``user/<name>`` series.
+
+    Example:
+        >>> is_known("grad_norm"), is_known("user/attn_entropy"), is_known("grad_nrom"), is_known("user/")
+        (True, True, False, False)
+    """
+    return stat in CATALOGUE or (stat.startswith(USER_PREFIX) and len(stat) > len(USER_PREFIX))
+
+
+def collects(framework: str, stat: str) -> bool:
+    """Whether the callback of ``framework`` (``torch``, ``keras``, ``xgboost``) collects ``stat``.
+
+    Example:
+        >>> collects("torch", "tree_depth"), collects("xgboost", "tree_depth"), collects("keras", "user/x")
+        (False, True, True)
+    """
+    if stat.startswith(USER_PREFIX):
+        return framework in ("torch", "keras")
+    return stat in COLLECTED.get(framework, CATALOGUE)
+
+
 @dataclass(frozen=True)
 class Need:
     """A statistic a rule needs, with the options that change its computation.

@@ -5,6 +5,7 @@ Every server runs in a daemon thread and is stopped by its fixture; every wait i
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 import threading
@@ -52,10 +53,14 @@ def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @dataclass
 class HookServer:
-    """A ThreadingHTTPServer that records each POST and answers with ``statuses`` in turn."""
+    """A ThreadingHTTPServer that records each POST and answers with ``statuses`` in turn, each
+    answer ``delay_s`` after the request arrived. With ``basic_auth=(user, password)`` set it
+    answers 401 to a request without that ``Authorization: Basic`` header."""
 
     statuses: list[int] = field(default_factory=lambda: [200])
     requests: list[dict] = field(default_factory=list)
+    delay_s: float = 0.0
+    basic_auth: tuple[str, str] | None = None
     server: ThreadingHTTPServer | None = None
 
     @property
@@ -79,6 +84,11 @@ def hook_server() -> Iterator[HookServer]:
                                        "time": time.monotonic()})
                 index = min(len(state.requests), len(state.statuses)) - 1
                 status = state.statuses[index]
+            if state.basic_auth is not None:
+                pair = ":".join(state.basic_auth).encode("utf-8")
+                if self.headers.get("Authorization") != "Basic " + base64.b64encode(pair).decode("ascii"):
+                    status = 401
+            time.sleep(state.delay_s)
             self.send_response(status)
             self.send_header("Content-Length", "2")
             self.end_headers()

@@ -77,6 +77,7 @@ def test_failures_are_logged_once_per_streak(refused_port, caplog):
     d = AlertDispatcher({"log": None, "webhook": {"url": f"http://127.0.0.1:{refused_port}/x", "retries": 0}})
     for step in range(4):
         d.send(make_finding(step=step))
+    assert wait_until(lambda: d.failed["webhook"] == 4)  # at close, the first failure would end the channel
     d.close(timeout_s=5)
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "not delivered" in r.getMessage()]
     assert len(warnings) == 1 and d.failed == {"webhook": 4}

@@ -11,7 +11,7 @@ import pytest
 from tripwire.actions import AlertDispatcher
 from tripwire.actions.email_channel import SUBJECT_MAX, parse_smtp
 
-from .conftest import make_finding
+from .conftest import make_finding, wait_until
 
 PASSWORD = "pa55-w0rd-7c1b"
 
@@ -107,6 +107,7 @@ def test_wrong_password_fails_without_logging_it(smtp_server, monkeypatch, caplo
     d = mailer(server.address, username_env="TW_SMTP_USER", password_env="TW_SMTP_PASSWORD")
     d.send(make_finding())
     d.send(make_finding(step=130))
+    assert wait_until(lambda: d.failed["email"] == 2)  # at close, the first failure would end the channel
     d.close(timeout_s=5)
 
     assert len(server.logins) >= 2 and set(server.logins) == {("alerts-bot", PASSWORD)}  # smtplib tries each mechanism

@@ -44,6 +44,7 @@ def test_server_error_is_retried_then_counted_undelivered(hook_server, caplog):
     hook_server.statuses = [500]
     d = webhook(hook_server.url(), retries=2, backoff_s=0.01)
     d.send(make_finding())
+    assert wait_until(lambda: d.failed["webhook"] == 1)  # retries happen during training, not at close
     d.close(timeout_s=5)
 
     assert len(hook_server.requests) == 3  # the first try and 2 retries
@@ -56,6 +57,7 @@ def test_a_retry_that_succeeds_counts_as_delivered(hook_server):
     hook_server.statuses = [503, 200]
     d = webhook(hook_server.url(), retries=2, backoff_s=0.01)
     d.send(make_finding())
+    assert wait_until(lambda: d.delivered["webhook"] == 1)
     d.close(timeout_s=5)
     assert len(hook_server.requests) == 2
     assert d.delivered == {"webhook": 1} and d.undelivered == {"webhook": 0}
@@ -65,6 +67,7 @@ def test_backoff_doubles_between_retries(hook_server):
     hook_server.statuses = [500]
     d = webhook(hook_server.url(), retries=3, backoff_s=0.1)
     d.send(make_finding())
+    assert wait_until(lambda: d.failed["webhook"] == 1, timeout_s=10)
     d.close(timeout_s=10)
     times = [r["time"] for r in hook_server.requests]
     gaps = [b - a for a, b in zip(times, times[1:])]
@@ -187,3 +190,45 @@ def test_alerts_sent_after_close_are_dropped(hook_server):
 ])
 def test_redact_url_keeps_only_scheme_host_and_port(url, redacted):
     assert redact_url(url) == redacted
+
+
+def test_credentials_in_the_url_are_sent_as_basic_auth(hook_server, caplog):
+    caplog.set_level(logging.DEBUG, logger="tripwire")
+    hook_server.basic_auth = ("alerts", SECRET)
+    d = webhook(f"http://alerts:{SECRET}@127.0.0.1:{hook_server.port}/hooks/x", log=True)
+    d.send(make_finding())
+    d.close(timeout_s=5)
+
+    assert d.delivered == {"log": 1, "webhook": 1} and d.undelivered == {"log": 0, "webhook": 0}
+    [request] = hook_server.requests
+    assert request["path"] == "/hooks/x"
+    assert request["headers"]["Host"] == f"127.0.0.1:{hook_server.port}"  # the request URL has no user part
+    assert SECRET not in caplog.text
+
+
+def test_percent_encoded_credentials_are_decoded(hook_server):
+    hook_server.basic_auth = ("bot@example.com", "p:w/d@" + SECRET)
+    d = webhook(f"http://bot%40example.com:p%3Aw%2Fd%40{SECRET}@127.0.0.1:{hook_server.port}/x")
+    d.send(make_finding())
+    d.close(timeout_s=5)
+    assert d.delivered == {"webhook": 1}
+
+
+def test_an_authorization_header_takes_precedence_over_url_credentials(hook_server):
+    d = webhook(f"http://alerts:{SECRET}@127.0.0.1:{hook_server.port}/x", headers={"authorization": "Bearer abc"})
+    d.send(make_finding())
+    d.close(timeout_s=5)
+    assert hook_server.requests[0]["headers"]["Authorization"] == "Bearer abc"
+
+
+def test_wrong_url_credentials_fail_without_logging_them(hook_server, caplog):
+    caplog.set_level(logging.DEBUG, logger="tripwire")
+    hook_server.basic_auth = ("alerts", "the-right-one")
+    d = webhook(f"http://alerts:{SECRET}@127.0.0.1:{hook_server.port}/hooks/x", retries=2, backoff_s=0.01)
+    d.send(make_finding())
+    d.close(timeout_s=5)
+
+    assert d.failed == {"webhook": 1} and len(hook_server.requests) == 1  # 401: not retried
+    assert "HTTP 401" in caplog.text and f"http://127.0.0.1:{hook_server.port}/…" in caplog.text
+    for record in caplog.records:
+        assert SECRET not in record.getMessage()

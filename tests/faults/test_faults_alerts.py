@@ -8,9 +8,10 @@ time (``on_train_start`` to ``on_train_end``) of each variant is compared with t
 fits without alerts (on a shared machine a loop of the same work takes 0.15 to 1.2 s: noise
 only adds time, so the minimum is the stable estimate; a channel that held up the loop would
 slow every round). What happens after
-the loop, the bounded wait for queued alerts at close (at most 5 s), is measured in the first
-round; later rounds shorten it to 0.2 s to keep the suite fast (it is idle time after the loop
-and does not change what the loop measures).
+the loop, the wait for queued alerts at close (a failing channel is abandoned at once, a
+hanging delivery after 1 s, 5 s at most in all), is measured in the first round; later rounds
+shorten its limit to 0.2 s to keep the suite fast (it is idle time after the loop and does not
+change what the loop measures).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 ``tests/test_config_fuzz.py`` fuzzes YAML text and config dicts through ``Config.load``; this
 file fuzzes the path a user actually calls, ``LightningTripwire(config, stop_on=..., interval=...,
-log_dir=..., strict=...)`` (and ``XGBoostTripwire``), where keyword arguments override the
+log_dir=..., strict=..., run_name=...)`` (and ``XGBoostTripwire``), where keyword arguments override the
 config. Only a located ``ConfigError`` may escape, and whatever is accepted must be usable: a
 positive integer interval, a boolean strict flag, a string log directory.
 """
@@ -34,7 +34,7 @@ configs = st.one_of(
 )
 kwargs = st.fixed_dictionaries({}, optional={
     "stop_on": st.one_of(names, st.lists(names, max_size=3), st.tuples(names), st.sets(st.sampled_from(RULES))),
-    "interval": junk, "log_dir": junk, "strict": junk,
+    "interval": junk, "log_dir": junk, "strict": junk, "run_name": junk,
 })
 SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -54,6 +54,8 @@ def only_located_config_errors(make, config, options) -> None:  # noqa: ANN001
     cfg = cb.monitor.config if hasattr(cb, "monitor") else cb._monitor(is_main=False).config
     assert type(cfg.interval) is int and cfg.interval >= 1, cfg.interval
     assert type(cfg.strict) is bool and (cfg.log_dir is None or type(cfg.log_dir) is str)
+    run_name = cb.monitor.run_name if hasattr(cb, "monitor") else cb._monitor(is_main=False).run_name
+    assert run_name is None or (type(run_name) is str and "/" not in run_name), run_name
 
 
 @SETTINGS
@@ -78,6 +80,7 @@ def test_xgboost_constructor_accepts_or_refuses_with_a_located_error(config, opt
     ({"interval": 0}, "interval"), ({"interval": -5}, "interval"), ({"interval": 2.5}, "interval"),
     ({"interval": "ten"}, "interval"), ({"strict": "maybe"}, "strict"), ({"log_dir": 123}, "log_dir"),
     ({"stop_on": "dead_relus"}, "stop_on"), ({"stop_on": [1]}, "stop_on"), ({"stop_on": 5}, "stop_on"),
+    ({"run_name": "runs/a"}, "run_name"), ({"run_name": 3}, "run_name"),
 ])
 def test_bad_keyword_values_name_the_keyword(options, where):
     pytest.importorskip("lightning")

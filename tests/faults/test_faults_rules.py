@@ -20,7 +20,7 @@ from figures import check, most, tally  # noqa: E402
 from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
 from lightning_kit import Task, blobs, loader, mlp, trainer, tripwire  # noqa: E402,I001
 
-from tripwire import RuleError  # noqa: E402
+from tripwire import ConfigError, RuleError  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
@@ -81,13 +81,13 @@ def test_strict_stops_with_an_error_naming_the_rule(cls, tmp_path):
     check("rules.strict_unclear", tally("rules.strict_unclear", int(unclear)))
 
 
-def test_rule_needing_an_unknown_statistic_just_never_sees_it(tmp_path, caplog):
-    """Not a failure: the statistic is absent from every sample, the rule gets nothing to judge."""
-    caplog.set_level(logging.WARNING, logger="tripwire")
-    cb, tr = run(tmp_path, "UnknownStatistic")
-    tally("rules.fits_with_broken_rule", 1)
-    assert cb.stopped_by.rule == "nonfinite" and tr.global_step == NAN_FROM + 1
-    assert cb.monitor.engine.disabled == {} and errors_about(caplog, "broken") == []
+def test_rule_needing_an_unknown_statistic_is_refused_when_the_callback_is_built(tmp_path):
+    """It would never see its statistic and never judge anything: a ConfigError, before training."""
+    with pytest.raises(ConfigError) as info:
+        run(tmp_path, "UnknownStatistic")
+    error = info.value
+    assert error.path == "rules.broken" and "'no_such_statistic'" in error.problem and "valid: " in error.problem
+    assert not (tmp_path / "runs").exists()  # refused before any training or record
 
 
 @pytest.mark.parametrize("strict", [False, True])

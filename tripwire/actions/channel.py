@@ -26,7 +26,8 @@ class Channel(Protocol):
 
     ``inline`` channels (log, console) are cheap and run on the caller's thread; the others run on
     a worker thread of their own. ``deliver`` raises :class:`DeliveryError` (or any exception) on
-    failure; ``abort`` is set when the dispatcher gives up at close, so waits between retries end.
+    failure; ``abort`` is set when the dispatcher starts closing: a delivery waiting to retry gives
+    up at once and none retries any more (at close each queued alert gets one attempt).
     """
 
     name: str

@@ -5,6 +5,13 @@ Every other channel (webhook, e-mail) gets a bounded queue and a daemon thread o
 slow or dead server delays only its own alerts. :meth:`AlertDispatcher.send` only appends to
 those queues; when one is full the alert is dropped for that channel and counted.
 
+At the end of training :meth:`AlertDispatcher.close` delivers what is still queued, but only
+what can still succeed: from then on each alert gets one attempt (no retries, no backoff), and
+a channel is abandoned (its queue counted as unsent, with one warning saying why) as soon as
+its last delivery failed, or a delivery has been in flight for ``stall_s`` (1 s), or the total
+``timeout_s`` is up. A healthy endpoint still receives every queued alert; a dead one costs the
+end of training next to nothing.
+
 Example:
     >>> from tripwire.finding import Finding
     >>> d = AlertDispatcher({"log": {"logger": "doc.alerts"}})
@@ -33,6 +40,9 @@ from tripwire.config import ChannelsConfig
 
 log = logging.getLogger("tripwire.actions")
 
+CLOSE_STALL_S = 1.0  # at close, a delivery in flight for this long ends its channel's wait
+_CLOSE_GRACE_S = 0.05  # ... but not before a delivery waiting to retry has seen the abort and ended
+
 
 def build_channels(config: ChannelsConfig) -> list[Channel]:
     """The channels ``config`` enables, inline ones first."""
@@ -60,28 +70,43 @@ def _attempt(channel: Channel, finding: Any, abort: threading.Event) -> str | No
 
 
 class _Lane:
-    """One queued channel: a bounded deque and the daemon thread that drains it."""
+    """One queued channel: a bounded deque and the daemon thread that drains it.
+
+    ``abandoned`` is set at close when waiting for the channel is pointless; the worker then
+    stops, and the result of a delivery still in flight is not counted (it was counted as unsent).
+    """
 
     def __init__(self, channel: Channel, size: int, dispatcher: AlertDispatcher) -> None:
         self.channel, self.size, self.dispatcher = channel, size, dispatcher
         self.items: deque = deque()
         self.in_flight = 0
+        self.started = 0.0  # time.monotonic() when the delivery in flight began
         self.closing = False
+        self.abandoned = False
+        self.running = True
         self.ready = threading.Condition(dispatcher._lock)  # one lock guards queues and counters
         self.thread = threading.Thread(target=self._run, name=f"tripwire-alerts-{channel.name}", daemon=True)
         self.thread.start()
 
+    @property
+    def busy(self) -> bool:
+        """Whether close still has something to wait for on this lane (lock held)."""
+        return not self.abandoned and self.running and bool(self.items or self.in_flight)
+
     def _run(self) -> None:
-        abort = self.dispatcher._abort
+        d = self.dispatcher
         while True:
             with self.ready:
                 while not self.items and not self.closing:
                     self.ready.wait()
-                if not self.items or abort.is_set():
+                if not self.items or self.abandoned:
+                    self.running = False
+                    d._progress.notify_all()
                     return
                 finding = self.items.popleft()
-                self.in_flight = 1
-            self.dispatcher._finish(self.channel.name, finding, _attempt(self.channel, finding, abort), self)
+                self.in_flight, self.started = 1, time.monotonic()
+                d._progress.notify_all()  # a closing dispatcher times this delivery from now
+            d._finish(self.channel.name, finding, _attempt(self.channel, finding, d._abort), self)
 
 
 class AlertDispatcher:
@@ -102,12 +127,14 @@ class AlertDispatcher:
         self.config = config
         self.channels = build_channels(config)
         self._lock = threading.Lock()
-        self._abort = threading.Event()
+        self._progress = threading.Condition(self._lock)  # a queued delivery ended or a lane stopped
+        self._abort = threading.Event()  # set when close begins: no more retries
         self._closed = False  # no more alerts accepted
         self._final = False  # counters frozen: late results of abandoned deliveries are ignored
         names = [c.name for c in self.channels]
         self._delivered, self._failed, self._dropped, self._unsent = ({n: 0 for n in names} for _ in range(4))
-        self._failing: set[str] = set()
+        self._failing: dict[str, str] = {}  # channel -> the error of its last (failed) delivery
+        self._abandoned: list[tuple[str, int, str]] = []  # (channel, alerts, why), logged by close
         self._warned_full: set[str] = set()
         self._inline = [c for c in self.channels if c.inline]
         self._lanes = [_Lane(c, config.queue_size, self) for c in self.channels if not c.inline]
@@ -137,20 +164,28 @@ class AlertDispatcher:
             log.error("tripwire: could not dispatch an alert: %s", type(exc).__name__)
 
     def _finish(self, name: str, finding: Any, error: str | None, lane: _Lane | None = None) -> None:
-        """Count one delivery result; log the first failure of a streak, and the recovery."""
+        """Count one delivery result; log the first failure of a streak, and the recovery.
+
+        A failure while closing abandons the rest of that channel's queue (circuit breaker).
+        """
         with self._lock:
             if lane is not None:
                 lane.in_flight = 0
+                self._progress.notify_all()
+                if lane.abandoned:
+                    return
             if self._final:
                 return
             recovered = error is None and name in self._failing
             first = error is not None and name not in self._failing
             if error is None:
                 self._delivered[name] += 1
-                self._failing.discard(name)
+                self._failing.pop(name, None)
             else:
                 self._failed[name] += 1
-                self._failing.add(name)
+                self._failing[name] = error
+                if lane is not None and self._closed:
+                    self._abandon(lane, "a delivery failed at close")
         if error is not None:
             rule, step = getattr(finding, "rule", "?"), getattr(finding, "step", "?")
             more = " (further failures of this channel are logged at debug level until it recovers)" if first else ""
@@ -159,30 +194,71 @@ class AlertDispatcher:
         elif recovered:
             log.info("tripwire: %s alerts are delivered again", name)
 
-    def close(self, timeout_s: float = 5.0) -> None:
-        """Deliver what is queued, waiting at most ``timeout_s`` in all, then log one summary line.
+    def _abandon(self, lane: _Lane, why: str) -> None:
+        """Give up on a lane at close: what it still holds is counted unsent (lock held)."""
+        if lane.abandoned:
+            return
+        lane.abandoned = True
+        name = lane.channel.name
+        lost = len(lane.items) + lane.in_flight
+        self._unsent[name] += lost
+        lane.items.clear()
+        lane.ready.notify_all()
+        if lost:
+            last = self._failing.get(name)
+            self._abandoned.append((name, lost, why + (f"; last error: {last}" if last else "")))
 
-        Alerts still queued or in flight when the time is up are abandoned and counted as unsent;
-        retries in progress stop. Calling it again does nothing.
+    def close(self, timeout_s: float = 5.0, stall_s: float = CLOSE_STALL_S) -> None:
+        """Deliver what is queued where that can still succeed, then log one summary line.
+
+        From now on each queued alert gets one attempt: retries in progress stop and none start.
+        A channel is abandoned, and what it still holds counted as unsent, when its last delivery
+        failed (before or during close), when a delivery has been in flight for ``stall_s``, or
+        when ``timeout_s`` in all is up. Each abandoned channel is logged once, with the reason.
+        Calling it again does nothing.
         """
         with self._lock:
             if self._closed:
                 return
             self._closed = True
+            self._abort.set()
             for lane in self._lanes:
                 lane.closing = True
                 lane.ready.notify_all()
-        deadline = time.monotonic() + max(0.0, timeout_s)
-        for lane in self._lanes:  # all lanes drain in parallel; each join gets what time is left
-            lane.thread.join(max(0.0, deadline - time.monotonic()))
-        self._abort.set()
-        with self._lock:
-            for lane in self._lanes:
-                self._unsent[lane.channel.name] = len(lane.items) + lane.in_flight
-                lane.items.clear()
+                if lane.channel.name in self._failing:
+                    self._abandon(lane, "its last delivery failed")
+            self._drain(timeout_s, stall_s)
             self._final = True
+            abandoned, self._abandoned = self._abandoned, []
+        for name, lost, why in abandoned:
+            log.warning("tripwire: %s: %d alert%s abandoned at close (%s)", name, lost, "" if lost == 1 else "s", why)
         lost = sum(self.undelivered.values())
         log.log(logging.WARNING if lost else logging.INFO, "%s", self.summary())
+
+    def _drain(self, timeout_s: float, stall_s: float) -> None:
+        """Wait (lock held) until every lane is empty or abandoned: a lane is abandoned when its
+        delivery has been in flight for ``stall_s`` (but not before the abort had a moment to end
+        waits between retries), and every lane still busy when ``timeout_s`` is up."""
+        begun = time.monotonic()
+        deadline = begun + max(0.0, timeout_s)
+
+        def stalls(lane: _Lane) -> float:
+            return max(lane.started + stall_s, begun + _CLOSE_GRACE_S)
+
+        while True:
+            now = time.monotonic()
+            for lane in self._lanes:
+                if lane.busy and lane.in_flight and now >= stalls(lane):
+                    self._abandon(lane, f"a delivery was still in flight after {stall_s:g} s")
+            waiting = [lane for lane in self._lanes if lane.busy]
+            if not waiting:
+                return
+            if now >= deadline:
+                for lane in waiting:
+                    self._abandon(lane, f"the wait for queued alerts at close is limited to {timeout_s:g} s")
+                return
+            wake = min([deadline] + [stalls(lane) for lane in waiting if lane.in_flight])
+            self._progress.wait(max(0.0, wake - now))
 
     def summary(self) -> str:
         """One line: per channel, how many alerts were delivered and how many were not, and why."""

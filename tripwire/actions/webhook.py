@@ -2,10 +2,14 @@
 
 The URL often holds a secret token (Slack, Teams, Discord), so it never reaches a log line or an
 exception message: errors name :func:`redact_url`'s ``scheme://host:port/…`` form instead.
+A ``user:password@`` part becomes an ``Authorization: Basic`` header (urllib would send it as
+part of the host name); the request goes to the URL without it.
 
 Example:
     >>> redact_url("https://user:pw@hooks.slack.com/services/T0/B0/SECRET?x=1")
     'https://hooks.slack.com/…'
+    >>> basic_auth("https://alerts:s3cret@example.com:8443/hook")
+    ('https://example.com:8443/hook', 'Basic YWxlcnRzOnMzY3JldA==')
     >>> from tripwire.config import WebhookConfig
     >>> WebhookChannel(WebhookConfig(url="http://127.0.0.1:9/hook/TOKEN")).redacted
     'http://127.0.0.1:9/…'
@@ -13,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import threading
@@ -42,6 +47,23 @@ def redact_url(url: str) -> str:
     return f"{parts.scheme}://{host}{port}/…"
 
 
+def basic_auth(url: str) -> tuple[str, str | None]:
+    """``(url without its user:password@ part, "Basic <base64>" header value)``; ``(url, None)``
+    when the URL has no user part (or cannot be parsed: sending it reports that). User and
+    password are percent-decoded first, so ``%40`` in either is an ``@``."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return url, None
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if not at:
+        return url, None
+    user, _, password = userinfo.partition(":")
+    pair = f"{urllib.parse.unquote(user)}:{urllib.parse.unquote(password)}"
+    token = base64.b64encode(pair.encode("utf-8")).decode("ascii")
+    return urllib.parse.urlunsplit(parts._replace(netloc=host)), f"Basic {token}"
+
+
 def payload(finding: Finding) -> dict:
     """The JSON body: ``text`` for chat tools, ``finding`` for programs."""
     return {"text": summary_line(finding), "finding": finding.to_dict()}
@@ -51,7 +73,9 @@ class WebhookChannel:
     """POST to ``config.url`` with ``config.headers``; retry connection errors and 5xx with backoff.
 
     A 4xx answer is not retried (the URL, token or body is wrong and will stay wrong), except
-    429 Too Many Requests, which is what a rate-limited chat webhook answers.
+    429 Too Many Requests, which is what a rate-limited chat webhook answers. Credentials in the
+    URL (``https://user:password@host/...``) are sent as HTTP basic auth; an ``Authorization``
+    entry in ``config.headers`` takes precedence over them.
     """
 
     name = "webhook"
@@ -60,7 +84,11 @@ class WebhookChannel:
     def __init__(self, config: WebhookConfig) -> None:
         self.config = config
         self.redacted = redact_url(config.url)
-        self._secrets = _secret_parts(config.url)
+        self._url, auth = basic_auth(config.url)
+        self._headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": "tripwire",
+                        **({"Authorization": auth} if auth else {}), **config.headers}
+        secrets = _secret_parts(config.url) + ([auth, auth.split()[1]] if auth else [])
+        self._secrets = sorted({p for p in secrets if len(p) > 1}, key=len, reverse=True)  # longest first
         self._opener = urllib.request.build_opener()  # honours HTTP(S)_PROXY like urlopen does
 
     def deliver(self, finding: Finding, abort: threading.Event) -> None:
@@ -91,9 +119,7 @@ class WebhookChannel:
 
     def _post(self, body: bytes) -> tuple[bool, str]:
         """One POST: ``(retryable, error)``; the error is empty on success and free of the URL."""
-        headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": "tripwire",
-                   **self.config.headers}
-        request = urllib.request.Request(self.config.url, data=body, headers=headers, method="POST")
+        request = urllib.request.Request(self._url, data=body, headers=self._headers, method="POST")
         try:
             with self._opener.open(request, timeout=self.config.timeout_s) as response:
                 response.read(65536)
@@ -123,10 +149,13 @@ class WebhookChannel:
 
 
 def _secret_parts(url: str) -> list[str]:
-    """The whole URL and each part of it that may carry a token, longest first."""
+    """The whole URL and each part of it that may carry a token: user info and its password (as
+    written and percent-decoded), path and query."""
     try:
         parts = urllib.parse.urlsplit(url)
-        pieces = [parts.netloc.rpartition("@")[0], parts.path, parts.query]
+        userinfo = parts.netloc.rpartition("@")[0]
+        pieces = [userinfo, userinfo.partition(":")[2], parts.path, parts.query]
+        pieces += [urllib.parse.unquote(p) for p in pieces]
     except ValueError:
         pieces = []
-    return sorted({p for p in [url, *pieces] if len(p) > 1}, key=len, reverse=True)
+    return [url, *pieces]

@@ -44,10 +44,11 @@ class TripwireCallbackImpl:
 
     def __init__(self, config: Union[str, dict, None] = None, *, stop_on: Iterable[str] = (),
                  interval: Optional[int] = None, log_dir: Union[str, bool, None] = None, strict: bool = False,
-                 batch_fn: Optional[Callable[[Any], Any]] = None, name: Optional[str] = None) -> None:
+                 batch_fn: Optional[Callable[[Any], Any]] = None, name: Optional[str] = None,
+                 run_name: Optional[str] = None) -> None:
         super().__init__()
         self.monitor = Monitor(config, stop_on=stop_on, interval=interval, log_dir=log_dir,
-                               strict=strict or None, framework="torch")
+                               strict=strict or None, framework="torch", run_name=run_name)
         self.batch_fn = batch_fn
         self.name = name
         self.collector: Any = None

@@ -41,6 +41,8 @@ class LightningTripwire(TripwireCallbackImpl, pl.Callback):
         batch_fn: ``batch -> (inputs, labels)`` for batches that are not ``(x, y)`` or a dict
             with common keys (``input_ids``/``x``/``inputs`` and ``labels``/``y``/``target``).
         name: distinguishes two instances in one Trainer (their checkpoint ``state_key``).
+        run_name: name of the run record directory under ``log_dir``; defaults to a timestamp.
+            A run resumed from a checkpoint continues the record of the run it resumes.
 
     Attributes:
         findings: every :class:`tripwire.Finding` so far.
