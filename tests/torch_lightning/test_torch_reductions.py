@@ -83,6 +83,23 @@ def test_update_ratio_and_allclose_flags():
     assert flags.tolist() == expected == [1.0, 0.0, 0.0]
 
 
+@pytest.mark.parametrize("fused", [False, True])
+def test_allclose_flags_equal_torch_allclose_on_both_paths(monkeypatch, fused):
+    monkeypatch.setattr(R, "_fused", lambda tensors: fused)
+    g = torch.Generator().manual_seed(3)
+    base = [torch.randn(50, 20, generator=g), torch.randn(7, generator=g), torch.zeros(4), torch.ones(3)]
+    one_moved = base[0].clone()
+    one_moved[3, 4] += 1e-2  # one element of 1000: the norm bound cannot tell, the exact test must
+    cases = [
+        [t.clone() for t in base],
+        [one_moved, base[1] * (1 + 1e-7), base[2] + 1e-9, torch.tensor([1.0, float("nan"), 1.0])],
+        [t + 1.0 for t in base],
+    ]
+    for current in cases:
+        expected = [float(torch.allclose(a, b, rtol=1e-5, atol=1e-8)) for a, b in zip(current, base)]
+        assert R.allclose_flags(current, base, 1e-5, 1e-8).tolist() == expected
+
+
 def test_init_gain_and_identical_rows():
     torch.manual_seed(0)
     default = torch.nn.Linear(64, 32).weight
