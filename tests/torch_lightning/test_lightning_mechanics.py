@@ -79,6 +79,31 @@ def test_manual_optimization_with_two_optimizers(data):
     assert all(s.stats["update_ratio"]["b.0.weight"] > 0 for s in grads)
 
 
+class AlternatingOptimizers(TwoOptimizers):
+    """WGAN-style schedule: sub-network ``b`` steps on every 5th batch only, ``a`` on the others."""
+
+    def training_step(self, batch, batch_idx):  # noqa: ANN001, ANN201
+        x, y = batch
+        net, opt = (self.b, self.optimizers()[1]) if batch_idx % 5 == 4 else (self.a, self.optimizers()[0])
+        loss = nn.functional.cross_entropy(net(x), y)
+        opt.zero_grad()
+        self.manual_backward(loss)
+        opt.step()
+        return {"loss": loss.detach()}
+
+
+def test_parameters_whose_optimizer_did_not_step_get_no_update_ratio(data):
+    # sampled batches (global step % 2 == 0) mostly step `a` only: `b` not moving there is intended
+    cb = keep_samples(tripwire({"rules": {"small_updates": {"patience": 2}}}, interval=2))
+    fit(AlternatingOptimizers(), loader(*data), callback=cb, max_steps=30)
+    ratios = [s.stats["update_ratio"] for s in cb.samples if "update_ratio" in s.stats]
+    assert len(ratios) >= 10 and all(r["a.0.weight"] > 1e-6 for r in ratios if "a.0.weight" in r)
+    assert any("b.0.weight" in r for r in ratios)  # reported on the sampled batches where `b` steps
+    assert all(r.get("b.0.weight", 1.0) > 1e-6 for r in ratios)
+    assert not any(("a.0.weight" in r) == ("b.0.weight" in r) for r in ratios)  # one network per batch
+    assert cb.findings == []
+
+
 def test_fp16_amp_gradients_are_unscaled(data):
     from lightning.pytorch.plugins.precision import MixedPrecision
 

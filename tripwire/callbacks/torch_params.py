@@ -107,6 +107,7 @@ class ParamProbe:
         self._l2: list[torch.Tensor] = []
         self._skipped: list[torch.Tensor] = []
         self._seen: set[int] = set()
+        self._stepped: set[int] = set()  # parameters of the optimizers that stepped in this sampled batch
         self._before: list[torch.Tensor] | None = None  # weights before this step (buffers reused)
         self._before_names: list[str] = []
         self._snapshot = False  # whether _before holds this sampled step's weights
@@ -135,6 +136,7 @@ class ParamProbe:
         dense, sparse_like = [], []
         for group in optimizer.param_groups:
             for p in group["params"]:
+                self._stepped.add(id(p))
                 if id(p) in self._seen or p.grad is None or p.grad.is_sparse or id(p) not in names:
                     continue
                 self._seen.add(id(p))
@@ -190,15 +192,25 @@ class ParamProbe:
             if "weight_nonfinite" in self.weight_keys:
                 run["weight_nonfinite"] = stats["nonfinite"].amax()
         if self._snapshot and params and self._before_names == names:  # no trainable parameter: nothing moved
-            out.append(Piece(update_ratios(params, self._before, consume=True), "same", per_subject(["update_ratio"], names)))
+            out.extend(self._update_ratios(named))
         self._snapshot = False
         if self.unchanged and params:
             out.extend(self._unchanged(names, params))
         if run:
             keys = sorted(run)
             out.append(Piece(torch.stack([run[k] for k in keys]), "same", run_wide(keys)))
-        self._grad_pieces, self._l2, self._skipped, self._seen = [], [], [], set()
+        self._grad_pieces, self._l2, self._skipped, self._seen, self._stepped = [], [], [], set(), set()
         return out
+
+    def _update_ratios(self, named: list[tuple[str, torch.Tensor]]) -> list[Piece]:
+        """``update_ratio`` of the parameters whose optimizer stepped in this batch. The others
+        (a GAN's generator on a batch where only the critic steps) did not move, as intended."""
+        keep = [i for i, (_, p) in enumerate(named) if id(p) in self._stepped]
+        if not keep:
+            return []
+        after, before = [named[i][1].detach() for i in keep], [self._before[i] for i in keep]  # type: ignore[index]
+        return [Piece(update_ratios(after, before, consume=True), "same",
+                      per_subject(["update_ratio"], [named[i][0] for i in keep]))]
 
     def _unchanged(self, names: list[str], params: list[torch.Tensor]) -> list[Piece]:
         out = []
