@@ -38,6 +38,7 @@ def every_rule_config(interval: int = 1) -> dict[str, Any]:
     for kind in ("all_zero", "low_variance"):
         for on in ("gradients", "activations"):  # "weights" is the rule's default, already above
             rules[f"{kind}_{on}"] = {"type": kind, "on": on}
+    rules["low_variance_gradients"]["min"] = 1e-16  # gradients have no default limit (they scale with the loss)
     return {"interval": interval, "rules": rules}
 
 

@@ -161,9 +161,12 @@ def collector_loop(workload, device: str, steps: int, interval: int, bf16: bool,
     """
     from _sync_count import SyncCounter
 
+    from tripwire.callbacks import torch_reductions
     from tripwire.callbacks.torch_collector import TorchCollector
 
     cuda = torch.device(device).type == "cuda"
+    # on CPU: rehearse the code a CUDA run executes (no host reads between flushes)
+    rehearsing, torch_reductions.accelerator_path_on_cpu = torch_reductions.accelerator_path_on_cpu, True
     torch.manual_seed(seed)
     net = workload.net().to(device)
     x, y = workload.data(workload.batch * steps)
@@ -201,6 +204,7 @@ def collector_loop(workload, device: str, steps: int, interval: int, bf16: bool,
                     samples.append(flush.sample())
     finally:
         col.detach()
+        torch_reductions.accelerator_path_on_cpu = rehearsing
     return samples, counter
 
 
@@ -442,6 +446,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     if args.device == "cpu":
         torch.set_num_threads(1)  # a rehearsal on a small shared machine: no thread contention
+        from tripwire.callbacks import torch_reductions
+
+        torch_reductions.accelerator_path_on_cpu = True  # run the code a CUDA run executes
     print("# tripwire GPU check\n")
     try:
         print(versions(args.device), flush=True)

@@ -149,5 +149,6 @@ def test_yaml_key_on_is_the_parameter_not_a_boolean(tmp_path):
           tiny_weights:
             type: low_variance
             on: gradients
+            min: 1.0e-16
         """)
     assert Config.load(path).rules["tiny_weights"].params["on"] == "gradients"

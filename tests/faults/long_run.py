@@ -49,6 +49,8 @@ def every_rule() -> dict:
         if "on" in cls.Params.model_fields:
             for target in ("weights", "gradients", "activations"):
                 rules[f"{kind}_{target}"] = {"type": kind, "on": target}
+                if kind == "low_variance" and target == "gradients":
+                    rules[f"{kind}_{target}"]["min"] = 1e-16  # no default for gradients
         else:
             rules[kind] = {}
     return rules

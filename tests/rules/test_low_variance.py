@@ -5,6 +5,7 @@ import pytest
 
 from tripwire.config import Config
 from tripwire.engine import Engine
+from tripwire.errors import ConfigError
 from tripwire.rules.low_variance import LowVariance
 from tripwire.stats import Sample
 
@@ -56,3 +57,10 @@ def test_configured_from_a_dict_under_its_own_name_and_not_in_the_default_set():
                                                             "min": 1e-6}}}))
     assert engine.rules["tiny_weights"].params.min == 1e-6
     assert "low_variance" not in Engine(Config.load(None)).rules
+
+
+def test_gradients_need_explicit_limits():
+    with pytest.raises(ConfigError, match=r"rules\.g.*set min \(or max\) from a healthy run"):
+        Config.load({"rules": {"g": {"type": "low_variance", "on": "gradients"}}})
+    assert Config.load({"rules": {"g": {"type": "low_variance", "on": "gradients", "min": 1e-16}}})
+    assert LowVariance.Params(on="weights").min == 1e-10  # weights and activations keep the default

@@ -32,7 +32,7 @@ def test_healthy_training_and_occasional_unchanged_samples_stay_silent():
 
 def test_tolerances_are_part_of_the_statistic_key():
     rule = UnchangedTensor("u", UnchangedTensor.Params(rtol=1e-3, atol=0.0))
-    (need,) = rule.needs()
+    need = rule.needs()[0]
     assert need.key == "weight_unchanged[atol=0.0,rtol=0.001]"
     assert run(rule, [{"w": 1.0}] * 3) == []  # the default key is not this rule's series
     assert run(rule, [{"w": 1.0}] * 3, key=need.key) == [(30, "w")]
@@ -49,3 +49,16 @@ def test_change_clears_and_rearms():
     assert [v.fired for v in rule.check(Sample(10, stats={KEY: {"w": 1.0}}))] == [True]
     assert [v.fired for v in rule.check(Sample(20, stats={KEY: {"w": 0.0}}))] == [False]
     assert rule.state["runs"] == {}
+
+
+def test_samples_do_not_count_once_the_training_loss_has_converged():
+    def fired(losses):
+        rule = UnchangedTensor("u")
+        out = []
+        for i, loss in enumerate(losses):
+            sample = Sample(10 * (i + 1), stats={rule.needs()[0].key: {"norm.weight": 1.0}, "loss": {None: loss}})
+            out += [v.subject for v in rule.check(sample) if v.fired]
+        return out
+
+    assert fired([0.7, 1e-3, 5e-4, 4e-4, 3e-4]) == []  # fits its data: tiny Adam steps within rtol
+    assert fired([0.7, 0.69, 0.7, 0.7]) == ["norm.weight", "norm.weight"]  # stuck and not learning

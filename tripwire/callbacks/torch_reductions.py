@@ -179,11 +179,17 @@ def tensor_stats(tensors: Sequence[Tensor], want: set[str] | frozenset[str]) -> 
     return out
 
 
+#: Take the accelerator code path on CPU too (no host reads between flushes): lets a CPU run
+#: rehearse what a CUDA run executes, as ``benchmarks/gpu_check.py`` does.
+accelerator_path_on_cpu = False
+
+
 def _fused(tensors: Sequence[Tensor]) -> bool:
     """Whether to reduce through one ``cat`` + ``segment_reduce`` (accelerators: few kernel
     launches) rather than tensor by tensor (CPU, where ``segment_reduce``, bool-to-float casts and
-    ``repeat_interleave`` are single-threaded loops several times slower than plain reductions)."""
-    return tensors[0].device.type != "cpu"
+    ``repeat_interleave`` are single-threaded loops several times slower than plain reductions,
+    and where reading a value on the host costs no device sync)."""
+    return accelerator_path_on_cpu or tensors[0].device.type != "cpu"
 
 
 def _variance(t: Tensor) -> Tensor:

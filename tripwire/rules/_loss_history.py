@@ -1,6 +1,6 @@
 """Bookkeeping shared by the loss rules, kept in plain dicts inside a rule's ``state``.
 
-Two pieces:
+Three pieces:
 
 - **Step windows**: consecutive, non-overlapping windows of ``width`` steps, ``(start, start +
   width]``, then the next one. Each ``loss`` sample whose step falls in a window adds to its
@@ -9,6 +9,9 @@ Two pieces:
 - **Train loss since the last validation**: ``val_loss`` arrives in its own sample at the end of
   a validation run; the training loss it is compared with is the mean of the ``loss`` samples
   seen since the previous validation (or the last such mean when none arrived in between).
+- **Converged**: whether the training loss has fallen below a share of its first value, for the
+  rules that read tiny gradients or updates as a fault (a model that fits its data has them for
+  a good reason).
 
 Example:
     >>> w = new_window(start=0)
@@ -85,3 +88,21 @@ def relative_drop(before: float, after: float) -> float:
     if before == 0:
         return 0.0 if after == 0 else -math.copysign(math.inf, after)
     return (before - after) / abs(before)
+
+
+def converged(state: dict[str, Any], sample: Sample, below: float) -> bool:
+    """Record the sample's training loss in ``state`` (keys ``first_loss``, ``loss``) and tell
+    whether the latest one is below ``below`` times the first (positive) one.
+
+    Example:
+        >>> st = {}
+        >>> [converged(st, Sample(s, stats={"loss": {None: v}}), 0.01) for s, v in [(0, 2.0), (10, 0.5), (20, 0.01)]]
+        [False, False, True]
+    """
+    loss = finite_scalar(sample, "loss")
+    if loss is not None:
+        state["loss"] = loss
+        if state.get("first_loss") is None:
+            state["first_loss"] = loss
+    first, last = state.get("first_loss"), state.get("loss")
+    return first is not None and first > 0 and last is not None and last < below * first

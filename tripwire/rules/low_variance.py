@@ -23,8 +23,8 @@ class LowVariance(Rule):
     (``grad_var``) or ``activations`` (``act_var``). The right limits depend on ``on`` and the
     model, so the rule is not in the default set. The default ``min`` of 1e-10 marks a weight
     whose elements have all become the same (collapsed units); healthy weights sit around
-    1/fan_in (1e-4..1e-1), healthy gradients can be far smaller, so set ``min`` for gradients
-    from a healthy run. ``max`` is off unless set.
+    1/fan_in (1e-4..1e-1). Healthy gradients can be far smaller (1e-11 in a healthy MLP), so
+    with ``on: gradients`` the rule has no default: set ``min`` or ``max`` from a healthy run. ``max`` is off unless set.
 
     Args:
         on: ``weights``, ``gradients`` or ``activations``. Defaults to ``weights``.
@@ -60,6 +60,10 @@ class LowVariance(Rule):
                 raise ValueError(f"min ({self.min}) must be below max ({self.max})")
             if self.min is None and self.max is None:
                 raise ValueError("set min, max or both")
+            if self.on == "gradients" and not {"min", "max"} & self.model_fields_set:
+                raise ValueError("with on: gradients set min (or max) from a healthy run: gradient variances "
+                                 "scale with the loss and the model (a healthy MLP's reach 1e-11), so the "
+                                 "default min of 1e-10 would fire on healthy training")
             return self
 
     def initial_state(self) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from pydantic import Field
 from tripwire.registry import register
 from tripwire.rule import Need, Rule, Verdict
 from tripwire.rules._layers import LayerParams, advance, finite_items, skipped, steps
+from tripwire.rules._loss_history import converged
 from tripwire.stats import Sample
 
 
@@ -26,6 +27,10 @@ class UnchangedTensor(Rule):
     parameter the optimizer should move but does not: cut off from the loss, missing from the
     optimizer, or with a zero learning rate.
 
+    Samples do not count once the training loss is below ``converged_below`` of its first value:
+    a model that fits its data gets tiny gradients, and under Adam a tiny gradient makes a tiny
+    step, so a LayerNorm weight can stay within ``rtol`` for a few steps for a good reason.
+
     Biases are left out unless ``include_biases``: under SGD a bias followed by BatchNorm gets
     ~0 gradient and stays put, which is harmless.
 
@@ -34,6 +39,8 @@ class UnchangedTensor(Rule):
         rtol: relative tolerance of the comparison. Defaults to 1e-5.
         atol: absolute tolerance of the comparison. Defaults to 1e-8.
         include_biases: also evaluate bias vectors. Defaults to False.
+        converged_below: share of the first training loss under which samples do not count.
+            Defaults to 0.01.
         ignore: glob patterns of parameter names to skip. Defaults to none.
 
     Example:
@@ -60,20 +67,23 @@ class UnchangedTensor(Rule):
         atol: float = Field(1e-8, ge=0, description="absolute tolerance of allclose")
         include_biases: bool = Field(False, description="also evaluate bias vectors (a bias followed by "
                                                         "BatchNorm legitimately stays put)")
+        converged_below: float = Field(0.01, ge=0, le=1, description="samples do not count while the training "
+                                                                     "loss is below this share of its first value")
 
     def initial_state(self) -> dict[str, Any]:
-        return {"runs": {}}
+        return {"runs": {}, "first_loss": None, "loss": None}
 
     def needs(self) -> list[Need]:
-        return [Need("weight_unchanged", (("rtol", self.params.rtol), ("atol", self.params.atol)))]
+        return [Need("weight_unchanged", (("rtol", self.params.rtol), ("atol", self.params.atol))), Need("loss")]
 
     def check(self, sample: Sample) -> list[Verdict]:
         p = self.params
         out = []
+        is_converged = converged(self.state, sample, p.converged_below)
         for name, unchanged in finite_items(sample.series(self.needs()[0])):
             if skipped(name, p.ignore, p.include_biases):
                 continue
-            length, since = advance(self.state["runs"], name, unchanged >= 0.5, sample.step)
+            length, since = advance(self.state["runs"], name, unchanged >= 0.5 and not is_converged, sample.step)
             if length < p.num_steps:
                 out.append(self.clear(name))
                 continue

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any, ClassVar
 
 from pydantic import Field
@@ -10,6 +9,7 @@ from pydantic import Field
 from tripwire.registry import register
 from tripwire.rule import Need, Rule, Verdict
 from tripwire.rules._layers import LayerParams, advance, finite_items, skipped, steps
+from tripwire.rules._loss_history import converged
 from tripwire.stats import Sample
 
 
@@ -78,19 +78,9 @@ class VanishingGradient(Rule):
     def needs(self) -> list[Need]:
         return [Need("grad_abs_mean"), Need("grad_norm"), Need("loss")]
 
-    def _converged(self, sample: Sample) -> bool:
-        """Whether the training loss is below ``converged_below`` of its first (positive) value."""
-        st, loss = self.state, sample.scalar("loss")
-        if loss is not None and math.isfinite(loss):
-            st["loss"] = loss
-            if st["first_loss"] is None:
-                st["first_loss"] = loss
-        first, last = st["first_loss"], st["loss"]
-        return first is not None and first > 0 and last is not None and last < self.params.converged_below * first
-
     def check(self, sample: Sample) -> list[Verdict]:
         p = self.params
-        converged = self._converged(sample)
+        is_converged = converged(self.state, sample, p.converged_below)
         means = dict(finite_items(sample.series("grad_abs_mean")))
         norms = dict(finite_items(sample.series("grad_norm")))
         largest = max(norms, key=norms.__getitem__, default=None)
@@ -100,7 +90,7 @@ class VanishingGradient(Rule):
             if skipped(name, p.ignore, p.include_biases):
                 continue
             mean, norm = means.get(name), norms.get(name)
-            tiny_mean = mean is not None and mean < p.threshold and not converged
+            tiny_mean = mean is not None and mean < p.threshold and not is_converged
             rel = norm / top if norm is not None and top > 0 else None
             tiny_rel = rel is not None and rel < p.ratio
             length, since = advance(self.state["runs"], name, tiny_mean or tiny_rel, sample.step)
