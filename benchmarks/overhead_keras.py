@@ -1,11 +1,13 @@
 """Step-time overhead of `KerasTripwire` in Keras 3 ``model.fit`` (TensorFlow backend by default).
 
-For each workload, three identical models (same seed, same data) train in the same process: one
-with no callback, one with ``KerasTripwire`` and the default config (every default rule,
-``interval=10``), and a second one with no callback ("A/A": its ratio to the first shows the
-noise and should be 1.000). A timer callback, first in the list, stamps every batch start, so a
-step's time holds everything of that step: the compiled train step, tripwire's sampled-step work
-inside it, and every callback's host work (tripwire's host read and rules). A fit's step time is
+For each workload, one model trains in the same process, fit after fit, with no callback, with
+``KerasTripwire`` and the default config (every default rule, ``interval=10``), and with no
+callback again ("A/A": its ratio to the first shows the noise and should be 1.000). One model
+for all three: two identical models can differ by several percent in step time (where their
+buffers landed), which would read as overhead; tripwire leaves the model as it found it. A
+timer callback, first in the list, stamps every batch start, so a step's time holds everything
+of that step: the compiled train step, tripwire's sampled-step work inside it, and every
+callback's host work (tripwire's host read and rules). A fit's step time is
 the mean over its steps after ``--warmup``; the fits are interleaved ``--repeats`` times in a
 shuffled order (machine load drifts) and the table shows median step times and the median of the
 per-repeat ratios, of wall time and of process CPU time (all threads; steadier than wall time on
@@ -13,9 +15,9 @@ a shared machine).
 
 The second table is measured inside the tripwire runs alone, so machine load blurs it far less:
 how much longer (median, CPU time) a sampled step (statistics in the step, then the host read
-and the rules) and the step before it (weight snapshot) take than the steps where tripwire does
-nothing, spread over the ``interval`` steps, in ms per step and as a share of a quiet step. It is
-a lower bound: the per-step cost of the cond that skips the work is in the quiet steps too.
+and the rules) takes than the steps where tripwire does nothing, spread over the ``interval``
+steps, in ms per step and as a share of a quiet step. It is a lower bound: tripwire's per-step
+Python (counting steps, choosing the train function) is in the quiet steps too.
 
 Usage:
     python benchmarks/overhead_keras.py                 # MLP and CNN on CPU, TF backend
@@ -74,12 +76,11 @@ class StepTimer(keras.callbacks.Callback):
 
     def phases(self, clock: int) -> tuple[float, float]:
         """``(extra, quiet)``: the median time of the steps where tripwire does nothing (``quiet``),
-        and what its sampled steps and the steps before them (weight snapshot) add, per step."""
+        and what its sampled steps add, per step."""
         durations = self.steps(clock)
         phase = (np.arange(len(durations)) + self.warmup + 1) % INTERVAL
-        quiet = float(np.median(durations[(phase != 0) & (phase != INTERVAL - 1)]))
-        busy = sum(float(np.median(durations[phase == p])) - quiet for p in (0, INTERVAL - 1))
-        return busy / INTERVAL, quiet
+        quiet = float(np.median(durations[phase != 0]))
+        return (float(np.median(durations[phase == 0])) - quiet) / INTERVAL, quiet
 
 
 def mlp() -> keras.Model:
@@ -102,20 +103,19 @@ def measure(name: str, steps: int, repeats: int, warmup: int, jit: bool, log_dir
     rng = np.random.default_rng(0)
     x = rng.normal(size=(steps * batch, *shape)).astype(np.float32)
     y = (x.reshape(len(x), -1) @ rng.normal(size=(int(np.prod(shape)), 10))).argmax(1)  # learnable labels
-    variants = {}
-    for variant in ("none", "tripwire", "control"):
-        keras.utils.set_random_seed(0)
-        model = build()
-        model.compile(keras.optimizers.Adam(1e-3),
-                      keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=jit)
-        variants[variant] = model
+    keras.utils.set_random_seed(0)
+    model = build()
+    # "auto": TensorFlow on CPU and torch run without XLA / torch.compile, JAX jits
+    model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  jit_compile=True if jit else "auto")
+    variants = ("none", "tripwire", "control")
     timer = StepTimer(warmup)
     mean: dict[str, list[tuple[float, float]]] = {v: [] for v in variants}
     inside: list[tuple[float, float]] = []
     for r in range(repeats):
-        order = list(variants.items())
+        order = list(variants)
         random.Random(r).shuffle(order)
-        for variant, model in order:
+        for variant in order:
             extra = [KerasTripwire(log_dir=log_dir or False)] if variant == "tripwire" else []
             with contextlib.redirect_stdout(io.StringIO()):  # the end-of-run summary of each fit
                 model.fit(x, y, batch_size=batch, epochs=1, shuffle=False, verbose=0, callbacks=[timer, *extra])
@@ -140,7 +140,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300, help="optimizer steps per fit")
     parser.add_argument("--repeats", type=int, default=7, help="interleaved fits per variant")
     parser.add_argument("--warmup", type=int, default=20, help="steps left out at the start of each fit")
-    parser.add_argument("--jit", action="store_true", help="compile with jit_compile=True")
+    parser.add_argument("--jit", action="store_true", help="compile with jit_compile=True (default: Keras' \"auto\")")
     parser.add_argument("--record", action="store_true", help="also write the run record (default config's log_dir)")
     parser.add_argument("--threads", type=int, default=0, help="TensorFlow intra/inter-op threads (0: its default)")
     args = parser.parse_args()
@@ -150,7 +150,8 @@ def main() -> None:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     logging.getLogger("tripwire").setLevel(logging.ERROR)  # findings are not the point here
-    print(f"backend={keras.backend.backend()} jit_compile={args.jit} steps={args.steps} repeats={args.repeats} "
+    print(f"backend={keras.backend.backend()} jit_compile={True if args.jit else 'auto'} steps={args.steps} "
+          f"repeats={args.repeats} "
           f"record={args.record} threads={args.threads or 'default'} load={os.getloadavg()[0]:.1f}")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,6 +1,7 @@
 """tripwire + Keras 3 in one file: a healthy run, then a run with dead ReLUs that stops itself.
 
     python examples/keras_quickstart.py                        # TensorFlow backend
+    KERAS_BACKEND=jax python examples/keras_quickstart.py      # or the JAX backend
     KERAS_BACKEND=torch python examples/keras_quickstart.py    # or the torch backend
 
 Runs on CPU in seconds with synthetic data. The rules are in ``tripwire.yaml`` beside this file

@@ -78,14 +78,16 @@ class Recorder:
 
 def fit(model: keras.Model, x, y, *, config=None, interval: int = 2, epochs: int = 3, batch_size: int = 64,  # noqa: ANN001
         optimizer=None, loss: str = "sparse_categorical_crossentropy", validation_data=None,  # noqa: ANN001
-        callback_kwargs: dict | None = None, compile_kwargs: dict | None = None, **fit_kwargs):  # noqa: ANN001
-    """Compile (unless ``optimizer`` is False), fit with a `KerasTripwire`; return (callback, recorder, history)."""
+        callback_kwargs: dict | None = None, compile_kwargs: dict | None = None, callbacks=(),  # noqa: ANN001
+        **fit_kwargs):  # noqa: ANN001
+    """Compile (unless ``optimizer`` is False), fit with a `KerasTripwire` (after ``callbacks``); return
+    (callback, recorder, history)."""
     if optimizer is not False:
         model.compile(optimizer or keras.optimizers.Adam(1e-3), loss, **(compile_kwargs or {}))
-    tw = KerasTripwire(config, interval=interval, log_dir=False, **(callback_kwargs or {}))
+    tw = KerasTripwire(config, interval=interval, **{"log_dir": False, **(callback_kwargs or {})})
     rec = Recorder(tw)
     history = model.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0, validation_data=validation_data,
-                        callbacks=[tw], **fit_kwargs)
+                        callbacks=[*callbacks, tw], **fit_kwargs)
     return tw, rec, history
 
 

@@ -50,6 +50,13 @@ def test_negative_bias_kills_relu_units():
     assert rec.series("act_dead_frac[inactive_below=0.01]", "hidden0")[0][1] == 1.0
 
 
+def test_negative_bias_kills_relu_units_at_a_small_batch():
+    x, y = classification(n=512)
+    model = mlp(bias_initializer=keras.initializers.Constant(-10.0))
+    tw, rec, _ = fit(model, x, y, config={"rules": {"dead_relu": {}}}, epochs=1, batch_size=8)
+    assert fired(tw)["dead_relu"][0].subject.startswith("hidden0")
+
+
 def test_large_init_saturates_tanh():
     x, y = classification()
     model = mlp(activation="tanh", kernel_initializer=keras.initializers.RandomNormal(stddev=20.0))

@@ -35,3 +35,13 @@ def test_healthy_cnn_is_silent():
                            optimizer=keras.optimizers.Adam(3e-3))
     _assert_silent(tw, rec)
     assert history.history["val_loss"][-1] < history.history["val_loss"][0]
+
+
+def test_healthy_relu_mlp_at_batch_size_one_is_silent():
+    # one sample per step: a live unit that is off for it would look dead, so per-unit shares wait
+    # for 8 samples (KerasTripwire measures them per sampled step: at batch size 1, not at all)
+    x, y = classification(n=640)
+    tw, rec, _ = fit(mlp(), x, y, config=None, interval=5, epochs=1, batch_size=1)
+    assert tw.findings == [], "\n".join(str(f) for f in tw.findings)
+    keys = {k for s in rec.samples for k in s.stats}
+    assert "grad_norm" in keys and not any(k.startswith("act_dead_frac") for k in keys)

@@ -97,6 +97,24 @@ def test_steps_per_execution_still_samples():
     assert steps and all(step % 4 == 0 for step in steps)
 
 
+def test_only_sampled_steps_run_the_instrumented_train_function():
+    class Spy(keras.callbacks.Callback):  # after tripwire: sees the function each step will run
+        def __init__(self, tw):
+            super().__init__()
+            self.tw, self.instrumented = tw, []
+
+        def on_train_batch_begin(self, batch, logs=None):
+            self.instrumented.append(self.model.train_function is self.tw.collector._instrumented)
+
+    x, y = classification(n=64 * 20)
+    model = mlp()
+    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+    tw = KerasTripwire({"rules": {"vanishing_gradient": {}, "small_updates": {}}}, interval=5, log_dir=False)
+    spy = Spy(tw)
+    model.fit(x, y, batch_size=64, epochs=1, verbose=0, callbacks=[tw, spy])
+    assert [i + 1 for i, hit in enumerate(spy.instrumented) if hit] == [5, 10, 15, 20]
+
+
 def test_subclassed_model_gets_gradient_and_activation_statistics():
     class Net(keras.Model):
         def __init__(self):

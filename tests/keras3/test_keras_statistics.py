@@ -160,27 +160,33 @@ def test_update_ratio_between_samples_uses_the_step_before():
         [np.linalg.norm(w[t] - w[t - 1]) / np.linalg.norm(w[t - 1]) for t in (4, 8, 12)], rel=1e-4)
 
 
-def test_unchanged_check_falls_back_to_elementwise_when_norms_do_not_move():
+def test_unchanged_check_settles_by_norms_then_distance_then_elementwise():
     from tripwire.callbacks.keras_buffer import Layout
     from tripwire.callbacks.keras_params import ParamStats
     from tripwire.stats import Need
 
     dense = keras.layers.Dense(4, bias_initializer="ones")
     dense.build((None, 4))
-    snap = Layout("snap")
     need = Need("weight_unchanged", (("atol", 1e-8), ("rtol", 1e-5)))
-    stats = ParamStats([need], dense.trainable_variables, Layout("pre"), Layout("post"), snap, loss_scaled=False)
+    stats = ParamStats([need], dense.trainable_variables, Layout("pre"), Layout("post"), loss_scaled=False)
     stats.allocate(None)
     start = stats.unchanged[0][1]
 
     def take_snapshot():
         previous = np.array([np.sum(s.numpy() ** 2) for s in stats.snapshots], "float32")
-        return list(np.asarray(stats.snapshot(previous, exact=False)[start]))
+        return list(np.asarray(stats.before_update(previous, exact=False)[start]))
 
     take_snapshot()  # snapshot = the current weights
     dense.kernel.assign(dense.kernel.numpy()[::-1])  # a permutation: same norm, other elements
-    assert take_snapshot() == [0.0, 1.0]  # kernel changed (found elementwise), bias unchanged
+    assert take_snapshot() == [0.0, 1.0]  # kernel changed (found by distance), bias unchanged
     dense.kernel.assign(dense.kernel.numpy() * 2.0)
     dense.bias.assign(dense.bias.numpy() * 2.0)
     assert take_snapshot() == [0.0, 0.0]  # both norms moved: changed without the elementwise pass
     assert take_snapshot() == [1.0, 1.0]  # nothing moved since
+    kernel = dense.kernel.numpy()
+    kernel[0, 0] += 1e-6 * abs(kernel[0, 0])  # within rtol, found by the elementwise pass
+    dense.kernel.assign(kernel)
+    kernel[1, 1] += 0.5  # one element far off: allclose fails
+    assert take_snapshot() == [1.0, 1.0]
+    dense.kernel.assign(kernel)
+    assert take_snapshot() == [0.0, 1.0]

@@ -1,25 +1,17 @@
 """`KerasTripwire` on the torch backend of Keras 3 (subprocess: the backend is fixed at import)."""
 
-import json
-import os
-import subprocess
-import sys
-
 import pytest
+
+from script_kit import script_result
 
 pytestmark = pytest.mark.keras
 pytest.importorskip("keras")
 pytest.importorskip("torch")
 
-SCRIPT = os.path.join(os.path.dirname(__file__), "torch_backend_script.py")
-
 
 @pytest.fixture(scope="module")
 def result():
-    proc = subprocess.run([sys.executable, SCRIPT], capture_output=True, text=True, timeout=300)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return json.loads(lines[-1][len("RESULT "):])
+    return script_result("torch_backend_script.py")
 
 
 def test_runs_on_torch(result):

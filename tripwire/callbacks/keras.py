@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from pathlib import Path
@@ -48,8 +49,9 @@ class KerasTripwire(keras.callbacks.Callback):
     ``model.save`` / ``keras.models.load_model`` behave as without it.
 
     Backends: TensorFlow (graph and ``jit_compile=True``, ``tf.distribute.MirroredStrategy``:
-    statistics combined over replicas) and torch are tested. On JAX only the losses,
-    initialization statistics and explicitly given data are checked (a warning says so).
+    statistics combined over replicas), JAX (jitted) and torch are tested. On JAX the callback
+    reads the trainer's state on flush steps only (never ``Callback.model``, which syncs every
+    variable on each read).
     Keras keeps no callback state in checkpoints: to resume, save :meth:`state_dict` (plain JSON)
     beside the model and :meth:`load_state_dict` it into the new callback.
 
@@ -118,7 +120,7 @@ class KerasTripwire(keras.callbacks.Callback):
         self._nan_flushed = False
         self._validated = False
         self.collector = Collector(model, needs, self._interval, data=self.train_data is None,
-                                   confusion=self.validation_data is None)
+                                   confusion=self.validation_data is None, selects=True)
         self.collector.install()
         from tripwire.observe import drain
 
@@ -140,12 +142,11 @@ class KerasTripwire(keras.callbacks.Callback):
         self._validated = False
 
     def on_train_batch_begin(self, batch: int, logs=None) -> None:  # noqa: ANN001
-        if self.collector is not None and self.collector.eager_gate:
+        if self.collector is not None:
             upcoming = self._micro + 1
             update = upcoming % self._k == 0
             step = upcoming // self._k
-            self.collector.sampling = update and step % self._interval == 0
-            self.collector.snapshotting = update and (step + 1) % self._interval == 0
+            self.collector.select(update and step % self._interval == 0)
 
     def on_train_batch_end(self, batch: int, logs=None) -> None:  # noqa: ANN001
         done = batch + 1
@@ -250,16 +251,14 @@ class KerasTripwire(keras.callbacks.Callback):
         record = self.monitor.record_path
         folder = Path(record).parent if record else Path(self.monitor.config.log_dir or "tripwire_checkpoints")
         path = folder / f"{finding.rule}-step{finding.step}.keras"
-        optimizer = self._fit_model.optimizer
+        model = self._fit_model
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            if not optimizer.built and self._fit_model.trainable_variables:
-                optimizer.build(self._fit_model.trainable_variables)  # saved with its (fresh) slots
-            keras_optimizer.detach(optimizer)  # saved exactly as the user's optimizer class
-            self._fit_model.save(path)
+            # saved exactly as the user's optimizer: its own class and variables
+            with self.collector.saving() if self.collector is not None else contextlib.nullcontext():
+                if not model.optimizer.built and model.trainable_variables:
+                    model.optimizer.build(model.trainable_variables)  # saved with its (fresh) slots
+                model.save(path)
             log.info("tripwire: saved %s after %s", path, finding.rule)
         except Exception as exc:  # noqa: BLE001 - a failed checkpoint must not stop training
             log.error("tripwire: checkpoint for %s failed: %s", finding.rule, exc)
-        finally:
-            if self.collector is not None and self.collector._installed:
-                keras_optimizer.attach(optimizer, self.collector)

@@ -10,9 +10,11 @@ Two kinds of sites are found in a model (nested models included):
 A probe hands the activation's output to ``record(site, y)`` and returns it unchanged; the
 collector keeps it for the sampled step only and reduces it inside the same compiled step.
 Per unit means per feature (last axis) or per channel (axis 1 for ``channels_first`` layers);
-every other position is a sample. Layers that produce the model's outputs are left out: a
-confident sigmoid output is saturated by design. :meth:`ActivationProbes.remove` puts every
-original back.
+every other position is a sample. A per-unit share ("active in < 1% of the samples") from
+fewer than :data:`PER_UNIT_MIN_SAMPLES` samples is not reported: on a batch of one, a healthy
+unit that happens to be off would look dead. Layers that produce the model's outputs are left
+out: a confident sigmoid output is saturated by design. :meth:`ActivationProbes.remove` puts
+every original back.
 
 Example:
     >>> import keras
@@ -44,6 +46,10 @@ FAMILY_OF_LAYER = {"ReLU": "relu", "LeakyReLU": "relu", "ELU": "relu", "PReLU": 
 STAT_FAMILY: dict[str, str | None] = {"act_dead_frac": "relu", "act_tanh_sat_frac": "tanh",
                                       "act_sigmoid_sat_frac": "sigmoid", "act_zero_frac": None, "act_var": None}
 _DEFAULTS = {"inactive_below": 0.01, "level": 0.99, "share": 0.99}
+#: Per-unit shares need samples: from fewer, the value of a site is left out of the sample.
+PER_UNIT_MIN_SAMPLES = 8
+_PER_UNIT = ("act_dead_frac", "act_tanh_sat_frac", "act_sigmoid_sat_frac")
+_SAMPLES = "__act_samples__"
 
 
 @dataclass
@@ -129,6 +135,10 @@ class ActivationProbes:
             for i, site in enumerate(self.sites):
                 if family is None or site.family == family:
                     self.slots.append((need, i, layout.add(need.key, site.name, "mean")))
+        self.per_unit_keys = {need.key for need, _, _ in self.slots if need.stat in _PER_UNIT}
+        #: {site index: slot of its sample count}, for the sites with a per-unit share
+        self.samples = {i: layout.add(_SAMPLES, self.sites[i].name, "min")
+                        for i in sorted({i for need, i, _ in self.slots if need.stat in _PER_UNIT})}
         self._installed: list[tuple[Site, object]] = []
 
     @property
@@ -166,7 +176,31 @@ class ActivationProbes:
             y = outputs.get(i)
             if y is not None:
                 values[slot] = _stat(need, ops.stop_gradient(y), self.sites[i].unit_axis)
+        for i, slot in self.samples.items():
+            if outputs.get(i) is not None:
+                values[slot] = km.positions(outputs[i], self.sites[i].unit_axis)
         return values
+
+    def drop_unmeasured(self, stats: dict[str, dict[str | None, float]]) -> None:
+        """Remove (in place) the per-unit shares of sites that saw too few samples in their step.
+
+        Example:
+            >>> import keras
+            >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu", name="fc"),
+            ...                           keras.layers.Dense(1)])
+            >>> probes = ActivationProbes(model, [Need("act_dead_frac")], Layout("pre"))
+            >>> stats = {"act_dead_frac": {"fc": 1.0}, "__act_samples__": {"fc": 1.0}}
+            >>> probes.drop_unmeasured(stats)
+            >>> stats
+            {}
+        """
+        few = {site for site, n in stats.pop(_SAMPLES, {}).items() if n < PER_UNIT_MIN_SAMPLES}
+        if not few:
+            return
+        for key in self.per_unit_keys & set(stats):
+            stats[key] = {site: v for site, v in stats[key].items() if site not in few}
+            if not stats[key]:
+                del stats[key]
 
 
 def _probe(original, index: int, record):  # noqa: ANN001, ANN202

@@ -11,7 +11,9 @@ sample: ``sum`` slots add up, ``min``/``max`` slots keep the extremes.
 
 Under ``tf.distribute`` the variable is ``synchronization="on_read"``: each replica writes its
 own copy with no communication, and the host combines the copies per slot (``sum`` for
-counts, ``max``/``min`` for extremes, ``mean`` for everything else).
+counts, ``max``/``min`` for extremes, ``mean`` for everything else). On JAX the current value
+lives in the trainer's state, not in the variable: a ``state``
+(:class:`~tripwire.callbacks.keras_jax.JaxState`) reads it from there.
 
 Example:
     >>> import numpy as np
@@ -52,8 +54,6 @@ class Layout:
 
     name: str
     accumulate: bool = False
-    #: the step stamp before anything is written
-    stamp: float = 0.0
     slots: list[Slot] = field(default_factory=lambda: [Slot("__step__", None, "max")])
     #: slots the traced step could not fill (a gradient that is None, a layer not called);
     #: found while tracing, never read.
@@ -93,12 +93,12 @@ class Layout:
         return ops.concatenate(pieces)
 
     def template(self) -> np.ndarray:
-        """Initial values: the stamp, then zeros (or +-inf for the extremes of a running total)."""
+        """Initial values: stamp 0, then zeros (or +-inf for the extremes of a running total)."""
         reduce = np.array([slot.reduce for slot in self.slots])
         out = np.zeros(len(self.slots), "float32")
         if self.accumulate:
             out[reduce == "min"], out[reduce == "max"] = np.inf, -np.inf
-        out[0] = self.stamp
+        out[0] = 0.0
         return out
 
     def combine(self, rows: np.ndarray) -> np.ndarray:
@@ -194,8 +194,8 @@ def assign_rows(variable: keras.Variable, strategy, rows: np.ndarray) -> None:  
 class PackedBuffer:
     """The layouts of a collector, end to end in one variable."""
 
-    def __init__(self, layouts: list[Layout], strategy) -> None:  # noqa: ANN001
-        self.layouts, self.strategy = list(layouts), strategy
+    def __init__(self, layouts: list[Layout], strategy, state=None) -> None:  # noqa: ANN001
+        self.layouts, self.strategy, self.state = list(layouts), strategy, state
         self.offsets: dict[str, int] = {}
         start = 0
         for layout in self.layouts:
@@ -203,7 +203,7 @@ class PackedBuffer:
             start += len(layout)
         initial = np.concatenate([layout.template() for layout in self.layouts])
         self.variable = make_variable(initial.shape, "tripwire_statistics", strategy, initial)
-        self._last = {layout.name: max(layout.stamp, 0.0) for layout in self.layouts}
+        self._last = {layout.name: 0.0 for layout in self.layouts}
         reduce = np.array([s.reduce for layout in self.layouts for s in layout.slots])
         self._is_min, self._is_max = reduce == "min", reduce == "max"
 
@@ -225,10 +225,6 @@ class PackedBuffer:
         # a concatenation, not ops.slice_update: TensorFlow runs that one as an XLA op, slower on CPU
         self.variable.assign(ops.concatenate([full[:a], new, full[b:]]))
 
-    def stamp(self, layout: Layout):  # noqa: ANN201
-        """The step stamp of one part, as a tensor."""
-        return self.variable.value[self.offsets[layout.name]]
-
     def block(self, layout: Layout, start: int, n: int):  # noqa: ANN201
         """Slots ``start .. start + n`` of one part, as a tensor."""
         a = self.offsets[layout.name] + start
@@ -241,7 +237,14 @@ class PackedBuffer:
         return self._rows()
 
     def _rows(self) -> np.ndarray:
+        if self.state is not None:
+            return self.state.value(self.variable)[None].astype(np.float64)
         return np.stack([to_numpy(v) for v in local_values(self.variable, self.strategy)]).astype(np.float64)
+
+    def _assign(self, rows: np.ndarray) -> None:
+        if self.state is not None:
+            self.state.sync()
+        assign_rows(self.variable, self.strategy, rows)
 
     def take(self, layout: Layout, rows: np.ndarray) -> dict[str, dict[str | None, float]]:
         """Decode one part of ``rows`` if its stamp is newer than the last one taken, else ``{}``.
@@ -255,15 +258,14 @@ class PackedBuffer:
             fresh = rows.astype("float32")
             fresh[:, a:b] = layout.template()
             fresh[:, a] = values[0]
-            assign_rows(self.variable, self.strategy, fresh)
+            self._assign(fresh)
         return layout.decode(values)
 
-    def set(self, layout: Layout, stamp: float, values: dict[int, np.ndarray] | None = None) -> None:
-        """Host side: set the stamp of one part and, optionally, blocks ``{first slot: values}``."""
+    def set(self, layout: Layout, values: dict[int, np.ndarray]) -> None:
+        """Host side: set blocks ``{first slot: values}`` of one part (its stamp stays)."""
         rows = self._rows().astype("float32")
         a = self.offsets[layout.name]
-        rows[:, a] = stamp
-        for start, block in (values or {}).items():
+        for start, block in values.items():
             block = np.asarray(block, "float32").reshape(-1)
             rows[:, a + start:a + start + block.size] = block
-        assign_rows(self.variable, self.strategy, rows)
+        self._assign(rows)

@@ -9,19 +9,25 @@ It installs itself on a compiled model when training begins and removes itself w
 - with a confusion matrix to fill, ``test_step`` and ``compute_loss`` are wrapped to see the
   validation labels and predictions.
 
-Inside ``apply``, after the real update, one ``ops.switch`` on the optimizer's own step counter
-runs the statistics of a sampled step (gradients, activations, the batch, the updated weights)
-or, on the step before one, the weight snapshot that ``update_ratio`` and ``weight_unchanged``
-compare against; on the other steps it runs nothing. Nothing in it reads a weight before the
-update, so the update never waits for the statistics. (Under gradient accumulation the gradient
-part runs in a ``cond`` before the update, which resets the accumulators.) Each part is packed
-into a slice of one variable with one ``assign``; the host reads that variable with one copy per
-flush (:meth:`read`). The torch backend runs eagerly and its ``cond`` would read the predicate on
-the host every step, so there Python flags set by the callback decide instead.
+The callback tells the collector before each step whether it is sampled (:meth:`select`).
+Only a sampled step runs the instrumented train function; the others run the model's own,
+plain one. Inside the optimizer's ``apply`` of a sampled step, before the update: gradient
+statistics (the accumulators, under gradient accumulation, are read before the update resets
+them), activations, the batch, and the weights as they are, which become the snapshot that
+``weight_unchanged`` compares the next sample against and ``update_ratio`` measures the update
+by; after the update: weight statistics and ``update_ratio``. Each part is packed into a slice
+of one variable with one ``assign``; the host reads that variable with one copy per flush
+(:meth:`read`). Without :meth:`select` (a caller that does not call it, or
+``steps_per_execution > 1``, where one call runs several steps) one train function runs every
+step and a ``cond`` on the optimizer's own step counter gates the statistics instead. The torch
+backend runs eagerly and its ``cond`` would read the predicate on the host every step, so there
+a Python flag gates them.
 
-The JAX backend runs ``train_step`` statelessly: writes from inside it would need the trainer's
-state plumbing, so on JAX the collector computes nothing in-graph (losses from the logs,
-initialization statistics and explicitly given data still work).
+The JAX backend runs a stateless ``train_step(state, data)``: the variables the step writes are
+made part of that state, its ``cond`` branches hand out values instead of assigning, the
+activation statistics are reduced in ``compute_loss`` (the outputs of the forward pass cannot
+leave the gradient's trace) into a buffer of their own, and the host reads the trainer's state
+(:mod:`tripwire.callbacks.keras_jax`).
 
 Example:
     >>> import keras, numpy as np
@@ -31,7 +37,7 @@ Example:
     >>> model.compile("sgd", "mse")
     >>> col = Collector(model, {Need("grad_global_norm"), Need("act_dead_frac")}, interval=2)
     >>> col.install()
-    >>> _ = model.fit(np.ones((8, 4)), np.ones((8, 1)), batch_size=4, epochs=1, verbose=0)
+    >>> _ = model.fit(np.ones((16, 4)), np.ones((16, 1)), batch_size=8, epochs=1, verbose=0)
     >>> sorted(col.read())
     ['act_dead_frac', 'grad_global_norm']
     >>> col.uninstall()
@@ -39,10 +45,11 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import keras
 from keras import ops
@@ -51,7 +58,8 @@ from tripwire.callbacks import keras_optimizer as kopt
 from tripwire.callbacks.keras_activations import ActivationProbes
 from tripwire.callbacks.keras_buffer import Layout, PackedBuffer, reset, to_numpy
 from tripwire.callbacks.keras_data import Confusion, DataStats, LabelSpec, label_spec
-from tripwire.callbacks.keras_params import RATIO_OK, ParamStats
+from tripwire.callbacks.keras_jax import JaxState, when
+from tripwire.callbacks.keras_params import ParamStats
 from tripwire.stats import Need
 
 log = logging.getLogger("tripwire")
@@ -73,27 +81,31 @@ class Collector:
         interval: optimizer steps between sampled steps.
         data: compute label/input/token statistics from the training batches.
         confusion: fill a confusion matrix from the validation batches.
+        selects: the caller calls :meth:`select` before every training step.
     """
 
     def __init__(self, model, needs: Iterable[Need], interval: int, *, data: bool = True,  # noqa: ANN001
-                 confusion: bool = True) -> None:
+                 confusion: bool = True, selects: bool = False) -> None:
         self.model = model
         self.needs = set(needs)
         self.interval = int(interval)
         self.backend = keras.backend.backend()
-        self.in_graph = self.backend != "jax"
         self.eager_gate = self.backend == "torch"
-        #: torch backend: whether the coming step is sampled / the one before (set by the callback)
+        self.jax = JaxState(model) if self.backend == "jax" else None
+        #: whether the coming step is sampled (set by the caller through select)
         self.sampling = False
-        self.snapshotting = False
+        #: the caller selects the train function per step (TF and JAX with one step per call): the
+        #: statistics need no gate in the graph; otherwise a cond on the optimizer's counter decides
+        self.selected = selects and not self.eager_gate and int(getattr(model, "steps_per_execution", 1) or 1) == 1
         self.strategy = _strategy(model)
         self.spec: LabelSpec | None = label_spec(model)
         self._local = threading.local()
-        self.pre = Layout("pre")  # gradients, activations (before the update of a sampled step)
+        self.pre = Layout("pre")  # gradients, activations, weight snapshot (before the update of a sampled step)
         self.post = Layout("post")  # weights (after it)
-        # weight_unchanged (after the step before a sampled step); stamp -1: no snapshot yet
-        self.snap = Layout("snapshot", stamp=-1.0)
-        self.acts = ActivationProbes(model, self.needs, self.pre)
+        # on JAX the forward pass writes the activation statistics into a buffer of their own
+        self.act_layout = Layout("activations") if self.jax is not None else self.pre
+        self.acts = ActivationProbes(model, self.needs, self.act_layout)
+        self.act_buffer: PackedBuffer | None = None
         #: a subclassed model without an input spec is built by the first traced step: its
         #: gradient and weight statistics are then laid out in that step (see around_apply)
         self.params: ParamStats | None = None
@@ -111,66 +123,110 @@ class Collector:
         self._reads = 0
         self._data_gap = self._next_data = self.data_every
         self._installed = False
+        self._plain = self._instrumented = None
 
     # ---- install / uninstall -------------------------------------------------------------
 
     def install(self) -> None:
         """Hook into the model and (re)build its train/test functions; idempotent."""
-        if self._installed or not self.in_graph:
-            if not self.in_graph:
-                log.warning("tripwire: on the %s backend gradient, weight, activation and data statistics are not "
-                            "collected in-graph; losses, initialization and explicitly given data still are",
-                            self.backend)
+        if self._installed:
             return
         model = self.model
         if self.params is not None and self.buffer is None:
             self._allocate()
         if self._want_confusion and self.confusion is None:
             self.confusion = Confusion(self.spec, self.strategy)
-        kopt.attach(model.optimizer, self)
+        if self.jax is not None:
+            if self.buffer is None:  # fit builds the model before callbacks begin: not expected
+                log.warning("tripwire: the model has no variables yet; no in-graph statistics on JAX")
+                return
+            self.jax.attach(self.hooked, [self.buffer.variable, *self.params.snapshots],
+                            [b.variable for b in (self.act_buffer, self.confusion) if b is not None])
+        self._plain = None
+        if self.selected:  # made before the train_step wrapper: a step that computes nothing
+            model.make_train_function(force=True)
+            self._plain = model.train_function
+        kopt.attach(self.hooked, self)
         _wrap(model, "train_step", self._train_step)
         self.acts.install(self._record)
         if self.confusion is not None:
             _wrap(model, "test_step", self._test_step)
+        if self.confusion is not None or self.act_buffer is not None:
             _wrap(model, "compute_loss", self._compute_loss)
         self._installed = True
         self._rebuild_functions()
+        self._instrumented = model.train_function
+
+    def select(self, sampled: bool) -> None:
+        """Before a step: whether it is sampled. With ``selects``, the model runs its own, plain
+        train function on the other steps and one computing the statistics unconditionally on
+        this one; on the torch backend a Python flag skips the statistics instead."""
+        self.sampling = sampled
+        if self._installed and self._plain is not None:
+            function = self._instrumented if sampled else self._plain
+            if self.model.train_function is not function:  # a model attribute write is not free
+                self.model.train_function = function
+
+    @property
+    def hooked(self):  # noqa: ANN201
+        """The optimizer whose ``apply`` sees the gradients: on JAX a ``LossScaleOptimizer`` never
+        calls its own ``apply`` (it has a stateless path), so there it is the inner optimizer."""
+        optimizer = self.model.optimizer
+        if self.jax is not None and kopt.is_loss_scaled(optimizer):
+            return kopt.counting_optimizer(optimizer)
+        return optimizer
 
     def _lay_out_params(self, variables: list) -> None:
         xla = self.backend == "tensorflow" and bool(getattr(self.model, "jit_compile", False))
-        self.params = ParamStats(self.needs, variables, self.pre, self.post, self.snap,
-                                 kopt.is_loss_scaled(self.model.optimizer), xla=xla)
-        self.snap.skip_once = set(self.params.unchanged_keys)  # the first comparison has no predecessor
+        self.params = ParamStats(self.needs, variables, self.pre, self.post, kopt.is_loss_scaled(self.hooked),
+                                 xla=xla)
+        self.pre.skip_once = set(self.params.unchanged_keys)  # the first comparison has no predecessor
 
     def _allocate(self, traced: bool = False) -> None:
         params = self.params
         layouts = [self.pre]
         layouts += [self.post] if params.wants_weights else []
-        layouts += [self.snap] if params.wants_snapshot else []
         layouts += [self.data.layout] if self.data.wanted else []
-        self.buffer = PackedBuffer(layouts, self.strategy)
+        self.buffer = PackedBuffer(layouts, self.strategy, self.jax)
+        if self.act_layout is not self.pre and self.acts.slots:
+            self.act_buffer = PackedBuffer([self.act_layout], self.strategy, self.jax)
         params.allocate(self.strategy)
         if params.wants_snapshot and not traced:
-            # the weights before the first step, so update_ratio of step 1 (interval=1) has them
+            # the weights as training begins: what weight_unchanged compares the first sample against
             weights = [to_numpy(var) for var in params.variables]
             for w, snap in zip(weights, params.snapshots):
                 reset(snap, self.strategy, w)
-            optimizer = self.model.optimizer
-            done = int(to_numpy(kopt.counting_optimizer(optimizer)._iterations))
-            sumsq = {} if params.snap_sumsq is None else {
-                params.snap_sumsq: [float((w.astype("float64") ** 2).sum()) for w in weights]}
-            self.buffer.set(self.snap, done // kopt.accumulation_steps(optimizer), sumsq)
+            if params.snap_sumsq is not None:
+                self.buffer.set(self.pre, {params.snap_sumsq: [float((w.astype("float64") ** 2).sum())
+                                                               for w in weights]})
+
+    @contextlib.contextmanager
+    def saving(self) -> Iterator[None]:
+        """While the model is saved during training: the user's optimizer class (and, on JAX, its
+        variables only: see :meth:`~tripwire.callbacks.keras_jax.JaxState.attach`)."""
+        optimizer = self.hooked
+        if self.jax is not None:
+            self.jax.sync()  # the values are in the trainer's state
+        kopt.detach(optimizer)
+        try:
+            yield
+        finally:
+            if self._installed:
+                kopt.attach(optimizer, self)
 
     def uninstall(self) -> None:
         """Remove every hook; the next ``fit``/``evaluate`` traces clean functions."""
         if not self._installed:
             return
         model = self.model
-        kopt.detach(model.optimizer)
+        if self.jax is not None:
+            self.jax.detach()
+        kopt.detach(self.hooked)
         for name in ("train_step", "test_step", "compute_loss"):
             _unwrap(model, name)
         self.acts.remove()
         self._installed = False
+        self._plain = self._instrumented = None
         self._rebuild_functions()
 
     def _rebuild_functions(self) -> None:
@@ -185,27 +241,42 @@ class Collector:
     def _state(self):  # noqa: ANN202
         st = self._local
         if not hasattr(st, "phase"):
-            st.phase, st.outputs, st.data = None, {}, None
+            st.phase, st.outputs, st.data, st.act_gate = None, {}, None, None
         return st
 
-    def _train_step(self, original, data):  # noqa: ANN001, ANN202
+    def _train_step(self, original, *args):  # noqa: ANN001, ANN202 - (data) or, on JAX, (state, data)
         st = self._state()
-        st.phase, st.outputs, st.data = "train", {}, data if self.data.wanted else None
+        st.phase, st.outputs, st.data = "train", {}, args[-1] if self.data.wanted else None
+        st.act_gate = self._jax_gate(args[0]) if self.act_buffer is not None and len(args) == 2 else None
         try:
-            return original(data)
+            return original(*args)
         finally:
-            st.phase, st.outputs, st.data = None, {}, None
+            st.phase, st.outputs, st.data, st.act_gate = None, {}, None, None
 
-    def _test_step(self, original, data):  # noqa: ANN001, ANN202
+    def _jax_gate(self, state):  # noqa: ANN001, ANN202
+        """``(sampled, step)`` of this step from the optimizer variables in the JAX trainer's state."""
+        optimizer = self.model.optimizer
+        with keras.StatelessScope(state_mapping=list(zip(optimizer.variables, state[2]))):
+            return self._gate(self.hooked)
+
+    def _test_step(self, original, *args):  # noqa: ANN001, ANN202 - (data) or, on JAX, (state, data)
         st = self._state()
         st.phase = "test"
         try:
-            return original(data)
+            return original(*args)
         finally:
             st.phase = None
 
     def _compute_loss(self, original, *args, **kwargs):  # noqa: ANN001, ANN202
-        if self._state().phase == "test" and self.confusion is not None:
+        st = self._state()
+        if st.phase == "train" and st.act_gate is not None:
+            # JAX: the outputs belong to the gradient's trace, so they are reduced here, inside it
+            outputs, (sampled, step) = st.outputs, st.act_gate
+            st.outputs = {}
+            buffer = self.act_buffer
+            self._when(sampled, lambda: buffer.write(self.act_layout, self.acts.compute(outputs), step),
+                       [buffer.variable])
+        if st.phase == "test" and self.confusion is not None:
             bound = inspect.signature(original).bind_partial(*args, **kwargs).arguments
             y, y_pred = bound.get("y"), bound.get("y_pred")
             if y is not None and y_pred is not None and not isinstance(y_pred, (list, tuple, dict)):
@@ -218,34 +289,38 @@ class Collector:
             st.outputs[site] = y
 
     def _gate(self, optimizer):  # noqa: ANN001, ANN202
-        """``(sampled, snapshot, step)``: whether this optimizer step is sampled, whether it is the
-        step before one (weights are snapshot after it), and its 1-based number."""
-        if self.eager_gate and not (self.sampling or self.snapshotting):
-            return False, False, None
+        """``(sampled, step)``: whether this optimizer step is sampled (a Python bool where the
+        caller decides, else a tensor) and its 1-based number."""
+        if self.eager_gate and not self.sampling:
+            return False, None
         counter = kopt.counting_optimizer(optimizer)
         k = kopt.accumulation_steps(optimizer)
         done = counter._iterations + 1
         step = done // k if k > 1 else done
         if self.eager_gate:
-            return self.sampling, self.snapshotting, step
-        phase = step % self.interval
-        sampled, snapshot = ops.equal(phase, 0), ops.equal(phase, (self.interval - 1) % self.interval)
+            return True, step
+        if self.selected:  # this function runs on sampled steps only (see select)
+            return True, step
+        sampled = ops.equal(step % self.interval, 0)
         if k > 1:
-            update = ops.equal(done % k, 0)
-            sampled, snapshot = ops.logical_and(update, sampled), ops.logical_and(update, snapshot)
-        return sampled, snapshot, step
+            sampled = ops.logical_and(ops.equal(done % k, 0), sampled)
+        return sampled, step
 
-    def _when(self, sampled, fn) -> None:  # noqa: ANN001
-        """Run ``fn`` on a sampled step: a Python ``if`` (torch) or an ``ops.cond`` in the graph."""
+    def _when(self, sampled, fn, variables: list) -> None:  # noqa: ANN001
+        """Run ``fn`` (which writes ``variables``) on a sampled step: a Python ``if`` or a ``cond``."""
         if isinstance(sampled, bool):
             if sampled:
                 fn()
-            return
-        ops.cond(sampled, fn, _nothing)
+        elif self.jax is not None:
+            when(sampled, fn, variables)
+        else:
+            ops.cond(sampled, fn, _nothing)
 
     def around_apply(self, optimizer, apply, grads, trainable_variables=None):  # noqa: ANN001, ANN201
         """Statistics of this step around the real ``apply`` (called by the optimizer mixin)."""
         st = self._state()
+        if st.phase != "train":  # the plain train function, or an apply outside fit
+            return apply(grads, trainable_variables)
         outputs, data = st.outputs, st.data
         st.outputs, st.data = {}, None
         grads = list(grads)
@@ -259,56 +334,29 @@ class Collector:
         if self.params is None:  # first step of a model built by its first call
             self._lay_out_params(variables)
             self._allocate(traced=True)
-        sampled, snapshot, step = self._gate(optimizer)
+        sampled, step = self._gate(optimizer)
         params, buffer, n = self.params, self.buffer, len(self.params.variables)
         scale = params.grad_scale(optimizer) if params.wants_grads else None
-        # with gradient accumulation the update resets the accumulators, so read them before it
-        early = kopt.accumulation_steps(optimizer) > 1
+        written = [buffer.variable, *params.snapshots]
 
-        def gradients() -> None:  # gradients, activations and the batch of a sampled step
+        def before() -> None:  # gradients (accumulators are reset by the update), activations, batch, snapshot
             values = params.grads(optimizer, grads, variables, scale)
             values.update(self.acts.compute(outputs))
+            if params.wants_snapshot:
+                previous = buffer.block(self.pre, params.snap_sumsq, n)
+                values.update(params.before_update(previous, exact=self.eager_gate))
             buffer.write(self.pre, values, step)
             if data is not None and self.data.wanted:
                 buffer.write(self.data.layout, self.data.compute(data), step)
 
-        def weights() -> None:
-            snapshot_step, sumsq = step, None
-            if params.snap_sumsq is not None:
-                snapshot_step, sumsq = buffer.stamp(self.snap), buffer.block(self.snap, params.snap_sumsq, n)
-            buffer.write(self.post, params.weights(step, snapshot_step, sumsq), step)
+        def after() -> None:  # the updated weights
+            sumsq = buffer.block(self.pre, params.snap_sumsq, n) if params.snap_sumsq is not None else None
+            buffer.write(self.post, params.after_update(sumsq), step)
 
-        def snapshot_weights() -> None:
-            previous = buffer.block(self.snap, params.snap_sumsq, n)
-            buffer.write(self.snap, params.snapshot(previous, exact=self.eager_gate), step)
-
-        if early:
-            self._when(sampled, gradients)
+        self._when(sampled, before, written)
         result = apply(grads, trainable_variables)
-
-        # one cond after the update for everything else: nothing in it delays the update itself
-        def sampled_step() -> None:
-            if not early:
-                gradients()
-            if params.wants_weights:
-                weights()
-
-        if not params.wants_snapshot:
-            self._when(sampled, sampled_step)
-            return result
-
-        if isinstance(sampled, bool):
-            self._when(sampled, sampled_step)
-            self._when(snapshot, snapshot_weights)
-            return result
-
-        def both() -> None:  # interval 1: every step is sampled and the step before one
-            sampled_step()
-            snapshot_weights()
-
-        # one Case op: no nested conds on the steps that run something
-        which = ops.cast(sampled, "int32") + 2 * ops.cast(snapshot, "int32")
-        ops.switch(which, [_nothing, sampled_step, snapshot_weights, both])
+        if params.wants_weights:
+            self._when(sampled, after, written)
         return result
 
     # ---- host side -----------------------------------------------------------------------
@@ -319,18 +367,19 @@ class Collector:
         if self.buffer is None:
             return {}
         self._reads += 1
-        rows = self.buffer.read()
         stats: dict[str, dict[str | None, float]] = {}
-        for layout in self.buffer.layouts:
-            if layout is self.data.layout:
-                if not (final or self._reads >= self._next_data):
-                    continue
-                self._data_gap = min(2 * self._data_gap, max(64, self.data_every))
-                self._next_data = self._reads + self._data_gap
-            stats.update(self.buffer.take(layout, rows))
-        ok = stats.pop(RATIO_OK, {}).get(None)
-        if ok is not None and ok < 1:  # no snapshot from the step before (e.g. the first sampled step)
-            stats.pop("update_ratio", None)
+        for buffer in (self.buffer, self.act_buffer):
+            if buffer is None:
+                continue
+            rows = buffer.read()
+            for layout in buffer.layouts:
+                if layout is self.data.layout:
+                    if not (final or self._reads >= self._next_data):
+                        continue
+                    self._data_gap = min(2 * self._data_gap, max(64, self.data_every))
+                    self._next_data = self._reads + self._data_gap
+                stats.update(buffer.take(layout, rows))
+        self.acts.drop_unmeasured(stats)
         return {k: v for k, v in stats.items() if not k.startswith("__")}
 
     def reset_confusion(self) -> None:

@@ -85,6 +85,11 @@ def units_last(x, unit_axis: int = -1):  # noqa: ANN001, ANN201
     return ops.reshape(x, (-1, x.shape[-1]))
 
 
+def positions(x, unit_axis: int = -1):  # noqa: ANN001, ANN201
+    """Samples per unit of ``x`` (every position along the other axes), as a float32 scalar."""
+    return ops.cast(ops.shape(units_last(x, unit_axis))[0], F32)
+
+
 def unit_share_at_least(mask, unit_axis: int, share: float):  # noqa: ANN001, ANN201
     """Share of units where ``mask`` holds for at least ``share`` of the positions."""
     per_unit = ops.mean(ops.cast(units_last(mask, unit_axis), F32), axis=0)

@@ -6,7 +6,8 @@ same name and module, so a ``model.save`` during training writes the same config
 ``apply`` goes through the collector, which computes the statistics around the real update
 (:mod:`tripwire.callbacks.keras_params`); :func:`detach` swaps the original class back. The
 user's code changes only by adding the callback. A ``LossScaleOptimizer`` (mixed precision)
-gets the mixin itself, so the steps its scaler skips are seen.
+gets the mixin itself, so the steps its scaler skips are seen (on JAX, whose loss-scale
+optimizer never calls its own ``apply``, its inner optimizer does).
 
 Example:
     >>> import keras

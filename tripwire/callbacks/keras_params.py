@@ -23,10 +23,10 @@ Example:
     >>> from tripwire.stats import Need
     >>> dense = keras.layers.Dense(2, name="fc")
     >>> dense.build((None, 3))
-    >>> pre, post, snap = Layout("pre"), Layout("post"), Layout("snap")
-    >>> stats = ParamStats([Need("grad_norm"), Need("update_ratio")], dense.trainable_variables, pre, post, snap,
+    >>> pre, post = Layout("pre"), Layout("post")
+    >>> stats = ParamStats([Need("grad_norm"), Need("update_ratio")], dense.trainable_variables, pre, post,
     ...                    loss_scaled=False)
-    >>> [(s.key, s.subject) for s in pre.slots[1:]]
+    >>> [(s.key, s.subject) for s in pre.slots[1:3]]
     [('grad_norm', 'fc/kernel'), ('grad_norm', 'fc/bias')]
     >>> stats.wants_weights, stats.wants_snapshot
     (True, True)
@@ -44,27 +44,23 @@ from tripwire.callbacks.keras_buffer import Layout, make_variable
 from tripwire.callbacks.keras_optimizer import accumulation_steps, counting_optimizer, is_loss_scaled
 from tripwire.stats import Need
 
-#: slot of the post part: 1 when the snapshot behind update_ratio is from the step before
-RATIO_OK = "__update_ratio_ok__"
-#: slots of the snapshot part: the squared norms of the snapshot (for update_ratio)
+#: slots of the pre part: the squared norms of the weights before the update (the snapshot's)
 SNAP_SUMSQ = "__snapshot_sumsq__"
 
 
 class ParamStats:
     """Declares and computes the gradient and weight statistics the needs ask for.
 
-    Subjects are variable paths (``dense/kernel``). Nothing here reads a weight before the
-    update, so the optimizer never waits for the statistics:
+    Subjects are variable paths (``dense/kernel``). On a sampled step:
 
-    - :meth:`grads` (before the update of sampled step ``t``): gradient statistics;
-    - :meth:`weights` (after the update of step ``t``): weight statistics and ``update_ratio``
-      against the snapshot taken after step ``t - 1``;
-    - :meth:`snapshot` (after the update of step ``t - 1``): ``weight_unchanged`` against the
-      previous snapshot, then the new snapshot.
+    - :meth:`grads` and :meth:`before_update`, before the update: gradient statistics, then
+      ``weight_unchanged`` of the weights as they are (after the previous step) against the
+      snapshot of the previous sampled step, and a new snapshot;
+    - :meth:`after_update`: weight statistics and ``update_ratio`` = ``||w - snapshot|| / ||snapshot||``.
     """
 
-    def __init__(self, needs: Iterable[Need], variables: list, pre: Layout, post: Layout, snap: Layout,
-                 loss_scaled: bool, xla: bool = False) -> None:
+    def __init__(self, needs: Iterable[Need], variables: list, pre: Layout, post: Layout, loss_scaled: bool,
+                 xla: bool = False) -> None:
         needs = list(needs)
         self.fused = not xla  # TensorFlow's one-pass norm has no XLA kernel
         stats = {n.stat for n in needs}
@@ -75,7 +71,7 @@ class ParamStats:
         def block(layout: Layout, stat: str) -> int | None:
             return layout.add_block(stat, names, "same") if stat in stats and names else None
 
-        self.pre, self.post, self.snap = pre, post, snap
+        self.pre, self.post = pre, post
         self.grad_norm = block(pre, "grad_norm")
         self.grad_abs_mean = block(pre, "grad_abs_mean")
         self.grad_zero_frac = block(pre, "grad_zero_frac")
@@ -87,15 +83,14 @@ class ParamStats:
         self.weight_zero_frac = block(post, "weight_zero_frac")
         self.weight_var = block(post, "weight_var")
         self.ratio = block(post, "update_ratio")
-        self.ratio_ok = post.add(RATIO_OK, None, "min") if self.ratio is not None else None
-        self.unchanged = [(n, snap.add_block(n.key, names, "same")) for n in needs
+        self.unchanged = [(n, pre.add_block(n.key, names, "same")) for n in needs
                           if n.stat == "weight_unchanged" and names]
         snapshots = self.ratio is not None or bool(self.unchanged)
-        self.snap_sumsq = snap.add_block(SNAP_SUMSQ, names, "same") if snapshots and names else None
+        self.snap_sumsq = pre.add_block(SNAP_SUMSQ, names, "same") if snapshots and names else None
         # with snapshots, NaN/Inf weights are seen from the snapshot's sum of squares (no extra pass)
         self.weight_nonfinite = None
         if "weight_nonfinite" in stats:
-            self.weight_nonfinite = (snap if snapshots else post).add("weight_nonfinite", None, "max")
+            self.weight_nonfinite = (pre if snapshots else post).add("weight_nonfinite", None, "max")
         self.unchanged_keys = {n.key for n, _ in self.unchanged}
         self.snapshots: list = []
 
@@ -187,34 +182,18 @@ class ParamStats:
                     values[slot] = flag
         return values
 
-    def weights(self, step, snapshot_step, snapshot_sumsq) -> dict[int, object]:  # noqa: ANN001
-        """Weight statistics and ``update_ratio`` of the sampled step (after the update)."""
-        values: dict[int, object] = {}
-        w = [v.value for v in self.variables]
-        if self.weight_norm is not None:
-            values[self.weight_norm] = ops.stack([km.norm(x, self.fused) for x in w])
-        if self.weight_zero_frac is not None:
-            values[self.weight_zero_frac] = ops.stack([km.zero_frac(x) for x in w])
-        if self.weight_var is not None:
-            values[self.weight_var] = ops.stack([km.variance(x) for x in w])
-        delta = None
-        if self.ratio is not None:
-            delta = ops.stack([km.norm(km.f32(x) - s.value, self.fused) for x, s in zip(w, self.snapshots)])
-            values[self.ratio] = delta / ops.sqrt(ops.maximum(snapshot_sumsq, 1e-30))
-            values[self.ratio_ok] = ops.equal(ops.cast(snapshot_step, "float32"), ops.cast(step - 1, "float32"))
-        if self.weight_nonfinite is not None and not self.snapshots:
-            check = ops.stack([km.abs_mean(x) for x in w])
-            values[self.weight_nonfinite] = 1.0 - ops.cast(ops.all(ops.isfinite(check)), "float32")
-        return values
+    def before_update(self, previous_sumsq, exact: bool) -> dict[int, object]:  # noqa: ANN001
+        """``weight_unchanged`` of the weights against the snapshot (the previous sampled step's),
+        then the weights as the new snapshot; before the update.
 
-    def snapshot(self, previous_sumsq, exact: bool) -> dict[int, object]:  # noqa: ANN001
-        """``weight_unchanged`` against the previous snapshot, then a new snapshot (after the update).
-
-        allclose needs an elementwise pass over every weight. By the triangle inequality
-        ``||w - s|| >= | ||w|| - ||s|| |``, so when every tensor's norm moved by more than allclose
-        allows (``atol * sqrt(n) + rtol * ||s||``), every tensor has certainly changed and that pass
-        is skipped: the norms are needed for the next snapshot anyway (one ``cond``; ``exact=True``,
-        used on the torch backend whose ``cond`` reads its predicate on the host, always runs it).
+        allclose (``|w - s| <= atol + rtol |s|`` everywhere) needs an elementwise pass over every
+        weight with several temporaries; two cheaper tests settle nearly every case first. If
+        allclose held, ``||w - s|| <= atol sqrt(n) + rtol ||s||`` would too (Minkowski), and
+        ``| ||w|| - ||s|| | <= ||w - s||``: so a tensor whose norm moved by more than that bound
+        has changed (free: the norms are needed for ``update_ratio`` anyway); otherwise one pass
+        computes ``||w - s||``, which is 0 for an unchanged tensor and above the bound for a changed
+        one. Only a change too small for both runs the elementwise pass. ``exact=True`` (the torch
+        backend, whose ``cond`` reads its predicate on the host) always runs it.
         """
         values: dict[int, object] = {}
         w, s = [x.value for x in self.variables], [x.value for x in self.snapshots]
@@ -224,15 +203,22 @@ class ParamStats:
             moved = ops.abs(ops.sqrt(sumsq) - ops.sqrt(previous_sumsq))
             for need, start in self.unchanged:
                 rtol, atol = float(need.option("rtol", 1e-5)), float(need.option("atol", 1e-8))
+                bound = atol * ops.sqrt(sizes) + rtol * ops.sqrt(previous_sumsq)
 
                 def elementwise(rtol=rtol, atol=atol):  # noqa: ANN202
                     return ops.stack([km.allclose(a, b, rtol, atol) for a, b in zip(w, s)])
 
+                def by_distance(bound=bound, elementwise=elementwise):  # noqa: ANN202
+                    distance = ops.stack([km.norm(km.f32(a) - b, self.fused) for a, b in zip(w, s)])
+                    settled = ops.logical_or(ops.equal(distance, 0.0), ops.greater(distance, bound))
+                    return ops.cond(ops.all(settled), lambda: ops.cast(ops.equal(distance, 0.0), "float32"),
+                                    elementwise)
+
                 if exact:
                     values[start] = elementwise()
                     continue
-                changed = ops.greater(moved, atol * ops.sqrt(sizes) + rtol * ops.sqrt(previous_sumsq))
-                values[start] = ops.cond(ops.all(changed), lambda: ops.zeros((len(w),), "float32"), elementwise)
+                values[start] = ops.cond(ops.all(ops.greater(moved, bound)),
+                                         lambda: ops.zeros((len(w),), "float32"), by_distance)
         for var, snap in zip(self.variables, self.snapshots):
             snap.assign(km.f32(var.value))
         if sumsq is not None:
@@ -240,6 +226,25 @@ class ParamStats:
             if self.weight_nonfinite is not None:
                 # NaN/Inf anywhere makes the sum of squares non-finite (so do weights beyond ~1e19)
                 values[self.weight_nonfinite] = 1.0 - ops.cast(ops.all(ops.isfinite(sumsq)), "float32")
+        return values
+
+    def after_update(self, snapshot_sumsq) -> dict[int, object]:  # noqa: ANN001
+        """Weight statistics and ``update_ratio`` of the sampled step (``snapshot_sumsq``: the
+        squared norms of the weights before the update)."""
+        values: dict[int, object] = {}
+        w = [v.value for v in self.variables]
+        if self.weight_norm is not None:
+            values[self.weight_norm] = ops.stack([km.norm(x, self.fused) for x in w])
+        if self.weight_zero_frac is not None:
+            values[self.weight_zero_frac] = ops.stack([km.zero_frac(x) for x in w])
+        if self.weight_var is not None:
+            values[self.weight_var] = ops.stack([km.variance(x) for x in w])
+        if self.ratio is not None:
+            delta = ops.stack([km.norm(km.f32(x) - s.value, self.fused) for x, s in zip(w, self.snapshots)])
+            values[self.ratio] = delta / ops.sqrt(ops.maximum(snapshot_sumsq, 1e-30))
+        if self.weight_nonfinite is not None and not self.snapshots:
+            check = ops.stack([km.abs_mean(x) for x in w])
+            values[self.weight_nonfinite] = 1.0 - ops.cast(ops.all(ops.isfinite(check)), "float32")
         return values
 
 

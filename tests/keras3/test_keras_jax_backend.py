@@ -1,0 +1,61 @@
+"""`KerasTripwire` on the JAX backend of Keras 3 (subprocess: the backend is fixed at import)."""
+
+import pytest
+
+from script_kit import script_result
+
+pytestmark = pytest.mark.keras
+pytest.importorskip("keras")
+pytest.importorskip("jax")
+
+
+@pytest.fixture(scope="module")
+def result():
+    return script_result("jax_backend_script.py")
+
+
+def test_runs_on_jax(result):
+    assert result["backend"] == "jax"
+
+
+def test_gradients_equal_jax_grad(result):
+    assert result["sampled"] == [1]
+    assert result["grad_norm"] == pytest.approx(result["grad_norm_reference"], rel=1e-4)
+
+
+def test_weights_and_update_ratios_are_taken_after_the_update(result):
+    assert result["weight_var"] == pytest.approx(result["weight_var_reference"], rel=1e-4)
+    assert result["update_ratio"] == pytest.approx(result["update_ratio_reference"], rel=1e-4)
+
+
+def test_activation_statistics_match_numpy(result):
+    assert result["dead"] == pytest.approx(result["dead_reference"])
+    assert 0 < result["dead_reference"][0] < 1  # a non-trivial mix of dead and live units
+
+
+def test_only_interval_steps_are_sampled_and_the_state_is_read_without_a_sync(result):
+    # 2 epochs of 32 micro-batches, 2 per optimizer step: 32 steps, sampled every 5
+    assert result["accumulated_steps"] == [5, 10, 15, 20, 25, 30]
+    assert result["unsynced_syncs"] == 2  # fit's own, once per epoch
+
+
+def test_planted_faults_fire(result):
+    assert result["vanishing_subject"].startswith("net/hidden0/kernel")
+    assert result["dead_relu_subject"].startswith("hidden0")
+    assert result["nan_stopped_by"] == "nonfinite" and result["nan_epochs"] == 1
+
+
+def test_checkpoint_action_saves_the_model_during_training(result):
+    # saved at the finding (step 4, mid-epoch: the values were in the trainer's state), with the
+    # user's Adam variables only (2 + 2 per weight of the 3-layer MLP)
+    assert result["checkpoint_action"] == [["dead_relu-step4.keras"], 14]
+    assert result["checkpoint_trained"]  # the weights after 4 steps (the head's bias starts at 0)
+
+
+def test_healthy_run_is_silent_and_checkpoints_load(result):
+    assert result["healthy_findings"] == []
+    assert {"grad_norm", "update_ratio", "act_dead_frac", "label_count", "input_sum", "confusion", "val_loss"} <= \
+        set(result["healthy_keys"])
+    assert result["clean_after"]
+    # saved during training: the user's optimizer, with its own variables only (2 + 2 per weight for Adam)
+    assert result["checkpoint_optimizer"] == ["Adam", 14]
