@@ -38,7 +38,7 @@ INPUT_STATS = ("input_count", "input_sum", "input_sumsq", "input_min", "input_ma
 MAX_FEATURES = 4096  # per-feature input statistics are skipped for wider inputs
 MAX_CLASSES = 1024  # class counts are skipped past this many classes (e.g. LM token labels)
 MAX_CONFUSION_CLASSES = 256
-#: input statistics reach the rules after 1, 2, 4, ... flushes, then every INPUT_GAP_MAX flushes:
+#: input statistics reach the rules at flushes 1, 2, 4, ..., INPUT_GAP_MAX, then every INPUT_GAP_MAX-th:
 #: a wide input is thousands of per-feature values to unpack, judge and record on the host
 INPUT_GAP_MAX = 64
 INT_PRED_CLASSES = 64  # class ids >= this are skipped when predictions are ids and no logits were seen

@@ -192,7 +192,7 @@ class ParamProbe:
             if "weight_nonfinite" in self.weight_keys:
                 run["weight_nonfinite"] = stats["nonfinite"].amax()
         if self._snapshot and params and self._before_names == names:  # no trainable parameter: nothing moved
-            out.extend(self._update_ratios(named))
+            out.extend(self._update_ratios(named, params))
         self._snapshot = False
         if self.unchanged and params:
             out.extend(self._unchanged(names, params))
@@ -202,14 +202,15 @@ class ParamProbe:
         self._grad_pieces, self._l2, self._skipped, self._seen, self._stepped = [], [], [], set(), set()
         return out
 
-    def _update_ratios(self, named: list[tuple[str, torch.Tensor]]) -> list[Piece]:
-        """``update_ratio`` of the parameters whose optimizer stepped in this batch. The others
-        (a GAN's generator on a batch where only the critic steps) did not move, as intended."""
+    def _update_ratios(self, named: list[tuple[str, torch.Tensor]], params: list[torch.Tensor]) -> list[Piece]:
+        """``update_ratio`` of the parameters whose optimizer stepped in this batch (``named``: the
+        parameters themselves, whose ids the optimizers hold; ``params``: the same, detached). The
+        others (a GAN's generator on a batch where only the critic steps) did not move, as intended."""
         keep = [i for i, (_, p) in enumerate(named) if id(p) in self._stepped]
         if not keep:
             return []
-        after, before = [named[i][1].detach() for i in keep], [self._before[i] for i in keep]  # type: ignore[index]
-        return [Piece(update_ratios(after, before, consume=True), "same",
+        before = [self._before[i] for i in keep]  # type: ignore[index]
+        return [Piece(update_ratios([params[i] for i in keep], before, consume=True), "same",
                       per_subject(["update_ratio"], [named[i][0] for i in keep]))]
 
     def _unchanged(self, names: list[str], params: list[torch.Tensor]) -> list[Piece]:

@@ -88,11 +88,13 @@ class NotNormalized(Rule):
         st, p = self.state, self.params
         if not st["count"] or max(st["count"]) < p.samples:
             return []
-        score = self._scores()
-        order = [int(i) for i in np.argsort(-score, kind="stable") if score[i] > 1]
+        mean, std = self._moments()
+        score = self._scores(mean, std)
+        off_rows = np.flatnonzero(score > 1)
+        order = off_rows[np.argsort(-score[off_rows], kind="stable")].tolist()
         if not order:
             return [self.clear(None)]
-        off = [self._describe(i, float(score[i])) for i in order[:_KEPT]]
+        off = [self._describe(i, float(score[i]), mean, std) for i in order[:_KEPT]]
         low, high = p.std_range
         named = ", ".join(f"{f['feature']} (mean {f['mean']:.3g}, std {f['std']:.3g})" for f in off[:_SHOWN])
         more = f" and {len(order) - _SHOWN} more" if len(order) > _SHOWN else ""
@@ -141,12 +143,11 @@ class NotNormalized(Rule):
         var = np.where(n > 0, np.asarray(st["sumsq"]) / safe - mean * mean, 0.0)
         return mean, np.sqrt(np.maximum(var, 0.0))
 
-    def _scores(self) -> np.ndarray:
+    def _scores(self, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
         """Off-score of every feature (> 1 means off); 0 for scaled or uncounted features."""
         st, p = self.state, self.params
         n = np.asarray(st["count"], dtype=np.float64)
         lo, hi = np.asarray(st["min"], dtype=np.float64), np.asarray(st["max"], dtype=np.float64)
-        mean, std = self._moments()
         low, high = p.std_range
         with np.errstate(divide="ignore", invalid="ignore"):
             too_narrow = np.where(std > 0, low / np.where(std > 0, std, 1.0), math.inf if low > 0 else 0.0)
@@ -154,10 +155,9 @@ class NotNormalized(Rule):
         scaled = (lo >= -p.bound) & (hi <= p.bound)  # NaN (never seen) compares False: not scaled
         return np.where(scaled | (n <= 0), 0.0, score)
 
-    def _describe(self, i: int, score: float) -> dict[str, Any]:
+    def _describe(self, i: int, score: float, mean: np.ndarray, std: np.ndarray) -> dict[str, Any]:
         """Mean, std, range and off-score of feature number ``i``, for the evidence."""
         st = self.state
-        mean, std = self._moments()
         lo, hi = st["min"][i], st["max"][i]
         return {"feature": st["features"][i], "mean": float(mean[i]), "std": float(std[i]),
                 "min": None if math.isnan(lo) else lo, "max": None if math.isnan(hi) else hi, "score": score}
