@@ -98,6 +98,49 @@ def test_unsampled_steps_compute_nothing_and_weight_unchanged_spans_samples():
     assert "frozen.weight" not in flags
 
 
+@pytest.mark.parametrize("fused", [False, True])
+def test_update_ratio_and_weight_unchanged_share_one_snapshot(monkeypatch, fused):
+    """The snapshot measures the update ratio in place and is restored for the next sample's
+    comparison: both statistics equal their references over several samples, on both paths."""
+    from tripwire.callbacks import torch_reductions
+
+    monkeypatch.setattr(torch_reductions, "_fused", lambda tensors: fused)
+    torch.manual_seed(0)
+    net = Net()
+    rest = [p for n, p in net.named_parameters() if n != "fc2.weight"]
+    opt = torch.optim.SGD([{"params": rest}, {"params": [net.fc2.weight]}], lr=0.1)
+    unchanged = Need("weight_unchanged", (("rtol", 1e-5), ("atol", 1e-8)))
+    col = TorchCollector([unchanged, Need("update_ratio")])
+    col.attach(net)
+    x, y = torch.randn(8, 4), torch.randint(0, 3, (8,))
+    trainable = {n: p for n, p in net.named_parameters() if p.requires_grad}
+    kept = {}
+    for sample in range(4):
+        if sample == 2:
+            opt.param_groups[1]["lr"] = 0.0  # fc2.weight stops moving from here on
+        step(net, opt, col, x, y, sampled=False)
+        pre = {n: p.detach().clone() for n, p in trainable.items()}
+        col.begin_batch((x, y), True)
+        loss = nn.functional.cross_entropy(net(x), y)
+        opt.zero_grad()
+        loss.backward()
+        col.before_optimizer_step(opt)
+        opt.step()
+        stats = col.flush(sample, 0).sample().stats
+        for name, p in trainable.items():
+            if name in stats["update_ratio"]:
+                ref = ((p.detach() - pre[name]).norm() / pre[name].norm().clamp_min(1e-30)).item()
+                assert stats["update_ratio"][name] == pytest.approx(ref, rel=1e-4, abs=1e-12), name
+        if kept:
+            expected = {n: float(torch.allclose(pre[n], kept[n], rtol=1e-5, atol=1e-8)) for n in trainable}
+            assert stats[unchanged.key] == expected
+        else:
+            assert unchanged.key not in stats
+        kept = pre
+    assert stats[unchanged.key]["fc2.weight"] == 1.0 and stats[unchanged.key]["fc1.weight"] == 0.0
+    assert stats[unchanged.key]["unused.weight"] == 1.0
+
+
 def test_nonfinite_gradients_and_losses_are_flagged():
     net = nn.Linear(3, 2)
     opt = torch.optim.SGD(net.parameters(), lr=0.1)

@@ -74,9 +74,6 @@ def test_update_ratio_and_allclose_flags():
     ratios = R.update_ratios(after, before)
     assert ratios[0].item() == pytest.approx(0.1, rel=1e-5)
     assert ratios[1].item() == 0.0 and ratios[2].item() == 0.0
-    scratch = [t.clone() for t in before]
-    torch.testing.assert_close(R.update_ratios(after, scratch, consume=True), ratios)
-    assert scratch[0].tolist() == pytest.approx([-0.1] * 4)  # consumed: the difference was taken in place
     nudged = [before[0] + 1e-9, before[1] * (1 + 1e-3), torch.tensor([0.0, float("nan")])]
     flags = R.allclose_flags(nudged, before, rtol=1e-5, atol=1e-8)
     expected = [float(torch.allclose(a, b, rtol=1e-5, atol=1e-8)) for a, b in zip(nudged, before)]
@@ -98,6 +95,37 @@ def test_allclose_flags_equal_torch_allclose_on_both_paths(monkeypatch, fused):
     for current in cases:
         expected = [float(torch.allclose(a, b, rtol=1e-5, atol=1e-8)) for a, b in zip(current, base)]
         assert R.allclose_flags(current, base, 1e-5, 1e-8).tolist() == expected
+
+
+def test_step_ratios_restore_the_snapshot_exactly_where_nothing_moved():
+    before = [torch.ones(4), torch.full((3,), 2.0), torch.zeros(2)]
+    after = [torch.ones(4) * 1.1, torch.full((3,), 2.0), torch.zeros(2)]
+    snapshot = [t.clone() for t in before]
+    scale = R.norms(before)
+    ratios = R.step_ratios(after, snapshot, scale, restore=True)
+    torch.testing.assert_close(ratios, R.update_ratios(after, before))
+    assert torch.equal(snapshot[1], before[1]) and torch.equal(snapshot[2], before[2])
+    torch.testing.assert_close(snapshot[0], before[0], rtol=1e-6, atol=0)
+    R.step_ratios(after, snapshot, scale, restore=False)
+    assert snapshot[0].tolist() == pytest.approx([-0.1] * 4)  # not restored: the difference stays
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_unchanged_flags_equal_torch_allclose_on_both_paths(monkeypatch, fused):
+    monkeypatch.setattr(R, "_fused", lambda tensors: fused)
+    g = torch.Generator().manual_seed(4)
+    base = [torch.randn(50, 20, generator=g), torch.randn(7, generator=g), torch.zeros(4), torch.ones(3)]
+    one_moved = base[0].clone()
+    one_moved[3, 4] += 1e-2
+    cases = [
+        [t.clone() for t in base],
+        [one_moved, base[1] * (1 + 1e-7), base[2] + 1e-9, torch.tensor([1.0, float("nan"), 1.0])],
+        [t + 1.0 for t in base],
+    ]
+    for current in cases:
+        expected = [float(torch.allclose(a, b, rtol=1e-5, atol=1e-8)) for a, b in zip(current, base)]
+        scratch = [t.clone() for t in base]
+        assert R.unchanged_flags(current, scratch, R.norms(base), 1e-5, 1e-8).tolist() == expected
 
 
 def test_init_gain_and_identical_rows():

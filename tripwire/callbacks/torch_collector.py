@@ -81,6 +81,18 @@ def _scalar(value: Any, device: torch.device) -> torch.Tensor:
     return torch.full((), float(value), dtype=torch.float32, device=device)
 
 
+def _stack_scalars(values: list[torch.Tensor]) -> torch.Tensor:
+    """``[len(values)]`` float32 from one-element tensors; one op when they are all 0-dim float32
+    on one device (the usual training loss), one per value otherwise."""
+    try:
+        stacked = torch.stack(values)
+        if stacked.dim() == 1 and stacked.dtype == torch.float32:
+            return stacked
+    except RuntimeError:  # mixed shapes or devices
+        pass
+    return torch.stack([v.float().reshape(()) for v in values])
+
+
 class TorchCollector:
     """Statistics for a set of needs over a torch model.
 
@@ -180,7 +192,7 @@ class TorchCollector:
     def _loss_pieces(self) -> list[Piece]:
         if not self.loss_keys or not self._losses:
             return []
-        losses, self._losses = torch.stack([v.float().reshape(()) for v in self._losses]), []
+        losses, self._losses = _stack_scalars(self._losses), []
         finite = torch.isfinite(losses)
         values = torch.stack([torch.where(finite, losses, 0.0).sum(), finite.sum().float(), (~finite).sum().float()])
         keys = self.loss_keys

@@ -3,10 +3,13 @@
 :meth:`ParamProbe.before_step` runs where the gradients of a real optimizer step are final:
 unscaled, before clipping, DDP-averaged (Lightning's ``on_before_optimizer_step``). It reduces
 them with the fused kernels of :mod:`~tripwire.callbacks.torch_reductions` and, when
-``update_ratio`` is needed, snapshots the weights. :meth:`ParamProbe.pieces` runs after the
-step: weight statistics, ``||Δw|| / ||w||`` against the snapshot, and ``weight_unchanged``
-against the weights kept from the previous sampled step. Subjects are parameter names from
-``named_parameters()``; frozen parameters (``requires_grad=False``) are left out.
+``update_ratio`` or ``weight_unchanged`` is needed, snapshots the weights into one buffer kept
+across samples: first ``weight_unchanged`` compares the weights with the snapshot (taken at the
+previous sampled step), then the weights become the new snapshot. :meth:`ParamProbe.pieces`
+runs after the step: weight statistics and ``||Δw|| / ||w||`` against the snapshot (taken in
+place, the snapshot restored for the next comparison). One model-sized buffer serves both.
+Subjects are parameter names from ``named_parameters()``; frozen parameters
+(``requires_grad=False``) are left out.
 
 Sparse gradients are skipped. Dense embedding gradients are mostly zero rows (only the
 tokens in the batch get one), so their ``grad_abs_mean`` is taken over the non-zero elements:
@@ -37,7 +40,7 @@ from torch import nn
 
 from tripwire.callbacks.torch_packing import Piece, Reader, Series
 from tripwire.callbacks.torch_reductions import (
-    abs_sums, allclose_flags, identical_rows, init_gains, tensor_stats, update_ratios,
+    abs_sums, allclose_flags, identical_rows, init_gains, norms, step_ratios, tensor_stats, unchanged_flags,
 )
 from tripwire.stats import Need
 
@@ -108,11 +111,12 @@ class ParamProbe:
         self._skipped: list[torch.Tensor] = []
         self._seen: set[int] = set()
         self._stepped: set[int] = set()  # parameters of the optimizers that stepped in this sampled batch
-        self._before: list[torch.Tensor] | None = None  # weights before this step (buffers reused)
-        self._before_names: list[str] = []
-        self._snapshot = False  # whether _before holds this sampled step's weights
-        self._previous: list[torch.Tensor] | None = None
-        self._previous_names: list[str] = []
+        self._snap: list[torch.Tensor] | None = None  # weights at the last sampled step, before its update
+        self._snap_names: list[str] = []
+        self._snap_norms: torch.Tensor | None = None
+        self._snap_fresh = False  # taken in this sampled step (update_ratio can be measured against it)
+        self._named: list[tuple[str, torch.Tensor]] | None = None  # trainable parameters of this sampled step
+        self._unchanged_pieces: list[Piece] = []
 
     @property
     def wanted(self) -> bool:
@@ -125,13 +129,11 @@ class ParamProbe:
         return [(name, p) for name, p in self.module.named_parameters() if p.requires_grad]
 
     def before_step(self, optimizer: Any, scaler: Any = None) -> None:
-        """Gradient statistics of ``optimizer``'s parameters; the first call of a step also snapshots weights."""
+        """Gradient statistics of ``optimizer``'s parameters; the first call of a step also compares
+        the weights with the previous sample's and snapshots them."""
         optimizer = getattr(optimizer, "_optimizer", optimizer)  # LightningOptimizer -> torch optimizer
-        if self.update_ratio and not self._snapshot:
-            named = self.trainable()
-            names = [n for n, _ in named]
-            self._before = copy_into(self._before if names == self._before_names else None, [p for _, p in named])
-            self._before_names, self._snapshot = names, True
+        if (self.update_ratio or self.unchanged) and not self._snap_fresh:
+            self._take_snapshot()
         names = self.names
         dense, sparse_like = [], []
         for group in optimizer.param_groups:
@@ -170,9 +172,26 @@ class ParamProbe:
         if found:
             self._skipped.append(torch.stack([f.float().reshape(()) for f in found]).amax())
 
+    def _take_snapshot(self) -> None:
+        """``weight_unchanged`` against the snapshot, then the weights as they are as the new one."""
+        named = self._named = self.trainable()
+        names, params = [n for n, _ in named], [p.detach() for _, p in named]
+        comparable = self._snap is not None and self._snap_names == names and bool(params)
+        if comparable and self.unchanged:
+            for i, need in enumerate(self.unchanged):
+                rtol, atol = float(need.option("rtol", 1e-5)), float(need.option("atol", 1e-8))
+                if i == len(self.unchanged) - 1:  # the last comparison may use the snapshot as scratch
+                    flags = unchanged_flags(params, self._snap, self._snap_norms, rtol, atol)
+                else:
+                    flags = allclose_flags(params, self._snap, rtol, atol)
+                self._unchanged_pieces.append(Piece(flags, "same", per_subject([need.key], names)))
+        self._snap = copy_into(self._snap if comparable else None, params)
+        self._snap_names, self._snap_fresh = names, True
+        self._snap_norms = norms(self._snap) if params else None
+
     def pieces(self) -> list[Piece]:
         """Everything of this sampled step, after the optimizer step; resets the step state."""
-        out = list(self._grad_pieces)
+        out = list(self._grad_pieces) + self._unchanged_pieces
         run: dict[str, torch.Tensor] = {}
         if self._l2:
             l2 = torch.cat(self._l2)
@@ -182,7 +201,7 @@ class ParamProbe:
                 run["grad_nonfinite"] = (~torch.isfinite(l2)).any().float()
         if self._skipped:
             run["amp_skipped"] = torch.stack(self._skipped).amax()
-        named = self.trainable()
+        named = self._named if self._named is not None else self.trainable()
         names, params = [n for n, _ in named], [p.detach() for _, p in named]
         if params and self.weight_keys:
             stats = tensor_stats(params, {WEIGHT_STATS[k] for k in self.weight_keys})
@@ -191,15 +210,13 @@ class ParamProbe:
                 out.append(Piece(torch.cat([stats[WEIGHT_STATS[k]] for k in per]), "same", per_subject(per, names)))
             if "weight_nonfinite" in self.weight_keys:
                 run["weight_nonfinite"] = stats["nonfinite"].amax()
-        if self._snapshot and params and self._before_names == names:  # no trainable parameter: nothing moved
+        if self.update_ratio and self._snap_fresh and params and self._snap_names == names:
             out.extend(self._update_ratios(named, params))
-        self._snapshot = False
-        if self.unchanged and params:
-            out.extend(self._unchanged(names, params))
         if run:
             keys = sorted(run)
             out.append(Piece(torch.stack([run[k] for k in keys]), "same", run_wide(keys)))
         self._grad_pieces, self._l2, self._skipped, self._seen, self._stepped = [], [], [], set(), set()
+        self._unchanged_pieces, self._named, self._snap_fresh = [], None, False
         return out
 
     def _update_ratios(self, named: list[tuple[str, torch.Tensor]], params: list[torch.Tensor]) -> list[Piece]:
@@ -209,27 +226,19 @@ class ParamProbe:
         keep = [i for i, (_, p) in enumerate(named) if id(p) in self._stepped]
         if not keep:
             return []
-        before = [self._before[i] for i in keep]  # type: ignore[index]
-        return [Piece(update_ratios([params[i] for i in keep], before, consume=True), "same",
-                      per_subject(["update_ratio"], [named[i][0] for i in keep]))]
-
-    def _unchanged(self, names: list[str], params: list[torch.Tensor]) -> list[Piece]:
-        out = []
-        if self._previous is not None and self._previous_names == names:
-            for need in self.unchanged:
-                flags = allclose_flags(params, self._previous, float(need.option("rtol", 1e-5)),
-                                       float(need.option("atol", 1e-8)))
-                out.append(Piece(flags, "same", per_subject([need.key], names)))
-        self._previous = copy_into(self._previous if self._previous_names == names else None, params)
-        self._previous_names = names
-        return out
+        snap = [self._snap[i] for i in keep]  # type: ignore[index]
+        scale = self._snap_norms[keep]  # type: ignore[index]
+        ratios = step_ratios([params[i] for i in keep], snap, scale, restore=bool(self.unchanged))
+        return [Piece(ratios, "same", per_subject(["update_ratio"], [named[i][0] for i in keep]))]
 
     def remember_weights(self) -> None:
         """Take the weights as they are now as the previous sample's (a resumed run has lost them)."""
         if self.unchanged:
             named = self.trainable()
-            self._previous = copy_into(None, [p.detach() for _, p in named])
-            self._previous_names = [n for n, _ in named]
+            params = [p.detach() for _, p in named]
+            self._snap = copy_into(None, params)
+            self._snap_names, self._snap_fresh = [n for n, _ in named], False
+            self._snap_norms = norms(self._snap) if params else None
 
     def init_pieces(self) -> list[Piece]:
         """Initial-weight statistics of Linear/Conv weights (call once, before training)."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import re
 from fnmatch import fnmatchcase
+from functools import lru_cache
 from typing import Literal
 
 from pydantic import Field
@@ -40,6 +41,7 @@ class LayerParams(RuleParams):
                                                     "e.g. ['head.*', 'lora_B*']")
 
 
+@lru_cache(maxsize=4096)  # called per parameter per rule per sample, always with the same names
 def is_bias(name: str) -> bool:
     """Whether a parameter name is a bias vector (``fc.bias``, ``dense/bias:0``, ``lstm.bias_hh_l0``,
     ``attn.in_proj_bias``)."""
@@ -47,6 +49,7 @@ def is_bias(name: str) -> bool:
     return bool(parts) and (parts[-1].startswith("bias") or parts[-1].endswith("_bias"))
 
 
+@lru_cache(maxsize=16384)
 def skipped(subject: str | None, ignore: tuple[str, ...], include_biases: bool = True) -> bool:
     """Whether a rule leaves ``subject`` out: it matches an ``ignore`` pattern, or it is a bias and
     biases are not included."""
