@@ -261,6 +261,19 @@ def test_input_statistics_reach_the_rules_at_growing_intervals_and_lose_no_rows(
     assert counts == [5.0, 5.0, None, 10.0, None, None, None, 20.0]
 
 
+def test_input_statistics_later_come_from_the_batches_just_before_each_carrying_flush():
+    probe = DataProbe([Need("input_count"), Need("input_max")])
+    carried = {}
+    for flush in range(1, 70):
+        probe.add(torch.full((5, 2), float(flush)), None)  # the batch's value says which flush it was
+        got = read(probe.pieces())
+        if got:
+            carried[flush] = (got["input_count"]["0"], got["input_max"]["0"])
+    assert sorted(carried) == [1, 2, 4, 8, 16, 32, 64]
+    assert carried[16] == (5.0 * 8, 16.0)  # flushes 9..16: every sampled batch (all within 8 of a carrier)
+    assert carried[32] == (5.0 * 8, 32.0) and carried[64] == (5.0 * 8, 64.0)  # 25..32 and 57..64 only
+
+
 def test_label_capacity_grows_and_drops_the_overflowing_window():
     probe = DataProbe([Need("label_count")])
     probe.add(None, torch.tensor([0, 1, 40]))

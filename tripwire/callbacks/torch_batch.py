@@ -41,6 +41,10 @@ MAX_CONFUSION_CLASSES = 256
 #: input statistics reach the rules at flushes 1, 2, 4, ..., INPUT_GAP_MAX, then every INPUT_GAP_MAX-th:
 #: a wide input is thousands of per-feature values to unpack, judge and record on the host
 INPUT_GAP_MAX = 64
+#: the input statistics a due flush carries are measured on the sampled batches of that flush and
+#: the INPUT_WINDOW - 1 flushes before it (rows enough for per-feature moments; the other batches
+#: cost nothing)
+INPUT_WINDOW = 8
 INT_PRED_CLASSES = 64  # class ids >= this are skipped when predictions are ids and no logits were seen
 
 BatchFn = Callable[[Any], tuple[Any, Any]]
@@ -83,6 +87,20 @@ def inputs_due(flush: int) -> bool:
         [1, 2, 4, 8, 16, 32, 64, 128, 192]
     """
     return flush % INPUT_GAP_MAX == 0 or (flush & (flush - 1)) == 0
+
+
+def inputs_measured(flush: int) -> bool:
+    """Whether the sampled batches of the ``flush``-th flush add to the input statistics: those of
+    the :data:`INPUT_WINDOW` flushes up to each due one (:func:`inputs_due`).
+
+    Example:
+        >>> all(inputs_measured(f) for f in range(1, 17))
+        True
+        >>> [f for f in range(17, 200) if inputs_measured(f)]  # doctest: +NORMALIZE_WHITESPACE
+        [25, 26, 27, 28, 29, 30, 31, 32, 57, 58, 59, 60, 61, 62, 63, 64, 121, 122, 123, 124, 125, 126,
+         127, 128, 185, 186, 187, 188, 189, 190, 191, 192]
+    """
+    return any(inputs_due(f) for f in range(flush, flush + INPUT_WINDOW))
 
 
 def _is_float(t: torch.Tensor) -> bool:
@@ -136,7 +154,7 @@ class DataProbe:
                 torch.maximum(self._label_acc[-1:], counts[-1:], out=self._label_acc[-1:])
         if inputs is None or inputs.numel() == 0:
             return
-        if self.input_stats and _is_float(inputs):
+        if self.input_stats and _is_float(inputs) and inputs_measured(self._flushes + 1):
             self._add_inputs(inputs)
         if (self.tokens or self.token_total) and _is_int(inputs):
             values = [(inputs == t).sum() for t in self.tokens]
@@ -165,9 +183,9 @@ class DataProbe:
     def pieces(self) -> list[Piece]:
         """Pieces for the next flush (what was accumulated since the last one taken), then reset.
 
-        Labels and tokens go into every flush; input statistics keep summing on the device and go
-        into the flushes :func:`inputs_due` picks. The schedule counts flushes only, so every rank
-        of a distributed run packs the same pieces.
+        Labels and tokens go into every flush; input statistics sum on the device over the
+        batches :func:`inputs_measured` picks and go into the flushes :func:`inputs_due` picks.
+        The schedule counts flushes only, so every rank of a distributed run packs the same pieces.
         """
         out = []
         self._flushes += 1
