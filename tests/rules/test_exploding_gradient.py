@@ -72,3 +72,24 @@ def test_non_finite_norms_are_left_to_nonfinite():
 
 def test_all_zero_history_does_not_make_every_norm_a_jump():
     assert run(ExplodingGradient("e"), [0.0] * 6 + [0.5]) == []
+
+
+def test_spikes_of_a_converged_model_are_not_explosions_but_max_norm_still_is():
+    """At rest, one batch with a hard example lifts the norm 10-30x above a tiny median."""
+    rng = np.random.default_rng(1)
+    norms = list(0.005 * np.exp(0.3 * rng.standard_normal(30))) + [0.15, 0.005, 2e4]
+    losses = [2.0 * 0.8 ** i for i in range(len(norms))]  # below 1% of the first from sample 21 on
+
+    def feed(rule):
+        out = []
+        for i, (g, loss) in enumerate(zip(norms, losses)):
+            sample = Sample(10 * (i + 1), stats={"grad_global_norm": {None: float(g)}, "loss": {None: loss}})
+            out += [v.value for v in rule.check(sample) if v.fired]
+        return out
+
+    assert feed(ExplodingGradient("e")) == [2e4]
+    learning = [0.005] * 30 + [0.15]  # the same jump while the loss is still high fires
+    rule = ExplodingGradient("e")
+    fired = [v.fired for i, g in enumerate(learning)
+             for v in rule.check(Sample(10 * (i + 1), stats={"grad_global_norm": {None: g}, "loss": {None: 2.0}}))]
+    assert fired[-1] and not any(fired[:-1])

@@ -58,9 +58,22 @@ def test_non_finite_and_absent_ratios_are_not_evaluated():
     # a zero-initialised bias has ||w_before|| = 0: the collector's ratio is Inf
     assert rule.check(Sample(10, stats={"update_ratio": {"w": float("inf")}})) == []
     assert rule.check(Sample(20, stats={"loss": {None: 1.0}})) == []
-    assert rule.state == {"runs": {}}
+    assert rule.state["runs"] == {}
 
 
 def test_ignore_patterns():
     stream = [{"frozen_ish.weight": 0.0, "fc.weight": 1e-3}] * 4
     assert run(SmallUpdates("s", SmallUpdates.Params(ignore=("frozen_ish.*",))), stream) == []
+
+
+def test_a_converged_model_does_not_count_and_a_learning_one_does():
+    """Once the loss is < 1% of its first value, tiny updates are the model at rest, not a fault."""
+    def feed(rule, losses):
+        fired = []
+        for i, loss in enumerate(losses):
+            sample = Sample(10 * (i + 1), stats={"update_ratio": {"embed.weight": 5e-7}, "loss": {None: loss}})
+            fired += [sample.step for v in rule.check(sample) if v.fired]
+        return fired
+
+    assert feed(SmallUpdates("s"), [2.0, 0.5, 0.01, 0.005, 0.004, 0.004]) == []  # converged from the 4th
+    assert feed(SmallUpdates("s"), [2.0, 1.9, 1.9, 1.8, 1.8, 1.8]) == [30, 40, 50, 60]  # stuck: tiny LR
