@@ -51,6 +51,7 @@ CATALOGUE: dict[str, StatInfo] = {
     "grad_zero_frac": StatInfo("same", "parameter", "share of exactly-zero gradient elements"),
     "grad_var": StatInfo("same", "parameter", "variance of the gradient elements"),
     "amp_skipped": StatInfo("max", "run", "1 if the loss scaler skipped this optimizer step"),
+    "lr": StatInfo("max", "run", "largest learning rate of the optimizers' parameter groups at the sampled step"),
     # weights
     "weight_norm": StatInfo("same", "parameter", "L2 norm of the parameter"),
     "weight_nonfinite": StatInfo("max", "run", "1 if any parameter element is NaN/Inf"),

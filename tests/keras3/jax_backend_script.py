@@ -62,10 +62,12 @@ model = mlp()
 calls = []
 sync = model.jax_state_sync
 model.jax_state_sync = lambda: calls.append(model._jax_state_synced) or sync()
-tw, rec, _ = fit(model, x, y, config={"rules": {"vanishing_gradient": {}}}, interval=5, epochs=2,
-                 optimizer=keras.optimizers.Adam(1e-3, gradient_accumulation_steps=2))
+schedule = keras.optimizers.schedules.ExponentialDecay(1e-3, decay_steps=1, decay_rate=0.99)
+tw, rec, _ = fit(model, x, y, config={"rules": {"vanishing_gradient": {}, "small_updates": {}}}, interval=5,
+                 epochs=2, optimizer=keras.optimizers.Adam(schedule, gradient_accumulation_steps=2))
 out["accumulated_steps"] = [s.step for s in rec.with_key("grad_norm")]
 out["unsynced_syncs"] = calls.count(False)
+out["lr"] = rec.series("lr")  # read from the trainer's state: fresh, and no sync
 
 # 3. planted faults
 tw, _, _ = fit(mlp(hidden=(32,) * 12, activation="sigmoid"), x, y, config={"rules": {"vanishing_gradient": {}}},

@@ -37,6 +37,11 @@ def test_only_interval_steps_are_sampled_and_the_state_is_read_without_a_sync(re
     # 2 epochs of 32 micro-batches, 2 per optimizer step: 32 steps, sampled every 5
     assert result["accumulated_steps"] == [5, 10, 15, 20, 25, 30]
     assert result["unsynced_syncs"] == 2  # fit's own, once per epoch
+    # the learning rate as Keras computes it: the schedule at the optimizer's iteration count, which
+    # under gradient accumulation (2 here) counts micro-batches; fresh, although nothing synced
+    assert [step for step, _ in result["lr"]][:-1] == result["accumulated_steps"]  # + the final flush
+    for step, lr in result["lr"][:-1]:
+        assert lr == pytest.approx(1e-3 * 0.99 ** (2 * step), rel=1e-4), step
 
 
 def test_planted_faults_fire(result):

@@ -190,3 +190,14 @@ def test_unchanged_check_settles_by_norms_then_distance_then_elementwise():
     assert take_snapshot() == [1.0, 1.0]
     dense.kernel.assign(kernel)
     assert take_snapshot() == [0.0, 1.0]
+
+
+def test_learning_rate_is_the_schedules_value_at_the_sampled_step():
+    x, y = classification(n=512)
+    schedule = keras.optimizers.schedules.ExponentialDecay(1e-2, decay_steps=1, decay_rate=0.9)
+    config = {"rules": {"small_updates": {}}}
+    _, rec, _ = fit(mlp(), x, y, config=config, interval=4, epochs=1, optimizer=keras.optimizers.SGD(schedule))
+    lrs = rec.series("lr")
+    assert len(lrs) >= 3
+    for step, lr in lrs:
+        assert lr == pytest.approx(1e-2 * 0.9 ** step, rel=1e-4), step

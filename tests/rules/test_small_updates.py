@@ -77,3 +77,19 @@ def test_a_converged_model_does_not_count_and_a_learning_one_does():
 
     assert feed(SmallUpdates("s"), [2.0, 0.5, 0.01, 0.005, 0.004, 0.004]) == []  # converged from the 4th
     assert feed(SmallUpdates("s"), [2.0, 1.9, 1.9, 1.8, 1.8, 1.8]) == [30, 40, 50, 60]  # stuck: tiny LR
+
+
+def test_a_schedule_winding_down_does_not_count_but_a_tiny_rate_from_the_start_does():
+    def feed(rule, lrs, per_lr=0.1):
+        """Update ratios proportional to the learning rate (Adam: ratio ~ lr / rms(w))."""
+        fired = []
+        for i, lr in enumerate(lrs):
+            stats = {"update_ratio": {"w": per_lr * lr}, "lr": {None: lr}, "loss": {None: 1.0}}
+            sample = Sample(10 * (i + 1), stats=stats)
+            fired += [sample.step for v in rule.check(sample) if v.fired]
+        return fired
+
+    cosine_end = [1e-3, 8e-4, 5e-4, 2e-4, 5e-5, 5e-6, 1e-6, 1e-7, 0.0]  # the ratio falls below 1e-6 at 5e-6
+    assert feed(SmallUpdates("s"), cosine_end) == []
+    assert feed(SmallUpdates("s", SmallUpdates.Params(lr_decayed_below=0)), cosine_end) == [80, 90]  # guard off
+    assert feed(SmallUpdates("s"), [1e-9] * 5) == [30, 40, 50]  # never larger: a too-small learning rate

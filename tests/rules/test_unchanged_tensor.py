@@ -62,3 +62,17 @@ def test_samples_do_not_count_once_the_training_loss_has_converged():
 
     assert fired([0.7, 1e-3, 5e-4, 4e-4, 3e-4]) == []  # fits its data: tiny Adam steps within rtol
     assert fired([0.7, 0.69, 0.7, 0.7]) == ["norm.weight", "norm.weight"]  # stuck and not learning
+
+
+def test_a_schedule_annealed_to_zero_does_not_count_but_a_zero_rate_from_the_start_does():
+    def feed(lrs):
+        rule = UnchangedTensor("u")
+        key = rule.needs()[0].key
+        fired = []
+        for i, lr in enumerate(lrs):
+            sample = Sample(10 * (i + 1), stats={key: {"fc.weight": 1.0}, "lr": {None: lr}, "loss": {None: 1.0}})
+            fired += [sample.step for v in rule.check(sample) if v.fired]
+        return fired
+
+    assert feed([1e-3, 1e-3, 1e-6, 1e-7, 0.0, 0.0]) == []
+    assert feed([0.0] * 4) == [30, 40]

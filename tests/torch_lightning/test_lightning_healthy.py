@@ -79,3 +79,17 @@ def test_a_long_run_that_converges_under_a_cosine_schedule_is_silent():
     losses = [s.scalar("loss") for s in cb.samples if s.scalar("loss") is not None]
     assert losses[-1] < 0.01 * losses[0]  # it did converge: the situation this test is about
     assert cb.findings == [], [str(f) for f in cb.findings]
+
+
+def test_a_plateaued_run_whose_schedule_anneals_to_zero_is_silent():
+    """Overlapping classes: the loss plateaus far above 1% of its first value, so only the
+    annealed learning rate tells the rules that the tiny final updates are on purpose (Adam's
+    update ratios dropped below 1e-6 in the last ~60 of 3000 steps and fired small_updates)."""
+    torch.manual_seed(0)
+    steps = 3000
+    cb = watched()
+    fit(CosineToZero(mlp(), lr=1e-3, optimizer="adam", total_steps=steps), loader(*blobs(spread=4.0)),
+        callback=cb, max_steps=steps)
+    lrs = [s.scalar("lr") for s in cb.samples if s.scalar("lr") is not None]
+    assert lrs[0] == pytest.approx(1e-3) and lrs[-1] < 1e-7  # the schedule was seen
+    assert cb.findings == [], [str(f) for f in cb.findings]

@@ -141,6 +141,21 @@ def test_update_ratio_and_weight_unchanged_share_one_snapshot(monkeypatch, fused
     assert stats[unchanged.key]["unused.weight"] == 1.0
 
 
+def test_learning_rate_is_the_largest_over_the_groups_that_stepped_and_tensors_are_not_read():
+    net = Net()
+    opt = torch.optim.SGD([{"params": net.fc1.parameters(), "lr": 0.02},
+                           {"params": net.fc2.parameters(), "lr": torch.tensor(0.5)}], lr=0.1)
+    col = TorchCollector([Need("lr")])
+    col.attach(net)
+    x, y = torch.randn(8, 4), torch.randint(0, 3, (8,))
+    step(net, opt, col, x, y)
+    assert col.flush(0, 0).sample().scalar("lr") == pytest.approx(0.5)
+    opt.param_groups[1]["lr"] = 0.001
+    step(net, opt, col, x, y, sampled=False)  # not sampled: nothing reported
+    step(net, opt, col, x, y)
+    assert col.flush(2, 0).sample().scalar("lr") == pytest.approx(0.02)
+
+
 def test_nonfinite_gradients_and_losses_are_flagged():
     net = nn.Linear(3, 2)
     opt = torch.optim.SGD(net.parameters(), lr=0.1)

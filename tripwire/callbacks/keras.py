@@ -220,9 +220,23 @@ class KerasTripwire(keras.callbacks.Callback):
             for key, values in self.collector.read(final=final).items():
                 sample.add(key, values)
         self._add_losses(sample)
+        self._add_learning_rate(sample)
         self._add_observed(sample)
         if sample.stats:
             self._act(self.monitor.process(sample))
+
+    def _add_learning_rate(self, sample: Sample) -> None:
+        """The learning rate the optimizer applies now (a schedule at its step count)."""
+        if "lr" not in self._wanted:
+            return
+        optimizer = getattr(self._fit_model, "optimizer", None)  # not self.model: on JAX each read syncs
+        if optimizer is None:
+            return
+        jax = self.collector.jax if self.collector is not None else None
+        try:
+            sample.add("lr", keras_optimizer.learning_rate(optimizer, jax.value if jax is not None else to_numpy))
+        except Exception:  # noqa: BLE001 - an optimizer without a readable rate: the rules do without
+            return
 
     def _add_observed(self, sample: Sample) -> None:
         """``tripwire.observe`` values: eager ones (torch backend, ``run_eagerly=True``) only."""

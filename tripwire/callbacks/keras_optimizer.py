@@ -85,3 +85,27 @@ def accumulation_steps(optimizer) -> int:  # noqa: ANN001
 def is_loss_scaled(optimizer) -> bool:  # noqa: ANN001
     """Whether ``optimizer`` is a ``LossScaleOptimizer`` (mixed precision)."""
     return isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+
+
+def learning_rate(optimizer, read) -> float:  # noqa: ANN001
+    """The learning rate ``optimizer`` applies at its current step, with variables read through
+    ``read(variable) -> array`` (on JAX, from the trainer's state: no state sync), as Keras's own
+    ``learning_rate`` property computes it (a schedule called with the step count).
+
+    Example:
+        >>> import numpy as np
+        >>> schedule = keras.optimizers.schedules.ExponentialDecay(0.1, decay_steps=1, decay_rate=0.5)
+        >>> opt = keras.optimizers.SGD(schedule)
+        >>> _ = opt.iterations.assign(2)
+        >>> round(learning_rate(opt, lambda v: np.asarray(v.value)), 6)
+        0.025
+    """
+    inner = counting_optimizer(optimizer)
+    rate = inner._learning_rate
+    if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
+        rate = rate(read(inner._iterations))
+    elif isinstance(rate, keras.Variable):
+        rate = read(rate)
+    elif callable(rate):
+        rate = rate()
+    return float(keras.ops.convert_to_numpy(rate).reshape(-1)[0])

@@ -68,6 +68,16 @@ def run_wide(keys: Sequence[str]) -> Reader:
     return lambda values: {key: {None: v} for key, v in zip(keys, values)}
 
 
+def _largest(values: Sequence[float | torch.Tensor], device: torch.device) -> torch.Tensor:
+    """The largest of learning rates given as numbers or (capturable optimizers) tensors, as a
+    float32 scalar on ``device``; tensors are not read on the host."""
+    numbers = [float(v) for v in values if not isinstance(v, torch.Tensor)]
+    parts = [v.detach().float().reshape(()).to(device) for v in values if isinstance(v, torch.Tensor)]
+    if numbers:
+        parts.append(torch.full((), max(numbers), dtype=torch.float32, device=device))
+    return torch.stack(parts).amax()
+
+
 def copy_into(targets: list[torch.Tensor] | None, sources: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     """Copy ``sources`` into preallocated ``targets`` (allocated on first use), foreach when possible."""
     sources = [s.detach() for s in sources]
@@ -102,6 +112,7 @@ class ParamProbe:
         self.amp_skipped = "amp_skipped" in stats or self.grad_nonfinite
         self.weight_keys = sorted(s for s in stats if s in WEIGHT_STATS)
         self.update_ratio = "update_ratio" in stats
+        self.lr = "lr" in stats
         self.unchanged = sorted((n for n in needs if n.stat == "weight_unchanged"), key=lambda n: n.key)
         self.init = [n for n in needs if n.stat in INIT_STATS]
         self.names = {id(p): name for name, p in module.named_parameters()}
@@ -117,12 +128,13 @@ class ParamProbe:
         self._snap_fresh = False  # taken in this sampled step (update_ratio can be measured against it)
         self._named: list[tuple[str, torch.Tensor]] | None = None  # trainable parameters of this sampled step
         self._unchanged_pieces: list[Piece] = []
+        self._lrs: list[float | torch.Tensor] = []  # learning rates of the param groups that stepped
 
     @property
     def wanted(self) -> bool:
         """Whether any parameter statistic is needed."""
         return bool(self.grad_keys or self.global_norm or self.grad_nonfinite or self.weight_keys
-                    or self.update_ratio or self.unchanged)
+                    or self.update_ratio or self.unchanged or self.lr)
 
     def trainable(self) -> list[tuple[str, torch.Tensor]]:
         """``(name, parameter)`` of every parameter that requires a gradient."""
@@ -137,6 +149,8 @@ class ParamProbe:
         names = self.names
         dense, sparse_like = [], []
         for group in optimizer.param_groups:
+            if self.lr and "lr" in group:
+                self._lrs.append(group["lr"])
             for p in group["params"]:
                 self._stepped.add(id(p))
                 if id(p) in self._seen or p.grad is None or p.grad.is_sparse or id(p) not in names:
@@ -203,6 +217,8 @@ class ParamProbe:
             run["amp_skipped"] = torch.stack(self._skipped).amax()
         named = self._named if self._named is not None else self.trainable()
         names, params = [n for n, _ in named], [p.detach() for _, p in named]
+        if self._lrs:
+            run["lr"] = _largest(self._lrs, params[0].device if params else torch.device("cpu"))
         if params and self.weight_keys:
             stats = tensor_stats(params, {WEIGHT_STATS[k] for k in self.weight_keys})
             per = [k for k in self.weight_keys if k != "weight_nonfinite"]
@@ -216,7 +232,7 @@ class ParamProbe:
             keys = sorted(run)
             out.append(Piece(torch.stack([run[k] for k in keys]), "same", run_wide(keys)))
         self._grad_pieces, self._l2, self._skipped, self._seen, self._stepped = [], [], [], set(), set()
-        self._unchanged_pieces, self._named, self._snap_fresh = [], None, False
+        self._unchanged_pieces, self._named, self._snap_fresh, self._lrs = [], None, False, []
         return out
 
     def _update_ratios(self, named: list[tuple[str, torch.Tensor]], params: list[torch.Tensor]) -> list[Piece]:

@@ -10,6 +10,7 @@ from tripwire.registry import register
 from tripwire.rule import Need, Rule, Verdict
 from tripwire.rules._layers import LayerParams, advance, finite_items, skipped, steps
 from tripwire.rules._loss_history import converged
+from tripwire.rules._schedule import annealed
 from tripwire.stats import Sample
 
 
@@ -29,7 +30,10 @@ class SmallUpdates(Rule):
     Samples do not count once the training loss is below ``converged_below`` of its first value:
     a model that fits its data gets tiny gradients, and its updates shrink with them (measured:
     a converged transformer's embedding under Adam at 8e-7..1e-6; the last samples of healthy
-    runs whose cosine schedule anneals the LR to 0, at 5e-7..9e-7).
+    runs whose cosine schedule anneals the LR to 0, at 5e-7..9e-7). Nor do samples whose learning
+    rate is below ``lr_decayed_below`` of the largest one of the run: a schedule winding down to 0
+    shrinks the updates on purpose (a 3000-step Adam run that plateaued at 47% of its first loss
+    fired in its last 60 steps). A learning rate that is tiny from the start still counts.
 
     Biases are left out unless ``include_biases``: a bias followed by BatchNorm has no effect
     on the loss, gets ~0 gradient and so ~0 update under SGD, which is harmless.
@@ -40,6 +44,8 @@ class SmallUpdates(Rule):
         include_biases: also evaluate bias vectors. Defaults to False.
         converged_below: share of the first training loss under which samples do not count.
             Defaults to 0.01.
+        lr_decayed_below: share of the run's largest learning rate under which samples do not
+            count. Defaults to 0.01.
         ignore: glob patterns of parameter names to skip. Defaults to none.
 
     Example:
@@ -65,21 +71,24 @@ class SmallUpdates(Rule):
                                                         "BatchNorm legitimately gets ~0 update)")
         converged_below: float = Field(0.01, ge=0, le=1, description="samples do not count while the training "
                                                                      "loss is below this share of its first value")
+        lr_decayed_below: float = Field(0.01, ge=0, le=1, description="samples do not count while the learning "
+                                                                      "rate is below this share of the run's largest")
 
     def initial_state(self) -> dict[str, Any]:
-        return {"runs": {}, "first_loss": None, "loss": None}
+        return {"runs": {}, "first_loss": None, "loss": None, "peak_lr": None}
 
     def needs(self) -> list[Need]:
-        return [Need("update_ratio"), Need("loss")]
+        return [Need("update_ratio"), Need("loss"), Need("lr")]
 
     def check(self, sample: Sample) -> list[Verdict]:
         p = self.params
         out = []
-        is_converged = converged(self.state, sample, p.converged_below)
+        # `|`, not `or`: both record this sample's loss / learning rate in the state
+        at_rest = converged(self.state, sample, p.converged_below) | annealed(self.state, sample, p.lr_decayed_below)
         for name, ratio in finite_items(sample.series("update_ratio")):
             if skipped(name, p.ignore, p.include_biases):
                 continue
-            small = ratio < p.threshold and not is_converged
+            small = ratio < p.threshold and not at_rest
             length, since = advance(self.state["runs"], name, small, sample.step)
             if length < p.patience:
                 out.append(self.clear(name))

@@ -10,6 +10,7 @@ from tripwire.registry import register
 from tripwire.rule import Need, Rule, Verdict
 from tripwire.rules._layers import LayerParams, advance, finite_items, skipped, steps
 from tripwire.rules._loss_history import converged
+from tripwire.rules._schedule import annealed
 from tripwire.stats import Sample
 
 
@@ -29,7 +30,9 @@ class UnchangedTensor(Rule):
 
     Samples do not count once the training loss is below ``converged_below`` of its first value:
     a model that fits its data gets tiny gradients, and under Adam a tiny gradient makes a tiny
-    step, so a LayerNorm weight can stay within ``rtol`` for a few steps for a good reason.
+    step, so a LayerNorm weight can stay within ``rtol`` for a few steps for a good reason. Nor do
+    samples whose learning rate is below ``lr_decayed_below`` of the run's largest (a schedule
+    annealing to 0); a learning rate of 0 from the start still counts.
 
     Biases are left out unless ``include_biases``: under SGD a bias followed by BatchNorm gets
     ~0 gradient and stays put, which is harmless.
@@ -41,6 +44,8 @@ class UnchangedTensor(Rule):
         include_biases: also evaluate bias vectors. Defaults to False.
         converged_below: share of the first training loss under which samples do not count.
             Defaults to 0.01.
+        lr_decayed_below: share of the run's largest learning rate under which samples do not
+            count. Defaults to 0.01.
         ignore: glob patterns of parameter names to skip. Defaults to none.
 
     Example:
@@ -69,21 +74,25 @@ class UnchangedTensor(Rule):
                                                         "BatchNorm legitimately stays put)")
         converged_below: float = Field(0.01, ge=0, le=1, description="samples do not count while the training "
                                                                      "loss is below this share of its first value")
+        lr_decayed_below: float = Field(0.01, ge=0, le=1, description="samples do not count while the learning "
+                                                                      "rate is below this share of the run's largest")
 
     def initial_state(self) -> dict[str, Any]:
-        return {"runs": {}, "first_loss": None, "loss": None}
+        return {"runs": {}, "first_loss": None, "loss": None, "peak_lr": None}
 
     def needs(self) -> list[Need]:
-        return [Need("weight_unchanged", (("rtol", self.params.rtol), ("atol", self.params.atol))), Need("loss")]
+        return [Need("weight_unchanged", (("rtol", self.params.rtol), ("atol", self.params.atol))), Need("loss"),
+                Need("lr")]
 
     def check(self, sample: Sample) -> list[Verdict]:
         p = self.params
         out = []
-        is_converged = converged(self.state, sample, p.converged_below)
+        # `|`, not `or`: both record this sample's loss / learning rate in the state
+        at_rest = converged(self.state, sample, p.converged_below) | annealed(self.state, sample, p.lr_decayed_below)
         for name, unchanged in finite_items(sample.series(self.needs()[0])):
             if skipped(name, p.ignore, p.include_biases):
                 continue
-            length, since = advance(self.state["runs"], name, unchanged >= 0.5 and not is_converged, sample.step)
+            length, since = advance(self.state["runs"], name, unchanged >= 0.5 and not at_rest, sample.step)
             if length < p.num_steps:
                 out.append(self.clear(name))
                 continue
