@@ -93,3 +93,6 @@ def test_a_schedule_winding_down_does_not_count_but_a_tiny_rate_from_the_start_d
     assert feed(SmallUpdates("s"), cosine_end) == []
     assert feed(SmallUpdates("s", SmallUpdates.Params(lr_decayed_below=0)), cosine_end) == [80, 90]  # guard off
     assert feed(SmallUpdates("s"), [1e-9] * 5) == [30, 40, 50]  # never larger: a too-small learning rate
+    warmup = [0.0, 1e-6, 2e-6, 3e-6, 4e-6, 1e-3, 1e-3]  # a long linear warm-up from 0 (SGD-like ratios)
+    assert feed(SmallUpdates("s"), warmup, per_lr=1e-2) == []
+    assert feed(SmallUpdates("s"), [4e-6] * 5, per_lr=1e-2) == [30, 40, 50]  # the same rates, not rising

@@ -10,7 +10,7 @@ from tripwire.registry import register
 from tripwire.rule import Need, Rule, Verdict
 from tripwire.rules._layers import LayerParams, advance, finite_items, skipped, steps
 from tripwire.rules._loss_history import converged
-from tripwire.rules._schedule import annealed
+from tripwire.rules._schedule import schedule_explains
 from tripwire.stats import Sample
 
 
@@ -31,9 +31,10 @@ class SmallUpdates(Rule):
     a model that fits its data gets tiny gradients, and its updates shrink with them (measured:
     a converged transformer's embedding under Adam at 8e-7..1e-6; the last samples of healthy
     runs whose cosine schedule anneals the LR to 0, at 5e-7..9e-7). Nor do samples whose learning
-    rate is below ``lr_decayed_below`` of the largest one of the run: a schedule winding down to 0
-    shrinks the updates on purpose (a 3000-step Adam run that plateaued at 47% of its first loss
-    fired in its last 60 steps). A learning rate that is tiny from the start still counts.
+    rate is below ``lr_decayed_below`` of the largest one of the run, or rose since the previous
+    sample: a schedule annealing to 0 or warming up from ~0 shrinks the updates on purpose (a
+    3000-step Adam run that plateaued at 47% of its first loss fired in its last 60 steps). A
+    learning rate that is tiny from the start still counts.
 
     Biases are left out unless ``include_biases``: a bias followed by BatchNorm has no effect
     on the loss, gets ~0 gradient and so ~0 update under SGD, which is harmless.
@@ -75,7 +76,7 @@ class SmallUpdates(Rule):
                                                                       "rate is below this share of the run's largest")
 
     def initial_state(self) -> dict[str, Any]:
-        return {"runs": {}, "first_loss": None, "loss": None, "peak_lr": None}
+        return {"runs": {}, "first_loss": None, "loss": None, "peak_lr": None, "last_lr": None}
 
     def needs(self) -> list[Need]:
         return [Need("update_ratio"), Need("loss"), Need("lr")]
@@ -84,7 +85,8 @@ class SmallUpdates(Rule):
         p = self.params
         out = []
         # `|`, not `or`: both record this sample's loss / learning rate in the state
-        at_rest = converged(self.state, sample, p.converged_below) | annealed(self.state, sample, p.lr_decayed_below)
+        at_rest = (converged(self.state, sample, p.converged_below)
+                   | schedule_explains(self.state, sample, p.lr_decayed_below))
         for name, ratio in finite_items(sample.series("update_ratio")):
             if skipped(name, p.ignore, p.include_biases):
                 continue

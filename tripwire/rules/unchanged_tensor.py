@@ -10,7 +10,7 @@ from tripwire.registry import register
 from tripwire.rule import Need, Rule, Verdict
 from tripwire.rules._layers import LayerParams, advance, finite_items, skipped, steps
 from tripwire.rules._loss_history import converged
-from tripwire.rules._schedule import annealed
+from tripwire.rules._schedule import schedule_explains
 from tripwire.stats import Sample
 
 
@@ -31,8 +31,9 @@ class UnchangedTensor(Rule):
     Samples do not count once the training loss is below ``converged_below`` of its first value:
     a model that fits its data gets tiny gradients, and under Adam a tiny gradient makes a tiny
     step, so a LayerNorm weight can stay within ``rtol`` for a few steps for a good reason. Nor do
-    samples whose learning rate is below ``lr_decayed_below`` of the run's largest (a schedule
-    annealing to 0); a learning rate of 0 from the start still counts.
+    samples whose learning rate is below ``lr_decayed_below`` of the run's largest or rose since
+    the previous sample (a schedule annealing to 0 or warming up from 0); a learning rate of 0
+    from the start still counts.
 
     Biases are left out unless ``include_biases``: under SGD a bias followed by BatchNorm gets
     ~0 gradient and stays put, which is harmless.
@@ -78,7 +79,7 @@ class UnchangedTensor(Rule):
                                                                       "rate is below this share of the run's largest")
 
     def initial_state(self) -> dict[str, Any]:
-        return {"runs": {}, "first_loss": None, "loss": None, "peak_lr": None}
+        return {"runs": {}, "first_loss": None, "loss": None, "peak_lr": None, "last_lr": None}
 
     def needs(self) -> list[Need]:
         return [Need("weight_unchanged", (("rtol", self.params.rtol), ("atol", self.params.atol))), Need("loss"),
@@ -88,7 +89,8 @@ class UnchangedTensor(Rule):
         p = self.params
         out = []
         # `|`, not `or`: both record this sample's loss / learning rate in the state
-        at_rest = converged(self.state, sample, p.converged_below) | annealed(self.state, sample, p.lr_decayed_below)
+        at_rest = (converged(self.state, sample, p.converged_below)
+                   | schedule_explains(self.state, sample, p.lr_decayed_below))
         for name, unchanged in finite_items(sample.series(self.needs()[0])):
             if skipped(name, p.ignore, p.include_biases):
                 continue
