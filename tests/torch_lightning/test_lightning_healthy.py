@@ -93,3 +93,23 @@ def test_a_plateaued_run_whose_schedule_anneals_to_zero_is_silent():
     lrs = [s.scalar("lr") for s in cb.samples if s.scalar("lr") is not None]
     assert lrs[0] == pytest.approx(1e-3) and lrs[-1] < 1e-7  # the schedule was seen
     assert cb.findings == [], [str(f) for f in cb.findings]
+
+
+class LinearWarmup(Task):
+    """SGD whose learning rate climbs linearly from 0 over 10000 steps."""
+
+    def configure_optimizers(self):
+        opt = torch.optim.SGD(self.parameters(), lr=self.lr, momentum=0.9)
+        schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, step / 10000))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+def test_the_first_steps_of_a_long_warmup_are_silent():
+    """At steps 0-20 the rate is 0..2e-7 and the update ratios stay below 1e-6: small on purpose
+    (this fired small_updates at step 20 before the rules read a rising rate as a warm-up)."""
+    torch.manual_seed(0)
+    cb = watched()
+    fit(LinearWarmup(mlp(), lr=1e-3), loader(*blobs()), callback=cb, max_steps=60)
+    ratios = [min(s.stats["update_ratio"].values()) for s in cb.samples if "update_ratio" in s.stats]
+    assert max(ratios[:3]) < 1e-6  # steps 0, 10, 20: the situation this test is about
+    assert cb.findings == [], [str(f) for f in cb.findings]
