@@ -110,9 +110,12 @@ def test_step_ratios_restore_the_snapshot_exactly_where_nothing_moved():
     assert snapshot[0].tolist() == pytest.approx([-0.1] * 4)  # not restored: the difference stays
 
 
-@pytest.mark.parametrize("fused", [False, True])
-def test_unchanged_flags_equal_torch_allclose_on_both_paths(monkeypatch, fused):
+@pytest.mark.parametrize("fused,group", [(False, None), (True, None), (True, 60)])
+def test_unchanged_flags_equal_torch_allclose_on_both_paths(monkeypatch, fused, group):
     monkeypatch.setattr(R, "_fused", lambda tensors: fused)
+    if group is not None:  # groups of <= 60 elements: the 1000-element tensor alone, the others together
+        monkeypatch.setattr(R, "ALLCLOSE_GROUP_ELEMENTS", group)
+        assert R._groups([torch.zeros(1000), torch.zeros(7), torch.zeros(4), torch.zeros(3)], group) == [[0], [1, 2, 3]]
     g = torch.Generator().manual_seed(4)
     base = [torch.randn(50, 20, generator=g), torch.randn(7, generator=g), torch.zeros(4), torch.ones(3)]
     one_moved = base[0].clone()

@@ -258,17 +258,52 @@ def unchanged_flags(current: Sequence[Tensor], snapshot: Sequence[Tensor], snaps
     copies ``current`` into it next). ``snapshot_norms`` are the snapshot's L2 norms, known from
     when it was taken. On CPU the difference is taken in place (no model-sized temporary, whose
     fresh pages cost more than the arithmetic) and the norm bound settles every tensor that moved;
-    the exact test runs on the rest, with their snapshot restored first."""
-    if _fused(current):
-        return allclose_flags(current, snapshot, rtol, atol)
+    the exact test runs on the rest, with their snapshot restored first. On accelerators the
+    elementwise test runs on the device in groups of at most :data:`ALLCLOSE_GROUP_ELEMENTS`, so
+    its one temporary is a group's size, not the model's."""
     current, snapshot = list(current), list(snapshot)
     _inplace("sub_", lambda x, y: [a.sub_(b) for a, b in zip(x, y)], snapshot, current)
+    if _fused(current):
+        return _excess_flags(current, snapshot, rtol, atol)
     moved = norms(snapshot)
     maybe = (moved <= snapshot_norms * rtol + atol * numels(current).sqrt()).tolist()
     flags = []
     for a, s, m in zip(current, snapshot, maybe):
         flags.append(float(torch.allclose(a, s.add_(a), rtol=rtol, atol=atol)) if m else 0.0)
     return torch.tensor(flags, dtype=torch.float32)
+
+
+#: Elements per group of :func:`unchanged_flags` on accelerators (its temporary is this large).
+ALLCLOSE_GROUP_ELEMENTS = 1 << 26
+
+
+def _groups(tensors: Sequence[Tensor], limit: int) -> list[list[int]]:
+    """Consecutive index groups of at most ``limit`` elements (a larger tensor is a group alone)."""
+    groups: list[list[int]] = []
+    size = 0
+    for i, t in enumerate(tensors):
+        if not groups or size + t.numel() > limit:
+            groups.append([])
+            size = 0
+        groups[-1].append(i)
+        size += t.numel()
+    return groups
+
+
+def _excess_flags(current: list[Tensor], diff: list[Tensor], rtol: float, atol: float) -> Tensor:
+    """allclose flags from ``current`` (a) and ``diff`` = b - a (overwritten): ``|b - a| <= atol +
+    rtol * |b|`` everywhere, with b recomputed as a + (b - a) one group at a time. No host read."""
+    largest: list[Tensor] = []
+    for group in _groups(current, ALLCLOSE_GROUP_ELEMENTS):
+        a, d = [current[i] for i in group], [diff[i] for i in group]
+        tol = _foreach("add", lambda x, y: [p + q for p, q in zip(x, y)], a, d)  # b again
+        _inplace("abs_", lambda x: [t.abs_() for t in x], tol)
+        _inplace("mul_", lambda x, r: [t.mul_(r) for t in x], tol, rtol)
+        _inplace("add_", lambda x, r: [t.add_(r) for t in x], tol, atol)
+        _inplace("abs_", lambda x: [t.abs_() for t in x], d)
+        _inplace("sub_", lambda x, y: [p.sub_(q) for p, q in zip(x, y)], d, tol)
+        largest += _foreach("max", lambda x: [t.amax() for t in x], d)
+    return (torch.stack(largest).float() <= 0).float()  # a NaN excess is not close
 
 
 def allclose_flags(current: Sequence[Tensor], previous: Sequence[Tensor], rtol: float, atol: float) -> Tensor:
