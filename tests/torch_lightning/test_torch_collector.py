@@ -141,6 +141,24 @@ def test_update_ratio_and_weight_unchanged_share_one_snapshot(monkeypatch, fused
     assert stats[unchanged.key]["unused.weight"] == 1.0
 
 
+def test_a_resized_parameter_starts_a_new_snapshot_instead_of_failing():
+    net = Net()
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    need = Need("weight_unchanged", (("rtol", 1e-5), ("atol", 1e-8)))
+    col = TorchCollector([need, Need("update_ratio")])
+    col.attach(net)
+    x, y = torch.randn(8, 4), torch.randint(0, 3, (8,))
+    step(net, opt, col, x, y)
+    col.flush(0, 0)
+    net.unused.weight = nn.Parameter(torch.zeros(3, 2))  # same name, new shape (a resized embedding, say)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    step(net, opt, col, x, y)
+    stats = col.flush(1, 0).sample().stats
+    assert need.key not in stats  # nothing comparable yet
+    step(net, opt, col, x, y)
+    assert col.flush(2, 0).sample().stats[need.key]["unused.weight"] == 1.0
+
+
 def test_learning_rate_is_the_largest_over_the_groups_that_stepped_and_tensors_are_not_read():
     net = Net()
     opt = torch.optim.SGD([{"params": net.fc1.parameters(), "lr": 0.02},

@@ -190,7 +190,8 @@ class ParamProbe:
         """``weight_unchanged`` against the snapshot, then the weights as they are as the new one."""
         named = self._named = self.trainable()
         names, params = [n for n, _ in named], [p.detach() for _, p in named]
-        comparable = self._snap is not None and self._snap_names == names and bool(params)
+        comparable = (self._snap is not None and self._snap_names == names and bool(params)
+                      and all(a.shape == b.shape and a.device == b.device for a, b in zip(self._snap, params)))
         if comparable and self.unchanged:
             for i, need in enumerate(self.unchanged):
                 rtol, atol = float(need.option("rtol", 1e-5)), float(need.option("atol", 1e-8))
