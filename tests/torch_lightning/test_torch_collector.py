@@ -79,14 +79,19 @@ def test_gradient_and_weight_stats_match_reference():
     assert s.stats["update_ratio"]["unused.weight"] == 0.0
 
 
-def test_unsampled_steps_compute_nothing_and_weight_unchanged_spans_samples():
-    torch.manual_seed(0)
+def unchanged_run(other: Need):
+    """A Net under SGD, a collector of ``weight_unchanged`` and ``other`` attached to it, a batch."""
     net = Net()
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
     need = Need("weight_unchanged", (("rtol", 1e-5), ("atol", 1e-8)))
-    col = TorchCollector([need, Need("grad_norm")])
+    col = TorchCollector([need, other])
     col.attach(net)
-    x, y = torch.randn(8, 4), torch.randint(0, 3, (8,))
+    return net, opt, need, col, torch.randn(8, 4), torch.randint(0, 3, (8,))
+
+
+def test_unsampled_steps_compute_nothing_and_weight_unchanged_spans_samples():
+    torch.manual_seed(0)
+    net, opt, need, col, x, y = unchanged_run(Need("grad_norm"))
     step(net, opt, col, x, y)
     first = col.flush(0, 0).sample()
     assert need.key not in first.stats  # nothing to compare with yet
@@ -142,12 +147,7 @@ def test_update_ratio_and_weight_unchanged_share_one_snapshot(monkeypatch, fused
 
 
 def test_a_resized_parameter_starts_a_new_snapshot_instead_of_failing():
-    net = Net()
-    opt = torch.optim.SGD(net.parameters(), lr=0.1)
-    need = Need("weight_unchanged", (("rtol", 1e-5), ("atol", 1e-8)))
-    col = TorchCollector([need, Need("update_ratio")])
-    col.attach(net)
-    x, y = torch.randn(8, 4), torch.randint(0, 3, (8,))
+    net, opt, need, col, x, y = unchanged_run(Need("update_ratio"))
     step(net, opt, col, x, y)
     col.flush(0, 0)
     net.unused.weight = nn.Parameter(torch.zeros(3, 2))  # same name, new shape (a resized embedding, say)

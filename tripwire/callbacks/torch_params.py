@@ -200,8 +200,13 @@ class ParamProbe:
                 else:
                     flags = allclose_flags(params, self._snap, rtol, atol)
                 self._unchanged_pieces.append(Piece(flags, "same", per_subject([need.key], names)))
-        self._snap = copy_into(self._snap if comparable else None, params)
-        self._snap_names, self._snap_fresh = names, True
+        self._keep_snapshot(names, params, reuse=comparable)
+        self._snap_fresh = True
+
+    def _keep_snapshot(self, names: list[str], params: list[torch.Tensor], reuse: bool) -> None:
+        """Copy ``params`` into the snapshot (into its buffers when ``reuse``) and note their norms."""
+        self._snap = copy_into(self._snap if reuse else None, params)
+        self._snap_names = names
         self._snap_norms = norms(self._snap) if params else None
 
     def pieces(self) -> list[Piece]:
@@ -252,10 +257,8 @@ class ParamProbe:
         """Take the weights as they are now as the previous sample's (a resumed run has lost them)."""
         if self.unchanged:
             named = self.trainable()
-            params = [p.detach() for _, p in named]
-            self._snap = copy_into(None, params)
-            self._snap_names, self._snap_fresh = [n for n, _ in named], False
-            self._snap_norms = norms(self._snap) if params else None
+            self._keep_snapshot([n for n, _ in named], [p.detach() for _, p in named], reuse=False)
+            self._snap_fresh = False
 
     def init_pieces(self) -> list[Piece]:
         """Initial-weight statistics of Linear/Conv weights (call once, before training)."""

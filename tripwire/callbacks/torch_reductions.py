@@ -245,10 +245,10 @@ def step_ratios(after: Sequence[Tensor], snapshot: Sequence[Tensor], scale: Tens
         ([0.5], [1.0, 1.0, 1.0, 1.0])
     """
     snapshot, after = list(snapshot), list(after)
-    _inplace("sub_", lambda x, y: [a.sub_(b) for a, b in zip(x, y)], snapshot, after)
+    _sub_(snapshot, after)
     moved = norms(snapshot)
     if restore:
-        _inplace("add_", lambda x, y: [a.add_(b) for a, b in zip(x, y)], snapshot, after)
+        _add_(snapshot, after)
     return moved / scale.clamp_min(1e-30)
 
 
@@ -256,24 +256,47 @@ def unchanged_flags(current: Sequence[Tensor], snapshot: Sequence[Tensor], snaps
                     atol: float) -> Tensor:
     """:func:`allclose_flags` of ``current`` against ``snapshot``, which it may overwrite (the caller
     copies ``current`` into it next). ``snapshot_norms`` are the snapshot's L2 norms, known from
-    when it was taken. On CPU the difference is taken in place (no model-sized temporary, whose
-    fresh pages cost more than the arithmetic) and the norm bound settles every tensor that moved;
-    the exact test runs on the rest, with their snapshot restored first. On accelerators the
-    elementwise test runs on the device in groups of at most :data:`ALLCLOSE_GROUP_ELEMENTS`, so
-    its one temporary is a group's size, not the model's."""
+    when it was taken. The difference is taken in place in the snapshot: no model-sized temporary
+    (on CPU its fresh pages cost more than the arithmetic). On CPU the norm bound settles every
+    tensor that moved and the exact test runs on the rest, with their snapshot restored first; on
+    accelerators the elementwise test runs on the device in groups of at most
+    :data:`ALLCLOSE_GROUP_ELEMENTS`, so its one temporary is a group's size, not the model's."""
     current, snapshot = list(current), list(snapshot)
-    _inplace("sub_", lambda x, y: [a.sub_(b) for a, b in zip(x, y)], snapshot, current)
-    if _fused(current):
-        return _excess_flags(current, snapshot, rtol, atol)
-    moved = norms(snapshot)
-    maybe = (moved <= snapshot_norms * rtol + atol * numels(current).sqrt()).tolist()
-    flags = []
-    for a, s, m in zip(current, snapshot, maybe):
-        flags.append(float(torch.allclose(a, s.add_(a), rtol=rtol, atol=atol)) if m else 0.0)
-    return torch.tensor(flags, dtype=torch.float32)
+    _sub_(snapshot, current)  # b - a
+    if not _fused(current):
+        return _settle_by_norms(current, norms(snapshot), snapshot_norms, rtol, atol,
+                                lambda i: snapshot[i].add_(current[i]))
+
+    def operands(group: list[int]) -> tuple[list[Tensor], list[Tensor]]:
+        diff = [snapshot[i] for i in group]
+        reference = _foreach("add", lambda x, y: [p + q for p, q in zip(x, y)], [current[i] for i in group], diff)
+        _inplace("abs_", lambda x: [t.abs_() for t in x], reference)  # |b|, b recomputed as a + (b - a)
+        return diff, reference
+
+    return _close_by_group(current, operands, rtol, atol)
 
 
-#: Elements per group of :func:`unchanged_flags` on accelerators (its temporary is this large).
+def allclose_flags(current: Sequence[Tensor], previous: Sequence[Tensor], rtol: float, atol: float) -> Tensor:
+    """1.0 per pair where ``torch.allclose(current, previous, rtol, atol)`` holds, else 0.0 (NaN: 0.0).
+
+    allclose means ``|a - b| <= atol + rtol * |b|`` everywhere, i.e. the largest excess
+    ``max(|a - b| - atol - rtol * |b|)`` is at most zero.
+    """
+    current, previous = list(current), list(previous)
+    if not _fused(current):
+        # reading a value costs no device sync on CPU: three passes settle the tensors that moved
+        return _settle_by_norms(current, norms(sub(current, previous)), norms(previous), rtol, atol,
+                                lambda i: previous[i])
+
+    def operands(group: list[int]) -> tuple[list[Tensor], list[Tensor]]:
+        b = [previous[i] for i in group]
+        return sub([current[i] for i in group], b), _foreach("abs", lambda x: [t.abs() for t in x], b)
+
+    return _close_by_group(current, operands, rtol, atol)
+
+
+#: Elements per group of the elementwise ``allclose`` test on accelerators (its temporaries are
+#: this large, not model-sized).
 ALLCLOSE_GROUP_ELEMENTS = 1 << 26
 
 
@@ -290,55 +313,41 @@ def _groups(tensors: Sequence[Tensor], limit: int) -> list[list[int]]:
     return groups
 
 
-def _excess_flags(current: list[Tensor], diff: list[Tensor], rtol: float, atol: float) -> Tensor:
-    """allclose flags from ``current`` (a) and ``diff`` = b - a (overwritten): ``|b - a| <= atol +
-    rtol * |b|`` everywhere, with b recomputed as a + (b - a) one group at a time. No host read."""
+def _close_by_group(current: list[Tensor], operands, rtol: float, atol: float) -> Tensor:  # noqa: ANN001
+    """allclose flags on the device, no host read: ``operands(group)`` gives that group's scratch
+    ``(±(a - b), |b|)``, overwritten here with the excess ``|a - b| - atol - rtol * |b|``. Each
+    step is one foreach op in place: ~30x faster than a fresh tensor per operation."""
     largest: list[Tensor] = []
     for group in _groups(current, ALLCLOSE_GROUP_ELEMENTS):
-        a, d = [current[i] for i in group], [diff[i] for i in group]
-        tol = _foreach("add", lambda x, y: [p + q for p, q in zip(x, y)], a, d)  # b again
-        _inplace("abs_", lambda x: [t.abs_() for t in x], tol)
+        diff, tol = operands(group)
         _inplace("mul_", lambda x, r: [t.mul_(r) for t in x], tol, rtol)
         _inplace("add_", lambda x, r: [t.add_(r) for t in x], tol, atol)
-        _inplace("abs_", lambda x: [t.abs_() for t in x], d)
-        _inplace("sub_", lambda x, y: [p.sub_(q) for p, q in zip(x, y)], d, tol)
-        largest += _foreach("max", lambda x: [t.amax() for t in x], d)
-    return (torch.stack(largest).float() <= 0).float()  # a NaN excess is not close
+        _inplace("abs_", lambda x: [t.abs_() for t in x], diff)
+        _sub_(diff, tol)
+        # the foreach max is one fused op; the inf-norm is ~100x slower on CPU
+        largest += _foreach("max", lambda x: [t.amax() for t in x], diff)
+    return (torch.stack(largest).float() <= 0).float()  # a NaN excess makes the max NaN: not close
 
 
-def allclose_flags(current: Sequence[Tensor], previous: Sequence[Tensor], rtol: float, atol: float) -> Tensor:
-    """1.0 per pair where ``torch.allclose(current, previous, rtol, atol)`` holds, else 0.0 (NaN: 0.0).
-
-    allclose means ``|a - b| <= atol + rtol * |b|`` everywhere, i.e. the largest excess
-    ``max(|a - b| - atol - rtol * |b|)`` is at most zero.
-    """
-    if not _fused(current):
-        return _allclose_flags_cpu(current, previous, rtol, atol)
-    # Two temporaries (diff, tol), everything else in place: on a 0.5M-parameter model this is
-    # ~30x faster than building a fresh tensor per operation.
-    diff = sub(current, previous)
-    _inplace("abs_", lambda x: [t.abs_() for t in x], diff)
-    tol = _foreach("abs", lambda x: [t.abs() for t in x], list(previous))
-    _inplace("mul_", lambda x, r: [t.mul_(r) for t in x], tol, rtol)
-    _inplace("add_", lambda x, r: [t.add_(r) for t in x], tol, atol)
-    _inplace("sub_", lambda x, y: [a.sub_(b) for a, b in zip(x, y)], diff, tol)
-    # allclose <=> the largest excess is <= 0 (a NaN excess makes the max NaN: not close). The
-    # foreach max is one fused op; the inf-norm is ~100x slower on CPU.
-    largest = _foreach("max", lambda x: [t.amax() for t in x], diff)
-    return (torch.stack(largest).float() <= 0).float()
-
-
-def _allclose_flags_cpu(current: Sequence[Tensor], previous: Sequence[Tensor], rtol: float, atol: float) -> Tensor:
-    """:func:`allclose_flags` on CPU, where reading a value costs no device sync: a norm bound
-    settles the common case (the tensor moved) in three passes, the exact elementwise test runs
-    only for the rest. allclose implies ``||a - b|| <= atol * sqrt(n) + rtol * ||b||``; a pair
-    beyond that bound is not close."""
-    moved = norms(sub(current, previous))
-    bound = norms(previous) * rtol + atol * numels(current).sqrt()
-    maybe = (moved <= bound).tolist()
-    flags = [float(torch.allclose(a, b, rtol=rtol, atol=atol)) if m else 0.0
-             for a, b, m in zip(current, previous, maybe)]
+def _settle_by_norms(current: list[Tensor], moved: Tensor, reference_norms: Tensor, rtol: float, atol: float,
+                     reference) -> Tensor:  # noqa: ANN001
+    """allclose flags on CPU from ``moved = ||a - b||``: allclose implies ``||a - b|| <= atol *
+    sqrt(n) + rtol * ||b||``, so a pair beyond that bound is not close; the exact elementwise test
+    runs only for the rest, against ``reference(i)`` (the tensor b)."""
+    maybe = (moved <= reference_norms * rtol + atol * numels(current).sqrt()).tolist()
+    flags = [float(torch.allclose(a, reference(i), rtol=rtol, atol=atol)) if m else 0.0
+             for i, (a, m) in enumerate(zip(current, maybe))]
     return torch.tensor(flags, dtype=torch.float32)
+
+
+def _sub_(targets: list[Tensor], others: list[Tensor]) -> None:
+    """``targets[i] -= others[i]`` in place."""
+    _inplace("sub_", lambda x, y: [a.sub_(b) for a, b in zip(x, y)], targets, others)
+
+
+def _add_(targets: list[Tensor], others: list[Tensor]) -> None:
+    """``targets[i] += others[i]`` in place."""
+    _inplace("add_", lambda x, y: [a.add_(b) for a, b in zip(x, y)], targets, others)
 
 
 def _inplace(name: str, fallback, *args) -> None:  # noqa: ANN001 - thin dispatch helper

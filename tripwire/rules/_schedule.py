@@ -1,5 +1,6 @@
 """Whether the learning-rate schedule explains small or absent updates, for the rules that read
 them as a fault: a schedule warming up from ~0 or annealing to 0 makes them on purpose.
+:func:`at_rest` adds the other good reason, a converged model.
 
 Example:
     >>> from tripwire.stats import Sample
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tripwire.rules._loss_history import finite_scalar
+from tripwire.rules._loss_history import converged, finite_scalar
 from tripwire.stats import Sample
 
 
@@ -33,3 +34,10 @@ def schedule_explains(state: dict[str, Any], sample: Sample, below: float) -> bo
     peak = max(state.get("peak_lr") or 0.0, lr)
     state["peak_lr"], state["last_lr"] = peak, lr
     return (last is not None and lr > last) or lr < below * peak
+
+
+def at_rest(state: dict[str, Any], sample: Sample, converged_below: float, lr_decayed_below: float) -> bool:
+    """Whether small or absent updates are expected now: the model has converged (training loss
+    below ``converged_below`` of its first value) or :func:`schedule_explains` them. Both checks
+    always run: each records this sample in ``state``."""
+    return converged(state, sample, converged_below) | schedule_explains(state, sample, lr_decayed_below)

@@ -9,8 +9,7 @@ from pydantic import Field
 from tripwire.registry import register
 from tripwire.rule import Need, Rule, Verdict
 from tripwire.rules._layers import LayerParams, advance, finite_items, skipped, steps
-from tripwire.rules._loss_history import converged
-from tripwire.rules._schedule import schedule_explains
+from tripwire.rules._schedule import at_rest
 from tripwire.stats import Sample
 
 
@@ -84,13 +83,11 @@ class SmallUpdates(Rule):
     def check(self, sample: Sample) -> list[Verdict]:
         p = self.params
         out = []
-        # `|`, not `or`: both record this sample's loss / learning rate in the state
-        at_rest = (converged(self.state, sample, p.converged_below)
-                   | schedule_explains(self.state, sample, p.lr_decayed_below))
+        resting = at_rest(self.state, sample, p.converged_below, p.lr_decayed_below)
         for name, ratio in finite_items(sample.series("update_ratio")):
             if skipped(name, p.ignore, p.include_biases):
                 continue
-            small = ratio < p.threshold and not at_rest
+            small = ratio < p.threshold and not resting
             length, since = advance(self.state["runs"], name, small, sample.step)
             if length < p.patience:
                 out.append(self.clear(name))

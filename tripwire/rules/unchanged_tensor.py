@@ -9,8 +9,7 @@ from pydantic import Field
 from tripwire.registry import register
 from tripwire.rule import Need, Rule, Verdict
 from tripwire.rules._layers import LayerParams, advance, finite_items, skipped, steps
-from tripwire.rules._loss_history import converged
-from tripwire.rules._schedule import schedule_explains
+from tripwire.rules._schedule import at_rest
 from tripwire.stats import Sample
 
 
@@ -88,13 +87,11 @@ class UnchangedTensor(Rule):
     def check(self, sample: Sample) -> list[Verdict]:
         p = self.params
         out = []
-        # `|`, not `or`: both record this sample's loss / learning rate in the state
-        at_rest = (converged(self.state, sample, p.converged_below)
-                   | schedule_explains(self.state, sample, p.lr_decayed_below))
+        resting = at_rest(self.state, sample, p.converged_below, p.lr_decayed_below)
         for name, unchanged in finite_items(sample.series(self.needs()[0])):
             if skipped(name, p.ignore, p.include_biases):
                 continue
-            length, since = advance(self.state["runs"], name, unchanged >= 0.5 and not at_rest, sample.step)
+            length, since = advance(self.state["runs"], name, unchanged >= 0.5 and not resting, sample.step)
             if length < p.num_steps:
                 out.append(self.clear(name))
                 continue
