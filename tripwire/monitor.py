@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterable
 from tripwire.config import Config
 from tripwire.engine import Engine
 from tripwire.errors import ConfigError
+from tripwire.failopen import FailOpen
 from tripwire.finding import Finding
 from tripwire.stats import Need, Sample
 
@@ -68,6 +69,8 @@ class Monitor:
         self.config = cfg.with_overrides(**overrides)
         self.framework = framework
         self.engine = Engine(self.config, stop_on=stop_on, framework=framework)
+        #: the adapters' instrumentation runs under this guard (see :mod:`tripwire.failopen`)
+        self.guard = FailOpen(strict=self.engine.strict)
         self.is_main = is_main
         self.run_name = _check_run_name(run_name)
         self.findings: list[Finding] = []
@@ -161,7 +164,7 @@ class Monitor:
         from tripwire.report.summary import format_summary
 
         return format_summary(self.findings, self.record_path, sampled_steps=len(self.sampled_steps),
-                              stopped_by=self.stopped_by)
+                              stopped_by=self.stopped_by, switched_off=self.guard.disabled)
 
     def close(self, timeout_s: float = 5.0, *, print_summary: bool = True) -> None:
         """Flush alerts (bounded wait) and the run record; print the summary (main process)."""

@@ -34,7 +34,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # a layer name must not move the
 
 def format_summary(findings: Iterable[Finding], record_path: str | os.PathLike | None = None,
                    report_path: str | os.PathLike | None = None, *, sampled_steps: int | None = None,
-                   stopped_by: Finding | None = None) -> str:
+                   stopped_by: Finding | None = None, switched_off: dict[str, str] | None = None) -> str:
     """Text to print at the end of training.
 
     Args:
@@ -43,13 +43,16 @@ def format_summary(findings: Iterable[Finding], record_path: str | os.PathLike |
         report_path: the HTML report, when one was written.
         sampled_steps: how many steps were sampled (named in the no-findings line).
         stopped_by: the finding that stopped training, if one did.
+        switched_off: instrumentation parts that failed and were switched off (``{part: reason}``).
     """
     findings = list(findings)
     where = _where(record_path, report_path)
+    off = [f"  switched off after an internal error: {_clean(part)} ({_clean(why)})"
+           for part, why in (switched_off or {}).items()]
     if not findings:
         in_steps = f" in {sampled_steps} sampled step{'' if sampled_steps == 1 else 's'}" if sampled_steps else ""
         line = f"tripwire: no findings{in_steps}"
-        return line + (f" (record: {_clean(str(record_path))})" if record_path else "")
+        return "\n".join([line + (f" (record: {_clean(str(record_path))})" if record_path else ""), *off])
 
     counts = {s: sum(f.severity == s for f in findings) for s in reversed(SEVERITIES)}
     by_severity = ", ".join(f"{n} {s}{'' if n == 1 else 's'}" for s, n in counts.items() if n)
@@ -63,7 +66,7 @@ def format_summary(findings: Iterable[Finding], record_path: str | os.PathLike |
     lines = [head, "  " + _row(header, widths)]
     lines += ["  " + _row(r, widths) for r in rows]
     lines += ["  " + w for w in where]
-    return "\n".join(lines)
+    return "\n".join(lines + off)
 
 
 def _rows(findings: list[Finding]) -> list[tuple[str, str, str, str]]:
