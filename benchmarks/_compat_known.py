@@ -1,0 +1,23 @@
+"""Failures the compatibility matrix found in tripwire, pending a fix: ``{"<framework>:<case>": why}``.
+
+The framework is the first word of the suite (``keras``, ``torch``, ``xgboost``), so an entry
+covers every Keras backend. A listed case that fails is reported ``known``; one that passes is
+reported ``fixed``, so that its entry can go (see ``_compat_core.apply_known``).
+
+Example:
+    >>> all(key.split(":")[0] in ("keras", "torch", "xgboost") for key in KNOWN)
+    True
+"""
+
+_RECURRENT = ("crash: the activation probe assigns `layer.activation`, a read-only property of the "
+              "recurrent layers (AttributeError: property 'activation' ... has no setter)")
+_NESTED = ("missing: the activation probes walk `model.layers` only, so the activations of layers "
+           "inside a wrapper or RNN cell are neither probed nor named in a warning")
+_LAZY = ("crash: the initial-weight statistics read `weight.numel()` of an uninitialized lazy parameter "
+         "(tripwire/callbacks/torch_params.py, INIT_MODULES) at train start")
+
+KNOWN: dict[str, str] = {
+    **{f"keras:{name}": _RECURRENT for name in ("LSTM", "GRU", "SimpleRNN", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D")},
+    **{f"keras:{name}": _NESTED for name in ("Bidirectional",)},
+    **{f"torch:{name}": _LAZY for name in ("LazyLinear", "LazyConv1d", "LazyConv2d", "LazyConv3d")},
+}

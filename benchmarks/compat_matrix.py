@@ -1,0 +1,190 @@
+"""The compatibility matrix: tripwire never crashes and never changes training, on every layer
+and module type of Keras and torch, model families of keras.applications / transformers / timm,
+and every XGBoost objective x booster.
+
+Each case trains a tiny model for 3 steps (4 boosting rounds) three times from identical
+weights and seeds: without tripwire, with every rule at ``interval: 1``, and with the default
+rule set at ``interval: 1``. It reports (a) exceptions that reached the training loop, (b)
+trainings whose losses or final weights moved (tolerance in ``_compat_core.RTOL/ATOL``), (c)
+findings of the default rules on these healthy models, (d) statistics that apply but were not
+collected. How cases are built: ``_compat_keras.py``, ``_compat_torch.py``, ``_compat_hub.py``,
+``_compat_xgb.py``; verdicts: ``_compat_core.py``.
+
+Every suite runs in its own process (a Keras backend is fixed per process; memory is released
+between suites)::
+
+    python benchmarks/compat_matrix.py                          # everything (about an hour on 2 busy cores)
+    python benchmarks/compat_matrix.py --suite torch xgboost    # some suites
+    python benchmarks/compat_matrix.py --quick                  # a few cases per suite (minutes)
+    python benchmarks/compat_matrix.py --update-doc             # counts into docs/reliability.md
+
+Output: a Markdown table of every case, a summary per group, ``--json PATH`` (default
+``compat_matrix.json``) with every case. ``--update-doc`` stores the counts in
+``tests/faults/figures.json`` (key ``compat``) and re-renders ``docs/reliability.md``.
+The exit status is 1 when a case crashed, changed training or missed statistics (known
+failures pending a fix excepted).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path[:0] = [str(HERE), str(ROOT)]
+
+from _compat_core import FAILING, Outcome, apply_known, counts, table
+from _compat_known import KNOWN
+
+SUITES = ("keras-tensorflow", "keras-jax", "keras-torch", "torch", "hub", "xgboost")
+#: The layers and applications run on the JAX and torch backends of Keras (all run on TensorFlow).
+KERAS_SUBSET = ("Dense", "Conv1D", "Conv2D", "DepthwiseConv2D", "SimpleRNN", "LSTM", "GRU", "ConvLSTM1D",
+                "Bidirectional", "TimeDistributed", "BatchNormalization", "LayerNormalization", "MultiHeadAttention",
+                "Embedding", "PReLU", "MobileNetV3Small")
+QUICK = {
+    "keras": ("Dense", "LSTM", "BatchNormalization", "MobileNetV3Small"),
+    "torch": ("Linear", "LSTM", "BatchNorm2d", "LazyLinear", "MultiheadAttention"),
+    "hub": ("transformers BertForSequenceClassification", "timm resnet10t"),
+    "xgboost": ("binary:logistic gbtree", "multi:softprob dart", "reg:squarederror gblinear",
+                "XGBRanker rank:ndcg"),
+}
+
+
+def suite_cases(suite: str, quick: bool) -> tuple[list, object]:
+    """The cases of one suite and the function that runs one of them."""
+    if suite.startswith("keras-"):
+        import _compat_keras as ck
+
+        cases = ck.layer_cases() + ck.application_cases()
+        chosen = QUICK["keras"] if quick else (None if suite == "keras-tensorflow" else KERAS_SUBSET)
+        return [c for c in cases if chosen is None or c.name in chosen], lambda c: ck.run_case(c, suite)
+    if suite in ("torch", "hub"):
+        import _compat_torch as ct
+
+        ct.quiet()
+        if suite == "torch":
+            cases = ct.module_cases()
+        else:
+            import _compat_hub
+
+            cases = _compat_hub.hub_cases()
+        return [c for c in cases if not quick or c.name in QUICK[suite]], ct.run_case
+    import _compat_xgb as cx
+
+    cases = cx.train_cases() + cx.sklearn_cases()
+    return [c for c in cases if not quick or c.name in QUICK["xgboost"]], cx.run_case
+
+
+def child(suite: str, quick: bool) -> None:
+    """Run one suite in this process; one ``RESULT <json>`` line per case on stdout."""
+    cases, run = suite_cases(suite, quick)
+    for case in cases:
+        print("RESULT " + run(case).to_json(), flush=True)
+
+
+def run_suite(suite: str, quick: bool) -> list[Outcome]:
+    """Run one suite in a fresh process; its outcomes (a dead process becomes one crash line)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "TF_CPP_MIN_LOG_LEVEL": "3",
+           "PYTHONWARNINGS": "ignore"}
+    if suite.startswith("keras-"):
+        env["KERAS_BACKEND"] = suite.split("-", 1)[1]
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", suite] + (["--quick"] if quick else [])
+    out: list[Outcome] = []
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT) as proc:
+        for line in proc.stdout:
+            if line.startswith("RESULT "):
+                outcome = apply_known(Outcome(**json.loads(line[7:])), KNOWN)
+                out.append(outcome)
+                print(f"  {suite:16} {outcome.status:8} {outcome.name} ({outcome.seconds:g} s)", file=sys.stderr,
+                      flush=True)
+        err = proc.stderr.read()
+    if proc.returncode != 0:
+        out.append(Outcome(suite, "suite", "(process)", "crash", f"exit {proc.returncode}: {err[-600:]}"))
+    return out
+
+
+def summary(outcomes: list[Outcome]) -> dict[str, dict[str, int]]:
+    """``{"<framework> <group>": {status: count, "cases": n}}``."""
+    groups: dict[str, list[Outcome]] = {}
+    for o in outcomes:
+        groups.setdefault(f"{o.framework} {o.group}", []).append(o)
+    return {key: {"cases": len(items), **counts(items)} for key, items in groups.items()}
+
+
+def headline(outcomes: list[Outcome]) -> str:
+    """One sentence with the counts that matter."""
+    c = counts(outcomes)
+    tested = len(outcomes) - c["n/a"] - c["skipped"]
+    findings = sum(1 for o in outcomes if o.findings)
+    return (f"{len(outcomes)} cases ({tested} trained, {c['n/a']} not applicable, {c['skipped']} skipped): "
+            f"{c['crash']} crashes, {c['changed']} changed trainings, {c['missing']} with statistics missing, "
+            f"{c['known']} known failures pending a fix, {c['fixed']} fixed since listed, "
+            f"{findings} with findings of the default rules")
+
+
+def store_in_figures(outcomes: list[Outcome], seconds: float, suites: list[str]) -> None:
+    """The counts, findings and failures into figures.json (key ``compat``); the doc re-rendered."""
+    sys.path.insert(0, str(ROOT / "tests" / "faults"))
+    import figures
+
+    store = figures.load_store()
+    store["compat"] = {
+        "measured": time.strftime("%Y-%m-%d %H:%M"), "machine": figures.machine(), "seconds": round(seconds),
+        "suites": suites, "groups": summary(outcomes), "headline": headline(outcomes),
+        "findings": sorted(f"{o.framework} {o.name}: {'; '.join(o.findings)}" for o in outcomes if o.findings),
+        "failures": sorted(f"{o.framework} {o.name} ({o.status}{': ' + o.known if o.known else ''}): {o.detail}"
+                           for o in outcomes if o.status in (*FAILING, "known", "fixed")),
+    }
+    figures.STORE.write_text(json.dumps(store, indent=1, sort_keys=True) + "\n")
+    figures.DOC.write_text(figures.render_doc(store))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--suite", nargs="+", choices=SUITES, default=list(SUITES))
+    ap.add_argument("--quick", action="store_true", help="a few cases per suite")
+    ap.add_argument("--json", default="compat_matrix.json", help="where to write every case (JSON)")
+    ap.add_argument("--update-doc", action="store_true", help="store the counts in figures.json, re-render the doc")
+    ap.add_argument("--from-json", metavar="PATH", help="judge the cases of an earlier --json output again "
+                    "(after editing the known failures) instead of running them")
+    ap.add_argument("--child", choices=SUITES, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        child(args.child, args.quick)
+        return 0
+    start = time.perf_counter()
+    outcomes: list[Outcome] = []
+    if args.from_json:
+        saved = json.loads(Path(args.from_json).read_text())
+        outcomes = [apply_known(Outcome(**item), KNOWN) for item in saved["cases"]]
+        args.suite, seconds = saved["suites"], saved["seconds"]
+    for suite in [] if args.from_json else args.suite:
+        print(f"suite {suite} ...", file=sys.stderr, flush=True)
+        outcomes += run_suite(suite, args.quick)
+    seconds = seconds if args.from_json else time.perf_counter() - start
+    print(table(outcomes))
+    print()
+    print("| group | cases | ok | findings | crash | changed | missing | known | fixed | n/a | skipped |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for key, c in summary(outcomes).items():
+        print(f"| {key} | {c['cases']} | " + " | ".join(str(c[s]) for s in
+              ("ok", "findings", "crash", "changed", "missing", "known", "fixed", "n/a", "skipped")) + " |")
+    print()
+    print(headline(outcomes) + f"; {seconds / 60:.1f} min")
+    if not args.from_json:
+        Path(args.json).write_text(json.dumps({"suites": args.suite, "seconds": round(seconds),
+                                               "cases": [o.__dict__ for o in outcomes]}, indent=1) + "\n")
+    if args.update_doc:
+        store_in_figures(outcomes, seconds, args.suite)
+    return 1 if any(o.status in FAILING for o in outcomes) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
