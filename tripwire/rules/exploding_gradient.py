@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from tripwire.registry import register
-from tripwire.rule import Need, Rule, RuleParams, Verdict
+from tripwire.rule import Limit, Need, Rule, RuleParams, Verdict
 from tripwire.rules._loss_history import converged
 from tripwire.stats import Sample
 
@@ -56,6 +56,7 @@ class ExplodingGradient(Rule):
     kind = "exploding_gradient"
     summary = "global grad norm > max_norm, or > factor x its running median"
     frameworks: ClassVar[tuple[str, ...]] = ("torch", "keras")
+    limits: ClassVar[tuple[Limit, ...]] = (Limit("max_norm", "upper", "log"), Limit("factor", "upper", "log"))
 
     class Params(RuleParams):
         """Parameters of `exploding_gradient`."""

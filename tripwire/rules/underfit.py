@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from tripwire.registry import register
-from tripwire.rule import Need, Rule, RuleParams, Verdict
+from tripwire.rule import Limit, Need, Rule, RuleParams, Verdict
 from tripwire.rules._loss_history import add_to_window, finite_scalar, new_window, relative_drop
 from tripwire.stats import Sample
 
@@ -47,6 +47,7 @@ class Underfit(Rule):
     kind = "underfit"
     summary = "after min_steps the training loss plateaued above ratio x its initial value"
     frameworks: ClassVar[tuple[str, ...]] = ("torch", "keras", "xgboost")
+    limits: ClassVar[tuple[Limit, ...]] = (Limit("ratio", "upper", "log"), Limit("min_delta", "lower", "log"))
 
     class Params(RuleParams):
         """Parameters of `underfit`."""
