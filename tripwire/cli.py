@@ -1,5 +1,6 @@
 """The ``tripwire`` command: ``rules`` (the catalogue), ``check CONFIG`` (validate a YAML file),
-``report RUN`` (the HTML report of a run) and ``demo`` (a short training with planted faults).
+``report RUN`` (the HTML report of a run), ``calibrate RUN...`` (per-rule margins on healthy runs)
+and ``demo`` (a short training with planted faults).
 
 Each subcommand is one function ``_cmd_<name>(args) -> exit code`` plus its arguments in
 :func:`build_parser`. Errors a user can fix print one located message on stderr and exit 1;
@@ -158,6 +159,21 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from tripwire.calibrate import calibrate, format_table
+    from tripwire.record import RecordError
+
+    try:
+        rows = calibrate(args.runs, kinds=args.rule)
+    except (FileNotFoundError, RecordError) as exc:
+        return _fail(f"tripwire calibrate: {exc}")
+    print(f"tripwire calibrate: {len(args.runs)} run{'' if len(args.runs) == 1 else 's'}. closest: the strictest "
+          f"value at which every run stays silent; proposed: closest with a safety margin ({args.safety:g}x on log "
+          "scales). no data: the record lacks the rule's statistics (record with `shadow: true`)")
+    print(format_table(rows, args.safety))
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from tripwire.demo import run_demo
 
@@ -192,6 +208,14 @@ def build_parser() -> argparse.ArgumentParser:
                                               "log directory (its latest run)")
     p.add_argument("--out", metavar="FILE", help="where to write the page (default: RUN/report.html)")
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("calibrate", help="replay the rules over healthy runs: how close each came to firing, "
+                                         "and proposed thresholds")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories or record.sqlite files of healthy runs "
+                                                          "(recorded with `shadow: true` for every rule)")
+    p.add_argument("--rule", action="append", default=[], metavar="RULE", help="only this rule (repeatable)")
+    p.add_argument("--safety", type=float, default=3.0, help="safety factor of the proposals (default: %(default)s)")
+    p.set_defaults(func=_cmd_calibrate)
 
     p = sub.add_parser("demo", help="train briefly with planted faults and show what tripwire finds")
     p.add_argument("--framework", choices=["lightning", "xgboost"], help="default: the first one installed")

@@ -103,6 +103,9 @@ class Config(BaseModel):
     interval: int = Field(10, ge=1)
     log_dir: str | None = "tripwire_runs"
     strict: bool = False
+    #: every built-in rule runs, log-only (findings logged and recorded; no stop, raise, checkpoint
+    #: or alert channel): a run that feeds ``tripwire calibrate``, or a trial of new rules
+    shadow: bool = False
     log_stats: bool = True
     rules: dict[str, RuleSpec] | None = None
     actions: ChannelsConfig = ChannelsConfig()

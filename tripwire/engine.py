@@ -20,10 +20,10 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from tripwire.config import Config
+from tripwire.config import Config, RuleSpec
 from tripwire.errors import ConfigError, RuleError
 from tripwire.finding import Finding
-from tripwire.registry import rule_class, suggest
+from tripwire.registry import builtin_rules, rule_class, suggest
 from tripwire.rule import Rule, Verdict
 from tripwire.stats import CALLBACKS, CATALOGUE, USER_PREFIX, Need, Sample, collects, is_known
 
@@ -70,17 +70,23 @@ class Engine:
         if unknown:
             raise ConfigError(f"stop_on names rules that are not enabled: {', '.join(unknown)}; "
                               f"enabled: {', '.join(specs)}", path="stop_on")
+        configured = set(specs) if config.rules is not None else set()
+        if config.shadow:  # every other built-in rule too, under its own name
+            kinds = {spec.type for spec in specs.values()}
+            specs = {**specs, **{k: RuleSpec(type=k) for k in builtin_rules() if k not in kinds and k not in specs}}
         for name, spec in specs.items():
             cls = rule_class(spec.type)
             rule = cls(name, cls.Params.model_validate(spec.params))
             why = self._cannot_run(rule, spec.type, self._declared(rule, spec.type), framework)
             if why:
-                if config.rules is not None:  # the default set leaves other frameworks' rules out quietly
+                if name in configured:  # the default set leaves other frameworks' rules out quietly
                     self.not_run[name] = why
                 continue
             actions = list(spec.actions if spec.actions is not None else cls.default_actions)
             if name in stop_on and "stop" not in actions:
                 actions.append("stop")
+            if config.shadow:
+                actions = ["alert"]  # the monitor sends shadow alerts to the log channel only
             self.rules[name] = rule
             self.actions[name] = tuple(actions)
             self.severities[name] = spec.severity or cls.severity

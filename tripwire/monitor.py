@@ -23,7 +23,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from tripwire.config import Config
+from tripwire.config import ChannelsConfig, Config
 from tripwire.engine import Engine
 from tripwire.errors import ConfigError
 from tripwire.failopen import FailOpen
@@ -107,7 +107,8 @@ class Monitor:
             log.warning("tripwire: %s", why)
         from tripwire.actions import AlertDispatcher
 
-        self._alerts = AlertDispatcher(self.config.actions)
+        # shadow: log-only, whatever channels the config names
+        self._alerts = AlertDispatcher(ChannelsConfig() if self.config.shadow else self.config.actions)
         if self.config.log_dir:
             from tripwire.record import RunRecord
 

@@ -42,7 +42,7 @@ from pydantic import BaseModel, ConfigDict
 
 from tripwire.stats import Need, Sample
 
-__all__ = ["Need", "Rule", "RuleParams", "Verdict"]
+__all__ = ["Limit", "Need", "Rule", "RuleParams", "Verdict"]
 
 
 class RuleParams(BaseModel):
@@ -65,6 +65,36 @@ class Verdict:
     severity: str | None = None
 
 
+@dataclass(frozen=True)
+class Limit:
+    """A parameter of a rule that is a threshold, for ``tripwire calibrate``.
+
+    ``side="upper"``: the rule fires when its statistic goes above the parameter (a larger value
+    is more lenient); ``side="lower"``: it fires when the statistic goes below it (a smaller
+    value is more lenient). ``scale`` is how the value is searched and how margins are told:
+    ``"log"`` (margins as factors), ``"linear"`` (differences) or ``"int"``. ``off`` is the
+    most lenient value, one at which this test never fires, so the rule's other limits can be
+    calibrated alone (default: ``inf`` for an upper limit, ``0`` for a lower one).
+
+    Example:
+        >>> Limit("threshold", "lower", "log").off
+        0.0
+        >>> Limit("threshold_layer", "upper", "linear").off
+        inf
+    """
+
+    param: str
+    side: str
+    scale: str = "log"
+    off: float | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        if self.side not in ("upper", "lower") or self.scale not in ("log", "linear", "int"):
+            raise ValueError(f"Limit({self.param!r}): side must be upper/lower and scale log/linear/int")
+        if self.off is None:
+            object.__setattr__(self, "off", float("inf") if self.side == "upper" else 0.0)
+
+
 class Rule:
     """Base class of every rule. Subclasses set ``kind``, ``summary``, ``Params``, and implement
     :meth:`needs` and :meth:`check`.
@@ -77,6 +107,7 @@ class Rule:
         default_actions: actions when the config gives none.
         in_default_set: whether ``config=None`` enables it.
         frameworks: where it can get its statistics (``torch``, ``keras``, ``xgboost``).
+        limits: the parameters that are thresholds (see :class:`Limit`), for ``tripwire calibrate``.
     """
 
     kind: ClassVar[str] = ""
@@ -86,6 +117,7 @@ class Rule:
     default_actions: ClassVar[tuple[str, ...]] = ("alert",)
     in_default_set: ClassVar[bool] = True
     frameworks: ClassVar[tuple[str, ...]] = ("torch", "keras")
+    limits: ClassVar[tuple[Limit, ...]] = ()
 
     def __init__(self, name: str, params: RuleParams | None = None) -> None:
         self.name = name

@@ -93,3 +93,30 @@ def test_spikes_of_a_converged_model_are_not_explosions_but_max_norm_still_is():
     fired = [v.fired for i, g in enumerate(learning)
              for v in rule.check(Sample(10 * (i + 1), stats={"grad_global_norm": {None: g}, "loss": {None: 2.0}}))]
     assert fired[-1] and not any(fired[:-1])
+
+
+def run_with_loss(rule, norms, losses):
+    out = []
+    for i, (g, loss) in enumerate(zip(norms, losses)):
+        sample = Sample(10 * (i + 1), stats={"grad_global_norm": {None: float(g)}, "loss": {None: float(loss)}})
+        out += [10 * (i + 1) for v in rule.check(sample) if v.fired]
+    return out
+
+
+def test_a_jump_while_the_loss_falls_is_learning_and_joins_the_history():
+    # a model leaving its initial plateau: the norm grows 14x as the loss starts to fall
+    norms = [0.1] * 8 + [1.4, 1.6, 1.5, 1.3, 1.2]
+    losses = [2.30] * 8 + [2.2, 2.0, 1.7, 1.4, 1.2]
+    rule = ExplodingGradient("e")
+    assert run_with_loss(rule, norms, losses) == []
+    assert 1.4 in rule.state["history"]
+
+
+def test_the_same_jump_with_a_flat_or_rising_loss_fires():
+    norms = [0.1] * 8 + [1.4, 1.6]
+    assert run_with_loss(ExplodingGradient("e"), norms, [2.30] * 8 + [2.30, 2.4]) == [90, 100]
+    assert run_with_loss(ExplodingGradient("e"), norms, [2.30] * 8 + [2.5, 3.1]) == [90, 100]
+
+
+def test_max_norm_fires_even_while_the_loss_falls():
+    assert run_with_loss(ExplodingGradient("e"), [1.0] * 6 + [2e4], [2.0] * 6 + [1.0]) == [70]

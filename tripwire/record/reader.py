@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ import numpy as np
 
 from tripwire.finding import Finding
 from tripwire.record.schema import FILENAME, check_version
+from tripwire.stats import Sample
 
 
 class Run:
@@ -106,6 +108,34 @@ class Run:
             last = np.append(steps[1:] != steps[:-1], True)
             steps, values = steps[last], values[last]
         return steps, values
+
+    def samples(self) -> Iterator[Sample]:
+        """The recorded samples in the order they were written, each with every series it held.
+
+        Rows written together for one step form one sample (a validation sample written right
+        after the flush of the same step joins it). This is what ``tripwire calibrate`` replays.
+
+        Example:
+            >>> import tempfile
+            >>> from tripwire.record import RunRecord
+            >>> rec = RunRecord.create(tempfile.mkdtemp(), None, run_name="a")
+            >>> rec.add_sample(Sample(step=0, epoch=0, stats={"loss": {None: 2.0}, "grad_norm": {"fc.weight": 0.5}}))
+            >>> rec.add_sample(Sample(step=10, epoch=0, stats={"loss": {None: float("nan")}}))
+            >>> rec.close()
+            >>> [(s.step, s.stats) for s in Run(rec.path).samples()]
+            [(0, {'loss': {None: 2.0}, 'grad_norm': {'fc.weight': 0.5}}), (10, {'loss': {None: nan}})]
+        """
+        current: Sample | None = None
+        rows = self._conn.execute("SELECT step, epoch, name, subject, CASE WHEN is_nan THEN NULL ELSE value END "
+                                  "FROM series ORDER BY rowid")
+        for step, epoch, name, subject, value in rows:
+            if current is None or step != current.step:
+                if current is not None:
+                    yield current
+                current = Sample(step=step, epoch=epoch)
+            current.stats.setdefault(name, {})[subject] = float("nan") if value is None else value
+        if current is not None:
+            yield current
 
     @property
     def findings(self) -> list[Finding]:

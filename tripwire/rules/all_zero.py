@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from tripwire.registry import register
-from tripwire.rule import Need, Rule, Verdict
+from tripwire.rule import Limit, Need, Rule, Verdict
 from tripwire.rules._layers import TARGET_PREFIX, LayerParams, Target, advance, finite_items, skipped, steps
 from tripwire.stats import Sample
 
@@ -52,6 +52,7 @@ class AllZero(Rule):
     summary = "share of exact zeros in weights/gradients/activations >= threshold"
     in_default_set: ClassVar[bool] = False
     frameworks: ClassVar[tuple[str, ...]] = ("torch", "keras")
+    limits: ClassVar[tuple[Limit, ...]] = (Limit("threshold", "upper", "linear"),)
 
     class Params(LayerParams):
         """Parameters of `all_zero`."""

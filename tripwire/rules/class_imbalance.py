@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from tripwire.registry import register
-from tripwire.rule import Need, Rule, RuleParams, Verdict
+from tripwire.rule import Limit, Need, Rule, RuleParams, Verdict
 from tripwire.stats import Sample
 
 
@@ -41,6 +41,7 @@ class ClassImbalance(Rule):
     kind = "class_imbalance"
     summary = "largest / smallest training class count > threshold after `samples` labels"
     frameworks: ClassVar[tuple[str, ...]] = ("torch", "keras", "xgboost")
+    limits: ClassVar[tuple[Limit, ...]] = (Limit("threshold", "upper", "log"),)
 
     class Params(RuleParams):
         """Parameters of `class_imbalance`."""

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from tripwire.registry import register
-from tripwire.rule import Need, Rule, RuleParams, Verdict
+from tripwire.rule import Limit, Need, Rule, RuleParams, Verdict
 from tripwire.stats import Sample
 
 
@@ -49,6 +49,10 @@ class ClassifierConfusion(Rule):
     kind = "classifier_confusion"
     summary = "a class predicted as one other class > max_off_diag of the time, or its recall < min_diag"
     frameworks: ClassVar[tuple[str, ...]] = ("torch", "keras")
+    limits: ClassVar[tuple[Limit, ...]] = (
+        Limit("max_off_diag", "upper", "linear"),
+        Limit("min_diag", "lower", "linear"),
+    )
 
     class Params(RuleParams):
         """Parameters of `classifier_confusion`."""

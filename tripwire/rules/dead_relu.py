@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from tripwire.registry import register
-from tripwire.rule import Need, Rule, Verdict
+from tripwire.rule import Limit, Need, Rule, Verdict
 from tripwire.rules._layers import LayerParams, advance, finite_items, skipped, steps
 from tripwire.stats import Sample
 
@@ -47,6 +47,7 @@ class DeadRelu(Rule):
     kind = "dead_relu"
     summary = "more than threshold_layer of a ReLU layer's units are active in < threshold_inactivity of samples"
     frameworks: ClassVar[tuple[str, ...]] = ("torch", "keras")
+    limits: ClassVar[tuple[Limit, ...]] = (Limit("threshold_layer", "upper", "linear"),)
 
     class Params(LayerParams):
         """Parameters of `dead_relu`."""

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from tripwire.registry import register
-from tripwire.rule import Need, Rule, RuleParams, Verdict
+from tripwire.rule import Limit, Need, Rule, RuleParams, Verdict
 from tripwire.rules._loss_history import add_to_window, finite_scalar, new_window, relative_drop
 from tripwire.stats import Sample
 
@@ -44,6 +44,7 @@ class LossNotDecreasing(Rule):
     kind = "loss_not_decreasing"
     summary = "the mean training loss did not fall by min_delta for patience windows of steps"
     frameworks: ClassVar[tuple[str, ...]] = ("torch", "keras", "xgboost")
+    limits: ClassVar[tuple[Limit, ...]] = (Limit("min_delta", "lower", "log"),)
     # Opt-in: a healthy run that has converged also stops improving; `underfit` (in the default
     # set) covers the loss that never fell in the first place.
     in_default_set: ClassVar[bool] = False

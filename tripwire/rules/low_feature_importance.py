@@ -8,7 +8,7 @@ from typing import ClassVar
 from pydantic import Field
 
 from tripwire.registry import register
-from tripwire.rule import Need, Rule, RuleParams, Verdict
+from tripwire.rule import Limit, Need, Rule, RuleParams, Verdict
 from tripwire.stats import Sample
 
 
@@ -51,6 +51,11 @@ class LowFeatureImportance(Rule):
     kind = "low_feature_importance"
     summary = "most features have ~0 importance, or the top n features hold > max_share of it"
     frameworks: ClassVar[tuple[str, ...]] = ("xgboost",)
+    limits: ClassVar[tuple[Limit, ...]] = (
+        Limit("max_share", "upper", "linear"),
+        Limit("threshold", "lower", "log"),
+        Limit("max_useless_share", "upper", "linear"),
+    )
 
     class Params(RuleParams):
         """Parameters of `low_feature_importance`."""

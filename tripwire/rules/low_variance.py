@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 from pydantic import Field, model_validator
 
 from tripwire.registry import register
-from tripwire.rule import Need, Rule, Verdict
+from tripwire.rule import Limit, Need, Rule, Verdict
 from tripwire.rules._layers import TARGET_PREFIX, LayerParams, Target, advance, finite_items, skipped, steps
 from tripwire.stats import Sample
 
@@ -45,6 +45,7 @@ class LowVariance(Rule):
     summary = "variance of weights/gradients/activations < min (or > max)"
     in_default_set: ClassVar[bool] = False
     frameworks: ClassVar[tuple[str, ...]] = ("torch", "keras")
+    limits: ClassVar[tuple[Limit, ...]] = (Limit("min", "lower", "log"), Limit("max", "upper", "log"))
 
     class Params(LayerParams):
         """Parameters of `low_variance`."""

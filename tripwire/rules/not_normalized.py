@@ -9,7 +9,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from tripwire.registry import register
-from tripwire.rule import Need, Rule, RuleParams, Verdict
+from tripwire.rule import Limit, Need, Rule, RuleParams, Verdict
 from tripwire.stats import Sample
 
 _SHOWN = 3  # features named in the message
@@ -55,6 +55,7 @@ class NotNormalized(Rule):
     kind = "not_normalized"
     summary = "input features far from zero mean / unit scale ([0,1] or [-1,1] scaled data is fine)"
     frameworks: ClassVar[tuple[str, ...]] = ("torch", "keras")
+    limits: ClassVar[tuple[Limit, ...]] = (Limit("threshold_mean", "upper", "log"),)
 
     class Params(RuleParams):
         """Parameters of `not_normalized`."""

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from tripwire.registry import register
-from tripwire.rule import Need, Rule, RuleParams, Verdict
+from tripwire.rule import Limit, Need, Rule, RuleParams, Verdict
 from tripwire.rules._loss_history import add_train, finite_scalar, new_train_since_val, train_reference
 from tripwire.stats import Sample
 
@@ -56,6 +56,7 @@ relative to the scale the loss started from, that gap is small.
     kind = "overfit"
     summary = "(val_loss - train loss) / train loss > ratio for patience validations"
     frameworks: ClassVar[tuple[str, ...]] = ("torch", "keras", "xgboost")
+    limits: ClassVar[tuple[Limit, ...]] = (Limit("ratio", "upper", "log"),)
 
     class Params(RuleParams):
         """Parameters of `overfit`."""

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from tripwire.registry import register
-from tripwire.rule import Need, Rule, RuleParams, Verdict
+from tripwire.rule import Limit, Need, Rule, RuleParams, Verdict
 from tripwire.rules._loss_history import (add_train, finite_scalar, new_train_since_val, relative_drop,
                                           train_reference)
 from tripwire.stats import Sample
@@ -50,6 +50,7 @@ class Overtraining(Rule):
     kind = "overtraining"
     summary = "no val_loss improvement >= delta for patience validations while the training loss still falls"
     frameworks: ClassVar[tuple[str, ...]] = ("torch", "keras", "xgboost")
+    limits: ClassVar[tuple[Limit, ...]] = (Limit("patience", "upper", "int"),)
 
     class Params(RuleParams):
         """Parameters of `overtraining`."""

@@ -7,7 +7,7 @@ from typing import ClassVar
 from pydantic import Field, model_validator
 
 from tripwire.registry import register
-from tripwire.rule import Need, Rule, Verdict
+from tripwire.rule import Limit, Need, Rule, Verdict
 from tripwire.rules._layers import LayerParams, finite_items, skipped
 from tripwire.stats import Sample
 
@@ -52,6 +52,11 @@ class PoorInitialization(Rule):
     kind = "poor_initialization"
     summary = "a weight's initial gain std(w)*sqrt(fan_in) is outside [min_gain, max_gain], or its units are identical"
     frameworks: ClassVar[tuple[str, ...]] = ("torch", "keras")
+    limits: ClassVar[tuple[Limit, ...]] = (
+        Limit("min_gain", "lower", "log"),
+        Limit("max_gain", "upper", "log"),
+        Limit("max_identical", "upper", "linear"),
+    )
 
     class Params(LayerParams):
         """Parameters of `poor_initialization`."""

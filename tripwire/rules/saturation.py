@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from tripwire.registry import register
-from tripwire.rule import Need, Rule, Verdict
+from tripwire.rule import Limit, Need, Rule, Verdict
 from tripwire.rules._layers import LayerParams, advance, finite_items, skipped, steps
 from tripwire.stats import Sample
 
@@ -31,6 +31,7 @@ class _Saturation(Rule):
     stat: ClassVar[str] = ""
     function: ClassVar[str] = ""
     frameworks: ClassVar[tuple[str, ...]] = ("torch", "keras")
+    limits: ClassVar[tuple[Limit, ...]] = (Limit("threshold_layer", "upper", "linear"),)
     Params = _SaturationParams
 
     def initial_state(self) -> dict[str, Any]:

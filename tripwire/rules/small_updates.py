@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from tripwire.registry import register
-from tripwire.rule import Need, Rule, Verdict
+from tripwire.rule import Limit, Need, Rule, Verdict
 from tripwire.rules._layers import LayerParams, advance, finite_items, skipped, steps
 from tripwire.rules._schedule import at_rest
 from tripwire.stats import Sample
@@ -60,6 +60,7 @@ class SmallUpdates(Rule):
     kind = "small_updates"
     summary = "||dw||/||w|| of a parameter stays below threshold (learning rate too low)"
     frameworks: ClassVar[tuple[str, ...]] = ("torch", "keras")
+    limits: ClassVar[tuple[Limit, ...]] = (Limit("threshold", "lower", "log"),)
 
     class Params(LayerParams):
         """Parameters of `small_updates`."""

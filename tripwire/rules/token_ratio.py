@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from tripwire.registry import register
-from tripwire.rule import Need, Rule, RuleParams, Verdict
+from tripwire.rule import Limit, Need, Rule, RuleParams, Verdict
 from tripwire.stats import Sample
 
 _PAD_ADVICE = ("pad each batch to its longest sequence instead of a fixed max_length (dynamic padding, "
@@ -50,6 +50,7 @@ class TokenRatio(Rule):
     kind = "token_ratio"
     summary = "share of one token id (pad 0) in the integer inputs > threshold"
     frameworks: ClassVar[tuple[str, ...]] = ("torch", "keras")
+    limits: ClassVar[tuple[Limit, ...]] = (Limit("threshold", "upper", "linear"),)
 
     class Params(RuleParams):
         """Parameters of `token_ratio`."""

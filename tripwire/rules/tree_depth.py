@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from tripwire.registry import register
-from tripwire.rule import Need, Rule, RuleParams, Verdict
+from tripwire.rule import Limit, Need, Rule, RuleParams, Verdict
 from tripwire.stats import Sample
 
 
@@ -39,6 +39,7 @@ class TreeDepth(Rule):
     kind = "tree_depth"
     summary = "the deepest boosted tree is deeper than max_depth"
     frameworks: ClassVar[tuple[str, ...]] = ("xgboost",)
+    limits: ClassVar[tuple[Limit, ...]] = (Limit("max_depth", "upper", "int"),)
 
     class Params(RuleParams):
         """Parameters of `tree_depth`."""

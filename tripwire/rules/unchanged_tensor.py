@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from tripwire.registry import register
-from tripwire.rule import Need, Rule, Verdict
+from tripwire.rule import Limit, Need, Rule, Verdict
 from tripwire.rules._layers import LayerParams, advance, finite_items, skipped, steps
 from tripwire.rules._schedule import at_rest
 from tripwire.stats import Sample
@@ -63,6 +63,7 @@ class UnchangedTensor(Rule):
     kind = "unchanged_tensor"
     summary = "a trainable parameter stays allclose to its previous value for num_steps samples"
     frameworks: ClassVar[tuple[str, ...]] = ("torch", "keras")
+    limits: ClassVar[tuple[Limit, ...]] = (Limit("num_steps", "upper", "int"),)
 
     class Params(LayerParams):
         """Parameters of `unchanged_tensor`."""

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from tripwire.registry import register
-from tripwire.rule import Need, Rule, RuleParams, Verdict
+from tripwire.rule import Limit, Need, Rule, RuleParams, Verdict
 from tripwire.rules._loss_history import add_to_window, finite_scalar, new_window, relative_drop
 from tripwire.stats import Sample
 
@@ -23,7 +23,9 @@ class Underfit(Rule):
         high    = m_k > ratio * L0
 
     ``patience`` windows in a row that are both plateaued and high, ending at or after
-    ``min_steps``, fire; any other window clears. A healthy run's loss falls well below its
+    ``min_steps``, fire; any other window clears. A loss that never left its start (every
+    window mean so far at least ``near_start`` x ``L0``: the model has learned nothing) is
+    judged from ``early_steps`` on instead, a few hundred steps rather than ``min_steps``. A healthy run's loss falls well below its
     start; one that stalls near it is too small a model, too low a learning rate, or features
     that carry no signal. Only the training loss is used.
 
@@ -34,6 +36,9 @@ class Underfit(Rule):
         ratio: the loss counts as high above ``ratio * L0``. Defaults to 0.9.
         patience: consecutive plateaued, high windows before firing. Defaults to 2.
         initial_samples: loss samples averaged into ``L0``. Defaults to 3.
+        early_steps: first step of a verdict for a loss that never left its start. Defaults to 400.
+        near_start: share of ``L0`` every window mean stays above for the early verdict. Defaults
+            to 0.97.
 
     Example:
         >>> from tripwire.stats import Sample
@@ -47,6 +52,7 @@ class Underfit(Rule):
     kind = "underfit"
     summary = "after min_steps the training loss plateaued above ratio x its initial value"
     frameworks: ClassVar[tuple[str, ...]] = ("torch", "keras", "xgboost")
+    limits: ClassVar[tuple[Limit, ...]] = (Limit("ratio", "upper", "log"), Limit("min_delta", "lower", "log"))
 
     class Params(RuleParams):
         """Parameters of `underfit`."""
@@ -58,9 +64,13 @@ class Underfit(Rule):
         ratio: float = Field(0.9, gt=0, description="the loss counts as high above ratio x its initial value")
         patience: int = Field(2, ge=1, description="consecutive plateaued, high windows before firing")
         initial_samples: int = Field(3, ge=1, description="loss samples averaged into the initial value")
+        early_steps: int = Field(400, ge=0, description="first step of a verdict for a loss that never left its "
+                                                        "start (every window mean >= near_start x the initial)")
+        near_start: float = Field(0.97, gt=0, description="share of the initial loss every window mean stays above "
+                                                          "for the early verdict")
 
     def initial_state(self) -> dict[str, Any]:
-        return {"window": new_window(0), "first": [], "misses": 0}
+        return {"window": new_window(0), "first": [], "misses": 0, "lowest": None}
 
     def needs(self) -> list[Need]:
         return [Need("loss")]
@@ -77,12 +87,14 @@ class Underfit(Rule):
             return []
         before, after = closed
         initial = sum(st["first"]) / len(st["first"])
+        lowest = st["lowest"] = min(before, after, st.get("lowest") or after)
+        first_verdict = min(p.early_steps, p.min_steps) if lowest >= p.near_start * initial else p.min_steps
         drop = relative_drop(before, after)
         if drop >= p.min_delta or after <= p.ratio * initial:
             st["misses"] = 0
-            return [self.clear(None)] if sample.step >= p.min_steps else []
+            return [self.clear(None)] if sample.step >= first_verdict else []
         st["misses"] += 1
-        if st["misses"] < p.patience or sample.step < p.min_steps:
+        if st["misses"] < p.patience or sample.step < first_verdict:
             return []
         share = after / initial if initial else float("inf")
         return [self.fire(

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from tripwire.registry import register
-from tripwire.rule import Need, Rule, Verdict
+from tripwire.rule import Limit, Need, Rule, Verdict
 from tripwire.rules._layers import LayerParams, advance, finite_items, skipped, steps
 from tripwire.rules._loss_history import converged
 from tripwire.stats import Sample
@@ -58,6 +58,7 @@ class VanishingGradient(Rule):
     kind = "vanishing_gradient"
     summary = "a parameter's mean |grad| < threshold, or its grad norm < ratio x the largest one"
     frameworks: ClassVar[tuple[str, ...]] = ("torch", "keras")
+    limits: ClassVar[tuple[Limit, ...]] = (Limit("threshold", "lower", "log"), Limit("ratio", "lower", "log"))
 
     class Params(LayerParams):
         """Parameters of `vanishing_gradient`."""
