@@ -86,12 +86,14 @@ CATALOGUE: dict[str, StatInfo] = {
     # boosted trees
     "tree_depth": StatInfo("same", "run", "deepest tree added in the round"),
     "feature_importance": StatInfo("same", "feature", "normalized total gain (sums to 1)"),
+    "feature_chances": StatInfo("same", "run", "splits so far at which each feature was a candidate, on average "
+                                               "(splits x the colsample fractions)"),
 }
 
 
 USER_PREFIX = "user/"  # series reported with tripwire.observe(name, value) are "user/<name>"
 
-_TREES = frozenset({"tree_depth", "feature_importance"})
+_TREES = frozenset({"tree_depth", "feature_importance", "feature_chances"})
 
 #: What the callback of each framework collects (``user/<name>`` series: torch and keras only).
 COLLECTED: dict[str, frozenset[str]] = {

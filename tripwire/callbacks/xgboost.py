@@ -221,6 +221,7 @@ class XGBoostTripwire(TrainingCallback):
                 s.tracker, trees = None, {}
             self._add(sample, s, "tree_depth", trees.get("depth"))
             self._add(sample, s, "feature_importance", trees.get("importance"))
+            self._add(sample, s, "feature_chances", trees.get("chances"))
         if "loss" in s.needs or "val_loss" in s.needs:
             train, val = s.reader.losses(s.evals_log)
             self._add(sample, s, "loss", train)

@@ -28,6 +28,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import numpy as np
+
 # The depth XGBoost's JSON dumper writes right after a split node's id (leaves carry none).
 _DEPTH = re.compile(r'"nodeid":\s*\d+,\s*"depth":\s*(\d+)')
 
@@ -63,6 +65,18 @@ def booster_kind(model: Any) -> str:
         return ""
 
 
+def candidate_share(model: Any) -> float:
+    """The share of the features a split chooses from: the product of the ``colsample_by*``
+    fractions (1.0 when the config cannot be read)."""
+    import json
+
+    try:
+        params = json.loads(model.save_config())["learner"]["gradient_booster"]["tree_train_param"]
+        return float(np.prod([float(params.get(f"colsample_by{k}", 1)) for k in ("tree", "level", "node")]))
+    except Exception:  # noqa: BLE001 - gblinear and cv boosters have no tree parameters
+        return 1.0
+
+
 def feature_list(model: Any) -> list[str]:
     """Feature names as ``get_score`` spells them: the data's names, else ``f0``, ``f1``, ..."""
     names = getattr(model, "feature_names", None)
@@ -89,20 +103,29 @@ class TreeTracker:
         self.last = model.num_boosted_rounds()
         self.features = feature_list(model) if importance else []
         self.gain: dict[str, float] = {}
+        self.splits = 0.0
+        self.share = candidate_share(model) if importance else 1.0
         if importance and self.last > 0:
             self._add_gain(model)
 
     def _add_gain(self, trees: Any) -> None:
         for name, value in trees.get_score(importance_type="total_gain").items():
             self.gain[name] = self.gain.get(name, 0.0) + float(value)
+        self.splits += sum(trees.get_score(importance_type="weight").values())
+
+    @property
+    def chances(self) -> float:
+        """Splits so far at which a feature was a candidate, on average: a feature that was never
+        a candidate has had no chance to show it is useful (``colsample_*`` < 1, small trees)."""
+        return self.splits * self.share
 
     def update(self, model: Any) -> dict[str, Any]:
         """Read the rounds added since the last call.
 
         Returns a dict with ``depth`` (the deepest of the new trees; a round holds
         ``num_class x num_parallel_tree`` trees) when depth is on, and ``importance`` (feature ->
-        share of total gain, every feature present) when importance is on and some split has
-        gain; empty when no round was added.
+        share of total gain, every feature present) and ``chances`` (see :attr:`chances`) when
+        importance is on and some split has gain; empty when no round was added.
         """
         now = model.num_boosted_rounds()
         if now <= self.last:
@@ -120,4 +143,5 @@ class TreeTracker:
             shares = normalized(self.gain, self.features)
             if shares:
                 out["importance"] = shares
+                out["chances"] = self.chances
         return out
