@@ -97,6 +97,7 @@ class Outcome:
     seconds: float = 0.0
     raw: str = ""  # the status before the known failures were applied
     known: str = ""  # why the case is listed as a known failure
+    suite: str = ""  # the runner's suite (one process) that ran it
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

@@ -101,12 +101,14 @@ def run_suite(suite: str, quick: bool) -> list[Outcome]:
         for line in proc.stdout:
             if line.startswith("RESULT "):
                 outcome = apply_known(Outcome(**json.loads(line[7:])), KNOWN)
+                outcome.suite = suite
                 out.append(outcome)
                 print(f"  {suite:16} {outcome.status:8} {outcome.name} ({outcome.seconds:g} s)", file=sys.stderr,
                       flush=True)
         err = proc.stderr.read()
     if proc.returncode != 0:
-        out.append(Outcome(suite, "suite", "(process)", "crash", f"exit {proc.returncode}: {err[-600:]}"))
+        out.append(Outcome(suite, "suite", "(process)", "crash", f"exit {proc.returncode}: {err[-600:]}",
+                           suite=suite))
     return out
 
 
@@ -129,14 +131,14 @@ def headline(outcomes: list[Outcome]) -> str:
             f"{findings} with findings of the default rules")
 
 
-def store_in_figures(outcomes: list[Outcome], seconds: float, suites: list[str]) -> None:
+def store_in_figures(outcomes: list[Outcome], seconds: float, suites: list[str], measured: str) -> None:
     """The counts, findings and failures into figures.json (key ``compat``); the doc re-rendered."""
     sys.path.insert(0, str(ROOT / "tests" / "faults"))
     import figures
 
     store = figures.load_store()
     store["compat"] = {
-        "measured": time.strftime("%Y-%m-%d %H:%M"), "machine": figures.machine(), "seconds": round(seconds),
+        "measured": measured, "machine": figures.machine(), "seconds": round(seconds),
         "suites": suites, "groups": summary(outcomes), "headline": headline(outcomes),
         "findings": sorted(f"{o.framework} {o.name}: {'; '.join(o.findings)}" for o in outcomes if o.findings),
         "failures": sorted(f"{o.framework} {o.name} ({o.status}{': ' + o.known if o.known else ''}): {o.detail}"
@@ -146,29 +148,57 @@ def store_in_figures(outcomes: list[Outcome], seconds: float, suites: list[str])
     figures.DOC.write_text(figures.render_doc(store))
 
 
+def _suite_of(case: dict) -> str:
+    """The suite of a case saved before outcomes carried it."""
+    if case.get("suite"):
+        return case["suite"]
+    if case["framework"] == "torch":
+        return "torch" if case["group"] == "module" else "hub"
+    return case["framework"]
+
+
+def merged(paths: list[str]) -> tuple[list[str], dict[str, float], list[Outcome], str]:
+    """Suites, seconds per suite, outcomes and the latest time measured of earlier runs (``--json``
+    files), judged again; a later file's suites replace the same suites of an earlier one."""
+    by_suite: dict[str, tuple[float, list[Outcome]]] = {}
+    measured = ""
+    for path in paths:
+        saved = json.loads(Path(path).read_text())
+        measured = max(measured, saved.get("measured", time.strftime("%Y-%m-%d %H:%M",
+                                                                     time.localtime(Path(path).stat().st_mtime))))
+        for suite in saved["suites"]:
+            cases = [Outcome(**{**c, "suite": suite}) for c in saved["cases"] if _suite_of(c) == suite]
+            seconds = saved.get("suite_seconds", {}).get(suite, sum(c.seconds for c in cases))
+            by_suite[suite] = (seconds, [apply_known(c, KNOWN) for c in cases])
+    suites = [s for s in SUITES if s in by_suite]
+    return suites, {s: by_suite[s][0] for s in suites}, [o for s in suites for o in by_suite[s][1]], measured
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--suite", nargs="+", choices=SUITES, default=list(SUITES))
     ap.add_argument("--quick", action="store_true", help="a few cases per suite")
     ap.add_argument("--json", default="compat_matrix.json", help="where to write every case (JSON)")
     ap.add_argument("--update-doc", action="store_true", help="store the counts in figures.json, re-render the doc")
-    ap.add_argument("--from-json", metavar="PATH", help="judge the cases of an earlier --json output again "
-                    "(after editing the known failures) instead of running them")
+    ap.add_argument("--from-json", metavar="PATH", nargs="+", help="judge the cases of earlier --json outputs "
+                    "again instead of running them (after editing the known failures; a later file's suites "
+                    "replace the same suites of an earlier one)")
     ap.add_argument("--child", choices=SUITES, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         child(args.child, args.quick)
         return 0
-    start = time.perf_counter()
     outcomes: list[Outcome] = []
+    suite_seconds: dict[str, float] = {}
+    measured = time.strftime("%Y-%m-%d %H:%M")
     if args.from_json:
-        saved = json.loads(Path(args.from_json).read_text())
-        outcomes = [apply_known(Outcome(**item), KNOWN) for item in saved["cases"]]
-        args.suite, seconds = saved["suites"], saved["seconds"]
+        args.suite, suite_seconds, outcomes, measured = merged(args.from_json)
     for suite in [] if args.from_json else args.suite:
         print(f"suite {suite} ...", file=sys.stderr, flush=True)
+        start = time.perf_counter()
         outcomes += run_suite(suite, args.quick)
-    seconds = seconds if args.from_json else time.perf_counter() - start
+        suite_seconds[suite] = round(time.perf_counter() - start)
+    seconds = sum(suite_seconds.values())
     print(table(outcomes))
     print()
     print("| group | cases | ok | findings | crash | changed | missing | known | fixed | n/a | skipped |")
@@ -179,10 +209,11 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(headline(outcomes) + f"; {seconds / 60:.1f} min")
     if not args.from_json:
-        Path(args.json).write_text(json.dumps({"suites": args.suite, "seconds": round(seconds),
+        Path(args.json).write_text(json.dumps({"suites": args.suite, "measured": measured, "seconds": round(seconds),
+                                               "suite_seconds": suite_seconds,
                                                "cases": [o.__dict__ for o in outcomes]}, indent=1) + "\n")
     if args.update_doc:
-        store_in_figures(outcomes, seconds, args.suite)
+        store_in_figures(outcomes, seconds, args.suite, measured)
     return 1 if any(o.status in FAILING for o in outcomes) else 0
 
 
