@@ -117,7 +117,8 @@ def summary(outcomes: list[Outcome]) -> dict[str, dict[str, int]]:
     groups: dict[str, list[Outcome]] = {}
     for o in outcomes:
         groups.setdefault(f"{o.framework} {o.group}", []).append(o)
-    return {key: {"cases": len(items), **counts(items)} for key, items in groups.items()}
+    return {key: {"cases": len(items), **counts(items), "switched off": sum(1 for o in items if o.disabled)}
+            for key, items in groups.items()}
 
 
 def headline(outcomes: list[Outcome]) -> str:
@@ -125,10 +126,12 @@ def headline(outcomes: list[Outcome]) -> str:
     c = counts(outcomes)
     tested = len(outcomes) - c["n/a"] - c["skipped"]
     findings = sum(1 for o in outcomes if o.findings)
+    off = sum(1 for o in outcomes if o.disabled)
     return (f"{len(outcomes)} cases ({tested} trained, {c['n/a']} not applicable, {c['skipped']} skipped): "
             f"{c['crash']} crashes, {c['changed']} changed trainings, {c['missing']} with statistics missing, "
             f"{c['known']} known failures pending a fix, {c['fixed']} fixed since listed, "
-            f"{findings} with findings of the default rules")
+            f"{findings} with findings of the default rules, {off} with a part of tripwire switched off "
+            "by its fail-open guard")
 
 
 def store_in_figures(outcomes: list[Outcome], seconds: float, suites: list[str], measured: str) -> None:
@@ -141,6 +144,8 @@ def store_in_figures(outcomes: list[Outcome], seconds: float, suites: list[str],
         "measured": measured, "machine": figures.machine(), "seconds": round(seconds),
         "suites": suites, "groups": summary(outcomes), "headline": headline(outcomes),
         "findings": sorted(f"{o.framework} {o.name}: {'; '.join(o.findings)}" for o in outcomes if o.findings),
+        "switched_off": sorted(f"{o.framework} {o.name}: {'; '.join(f'{k} ({v[:160]})' for k, v in o.disabled.items())}"
+                               for o in outcomes if o.disabled),
         "failures": sorted(f"{o.framework} {o.name} ({o.status}{': ' + o.known if o.known else ''}): {o.detail}"
                            for o in outcomes if o.status in (*FAILING, "known", "fixed")),
     }
@@ -201,11 +206,12 @@ def main(argv: list[str] | None = None) -> int:
     seconds = sum(suite_seconds.values())
     print(table(outcomes))
     print()
-    print("| group | cases | ok | findings | crash | changed | missing | known | fixed | n/a | skipped |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    columns = ("cases", "ok", "findings", "crash", "changed", "missing", "known", "fixed", "n/a", "skipped",
+               "switched off")
+    print("| group | " + " | ".join(columns) + " |")
+    print("|---|" + "---|" * len(columns))
     for key, c in summary(outcomes).items():
-        print(f"| {key} | {c['cases']} | " + " | ".join(str(c[s]) for s in
-              ("ok", "findings", "crash", "changed", "missing", "known", "fixed", "n/a", "skipped")) + " |")
+        print(f"| {key} | " + " | ".join(str(c[s]) for s in columns) + " |")
     print()
     print(headline(outcomes) + f"; {seconds / 60:.1f} min")
     if not args.from_json:

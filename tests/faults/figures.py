@@ -203,7 +203,8 @@ def _table(store: dict, long: bool) -> list[str]:
     return [where, "", *rows, *extra]
 
 
-_COMPAT_COLUMNS = ("cases", "ok", "findings", "crash", "changed", "missing", "known", "fixed", "n/a", "skipped")
+_COMPAT_COLUMNS = ("cases", "ok", "findings", "crash", "changed", "missing", "known", "fixed", "n/a", "skipped",
+                   "switched off")
 
 
 def _compat(store: dict) -> list[str]:
@@ -221,7 +222,9 @@ def _compat(store: dict) -> list[str]:
     for title, items in (("Crashes, changed trainings, missing statistics and known failures",
                           part.get("failures", [])),
                          ("Findings of the default rules on these healthy models (false alarms to look at)",
-                          part.get("findings", []))):
+                          part.get("findings", [])),
+                         ("Parts of tripwire switched off by the fail-open guard (training went on unchanged)",
+                          part.get("switched_off", []))):
         out += ["", f"{title}:", ""] + ([f"- {item}" for item in items] or ["- none"])
     return out
 
@@ -278,7 +281,8 @@ seed. **crash**: an exception reached the training loop with tripwire and not wi
 beyond `rtol=1e-5, atol=1e-7`; **missing**: a trainable parameter absent from the gradient
 statistics, an activation (ReLU/tanh/sigmoid family) neither probed nor named in a warning, or
 (XGBoost) no loss / tree statistics; **findings**: the default rules reported something on the
-healthy model; **known**: a failure listed as pending a fix in tripwire (`KNOWN` in the case
+healthy model; **switched off**: a part of tripwire failed and its fail-open guard turned it
+off (training unchanged, the rules that need it get no values); **known**: a failure listed as pending a fix in tripwire (`KNOWN` in the case
 module), **fixed**: listed but passing now; **n/a**: the framework cannot train the case in such a
 model (the reason is given, or the plain fit failed by itself); **skipped**: a library is missing
 on the measuring machine. Every case: `python benchmarks/compat_matrix.py`
