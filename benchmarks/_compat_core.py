@@ -39,9 +39,13 @@ import numpy as np
 #: Float noise allowed between the plain and the instrumented fit, relative and absolute, on
 #: every per-step loss and every final weight element (numpy.allclose semantics). Both fits
 #: run the same ops on the same data from the same weights on one CPU thread, so they agree
-#: bit for bit where the instrumented step is the same compiled program; the tolerance covers
-#: a compiler fusing the extra statistics differently (a few ulps per step).
-RTOL, ATOL = 1e-5, 1e-7
+#: bit for bit where the instrumented step is the same compiled program; where it is another
+#: program (the statistics fused in), the compiler may round differently, and three steps
+#: through a deep network with BatchNorm grow that to ~1e-6 relative. The fits use SGD with
+#: momentum (optimizer state, linear in the gradient): Adam's first steps are ~lr * sign(g),
+#: which turns rounding noise in a near-zero gradient into a full +-lr step (MobileNetV3 on
+#: JAX moved weights by 0.015 that way), hiding real changes among false ones.
+RTOL, ATOL = 1e-4, 1e-6
 
 FAILING = ("crash", "changed", "missing")
 STATUSES = ("ok", "findings", "crash", "changed", "missing", "known", "fixed", "n/a", "skipped")

@@ -292,7 +292,7 @@ def fit(case: Case, init: list | None, config: dict | None) -> tuple[Run, list]:
     if init is not None:
         model.set_weights(init)
     weights0 = model.get_weights()
-    model.compile(keras.optimizers.Adam(1e-2), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(keras.optimizers.SGD(0.05, momentum=0.9), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     x, y = data(case.kind)
     losses = _Losses()
     callbacks: list = [losses]

@@ -109,7 +109,7 @@ def test_a_training_tripwire_changes_is_reported_changed(torch_cases, monkeypatc
 
     def nudging(self, trainer, pl_module, *args, **kwargs):  # noqa: ANN001, ANN202
         with _compat_torch.torch.no_grad():
-            pl_module.head.weight.mul_(1.001)
+            pl_module.head.weight.mul_(1.01)
         return original(self, trainer, pl_module, *args, **kwargs)
 
     monkeypatch.setattr(TripwireCallbackImpl, "on_train_batch_end", nudging)
