@@ -33,7 +33,7 @@ from lightning_kit import Task, blobs, loader, mlp, trainer, tripwire  # noqa: E
 
 from tripwire.callbacks import torch_packing  # noqa: E402
 from tripwire.callbacks.torch_activations import ActivationProbe  # noqa: E402
-from tripwire.callbacks.torch_batch import DataProbe  # noqa: E402
+from tripwire.callbacks.torch_batch import ConfusionProbe, DataProbe  # noqa: E402
 
 MAX_STEPS = 8
 RUN_TIMEOUT_S = float(os.environ.get("RUN_TIMEOUT_S", "60"))
@@ -44,6 +44,7 @@ FAULTS = {
     "pack": (torch_packing, "_flat", 3),  # packing step 2's flush (call 0 packs the initial weights)
     "read": (torch_packing.Packed, "read", 3),  # reading step 2's flush, after its gather
     "allocate": (ActivationProbe, "allocate", 0),  # setting up: agreed at fit start
+    "confusion": (ConfusionProbe, "_count", 0),  # the first validation batch: before that run's gather
 }
 
 

@@ -181,7 +181,7 @@ def test_the_hooks_that_can_be_removed_are_removed_when_one_cannot(monkeypatch):
 
 
 DDP_WORKER = Path(__file__).with_name("ddp_failopen_worker.py")
-DDP_FAULTS = ("data", "pack", "read", "allocate")  # see ddp_failopen_worker.FAULTS
+DDP_FAULTS = ("data", "pack", "read", "allocate", "confusion")  # see ddp_failopen_worker.FAULTS
 
 
 @pytest.mark.timeout(300)
@@ -207,10 +207,10 @@ def test_under_ddp_a_failure_on_one_rank_switches_the_collector_off_on_every_ran
             for r in map(json.loads, (tmp_path / f"rank{rank}.jsonl").read_text().splitlines())}
     untouched = runs["none", 0]["weights"]
     assert runs["none", 1]["weights"] == untouched
-    for rank in (0, 1):  # with nothing failing, every part delivers
+    for rank in (0, 1):  # with nothing failing, every part delivers (the confusion matrix included)
         healthy = runs["healthy", rank]
         assert healthy["weights"] == untouched and healthy["collector"] and healthy["disabled"] == {}
-        assert {"act_dead_frac", "grad_norm", "label_count", "loss", "val_loss"} <= set(healthy["series"])
+        assert {"act_dead_frac", "confusion", "grad_norm", "label_count", "loss", "val_loss"} <= set(healthy["series"])
     for scenario in DDP_FAULTS:
         first, second = runs[scenario, 0], runs[scenario, 1]
         assert first["global_step"] == second["global_step"] == runs["none", 0]["global_step"], scenario

@@ -296,6 +296,10 @@ class ConfusionProbe:
     class dimension are arg-maxed; a single column is read as a logit (``> 0`` is class 1);
     integer predictions are class ids. Negative targets (ignore_index) are skipped.
 
+    Only a call that makes no nested call of the same module counts: under DDP, Lightning runs
+    ``validation_step`` itself as a call of the LightningModule (redirected through the DDP
+    wrapper), and that call ends last, with the step's return value as its output.
+
     Args:
         guard: the hook runs under it as part :data:`~tripwire.callbacks.torch_parts.CONFUSION`
             and never raises into the model's forward (unless strict); default: a fresh one.
@@ -307,25 +311,39 @@ class ConfusionProbe:
         self.captured: torch.Tensor | None = None
         self.classes: int | None = None
         self._acc: torch.Tensor | None = None
-        self._handle = None
+        self._open: list[bool] = []  # per call of the module in progress: whether it made a nested one
+        self._handles: list = []
+
+    def begin(self) -> None:
+        """Keep the module's next outputs (a validation batch starts)."""
+        self.capturing, self._open = True, []
 
     def attach(self, module: torch.nn.Module) -> None:
         """Hook ``module`` (the LightningModule) to keep its last output while capturing."""
         guard = self.guard
 
+        def opened(mod: torch.nn.Module, args: object) -> None:
+            if self.capturing:
+                if self._open:
+                    self._open[-1] = True
+                self._open.append(False)
+
         def hook(mod: torch.nn.Module, args: object, output: object) -> None:
-            if self.capturing and guard.ok(CONFUSION):
+            if not self.capturing:
+                return
+            nested = self._open.pop() if self._open else False
+            if not nested and guard.ok(CONFUSION):
                 try:  # a hook that raises would end the user's forward pass
                     self.captured = _logits(output)
                 except Exception as exc:  # noqa: BLE001 - switched off with a warning (strict: raised)
                     guard.fail(CONFUSION, exc)
 
-        self._handle = module.register_forward_hook(hook)
+        self._handles = [module.register_forward_pre_hook(opened), module.register_forward_hook(hook)]
 
     def remove(self) -> None:
-        """Remove the hook."""
-        if self._handle is not None:
-            handle, self._handle = self._handle, None
+        """Remove the hooks."""
+        handles, self._handles = self._handles, []
+        for handle in handles:
             handle.remove()
 
     def _classes(self, preds: torch.Tensor | None, target: torch.Tensor | None) -> tuple[int, bool] | None:

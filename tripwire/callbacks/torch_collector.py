@@ -327,7 +327,7 @@ class TorchCollector:
     def begin_validation_batch(self) -> None:
         """Keep the model's next output as predictions (confusion only)."""
         if self.confusion is not None and self.guard.ok(CONFUSION):
-            self.confusion.capturing = True
+            self.confusion.begin()
 
     def validation_batch(self, outputs: Any, batch: Any) -> None:
         """Pair this validation batch's predictions with its labels.
