@@ -31,7 +31,7 @@ import torch  # noqa: E402
 from lightning.pytorch.strategies import DDPStrategy  # noqa: E402
 from lightning_kit import Task, blobs, loader, mlp, trainer, tripwire  # noqa: E402
 
-from tripwire.callbacks import torch_packing  # noqa: E402
+from tripwire.callbacks import torch_activations, torch_packing  # noqa: E402
 from tripwire.callbacks.torch_activations import ActivationProbe  # noqa: E402
 from tripwire.callbacks.torch_batch import ConfusionProbe, DataProbe  # noqa: E402
 
@@ -45,6 +45,7 @@ FAULTS = {
     "read": (torch_packing.Packed, "read", 3),  # reading step 2's flush, after its gather
     "allocate": (ActivationProbe, "allocate", 0),  # setting up: agreed at fit start
     "confusion": (ConfusionProbe, "_count", 0),  # the first validation batch: before that run's gather
+    "probe": (torch_activations, "reduce_dims", 0),  # every activation probe: their slots stay, nothing is agreed
 }
 
 

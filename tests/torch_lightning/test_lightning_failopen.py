@@ -188,7 +188,7 @@ DDP_FAULTS = ("data", "pack", "read", "allocate", "confusion")  # see ddp_failop
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not available")
 def test_under_ddp_a_failure_on_one_rank_switches_the_collector_off_on_every_rank_at_the_same_step(tmp_path):
     port = str(random.randint(20000, 45000))
-    scenarios = ",".join(("none", "healthy") + DDP_FAULTS)
+    scenarios = ",".join(("none", "healthy", "probe") + DDP_FAULTS)
     procs = [subprocess.Popen([sys.executable, str(DDP_WORKER), str(tmp_path), scenarios],
                               env=dict(os.environ, LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=port,
                                        OMP_NUM_THREADS="1"),
@@ -211,6 +211,12 @@ def test_under_ddp_a_failure_on_one_rank_switches_the_collector_off_on_every_ran
         healthy = runs["healthy", rank]
         assert healthy["weights"] == untouched and healthy["collector"] and healthy["disabled"] == {}
         assert {"act_dead_frac", "confusion", "grad_norm", "label_count", "loss", "val_loss"} <= set(healthy["series"])
+    # an activation probe that fails on rank 1 only leaves its slot: that rank adds nothing, nothing is agreed
+    first, second = runs["probe", 0], runs["probe", 1]
+    assert first["weights"] == second["weights"] == untouched
+    assert first["collector"] and second["collector"] and first["switched_off"] == second["switched_off"] == []
+    assert first["disabled"] == {} and "act_dead_frac" in first["series"]
+    assert sorted(second["disabled"]) == ["activation probe on module 'net.1'", "activation probe on module 'net.3'"]
     for scenario in DDP_FAULTS:
         first, second = runs[scenario, 0], runs[scenario, 1]
         assert first["global_step"] == second["global_step"] == runs["none", 0]["global_step"], scenario
