@@ -16,6 +16,12 @@ Schedule (every rank follows it, so DDP ranks decide at the same points):
   one batch later;
 - every decision is agreed with ``trainer.strategy.reduce_boolean_decision(flag, all=False)``
   on every rank, then carried out on every rank (stop, checkpoint, raise).
+
+Failures of tripwire's own instrumentation never reach the training loop: the collector runs each
+part under ``monitor.guard`` (:mod:`tripwire.callbacks.torch_parts`) and this adapter guards
+building it and reading the loss. A failure that would put one rank out of step with the others
+(a part whose statistics are gathered, or the flush itself) switches the collector off on every
+rank at the decision of that flush: see :meth:`TripwireCallbackImpl._agree`.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any, Callable, ClassVar, Optional, Union
 
+from tripwire.callbacks.torch_parts import COLLECTOR, FLUSH, GRADIENTS, LOSS
 from tripwire.errors import RuleError, RuleTriggered
 from tripwire.finding import Finding
 from tripwire.monitor import Decision, Monitor
@@ -113,17 +120,32 @@ class TripwireCallbackImpl:
         self._check_package(trainer)
         if stage != "fit":
             return
-        from tripwire.callbacks.torch_collector import TorchCollector
-
         self.monitor.is_main = trainer.is_global_zero
-        self.collector = TorchCollector(self.monitor.needs(), batch_fn=self.batch_fn)
-        self.collector.attach(pl_module)
+        self.collector = self.monitor.guard.call(COLLECTOR, self._build_collector, pl_module)
         self._restore_collector_state()
 
+    def _build_collector(self, pl_module: Any) -> Any:
+        from tripwire.callbacks.torch_collector import TorchCollector
+
+        collector = TorchCollector(self.monitor.needs(), batch_fn=self.batch_fn, guard=self.monitor.guard)
+        collector.attach(pl_module)
+        return collector
+
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
-        """Allocate device buffers on the model's device; pick up modules made in ``configure_model``."""
-        if self.collector is None:
-            return
+        """Allocate device buffers on the model's device; pick up modules made in ``configure_model``.
+
+        Under DDP the ranks then agree that each has a working collector (one boolean decision per
+        fit): a part that failed while setting up on one rank only switches it off on every rank.
+        """
+        if self.collector is not None:
+            self.monitor.guard.call(COLLECTOR, self._prepare, trainer, pl_module)
+        healthy = self.collector is not None and not self._collector_broken(trainer)
+        if trainer.world_size > 1:
+            healthy = trainer.strategy.reduce_boolean_decision(healthy, all=True)
+        if not healthy:
+            self._switch_off_collector(trainer)
+
+    def _prepare(self, trainer: Any, pl_module: Any) -> None:
         from tripwire.callbacks.torch_packing import torch_distributed_gather
 
         if not self.collector.attached_to(pl_module):
@@ -137,8 +159,8 @@ class TripwireCallbackImpl:
         if self.collector is None:
             return
         if trainer.global_step > 0:  # resumed: `weight_unchanged` compares with the restored weights
-            if self.collector.params is not None:
-                self.collector.params.remember_weights()
+            if self.collector.params is not None:  # the snapshot is the gradient statistics' part
+                self.monitor.guard.call(GRADIENTS, self.collector.params.remember_weights)
             return
         flush = self.collector.init_flush(step=trainer.global_step, epoch=trainer.current_epoch)
         if flush is not None:
@@ -185,7 +207,9 @@ class TripwireCallbackImpl:
         if self.collector is None:
             return
         self._process_pending(trainer)
-        self.collector.add_loss(self._train_loss(trainer, pl_module, outputs))
+        if self.collector is None:  # switched off by that decision
+            return
+        self.collector.add_loss(self.monitor.guard.call(LOSS, self._train_loss, trainer, pl_module, outputs))
         if not (self._sampled and self._stepped):
             self.collector.end_batch()
             return
@@ -232,6 +256,8 @@ class TripwireCallbackImpl:
         if not self._validating(trainer):
             return
         self._process_pending(trainer)
+        if self.collector is None:  # switched off by that decision
+            return
         val_loss = trainer.callback_metrics.get(self.monitor.config.metrics.val_loss)
         flush = self.collector.end_validation(val_loss, step=trainer.global_step, epoch=trainer.current_epoch)
         self._decide(trainer, flush.sample())
@@ -250,7 +276,10 @@ class TripwireCallbackImpl:
             raise failed or RuleError("a rule failed on another rank (strict=True); see that rank's error")
         if self.monitor.config.log_stats and trainer.is_global_zero and sample.stats:
             self._log_stats(trainer, sample)
-        if agree(decision.stop is not None, all=False):
+        stop, switch_off = self._agree(trainer, decision.stop is not None, self._collector_broken(trainer))
+        if switch_off:
+            self._switch_off_collector(trainer)
+        if stop:
             trainer.should_stop = True
             if self.monitor.stopped_by is None:  # a rank-local statistic fired on another rank only
                 self.monitor.stopped_by = _elsewhere(sample, "stop")
@@ -258,6 +287,40 @@ class TripwireCallbackImpl:
             trainer.save_checkpoint(self._checkpoint_path(trainer, decision, sample))
         if self._raises and agree(decision.raise_ is not None, all=False):
             raise RuleTriggered(decision.raise_ or _elsewhere(sample, "raise"))
+
+    @staticmethod
+    def _agree(trainer: Any, stop: bool, broken: bool) -> tuple[bool, bool]:
+        """(stop, switch the collector off), each true on every rank when it is true on any.
+
+        This costs no collective beyond the stop decision that every flush makes anyway: that one
+        boolean decision asks "stop or broken?", and only when some rank says yes (a rule fired, a
+        part failed: rare) do one or two more tell the two apart. Every rank takes the same branch.
+        """
+        agree = trainer.strategy.reduce_boolean_decision
+        if not agree(stop or broken, all=False):
+            return False, False
+        if not agree(broken, all=False):
+            return True, False
+        return agree(stop, all=False), True
+
+    def _collector_broken(self, trainer: Any) -> bool:
+        """Whether this rank's collector must go: building, preparing or flushing it failed, or (DDP)
+        a part failed that would put this rank's gathered statistics out of step with the others'."""
+        guard = self.monitor.guard
+        if not (guard.ok(COLLECTOR) and guard.ok(FLUSH)):
+            return True
+        return trainer.world_size > 1 and self.collector is not None and self.collector.failed_shared
+
+    def _switch_off_collector(self, trainer: Any) -> None:
+        """No more statistics in this run: hooks removed, nothing collected or gathered. Under DDP
+        every rank does this at the same decision, so the ranks keep doing the same collectives."""
+        where = "here" if self._collector_broken(trainer) else "on another rank"
+        collector, self.collector, self._pending = self.collector, None, None
+        if collector is not None:
+            collector.detach()
+        if trainer.world_size > 1:
+            self.monitor.guard.fail(COLLECTOR, RuntimeError(
+                f"a part of it failed {where}; it is off on every rank so that the ranks stay in step"))
 
     def _checkpoint_path(self, trainer: Any, decision: Decision, sample: Sample) -> str:
         record = self.monitor.record_path

@@ -210,7 +210,15 @@ class ParamProbe:
         self._snap_norms = norms(self._snap) if params else None
 
     def pieces(self) -> list[Piece]:
-        """Everything of this sampled step, after the optimizer step; resets the step state."""
+        """Everything of this sampled step, after the optimizer step; resets the step state (also
+        when it raises, so that a failed sample leaves nothing behind for the next)."""
+        try:
+            return self._step_pieces()
+        finally:
+            self._grad_pieces, self._l2, self._skipped, self._seen, self._stepped = [], [], [], set(), set()
+            self._unchanged_pieces, self._named, self._snap_fresh, self._lrs = [], None, False, []
+
+    def _step_pieces(self) -> list[Piece]:
         out = list(self._grad_pieces) + self._unchanged_pieces
         run: dict[str, torch.Tensor] = {}
         if self._l2:
@@ -237,8 +245,6 @@ class ParamProbe:
         if run:
             keys = sorted(run)
             out.append(Piece(torch.stack([run[k] for k in keys]), "same", run_wide(keys)))
-        self._grad_pieces, self._l2, self._skipped, self._seen, self._stepped = [], [], [], set(), set()
-        self._unchanged_pieces, self._named, self._snap_fresh, self._lrs = [], None, False, []
         return out
 
     def _update_ratios(self, named: list[tuple[str, torch.Tensor]], params: list[torch.Tensor]) -> list[Piece]:
