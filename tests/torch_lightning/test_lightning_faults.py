@@ -143,10 +143,10 @@ def test_padded_token_sequences(data):
 
 
 def test_two_swapped_classes_in_validation():
-    x, y = blobs(n=2048, spread=1.0)
+    x, y = blobs(n=512, spread=1.0)  # 16 batches per epoch; patience 2 is two epochs of validations
     xv, yv = blobs(n=384, seed=1, spread=1.0)
     swapped = yv.clone()
     swapped[yv == 1], swapped[yv == 2] = 2, 1
-    cb = fit(Task(mlp()), loader(x, y), loader(xv, swapped, shuffle=False), max_steps=60, val_check_interval=30)
+    cb = fit(Task(mlp()), loader(x, y), loader(xv, swapped, shuffle=False), max_steps=32)
     found = [f for f in cb.findings if f.rule == "classifier_confusion"]
     assert found and "1" in found[0].subject and "2" in found[0].subject
