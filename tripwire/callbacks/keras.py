@@ -29,6 +29,7 @@ from tripwire.callbacks import keras_data, keras_optimizer
 from tripwire.callbacks.keras_buffer import to_numpy
 from tripwire.callbacks.keras_collector import Collector
 from tripwire.callbacks.keras_init import init_stats
+from tripwire.callbacks.no_gradient import NoGradientNotice
 from tripwire.errors import RuleTriggered
 from tripwire.finding import Finding
 from tripwire.monitor import Decision, Monitor
@@ -121,6 +122,7 @@ class KerasTripwire(keras.callbacks.Callback):
         self._validated = False
         self.collector = Collector(model, needs, self._interval, data=self.train_data is None,
                                    confusion=self.validation_data is None, selects=True)
+        self._no_gradient = NoGradientNotice()
         self.collector.install()
         from tripwire.observe import drain
 
@@ -219,6 +221,8 @@ class KerasTripwire(keras.callbacks.Callback):
         if self.collector is not None:
             for key, values in self.collector.read(final=final).items():
                 sample.add(key, values)
+            if self.collector.params is not None:
+                self._no_gradient.see(self.collector.params.no_gradient, step)
         self._add_losses(sample)
         self._add_learning_rate(sample)
         self._add_observed(sample)

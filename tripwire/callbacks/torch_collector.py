@@ -15,7 +15,8 @@ What each statistic means is in :data:`tripwire.stats.CATALOGUE`; where it comes
 
 - ``loss``, ``loss_nonfinite``: :meth:`add_loss` on every batch (mean/count since the last flush).
 - ``grad_*``, ``amp_skipped``, ``weight_*``, ``update_ratio``, ``init_*``:
-  :class:`~tripwire.callbacks.torch_params.ParamProbe`.
+  :class:`~tripwire.callbacks.torch_params.ParamProbe`; trainable parameters that got no
+  gradient are named once in a warning (:mod:`~tripwire.callbacks.no_gradient`).
 - ``act_*``: :class:`~tripwire.callbacks.torch_activations.ActivationProbe` (forward hooks).
 - ``label_count``, ``input_*``, ``token_*``: :class:`~tripwire.callbacks.torch_batch.DataProbe`
   on sampled batches.
@@ -51,6 +52,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from tripwire.callbacks.no_gradient import NoGradientNotice
 from tripwire.callbacks.torch_activations import STAT_FAMILY, ActivationProbe
 from tripwire.callbacks.torch_batch import BatchFn, ConfusionProbe, DataProbe, split_batch
 from tripwire.callbacks.torch_packing import Gather, Packed, Piece, Series, pack
@@ -115,6 +117,7 @@ class TorchCollector:
         self.params: ParamProbe | None = None
         self.activations: ActivationProbe | None = None
         self.confusion = ConfusionProbe() if "confusion" in stats else None
+        self.no_gradient = NoGradientNotice()
         self.device = torch.device("cpu")
         self.sampling = False
         self._losses: list[torch.Tensor] = []
@@ -182,6 +185,7 @@ class TorchCollector:
         pieces.extend(self.data.pieces())
         if self.params is not None and self.params.wanted:
             pieces.extend(self.params.pieces())
+            self.no_gradient.see(self.params.no_gradient, step)
         pieces.extend(self._user_pieces())
         packed = pack(pieces, self.gather)
         if self.activations is not None:
