@@ -26,6 +26,7 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any, Callable, ClassVar, Optional, Union
 
+from tripwire.config import FROM_CONFIG
 from tripwire.errors import RuleError, RuleTriggered
 from tripwire.finding import Finding
 from tripwire.monitor import Decision, Monitor
@@ -44,12 +45,13 @@ class TripwireCallbackImpl:
     _package: ClassVar[str] = ""  # "lightning" or "pytorch_lightning": the Trainer this adapter belongs to
 
     def __init__(self, config: Union[str, dict, None] = None, *, stop_on: Iterable[str] = (),
-                 interval: Optional[int] = None, log_dir: Union[str, bool, None] = None, strict: bool = False,
+                 interval: Optional[int] = None, log_dir: Union[str, bool, None] = FROM_CONFIG,
+                 strict: Optional[bool] = None,
                  batch_fn: Optional[Callable[[Any], Any]] = None, name: Optional[str] = None,
                  run_name: Optional[str] = None) -> None:
         super().__init__()
         self.monitor = Monitor(config, stop_on=stop_on, interval=interval, log_dir=log_dir,
-                               strict=strict or None, framework="torch", run_name=run_name)
+                               strict=strict, framework="torch", run_name=run_name)
         self.batch_fn = batch_fn
         self.name = name
         self.collector: Any = None

@@ -53,7 +53,7 @@ from xgboost.callback import TrainingCallback
 from tripwire.callbacks.xgboost_evals import EvalReader
 from tripwire.callbacks.xgboost_labels import count_labels
 from tripwire.callbacks.xgboost_trees import TreeTracker, booster_kind
-from tripwire.config import Config
+from tripwire.config import FROM_CONFIG, Config
 from tripwire.errors import RuleTriggered
 from tripwire.finding import Finding
 from tripwire.monitor import Decision, Monitor
@@ -100,8 +100,10 @@ class XGBoostTripwire(TrainingCallback):
         stop_on: rule names that also stop training.
         interval: boosting rounds between samples (overrides the config; default 10). Rules see
             one sample per ``interval`` rounds, so ``patience`` counts samples.
-        log_dir: run record directory (overrides the config); ``False`` writes no record.
-        strict: re-raise rule failures (and failures reading the trees) instead of logging them.
+        log_dir: run record directory (overrides the config); ``None`` (or ``False``) writes no
+            record, like ``log_dir: null`` in YAML; left out, the config's (default ``tripwire_runs``).
+        strict: re-raise rule failures (and failures reading the trees) instead of logging them;
+            None: the config's ``strict``.
         labels: the training labels, for ``class_imbalance``; counted once, only counts are kept.
         train_set: name of the eval set that is the training data (default: the first named
             like ``train``; sklearn: ``validation_0`` when there are two or more).
@@ -116,9 +118,9 @@ class XGBoostTripwire(TrainingCallback):
     """
 
     def __init__(self, config: Any = None, *, stop_on: Iterable[str] = (), interval: int | None = None,
-                 log_dir: str | os.PathLike | bool | None = None, strict: bool | None = None, labels: Any = None,
-                 train_set: str | None = None, val_set: str | None = None, metric: str | None = None,
-                 maximize: bool | None = None, run_name: str | None = None) -> None:
+                 log_dir: str | os.PathLike | bool | None = FROM_CONFIG, strict: bool | None = None,
+                 labels: Any = None, train_set: str | None = None, val_set: str | None = None,
+                 metric: str | None = None, maximize: bool | None = None, run_name: str | None = None) -> None:
         super().__init__()
         self.config = Config.load(config)
         self.stop_on = tuple(stop_on) if isinstance(stop_on, Iterable) and not isinstance(stop_on, str) else stop_on
