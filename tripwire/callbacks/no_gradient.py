@@ -11,7 +11,9 @@ one is stuck for a reason the rules are made to find.
 Example:
     >>> notice = NoGradientNotice()
     >>> print(NoGradientNotice.message(["head.weight", "head.bias"], step=0))
-    tripwire: 2 trainable parameters got no gradient at step 0 (head.weight, head.bias): the loss does not depend on them (not used in forward, or cut off with detach/stop_gradient); they are left out of small_updates and unchanged_tensor while they get none
+    tripwire: 2 trainable parameters got no gradient at step 0 (head.weight, head.bias): the loss
+    does not depend on them (not used in forward, or cut off with detach/stop_gradient); they are
+    left out of small_updates and unchanged_tensor while they get none
     >>> notice.see([], step=0), notice.told
     (None, False)
 """
