@@ -42,6 +42,11 @@ CATALOGUE: dict[str, StatInfo] = {
     # losses
     "loss": StatInfo("mean", "run", "mean training loss over the steps since the previous sample"),
     "val_loss": StatInfo("mean", "run", "validation loss at the end of a validation run"),
+    "epochs_since_val": StatInfo("same", "run", "epochs of training since the previous validation (or the start), "
+                                                "in the sample of a validation run: 0.5 when validating twice per "
+                                                "epoch; absent where it is 1 by construction (Keras validates at "
+                                                "epoch ends, XGBoost evaluates every round) or the epoch length is "
+                                                "unknown (an iterable dataset), which the rules read as 1"),
     "loss_nonfinite": StatInfo("sum", "run", "training steps since the previous sample whose loss was NaN/Inf"),
     # gradients (taken unscaled, before clipping, once per optimizer step)
     "grad_norm": StatInfo("same", "parameter", "L2 norm of the gradient"),
@@ -94,12 +99,13 @@ CATALOGUE: dict[str, StatInfo] = {
 USER_PREFIX = "user/"  # series reported with tripwire.observe(name, value) are "user/<name>"
 
 _TREES = frozenset({"tree_depth", "feature_importance", "feature_chances"})
+_VALIDATION = frozenset({"val_loss", "epochs_since_val"})  # epochs_since_val: absent there, which reads as 1
 
 #: What the callback of each framework collects (``user/<name>`` series: torch and keras only).
 COLLECTED: dict[str, frozenset[str]] = {
     "torch": frozenset(CATALOGUE) - _TREES,
     "keras": frozenset(CATALOGUE) - _TREES,
-    "xgboost": frozenset({"loss", "val_loss", "label_count"}) | _TREES,
+    "xgboost": frozenset({"loss", "label_count"}) | _VALIDATION | _TREES,
 }
 
 #: The callback class users know for each framework name, for messages.

@@ -27,11 +27,13 @@ rank at the decision of that flush: see :meth:`TripwireCallbackImpl._agree`.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Iterable, Mapping
 from typing import Any, Callable, ClassVar, Optional, Union
 
 from tripwire.callbacks.torch_parts import COLLECTOR, FLUSH, GRADIENTS, LOSS
+from tripwire.config import FROM_CONFIG
 from tripwire.errors import RuleError, RuleTriggered
 from tripwire.finding import Finding
 from tripwire.monitor import Decision, Monitor
@@ -50,12 +52,13 @@ class TripwireCallbackImpl:
     _package: ClassVar[str] = ""  # "lightning" or "pytorch_lightning": the Trainer this adapter belongs to
 
     def __init__(self, config: Union[str, dict, None] = None, *, stop_on: Iterable[str] = (),
-                 interval: Optional[int] = None, log_dir: Union[str, bool, None] = None, strict: bool = False,
+                 interval: Optional[int] = None, log_dir: Union[str, bool, None] = FROM_CONFIG,
+                 strict: Optional[bool] = None,
                  batch_fn: Optional[Callable[[Any], Any]] = None, name: Optional[str] = None,
                  run_name: Optional[str] = None) -> None:
         super().__init__()
         self.monitor = Monitor(config, stop_on=stop_on, interval=interval, log_dir=log_dir,
-                               strict=strict or None, framework="torch", run_name=run_name)
+                               strict=strict, framework="torch", run_name=run_name)
         self.batch_fn = batch_fn
         self.name = name
         self.collector: Any = None
@@ -64,6 +67,7 @@ class TripwireCallbackImpl:
         self._sampled = False
         self._stepped = False
         self._batch_step = 0
+        self._batches_since_val = 0  # training batches since the previous validation: epochs_since_val
         self._collector_state: dict[str, Any] = {}
         actions = {a for acts in self.monitor.engine.actions.values() for a in acts}
         self._checkpoints = "checkpoint" in actions
@@ -92,11 +96,13 @@ class TripwireCallbackImpl:
         data = self.collector.data if self.collector is not None else None
         collector = ({"label_capacity": data.capacity, "classes_seen": data.classes_seen} if data is not None
                      else dict(self._collector_state))
-        return {"monitor": self.monitor.state_dict(), "collector": collector}
+        return {"monitor": self.monitor.state_dict(), "collector": collector,
+                "batches_since_val": self._batches_since_val}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Resume patience counters, latches and findings from a checkpoint."""
         self.monitor.load_state_dict(state_dict.get("monitor", {}))
+        self._batches_since_val = int(state_dict.get("batches_since_val", 0))
         self._collector_state = dict(state_dict.get("collector", {}))
         self._restore_collector_state()
 
@@ -206,6 +212,7 @@ class TripwireCallbackImpl:
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self.collector is None:
             return
+        self._batches_since_val += 1
         self._process_pending(trainer)
         if self.collector is None:  # switched off by that decision
             return
@@ -260,7 +267,19 @@ class TripwireCallbackImpl:
             return
         val_loss = trainer.callback_metrics.get(self.monitor.config.metrics.val_loss)
         flush = self.collector.end_validation(val_loss, step=trainer.global_step, epoch=trainer.current_epoch)
-        self._decide(trainer, flush.sample())
+        sample = flush.sample()
+        self._add_epochs_since_val(trainer, sample)
+        self._decide(trainer, sample)
+
+    def _add_epochs_since_val(self, trainer: Any, sample: Sample) -> None:
+        """``epochs_since_val``: training batches since the previous validation over the batches of
+        an epoch (``val_check_interval=0.5``: 0.5). Batches, not optimizer steps: they count the
+        same under gradient accumulation and with several optimizers. Left out when the epoch
+        length is unknown (an iterable dataset), which the rules read as one epoch."""
+        batches, self._batches_since_val = self._batches_since_val, 0
+        per_epoch = trainer.num_training_batches
+        if self.monitor.wants("epochs_since_val") and math.isfinite(per_epoch) and per_epoch > 0:
+            sample.add("epochs_since_val", batches / per_epoch)
 
     # acting ----------------------------------------------------------------------------------------
     def _decide(self, trainer: Any, sample: Sample) -> None:

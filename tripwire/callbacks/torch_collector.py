@@ -15,7 +15,8 @@ What each statistic means is in :data:`tripwire.stats.CATALOGUE`; where it comes
 
 - ``loss``, ``loss_nonfinite``: :meth:`add_loss` on every batch (mean/count since the last flush).
 - ``grad_*``, ``amp_skipped``, ``weight_*``, ``update_ratio``, ``init_*``:
-  :class:`~tripwire.callbacks.torch_params.ParamProbe`.
+  :class:`~tripwire.callbacks.torch_params.ParamProbe`; trainable parameters that got no
+  gradient are named once in a warning (:mod:`~tripwire.callbacks.no_gradient`).
 - ``act_*``: :class:`~tripwire.callbacks.torch_activations.ActivationProbe` (forward hooks).
 - ``label_count``, ``input_*``, ``token_*``: :class:`~tripwire.callbacks.torch_batch.DataProbe`
   on sampled batches.
@@ -59,6 +60,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from tripwire.callbacks.no_gradient import NoGradientNotice
 from tripwire.callbacks.torch_activations import STAT_FAMILY, ActivationProbe
 from tripwire.callbacks.torch_batch import BatchFn, ConfusionProbe, DataProbe, split_batch
 from tripwire.callbacks.torch_packing import Gather, Packed, Piece, Series, pack
@@ -151,6 +153,7 @@ class TorchCollector:
         self.params: ParamProbe | None = None
         self.activations: ActivationProbe | None = None
         self.confusion = ConfusionProbe(self.guard) if "confusion" in stats else None
+        self.no_gradient = NoGradientNotice()
         self.device = torch.device("cpu")
         self.sampling = False
         self._losses: list[torch.Tensor] = []
@@ -248,7 +251,7 @@ class TorchCollector:
         A part that fails is left out of the sample; the pieces that cross ranks are packed
         whatever failed (see :mod:`~tripwire.callbacks.torch_parts`).
         """
-        pieces = self._gathered_pieces() + self._local_pieces()
+        pieces = self._gathered_pieces() + self._local_pieces(step)
         packed = self.guard.call(FLUSH, pack, pieces, self.gather)
         if self.activations is not None:
             with self.guard.attempt(ACTIVATIONS):
@@ -269,11 +272,12 @@ class TorchCollector:
             pieces.extend(self.data.pieces())
         return pieces
 
-    def _local_pieces(self) -> list[Piece]:
+    def _local_pieces(self, step: int) -> list[Piece]:
         """Gradient, weight and user statistics: the same on every rank, never gathered."""
         pieces: list[Piece] = []
         if self.params is not None and self.params.wanted:
             pieces.extend(self.guard.call(WEIGHTS, self.params.pieces, fallback=[]))
+            self.no_gradient.see(self.params.no_gradient, step)
         pieces.extend(self.guard.call(USER, self._user_pieces, fallback=[]))
         return pieces
 

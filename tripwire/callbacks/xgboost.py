@@ -60,7 +60,7 @@ from xgboost.callback import TrainingCallback
 from tripwire.callbacks.xgboost_evals import EvalReader
 from tripwire.callbacks.xgboost_labels import count_labels
 from tripwire.callbacks.xgboost_trees import TreeTracker, booster_kind
-from tripwire.config import Config
+from tripwire.config import FROM_CONFIG, Config
 from tripwire.errors import ConfigError, RuleTriggered
 from tripwire.failopen import FailOpen
 from tripwire.finding import Finding
@@ -127,9 +127,11 @@ class XGBoostTripwire(TrainingCallback):
         stop_on: rule names that also stop training.
         interval: boosting rounds between samples (overrides the config; default 10). Rules see
             one sample per ``interval`` rounds, so ``patience`` counts samples.
-        log_dir: run record directory (overrides the config); ``False`` writes no record.
+        log_dir: run record directory (overrides the config); ``None`` (or ``False``) writes no
+            record, like ``log_dir: null`` in YAML; left out, the config's (default ``tripwire_runs``).
         strict: re-raise rule failures, and failures of tripwire's own code (reading the trees,
-            ``evals_log``, the labels), instead of switching the rule or part off with a warning.
+            ``evals_log``, the labels), instead of switching the rule or part off with a warning;
+            None: the config's ``strict``.
         labels: the training labels, for ``class_imbalance``; counted once, only counts are kept.
         train_set: name of the eval set that is the training data (default: the first named
             like ``train``; sklearn: ``validation_0`` when there are two or more).
@@ -148,9 +150,9 @@ class XGBoostTripwire(TrainingCallback):
     """
 
     def __init__(self, config: Any = None, *, stop_on: Iterable[str] = (), interval: int | None = None,
-                 log_dir: str | os.PathLike | bool | None = None, strict: bool | None = None, labels: Any = None,
-                 train_set: str | None = None, val_set: str | None = None, metric: str | None = None,
-                 maximize: bool | None = None, run_name: str | None = None) -> None:
+                 log_dir: str | os.PathLike | bool | None = FROM_CONFIG, strict: bool | None = None,
+                 labels: Any = None, train_set: str | None = None, val_set: str | None = None,
+                 metric: str | None = None, maximize: bool | None = None, run_name: str | None = None) -> None:
         super().__init__()
         self.config = Config.load(config)
         self.stop_on = tuple(stop_on) if isinstance(stop_on, Iterable) and not isinstance(stop_on, str) else stop_on
