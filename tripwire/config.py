@@ -37,7 +37,7 @@ from tripwire.registry import builtin_rules, rule_class, suggest
 ACTIONS = ("alert", "stop", "raise", "checkpoint")
 
 
-class _FromConfig(enum.Enum):
+class FromConfig(enum.Enum):
     """The type of :data:`FROM_CONFIG` (an enum member: it survives pickling and deep copies,
     which the sklearn API of XGBoost makes of its callbacks)."""
 
@@ -50,7 +50,7 @@ class _FromConfig(enum.Enum):
 #: Default of a keyword argument whose ``None`` has a meaning of its own: "take the config's value".
 #: The callbacks' ``log_dir`` uses it, so that ``log_dir=None`` disables the run record exactly as
 #: ``log_dir: null`` does in YAML, while leaving the argument out keeps the config's directory.
-FROM_CONFIG = _FromConfig.FROM_CONFIG
+FROM_CONFIG = FromConfig.FROM_CONFIG
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _RULE_COMMON = ("type", "actions", "enabled", "severity")
 _MAX_NODES = 100_000

@@ -33,7 +33,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Callable, ClassVar, Optional, Union
 
 from tripwire.callbacks.torch_parts import COLLECTOR, FLUSH, GRADIENTS, LOSS
-from tripwire.config import FROM_CONFIG
+from tripwire.config import FROM_CONFIG, FromConfig
 from tripwire.errors import RuleError, RuleTriggered
 from tripwire.finding import Finding
 from tripwire.monitor import Decision, Monitor
@@ -52,7 +52,7 @@ class TripwireCallbackImpl:
     _package: ClassVar[str] = ""  # "lightning" or "pytorch_lightning": the Trainer this adapter belongs to
 
     def __init__(self, config: Union[str, dict, None] = None, *, stop_on: Iterable[str] = (),
-                 interval: Optional[int] = None, log_dir: Union[str, bool, None] = FROM_CONFIG,
+                 interval: Optional[int] = None, log_dir: Union[str, bool, None, FromConfig] = FROM_CONFIG,
                  strict: Optional[bool] = None,
                  batch_fn: Optional[Callable[[Any], Any]] = None, name: Optional[str] = None,
                  run_name: Optional[str] = None) -> None:
