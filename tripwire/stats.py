@@ -62,6 +62,8 @@ CATALOGUE: dict[str, StatInfo] = {
     "weight_nonfinite": StatInfo("max", "run", "1 if any parameter element is NaN/Inf"),
     "weight_zero_frac": StatInfo("same", "parameter", "share of exactly-zero parameter elements"),
     "weight_var": StatInfo("same", "parameter", "variance of the parameter elements"),
+    "param_ndim": StatInfo("same", "parameter", "dimensions of a trainable parameter (1: a bias or a "
+                                              "normalization scale/shift); sent once, with the first sample"),
     "update_ratio": StatInfo("same", "parameter", "||w_after - w_before|| / ||w_before|| over one optimizer step"),
     "weight_unchanged": StatInfo("same", "parameter",
                                  "1 if allclose(w, w at the previous sample; options rtol, atol) else 0"),

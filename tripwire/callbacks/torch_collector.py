@@ -81,9 +81,10 @@ class Flush:
     """
 
     def __init__(self, packed: Packed | None, step: int, epoch: int | None,
-                 read: Callable[[Packed], Series] | None = None) -> None:
+                 read: Callable[[Packed], Series] | None = None, known: Series | None = None) -> None:
         self.packed, self.step, self.epoch = packed, step, epoch
         self._read = read if read is not None else Packed.read
+        self._known = known or {}  # series the host knows without the device (parameter shapes)
 
     @property
     def ready(self) -> bool:
@@ -93,7 +94,7 @@ class Flush:
     def sample(self) -> Sample:
         """The statistics as a :class:`~tripwire.stats.Sample` (blocks until the copy is done)."""
         stats = {} if self.packed is None else self._read(self.packed)
-        return Sample(step=self.step, epoch=self.epoch, stats=stats)
+        return Sample(step=self.step, epoch=self.epoch, stats={**self._known, **stats})
 
 
 def _scalar(value: Any, device: torch.device) -> torch.Tensor:
@@ -158,6 +159,7 @@ class TorchCollector:
         self.sampling = False
         self._losses: list[torch.Tensor] = []
         self._modules: frozenset[int] = frozenset()
+        self._shapes_due = "param_ndim" in stats  # sent with the first flush after attach
 
     @property
     def failed_shared(self) -> bool:
@@ -171,6 +173,7 @@ class TorchCollector:
         """Hook ``module`` (before ``torch.compile`` traces it) and index its parameters."""
         self.detach()
         self._modules = frozenset(id(m) for m in module.modules())
+        self._shapes_due = any(n.stat == "param_ndim" for n in self.needs)
         self.params = self.guard.call(PARAMS, ParamProbe, module, self.needs)
         if any(n.stat in STAT_FAMILY for n in self.needs):
             self.activations = self.guard.call(ACTIVATIONS, ActivationProbe, module, self.needs, self.guard)
@@ -258,7 +261,14 @@ class TorchCollector:
                 self.activations.reset()  # after pack: the copy in cat() is already enqueued
             self._drop_failed_activations()
         self.end_batch()
-        return Flush(packed, step, epoch, self._read)
+        return Flush(packed, step, epoch, self._read, self._shapes())
+
+    def _shapes(self) -> Series:
+        """``param_ndim`` of every trainable parameter, once (the first flush after attach)."""
+        if not self._shapes_due or self.params is None:
+            return {}
+        self._shapes_due = False
+        return {"param_ndim": {name: float(p.ndim) for name, p in self.params.trainable()}}
 
     def _read(self, packed: Packed) -> Series:
         return self.guard.call(FLUSH, packed.read, fallback={})
