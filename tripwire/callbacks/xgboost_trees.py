@@ -126,22 +126,41 @@ class TreeTracker:
         ``num_class x num_parallel_tree`` trees) when depth is on, and ``importance`` (feature ->
         share of total gain, every feature present) and ``chances`` (see :attr:`chances`) when
         importance is on and some split has gain; empty when no round was added.
+        :meth:`new_rounds`, :meth:`depth` and :meth:`importance` are its steps, for a caller that
+        guards each on its own.
         """
+        new = self.new_rounds(model)
+        if new is None:
+            return {}
+        out: dict[str, Any] = {}
+        if self.want_depth:
+            out["depth"] = self.depth(new)
+        if self.want_importance:
+            shares = self.importance(new)
+            if shares:
+                out["importance"] = shares
+                out["chances"] = self.chances
+        return out
+
+    def new_rounds(self, model: Any) -> Any:
+        """A Booster holding only the rounds added since the previous call, or None when there are none."""
         now = model.num_boosted_rounds()
         if now <= self.last:
-            return {}
+            return None
         start, self.last = self.last, now
         new = model[start:now]
         # A few trees: OpenMP fork/join costs more than it saves, and on a busy machine a
         # parallel dump waits for descheduled threads (measured: 2.4 ms vs 9.7 ms median for 10 trees).
         new.set_param({"nthread": 1})
-        out: dict[str, Any] = {}
-        if self.want_depth:
-            out["depth"] = max((tree_depth(d) for d in new.get_dump(dump_format="json")), default=0)
-        if self.want_importance:
-            self._add_gain(new)
-            shares = normalized(self.gain, self.features)
-            if shares:
-                out["importance"] = shares
-                out["chances"] = self.chances
-        return out
+        return new
+
+    @staticmethod
+    def depth(trees: Any) -> int:
+        """The depth of the deepest tree in ``trees`` (a slice from :meth:`new_rounds`)."""
+        return max((tree_depth(d) for d in trees.get_dump(dump_format="json")), default=0)
+
+    def importance(self, trees: Any) -> dict[str, float]:
+        """Add the total gain of ``trees`` (a slice from :meth:`new_rounds`) to the running totals;
+        each feature's share of the whole, or empty while no split has gain."""
+        self._add_gain(trees)
+        return normalized(self.gain, self.features)
