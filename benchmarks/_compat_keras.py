@@ -257,10 +257,18 @@ class _Losses(keras.callbacks.Callback):
         self.losses.append(float((logs or {}).get("loss", float("nan"))))
 
 
+def _recurrent(layer: Any) -> bool:
+    return isinstance(layer, keras.layers.RNN) or hasattr(layer, "state_size")
+
+
 def families(model: keras.Model) -> dict[str, list[str]]:
-    """``{family: [layer names]}`` of the ReLU/tanh/sigmoid activations inside ``model``."""
+    """``{family: [layer names]}`` of the ReLU/tanh/sigmoid activations inside ``model`` that the
+    adapter can watch: those inside the time loop of a recurrent layer or cell (an LSTM's gates)
+    cannot leave the loop and are not expected, as the adapter documents."""
     out: dict[str, list[str]] = {}
     for layer in model._flatten_layers(include_self=False, recursive=True):
+        if _recurrent(layer):
+            continue
         found = {FAMILY_OF_LAYER.get(type(layer).__name__)}
         for attr in ("activation", "recurrent_activation"):
             try:

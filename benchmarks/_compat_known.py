@@ -11,15 +11,13 @@ Example:
 
 _RECURRENT = ("crash: the activation probe assigns `layer.activation`, a read-only property of the "
               "recurrent layers (AttributeError: property 'activation' ... has no setter)")
-_NESTED = ("missing: the activation probes walk `model.layers` only, so the activations of a layer inside "
-           "a wrapper (Bidirectional, TimeDistributed, SpectralNormalization) or of the cell of an RNN layer "
-           "are neither probed nor named in a warning")
+_NESTED = ("missing: the activation probes walk `model.layers` only, so the activation of a layer inside "
+           "a wrapper (TimeDistributed, SpectralNormalization) is neither probed nor named in a warning")
 _LAZY = ("crash: the initial-weight statistics read `weight.numel()` of an uninitialized lazy parameter "
          "(tripwire/callbacks/torch_params.py, INIT_MODULES) at train start")
 
 KNOWN: dict[str, str] = {
     **{f"keras:{name}": _RECURRENT for name in ("LSTM", "GRU", "SimpleRNN", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D")},
-    **{f"keras:{name}": _NESTED for name in ("Bidirectional", "TimeDistributed", "SpectralNormalization", "RNN",
-                                             "LSTMCell", "GRUCell", "SimpleRNNCell", "StackedRNNCells")},
+    **{f"keras:{name}": _NESTED for name in ("TimeDistributed", "SpectralNormalization")},
     **{f"torch:{name}": _LAZY for name in ("LazyLinear", "LazyConv1d", "LazyConv2d", "LazyConv3d")},
 }

@@ -81,14 +81,14 @@ def suite_cases(suite: str, quick: bool) -> tuple[list, object]:
     return [c for c in cases if not quick or c.name in QUICK["xgboost"]], cx.run_case
 
 
-def child(suite: str, quick: bool) -> None:
+def child(suite: str, quick: bool, names: list[str] | None) -> None:
     """Run one suite in this process; one ``RESULT <json>`` line per case on stdout."""
     cases, run = suite_cases(suite, quick)
-    for case in cases:
+    for case in cases if not names else [c for c in cases if c.name in names]:
         print("RESULT " + run(case).to_json(), flush=True)
 
 
-def run_suite(suite: str, quick: bool) -> list[Outcome]:
+def run_suite(suite: str, quick: bool, names: list[str] | None = None) -> list[Outcome]:
     """Run one suite in a fresh process; its outcomes (a dead process becomes one crash line)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "TF_CPP_MIN_LOG_LEVEL": "3",
@@ -96,6 +96,7 @@ def run_suite(suite: str, quick: bool) -> list[Outcome]:
     if suite.startswith("keras-"):
         env["KERAS_BACKEND"] = suite.split("-", 1)[1]
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", suite] + (["--quick"] if quick else [])
+    cmd += ["--cases", *names] if names else []
     out: list[Outcome] = []
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT) as proc:
         for line in proc.stdout:
@@ -164,19 +165,31 @@ def _suite_of(case: dict) -> str:
 
 def merged(paths: list[str]) -> tuple[list[str], dict[str, float], list[Outcome], str]:
     """Suites, seconds per suite, outcomes and the latest time measured of earlier runs (``--json``
-    files), judged again; a later file's suites replace the same suites of an earlier one."""
-    by_suite: dict[str, tuple[float, list[Outcome]]] = {}
+    files), judged again; a case of a later file replaces the same case of an earlier one (a run
+    of a few ``--cases`` patches a full run), and the first file that ran a suite gives its time."""
+    cases: dict[tuple[str, str, str], Outcome] = {}
+    seconds: dict[str, float] = {}
     measured = ""
     for path in paths:
         saved = json.loads(Path(path).read_text())
-        measured = max(measured, saved.get("measured", time.strftime("%Y-%m-%d %H:%M",
-                                                                     time.localtime(Path(path).stat().st_mtime))))
+        measured = max(measured, saved.get("measured", ""))
+        for c in saved["cases"]:
+            outcome = Outcome(**{**c, "suite": _suite_of(c)})
+            cases[(outcome.suite, outcome.group, outcome.name)] = apply_known(outcome, KNOWN)
         for suite in saved["suites"]:
-            cases = [Outcome(**{**c, "suite": suite}) for c in saved["cases"] if _suite_of(c) == suite]
-            seconds = saved.get("suite_seconds", {}).get(suite, sum(c.seconds for c in cases))
-            by_suite[suite] = (seconds, [apply_known(c, KNOWN) for c in cases])
-    suites = [s for s in SUITES if s in by_suite]
-    return suites, {s: by_suite[s][0] for s in suites}, [o for s in suites for o in by_suite[s][1]], measured
+            seconds.setdefault(suite, saved.get("suite_seconds", {}).get(suite, 0))
+    suites = [s for s in SUITES if s in seconds]
+    order = {s: i for i, s in enumerate(suites)}
+    outcomes = sorted(cases.values(), key=lambda o: order.get(o.suite, len(order)))
+    return suites, {s: seconds[s] for s in suites}, outcomes, measured or time.strftime("%Y-%m-%d %H:%M")
+
+
+def save(path: str, suites: list[str], measured: str, suite_seconds: dict[str, float],
+         outcomes: list[Outcome]) -> None:
+    """Every case so far as JSON (written after each suite, so a long run leaves what it did)."""
+    Path(path).write_text(json.dumps({"suites": suites, "measured": measured, "seconds": sum(suite_seconds.values()),
+                                      "suite_seconds": suite_seconds, "cases": [o.__dict__ for o in outcomes]},
+                                     indent=1) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -188,10 +201,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--from-json", metavar="PATH", nargs="+", help="judge the cases of earlier --json outputs "
                     "again instead of running them (after editing the known failures; a later file's suites "
                     "replace the same suites of an earlier one)")
+    ap.add_argument("--cases", nargs="+", metavar="NAME", help="only these cases (names as in the table)")
     ap.add_argument("--child", choices=SUITES, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        child(args.child, args.quick)
+        child(args.child, args.quick, args.cases)
         return 0
     outcomes: list[Outcome] = []
     suite_seconds: dict[str, float] = {}
@@ -201,8 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     for suite in [] if args.from_json else args.suite:
         print(f"suite {suite} ...", file=sys.stderr, flush=True)
         start = time.perf_counter()
-        outcomes += run_suite(suite, args.quick)
+        outcomes += run_suite(suite, args.quick, args.cases)
         suite_seconds[suite] = round(time.perf_counter() - start)
+        save(args.json, [s for s in args.suite if s in suite_seconds], measured, suite_seconds, outcomes)
     seconds = sum(suite_seconds.values())
     print(table(outcomes))
     print()
@@ -214,10 +229,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {key} | " + " | ".join(str(c[s]) for s in columns) + " |")
     print()
     print(headline(outcomes) + f"; {seconds / 60:.1f} min")
-    if not args.from_json:
-        Path(args.json).write_text(json.dumps({"suites": args.suite, "measured": measured, "seconds": round(seconds),
-                                               "suite_seconds": suite_seconds,
-                                               "cases": [o.__dict__ for o in outcomes]}, indent=1) + "\n")
     if args.update_doc:
         store_in_figures(outcomes, seconds, args.suite, measured)
     return 1 if any(o.status in FAILING for o in outcomes) else 0
