@@ -46,6 +46,9 @@ import numpy as np
 #: which turns rounding noise in a near-zero gradient into a full +-lr step (MobileNetV3 on
 #: JAX moved weights by 0.015 that way), hiding real changes among false ones.
 RTOL, ATOL = 1e-4, 1e-6
+#: Where that is exceeded: how many times the divergence one float32 ulp on the initial weights
+#: causes is still float noise (see :func:`differs`).
+NOISE_FACTOR = 10.0
 
 FAILING = ("crash", "changed", "missing")
 STATUSES = ("ok", "findings", "crash", "changed", "missing", "known", "fixed", "n/a", "skipped")
@@ -107,26 +110,68 @@ class Outcome:
         return json.dumps(asdict(self), sort_keys=True)
 
 
-def differs(plain: Run, other: Run, rtol: float = RTOL, atol: float = ATOL) -> str | None:
-    """Where ``other`` left ``plain``'s training (losses, then weights), or None within tolerance."""
+def differs(plain: Run, other: Run, rtol: float = RTOL, atol: float = ATOL, noise: Run | None = None) -> str | None:
+    """Where ``other`` left ``plain``'s training (losses, then weights), or None within tolerance.
+
+    ``noise``: the plain fit again from weights moved by one float32 ulp. Where rounding noise
+    grows along the steps (a deep network whose loss climbs), a difference up to
+    :data:`NOISE_FACTOR` times the one that ulp made is float noise too.
+    """
     if len(plain.losses) != len(other.losses):
         return f"{len(other.losses)} steps instead of {len(plain.losses)}"
-    for i, (a, b) in enumerate(zip(plain.losses, other.losses)):
-        if not np.allclose(a, b, rtol=rtol, atol=atol, equal_nan=True):
-            return f"loss at step {i + 1}: {a:.9g} vs {b:.9g}"
+
+    def beyond(a: np.ndarray, b: np.ndarray, n: np.ndarray | None) -> bool:
+        if np.allclose(a, b, rtol=rtol, atol=atol, equal_nan=True):
+            return False
+        return n is None or float(np.nanmax(np.abs(a - b))) > NOISE_FACTOR * float(np.nanmax(np.abs(a - n)))
+
+    pairs = [(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)) for a, b in zip(plain.losses, other.losses)]
+    ref = noise.losses if noise is not None and len(noise.losses) == len(plain.losses) else [None] * len(pairs)
+    for i, ((a, b), n) in enumerate(zip(pairs, ref)):
+        if beyond(a, b, None if n is None else np.asarray(n, dtype=np.float64)):
+            return f"loss at step {i + 1}: {float(a):.9g} vs {float(b):.9g}" + _noted(a, n)
     if len(plain.weights) != len(other.weights):
         return f"{len(other.weights)} weight tensors instead of {len(plain.weights)}"
-    for i, (a, b) in enumerate(zip(plain.weights, other.weights)):
+    ref_w = noise.weights if noise is not None and len(noise.weights) == len(plain.weights) else [None] * len(pairs)
+    for i, (a, b, n) in enumerate(zip(plain.weights, other.weights, ref_w)):
         a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
         if a.shape != b.shape:
             return f"weight {i}: shape {b.shape} instead of {a.shape}"
-        if not np.allclose(a, b, rtol=rtol, atol=atol, equal_nan=True):
-            return f"weight {i}: largest difference {float(np.nanmax(np.abs(a - b))):.3g}"
+        if beyond(a, b, None if n is None else np.asarray(n, dtype=np.float64)):
+            return f"weight {i}: largest difference {float(np.nanmax(np.abs(a - b))):.3g}" + _noted(a, n)
     return None
 
 
-def judge(framework: str, group: str, name: str, plain: Run, every: Run | None, default: Run | None) -> Outcome:
-    """One case's verdict from its plain, every-rule and default-rule runs."""
+def _noted(a: Any, n: Any) -> str:
+    if n is None:
+        return ""
+    return f" (one ulp moved it by {float(np.nanmax(np.abs(np.asarray(a, np.float64) - np.asarray(n, np.float64)))):.3g})"
+
+
+def _noted_run(plain: Run, noise: Run, where: str) -> str:
+    """How far one ulp moved the loss at the step named in ``where`` (``loss at step N: ...``)."""
+    if where.startswith("loss at step "):
+        i = int(where.split()[3].rstrip(":")) - 1
+        return f" (one ulp on the initial weights moved it to {noise.losses[i]:.9g})"
+    return ""
+
+
+def nudged(weights: list) -> list:
+    """``weights`` with every float element moved by one float32 ulp, up or down at random (seeded)."""
+    rng = np.random.default_rng(1)
+    out = []
+    for w in weights:
+        w = np.asarray(w)
+        if w.dtype.kind == "f" and w.size:
+            away = np.where(rng.random(w.shape) < 0.5, np.inf, -np.inf).astype(w.dtype)
+            w = np.nextafter(w, away)
+        out.append(w)
+    return out
+
+
+def judge(framework: str, group: str, name: str, plain: Run, every: Run | None, default: Run | None,
+          noise: Run | None = None) -> Outcome:
+    """One case's verdict from its plain, every-rule and default-rule runs (``noise``: see :func:`differs`)."""
     seconds = plain.seconds + (every.seconds if every else 0.0) + (default.seconds if default else 0.0)
     out = Outcome(framework, group, name, "ok", seconds=round(seconds, 2))
     if plain.error is not None:
@@ -137,9 +182,13 @@ def judge(framework: str, group: str, name: str, plain: Run, every: Run | None, 
         if run is not None and run.error is not None:
             problems.append(("crash", f"{label}: {run.error}"))
     if every is not None and every.error is None:
-        changed = differs(plain, every)
+        reference = noise if noise is not None and noise.error is None else None
+        changed = differs(plain, every, noise=reference)
         if changed:
             problems.append(("changed", changed))
+        elif reference is not None:
+            strict = differs(plain, every)
+            out.detail = f"within float noise: {strict}{_noted_run(plain, reference, strict)}" if strict else ""
         if every.missing:
             problems.append(("missing", "; ".join(every.missing)))
     for run in (every, default):
@@ -152,7 +201,7 @@ def judge(framework: str, group: str, name: str, plain: Run, every: Run | None, 
     elif out.findings:
         out.status, out.detail = "findings", ", ".join(out.findings)
     elif out.disabled:
-        out.detail = "switched off: " + "; ".join(out.disabled)
+        out.detail = "; ".join(x for x in (out.detail, "switched off: " + "; ".join(out.disabled)) if x)
     return out
 
 
