@@ -13,11 +13,8 @@ _RECURRENT = ("crash: the activation probe assigns `layer.activation`, a read-on
               "recurrent layers (AttributeError: property 'activation' ... has no setter)")
 _NESTED = ("missing: the activation probes walk `model.layers` only, so the activation of a layer inside "
            "a wrapper (TimeDistributed, SpectralNormalization) is neither probed nor named in a warning")
-_LAZY = ("crash: the initial-weight statistics read `weight.numel()` of an uninitialized lazy parameter "
-         "(tripwire/callbacks/torch_params.py, INIT_MODULES) at train start")
 
 KNOWN: dict[str, str] = {
     **{f"keras:{name}": _RECURRENT for name in ("LSTM", "GRU", "SimpleRNN", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D")},
     **{f"keras:{name}": _NESTED for name in ("TimeDistributed", "SpectralNormalization")},
-    **{f"torch:{name}": _LAZY for name in ("LazyLinear", "LazyConv1d", "LazyConv2d", "LazyConv3d")},
 }
