@@ -35,11 +35,13 @@ from _compat_core import (
     Run,
     Warnings,
     default_config,
+    differs,
     every_rule_config,
     findings_of,
     judge,
     keep_samples,
     missing_params,
+    nudged,
     timed,
 )
 
