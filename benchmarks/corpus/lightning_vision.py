@@ -1,0 +1,108 @@
+"""Image classifiers from ``transformers`` (random weights, small configs) trained with Lightning
+on synthetic 16x16 gratings: ResNet (BatchNorm), MobileNetV2, EfficientNet, ViT and ConvNeXt."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from corpus.data import images
+from corpus.labels import collapse_labels
+from corpus.registry import CORPUS
+
+SIZE, CLASSES = 16, 4
+
+
+def _train(make_callback: Callable[..., Any], net: Callable[[], Any], *, steps: int, lr: float,
+           optimizer: str = "adamw", weight_decay: float = 0.0, scale: float = 1.0, labels: str = "",
+           train_only: str | None = None, batch_size: int = 32) -> Any:
+    from corpus import lightning_kit as kit
+
+    kit.seeded()
+    x, y = images(1024, SIZE, CLASSES, seed=0)
+    xv, yv = images(256, SIZE, CLASSES, seed=1)
+    if labels == "collapsed":
+        y = collapse_labels(y)
+    task = kit.Classifier(net(), lr, optimizer=optimizer, weight_decay=weight_decay, schedule=kit.cosine,
+                          total_steps=steps, train_only=train_only)
+    return kit.fit(task, kit.loader(x * scale, y, batch_size), kit.loader(xv * scale, yv, 256, shuffle=False),
+                   make_callback, max_steps=steps)
+
+
+def resnet() -> Any:
+    from transformers import ResNetConfig, ResNetForImageClassification
+
+    return ResNetForImageClassification(ResNetConfig(num_channels=3, embedding_size=16, hidden_sizes=[16, 32, 64, 64],
+                                                     depths=[1, 1, 1, 1], layer_type="basic", num_labels=CLASSES))
+
+
+def mobilenet_v2() -> Any:
+    from transformers import MobileNetV2Config, MobileNetV2ForImageClassification
+
+    return MobileNetV2ForImageClassification(MobileNetV2Config(num_channels=3, image_size=SIZE, depth_multiplier=0.25,
+                                                               classifier_dropout_prob=0.2, num_labels=CLASSES))
+
+
+def efficientnet() -> Any:
+    from transformers import EfficientNetConfig, EfficientNetForImageClassification
+
+    # B0's stages at a quarter of the width, one block each, 3x3 kernels (a 16x16 input ends at 1x1)
+    return EfficientNetForImageClassification(EfficientNetConfig(
+        num_channels=3, image_size=SIZE, width_coefficient=0.25, depth_coefficient=1.0, hidden_dim=320,
+        kernel_sizes=[3] * 7, num_block_repeats=[1] * 7, dropout_rate=0.2, drop_connect_rate=0.1,
+        num_labels=CLASSES))
+
+
+def vit() -> Any:
+    from transformers import ViTConfig, ViTForImageClassification
+
+    return ViTForImageClassification(ViTConfig(image_size=SIZE, patch_size=4, num_channels=3, hidden_size=64,
+                                               num_hidden_layers=3, num_attention_heads=4, intermediate_size=128,
+                                               num_labels=CLASSES))
+
+
+def convnext() -> Any:
+    from transformers import ConvNextConfig, ConvNextForImageClassification
+
+    # the layer-scale init of 1e-6 is ConvNeXt's own
+    return ConvNextForImageClassification(ConvNextConfig(num_channels=3, patch_size=2, image_size=SIZE,
+                                                         hidden_sizes=[16, 32, 64, 64], depths=[1, 1, 2, 1],
+                                                         num_labels=CLASSES))
+
+
+RESNET = CORPUS.healthy(
+    "lightning/resnet", "lightning",
+    "HF ResNet, 4 basic-block stages with BatchNorm; SGD 0.05 momentum, weight decay 5e-4, cosine; 400 steps",
+    lambda mc: _train(mc, resnet, steps=400, lr=0.05, optimizer="sgd", weight_decay=5e-4))
+CORPUS.twin(RESNET, "lr_x100", "learning rate x100 (5.0)", ["exploding_gradient", "nonfinite"],
+            lambda mc: _train(mc, resnet, steps=400, lr=5.0, optimizer="sgd", weight_decay=5e-4))
+
+MOBILENET = CORPUS.healthy(
+    "lightning/mobilenet_v2", "lightning",
+    "HF MobileNetV2 (width 0.25, ReLU6, BatchNorm, dropout); AdamW 2e-3, cosine; 300 steps",
+    lambda mc: _train(mc, mobilenet_v2, steps=300, lr=2e-3))
+CORPUS.twin(MOBILENET, "frozen_backbone", "only the classifier is given to the optimizer: the backbone keeps "
+            "requires_grad and gradients but never changes", ["unchanged_tensor"],
+            lambda mc: _train(mc, mobilenet_v2, steps=300, lr=2e-3, train_only="classifier"))
+
+EFFICIENTNET = CORPUS.healthy(
+    "lightning/efficientnet", "lightning",
+    "HF EfficientNet (B0 stages at width 0.25: MBConv, squeeze-excitation, swish, BatchNorm, stochastic depth); "
+    "AdamW 2e-3, cosine; 300 steps",
+    lambda mc: _train(mc, efficientnet, steps=300, lr=2e-3))
+CORPUS.twin(EFFICIENTNET, "lr_1e-9", "learning rate 1e-9", ["small_updates"],
+            lambda mc: _train(mc, efficientnet, steps=300, lr=1e-9))
+
+VIT = CORPUS.healthy(
+    "lightning/vit", "lightning",
+    "HF ViT, 3 layers, width 64, 4x4 patches; AdamW 1e-3, weight decay 0.05, cosine; 400 steps",
+    lambda mc: _train(mc, vit, steps=400, lr=1e-3, weight_decay=0.05))
+CORPUS.twin(VIT, "collapsed_labels", "96% of the labels of classes 1-3 fell back to class 0",
+            ["class_imbalance"],
+            lambda mc: _train(mc, vit, steps=400, lr=1e-3, weight_decay=0.05, labels="collapsed"))
+
+CONVNEXT = CORPUS.healthy(
+    "lightning/convnext", "lightning",
+    "HF ConvNeXt (depthwise 7x7, LayerNorm, GELU, layer scale 1e-6); AdamW 2e-3, weight decay 0.05, cosine; 300 steps",
+    lambda mc: _train(mc, convnext, steps=300, lr=2e-3, weight_decay=0.05))
+CORPUS.twin(CONVNEXT, "unscaled_pixels", "pixels fed as 0-255 instead of [0, 1]", ["not_normalized"],
+            lambda mc: _train(mc, convnext, steps=300, lr=2e-3, weight_decay=0.05, scale=255.0))
