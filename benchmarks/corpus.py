@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="entries to run (a healthy entry brings its twins)")
     parser.add_argument("--framework", nargs="+", default=[], choices=FRAMEWORKS)
     parser.add_argument("--list", action="store_true", help="list the selected entries and exit")
+    parser.add_argument("--slow", action="store_true", help="also run the slow entries (minutes each)")
     parser.add_argument("--log-dir", type=Path, help="run records and logs (default: a temporary directory)")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds one entry may take (default 600)")
     parser.add_argument("--md", type=Path, help=f"write the Markdown table here (default with no selection: "
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         return worker(args.worker, args.result, args.log_dir)
 
-    entries = load().select(args.only, args.framework)
+    entries = load().select(args.only, args.framework, slow=args.slow)
     if args.list:
         for e in entries:
             twin = f"  [{e.fault}; expect {' or '.join(e.expect)}]" if e.is_twin else f"  {e.about}"

@@ -17,7 +17,7 @@ import numpy as np
 
 
 def images(n: int, size: int = 16, classes: int = 4, seed: int = 0, channels_last: bool = False,
-           noise: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
+           noise: float = 0.6) -> tuple[np.ndarray, np.ndarray]:
     """RGB images in [0, 1]: each class a grating of its own orientation and frequency with a
     random phase, a random tint and pixel noise. ``(N, 3, H, W)`` or ``(N, H, W, 3)``."""
     rng = np.random.default_rng(seed)

@@ -74,6 +74,15 @@ def warmup_linear(warmup_share: float = 0.1) -> Schedule:
     return make
 
 
+def warmup_cosine(warmup_share: float = 0.1) -> Schedule:
+    """Linear warm-up over ``warmup_share`` of the steps, then cosine decay to 0 (ViT's)."""
+    def make(opt: torch.optim.Optimizer, total: int) -> Any:
+        from transformers import get_cosine_schedule_with_warmup
+
+        return get_cosine_schedule_with_warmup(opt, int(warmup_share * total), total)
+    return make
+
+
 def cosine(opt: torch.optim.Optimizer, total: int) -> Any:
     """Cosine annealing to 0 over the run."""
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))

@@ -1,5 +1,9 @@
 """Image classifiers from ``transformers`` (random weights, small configs) trained with Lightning
-on synthetic 16x16 gratings: ResNet (BatchNorm), MobileNetV2, EfficientNet, ViT and ConvNeXt."""
+on synthetic 16x16 gratings: ResNet (BatchNorm), MobileNetV2, ViT and ConvNeXt.
+
+``EfficientNetForImageClassification`` is left out: built from a config, with the library's own
+initialization (normal, std 0.02, for every conv), it does not train at all here (the loss stays at
+ln 4 from the first step); EfficientNet is in the corpus through ``keras.applications``."""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ SIZE, CLASSES = 16, 4
 
 def _train(make_callback: Callable[..., Any], net: Callable[[], Any], *, steps: int, lr: float,
            optimizer: str = "adamw", weight_decay: float = 0.0, scale: float = 1.0, labels: str = "",
-           train_only: str | None = None, batch_size: int = 32) -> Any:
+           train_only: str | None = None, batch_size: int = 32, warmup: float = 0.0) -> Any:
     from corpus import lightning_kit as kit
 
     kit.seeded()
@@ -22,8 +26,7 @@ def _train(make_callback: Callable[..., Any], net: Callable[[], Any], *, steps: 
     xv, yv = images(256, SIZE, CLASSES, seed=1)
     if labels == "collapsed":
         y = collapse_labels(y)
-    task = kit.Classifier(net(), lr, optimizer=optimizer, weight_decay=weight_decay, schedule=kit.cosine,
-                          total_steps=steps, train_only=train_only)
+    task = kit.Classifier(net(), lr, optimizer=optimizer, weight_decay=weight_decay, schedule=kit.warmup_cosine(warmup) if warmup else kit.cosine, total_steps=steps, train_only=train_only)
     return kit.fit(task, kit.loader(x * scale, y, batch_size), kit.loader(xv * scale, yv, 256, shuffle=False),
                    make_callback, max_steps=steps)
 
@@ -38,18 +41,8 @@ def resnet() -> Any:
 def mobilenet_v2() -> Any:
     from transformers import MobileNetV2Config, MobileNetV2ForImageClassification
 
-    return MobileNetV2ForImageClassification(MobileNetV2Config(num_channels=3, image_size=SIZE, depth_multiplier=0.25,
-                                                               classifier_dropout_prob=0.2, num_labels=CLASSES))
-
-
-def efficientnet() -> Any:
-    from transformers import EfficientNetConfig, EfficientNetForImageClassification
-
-    # B0's stages at a quarter of the width, one block each, 3x3 kernels (a 16x16 input ends at 1x1)
-    return EfficientNetForImageClassification(EfficientNetConfig(
-        num_channels=3, image_size=SIZE, width_coefficient=0.25, depth_coefficient=1.0, hidden_dim=320,
-        kernel_sizes=[3] * 7, num_block_repeats=[1] * 7, dropout_rate=0.2, drop_connect_rate=0.1,
-        num_labels=CLASSES))
+    return MobileNetV2ForImageClassification(MobileNetV2Config(num_channels=3, image_size=SIZE, depth_multiplier=0.35,
+                                                               classifier_dropout_prob=0.0, num_labels=CLASSES))
 
 
 def vit() -> Any:
@@ -65,7 +58,7 @@ def convnext() -> Any:
 
     # the layer-scale init of 1e-6 is ConvNeXt's own
     return ConvNextForImageClassification(ConvNextConfig(num_channels=3, patch_size=2, image_size=SIZE,
-                                                         hidden_sizes=[16, 32, 64, 64], depths=[1, 1, 2, 1],
+                                                         hidden_sizes=[16, 32, 48, 64], depths=[1, 1, 1, 1],
                                                          num_labels=CLASSES))
 
 
@@ -78,27 +71,19 @@ CORPUS.twin(RESNET, "lr_x100", "learning rate x100 (5.0)", ["exploding_gradient"
 
 MOBILENET = CORPUS.healthy(
     "lightning/mobilenet_v2", "lightning",
-    "HF MobileNetV2 (width 0.25, ReLU6, BatchNorm, dropout); AdamW 2e-3, cosine; 300 steps",
-    lambda mc: _train(mc, mobilenet_v2, steps=300, lr=2e-3))
+    "HF MobileNetV2 (width 0.35, ReLU6, BatchNorm); AdamW 3e-3, cosine; 300 steps",
+    lambda mc: _train(mc, mobilenet_v2, steps=300, lr=3e-3))
 CORPUS.twin(MOBILENET, "frozen_backbone", "only the classifier is given to the optimizer: the backbone keeps "
             "requires_grad and gradients but never changes", ["unchanged_tensor"],
-            lambda mc: _train(mc, mobilenet_v2, steps=300, lr=2e-3, train_only="classifier"))
-
-EFFICIENTNET = CORPUS.healthy(
-    "lightning/efficientnet", "lightning",
-    "HF EfficientNet (B0 stages at width 0.25: MBConv, squeeze-excitation, swish, BatchNorm, stochastic depth); "
-    "AdamW 2e-3, cosine; 300 steps",
-    lambda mc: _train(mc, efficientnet, steps=300, lr=2e-3))
-CORPUS.twin(EFFICIENTNET, "lr_1e-9", "learning rate 1e-9", ["small_updates"],
-            lambda mc: _train(mc, efficientnet, steps=300, lr=1e-9))
+            lambda mc: _train(mc, mobilenet_v2, steps=300, lr=3e-3, train_only="classifier"))
 
 VIT = CORPUS.healthy(
     "lightning/vit", "lightning",
-    "HF ViT, 3 layers, width 64, 4x4 patches; AdamW 1e-3, weight decay 0.05, cosine; 400 steps",
-    lambda mc: _train(mc, vit, steps=400, lr=1e-3, weight_decay=0.05))
+    "HF ViT, 3 layers, width 64, 4x4 patches; AdamW 1e-3, weight decay 0.05, warm-up 10% + cosine; 400 steps",
+    lambda mc: _train(mc, vit, steps=400, lr=1e-3, weight_decay=0.05, warmup=0.1))
 CORPUS.twin(VIT, "collapsed_labels", "96% of the labels of classes 1-3 fell back to class 0",
             ["class_imbalance"],
-            lambda mc: _train(mc, vit, steps=400, lr=1e-3, weight_decay=0.05, labels="collapsed"))
+            lambda mc: _train(mc, vit, steps=400, lr=1e-3, weight_decay=0.05, warmup=0.1, labels="collapsed"))
 
 CONVNEXT = CORPUS.healthy(
     "lightning/convnext", "lightning",

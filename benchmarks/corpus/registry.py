@@ -29,8 +29,8 @@ from typing import Any
 FRAMEWORKS = ("lightning", "keras", "xgboost")
 
 #: the corpus modules, in the order the table lists them
-MODULES = ("lightning_vision", "lightning_text", "lightning_blocks", "lightning_loops", "keras_apps",
-           "keras_small", "xgboost_tabular")
+MODULES = ("lightning_vision", "lightning_text", "lightning_blocks", "lightning_loops", "keras_blocks",
+           "keras_small", "keras_apps", "xgboost_tabular")
 
 Train = Callable[[Callable[..., Any]], Any]
 
@@ -48,6 +48,8 @@ class Entry:
         fault: for a twin, the planted fault in words.
         expect: for a twin, the rules that should fire (one of them is enough).
         blocked: why the entry cannot run yet ('' when it can); it is still run and reported.
+        slow: why the entry takes far longer than a minute ('' when it does not); slow entries
+            run only when asked for (``--slow``).
     """
 
     name: str
@@ -58,6 +60,7 @@ class Entry:
     fault: str = ""
     expect: tuple[str, ...] = ()
     blocked: str = ""
+    slow: str = ""
 
     @property
     def is_twin(self) -> bool:
@@ -78,27 +81,29 @@ class Corpus:
         self.entries[entry.name] = entry
         return entry
 
-    def healthy(self, name: str, framework: str, about: str, train: Train, *, blocked: str = "") -> Entry:
+    def healthy(self, name: str, framework: str, about: str, train: Train, *, blocked: str = "", slow: str = "",
+                ) -> Entry:
         """Register a healthy training."""
-        return self.add(Entry(name, framework, about, train, blocked=blocked))
+        return self.add(Entry(name, framework, about, train, blocked=blocked, slow=slow))
 
     def twin(self, healthy: Entry, slug: str, fault: str, expect: Sequence[str], train: Train, *,
              blocked: str = "") -> Entry:
         """Register the fault twin ``healthy.name + '+' + slug`` of a healthy entry."""
         return self.add(Entry(f"{healthy.name}+{slug}", healthy.framework, healthy.about, train,
                               healthy=healthy.name, fault=fault, expect=tuple(expect),
-                              blocked=blocked or healthy.blocked))
+                              blocked=blocked or healthy.blocked, slow=healthy.slow))
 
-    def select(self, names: Iterable[str] = (), frameworks: Iterable[str] = ()) -> list[Entry]:
+    def select(self, names: Iterable[str] = (), frameworks: Iterable[str] = (), slow: bool = False) -> list[Entry]:
         """Entries named in ``names`` (a healthy name brings its twins along) of ``frameworks``
-        (all when empty), in registration order. Raises KeyError for an unknown name."""
+        (all when empty), in registration order; slow entries only when named or ``slow``.
+        Raises KeyError for an unknown name."""
         names, frameworks = list(names), set(frameworks)
         unknown = [n for n in names if n not in self.entries]
         if unknown:
             raise KeyError(f"unknown corpus entries: {', '.join(unknown)}; known: {', '.join(self.entries)}")
         wanted = set(names)
         return [e for e in self.entries.values()
-                if (not wanted or e.name in wanted or e.healthy in wanted)
+                if (e.name in wanted or e.healthy in wanted or (not wanted and (slow or not e.slow)))
                 and (not frameworks or e.framework in frameworks)]
 
 

@@ -92,12 +92,17 @@ def _correlated(make_callback: Callable[..., Any], *, train_rows: int | None = N
     return callback
 
 
-def _wine(make_callback: Callable[..., Any], *, eta: float = 0.1, depth: int = 3) -> Any:
+def _wine(make_callback: Callable[..., Any], *, noisy_labels: float = 0.0) -> Any:
+    import numpy as np
     from sklearn.datasets import load_wine
 
     x, y = load_wine(return_X_y=True)
-    return _train(make_callback, x, y, {"objective": "multi:softprob", "num_class": 3, "eta": eta,
-                                        "max_depth": depth, "colsample_bytree": 0.6, "eval_metric": "mlogloss"},
+    if noisy_labels:  # a share of the rows relabelled at random (a corrupted annotation batch)
+        rng = np.random.default_rng(0)
+        hit = rng.random(len(y)) < noisy_labels
+        y = np.where(hit, rng.integers(0, 3, len(y)), y)
+    return _train(make_callback, x, y, {"objective": "multi:softprob", "num_class": 3, "eta": 0.1,
+                                        "max_depth": 3, "colsample_bytree": 0.6, "eval_metric": "mlogloss"},
                   rounds=200, early_stopping=20)
 
 
@@ -129,7 +134,7 @@ REGRESSION = CORPUS.healthy(
     "early stopping 30 of 1000 rounds",
     _regression)
 CORPUS.twin(REGRESSION, "depth_20", "max_depth 20 (trees grown far past what the data supports)", ["tree_depth"],
-            lambda mc: _regression(mc, depth=20))
+            lambda mc: _regression(mc, depth=20, rounds=150))
 
 CORRELATED = CORPUS.healthy(
     "xgboost/correlated_sklearn", "xgboost",
@@ -144,5 +149,5 @@ WINE = CORPUS.healthy(
     "3-class softprob on wine (178 rows, 13 features; 45-row validation set), depth 3, colsample 0.6, eta 0.1, "
     "early stopping 20 of 200 rounds",
     _wine)
-CORPUS.twin(WINE, "depth_and_eta", "eta 1.0 and depth 12 (each round fits the training rows outright)",
-            ["overfit", "overtraining"], lambda mc: _wine(mc, eta=1.0, depth=12))
+CORPUS.twin(WINE, "noisy_labels", "40% of the rows relabelled at random", ["overfit", "overtraining"],
+            lambda mc: _wine(mc, noisy_labels=0.4))
