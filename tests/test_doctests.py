@@ -9,12 +9,14 @@ import pytest
 import tripwire
 
 FRAMEWORK_PACKAGES = ("tripwire.callbacks", "tripwire.report", "tripwire.demo")
+FRAMEWORK_FREE_CALLBACK_MODULES = ("tripwire.callbacks.no_gradient",)
 
 
 def framework_free_modules():
     for info in pkgutil.walk_packages(tripwire.__path__, "tripwire."):
         if not info.name.startswith(FRAMEWORK_PACKAGES) and info.name != "tripwire.__main__":
             yield info.name
+    yield from FRAMEWORK_FREE_CALLBACK_MODULES
 
 
 @pytest.mark.parametrize("name", sorted(framework_free_modules()))

@@ -65,3 +65,35 @@ def test_state_dict_is_plain_and_restores_findings():
     fresh.load_state_dict(state)
     assert fresh.findings == m.findings and fresh.stopped_by == m.stopped_by
     assert fresh.process(loss_nan(2)).findings == []   # still latched after resume
+
+
+def made_directories(where) -> list[str]:  # noqa: ANN001
+    return sorted(p.name for p in where.iterdir())
+
+
+def test_log_dir_none_writes_no_record_like_null_in_yaml(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for monitor in (Monitor({"rules": {"nonfinite": {}}}, log_dir=None),
+                    Monitor({"rules": {"nonfinite": {}}, "log_dir": "records"}, log_dir=None),
+                    Monitor("rules: {nonfinite: {}}\nlog_dir: null\n")):
+        monitor.process(loss_nan(1))
+        monitor.close(print_summary=False)
+        assert monitor.config.log_dir is None and monitor.record_path is None
+    assert made_directories(tmp_path) == []
+
+
+def test_log_dir_left_out_takes_the_configs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for config in ({"rules": {"nonfinite": {}}, "log_dir": "records"}, {"rules": {"nonfinite": {}}}):
+        monitor = Monitor(config)
+        monitor.process(loss_nan(1))
+        monitor.close(print_summary=False)
+    assert made_directories(tmp_path) == ["records", "tripwire_runs"]
+    assert (tmp_path / "records" / made_directories(tmp_path / "records")[0] / "record.sqlite").is_file()
+
+
+def test_strict_keyword_overrides_the_yaml_both_ways():
+    for yaml, strict, expected in [("strict: true\n", False, False), ("strict: false\n", True, True),
+                                   ("strict: true\n", None, True), ("strict: false\n", None, False)]:
+        monitor = Monitor(yaml, strict=strict, log_dir=False)
+        assert monitor.engine.strict is expected and monitor.guard.strict is expected, (yaml, strict)

@@ -8,10 +8,21 @@ Example:
     Traceback (most recent call last):
     ...
     tripwire.errors.ConfigError: <dict> at 'rules.dead_relus': unknown rule type 'dead_relus' (did you mean 'dead_relu'?); ...
+
+Keyword arguments of the callbacks override the config; ``log_dir`` defaults to
+:data:`FROM_CONFIG` because its ``None`` means "no run record", as in YAML:
+
+    >>> import inspect
+    >>> from tripwire import Monitor
+    >>> inspect.signature(Monitor).parameters["log_dir"].default
+    FROM_CONFIG
+    >>> Monitor({"log_dir": "runs"}).config.log_dir, Monitor({"log_dir": "runs"}, log_dir=None).config.log_dir
+    ('runs', None)
 """
 
 from __future__ import annotations
 
+import enum
 import os
 import re
 from pathlib import Path
@@ -24,6 +35,22 @@ from tripwire.errors import ConfigError
 from tripwire.registry import builtin_rules, rule_class, suggest
 
 ACTIONS = ("alert", "stop", "raise", "checkpoint")
+
+
+class FromConfig(enum.Enum):
+    """The type of :data:`FROM_CONFIG` (an enum member: it survives pickling and deep copies,
+    which the sklearn API of XGBoost makes of its callbacks)."""
+
+    FROM_CONFIG = "FROM_CONFIG"
+
+    def __repr__(self) -> str:
+        return "FROM_CONFIG"
+
+
+#: Default of a keyword argument whose ``None`` has a meaning of its own: "take the config's value".
+#: The callbacks' ``log_dir`` uses it, so that ``log_dir=None`` disables the run record exactly as
+#: ``log_dir: null`` does in YAML, while leaving the argument out keeps the config's directory.
+FROM_CONFIG = FromConfig.FROM_CONFIG
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _RULE_COMMON = ("type", "actions", "enabled", "severity")
 _MAX_NODES = 100_000

@@ -23,7 +23,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from tripwire.config import ChannelsConfig, Config
+from tripwire.config import FROM_CONFIG, ChannelsConfig, Config
 from tripwire.engine import Engine
 from tripwire.errors import ConfigError
 from tripwire.failopen import FailOpen
@@ -50,21 +50,24 @@ class Monitor:
         config: path, YAML text, dict, :class:`~tripwire.config.Config` or None (defaults).
         stop_on: rule names that also stop training.
         interval: statistics are collected every ``interval`` optimizer steps (overrides config).
-        log_dir: run record directory (overrides config; ``False`` disables the record).
-        strict: re-raise rule failures.
+        log_dir: run record directory (overrides config); ``None`` (or ``False``) writes no record,
+            like ``log_dir: null`` in YAML; left out (:data:`~tripwire.config.FROM_CONFIG`), the
+            config's ``log_dir`` (default ``tripwire_runs``).
+        strict: re-raise rule failures (and failures of the instrumentation); None: the config's
+            ``strict``.
         framework: ``torch``, ``keras`` or ``xgboost``.
         is_main: whether this process alerts and writes the record (rank 0).
         run_name: name of the run record directory under ``log_dir``; defaults to a timestamp.
     """
 
     def __init__(self, config: Any = None, *, stop_on: Iterable[str] = (), interval: int | None = None,
-                 log_dir: str | os.PathLike | bool | None = None, strict: bool | None = None,
+                 log_dir: str | os.PathLike | bool | None = FROM_CONFIG, strict: bool | None = None,
                  framework: str | None = None, is_main: bool = True, run_name: str | None = None) -> None:
         cfg = Config.load(config)
         overrides: dict[str, Any] = {"interval": interval, "strict": strict}
-        if log_dir is False:
+        if log_dir is None or log_dir is False:
             cfg = cfg.model_copy(update={"log_dir": None})
-        elif log_dir is not None:
+        elif log_dir is not FROM_CONFIG:
             overrides["log_dir"] = os.fspath(log_dir) if isinstance(log_dir, os.PathLike) else log_dir
         self.config = cfg.with_overrides(**overrides)
         self.framework = framework

@@ -42,6 +42,11 @@ CATALOGUE: dict[str, StatInfo] = {
     # losses
     "loss": StatInfo("mean", "run", "mean training loss over the steps since the previous sample"),
     "val_loss": StatInfo("mean", "run", "validation loss at the end of a validation run"),
+    "epochs_since_val": StatInfo("same", "run", "epochs of training since the previous validation (or the start), "
+                                                "in the sample of a validation run: 0.5 when validating twice per "
+                                                "epoch; absent where it is 1 by construction (Keras validates at "
+                                                "epoch ends, XGBoost evaluates every round) or the epoch length is "
+                                                "unknown (an iterable dataset), which the rules read as 1"),
     "loss_nonfinite": StatInfo("sum", "run", "training steps since the previous sample whose loss was NaN/Inf"),
     # gradients (taken unscaled, before clipping, once per optimizer step)
     "grad_norm": StatInfo("same", "parameter", "L2 norm of the gradient"),
@@ -57,6 +62,8 @@ CATALOGUE: dict[str, StatInfo] = {
     "weight_nonfinite": StatInfo("max", "run", "1 if any parameter element is NaN/Inf"),
     "weight_zero_frac": StatInfo("same", "parameter", "share of exactly-zero parameter elements"),
     "weight_var": StatInfo("same", "parameter", "variance of the parameter elements"),
+    "param_ndim": StatInfo("same", "parameter", "dimensions of a trainable parameter (1: a bias or a "
+                                              "normalization scale/shift); sent once, with the first sample"),
     "update_ratio": StatInfo("same", "parameter", "||w_after - w_before|| / ||w_before|| over one optimizer step"),
     "weight_unchanged": StatInfo("same", "parameter",
                                  "1 if allclose(w, w at the previous sample; options rtol, atol) else 0"),
@@ -86,18 +93,21 @@ CATALOGUE: dict[str, StatInfo] = {
     # boosted trees
     "tree_depth": StatInfo("same", "run", "deepest tree added in the round"),
     "feature_importance": StatInfo("same", "feature", "normalized total gain (sums to 1)"),
+    "feature_chances": StatInfo("same", "run", "splits so far at which each feature was a candidate, on average "
+                                               "(splits x the colsample fractions)"),
 }
 
 
 USER_PREFIX = "user/"  # series reported with tripwire.observe(name, value) are "user/<name>"
 
-_TREES = frozenset({"tree_depth", "feature_importance"})
+_TREES = frozenset({"tree_depth", "feature_importance", "feature_chances"})
+_VALIDATION = frozenset({"val_loss", "epochs_since_val"})  # epochs_since_val: absent there, which reads as 1
 
 #: What the callback of each framework collects (``user/<name>`` series: torch and keras only).
 COLLECTED: dict[str, frozenset[str]] = {
     "torch": frozenset(CATALOGUE) - _TREES,
     "keras": frozenset(CATALOGUE) - _TREES,
-    "xgboost": frozenset({"loss", "val_loss", "label_count"}) | _TREES,
+    "xgboost": frozenset({"loss", "label_count"}) | _VALIDATION | _TREES,
 }
 
 #: The callback class users know for each framework name, for messages.

@@ -44,13 +44,16 @@ CONFIG = {"interval": 3, "rules": {
 
 class Faulty(Task):
     """An MLP with a constant-initialized first layer, a head trained at lr 1e-9 (small updates)
-    and a layer cut off from the loss (unchanged)."""
+    and a layer whose gradient is zero (unchanged)."""
 
     def __init__(self) -> None:
         torch.manual_seed(0)
         super().__init__(mlp())
         nn.init.constant_(self.net[0].weight, 0.05)
         self.unused = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) + 0.0 * self.unused(x[:, :4]).sum()
 
     def configure_optimizers(self):  # noqa: ANN201
         head = list(self.net[-1].parameters())

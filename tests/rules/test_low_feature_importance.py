@@ -75,3 +75,51 @@ def test_defaults_on_real_models():
     leaked = np.c_[x, y + np.random.default_rng(0).normal(0, 0.01, len(y))]
     out = check(rule, _importance(leaked, y, "binary:logistic"))
     assert out["dominant"].fired and "f20" in out["dominant"].message
+
+
+def test_the_useless_test_waits_until_each_feature_had_its_chances():
+    importance = {f"f{i}": 0.0 for i in range(40)} | {f"g{i}": 0.1 for i in range(10)}
+    rule = LowFeatureImportance("l")
+
+    def useless(chances):
+        sample = Sample(20, stats={"feature_importance": importance, "feature_chances": {None: chances}})
+        return {v.subject: v.fired for v in rule.check(sample)}.get("useless")
+
+    assert useless(15.0) is None  # small trees with column subsampling: most columns not looked at yet
+    assert useless(60.0) is True
+
+
+def _tracked(x, y, params, rounds):
+    """The importance and chances the XGBoost adapter hands the rule after ``rounds`` rounds."""
+    xgb = pytest.importorskip("xgboost")
+    from tripwire.callbacks.xgboost_trees import TreeTracker
+
+    dtrain = xgb.DMatrix(x, label=y)
+    booster = xgb.train({**params, "nthread": 1, "verbosity": 0}, dtrain, num_boost_round=0)
+    tracker = TreeTracker(booster, depth=False, importance=True)
+    booster = xgb.train({**params, "nthread": 1, "verbosity": 0}, dtrain, num_boost_round=rounds, xgb_model=booster)
+    out = tracker.update(booster)
+    return {"feature_importance": out["importance"], "feature_chances": {None: out["chances"]}}
+
+
+@pytest.mark.parametrize("rounds", [10, 20, 40, 100])
+def test_column_subsampled_small_trees_are_not_useless_features(rounds):
+    pytest.importorskip("xgboost")
+    from sklearn.datasets import load_breast_cancer
+
+    x, y = load_breast_cancer(return_X_y=True)
+    params = {"objective": "binary:logistic", "max_depth": 2, "eta": 0.1, "colsample_bytree": 0.5}
+    stats = _tracked(x, y, params, rounds)
+    assert not [v for v in LowFeatureImportance("l").check(Sample(rounds, stats=stats)) if v.fired]
+
+
+@pytest.mark.parametrize("params", [{}, {"max_depth": 2, "eta": 0.1, "colsample_bytree": 0.5}])
+def test_pure_noise_columns_are_useless_once_judged(params):
+    pytest.importorskip("xgboost")
+    from sklearn.datasets import load_breast_cancer
+
+    x, y = load_breast_cancer(return_X_y=True)
+    noisy = np.c_[x, np.random.default_rng(0).normal(size=(len(x), 30))]
+    stats = _tracked(noisy, y, {"objective": "binary:logistic", **params}, 60)
+    fired = {v.subject for v in LowFeatureImportance("l").check(Sample(60, stats=stats)) if v.fired}
+    assert fired == {"useless"}

@@ -64,3 +64,16 @@ def test_gradients_need_explicit_limits():
         Config.load({"rules": {"g": {"type": "low_variance", "on": "gradients"}}})
     assert Config.load({"rules": {"g": {"type": "low_variance", "on": "gradients", "min": 1e-16}}})
     assert LowVariance.Params(on="weights").min == 1e-10  # weights and activations keep the default
+
+
+def test_zero_initialized_biases_and_norm_shifts_are_left_out_unless_included():
+    stream = [{"fc.weight": 0.02, "fc.bias": 0.0, "bn.weight": 0.0, "bn.bias": 0.0}] * 3
+    shapes = {"param_ndim": {"fc.weight": 2.0, "fc.bias": 1.0, "bn.weight": 1.0, "bn.bias": 1.0}}
+    rule = LowVariance("v")
+    fired = [v.subject for i, stats in enumerate(stream)
+             for v in rule.check(Sample(10 * i, stats={"weight_var": stats, **(shapes if i == 0 else {})})) if v.fired]
+    assert fired == []  # bn.weight is 1-D: known from param_ndim, not from its name
+    rule = LowVariance("v", LowVariance.Params(include_biases=True))
+    fired = [v.subject for i, stats in enumerate(stream)
+             for v in rule.check(Sample(10 * i, stats={"weight_var": stats, **(shapes if i == 0 else {})})) if v.fired]
+    assert sorted(fired) == ["bn.bias", "bn.weight", "fc.bias"]

@@ -108,3 +108,18 @@ def test_tiny_gradients_of_a_converged_model_stay_silent_but_not_of_a_stuck_one(
     stuck = fired([0.7, 0.69, 0.7, 0.69, 0.7])  # same gradients, loss not moving: vanished
     assert {v.subject for v in stuck} == {"embed.weight", "head.weight"}
     assert "mean |grad|" in stuck[0].message
+
+
+def test_normalization_scales_and_shifts_are_vectors_by_shape_or_by_keras_name():
+    # a MobileNet-style projection BatchNorm: its shift gets mean |g| ~3e-8 in healthy training
+    means = {"block.conv.weight": 1e-3, "block.bn.weight": 3e-8, "proj/batch_normalization/beta": 3e-8}
+    norms = {k: 1e-2 for k in means}
+    rule = VanishingGradient("v", VanishingGradient.Params(patience=1))
+    first = Sample(0, stats={"grad_abs_mean": means, "grad_norm": norms,
+                             "param_ndim": {"block.conv.weight": 4.0, "block.bn.weight": 1.0}})
+    assert [v.subject for v in rule.check(first)] == ["block.conv.weight"]
+    later = Sample(10, stats={"grad_abs_mean": means, "grad_norm": norms})  # shapes come once
+    assert [v.subject for v in rule.check(later)] == ["block.conv.weight"]
+    included = VanishingGradient("v", VanishingGradient.Params(patience=1, include_biases=True))
+    assert sorted(v.subject for v in included.check(first) if v.fired) == ["block.bn.weight",
+                                                                         "proj/batch_normalization/beta"]

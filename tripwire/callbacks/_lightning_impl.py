@@ -16,15 +16,24 @@ Schedule (every rank follows it, so DDP ranks decide at the same points):
   one batch later;
 - every decision is agreed with ``trainer.strategy.reduce_boolean_decision(flag, all=False)``
   on every rank, then carried out on every rank (stop, checkpoint, raise).
+
+Failures of tripwire's own instrumentation never reach the training loop: the collector runs each
+part under ``monitor.guard`` (:mod:`tripwire.callbacks.torch_parts`) and this adapter guards
+building it and reading the loss. A failure that would put one rank out of step with the others
+(a part whose statistics are gathered, or the flush itself) switches the collector off on every
+rank at the decision of that flush: see :meth:`TripwireCallbackImpl._agree`.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Iterable, Mapping
 from typing import Any, Callable, ClassVar, Optional, Union
 
+from tripwire.callbacks.torch_parts import COLLECTOR, FLUSH, GRADIENTS, LOSS
+from tripwire.config import FROM_CONFIG, FromConfig
 from tripwire.errors import RuleError, RuleTriggered
 from tripwire.finding import Finding
 from tripwire.monitor import Decision, Monitor
@@ -43,12 +52,13 @@ class TripwireCallbackImpl:
     _package: ClassVar[str] = ""  # "lightning" or "pytorch_lightning": the Trainer this adapter belongs to
 
     def __init__(self, config: Union[str, dict, None] = None, *, stop_on: Iterable[str] = (),
-                 interval: Optional[int] = None, log_dir: Union[str, bool, None] = None, strict: bool = False,
+                 interval: Optional[int] = None, log_dir: Union[str, bool, None, FromConfig] = FROM_CONFIG,
+                 strict: Optional[bool] = None,
                  batch_fn: Optional[Callable[[Any], Any]] = None, name: Optional[str] = None,
                  run_name: Optional[str] = None) -> None:
         super().__init__()
         self.monitor = Monitor(config, stop_on=stop_on, interval=interval, log_dir=log_dir,
-                               strict=strict or None, framework="torch", run_name=run_name)
+                               strict=strict, framework="torch", run_name=run_name)
         self.batch_fn = batch_fn
         self.name = name
         self.collector: Any = None
@@ -57,6 +67,7 @@ class TripwireCallbackImpl:
         self._sampled = False
         self._stepped = False
         self._batch_step = 0
+        self._batches_since_val = 0  # training batches since the previous validation: epochs_since_val
         self._collector_state: dict[str, Any] = {}
         actions = {a for acts in self.monitor.engine.actions.values() for a in acts}
         self._checkpoints = "checkpoint" in actions
@@ -85,11 +96,13 @@ class TripwireCallbackImpl:
         data = self.collector.data if self.collector is not None else None
         collector = ({"label_capacity": data.capacity, "classes_seen": data.classes_seen} if data is not None
                      else dict(self._collector_state))
-        return {"monitor": self.monitor.state_dict(), "collector": collector}
+        return {"monitor": self.monitor.state_dict(), "collector": collector,
+                "batches_since_val": self._batches_since_val}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Resume patience counters, latches and findings from a checkpoint."""
         self.monitor.load_state_dict(state_dict.get("monitor", {}))
+        self._batches_since_val = int(state_dict.get("batches_since_val", 0))
         self._collector_state = dict(state_dict.get("collector", {}))
         self._restore_collector_state()
 
@@ -113,17 +126,32 @@ class TripwireCallbackImpl:
         self._check_package(trainer)
         if stage != "fit":
             return
-        from tripwire.callbacks.torch_collector import TorchCollector
-
         self.monitor.is_main = trainer.is_global_zero
-        self.collector = TorchCollector(self.monitor.needs(), batch_fn=self.batch_fn)
-        self.collector.attach(pl_module)
+        self.collector = self.monitor.guard.call(COLLECTOR, self._build_collector, pl_module)
         self._restore_collector_state()
 
+    def _build_collector(self, pl_module: Any) -> Any:
+        from tripwire.callbacks.torch_collector import TorchCollector
+
+        collector = TorchCollector(self.monitor.needs(), batch_fn=self.batch_fn, guard=self.monitor.guard)
+        collector.attach(pl_module)
+        return collector
+
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
-        """Allocate device buffers on the model's device; pick up modules made in ``configure_model``."""
-        if self.collector is None:
-            return
+        """Allocate device buffers on the model's device; pick up modules made in ``configure_model``.
+
+        Under DDP the ranks then agree that each has a working collector (one boolean decision per
+        fit): a part that failed while setting up on one rank only switches it off on every rank.
+        """
+        if self.collector is not None:
+            self.monitor.guard.call(COLLECTOR, self._prepare, trainer, pl_module)
+        healthy = self.collector is not None and not self._collector_broken(trainer)
+        if trainer.world_size > 1:
+            healthy = trainer.strategy.reduce_boolean_decision(healthy, all=True)
+        if not healthy:
+            self._switch_off_collector(trainer)
+
+    def _prepare(self, trainer: Any, pl_module: Any) -> None:
         from tripwire.callbacks.torch_packing import torch_distributed_gather
 
         if not self.collector.attached_to(pl_module):
@@ -137,8 +165,8 @@ class TripwireCallbackImpl:
         if self.collector is None:
             return
         if trainer.global_step > 0:  # resumed: `weight_unchanged` compares with the restored weights
-            if self.collector.params is not None:
-                self.collector.params.remember_weights()
+            if self.collector.params is not None:  # the snapshot is the gradient statistics' part
+                self.monitor.guard.call(GRADIENTS, self.collector.params.remember_weights)
             return
         flush = self.collector.init_flush(step=trainer.global_step, epoch=trainer.current_epoch)
         if flush is not None:
@@ -184,8 +212,11 @@ class TripwireCallbackImpl:
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self.collector is None:
             return
+        self._batches_since_val += 1
         self._process_pending(trainer)
-        self.collector.add_loss(self._train_loss(trainer, pl_module, outputs))
+        if self.collector is None:  # switched off by that decision
+            return
+        self.collector.add_loss(self.monitor.guard.call(LOSS, self._train_loss, trainer, pl_module, outputs))
         if not (self._sampled and self._stepped):
             self.collector.end_batch()
             return
@@ -232,9 +263,23 @@ class TripwireCallbackImpl:
         if not self._validating(trainer):
             return
         self._process_pending(trainer)
+        if self.collector is None:  # switched off by that decision
+            return
         val_loss = trainer.callback_metrics.get(self.monitor.config.metrics.val_loss)
         flush = self.collector.end_validation(val_loss, step=trainer.global_step, epoch=trainer.current_epoch)
-        self._decide(trainer, flush.sample())
+        sample = flush.sample()
+        self._add_epochs_since_val(trainer, sample)
+        self._decide(trainer, sample)
+
+    def _add_epochs_since_val(self, trainer: Any, sample: Sample) -> None:
+        """``epochs_since_val``: training batches since the previous validation over the batches of
+        an epoch (``val_check_interval=0.5``: 0.5). Batches, not optimizer steps: they count the
+        same under gradient accumulation and with several optimizers. Left out when the epoch
+        length is unknown (an iterable dataset), which the rules read as one epoch."""
+        batches, self._batches_since_val = self._batches_since_val, 0
+        per_epoch = trainer.num_training_batches
+        if self.monitor.wants("epochs_since_val") and math.isfinite(per_epoch) and per_epoch > 0:
+            sample.add("epochs_since_val", batches / per_epoch)
 
     # acting ----------------------------------------------------------------------------------------
     def _decide(self, trainer: Any, sample: Sample) -> None:
@@ -250,7 +295,10 @@ class TripwireCallbackImpl:
             raise failed or RuleError("a rule failed on another rank (strict=True); see that rank's error")
         if self.monitor.config.log_stats and trainer.is_global_zero and sample.stats:
             self._log_stats(trainer, sample)
-        if agree(decision.stop is not None, all=False):
+        stop, switch_off = self._agree(trainer, decision.stop is not None, self._collector_broken(trainer))
+        if switch_off:
+            self._switch_off_collector(trainer)
+        if stop:
             trainer.should_stop = True
             if self.monitor.stopped_by is None:  # a rank-local statistic fired on another rank only
                 self.monitor.stopped_by = _elsewhere(sample, "stop")
@@ -258,6 +306,40 @@ class TripwireCallbackImpl:
             trainer.save_checkpoint(self._checkpoint_path(trainer, decision, sample))
         if self._raises and agree(decision.raise_ is not None, all=False):
             raise RuleTriggered(decision.raise_ or _elsewhere(sample, "raise"))
+
+    @staticmethod
+    def _agree(trainer: Any, stop: bool, broken: bool) -> tuple[bool, bool]:
+        """(stop, switch the collector off), each true on every rank when it is true on any.
+
+        This costs no collective beyond the stop decision that every flush makes anyway: that one
+        boolean decision asks "stop or broken?", and only when some rank says yes (a rule fired, a
+        part failed: rare) do one or two more tell the two apart. Every rank takes the same branch.
+        """
+        agree = trainer.strategy.reduce_boolean_decision
+        if not agree(stop or broken, all=False):
+            return False, False
+        if not agree(broken, all=False):
+            return True, False
+        return agree(stop, all=False), True
+
+    def _collector_broken(self, trainer: Any) -> bool:
+        """Whether this rank's collector must go: building, preparing or flushing it failed, or (DDP)
+        a part failed that would put this rank's gathered statistics out of step with the others'."""
+        guard = self.monitor.guard
+        if not (guard.ok(COLLECTOR) and guard.ok(FLUSH)):
+            return True
+        return trainer.world_size > 1 and self.collector is not None and self.collector.failed_shared
+
+    def _switch_off_collector(self, trainer: Any) -> None:
+        """No more statistics in this run: hooks removed, nothing collected or gathered. Under DDP
+        every rank does this at the same decision, so the ranks keep doing the same collectives."""
+        where = "here" if self._collector_broken(trainer) else "on another rank"
+        collector, self.collector, self._pending = self.collector, None, None
+        if collector is not None:
+            collector.detach()
+        if trainer.world_size > 1:
+            self.monitor.guard.fail(COLLECTOR, RuntimeError(
+                f"a part of it failed {where}; it is off on every rank so that the ranks stay in step"))
 
     def _checkpoint_path(self, trainer: Any, decision: Decision, sample: Sample) -> str:
         record = self.monitor.record_path

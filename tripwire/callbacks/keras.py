@@ -29,6 +29,8 @@ from tripwire.callbacks import keras_data, keras_optimizer
 from tripwire.callbacks.keras_buffer import to_numpy
 from tripwire.callbacks.keras_collector import Collector
 from tripwire.callbacks.keras_init import init_stats
+from tripwire.callbacks.no_gradient import NoGradientNotice
+from tripwire.config import FROM_CONFIG
 from tripwire.errors import RuleTriggered
 from tripwire.finding import Finding
 from tripwire.monitor import Decision, Monitor
@@ -60,8 +62,10 @@ class KerasTripwire(keras.callbacks.Callback):
             default rule set.
         stop_on: rule names that also stop training.
         interval: optimizer steps between sampled steps (overrides the config).
-        log_dir: run record directory (overrides the config; ``False`` disables the record).
-        strict: re-raise a rule's internal error instead of disabling the rule.
+        log_dir: run record directory (overrides the config); ``None`` (or ``False``) writes no
+            record, like ``log_dir: null`` in YAML; left out, the config's (default ``tripwire_runs``).
+        strict: re-raise a rule's internal error instead of disabling the rule (and a failure of
+            the instrumentation instead of switching that part off); None: the config's ``strict``.
         train_data: ``(x, y)`` arrays or an iterable of ``(x, y)`` batches to compute the data
             statistics (class counts, input scale, token share) from, once, before training.
             Without it they come from the batches ``fit`` trains on (sampled steps).
@@ -77,10 +81,10 @@ class KerasTripwire(keras.callbacks.Callback):
     """
 
     def __init__(self, config: Any = None, *, stop_on=(), interval: int | None = None,  # noqa: ANN001
-                 log_dir=None, strict: bool = False, train_data=None, validation_data=None,  # noqa: ANN001
+                 log_dir=FROM_CONFIG, strict: bool | None = None, train_data=None, validation_data=None,  # noqa: ANN001
                  run_name: str | None = None) -> None:
         super().__init__()
-        self.monitor = Monitor(config, stop_on=stop_on, interval=interval, log_dir=log_dir, strict=strict or None,
+        self.monitor = Monitor(config, stop_on=stop_on, interval=interval, log_dir=log_dir, strict=strict,
                                framework="keras", run_name=run_name)
         self.train_data = train_data
         self.validation_data = validation_data
@@ -121,6 +125,7 @@ class KerasTripwire(keras.callbacks.Callback):
         self._validated = False
         self.collector = Collector(model, needs, self._interval, data=self.train_data is None,
                                    confusion=self.validation_data is None, selects=True)
+        self._no_gradient = NoGradientNotice()
         self.collector.install()
         from tripwire.observe import drain
 
@@ -219,6 +224,8 @@ class KerasTripwire(keras.callbacks.Callback):
         if self.collector is not None:
             for key, values in self.collector.read(final=final).items():
                 sample.add(key, values)
+            if self.collector.params is not None:
+                self._no_gradient.see(self.collector.params.no_gradient, step)
         self._add_losses(sample)
         self._add_learning_rate(sample)
         self._add_observed(sample)

@@ -340,6 +340,7 @@ class Collector:
         written = [buffer.variable, *params.snapshots]
 
         def before() -> None:  # gradients (accumulators are reset by the update), activations, batch, snapshot
+            params.note_gradients(grads, variables)
             values = params.grads(optimizer, grads, variables, scale)
             values.update(self.acts.compute(outputs))
             if params.wants_snapshot:

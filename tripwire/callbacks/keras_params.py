@@ -57,6 +57,10 @@ class ParamStats:
       ``weight_unchanged`` of the weights as they are (after the previous step) against the
       snapshot of the previous sampled step, and a new snapshot;
     - :meth:`after_update`: weight statistics and ``update_ratio`` = ``||w - snapshot|| / ||snapshot||``.
+
+    A variable whose gradient is None (the loss does not depend on it) is left out of
+    ``update_ratio`` and ``weight_unchanged`` (:meth:`note_gradients`): it does not move because
+    nothing asks it to, not because the learning rate is too low.
     """
 
     def __init__(self, needs: Iterable[Need], variables: list, pre: Layout, post: Layout, loss_scaled: bool,
@@ -66,7 +70,7 @@ class ParamStats:
         stats = {n.stat for n in needs}
         self.variables = [v for v in variables if _size(v) > 0]
         self._index = {id(v): i for i, v in enumerate(self.variables)}
-        names = _unique([v.path for v in self.variables])
+        names = self.names = _unique([v.path for v in self.variables])
 
         def block(layout: Layout, stat: str) -> int | None:
             return layout.add_block(stat, names, "same") if stat in stats and names else None
@@ -93,6 +97,8 @@ class ParamStats:
             self.weight_nonfinite = (pre if snapshots else post).add("weight_nonfinite", None, "max")
         self.unchanged_keys = {n.key for n, _ in self.unchanged}
         self.snapshots: list = []
+        #: variables that got no gradient (left out of ``update_ratio`` and ``weight_unchanged``)
+        self.no_gradient: list[str] = []
 
     @property
     def wants_grads(self) -> bool:
@@ -141,6 +147,20 @@ class ParamStats:
                 g = g * factor
             out[i] = g
         return out
+
+    def note_gradients(self, grads, variables) -> None:  # noqa: ANN001
+        """Leave the variables whose gradient is None out of ``update_ratio`` and ``weight_unchanged``
+        and name them in :attr:`no_gradient` (while tracing on TF and JAX, each sampled step on torch)."""
+        if not self.wants_snapshot:
+            return
+        missing = {self._index[id(v)] for g, v in zip(grads, variables) if g is None and id(v) in self._index}
+        missing |= {self.names.index(name) for name in self.no_gradient}  # dead slots stay dead
+        for i in missing:
+            if self.ratio is not None:
+                self.post.dead.add(self.ratio + i)
+            for _, start in self.unchanged:
+                self.pre.dead.add(start + i)
+        self.no_gradient = [self.names[i] for i in sorted(missing)]
 
     def _vector(self, per_var: list, start: int | None = None):  # noqa: ANN202
         """Stack per-variable scalars; a variable without a value (no gradient) is left out of the

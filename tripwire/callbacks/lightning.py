@@ -36,8 +36,10 @@ class LightningTripwire(TripwireCallbackImpl, pl.Callback):
             default rule set (tuned to stay silent on healthy runs).
         stop_on: rule names that also stop training.
         interval: optimizer steps between sampled steps (overrides the config).
-        log_dir: run record directory (overrides the config); ``False`` disables the record.
-        strict: re-raise a rule's internal error instead of disabling the rule.
+        log_dir: run record directory (overrides the config); ``None`` (or ``False``) writes no
+            record, like ``log_dir: null`` in YAML; left out, the config's (default ``tripwire_runs``).
+        strict: re-raise a rule's internal error instead of disabling the rule (and a failure of
+            the instrumentation instead of switching that part off); None: the config's ``strict``.
         batch_fn: ``batch -> (inputs, labels)`` for batches that are not ``(x, y)`` or a dict
             with common keys (``input_ids``/``x``/``inputs`` and ``labels``/``y``/``target``).
         name: distinguishes two instances in one Trainer (their checkpoint ``state_key``).

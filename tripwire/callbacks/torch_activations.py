@@ -12,6 +12,11 @@ called at several places of the forward is reported once, averaged over its call
 layer its own activation module to see them separately. Functional activations
 (``F.relu(x)``) have no module and are not seen.
 
+Failures (see :mod:`tripwire.callbacks.torch_parts`): a module whose hook cannot be registered,
+or whose measurement raises inside the forward, is switched off alone through the guard; the
+hook never raises into the user's forward (unless the guard is strict). Its slot in the
+accumulator stays, so the accumulator has the same layout on every rank.
+
 Example:
     >>> import torch
     >>> from tripwire.stats import Need
@@ -36,7 +41,9 @@ from typing import Callable
 import torch
 from torch import nn
 
+from tripwire.callbacks.torch_parts import hook_part, probe_part
 from tripwire.callbacks.torch_reductions import active_share, extreme_share, reduce_dims
+from tripwire.failopen import FailOpen
 from tripwire.stats import Need
 
 #: Module classes per family. "relu" units are dead when their output is not > 0 (ELU/SELU
@@ -106,10 +113,12 @@ class ActivationProbe:
     Args:
         module: the model; every matching submodule of it is hooked.
         needs: the activation needs (others are ignored).
+        guard: switches off a module whose hook fails (default: a fresh, non-strict one).
     """
 
-    def __init__(self, module: nn.Module, needs: Iterable[Need]) -> None:
+    def __init__(self, module: nn.Module, needs: Iterable[Need], guard: FailOpen | None = None) -> None:
         wanted = sorted((n for n in needs if n.stat in STAT_FAMILY), key=lambda n: n.key)
+        self.guard = guard if guard is not None else FailOpen()
         self.active = False
         self.accumulator: torch.Tensor | None = None
         self.layout: list[tuple[str, list[Need]]] = []  # (module name, its needs), in accumulator order
@@ -120,30 +129,39 @@ class ActivationProbe:
             mine = [n for n in wanted if STAT_FAMILY[n.stat] in (None, family)] if family else []
             if not mine:
                 continue
-            self.layout.append((name, mine))
-            fns = [(stat_fn(n), n.stat in _PER_UNIT) for n in mine]
-            self._handles.append(sub.register_forward_hook(self._hook(offset, fns)))
+            self.layout.append((name, mine))  # the slot stays when the hook cannot be registered
+            with self.guard.attempt(hook_part(name)):
+                self._handles.append(sub.register_forward_hook(self._hook(name, offset, mine)))
             offset += 2 * len(mine)
         self.size = offset
 
-    def _hook(self, offset: int, fns: Sequence[tuple[Stat, bool]]):  # noqa: ANN202 - returns a hook closure
+    def _hook(self, name: str, offset: int, needs: Sequence[Need]):  # noqa: ANN202 - returns a hook closure
+        fns = [(stat_fn(n), n.stat in _PER_UNIT) for n in needs]
         end = offset + 2 * len(fns)
+        part, guard = probe_part(name), self.guard
 
         def hook(module: nn.Module, args: object, output: object) -> None:
-            if not self.active or not isinstance(output, torch.Tensor) or output.dim() == 0:
+            if not self.active or not isinstance(output, torch.Tensor) or output.dim() == 0 or not guard.ok(part):
                 return
-            with torch.no_grad():
-                y = output.detach()
-                dims = reduce_dims(y)
-                samples = math.prod(y.shape[d] for d in dims)
-                one, zero = torch.ones((), device=y.device), torch.zeros((), device=y.device)
-                values = []
-                for fn, per_unit in fns:  # (sum, count) per statistic; shapes decide, no host sync
-                    counted = not per_unit or samples >= PER_UNIT_MIN_SAMPLES
-                    values += [fn(y, dims).float(), one] if counted else [zero, zero]
-                self.accumulator[offset:end].add_(torch.stack(values))  # type: ignore[index]
+            try:  # a hook that raises would end the user's forward pass
+                self._measure(output, fns, offset, end)
+            except Exception as exc:  # noqa: BLE001 - switched off with a warning (strict: raised)
+                guard.fail(part, exc)
 
         return hook
+
+    def _measure(self, output: torch.Tensor, fns: Sequence[tuple[Stat, bool]], offset: int, end: int) -> None:
+        """Add one forward call's (sum, count) per statistic into the module's slot."""
+        with torch.no_grad():
+            y = output.detach()
+            dims = reduce_dims(y)
+            samples = math.prod(y.shape[d] for d in dims)
+            one, zero = torch.ones((), device=y.device), torch.zeros((), device=y.device)
+            values = []
+            for fn, per_unit in fns:  # (sum, count) per statistic; shapes decide, no host sync
+                counted = not per_unit or samples >= PER_UNIT_MIN_SAMPLES
+                values += [fn(y, dims).float(), one] if counted else [zero, zero]
+            self.accumulator[offset:end].add_(torch.stack(values))  # type: ignore[index]
 
     def allocate(self, device: torch.device) -> None:
         """Create the accumulator on the model's device (before the first compiled forward)."""
@@ -167,8 +185,15 @@ class ActivationProbe:
         return out
 
     def remove(self) -> None:
-        """Remove every hook."""
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
+        """Remove every hook; one that cannot be removed does not keep the others (the first error
+        is raised after all were tried)."""
         self.active = False
+        handles, self._handles = self._handles, []
+        errors = []
+        for handle in handles:
+            try:
+                handle.remove()
+            except Exception as exc:  # noqa: BLE001 - raised below, once every handle was tried
+                errors.append(exc)
+        if errors:
+            raise errors[0]

@@ -27,7 +27,9 @@ from typing import Any, Callable
 import torch
 
 from tripwire.callbacks.torch_packing import Piece, Series
+from tripwire.callbacks.torch_parts import CONFUSION
 from tripwire.callbacks.torch_reductions import class_counts, feature_axis_size, feature_stats
+from tripwire.failopen import FailOpen
 from tripwire.stats import Need
 
 log = logging.getLogger("tripwire")
@@ -144,8 +146,29 @@ class DataProbe:
             log.warning("tripwire: %s", message)
 
     def add(self, inputs: torch.Tensor | None, labels: torch.Tensor | None) -> None:
-        """Accumulate one batch (called on sampled training batches only)."""
-        if self.labels and labels is not None and _is_int(labels) and self.capacity <= MAX_CLASSES:
+        """Accumulate one batch (called on sampled training batches only).
+
+        When this raises (a device out of memory, say), every accumulator the batch would have
+        started exists anyway, holding neutral values, so the next flush packs the same pieces as
+        the other ranks do (see :mod:`tripwire.callbacks.torch_parts`).
+        """
+        try:
+            self._add(inputs, labels)
+        except Exception:
+            self._keep_layout(inputs, labels)
+            raise
+
+    def _counts_labels(self, labels: torch.Tensor | None) -> bool:
+        return self.labels and labels is not None and _is_int(labels) and self.capacity <= MAX_CLASSES
+
+    def _measures_inputs(self, inputs: torch.Tensor) -> bool:
+        return bool(self.input_stats) and _is_float(inputs) and inputs_measured(self._flushes + 1)
+
+    def _counts_tokens(self, inputs: torch.Tensor) -> bool:
+        return bool(self.tokens or self.token_total) and _is_int(inputs)
+
+    def _add(self, inputs: torch.Tensor | None, labels: torch.Tensor | None) -> None:
+        if self._counts_labels(labels):
             counts = class_counts(labels, self.capacity)
             if self._label_acc is None:
                 self._label_acc = counts
@@ -154,13 +177,31 @@ class DataProbe:
                 torch.maximum(self._label_acc[-1:], counts[-1:], out=self._label_acc[-1:])
         if inputs is None or inputs.numel() == 0:
             return
-        if self.input_stats and _is_float(inputs) and inputs_measured(self._flushes + 1):
+        if self._measures_inputs(inputs):
             self._add_inputs(inputs)
-        if (self.tokens or self.token_total) and _is_int(inputs):
+        if self._counts_tokens(inputs):
             values = [(inputs == t).sum() for t in self.tokens]
             values.append(torch.full((), inputs.numel(), device=inputs.device, dtype=torch.float32))
             batch = torch.stack(values).float()
             self._token_acc = batch if self._token_acc is None else self._token_acc.add_(batch)
+
+    def _keep_layout(self, inputs: torch.Tensor | None, labels: torch.Tensor | None) -> None:
+        """Neutral accumulators for what a failed batch would have started: no class, no row, no token."""
+        try:
+            if self._label_acc is None and self._counts_labels(labels):
+                self._label_acc = torch.zeros(self.capacity + 1, device=labels.device)  # type: ignore[union-attr]
+                self._label_acc[-1] = -1.0  # largest label: none
+            if inputs is None or inputs.numel() == 0:
+                return
+            features = feature_axis_size(inputs)
+            if self._input_acc is None and self._measures_inputs(inputs) and features <= MAX_FEATURES:
+                acc = torch.zeros(5, features, device=inputs.device)
+                acc[3], acc[4] = float("inf"), float("-inf")
+                self._input_acc = acc
+            if self._token_acc is None and self._counts_tokens(inputs):
+                self._token_acc = torch.zeros(len(self.tokens) + 1, device=inputs.device)
+        except Exception:  # noqa: BLE001, S110 - the caller reports the batch's own error
+            pass
 
     def _add_inputs(self, inputs: torch.Tensor) -> None:
         features = feature_axis_size(inputs)
@@ -203,6 +244,8 @@ class DataProbe:
 
     def _read_labels(self, values: list[float]) -> Series:
         largest = int(values[-1])
+        if largest < 0:  # no label in this window (on any rank)
+            return {}
         if largest >= self.capacity:  # labels past the capacity were not counted: drop this window
             self.capacity = max(2 * self.capacity, 1 << largest.bit_length())
             if self.capacity > MAX_CLASSES:
@@ -215,9 +258,13 @@ class DataProbe:
     def _read_inputs(self, values: list[float]) -> Series:
         n = len(values) // 5
         rows = {stat: values[i * n:(i + 1) * n] for i, stat in enumerate(INPUT_STATS)}
+        if not any(rows["input_count"]):  # no row measured (on any rank)
+            return {}
         return {stat: {str(f): rows[stat][f] for f in range(n)} for stat in self.input_stats}
 
     def _read_tokens(self, values: list[float]) -> Series:
+        if not values[-1]:  # no token counted (on any rank)
+            return {}
         out: Series = {Need("token_count", (("token", t),)).key: {None: values[i]} for i, t in enumerate(self.tokens)}
         if self.token_total:
             out["token_total"] = {None: values[-1]}
@@ -248,49 +295,103 @@ class ConfusionProbe:
     ``{"preds": ..., "target": ...}`` returned by ``validation_step``. Float predictions with a
     class dimension are arg-maxed; a single column is read as a logit (``> 0`` is class 1);
     integer predictions are class ids. Negative targets (ignore_index) are skipped.
+
+    Only a call that makes no nested call of the same module counts: under DDP, Lightning runs
+    ``validation_step`` itself as a call of the LightningModule (redirected through the DDP
+    wrapper), and that call ends last, with the step's return value as its output.
+
+    Args:
+        guard: the hook runs under it as part :data:`~tripwire.callbacks.torch_parts.CONFUSION`
+            and never raises into the model's forward (unless strict); default: a fresh one.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, guard: FailOpen | None = None) -> None:
+        self.guard = guard if guard is not None else FailOpen()
         self.capturing = False
         self.captured: torch.Tensor | None = None
         self.classes: int | None = None
         self._acc: torch.Tensor | None = None
-        self._handle = None
+        self._open: list[bool] = []  # per call of the module in progress: whether it made a nested one
+        self._handles: list = []
+
+    def begin(self) -> None:
+        """Keep the module's next outputs (a validation batch starts)."""
+        self.capturing, self._open = True, []
 
     def attach(self, module: torch.nn.Module) -> None:
         """Hook ``module`` (the LightningModule) to keep its last output while capturing."""
-        def hook(mod: torch.nn.Module, args: object, output: object) -> None:
-            if self.capturing:
-                self.captured = _logits(output)
+        guard = self.guard
 
-        self._handle = module.register_forward_hook(hook)
+        def opened(mod: torch.nn.Module, args: object) -> None:
+            if self.capturing:
+                if self._open:
+                    self._open[-1] = True
+                self._open.append(False)
+
+        def hook(mod: torch.nn.Module, args: object, output: object) -> None:
+            if not self.capturing:
+                return
+            nested = self._open.pop() if self._open else False
+            if not nested and guard.ok(CONFUSION):
+                try:  # a hook that raises would end the user's forward pass
+                    self.captured = _logits(output)
+                except Exception as exc:  # noqa: BLE001 - switched off with a warning (strict: raised)
+                    guard.fail(CONFUSION, exc)
+
+        self._handles = [module.register_forward_pre_hook(opened), module.register_forward_hook(hook)]
 
     def remove(self) -> None:
-        """Remove the hook."""
-        if self._handle is not None:
-            self._handle.remove()
-            self._handle = None
+        """Remove the hooks."""
+        handles, self._handles = self._handles, []
+        for handle in handles:
+            handle.remove()
 
-    def add(self, preds: torch.Tensor | None, target: torch.Tensor | None) -> None:
-        """Count one validation batch; mismatched or unusable shapes are skipped."""
-        self.captured = None
+    def _classes(self, preds: torch.Tensor | None, target: torch.Tensor | None) -> tuple[int, bool] | None:
+        """(classes, binary logit) from the shapes, or None when the pair cannot be counted."""
         if preds is None or target is None or not _is_int(target):
-            return
-        preds, target = preds.detach(), target.detach()
+            return None
         if preds.is_floating_point():
             if preds.shape == target.shape or (preds.dim() == target.dim() + 1 and preds.shape[-1] == 1):
-                classes, pred = 2, (preds.reshape(target.shape) > 0).long()
+                classes, binary = 2, True
             elif preds.dim() == target.dim() + 1 and preds.shape[:-1] == target.shape:
-                classes, pred = preds.shape[-1], preds.argmax(-1)
+                classes, binary = preds.shape[-1], False
             else:
-                return
+                return None
         elif _is_int(preds) and preds.shape == target.shape:
-            classes, pred = self.classes or INT_PRED_CLASSES, preds
+            classes, binary = self.classes or INT_PRED_CLASSES, False
         else:
-            return
+            return None
         if classes > MAX_CONFUSION_CLASSES or (self.classes is not None and classes != self.classes):
+            return None
+        return classes, binary
+
+    def add(self, preds: torch.Tensor | None, target: torch.Tensor | None) -> None:
+        """Count one validation batch; mismatched or unusable shapes are skipped.
+
+        When counting raises, the run's counts exist anyway (zeros when this was its first
+        batch), so the flush packs the same pieces as the other ranks do.
+        """
+        self.captured = None
+        plan = self._classes(preds, target)
+        if plan is None:
             return
+        classes, binary = plan
         self.classes = classes
+        try:
+            self._count(preds, target, classes, binary)  # type: ignore[arg-type]
+        except Exception:
+            if self._acc is None:
+                self._acc = torch.zeros(classes * classes, device=target.device)  # type: ignore[union-attr]
+            raise
+
+    def _count(self, preds: torch.Tensor, target: torch.Tensor, classes: int, binary: bool) -> None:
+        preds, target = preds.detach(), target.detach()
+        if not preds.is_floating_point():
+            pred = preds
+        elif binary:
+            pred = (preds.reshape(target.shape) > 0).long()
+        else:
+            pred = preds.argmax(-1)
         t, p = target.reshape(-1), pred.reshape(-1)
         ok = (t >= 0) & (t < classes) & (p >= 0) & (p < classes)
         cells = torch.where(ok, t * classes + p, 0).long()
@@ -305,6 +406,7 @@ class ConfusionProbe:
         acc, self._acc, classes = self._acc, None, self.classes
 
         def read(values: list[float]) -> Series:
-            return {"confusion": {f"{i // classes},{i % classes}": v for i, v in enumerate(values) if v}}
+            cells = {f"{i // classes},{i % classes}": v for i, v in enumerate(values) if v}
+            return {"confusion": cells} if cells else {}
 
         return [Piece(acc, "sum", read)]

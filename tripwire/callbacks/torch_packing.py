@@ -97,24 +97,52 @@ def reduce_gathered(stacked: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
     return torch.where(codes == 0, stacked.sum(0), torch.where(codes == 1, stacked.amax(0), stacked.amin(0)))
 
 
+def neutral(pieces: Sequence[Piece], device: torch.device) -> torch.Tensor:
+    """A vector laid out like ``pieces`` that changes nothing when reduced with the other ranks'
+    (0 where they sum, -inf where they take the maximum, +inf where they take the minimum).
+
+    Example:
+        >>> neutral([Piece(torch.ones(3), ["sum", "max", "min"], dict)], torch.device("cpu")).tolist()
+        [0.0, -inf, inf]
+    """
+    fill = {"sum": 0.0, "max": float("-inf"), "min": float("inf")}
+    values = [fill[op] for p in pieces
+              for op in ([p.reduce] * p.values.numel() if isinstance(p.reduce, str) else p.reduce)]
+    return torch.tensor(values, dtype=torch.float32, device=device)
+
+
+def _flat(pieces: Sequence[Piece], device: torch.device) -> torch.Tensor:
+    """The pieces' values end to end, as one float32 vector on ``device``."""
+    return torch.cat([p.values.detach().reshape(-1).to(device=device, dtype=torch.float32) for p in pieces])
+
+
 def pack(pieces: Sequence[Piece], gather: Gather | None = None) -> Packed:
-    """Concatenate, reduce across ranks when ``gather`` is given, and start the host copy."""
+    """Concatenate, reduce across ranks when ``gather`` is given, and start the host copy.
+
+    When concatenating fails on this rank, the other ranks are already waiting in the gather:
+    this rank still takes part in it with a :func:`neutral` vector of the same size, then raises.
+    """
     shared = [p for p in pieces if p.gathered]
     local = [p for p in pieces if not p.gathered]
     ordered = shared + local
     if not ordered:
         return Packed(torch.zeros(0), [])
     device = ordered[0].values.device
-    parts = [p.values.detach().reshape(-1).to(device=device, dtype=torch.float32) for p in ordered]
-    vector = torch.cat(parts)
-    n_shared = sum(p.numel() for p in parts[: len(shared)])
+    sizes = [p.values.numel() for p in ordered]
+    n_shared = sum(sizes[: len(shared)])
+    try:
+        vector = _flat(ordered, device)
+    except Exception:
+        if gather is not None and n_shared:
+            gather(neutral(shared, device))
+        raise
     if gather is not None and n_shared:
         reduced = reduce_gathered(gather(vector[:n_shared].contiguous()), _op_codes(shared, device))
         vector = torch.cat([reduced, vector[n_shared:]])
     readers, start = [], 0
-    for p, part in zip(ordered, parts):
-        readers.append((start, start + part.numel(), p.read))
-        start += part.numel()
+    for p, size in zip(ordered, sizes):
+        readers.append((start, start + size, p.read))
+        start += size
     if vector.device.type == "cuda":
         host = torch.empty(vector.shape, dtype=vector.dtype, pin_memory=True)
         host.copy_(vector, non_blocking=True)

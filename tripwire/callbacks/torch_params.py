@@ -9,7 +9,11 @@ previous sampled step), then the weights become the new snapshot. :meth:`ParamPr
 runs after the step: weight statistics and ``||Δw|| / ||w||`` against the snapshot (taken in
 place, the snapshot restored for the next comparison). One model-sized buffer serves both.
 Subjects are parameter names from ``named_parameters()``; frozen parameters
-(``requires_grad=False``) are left out.
+(``requires_grad=False``) are left out. So are, from ``update_ratio`` and ``weight_unchanged``,
+trainable parameters that an optimizer stepped without a gradient (``.grad is None``: not used
+in the loss, such as a head the forward pass skips) on the sampled steps where they had none: they
+do not move because nothing asks them to, not because the learning rate is too low. Their names
+are in :attr:`ParamProbe.no_gradient` after :meth:`ParamProbe.pieces`.
 
 Sparse gradients are skipped. Dense embedding gradients are mostly zero rows (only the
 tokens in the batch get one), so their ``grad_abs_mean`` is taken over the non-zero elements:
@@ -68,6 +72,18 @@ def run_wide(keys: Sequence[str]) -> Reader:
     return lambda values: {key: {None: v} for key, v in zip(keys, values)}
 
 
+def _without(piece: Piece, subjects: Sequence[str]) -> Piece:
+    """``piece`` with ``subjects`` left out of what it reads (nothing changes on the device)."""
+    if not subjects:
+        return piece
+    drop, read = set(subjects), piece.read
+
+    def without(values: list[float]) -> Series:
+        return {key: {s: v for s, v in series.items() if s not in drop} for key, series in read(values).items()}
+
+    return Piece(piece.values, piece.reduce, without)
+
+
 def _largest(values: Sequence[float | torch.Tensor], device: torch.device) -> torch.Tensor:
     """The largest of learning rates given as numbers or (capturable optimizers) tensors, as a
     float32 scalar on ``device``; tensors are not read on the host."""
@@ -122,6 +138,10 @@ class ParamProbe:
         self._skipped: list[torch.Tensor] = []
         self._seen: set[int] = set()
         self._stepped: set[int] = set()  # parameters of the optimizers that stepped in this sampled batch
+        self._with_grad: set[int] = set()  # ... of those, the ones that had a gradient
+        #: trainable parameters an optimizer stepped without a gradient in the last sampled batch
+        #: (left out of ``update_ratio`` and ``weight_unchanged`` there)
+        self.no_gradient: list[str] = []
         self._snap: list[torch.Tensor] | None = None  # weights at the last sampled step, before its update
         self._snap_names: list[str] = []
         self._snap_norms: torch.Tensor | None = None
@@ -153,6 +173,8 @@ class ParamProbe:
                 self._lrs.append(group["lr"])
             for p in group["params"]:
                 self._stepped.add(id(p))
+                if p.grad is not None:
+                    self._with_grad.add(id(p))
                 if id(p) in self._seen or p.grad is None or p.grad.is_sparse or id(p) not in names:
                     continue
                 self._seen.add(id(p))
@@ -210,8 +232,20 @@ class ParamProbe:
         self._snap_norms = norms(self._snap) if params else None
 
     def pieces(self) -> list[Piece]:
-        """Everything of this sampled step, after the optimizer step; resets the step state."""
-        out = list(self._grad_pieces) + self._unchanged_pieces
+        """Everything of this sampled step, after the optimizer step; resets the step state (also
+        when it raises, so that a failed sample leaves nothing behind for the next)."""
+        try:
+            return self._step_pieces()
+        finally:
+            self._grad_pieces, self._l2, self._skipped, self._seen, self._stepped = [], [], [], set(), set()
+            self._with_grad = set()
+            self._unchanged_pieces, self._named, self._snap_fresh, self._lrs = [], None, False, []
+
+    def _step_pieces(self) -> list[Piece]:
+        named = self._named if self._named is not None else self.trainable()
+        self.no_gradient = [n for n, p in named if id(p) in self._stepped and id(p) not in self._with_grad] \
+            if self.update_ratio or self.unchanged else []
+        out = list(self._grad_pieces) + [_without(piece, self.no_gradient) for piece in self._unchanged_pieces]
         run: dict[str, torch.Tensor] = {}
         if self._l2:
             l2 = torch.cat(self._l2)
@@ -221,7 +255,6 @@ class ParamProbe:
                 run["grad_nonfinite"] = (~torch.isfinite(l2)).any().float()
         if self._skipped:
             run["amp_skipped"] = torch.stack(self._skipped).amax()
-        named = self._named if self._named is not None else self.trainable()
         names, params = [n for n, _ in named], [p.detach() for _, p in named]
         if self._lrs:
             run["lr"] = _largest(self._lrs, params[0].device if params else torch.device("cpu"))
@@ -237,15 +270,14 @@ class ParamProbe:
         if run:
             keys = sorted(run)
             out.append(Piece(torch.stack([run[k] for k in keys]), "same", run_wide(keys)))
-        self._grad_pieces, self._l2, self._skipped, self._seen, self._stepped = [], [], [], set(), set()
-        self._unchanged_pieces, self._named, self._snap_fresh, self._lrs = [], None, False, []
         return out
 
     def _update_ratios(self, named: list[tuple[str, torch.Tensor]], params: list[torch.Tensor]) -> list[Piece]:
-        """``update_ratio`` of the parameters whose optimizer stepped in this batch (``named``: the
-        parameters themselves, whose ids the optimizers hold; ``params``: the same, detached). The
-        others (a GAN's generator on a batch where only the critic steps) did not move, as intended."""
-        keep = [i for i, (_, p) in enumerate(named) if id(p) in self._stepped]
+        """``update_ratio`` of the parameters whose optimizer stepped them with a gradient in this
+        batch (``named``: the parameters themselves, whose ids the optimizers hold; ``params``: the
+        same, detached). The others (a GAN's generator on a batch where only the critic steps, a
+        head the forward pass skips) did not move, as intended."""
+        keep = [i for i, (_, p) in enumerate(named) if id(p) in self._with_grad]
         if not keep:
             return []
         snap = [self._snap[i] for i in keep]  # type: ignore[index]

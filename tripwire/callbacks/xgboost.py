@@ -28,6 +28,13 @@ statistics come from the model and ``evals_log``, which are identical on every w
 workers reach the same findings and stop at the same round. Only rank 0 sends alerts, writes
 the run record and saves checkpoints.
 
+Failures of tripwire's own code (reading the trees, ``evals_log``, the labels, the booster's
+attributes) never end the training: each part runs under ``monitor.guard`` and is switched off
+with one warning naming it (``strict=True`` raises instead). What fails there is a function of
+the model and ``evals_log``, so on dask every worker switches off the same part at the same
+round and they still decide alike. A setting that names something the run does not have
+(``val_set``, ``metric``, regression ``labels=``) is a :class:`~tripwire.ConfigError`, raised.
+
 Example:
     >>> import numpy as np, xgboost as xgb
     >>> from tripwire import XGBoostTripwire
@@ -53,8 +60,9 @@ from xgboost.callback import TrainingCallback
 from tripwire.callbacks.xgboost_evals import EvalReader
 from tripwire.callbacks.xgboost_labels import count_labels
 from tripwire.callbacks.xgboost_trees import TreeTracker, booster_kind
-from tripwire.config import Config
-from tripwire.errors import RuleTriggered
+from tripwire.config import FROM_CONFIG, Config
+from tripwire.errors import ConfigError, RuleTriggered
+from tripwire.failopen import FailOpen
 from tripwire.finding import Finding
 from tripwire.monitor import Decision, Monitor
 from tripwire.stats import Need, Sample
@@ -66,6 +74,14 @@ log = logging.getLogger("tripwire")
 FINDINGS_ATTR = "tripwire_findings"
 STOPPED_ATTR = "tripwire_stopped_by"
 LOSSES_ATTR = "tripwire_losses"
+
+#: the parts switched off on their own when they fail, as the warning and the summary name them
+LABELS = "label statistics"
+TREES = "reading the trees"  # preparing the tree statistics and slicing the new rounds: both off
+DEPTH = "tree depth"
+IMPORTANCE = "feature importance"
+LOSSES = "losses from evals_log"
+PUBLISH = "storing the findings in the booster"
 
 
 @dataclass
@@ -80,6 +96,17 @@ class _Session:
     sampled: int = -1
     evals_log: dict = field(default_factory=dict)
     labels_sent: bool = False
+
+
+def _count(guard: FailOpen, labels: Any) -> dict[str, float] | None:
+    """Class counts of ``labels=``; None when counting fails (``class_imbalance`` then gets none)."""
+    try:
+        return count_labels(labels)
+    except ConfigError:  # regression targets: the setting is wrong, not our code
+        raise
+    except Exception as exc:  # noqa: BLE001 - switched off with a warning (strict: raised)
+        guard.fail(LABELS, exc)
+        return None
 
 
 def _rank() -> int:
@@ -100,8 +127,11 @@ class XGBoostTripwire(TrainingCallback):
         stop_on: rule names that also stop training.
         interval: boosting rounds between samples (overrides the config; default 10). Rules see
             one sample per ``interval`` rounds, so ``patience`` counts samples.
-        log_dir: run record directory (overrides the config); ``False`` writes no record.
-        strict: re-raise rule failures (and failures reading the trees) instead of logging them.
+        log_dir: run record directory (overrides the config); ``None`` (or ``False``) writes no
+            record, like ``log_dir: null`` in YAML; left out, the config's (default ``tripwire_runs``).
+        strict: re-raise rule failures, and failures of tripwire's own code (reading the trees,
+            ``evals_log``, the labels), instead of switching the rule or part off with a warning;
+            None: the config's ``strict``.
         labels: the training labels, for ``class_imbalance``; counted once, only counts are kept.
         train_set: name of the eval set that is the training data (default: the first named
             like ``train``; sklearn: ``validation_0`` when there are two or more).
@@ -111,24 +141,31 @@ class XGBoostTripwire(TrainingCallback):
             metrics; rising metrics are used as ``1 - value``).
         run_name: name of the run record.
 
+    Attributes (of the latest training): ``findings``, ``stopped_by``, ``record_path``, and
+    ``switched_off``: ``{part: "Error: message"}`` of the parts of tripwire that failed and were
+    switched off (also listed in the end-of-run summary).
+
     Put it first in ``callbacks``: XGBoost stops calling the later callbacks of a round once one
     returns True. One instance serves one training at a time; each ``train``/``fit`` starts fresh.
     """
 
     def __init__(self, config: Any = None, *, stop_on: Iterable[str] = (), interval: int | None = None,
-                 log_dir: str | os.PathLike | bool | None = None, strict: bool | None = None, labels: Any = None,
-                 train_set: str | None = None, val_set: str | None = None, metric: str | None = None,
-                 maximize: bool | None = None, run_name: str | None = None) -> None:
+                 log_dir: str | os.PathLike | bool | None = FROM_CONFIG, strict: bool | None = None,
+                 labels: Any = None, train_set: str | None = None, val_set: str | None = None,
+                 metric: str | None = None, maximize: bool | None = None, run_name: str | None = None) -> None:
         super().__init__()
         self.config = Config.load(config)
         self.stop_on = tuple(stop_on) if isinstance(stop_on, Iterable) and not isinstance(stop_on, str) else stop_on
         self.interval_override, self.log_dir, self.strict, self.run_name = interval, log_dir, strict, run_name
         self.train_set, self.val_set, self.metric, self.maximize = train_set, val_set, metric, maximize
-        self.label_counts = None if labels is None else count_labels(labels)
         self.findings: list[Finding] = []
         self.stopped_by: Finding | None = None
         self.record_path: str | None = None
-        self.interval = self._monitor(is_main=False).interval  # validates stop_on and the rules now
+        self.switched_off: dict[str, str] = {}
+        checked = self._monitor(is_main=False)  # validates stop_on and the rules now
+        self.interval = checked.interval
+        self.label_counts = None if labels is None else _count(checked.guard, labels)
+        self._switched_off = dict(checked.guard.disabled)  # named again after each training
         self._session: _Session | None = None
 
     def _monitor(self, is_main: bool) -> Monitor:
@@ -147,6 +184,7 @@ class XGBoostTripwire(TrainingCallback):
     # TrainingCallback
     def before_training(self, model: Any) -> Any:
         monitor = self._monitor(is_main=_rank() == 0)
+        monitor.guard.disabled.update(self._switched_off)
         needs: dict[str, list[Need]] = {}
         for need in monitor.needs():
             needs.setdefault(need.stat, []).append(need)
@@ -154,12 +192,12 @@ class XGBoostTripwire(TrainingCallback):
         depth, importance = "tree_depth" in needs, "feature_importance" in needs
         tracker = None
         if (depth or importance) and kind in ("gbtree", "dart"):
-            tracker = TreeTracker(model, depth=depth, importance=importance)
+            tracker = monitor.guard.call(TREES, TreeTracker, model, depth=depth, importance=importance)
         elif depth or importance:
             log.info("tripwire: no tree statistics for a %s model; tree rules stay silent", kind or "cross-validation")
         reader = EvalReader(train_set=self.train_set, val_set=self.val_set, metric=self.metric,
                             maximize=self.maximize)
-        self.findings, self.stopped_by, self.record_path = [], None, None
+        self.findings, self.stopped_by, self.record_path, self.switched_off = [], None, None, {}
         self._session = _Session(monitor, needs, reader, tracker, sampled=model.num_boosted_rounds() - 1)
         return model
 
@@ -169,10 +207,8 @@ class XGBoostTripwire(TrainingCallback):
             return False
         s.round, s.evals_log = model.num_boosted_rounds() - 1, evals_log
         try:
-            if evals_log and not s.reader.resolved:
-                s.reader.resolve(evals_log)
-                if s.monitor.is_main and ({"loss", "val_loss"} & s.needs.keys()):
-                    log.info("tripwire: XGBoost losses: %s", s.reader.description)
+            if evals_log and not s.reader.resolved and s.monitor.guard.ok(LOSSES):
+                self._resolve(s, evals_log)
             if (s.round + 1) % s.monitor.interval:
                 return False
             decision = s.monitor.process(self._sample(model, s))
@@ -202,33 +238,63 @@ class XGBoostTripwire(TrainingCallback):
 
     def _close(self, model: Any, s: _Session) -> None:
         """End the session: findings into the booster, alerts and the run record flushed."""
-        self._publish(model, s)
-        self.record_path = s.monitor.record_path
-        s.monitor.close()
-        self._session = None
+        try:
+            self._publish(model, s)
+        finally:  # strict: the error goes on, the session still ends
+            self.record_path = s.monitor.record_path
+            self.switched_off = dict(s.monitor.guard.disabled)
+            s.monitor.close()
+            self._session = None
 
     # internals
+    @staticmethod
+    def _resolve(s: _Session, evals_log: dict) -> None:
+        """Pick the eval sets and the metric; a name the user gave that the run lacks is raised."""
+        try:
+            s.reader.resolve(evals_log)
+        except ConfigError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - switched off with a warning (strict: raised)
+            s.monitor.guard.fail(LOSSES, exc)
+            return
+        if s.monitor.is_main and ({"loss", "val_loss"} & s.needs.keys()):
+            log.info("tripwire: XGBoost losses: %s", s.reader.description)
+
     def _sample(self, model: Any, s: _Session) -> Sample:
         sample = Sample(step=s.round, epoch=None)
         s.sampled = s.round
         if s.tracker is not None:
-            try:
-                trees = s.tracker.update(model)
-            except Exception as exc:  # noqa: BLE001 - losing a statistic must not stop training
-                if s.monitor.config.strict:
-                    raise
-                log.error("tripwire: cannot read the trees (%s); tree_depth and feature_importance are off", exc)
-                s.tracker, trees = None, {}
+            trees = self._trees(model, s)
             self._add(sample, s, "tree_depth", trees.get("depth"))
             self._add(sample, s, "feature_importance", trees.get("importance"))
+            self._add(sample, s, "feature_chances", trees.get("chances"))
         if "loss" in s.needs or "val_loss" in s.needs:
-            train, val = s.reader.losses(s.evals_log)
+            train, val = s.monitor.guard.call(LOSSES, s.reader.losses, s.evals_log, fallback=(None, None))
             self._add(sample, s, "loss", train)
             self._add(sample, s, "val_loss", val)
         if self.label_counts and not s.labels_sent:
             s.labels_sent = True
             self._add(sample, s, "label_count", dict(self.label_counts))
         return sample
+
+    @staticmethod
+    def _trees(model: Any, s: _Session) -> dict[str, Any]:
+        """Depth and importance of the rounds since the previous sample, each part on its own."""
+        guard, tracker, out = s.monitor.guard, s.tracker, {}
+        wanted = [(key, part, fn) for key, part, want, fn in (("depth", DEPTH, tracker.want_depth, tracker.depth),
+                                                              ("importance", IMPORTANCE, tracker.want_importance,
+                                                               tracker.importance))
+                  if want and guard.ok(part)]
+        new = guard.call(TREES, tracker.new_rounds, model) if wanted else None
+        if new is None:
+            return out
+        for key, part, fn in wanted:
+            value = guard.call(part, fn, new)
+            if value is not None and value != {}:  # an importance with no gain yet is empty
+                out[key] = value
+        if "importance" in out:
+            out["chances"] = tracker.chances
+        return out
 
     @staticmethod
     def _add(sample: Sample, s: _Session, stat: str, value: Any) -> None:
@@ -250,14 +316,14 @@ class XGBoostTripwire(TrainingCallback):
 
     def _publish(self, model: Any, s: _Session) -> None:
         """Write the findings into the booster's attributes (they travel with the model)."""
-        try:
-            model.set_attr(**{
-                FINDINGS_ATTR: json.dumps([f.to_dict() for f in self.findings]),
-                STOPPED_ATTR: None if self.stopped_by is None else self.stopped_by.to_json(),
-                LOSSES_ATTR: s.reader.description if s.reader.resolved else None,
-            })
-        except Exception as exc:  # noqa: BLE001 - a read-only model must not break training
-            log.error("tripwire: cannot store the findings in the booster's attributes: %s", exc)
+        s.monitor.guard.call(PUBLISH, lambda: model.set_attr(**self._attributes(s)))
+
+    def _attributes(self, s: _Session) -> dict[str, str | None]:
+        return {
+            FINDINGS_ATTR: json.dumps([f.to_dict() for f in self.findings]),
+            STOPPED_ATTR: None if self.stopped_by is None else self.stopped_by.to_json(),
+            LOSSES_ATTR: s.reader.description if s.reader.resolved else None,
+        }
 
     def _checkpoint(self, model: Any, s: _Session, finding: Finding) -> None:
         if not s.monitor.is_main or not hasattr(model, "save_model"):

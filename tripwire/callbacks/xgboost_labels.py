@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from tripwire.errors import ConfigError
+
 
 def _name(value: Any) -> str:
     if isinstance(value, (float, np.floating)) and float(value).is_integer():
@@ -30,8 +32,8 @@ def count_labels(labels: Any) -> dict[str, float]:
     A dask array or series is counted on the cluster; only the counts come back.
 
     Raises:
-        ValueError: the labels are not class labels (fractional or non-finite values: a regression
-            target, which has no classes to balance).
+        ConfigError: (a ``ValueError``) the labels are not class labels (fractional or non-finite
+            values: a regression target, which has no classes to balance).
     """
     if hasattr(labels, "value_counts") and hasattr(labels, "compute"):  # dask Series
         counts = labels.value_counts().compute()
@@ -44,8 +46,8 @@ def count_labels(labels: Any) -> dict[str, float]:
         else:
             values, numbers = np.unique(np.asarray(labels).ravel(), return_counts=True)
     if values.dtype.kind == "f" and not (np.isfinite(values).all() and (values == np.round(values)).all()):
-        raise ValueError("labels= takes class labels (integers or names); these have fractional or NaN values, "
-                         "as a regression target does. Leave labels= out for regression: class_imbalance "
-                         "does not apply")
+        raise ConfigError("labels= takes class labels (integers or names); these have fractional or NaN values, "
+                          "as a regression target does. Leave labels= out for regression: class_imbalance "
+                          "does not apply", source="<keyword arguments>", path="labels")
     order = np.argsort(values, kind="stable")
     return {_name(values[i]): float(numbers[i]) for i in order}

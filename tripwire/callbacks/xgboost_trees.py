@@ -28,6 +28,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import numpy as np
+
 # The depth XGBoost's JSON dumper writes right after a split node's id (leaves carry none).
 _DEPTH = re.compile(r'"nodeid":\s*\d+,\s*"depth":\s*(\d+)')
 
@@ -63,6 +65,18 @@ def booster_kind(model: Any) -> str:
         return ""
 
 
+def candidate_share(model: Any) -> float:
+    """The share of the features a split chooses from: the product of the ``colsample_by*``
+    fractions (1.0 when the config cannot be read)."""
+    import json
+
+    try:
+        params = json.loads(model.save_config())["learner"]["gradient_booster"]["tree_train_param"]
+        return float(np.prod([float(params.get(f"colsample_by{k}", 1)) for k in ("tree", "level", "node")]))
+    except Exception:  # noqa: BLE001 - gblinear and cv boosters have no tree parameters
+        return 1.0
+
+
 def feature_list(model: Any) -> list[str]:
     """Feature names as ``get_score`` spells them: the data's names, else ``f0``, ``f1``, ..."""
     names = getattr(model, "feature_names", None)
@@ -89,35 +103,64 @@ class TreeTracker:
         self.last = model.num_boosted_rounds()
         self.features = feature_list(model) if importance else []
         self.gain: dict[str, float] = {}
+        self.splits = 0.0
+        self.share = candidate_share(model) if importance else 1.0
         if importance and self.last > 0:
             self._add_gain(model)
 
     def _add_gain(self, trees: Any) -> None:
         for name, value in trees.get_score(importance_type="total_gain").items():
             self.gain[name] = self.gain.get(name, 0.0) + float(value)
+        self.splits += sum(trees.get_score(importance_type="weight").values())
+
+    @property
+    def chances(self) -> float:
+        """Splits so far at which a feature was a candidate, on average: a feature that was never
+        a candidate has had no chance to show it is useful (``colsample_*`` < 1, small trees)."""
+        return self.splits * self.share
 
     def update(self, model: Any) -> dict[str, Any]:
         """Read the rounds added since the last call.
 
         Returns a dict with ``depth`` (the deepest of the new trees; a round holds
         ``num_class x num_parallel_tree`` trees) when depth is on, and ``importance`` (feature ->
-        share of total gain, every feature present) when importance is on and some split has
-        gain; empty when no round was added.
+        share of total gain, every feature present) and ``chances`` (see :attr:`chances`) when
+        importance is on and some split has gain; empty when no round was added.
+        :meth:`new_rounds`, :meth:`depth` and :meth:`importance` are its steps, for a caller that
+        guards each on its own.
         """
+        new = self.new_rounds(model)
+        if new is None:
+            return {}
+        out: dict[str, Any] = {}
+        if self.want_depth:
+            out["depth"] = self.depth(new)
+        if self.want_importance:
+            shares = self.importance(new)
+            if shares:
+                out["importance"] = shares
+                out["chances"] = self.chances
+        return out
+
+    def new_rounds(self, model: Any) -> Any:
+        """A Booster holding only the rounds added since the previous call, or None when there are none."""
         now = model.num_boosted_rounds()
         if now <= self.last:
-            return {}
+            return None
         start, self.last = self.last, now
         new = model[start:now]
         # A few trees: OpenMP fork/join costs more than it saves, and on a busy machine a
         # parallel dump waits for descheduled threads (measured: 2.4 ms vs 9.7 ms median for 10 trees).
         new.set_param({"nthread": 1})
-        out: dict[str, Any] = {}
-        if self.want_depth:
-            out["depth"] = max((tree_depth(d) for d in new.get_dump(dump_format="json")), default=0)
-        if self.want_importance:
-            self._add_gain(new)
-            shares = normalized(self.gain, self.features)
-            if shares:
-                out["importance"] = shares
-        return out
+        return new
+
+    @staticmethod
+    def depth(trees: Any) -> int:
+        """The depth of the deepest tree in ``trees`` (a slice from :meth:`new_rounds`)."""
+        return max((tree_depth(d) for d in trees.get_dump(dump_format="json")), default=0)
+
+    def importance(self, trees: Any) -> dict[str, float]:
+        """Add the total gain of ``trees`` (a slice from :meth:`new_rounds`) to the running totals;
+        each feature's share of the whole, or empty while no split has gain."""
+        self._add_gain(trees)
+        return normalized(self.gain, self.features)

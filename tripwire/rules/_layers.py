@@ -43,10 +43,39 @@ class LayerParams(RuleParams):
 
 @lru_cache(maxsize=4096)  # called per parameter per rule per sample, always with the same names
 def is_bias(name: str) -> bool:
-    """Whether a parameter name is a bias vector (``fc.bias``, ``dense/bias:0``, ``lstm.bias_hh_l0``,
-    ``attn.in_proj_bias``)."""
+    """Whether a parameter name is a bias vector or a Keras normalization scale/shift (``fc.bias``,
+    ``dense/bias:0``, ``lstm.bias_hh_l0``, ``attn.in_proj_bias``, ``batch_normalization/beta``)."""
     parts = [p for p in _SEPARATORS.split(name) if p and not p.isdigit()]
-    return bool(parts) and (parts[-1].startswith("bias") or parts[-1].endswith("_bias"))
+    return bool(parts) and (parts[-1].startswith("bias") or parts[-1].endswith("_bias")
+                            or parts[-1] in ("beta", "gamma"))
+
+
+def remember_ndims(state: dict, sample) -> dict[str, int]:  # noqa: ANN001 - a Sample
+    """The parameter dimensions seen so far (``param_ndim``, sent with the first sample), kept in
+    ``state["ndim"]`` so that they survive checkpoints.
+
+    Example:
+        >>> from tripwire.stats import Sample
+        >>> state = {}
+        >>> remember_ndims(state, Sample(0, stats={"param_ndim": {"bn.weight": 1.0, "conv.weight": 4.0}}))
+        {'bn.weight': 1, 'conv.weight': 4}
+        >>> is_vector("bn.weight", state["ndim"]), is_vector("conv.weight", state["ndim"]), is_vector("fc.bias", {})
+        (True, False, True)
+    """
+    ndims = state.setdefault("ndim", {})
+    seen = sample.series("param_ndim")
+    if seen:
+        ndims.update({str(k): int(v) for k, v in seen.items() if k is not None and math.isfinite(v)})
+    return ndims
+
+
+def is_vector(name: str, ndims: dict[str, int]) -> bool:
+    """Whether parameter ``name`` is 1-D (a bias, a normalization scale or shift): from its recorded
+    dimensions, or from its name when they are unknown. Gradient and update sizes of such vectors
+    say little: a bias before BatchNorm has no effect on the loss, and the shift of a normalization
+    after a linear bottleneck gets gradients of ~1e-8 in healthy MobileNets."""
+    ndim = ndims.get(name)
+    return ndim <= 1 if ndim is not None else is_bias(name)
 
 
 @lru_cache(maxsize=16384)

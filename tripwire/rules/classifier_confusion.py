@@ -8,6 +8,7 @@ from pydantic import Field
 
 from tripwire.registry import register
 from tripwire.rule import Limit, Need, Rule, RuleParams, Verdict
+from tripwire.rules._validation_streak import EPOCHS_SINCE_VAL, reached, validation_weight
 from tripwire.stats import Sample
 
 
@@ -23,8 +24,12 @@ class ClassifierConfusion(Rule):
         confusion = max_{p != t} c[t,p] / n_t     (the single class it is most mistaken for)
 
     and the class fires (subject ``t``) when ``confusion > max_off_diag`` or ``recall < min_diag``
-    in ``patience`` validations in a row; otherwise it clears. Patience keeps the first validation
-    of a model that has not learned anything yet (everything predicted as one class) quiet. Normalizing by the true class (rows) makes the check independent of how
+    in ``patience`` epochs of validations in a row; otherwise it clears. Each validation counts for
+    the fraction of an epoch trained since the previous one, at most 1 (``epochs_since_val``; see
+    :mod:`tripwire.rules._validation_streak`): with one validation per epoch or fewer, ``patience``
+    counts validations, and validating twice per epoch takes twice as many. Patience keeps the
+    first epoch of a model that has not learned anything yet (everything predicted as one class)
+    quiet. Normalizing by the true class (rows) makes the check independent of how
     many classes there are. The defaults stay silent on a decent classifier of hard data (recalls
     0.6-0.9, errors spread over several classes, even cat/dog-style pairs at 20-30%) and fire on
     swapped or collapsed classes. SageMaker's Confusion used 0.9 / 0.1, which fires on nearly
@@ -34,7 +39,8 @@ class ClassifierConfusion(Rule):
         max_off_diag: largest share of a class's samples predicted as one other class. Defaults to 0.5.
         min_diag: smallest acceptable recall of a class. Defaults to 0.2.
         min_samples: validation samples a class needs before it is judged. Defaults to 30.
-        patience: validations in a row a class must fail before firing. Defaults to 2.
+        patience: epochs of validations in a row a class must fail before firing (a validation
+            counts for the epochs trained since the previous one, at most 1). Defaults to 2.
 
     Example:
         >>> from tripwire.stats import Sample
@@ -61,13 +67,16 @@ class ClassifierConfusion(Rule):
                                                                  "samples predicted as one other class")
         min_diag: float = Field(0.2, ge=0, le=1, description="smallest acceptable recall of a class")
         min_samples: int = Field(30, ge=1, description="validation samples a class needs before it is judged")
-        patience: int = Field(2, ge=1, description="validations in a row a class must fail before firing")
+        patience: int = Field(2, ge=1, description="validations in a row a class must fail before firing, "
+                                                   "counted in epochs: a validation counts for the epochs trained "
+                                                   "since the previous one, at most 1 (0.5 each when validating "
+                                                   "twice per epoch)")
 
     def initial_state(self) -> dict[str, Any]:
         return {"failing": {}}
 
     def needs(self) -> list[Need]:
-        return [Need("confusion")]
+        return [Need("confusion"), EPOCHS_SINCE_VAL]
 
     def check(self, sample: Sample) -> list[Verdict]:
         series = sample.series("confusion")
@@ -75,6 +84,7 @@ class ClassifierConfusion(Rule):
             return []
         rows = _rows(series)
         p = self.params
+        weight = validation_weight(sample)
         out = []
         for t in sorted(rows, key=_class_order):
             row = rows[t]
@@ -90,8 +100,8 @@ class ClassifierConfusion(Rule):
                 failing.pop(t, None)
                 out.append(self.clear(t))
                 continue
-            failing[t] = failing.get(t, 0) + 1
-            if failing[t] < p.patience:
+            failing[t] = failing.get(t, 0.0) + weight
+            if not reached(failing[t], p.patience):
                 out.append(self.clear(t))
                 continue
             why = (f"{share:.0%} of them predicted as class {worst} (limit {p.max_off_diag:.0%})"

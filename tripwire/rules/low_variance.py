@@ -8,7 +8,9 @@ from pydantic import Field, model_validator
 
 from tripwire.registry import register
 from tripwire.rule import Limit, Need, Rule, Verdict
-from tripwire.rules._layers import TARGET_PREFIX, LayerParams, Target, advance, finite_items, skipped, steps
+from tripwire.rules._layers import (
+    TARGET_PREFIX, LayerParams, Target, advance, finite_items, is_vector, remember_ndims, skipped, steps,
+)
 from tripwire.stats import Sample
 
 
@@ -31,6 +33,8 @@ class LowVariance(Rule):
         min: variance below which a sample counts. Defaults to 1e-10.
         max: variance above which a sample counts, or None. Defaults to None.
         patience: samples in a row before firing. Defaults to 3.
+        include_biases: with ``on: weights`` or ``gradients``, also evaluate 1-D parameters (biases,
+            normalization scales and shifts: zero-initialized biases have variance 0). Defaults to False.
         ignore: glob patterns of parameter/layer names to skip. Defaults to none.
 
     Example:
@@ -54,6 +58,9 @@ class LowVariance(Rule):
         min: float | None = Field(1e-10, ge=0, description="variance below which a sample counts (null: off)")
         max: float | None = Field(None, gt=0, description="variance above which a sample counts (null: off)")
         patience: int = Field(3, ge=1, description="samples in a row outside [min, max] before firing")
+        include_biases: bool = Field(False, description="with on: weights or gradients, also evaluate 1-D "
+                                                        "parameters: biases and normalization scales/shifts "
+                                                        "(zero-initialized, so their variance starts at 0)")
 
         @model_validator(mode="after")
         def _ordered(self):  # noqa: ANN202 - pydantic validator returning self
@@ -71,13 +78,16 @@ class LowVariance(Rule):
         return {"runs": {}}
 
     def needs(self) -> list[Need]:
-        return [Need(f"{TARGET_PREFIX[self.params.on]}_var")]
+        target = Need(f"{TARGET_PREFIX[self.params.on]}_var")
+        return [target] if self.params.on == "activations" else [target, Need("param_ndim")]
 
     def check(self, sample: Sample) -> list[Verdict]:
         p = self.params
+        ndims = remember_ndims(self.state, sample)
+        vectors_out = p.on != "activations" and not p.include_biases
         out = []
         for name, var in finite_items(sample.series(self.needs()[0])):
-            if skipped(name, p.ignore):
+            if skipped(name, p.ignore) or (vectors_out and is_vector(name, ndims)):
                 continue
             low = p.min is not None and var < p.min
             high = p.max is not None and var > p.max

@@ -9,6 +9,7 @@ from pydantic import Field
 from tripwire.registry import register
 from tripwire.rule import Limit, Need, Rule, RuleParams, Verdict
 from tripwire.rules._loss_history import add_train, finite_scalar, new_train_since_val, train_reference
+from tripwire.rules._validation_streak import EPOCHS_SINCE_VAL, in_a_row, reached, validation_weight
 from tripwire.stats import Sample
 
 _EPS = 1e-12
@@ -28,10 +29,15 @@ where ``initial`` is the first training loss seen. The floor keeps a model that 
 reached zero training loss on easy data (train 0.009, val 0.05) from counting as a 5x gap:
 relative to the scale the loss started from, that gap is small.
 
-    ``patience`` validations in a row with ``r > ratio`` *and* no new best validation loss fire;
-    one with ``r <= ratio`` or a new best clears. A gap alone is not overfitting: boosted trees and
-    well-regularized networks reach training losses far below validation while the validation loss
-    still improves, and that is healthy training. Overfitting is the gap growing once the
+    ``patience`` epochs of validations in a row with ``r > ratio`` *and* no new best validation
+    loss fire; one with ``r <= ratio`` or a new best clears. Each validation counts for the
+    fraction of an epoch trained since the previous one, at most 1 (``epochs_since_val``; see
+    :mod:`tripwire.rules._validation_streak`): with one validation per epoch or fewer, ``patience``
+    counts validations; validating twice per epoch takes twice as many.
+
+    A gap alone is not overfitting: boosted trees and well-regularized networks reach training
+    losses far below validation while the validation loss still improves, and that is healthy
+    training. Overfitting is the gap growing once the
     validation loss has stopped improving.
     SageMaker's Overfit used ratio 0.1 and patience 1, which fires on ordinary generalization
     gaps (and on dropout runs, where the training loss is the noisier one); 0.5 over 3
@@ -39,7 +45,8 @@ relative to the scale the loss started from, that gap is small.
 
     Args:
         ratio: relative gap above which a validation counts. Defaults to 0.5.
-        patience: validations in a row over ``ratio`` before firing. Defaults to 3.
+        patience: epochs of validations in a row over ``ratio`` before firing (a validation counts
+            for the epochs trained since the previous one, at most 1). Defaults to 3.
         floor: smallest denominator, as a share of the initial training loss. Defaults to 0.1.
 
     Example:
@@ -63,15 +70,18 @@ relative to the scale the loss started from, that gap is small.
 
         ratio: float = Field(0.5, gt=0, description="relative gap (val - train) / train above which a "
                                                     "validation counts")
-        patience: int = Field(3, ge=1, description="validations in a row over ratio before firing")
+        patience: int = Field(3, ge=1, description="validations in a row over ratio before firing, counted in "
+                                                   "epochs: a validation counts for the epochs trained since the "
+                                                   "previous one, at most 1 (0.5 each when validating twice per "
+                                                   "epoch)")
         floor: float = Field(0.1, ge=0, description="smallest denominator of the ratio, as a share of the "
                                                     "initial training loss")
 
     def initial_state(self) -> dict[str, Any]:
-        return {"train": new_train_since_val(), "over": 0, "initial": None, "best_val": None}
+        return {"train": new_train_since_val(), "over": 0.0, "over_n": 0, "initial": None, "best_val": None}
 
     def needs(self) -> list[Need]:
-        return [Need("loss"), Need("val_loss")]
+        return [Need("loss"), Need("val_loss"), EPOCHS_SINCE_VAL]
 
     def check(self, sample: Sample) -> list[Verdict]:
         loss = finite_scalar(sample, "loss")
@@ -91,17 +101,19 @@ relative to the scale the loss started from, that gap is small.
         improving = best is None or val < best
         if improving:
             self.state["best_val"] = val
+        st = self.state
         if r <= p.ratio or improving:
-            self.state["over"] = 0
+            st["over"], st["over_n"] = 0.0, 0
             return [self.clear(None)]
-        self.state["over"] += 1
-        if self.state["over"] < p.patience:
+        st["over"] += validation_weight(sample)
+        st["over_n"] = st.get("over_n", 0) + 1
+        if not reached(st["over"], p.patience):
             return []
         return [self.fire(
             None, value=r, threshold=p.ratio,
             message=f"validation loss {val:.4g} is {r:.0%} above the training loss {train:.4g} at step "
-                    f"{sample.step} (limit {p.ratio:.0%}), for {self.state['over']} validations in a row",
+                    f"{sample.step} (limit {p.ratio:.0%}), for {in_a_row(st['over_n'], st['over'])}",
             suggestion="the model memorizes the training set: add regularization (weight decay, dropout, data "
                        "augmentation), use more training data or a smaller model, and keep the checkpoint with "
                        "the best val_loss (early stopping)",
-            val_loss=val, train_loss=train, validations_over=self.state["over"])]
+            val_loss=val, train_loss=train, validations_over=st["over_n"], epochs_over=st["over"])]

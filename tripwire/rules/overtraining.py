@@ -10,6 +10,7 @@ from tripwire.registry import register
 from tripwire.rule import Limit, Need, Rule, RuleParams, Verdict
 from tripwire.rules._loss_history import (add_train, finite_scalar, new_train_since_val, relative_drop,
                                           train_reference)
+from tripwire.rules._validation_streak import EPOCHS_SINCE_VAL, in_a_row, reached, validation_weight
 from tripwire.stats import Sample
 
 
@@ -22,8 +23,10 @@ class Overtraining(Rule):
         val < best * (1 - delta)      (best = lowest val_loss so far, taken as |best| when negative)
 
     At each validation the training reference is the mean of the ``loss`` samples since the
-    previous one. With ``k`` validations since the best and ``train_best`` the reference at the
-    best, the rule fires when
+    previous one. With ``k`` the epochs of validations since the best (each validation counts for
+    the fraction of an epoch trained since the previous one, at most 1: ``epochs_since_val``, see
+    :mod:`tripwire.rules._validation_streak`; with one validation per epoch or fewer ``k`` counts
+    validations) and ``train_best`` the reference at the best, the rule fires when
 
         k >= patience  and  (train_best - train) / |train_best| >= delta
 
@@ -32,7 +35,8 @@ class Overtraining(Rule):
     ``loss_not_decreasing``).
 
     Args:
-        patience: validations without a new best before firing. Defaults to 5.
+        patience: epochs of validations without a new best before firing (a validation counts for
+            the epochs trained since the previous one, at most 1). Defaults to 5.
         delta: relative improvement that counts, for the validation and the training loss alike.
             Defaults to 0.01 (1%).
 
@@ -55,16 +59,19 @@ class Overtraining(Rule):
     class Params(RuleParams):
         """Parameters of `overtraining`."""
 
-        patience: int = Field(5, ge=1, description="validations without a new best val_loss before firing")
+        patience: int = Field(5, ge=1, description="validations without a new best val_loss before firing, "
+                                                   "counted in epochs: a validation counts for the epochs trained "
+                                                   "since the previous one, at most 1 (0.5 each when validating "
+                                                   "twice per epoch)")
         delta: float = Field(0.01, ge=0, description="relative improvement that counts, for val_loss and the "
                                                      "training loss alike")
 
     def initial_state(self) -> dict[str, Any]:
         return {"train": new_train_since_val(), "best": None, "train_at_best": None, "best_step": None,
-                "since": 0}
+                "since": 0.0, "since_n": 0}
 
     def needs(self) -> list[Need]:
-        return [Need("loss"), Need("val_loss")]
+        return [Need("loss"), Need("val_loss"), EPOCHS_SINCE_VAL]
 
     def check(self, sample: Sample) -> list[Verdict]:
         st, p = self.state, self.params
@@ -76,19 +83,20 @@ class Overtraining(Rule):
             return []
         train = train_reference(st["train"])
         if st["best"] is None or val < st["best"] - p.delta * abs(st["best"]):
-            st.update(best=val, train_at_best=train, best_step=sample.step, since=0)
+            st.update(best=val, train_at_best=train, best_step=sample.step, since=0.0, since_n=0)
             return [self.clear(None)]
-        st["since"] += 1
+        st["since"] += validation_weight(sample)
+        st["since_n"] = st.get("since_n", 0) + 1
         if st["train_at_best"] is None:  # the best came before any training loss (a sanity-check run)
             st["train_at_best"] = train
-        if st["since"] < p.patience or train is None:
+        if not reached(st["since"], p.patience) or train is None:
             return []
         train_drop = relative_drop(st["train_at_best"], train)
         if train_drop < p.delta:
             return [self.clear(None)]
         return [self.fire(
             None, value=st["since"], threshold=p.patience,
-            message=f"val_loss has not improved by {p.delta:.0%} for {st['since']} validations (best "
+            message=f"val_loss has not improved by {p.delta:.0%} for {in_a_row(st['since_n'], st['since'])} (best "
                     f"{st['best']:.4g} at step {st['best_step']}, now {val:.4g} at step {sample.step}) while the "
                     f"training loss fell {train_drop:.0%} ({st['train_at_best']:.4g} -> {train:.4g})",
             suggestion="further training only fits the training set: stop early and keep the best-val_loss "

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from tripwire.registry import register
 from tripwire.rule import Limit, Need, Rule, Verdict
-from tripwire.rules._layers import LayerParams, advance, finite_items, skipped, steps
+from tripwire.rules._layers import LayerParams, advance, finite_items, is_vector, remember_ndims, skipped, steps
 from tripwire.rules._schedule import at_rest
 from tripwire.stats import Sample
 
@@ -41,7 +41,8 @@ class SmallUpdates(Rule):
     Args:
         threshold: update ratio below which a sample counts. Defaults to 1e-6.
         patience: samples in a row below ``threshold`` before firing. Defaults to 3.
-        include_biases: also evaluate bias vectors. Defaults to False.
+        include_biases: also evaluate 1-D parameters (biases, normalization scales and shifts).
+            Defaults to False.
         converged_below: share of the first training loss under which samples do not count.
             Defaults to 0.01.
         lr_decayed_below: share of the run's largest learning rate under which samples do not
@@ -68,8 +69,8 @@ class SmallUpdates(Rule):
         threshold: float = Field(1e-6, gt=0, description="update ratio ||w_after - w_before|| / ||w_before|| "
                                                          "below which a sample counts")
         patience: int = Field(3, ge=1, description="samples in a row below threshold before firing")
-        include_biases: bool = Field(False, description="also evaluate bias vectors (a bias followed by "
-                                                        "BatchNorm legitimately gets ~0 update)")
+        include_biases: bool = Field(False, description="also evaluate 1-D parameters: biases and normalization scales/shifts "
+                                                        "(a bias before BatchNorm has no effect on the loss)")
         converged_below: float = Field(0.01, ge=0, le=1, description="samples do not count while the training "
                                                                      "loss is below this share of its first value")
         lr_decayed_below: float = Field(0.01, ge=0, le=1, description="samples do not count while the learning "
@@ -79,14 +80,15 @@ class SmallUpdates(Rule):
         return {"runs": {}, "first_loss": None, "loss": None, "peak_lr": None, "last_lr": None}
 
     def needs(self) -> list[Need]:
-        return [Need("update_ratio"), Need("loss"), Need("lr")]
+        return [Need("update_ratio"), Need("loss"), Need("lr"), Need("param_ndim")]
 
     def check(self, sample: Sample) -> list[Verdict]:
         p = self.params
+        ndims = remember_ndims(self.state, sample)
         out = []
         resting = at_rest(self.state, sample, p.converged_below, p.lr_decayed_below)
         for name, ratio in finite_items(sample.series("update_ratio")):
-            if skipped(name, p.ignore, p.include_biases):
+            if skipped(name, p.ignore) or (not p.include_biases and is_vector(name, ndims)):
                 continue
             small = ratio < p.threshold and not resting
             length, since = advance(self.state["runs"], name, small, sample.step)

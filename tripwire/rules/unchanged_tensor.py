@@ -8,7 +8,7 @@ from pydantic import Field
 
 from tripwire.registry import register
 from tripwire.rule import Limit, Need, Rule, Verdict
-from tripwire.rules._layers import LayerParams, advance, finite_items, skipped, steps
+from tripwire.rules._layers import LayerParams, advance, finite_items, is_vector, remember_ndims, skipped, steps
 from tripwire.rules._schedule import at_rest
 from tripwire.stats import Sample
 
@@ -41,7 +41,8 @@ class UnchangedTensor(Rule):
         num_steps: samples in a row without change before firing. Defaults to 3.
         rtol: relative tolerance of the comparison. Defaults to 1e-5.
         atol: absolute tolerance of the comparison. Defaults to 1e-8.
-        include_biases: also evaluate bias vectors. Defaults to False.
+        include_biases: also evaluate 1-D parameters (biases, normalization scales and shifts).
+            Defaults to False.
         converged_below: share of the first training loss under which samples do not count.
             Defaults to 0.01.
         lr_decayed_below: share of the run's largest learning rate under which samples do not
@@ -71,8 +72,8 @@ class UnchangedTensor(Rule):
         num_steps: int = Field(3, ge=1, description="samples in a row without change before firing")
         rtol: float = Field(1e-5, ge=0, description="relative tolerance of allclose")
         atol: float = Field(1e-8, ge=0, description="absolute tolerance of allclose")
-        include_biases: bool = Field(False, description="also evaluate bias vectors (a bias followed by "
-                                                        "BatchNorm legitimately stays put)")
+        include_biases: bool = Field(False, description="also evaluate 1-D parameters: biases and normalization scales/shifts "
+                                                        "(a bias before BatchNorm has no effect on the loss)")
         converged_below: float = Field(0.01, ge=0, le=1, description="samples do not count while the training "
                                                                      "loss is below this share of its first value")
         lr_decayed_below: float = Field(0.01, ge=0, le=1, description="samples do not count while the learning "
@@ -83,14 +84,15 @@ class UnchangedTensor(Rule):
 
     def needs(self) -> list[Need]:
         return [Need("weight_unchanged", (("rtol", self.params.rtol), ("atol", self.params.atol))), Need("loss"),
-                Need("lr")]
+                Need("lr"), Need("param_ndim")]
 
     def check(self, sample: Sample) -> list[Verdict]:
         p = self.params
+        ndims = remember_ndims(self.state, sample)
         out = []
         resting = at_rest(self.state, sample, p.converged_below, p.lr_decayed_below)
         for name, unchanged in finite_items(sample.series(self.needs()[0])):
-            if skipped(name, p.ignore, p.include_biases):
+            if skipped(name, p.ignore) or (not p.include_biases and is_vector(name, ndims)):
                 continue
             length, since = advance(self.state["runs"], name, unchanged >= 0.5 and not resting, sample.step)
             if length < p.num_steps:

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from tripwire.registry import register
 from tripwire.rule import Limit, Need, Rule, Verdict
-from tripwire.rules._layers import LayerParams, advance, finite_items, skipped, steps
+from tripwire.rules._layers import LayerParams, advance, finite_items, is_vector, remember_ndims, skipped, steps
 from tripwire.rules._loss_history import converged
 from tripwire.stats import Sample
 
@@ -43,7 +43,8 @@ class VanishingGradient(Rule):
         patience: samples in a row before firing. Defaults to 2.
         converged_below: share of the first training loss under which the absolute test is off.
             Defaults to 0.01.
-        include_biases: also evaluate bias vectors. Defaults to False.
+        include_biases: also evaluate 1-D parameters (biases, normalization scales and shifts).
+            Defaults to False.
         ignore: glob patterns of parameter names to skip. Defaults to none.
 
     Example:
@@ -70,17 +71,18 @@ class VanishingGradient(Rule):
         converged_below: float = Field(0.01, ge=0, le=1, description="the absolute (threshold) test is off while "
                                                                      "the training loss is below this share of "
                                                                      "its first value")
-        include_biases: bool = Field(False, description="also evaluate bias vectors (a bias followed by "
-                                                        "BatchNorm legitimately gets ~0 gradient)")
+        include_biases: bool = Field(False, description="also evaluate 1-D parameters: biases and normalization scales/shifts "
+                                                        "(a bias before BatchNorm has no effect on the loss)")
 
     def initial_state(self) -> dict[str, Any]:
         return {"runs": {}, "first_loss": None, "loss": None}
 
     def needs(self) -> list[Need]:
-        return [Need("grad_abs_mean"), Need("grad_norm"), Need("loss")]
+        return [Need("grad_abs_mean"), Need("grad_norm"), Need("loss"), Need("param_ndim")]
 
     def check(self, sample: Sample) -> list[Verdict]:
         p = self.params
+        ndims = remember_ndims(self.state, sample)
         is_converged = converged(self.state, sample, p.converged_below)
         means = dict(finite_items(sample.series("grad_abs_mean")))
         norms = dict(finite_items(sample.series("grad_norm")))
@@ -88,7 +90,7 @@ class VanishingGradient(Rule):
         top = norms[largest] if largest is not None else 0.0
         out = []
         for name in dict.fromkeys([*norms, *means]):  # model order, as collected
-            if skipped(name, p.ignore, p.include_biases):
+            if skipped(name, p.ignore) or (not p.include_biases and is_vector(name, ndims)):
                 continue
             mean, norm = means.get(name), norms.get(name)
             tiny_mean = mean is not None and mean < p.threshold and not is_converged

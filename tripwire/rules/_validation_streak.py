@@ -1,0 +1,65 @@
+"""Patience counted in training, not in validations, for the rules that judge validation runs.
+
+A rule that fires after ``patience`` failing validations would fire twice as early on a run that
+validates twice per epoch (Lightning ``val_check_interval=0.5``) as on the same run validating
+once per epoch: the same training, judged more often. So each validation advances a streak by
+the training it stands for,
+
+    weight = min(epochs_since_val, 1)       (1 when the sample does not carry it)
+
+and the rule fires once the streak reaches ``patience``; any validation that clears resets it.
+``epochs_since_val`` is the fraction of an epoch trained since the previous validation (see
+:data:`tripwire.stats.CATALOGUE`): 0.5 with two validations per epoch, 1 with one. The cap at 1
+keeps today's meaning where validation is rarer (every N epochs, or Keras/XGBoost, which do not
+send it): one validation, one unit of patience. A validation with no training since the
+previous one adds nothing: judging the same model again is no new evidence.
+
+Example:
+    >>> from tripwire.stats import Sample
+    >>> half = Sample(50, stats={"val_loss": {None: 1.0}, "epochs_since_val": {None: 0.5}})
+    >>> validation_weight(half), validation_weight(Sample(100, stats={"val_loss": {None: 1.0}}))
+    (0.5, 1.0)
+    >>> streak = 0.0
+    >>> for _ in range(4):
+    ...     streak += validation_weight(half)
+    ...     print(streak, reached(streak, patience=2))
+    0.5 False
+    1.0 False
+    1.5 False
+    2.0 True
+    >>> in_a_row(4, 2.0), in_a_row(3, 3.0)
+    ('4 validations in a row (2 epochs of training)', '3 validations in a row')
+"""
+
+from __future__ import annotations
+
+from tripwire.rules._loss_history import finite_scalar
+from tripwire.stats import Need, Sample
+
+#: the statistic that says how much training a validation sample stands for
+EPOCHS_SINCE_VAL = Need("epochs_since_val")
+
+_EPS = 1e-9  # ten validations of 0.1 epoch each reach a patience of 1
+
+
+def validation_weight(sample: Sample) -> float:
+    """The patience a validation sample advances a streak by: its ``epochs_since_val`` within
+    [0, 1], or 1 when the sample does not carry a finite value."""
+    value = finite_scalar(sample, EPOCHS_SINCE_VAL.key)
+    if value is None:
+        return 1.0
+    return min(max(value, 0.0), 1.0)
+
+
+def reached(streak: float, patience: float) -> bool:
+    """Whether a streak of ``streak`` epochs of failing validations has reached ``patience``."""
+    return streak >= patience - _EPS
+
+
+def in_a_row(validations: int, epochs: float) -> str:
+    """How long a streak is, for a finding's message: validations, and the training they cover
+    when that differs."""
+    text = f"{validations} validation{'s' if validations != 1 else ''} in a row"
+    if abs(validations - epochs) > _EPS:
+        text += f" ({epochs:.3g} epoch{'s' if abs(epochs - 1) > _EPS else ''} of training)"
+    return text
