@@ -91,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
                                                 f"{RESULTS_MD.name})")
     parser.add_argument("--json", type=Path, help=f"write the outcomes as JSON here (default with no selection: "
                                                   f"{RESULTS_JSON.name})")
+    parser.add_argument("--update", action="store_true",
+                        help="merge these outcomes into the existing JSON (replacing the entries rerun) and "
+                             "rewrite the table from it")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -105,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="tripwire-corpus-"))
     log_dir.mkdir(parents=True, exist_ok=True)
-    whole = not (args.only or args.framework)
+    whole = not (args.only or args.framework) or args.update
     md = args.md or (RESULTS_MD if whole else None)
     js = args.json or (RESULTS_JSON if whole else None)
     outcomes: list[Outcome] = []
@@ -117,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         state = "crashed" if outcome.error else f"{len(outcome.findings)} finding(s)"
         print(f"{outcome.seconds:.0f} s, {state}", flush=True)
     total = time.perf_counter() - start
+    if args.update and js and js.exists():
+        outcomes, total = merged(json.loads(js.read_text()), outcomes, total)
     print()
     print(text_table(outcomes))
     print(f"total wall time: {total / 60:.1f} min; run records and logs: {log_dir}")
@@ -128,6 +133,16 @@ def main(argv: list[str] | None = None) -> int:
                                   "outcomes": [o.to_dict() for o in outcomes]}, indent=1))
         print(f"JSON: {js}")
     return 0
+
+
+def merged(previous: dict, rerun: list[Outcome], seconds: float) -> tuple[list[Outcome], float]:
+    """The previous outcomes with those of ``rerun`` replaced (in the previous order; new ones at
+    the end); the total time is the previous one with the rerun entries' time swapped in."""
+    fresh = {o.name: o for o in rerun}
+    old = [Outcome.from_dict(d) for d in previous["outcomes"]]
+    replaced = sum(o.seconds for o in old if o.name in fresh)
+    out = [fresh.pop(o.name, o) for o in old] + list(fresh.values())
+    return out, previous.get("total_seconds", 0.0) - replaced + sum(o.seconds for o in rerun)
 
 
 def _preamble(total: float) -> str:

@@ -16,19 +16,20 @@ SIZE, CLASSES = 16, 4
 def resnet(keras: Any) -> Any:
     """Rescaling(1/255), a conv stem and three BatchNorm basic blocks (16-32-64), pooling, softmax."""
     layers = keras.layers
+    bn = layers.BatchNormalization
 
     def block(x: Any, filters: int, stride: int) -> Any:
         shortcut = x
         y = layers.Conv2D(filters, 3, stride, padding="same", use_bias=False)(x)
-        y = layers.ReLU()(layers.BatchNormalization()(y))
-        y = layers.BatchNormalization()(layers.Conv2D(filters, 3, padding="same", use_bias=False)(y))
+        y = layers.ReLU()(bn()(y))
+        y = bn()(layers.Conv2D(filters, 3, padding="same", use_bias=False)(y))
         if stride != 1 or shortcut.shape[-1] != filters:
-            shortcut = layers.BatchNormalization()(layers.Conv2D(filters, 1, stride, use_bias=False)(shortcut))
+            shortcut = bn()(layers.Conv2D(filters, 1, stride, use_bias=False)(shortcut))
         return layers.ReLU()(layers.Add()([y, shortcut]))
 
     inputs = keras.Input((SIZE, SIZE, 3))
     x = layers.Rescaling(1 / 255)(inputs)
-    x = layers.ReLU()(layers.BatchNormalization()(layers.Conv2D(16, 3, padding="same", use_bias=False)(x)))
+    x = layers.ReLU()(bn()(layers.Conv2D(16, 3, padding="same", use_bias=False)(x)))
     for filters, stride in ((16, 1), (32, 2), (64, 2)):
         x = block(x, filters, stride)
     outputs = layers.Dense(CLASSES, activation="softmax")(layers.GlobalAveragePooling2D()(x))
@@ -37,22 +38,26 @@ def resnet(keras: Any) -> Any:
 
 def mobilenet_v3(keras: Any) -> Any:
     """A stem and four bneck blocks: 1x1 expand, depthwise, squeeze-excitation (ReLU, hard-sigmoid),
-    1x1 linear projection, BatchNorm, hard-swish, residual where shapes allow."""
+    1x1 linear projection, BatchNorm (momentum 0.9: moving statistics that keep up with a short
+    run), hard-swish, residual where shapes allow."""
     layers = keras.layers
 
+    def bn() -> Any:
+        return layers.BatchNormalization(momentum=0.9)
+
     def bneck(x: Any, expand: int, out: int, kernel: int, stride: int) -> Any:
-        y = layers.Activation("hard_swish")(layers.BatchNormalization()(layers.Conv2D(expand, 1, use_bias=False)(x)))
+        y = layers.Activation("hard_swish")(bn()(layers.Conv2D(expand, 1, use_bias=False)(x)))
         y = layers.DepthwiseConv2D(kernel, stride, padding="same", use_bias=False)(y)
-        y = layers.Activation("hard_swish")(layers.BatchNormalization()(y))
+        y = layers.Activation("hard_swish")(bn()(y))
         se = layers.GlobalAveragePooling2D(keepdims=True)(y)
         se = layers.Conv2D(expand // 4, 1, activation="relu")(se)
         se = layers.Conv2D(expand, 1, activation="hard_sigmoid")(se)
         y = layers.Multiply()([y, se])
-        y = layers.BatchNormalization()(layers.Conv2D(out, 1, use_bias=False)(y))
+        y = bn()(layers.Conv2D(out, 1, use_bias=False)(y))
         return layers.Add()([x, y]) if stride == 1 and x.shape[-1] == out else y
 
     inputs = keras.Input((SIZE, SIZE, 3))
-    x = layers.Activation("hard_swish")(layers.BatchNormalization()(
+    x = layers.Activation("hard_swish")(bn()(
         layers.Conv2D(16, 3, padding="same", use_bias=False)(inputs)))
     for expand, out, kernel, stride in ((48, 24, 3, 2), (72, 24, 3, 1), (96, 40, 5, 2), (120, 40, 5, 1)):
         x = bneck(x, expand, out, kernel, stride)

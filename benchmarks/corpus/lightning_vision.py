@@ -1,9 +1,11 @@
 """Image classifiers from ``transformers`` (random weights, small configs) trained with Lightning
-on synthetic 16x16 gratings: ResNet (BatchNorm), MobileNetV2, ViT and ConvNeXt.
+on synthetic 16x16 gratings: ResNet (BatchNorm), MobileNetV2 and ViT.
 
 ``EfficientNetForImageClassification`` is left out: built from a config, with the library's own
 initialization (normal, std 0.02, for every conv), it does not train at all here (the loss stays at
-ln 4 from the first step); EfficientNet is in the corpus through ``keras.applications``."""
+ln 4 from the first step); EfficientNet is in the corpus through ``keras.applications``.
+``ConvNextForImageClassification`` (layer scale 1e-6 or 0.1, patch 1 or 2) does not learn these
+images within 300 steps either, so a finding on it could not be judged."""
 
 from __future__ import annotations
 
@@ -42,7 +44,7 @@ def mobilenet_v2() -> Any:
     from transformers import MobileNetV2Config, MobileNetV2ForImageClassification
 
     return MobileNetV2ForImageClassification(MobileNetV2Config(num_channels=3, image_size=SIZE, depth_multiplier=0.35,
-                                                               classifier_dropout_prob=0.0, num_labels=CLASSES))
+                                                               output_stride=8, classifier_dropout_prob=0.0, num_labels=CLASSES))
 
 
 def vit() -> Any:
@@ -51,15 +53,6 @@ def vit() -> Any:
     return ViTForImageClassification(ViTConfig(image_size=SIZE, patch_size=4, num_channels=3, hidden_size=64,
                                                num_hidden_layers=3, num_attention_heads=4, intermediate_size=128,
                                                num_labels=CLASSES))
-
-
-def convnext() -> Any:
-    from transformers import ConvNextConfig, ConvNextForImageClassification
-
-    # the layer-scale init of 1e-6 is ConvNeXt's own
-    return ConvNextForImageClassification(ConvNextConfig(num_channels=3, patch_size=2, image_size=SIZE,
-                                                         hidden_sizes=[16, 32, 48, 64], depths=[1, 1, 1, 1],
-                                                         num_labels=CLASSES))
 
 
 RESNET = CORPUS.healthy(
@@ -71,11 +64,11 @@ CORPUS.twin(RESNET, "lr_x100", "learning rate x100 (5.0)", ["exploding_gradient"
 
 MOBILENET = CORPUS.healthy(
     "lightning/mobilenet_v2", "lightning",
-    "HF MobileNetV2 (width 0.35, ReLU6, BatchNorm); AdamW 3e-3, cosine; 300 steps",
-    lambda mc: _train(mc, mobilenet_v2, steps=300, lr=3e-3))
+    "HF MobileNetV2 (width 0.35, output stride 8, ReLU6, BatchNorm); AdamW 3e-3, cosine; 160 steps",
+    lambda mc: _train(mc, mobilenet_v2, steps=160, lr=3e-3))
 CORPUS.twin(MOBILENET, "frozen_backbone", "only the classifier is given to the optimizer: the backbone keeps "
             "requires_grad and gradients but never changes", ["unchanged_tensor"],
-            lambda mc: _train(mc, mobilenet_v2, steps=300, lr=3e-3, train_only="classifier"))
+            lambda mc: _train(mc, mobilenet_v2, steps=160, lr=3e-3, train_only="classifier"))
 
 VIT = CORPUS.healthy(
     "lightning/vit", "lightning",
@@ -84,10 +77,3 @@ VIT = CORPUS.healthy(
 CORPUS.twin(VIT, "collapsed_labels", "96% of the labels of classes 1-3 fell back to class 0",
             ["class_imbalance"],
             lambda mc: _train(mc, vit, steps=400, lr=1e-3, weight_decay=0.05, warmup=0.1, labels="collapsed"))
-
-CONVNEXT = CORPUS.healthy(
-    "lightning/convnext", "lightning",
-    "HF ConvNeXt (depthwise 7x7, LayerNorm, GELU, layer scale 1e-6); AdamW 2e-3, weight decay 0.05, cosine; 300 steps",
-    lambda mc: _train(mc, convnext, steps=300, lr=2e-3, weight_decay=0.05))
-CORPUS.twin(CONVNEXT, "unscaled_pixels", "pixels fed as 0-255 instead of [0, 1]", ["not_normalized"],
-            lambda mc: _train(mc, convnext, steps=300, lr=2e-3, weight_decay=0.05, scale=255.0))

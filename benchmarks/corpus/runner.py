@@ -118,8 +118,8 @@ def run_entry(entry: Entry, log_dir: str | Path) -> Outcome:
         (out.findings if finding.kind in kinds else out.shadow_findings).append(_finding(finding))
     stopped = callback.stopped_by
     out.stopped_by = None if stopped is None else stopped.rule
-    guard = getattr(getattr(callback, "monitor", None), "guard", None)
-    out.switched_off = dict(guard.disabled) if guard is not None else {}
+    guard = getattr(getattr(callback, "monitor", None), "guard", None)  # Lightning, Keras
+    out.switched_off = dict(guard.disabled) if guard is not None else dict(getattr(callback, "switched_off", {}))
     record = Path(log_dir) / run_name
     if not entry.is_twin and record.exists():
         out.margins = margins(record, kinds)

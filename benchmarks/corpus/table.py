@@ -23,6 +23,8 @@ from typing import Any
 
 from corpus.runner import Outcome
 
+#: the widest each column of the plain-text table gets (the Markdown keeps every cell whole)
+TEXT_WIDTHS = (40, 4, 100, 90, 12)
 HEADER = ("entry", "s", "findings of the default rules / fault planted", "closest margins / rules fired (step)",
           "verdict")
 
@@ -122,10 +124,14 @@ def text_table(outcomes: Sequence[Outcome]) -> str:
     """The table in plain text, columns aligned, then the summary lines."""
     body = rows(outcomes)
     widths = [max(len(h), *(len(r[i]) for r in body)) if body else len(h) for i, h in enumerate(HEADER)]
-    widths = [min(w, 110) for w in widths]
+    widths = [min(w, width) for w, width in zip(widths, TEXT_WIDTHS)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(HEADER, widths)).rstrip()]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in body]
+    lines += ["  ".join(_clip(c, w).ljust(w) for c, w in zip(r, widths)).rstrip() for r in body]
     return "\n".join(lines) + "\n\n" + summary_lines(outcomes)
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[:width - 1] + "…"
 
 
 def _md_row(cells: Sequence[str]) -> str:
