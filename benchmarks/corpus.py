@@ -28,9 +28,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from corpus.registry import FRAMEWORKS, Entry, load  # noqa: E402
-from corpus.runner import Outcome, run_entry  # noqa: E402
-from corpus.table import markdown, text_table  # noqa: E402
+from corpus.registry import FRAMEWORKS, Entry, load
+from corpus.runner import Outcome, run_entry
+from corpus.table import markdown, text_table
 
 RESULTS_MD = HERE / "corpus_results.md"
 RESULTS_JSON = HERE / "corpus_results.json"
@@ -52,7 +52,8 @@ def run_in_child(entry: Entry, log_dir: Path, timeout: float) -> Outcome:
     start = time.perf_counter()
     with open(log, "w") as out:
         try:
-            code = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=child_env(), timeout=timeout).returncode
+            code = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=child_env(), timeout=timeout,
+                                  check=False).returncode
         except subprocess.TimeoutExpired:
             code = None
     if result.exists():
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{outcome.seconds:.0f} s, {state}", flush=True)
     total = time.perf_counter() - start
     if args.update and js and js.exists():
-        outcomes, total = merged(json.loads(js.read_text()), outcomes, total)
+        outcomes, total = merged(json.loads(js.read_text()), outcomes, total, set(load().entries))
     print()
     print(text_table(outcomes))
     print(f"total wall time: {total / 60:.1f} min; run records and logs: {log_dir}")
@@ -135,14 +136,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def merged(previous: dict, rerun: list[Outcome], seconds: float) -> tuple[list[Outcome], float]:
+def merged(previous: dict, rerun: list[Outcome], seconds: float, registered: set[str],
+           ) -> tuple[list[Outcome], float]:
     """The previous outcomes with those of ``rerun`` replaced (in the previous order; new ones at
-    the end); the total time is the previous one with the rerun entries' time swapped in."""
+    the end) and those of entries no longer registered dropped; the total time is the previous
+    one with the rerun entries' time swapped in."""
     fresh = {o.name: o for o in rerun}
-    old = [Outcome.from_dict(d) for d in previous["outcomes"]]
+    old = [o for o in (Outcome.from_dict(d) for d in previous["outcomes"]) if o.name in registered]
     replaced = sum(o.seconds for o in old if o.name in fresh)
     out = [fresh.pop(o.name, o) for o in old] + list(fresh.values())
-    return out, previous.get("total_seconds", 0.0) - replaced + sum(o.seconds for o in rerun)
+    return out, previous.get("total_seconds", 0.0) - replaced + seconds
 
 
 def _preamble(total: float) -> str:

@@ -46,7 +46,7 @@ def token_classes(n: int, length: int = 32, vocab: int = 200, pad_share: float =
     ids = rng.integers(3, vocab, (n, length))
     marker = np.broadcast_to((y + 1)[:, None], (n, length))
     ids = np.where(rng.random((n, length)) < 0.15, marker, ids)
-    pad = int(round(pad_share * length))
+    pad = round(pad_share * length)
     if pad:
         ids[:, length - pad:] = 0
     return ids.astype(np.int64), y.astype(np.int64)

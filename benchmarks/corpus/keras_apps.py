@@ -10,7 +10,8 @@ build the same blocks by hand (``keras_blocks.py``)."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from corpus.data import images
 from corpus.registry import CORPUS

@@ -4,7 +4,8 @@ blocks (depthwise, squeeze-excitation, hard-swish) and an embedding text classif
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from corpus.data import images, token_classes
 from corpus.labels import collapse_labels, swap_labels

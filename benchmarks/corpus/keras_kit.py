@@ -3,7 +3,8 @@ callback. Imported only inside training functions (it imports Keras)."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import keras
 import numpy as np

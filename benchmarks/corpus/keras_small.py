@@ -3,7 +3,8 @@ with a 15-row validation set."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from corpus.data import sequences
 from corpus.registry import CORPUS

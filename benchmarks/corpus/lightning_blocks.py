@@ -4,7 +4,8 @@ MobileNetV3-style net at batch size 8."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from corpus.data import images, sequences
 from corpus.registry import CORPUS

@@ -19,7 +19,6 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-
 Schedule = Callable[[torch.optim.Optimizer, int], Any]
 
 
@@ -45,15 +44,15 @@ class Classifier(pl.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return logits_of(self.net(x))
 
-    def training_step(self, batch, batch_idx):  # noqa: ANN001, ANN201
+    def training_step(self, batch, batch_idx):
         x, y = batch
         return nn.functional.cross_entropy(self(x), y)
 
-    def validation_step(self, batch, batch_idx):  # noqa: ANN001, ANN201
+    def validation_step(self, batch, batch_idx):
         x, y = batch
         self.log("val_loss", nn.functional.cross_entropy(self(x), y))
 
-    def configure_optimizers(self):  # noqa: ANN201
+    def configure_optimizers(self):
         params = self.net.get_submodule(self.train_only).parameters() if self.train_only else self.parameters()
         if self.optimizer_name == "sgd":
             opt = torch.optim.SGD(params, lr=self.lr, momentum=0.9, weight_decay=self.weight_decay)
@@ -116,9 +115,9 @@ def fit(task: pl.LightningModule, train: DataLoader, val: DataLoader | None, mak
     """Train ``task`` for ``max_steps`` optimizer steps on CPU with the runner's callback; validate
     every ``val_every`` batches (default: every epoch). Returns the callback."""
     callback = make_callback()
-    options: dict[str, Any] = dict(accelerator="cpu", devices=1, max_steps=max_steps, max_epochs=-1, logger=False,
-                                   enable_checkpointing=False, enable_progress_bar=False,
-                                   enable_model_summary=False, num_sanity_val_steps=0)
+    options: dict[str, Any] = {"accelerator": "cpu", "devices": 1, "max_steps": max_steps, "max_epochs": -1,
+                               "logger": False, "enable_checkpointing": False, "enable_progress_bar": False,
+                               "enable_model_summary": False, "num_sanity_val_steps": 0}
     if val_every is not None:
         options.update(val_check_interval=val_every, check_val_every_n_epoch=None)
     options.update(trainer_args)

@@ -4,7 +4,8 @@ optimizers stepped by hand (manual optimization)."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from corpus.data import blobs, images
 from corpus.registry import CORPUS
@@ -60,15 +61,15 @@ def _autoencoder(make_callback: Callable[..., Any], *, steps: int, lr: float, ga
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.decoder(self.encoder(x))
 
-        def training_step(self, batch, batch_idx):  # noqa: ANN001, ANN201
+        def training_step(self, batch, batch_idx):
             x, _ = batch
             return nn.functional.binary_cross_entropy(self(x), x)
 
-        def validation_step(self, batch, batch_idx):  # noqa: ANN001, ANN201
+        def validation_step(self, batch, batch_idx):
             x, _ = batch
             self.log("val_loss", nn.functional.binary_cross_entropy(self(x), x))
 
-        def configure_optimizers(self):  # noqa: ANN201
+        def configure_optimizers(self):
             return torch.optim.AdamW(self.parameters(), lr=lr)
 
     kit.seeded()
@@ -100,7 +101,7 @@ def _gan(make_callback: Callable[..., Any], *, steps: int, generator_params: str
             self.discriminator = nn.Sequential(nn.Linear(2, 64), nn.LeakyReLU(0.2), nn.Linear(64, 64),
                                                nn.LeakyReLU(0.2), nn.Linear(64, 1))
 
-        def training_step(self, batch, batch_idx):  # noqa: ANN001, ANN201
+        def training_step(self, batch, batch_idx):
             real, _ = batch
             opt_d, opt_g = self.optimizers()
             bce = nn.functional.binary_cross_entropy_with_logits
@@ -116,7 +117,7 @@ def _gan(make_callback: Callable[..., Any], *, steps: int, generator_params: str
             opt_g.step()
             return g_loss
 
-        def configure_optimizers(self):  # noqa: ANN201
+        def configure_optimizers(self):
             g = getattr(self, generator_params)
             return (torch.optim.Adam(self.discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999)),
                     torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999)))

@@ -4,7 +4,8 @@ linear decay, and a GPT-2 causal language model."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from corpus.data import markov_text, token_classes
 from corpus.labels import swap_labels
@@ -57,7 +58,7 @@ def distilbert() -> Any:
                                                                 num_labels=2))
 
 
-def _gpt2(make_callback: Callable[..., Any], *, steps: int, lr: float) -> Any:
+def _gpt2(make_callback: Callable[..., Any], *, steps: int, lr: float, init_range: float = 0.02) -> Any:
     import lightning.pytorch as pl
     import torch
     from torch.utils.data import DataLoader
@@ -70,15 +71,16 @@ def _gpt2(make_callback: Callable[..., Any], *, steps: int, lr: float) -> Any:
 
         def __init__(self) -> None:
             super().__init__()
-            self.model = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_embd=64, n_layer=2, n_head=4, n_positions=LENGTH))
+            self.model = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_embd=64, n_layer=2, n_head=4, n_positions=LENGTH,
+                                                    initializer_range=init_range))
 
-        def training_step(self, batch, batch_idx):  # noqa: ANN001, ANN201
+        def training_step(self, batch, batch_idx):
             return self.model(**batch).loss
 
-        def validation_step(self, batch, batch_idx):  # noqa: ANN001, ANN201
+        def validation_step(self, batch, batch_idx):
             self.log("val_loss", self.model(**batch).loss)
 
-        def configure_optimizers(self):  # noqa: ANN201
+        def configure_optimizers(self):
             opt = torch.optim.AdamW(self.parameters(), lr=lr, weight_decay=0.01)
             return {"optimizer": opt, "lr_scheduler": {"scheduler": kit.warmup_linear(0.1)(opt, steps),
                                                        "interval": "step"}}
@@ -115,5 +117,5 @@ GPT2 = CORPUS.healthy(
     "HF GPT-2 causal LM, 2 layers, width 64, vocabulary 64, on bigram text with Zipf-like token frequencies; "
     "AdamW 1e-3, warm-up 10% + linear decay; 400 steps",
     lambda mc: _gpt2(mc, steps=400, lr=1e-3))
-CORPUS.twin(GPT2, "lr_x100", "learning rate x100 (0.1)", ["exploding_gradient", "nonfinite"],
-            lambda mc: _gpt2(mc, steps=400, lr=0.1))
+CORPUS.twin(GPT2, "init_range_1", "initializer_range 1.0 instead of 0.02 (a typo in the config)",
+            ["poor_initialization"], lambda mc: _gpt2(mc, steps=400, lr=1e-3, init_range=1.0))

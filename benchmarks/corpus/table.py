@@ -151,10 +151,10 @@ def markdown(outcomes: Sequence[Outcome], preamble: str = "") -> str:
             if limit_label(m) not in labels and m.get("note") != "no data":
                 labels.append(limit_label(m))
     if labels:
-        out += ["### Margins of the default thresholds on the healthy runs", "",
-                "`12.3x`: the default is 12.3 times more lenient than the strictest silent value (log scales); "
-                "`+0.25`: that much room (linear scales); `!`: the default fired; `never close`: silent at every "
-                "value tried; `-`: the run has no statistics for that rule.", ""]
+        legend = ("`12.3x`: the default is 12.3 times more lenient than the strictest silent value (log scales); "
+                  "`+0.25`: that much room (linear scales); `!`: the default fired; `never close`: silent at every "
+                  "value tried; `-`: the run has no statistics for that rule.")
+        out += ["### Margins of the default thresholds on the healthy runs", "", legend, ""]
         out += [_md_row(("entry", *labels)), "|" + "---|" * (len(labels) + 1)]
         for o in healthy:
             by = {limit_label(m): margin_text(m) for m in o.margins}

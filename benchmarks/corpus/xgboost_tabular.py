@@ -4,7 +4,8 @@ features), with and without early stopping, column subsampling and the sklearn A
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from corpus.labels import collapse_labels
 from corpus.registry import CORPUS
