@@ -121,37 +121,41 @@ def main(argv: list[str] | None = None) -> int:
         state = "crashed" if outcome.error else f"{len(outcome.findings)} finding(s)"
         print(f"{outcome.seconds:.0f} s, {state}", flush=True)
     total = time.perf_counter() - start
+    rerun: list[str] = []
     if args.update and js and js.exists():
-        outcomes, total = merged(json.loads(js.read_text()), outcomes, total, set(load().entries))
+        previous = json.loads(js.read_text())
+        rerun = sorted(set(previous.get("rerun", [])) | {o.name for o in outcomes})
+        outcomes = merged(previous, outcomes, set(load().entries))
+        total = previous.get("total_seconds", total)
     print()
     print(text_table(outcomes))
-    print(f"total wall time: {total / 60:.1f} min; run records and logs: {log_dir}")
+    print(f"total wall time: {total / 60:.1f} min{' (the whole corpus, before the rerun)' if rerun else ''}; "
+          f"run records and logs: {log_dir}")
     if md:
-        md.write_text(markdown(outcomes, preamble=_preamble(total)))
+        md.write_text(markdown(outcomes, preamble=preamble(total, rerun)))
         print(f"Markdown: {md}")
     if js:
-        js.write_text(json.dumps({"total_seconds": round(total, 1),
+        js.write_text(json.dumps({"total_seconds": round(total, 1), "rerun": rerun,
                                   "outcomes": [o.to_dict() for o in outcomes]}, indent=1))
         print(f"JSON: {js}")
     return 0
 
 
-def merged(previous: dict, rerun: list[Outcome], seconds: float, registered: set[str],
-           ) -> tuple[list[Outcome], float]:
+def merged(previous: dict, rerun: list[Outcome], registered: set[str]) -> list[Outcome]:
     """The previous outcomes with those of ``rerun`` replaced (in the previous order; new ones at
-    the end) and those of entries no longer registered dropped; the total time is the previous
-    one with the rerun entries' time swapped in."""
+    the end) and those of entries no longer registered dropped."""
     fresh = {o.name: o for o in rerun}
     old = [o for o in (Outcome.from_dict(d) for d in previous["outcomes"]) if o.name in registered]
-    replaced = sum(o.seconds for o in old if o.name in fresh)
-    out = [fresh.pop(o.name, o) for o in old] + list(fresh.values())
-    return out, previous.get("total_seconds", 0.0) - replaced + seconds
+    return [fresh.pop(o.name, o) for o in old] + list(fresh.values())
 
 
-def _preamble(total: float) -> str:
+def preamble(total: float, rerun: list[str]) -> str:
+    """The Markdown file's heading and method paragraph."""
+    again = (f" These entries were rerun afterwards with `--update` (their rows come from the rerun): "
+             f"{', '.join(f'`{n}`' for n in rerun)}.") if rerun else ""
     return ("# Healthy-run corpus: results\n\n"
-            f"`python benchmarks/corpus.py` on the development machine (2 shared CPU cores, one thread per entry); "
-            f"{total / 60:.0f} min in all. Healthy runs use the default rules with `shadow: true` (the default rules' "
+            f"`python benchmarks/corpus.py` on the development machine (2 CPU cores shared with other jobs, load "
+            f"average 5-8; one thread per entry): {total / 60:.0f} min for the whole corpus.{again} Healthy runs use the default rules with `shadow: true` (the default rules' "
             "findings are what `config=None` gives; the margins come from `tripwire calibrate` on the run record); "
             "twins use `config=None`. Columns for a twin: the fault planted (and the rules expected), every default "
             "rule that fired with its first step, and whether an expected one fired.\n\n")

@@ -78,12 +78,12 @@ CORPUS.twin(GRU, "lr_1e-9", "learning rate 1e-9", ["small_updates"],
 RESNET_BF16 = CORPUS.healthy(
     "lightning/resnet_bf16", "lightning",
     "ResNet basic blocks (BatchNorm, 16-32-64) under bf16 autocast on CPU (precision='bf16-mixed'); "
-    "SGD 0.05 momentum, weight decay 5e-4, cosine; 300 steps",
-    lambda mc: _images(mc, resnet, steps=300, lr=0.05, batch_size=32, optimizer="sgd", weight_decay=5e-4,
+    "SGD 0.05 momentum, weight decay 5e-4, cosine; 120 steps (bf16 convolutions are slow on CPU)",
+    lambda mc: _images(mc, resnet, steps=120, lr=0.05, batch_size=32, optimizer="sgd", weight_decay=5e-4,
                        precision="bf16-mixed"))
 CORPUS.twin(RESNET_BF16, "dead_stage", "the BatchNorm bias before the first block's ReLU set to -20",
             ["dead_relu"],
-            lambda mc: _images(mc, resnet, steps=300, lr=0.05, batch_size=32, optimizer="sgd", weight_decay=5e-4,
+            lambda mc: _images(mc, resnet, steps=120, lr=0.05, batch_size=32, optimizer="sgd", weight_decay=5e-4,
                                precision="bf16-mixed", dead_bias="stages.0.bn1"))
 
 MOBILENET_V3 = CORPUS.healthy(

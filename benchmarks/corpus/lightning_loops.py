@@ -136,14 +136,15 @@ ACCUMULATION = CORPUS.healthy(
     "250 optimizer steps",
     lambda mc: _mlp(mc, steps=250, lr=3e-3, act="tanh", depth=2, accumulate_grad_batches=4))
 CORPUS.twin(ACCUMULATION, "saturating_init", "initial weights x8 (tanh units start saturated)",
-            ["tanh_saturation"],
+            ["tanh_saturation", "poor_initialization"],
             lambda mc: _mlp(mc, steps=250, lr=3e-3, act="tanh", depth=2, gain=8.0, accumulate_grad_batches=4))
 
 COSINE = CORPUS.healthy(
     "lightning/cosine_3000", "lightning",
-    "MLP 16-64-64-4 with ReLU, 3000 steps, AdamW 3e-3 with cosine annealing to 0, validation every 100 steps",
-    lambda mc: _mlp(mc, steps=3000, lr=3e-3, act="relu", depth=2, val_every=100))
-CORPUS.twin(COSINE, "tiny_subset", "trained on 64 rows instead of 4096 (memorizes them)",
+    "MLP 16-64-64-4 with ReLU on 16384 rows, 3000 steps, AdamW 3e-3 with cosine annealing to 0, validation every "
+    "100 steps",
+    lambda mc: _mlp(mc, steps=3000, lr=3e-3, act="relu", depth=2, rows=16384, val_every=100))
+CORPUS.twin(COSINE, "tiny_subset", "trained on 64 rows instead of 16384 (memorizes them)",
             ["overfit", "overtraining"],
             lambda mc: _mlp(mc, steps=3000, lr=3e-3, act="relu", depth=2, rows=64, val_every=100))
 
@@ -160,7 +161,7 @@ AUTOENCODER = CORPUS.healthy(
     "400 steps",
     lambda mc: _autoencoder(mc, steps=400, lr=2e-3))
 CORPUS.twin(AUTOENCODER, "saturated_code", "the code layer's initial weights x30 (its tanh saturates)",
-            ["tanh_saturation"], lambda mc: _autoencoder(mc, steps=400, lr=2e-3, gain=30.0))
+            ["tanh_saturation", "poor_initialization"], lambda mc: _autoencoder(mc, steps=400, lr=2e-3, gain=30.0))
 
 GAN = CORPUS.healthy(
     "lightning/gan", "lightning",
