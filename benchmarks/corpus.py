@@ -95,12 +95,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--update", action="store_true",
                         help="merge these outcomes into the existing JSON (replacing the entries rerun) and "
                              "rewrite the table from it")
+    parser.add_argument("--render", action="store_true",
+                        help="run nothing: print the table of the saved JSON and rewrite its Markdown")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         return worker(args.worker, args.result, args.log_dir)
 
+    if args.render:
+        return render(args.json or RESULTS_JSON, args.md or RESULTS_MD)
     entries = load().select(args.only, args.framework, slow=args.slow)
     if args.list:
         for e in entries:
@@ -138,6 +142,16 @@ def main(argv: list[str] | None = None) -> int:
         js.write_text(json.dumps({"total_seconds": round(total, 1), "rerun": rerun,
                                   "outcomes": [o.to_dict() for o in outcomes]}, indent=1))
         print(f"JSON: {js}")
+    return 0
+
+
+def render(js: Path, md: Path) -> int:
+    """Print the table of a saved run and rewrite its Markdown (after the judgements changed)."""
+    saved = json.loads(js.read_text())
+    outcomes = [Outcome.from_dict(d) for d in saved["outcomes"]]
+    print(text_table(outcomes))
+    md.write_text(markdown(outcomes, preamble=preamble(saved["total_seconds"], saved.get("rerun", []))))
+    print(f"Markdown: {md}")
     return 0
 
 

@@ -3,7 +3,8 @@ margins, each followed by its twins with what fired), the summary lines, and in 
 matrix of every default rule's margin on every healthy run.
 
 Example:
-    >>> from corpus.runner import Outcome
+    >>> from corpus.judgements import judgement, miss
+from corpus.runner import Outcome
     >>> ok = Outcome("x/mlp", "lightning", None, "", [], "", seconds=3.0, margins=[
     ...     {"rule": "dead_relu", "limit": "threshold_layer", "scale": "linear", "margin": 0.3, "fired": None,
     ...      "note": ""}])
@@ -21,6 +22,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from corpus.judgements import judgement, miss
 from corpus.runner import Outcome
 
 #: the widest each column of the plain-text table gets (the Markdown keeps every cell whole)
@@ -47,11 +49,15 @@ def _row(o: Outcome) -> tuple[str, ...]:
         blocked = f"blocked ({o.blocked.split(';')[0]}): " if o.blocked else ""
         return name, secs, f"{blocked}crashed: {o.error.splitlines()[0][:160]}", "", "ERROR"
     if not o.is_twin:
-        return name, secs, findings_text(o.findings) or "none", closest_margins(o.margins), \
-            "ok" if not o.findings else "FALSE ALARM?"
-    fired = ", ".join(f"{rule}@{step}" for rule, step in o.first_steps().items()) or "nothing"
+        verdict = "ok" if not o.findings else f"{len({f['rule'] for f in o.findings})} rule(s) fired"
+        return name, secs, findings_text(o.findings) or "none", closest_margins(o.margins), verdict
     verdict = "caught" if o.caught else "MISSED"
-    return name, secs, f"{o.fault} (expect {' or '.join(o.expect)})", fired, verdict
+    return name, secs, f"{o.fault} (expect {' or '.join(o.expect)})", fired_text(o), verdict
+
+
+def fired_text(o: Outcome) -> str:
+    """Each default rule that fired, with its first step: ``dead_relu@20, vanishing_gradient@40``."""
+    return ", ".join(f"{rule}@{step}" for rule, step in o.first_steps().items()) or "nothing"
 
 
 def findings_text(findings: Sequence[dict[str, Any]]) -> str:
@@ -162,8 +168,17 @@ def markdown(outcomes: Sequence[Outcome], preamble: str = "") -> str:
         out.append("")
     findings = [o for o in outcomes if not o.is_twin and o.findings]
     if findings:
-        out += ["### Findings on healthy runs", ""]
+        out += ["### Findings on healthy runs, and what they are", ""]
         for o in findings:
-            out += [f"- **{o.name}**"] + [f"  - `{f['rule']}` at step {f['step']}: {f['message']}" for f in o.findings]
+            out.append(f"- **{o.name}**")
+            for rule in dict.fromkeys(f["rule"] for f in o.findings):
+                out.append(f"  - `{rule}`: {judgement(o.name, rule)}")
+                out += [f"    - step {f['step']}: {f['message']}" for f in o.findings if f["rule"] == rule]
+        out.append("")
+    missed = [o for o in outcomes if o.is_twin and (o.error or not o.caught)]
+    if missed:
+        out += ["### Twins the expected rules missed, and why", ""]
+        out += [f"- **{o.name}** (expected {' or '.join(o.expect)}; fired: {fired_text(o)}): {miss(o.name)}"
+                for o in missed]
         out.append("")
     return "\n".join(out)

@@ -53,7 +53,7 @@ def test_a_healthy_entry_stays_silent_and_its_twin_names_the_fault(name, framewo
     assert f"| {name} |" in markdown([quiet, fired])
 
 
-@pytest.mark.parametrize("module", ["registry", "data", "labels", "table"])
+@pytest.mark.parametrize("module", ["registry", "data", "labels", "table", "judgements"])
 def test_the_examples_in_the_corpus_modules_hold(module):
     result = doctest.testmod(importlib.import_module(f"corpus.{module}"))
     assert result.attempted > 0 and result.failed == 0
