@@ -3,8 +3,7 @@ margins, each followed by its twins with what fired), the summary lines, and in 
 matrix of every default rule's margin on every healthy run.
 
 Example:
-    >>> from corpus.judgements import judgement, miss
-from corpus.runner import Outcome
+    >>> from corpus.runner import Outcome
     >>> ok = Outcome("x/mlp", "lightning", None, "", [], "", seconds=3.0, margins=[
     ...     {"rule": "dead_relu", "limit": "threshold_layer", "scale": "linear", "margin": 0.3, "fired": None,
     ...      "note": ""}])
