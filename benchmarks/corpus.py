@@ -117,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     md = args.md or (RESULTS_MD if whole else None)
     js = args.json or (RESULTS_JSON if whole else None)
     outcomes: list[Outcome] = []
+    loadavg = [os.getloadavg()[0]]
     start = time.perf_counter()
     for i, entry in enumerate(entries, 1):
         print(f"[{i}/{len(entries)}] {entry.name} ...", end=" ", flush=True)
@@ -125,21 +126,22 @@ def main(argv: list[str] | None = None) -> int:
         state = "crashed" if outcome.error else f"{len(outcome.findings)} finding(s)"
         print(f"{outcome.seconds:.0f} s, {state}", flush=True)
     total = time.perf_counter() - start
+    loadavg.append(os.getloadavg()[0])
     rerun: list[str] = []
     if args.update and js and js.exists():
         previous = json.loads(js.read_text())
         rerun = sorted(set(previous.get("rerun", [])) | {o.name for o in outcomes})
         outcomes = merged(previous, outcomes, set(load().entries))
-        total = previous.get("total_seconds", total)
+        total, loadavg = previous.get("total_seconds", total), previous.get("load", loadavg)
     print()
     print(text_table(outcomes))
     print(f"total wall time: {total / 60:.1f} min{' (the whole corpus, before the rerun)' if rerun else ''}; "
           f"run records and logs: {log_dir}")
     if md:
-        md.write_text(markdown(outcomes, preamble=preamble(total, rerun)))
+        md.write_text(markdown(outcomes, preamble=preamble(total, rerun, loadavg)))
         print(f"Markdown: {md}")
     if js:
-        js.write_text(json.dumps({"total_seconds": round(total, 1), "rerun": rerun,
+        js.write_text(json.dumps({"total_seconds": round(total, 1), "load": loadavg, "rerun": rerun,
                                   "outcomes": [o.to_dict() for o in outcomes]}, indent=1))
         print(f"JSON: {js}")
     return 0
@@ -150,7 +152,8 @@ def render(js: Path, md: Path) -> int:
     saved = json.loads(js.read_text())
     outcomes = [Outcome.from_dict(d) for d in saved["outcomes"]]
     print(text_table(outcomes))
-    md.write_text(markdown(outcomes, preamble=preamble(saved["total_seconds"], saved.get("rerun", []))))
+    md.write_text(markdown(outcomes, preamble=preamble(saved["total_seconds"], saved.get("rerun", []),
+                                                       saved.get("load"))))
     print(f"Markdown: {md}")
     return 0
 
@@ -163,13 +166,15 @@ def merged(previous: dict, rerun: list[Outcome], registered: set[str]) -> list[O
     return [fresh.pop(o.name, o) for o in old] + list(fresh.values())
 
 
-def preamble(total: float, rerun: list[str]) -> str:
-    """The Markdown file's heading and method paragraph."""
+def preamble(total: float, rerun: list[str], load: list[float] | None = None) -> str:
+    """The Markdown file's heading and method paragraph (``load``: the load average at the start and
+    the end of the run)."""
+    load_text = f", load average {load[0]:.1f} at the start and {load[1]:.1f} at the end" if load else ""
     again = (f" These entries were rerun afterwards with `--update` (their rows come from the rerun): "
              f"{', '.join(f'`{n}`' for n in rerun)}.") if rerun else ""
     return ("# Healthy-run corpus: results\n\n"
-            f"`python benchmarks/corpus.py` on the development machine (2 CPU cores shared with other jobs, load "
-            f"average 5-8; one thread per entry): {total / 60:.0f} min for the whole corpus.{again} Healthy runs use the default rules with `shadow: true` (the default rules' "
+            f"`python benchmarks/corpus.py` on the development machine ({os.cpu_count()} CPU cores shared with other "
+            f"jobs{load_text}; one thread per entry): {total / 60:.0f} min for the whole corpus.{again} Healthy runs use the default rules with `shadow: true` (the default rules' "
             "findings are what `config=None` gives; the margins come from `tripwire calibrate` on the run record); "
             "twins use `config=None`. Columns for a twin: the fault planted (and the rules expected), every default "
             "rule that fired with its first step, and whether an expected one fired.\n\n")

@@ -25,7 +25,7 @@ from corpus.judgements import judgement, miss
 from corpus.runner import Outcome
 
 #: the widest each column of the plain-text table gets (the Markdown keeps every cell whole)
-TEXT_WIDTHS = (40, 4, 100, 90, 12)
+TEXT_WIDTHS = (40, 4, 100, 90, 16)
 HEADER = ("entry", "s", "findings of the default rules / fault planted", "closest margins / rules fired (step)",
           "verdict")
 
