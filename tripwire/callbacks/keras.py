@@ -147,6 +147,7 @@ class KerasTripwire(keras.callbacks.Callback):
         self._flushed_at = self._micro // self._k
         self._epoch, self._batches, self._cum = 0, 0, 0.0
         self._pending_sum, self._pending_n, self._nonfinite = 0.0, 0, 0
+        self._shapes_sent = False  # param_ndim goes with the first sample that has parameter statistics
         self._nan_flushed = False
         self._validated = False
         guard = self.monitor.guard
@@ -283,8 +284,12 @@ class KerasTripwire(keras.callbacks.Callback):
 
     def _read_statistics(self, step: int, final: bool) -> dict[str, dict[str | None, float]]:
         stats = self.collector.read(final=final)
-        if self.collector.params is not None:
-            self._no_gradient.see(self.collector.params.no_gradient, step)
+        params = self.collector.params
+        if params is not None:
+            self._no_gradient.see(params.no_gradient, step)
+            if "param_ndim" in self._wanted and not self._shapes_sent:
+                self._shapes_sent = True
+                stats["param_ndim"] = {name: float(len(v.shape)) for name, v in zip(params.names, params.variables)}
         return stats
 
     def _add_learning_rate(self, sample: Sample) -> None:
