@@ -13,7 +13,7 @@ collected. How cases are built: ``_compat_keras.py``, ``_compat_torch.py``, ``_c
 Every suite runs in its own process (a Keras backend is fixed per process; memory is released
 between suites)::
 
-    python benchmarks/compat_matrix.py                          # everything (about an hour on 2 busy cores)
+    python benchmarks/compat_matrix.py                          # everything (2.5-3 h on 2 busy cores)
     python benchmarks/compat_matrix.py --suite torch xgboost    # some suites
     python benchmarks/compat_matrix.py --quick                  # a few cases per suite (minutes)
     python benchmarks/compat_matrix.py --update-doc             # counts into docs/reliability.md
@@ -33,6 +33,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -88,7 +89,8 @@ def child(suite: str, quick: bool, names: list[str] | None) -> None:
         print("RESULT " + run(case).to_json(), flush=True)
 
 
-def run_suite(suite: str, quick: bool, names: list[str] | None = None) -> list[Outcome]:
+def run_suite(suite: str, quick: bool, names: list[str] | None = None,
+              done: Callable[[list[Outcome]], None] | None = None) -> list[Outcome]:
     """Run one suite in a fresh process; its outcomes (a dead process becomes one crash line)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "TF_CPP_MIN_LOG_LEVEL": "3",
@@ -104,6 +106,8 @@ def run_suite(suite: str, quick: bool, names: list[str] | None = None) -> list[O
                 outcome = apply_known(Outcome(**json.loads(line[7:])), KNOWN)
                 outcome.suite = suite
                 out.append(outcome)
+                if done is not None:
+                    done(out)
                 print(f"  {suite:16} {outcome.status:8} {outcome.name} ({outcome.seconds:g} s)", file=sys.stderr,
                       flush=True)
         err = proc.stderr.read()
@@ -186,7 +190,7 @@ def merged(paths: list[str]) -> tuple[list[str], dict[str, float], list[Outcome]
 
 def save(path: str, suites: list[str], measured: str, suite_seconds: dict[str, float],
          outcomes: list[Outcome]) -> None:
-    """Every case so far as JSON (written after each suite, so a long run leaves what it did)."""
+    """Every case so far as JSON (written after each case, so a long run leaves what it did)."""
     Path(path).write_text(json.dumps({"suites": suites, "measured": measured, "seconds": sum(suite_seconds.values()),
                                       "suite_seconds": suite_seconds, "cases": [o.__dict__ for o in outcomes]},
                                      indent=1) + "\n")
@@ -215,9 +219,15 @@ def main(argv: list[str] | None = None) -> int:
     for suite in [] if args.from_json else args.suite:
         print(f"suite {suite} ...", file=sys.stderr, flush=True)
         start = time.perf_counter()
-        outcomes += run_suite(suite, args.quick, args.cases)
+        ran = [s for s in args.suite if s in suite_seconds] + [suite]
+
+        def progress(partial: list[Outcome], ran: list[str] = ran, start: float = start, suite: str = suite) -> None:
+            save(args.json, ran, measured, {**suite_seconds, suite: round(time.perf_counter() - start)},
+                 outcomes + partial)
+
+        outcomes += run_suite(suite, args.quick, args.cases, progress)
         suite_seconds[suite] = round(time.perf_counter() - start)
-        save(args.json, [s for s in args.suite if s in suite_seconds], measured, suite_seconds, outcomes)
+        save(args.json, ran, measured, suite_seconds, outcomes)
     seconds = sum(suite_seconds.values())
     print(table(outcomes))
     print()
