@@ -29,9 +29,9 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 HERE = Path(__file__).resolve().parent
 STORE = HERE / "figures.json"
@@ -203,11 +203,38 @@ def _table(store: dict, long: bool) -> list[str]:
     return [where, "", *rows, *extra]
 
 
+_COMPAT_COLUMNS = ("cases", "ok", "findings", "crash", "changed", "missing", "known", "fixed", "n/a", "skipped",
+                   "switched off")
+
+
+def _compat(store: dict) -> list[str]:
+    """The compatibility matrix section, from what ``benchmarks/compat_matrix.py`` stored."""
+    part = store.get("compat")
+    if not part:
+        return ["Not measured yet: run `python benchmarks/compat_matrix.py --update-doc`."]
+    rows = ["| group | " + " | ".join(_COMPAT_COLUMNS) + " |", "|---|" + "---|" * len(_COMPAT_COLUMNS)]
+    for group, c in part.get("groups", {}).items():
+        rows.append(f"| {group} | " + " | ".join(str(c.get(k, 0)) for k in _COMPAT_COLUMNS) + " |")
+    where = (f"Last measured {part.get('measured', 'never')} on {part.get('machine', '?')} "
+             f"({part.get('seconds', 0) / 60:.0f} min; suites: {', '.join(part.get('suites', []))}).")
+    out = [where, "",
+           f"**{part.get('headline', '')}.**", "", *rows, "", COMPAT_NOTES.strip()]
+    for title, items in (("Crashes, changed trainings, missing statistics and known failures",
+                          part.get("failures", [])),
+                         ("Findings of the default rules on these healthy models (false alarms to look at)",
+                          part.get("findings", [])),
+                         ("Parts of tripwire switched off by the fail-open guard (training went on unchanged)",
+                          part.get("switched_off", []))):
+        out += ["", f"{title}:", ""] + ([f"- {item}" for item in items] or ["- none"])
+    return out
+
+
 def render_doc(store: dict | None = None) -> str:
-    """docs/reliability.md: the fixed text of :data:`INTRO` plus the two tables."""
+    """docs/reliability.md: the fixed text of :data:`INTRO`, the two tables, the compatibility matrix."""
     store = load_store() if store is None else store
     return "\n".join([INTRO.strip(), "", "## CI figures", "", *_table(store, False), "",
-                      "## Long-run figures", "", *_table(store, True), "", OUTRO.strip(), ""])
+                      "## Long-run figures", "", *_table(store, True), "",
+                      "## Compatibility matrix", "", *_compat(store), "", OUTRO.strip(), ""])
 
 
 INTRO = """
@@ -244,6 +271,22 @@ Commands:
 | 6 | NaN/Inf inputs, batch size 1, no validation batches, integer inputs, no monitored activations, frozen backbone, no trainable parameters, bf16 parameters | `test_faults_odd.py` |
 | 7 | every rule enabled, a sample every step, RSS and record size along the run | `test_faults_long.py`, `long_run.py` |
 | 8 | a webhook URL with a token and an SMTP password in the environment, both channels failing; layers named with HTML/script | `test_faults_secrets.py` |
+"""
+
+COMPAT_NOTES = """
+Each case trains a tiny model for 3 steps (XGBoost: 4 rounds) without tripwire, with every
+rule at `interval: 1` and with the default rules at `interval: 1`, from the same weights and
+seed. **crash**: an exception reached the training loop with tripwire and not without it;
+**changed**: a per-step loss or a final weight of the every-rule fit differs from the plain fit
+beyond `rtol=1e-4, atol=1e-6`; **missing**: a trainable parameter absent from the gradient
+statistics, an activation (ReLU/tanh/sigmoid family) neither probed nor named in a warning, or
+(XGBoost) no loss / tree statistics; **findings**: the default rules reported something on the
+healthy model; **switched off**: a part of tripwire failed and its fail-open guard turned it
+off (training unchanged, the rules that need it get no values); **known**: a failure listed as pending a fix in tripwire (`KNOWN` in the case
+module), **fixed**: listed but passing now; **n/a**: the framework cannot train the case in such a
+model (the reason is given, or the plain fit failed by itself); **skipped**: a library is missing
+on the measuring machine. Every case: `python benchmarks/compat_matrix.py`
+(see `benchmarks/README.md`); a subset runs in CI (`tests/faults/test_compat_matrix.py`).
 """
 
 OUTRO = """
