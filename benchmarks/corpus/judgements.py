@@ -75,7 +75,6 @@ TWINS: dict[str, str] = {
     "xgboost/wine+noisy_labels":
         "early stopping (20 rounds) ended training at round 34, before overfit's patience of 3 validations "
         "(the gap was 94% at round 19 and 167% at 29)",
-    "keras/lstm+lr_1e-9": "not run: KerasTripwire crashes on LSTM layers (the fix is on its way to main)",
 }
 
 

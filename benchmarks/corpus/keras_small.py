@@ -9,9 +9,6 @@ from typing import Any
 from corpus.data import sequences
 from corpus.registry import CORPUS
 
-LSTM_CRASH = ("KerasTripwire crashes on LSTM/GRU/SimpleRNN models; the fix is on its way to main, "
-              "until then this entry records the crash")
-
 
 def _lstm(make_callback: Callable[..., Any], *, epochs: int, lr: float = 3e-3) -> Any:
     import keras
@@ -55,7 +52,7 @@ def _iris(make_callback: Callable[..., Any], *, epochs: int, dead_bias: bool = F
 LSTM = CORPUS.healthy(
     "keras/lstm", "keras",
     "2-layer Keras LSTM (48 units) classifying noisy oscillations by frequency; Adam 3e-3; 5 epochs of 64 steps",
-    lambda mc: _lstm(mc, epochs=5), blocked=LSTM_CRASH)
+    lambda mc: _lstm(mc, epochs=5))
 CORPUS.twin(LSTM, "lr_1e-9", "learning rate 1e-9", ["small_updates"], lambda mc: _lstm(mc, epochs=5, lr=1e-9))
 
 IRIS = CORPUS.healthy(
