@@ -60,7 +60,7 @@ HEALTHY: dict[tuple[str, str], str] = {
         "early stopping (30 rounds) saw improvement and kept going",
 }
 
-_DIED = ("the network died instead of exploding: dead_relu and vanishing_gradient fired at step 20 (dead_relu's "
+_DIED = ("the network died instead of exploding: dead_relu and vanishing_gradient fired at steps 20-40 (dead_relu's "
          "suggestion names the learning rate); the relative test of exploding_gradient starts after 5 samples "
          "(step 50), when the gradient norm had already collapsed, and the norm never reached max_norm 1e4")
 
