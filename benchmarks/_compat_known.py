@@ -9,12 +9,9 @@ Example:
     True
 """
 
-_RECURRENT = ("crash: the activation probe assigns `layer.activation`, a read-only property of the "
-              "recurrent layers (AttributeError: property 'activation' ... has no setter)")
 _NESTED = ("missing: the activation probes walk `model.layers` only, so the activation of a layer inside "
            "a wrapper (TimeDistributed, SpectralNormalization) is neither probed nor named in a warning")
 
 KNOWN: dict[str, str] = {
-    **{f"keras:{name}": _RECURRENT for name in ("LSTM", "GRU", "SimpleRNN", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D")},
     **{f"keras:{name}": _NESTED for name in ("TimeDistributed", "SpectralNormalization")},
 }

@@ -15,9 +15,13 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
-from keras_kit import classification, fired, fit, mlp  # noqa: E402
+from keras_kit import (  # noqa: E402
+    RECURRENT, classification, fired, fit, fit_with_failure, mlp, recurrent_data, stacked_recurrent_model, subjects,
+)
 
+from tripwire.callbacks.keras_collector import Collector  # noqa: E402
 from tripwire.callbacks.keras_optimizer import TripwireApply  # noqa: E402
+from tripwire.callbacks.keras_params import ParamStats  # noqa: E402
 
 out = {"backend": keras.backend.backend()}
 x, y = classification()
@@ -104,5 +108,22 @@ out["clean_after"] = not isinstance(model.optimizer, TripwireApply) and \
     len(model.non_trainable_variables) == 0 and len(model.optimizer.variables) == 2 + 2 * len(model.weights)
 loaded = keras.models.load_model(ckpt.format(epoch=2))
 out["checkpoint_optimizer"] = [type(loaded.optimizer).__name__, len(loaded.optimizer.variables)]
+
+# 5. recurrent layers train with gradient and activation statistics; their weights get gradient
+#    statistics like any layer's (their gates, inside the time loop, are no activation sites)
+model = stacked_recurrent_model()  # each kind of recurrent layer, one compilation
+tw, rec, _ = fit(model, *recurrent_data("conv_lstm1d"), config={"rules": {"vanishing_gradient": {}, "dead_relu": {}}},
+                 interval=1, epochs=2, batch_size=32, optimizer=False)
+out["recurrent"] = {"findings": [str(f) for f in tw.findings], "off": list(tw.monitor.guard.disabled),
+                    "activations": sorted(subjects(rec, "act_dead_frac"))}
+for kind in RECURRENT:
+    params = {v.path for v in model.get_layer(kind).trainable_variables}
+    out["recurrent"][kind] = {"recurrent_kernel": any(p.endswith("recurrent_kernel") for p in params),
+                              "grad_stats": params <= subjects(rec, "grad_norm")}
+
+# 6. fail open: when the statistics cannot be built inside the step, or the instrumented train function
+#    fails, the part is switched off and training is exactly that of a fit without tripwire
+out["failopen"] = {"in_step": fit_with_failure(ParamStats, "grads"),
+                   "train_function": fit_with_failure(Collector, "_train_step")}
 
 print("RESULT " + json.dumps(out))

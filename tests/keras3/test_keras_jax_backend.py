@@ -64,3 +64,18 @@ def test_healthy_run_is_silent_and_checkpoints_load(result):
     assert result["clean_after"]
     # saved during training: the user's optimizer, with its own variables only (2 + 2 per weight for Adam)
     assert result["checkpoint_optimizer"] == ["Adam", 14]
+
+
+def test_recurrent_layers_train_with_gradient_statistics(result):
+    run = result["recurrent"]
+    assert run["findings"] == [] and run["off"] == []
+    assert run["activations"] == ["hidden"]  # the Dense layer after the RNNs is still watched
+    for kind in ("lstm", "gru", "simple_rnn", "conv_lstm1d", "bidirectional_lstm"):
+        assert run[kind] == {"recurrent_kernel": True, "grad_stats": True}, kind
+
+
+def test_a_failing_part_is_switched_off_and_training_is_unchanged(result):
+    in_step, function = result["failopen"]["in_step"], result["failopen"]["train_function"]
+    assert in_step == {"equal": True, "off": ["statistics in the train step"], "clean": True}
+    # the model's own train function trained the batch the failing one could not
+    assert function == {"equal": True, "off": ["instrumented train function"], "clean": True}

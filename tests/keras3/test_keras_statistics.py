@@ -201,3 +201,23 @@ def test_learning_rate_is_the_schedules_value_at_the_sampled_step():
     assert len(lrs) >= 3
     for step, lr in lrs:
         assert lr == pytest.approx(1e-2 * 0.9 ** step, rel=1e-4), step
+
+
+def test_parameter_dimensions_reach_the_rules_once_so_norm_shifts_are_vectors():
+    import keras
+    from tripwire import KerasTripwire
+    from tripwire.stats import Sample
+
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, name="fc"),
+                              keras.layers.BatchNormalization(name="bn"), keras.layers.Dense(2, name="out")])
+    model.compile(keras.optimizers.SGD(0.01), "mse")
+    tw = KerasTripwire({"rules": {"vanishing_gradient": {}}, "interval": 2}, log_dir=False)
+    seen: list[Sample] = []
+    process = tw.monitor.process
+    tw.monitor.process = lambda sample: (seen.append(sample), process(sample))[1]
+    x = np.random.default_rng(0).normal(size=(64, 6)).astype("float32")
+    model.fit(x, x[:, :2], batch_size=8, epochs=1, verbose=0, callbacks=[tw])
+    shapes = [s.series("param_ndim") for s in seen if s.series("param_ndim")]
+    assert len(shapes) == 1
+    by_tail = {name.split("/", 1)[-1]: ndim for name, ndim in shapes[0].items()}
+    assert by_tail["fc/kernel"] == 2 and by_tail["bn/gamma"] == 1 and by_tail["fc/bias"] == 1, shapes[0]

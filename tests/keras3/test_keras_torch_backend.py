@@ -43,3 +43,18 @@ def test_observed_values_reach_the_rules(result):
     # the mean of the observed batch losses since the previous flush is the interval's training loss
     assert len(result["observed"]) == 3
     assert result["observed"] == pytest.approx(result["observed_loss"], rel=1e-4)
+
+
+def test_recurrent_layers_train_with_gradient_statistics(result):
+    run = result["recurrent"]
+    assert run["findings"] == [] and run["off"] == []
+    assert run["activations"] == ["hidden"]  # the Dense layer after the RNNs is still watched
+    for kind in ("lstm", "gru", "simple_rnn", "conv_lstm1d", "bidirectional_lstm"):
+        assert run[kind] == {"recurrent_kernel": True, "grad_stats": True}, kind
+
+
+def test_a_failing_part_is_switched_off_and_training_is_unchanged(result):
+    in_step, function = result["failopen"]["in_step"], result["failopen"]["train_function"]
+    assert in_step == {"equal": True, "off": ["statistics in the train step"], "clean": True}
+    # the model's own train function trained the batch the failing one could not
+    assert function == {"equal": True, "off": ["instrumented train function"], "clean": True}

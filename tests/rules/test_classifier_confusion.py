@@ -116,7 +116,7 @@ def test_each_validation_stands_alone_with_patience_one():
     rule = ClassifierConfusion("cc", ONE)
     assert check(rule, np.array([[100, 0], [100, 0]]))[1].fired
     assert not check(rule, np.array([[100, 0], [0, 100]]))[1].fired
-    assert json.loads(json.dumps(rule.state)) == rule.state == {"failing": {}}
+    assert json.loads(json.dumps(rule.state)) == rule.state == {"failing": {}, "recall": {}}
     assert rule.check(Sample(5, stats={"loss": {None: 1.0}})) == []
 
 
@@ -134,3 +134,26 @@ def test_contract():
     assert all(n.stat in CATALOGUE for n in ClassifierConfusion("cc").needs())
     assert set(ClassifierConfusion.frameworks) == {"torch", "keras"}
     assert all(f.description for f in ClassifierConfusion.Params.model_fields.values())
+
+
+def test_a_class_still_being_learned_is_not_failing():
+    # a 10-class-style early validation: class 1 at 10% recall, then 35%: rising, so not judged
+    rule = ClassifierConfusion("cc", ONE)
+    early = np.array([[90, 10], [90, 10]])
+    assert check(rule, early)[1].fired  # the first look: 10% of 100 is well under 20%
+    rule = ClassifierConfusion("cc", ClassifierConfusion.Params(patience=2))
+    assert not check(rule, early)[1].fired
+    assert not check(rule, np.array([[90, 10], [65, 35]]))[1].fired  # learning: cleared
+    stuck = ClassifierConfusion("cc", ClassifierConfusion.Params(patience=2))
+    check(stuck, early)
+    assert check(stuck, np.array([[90, 10], [89, 11]]))[1].fired  # no real rise: still failing
+
+
+def test_a_share_within_the_noise_of_few_samples_does_not_count():
+    # 30 samples of class 1, 4 recalled (13%), the rest split over two classes: under 0.2, but within
+    # 2 standard errors (0.15) of it
+    row = np.array([[30, 0, 0], [13, 4, 13], [0, 0, 30]])
+    assert not check(ClassifierConfusion("cc", ONE), row)[1].fired
+    assert check(ClassifierConfusion("cc", ClassifierConfusion.Params(patience=1, z=0)), row)[1].fired
+    none = np.array([[30, 0, 0], [15, 0, 15], [0, 0, 30]])
+    assert check(ClassifierConfusion("cc", ONE), none)[1].fired  # none recalled: far beyond the noise

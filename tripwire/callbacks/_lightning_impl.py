@@ -167,6 +167,7 @@ class TripwireCallbackImpl:
         if trainer.global_step > 0:  # resumed: `weight_unchanged` compares with the restored weights
             if self.collector.params is not None:  # the snapshot is the gradient statistics' part
                 self.monitor.guard.call(GRADIENTS, self.collector.params.remember_weights)
+            self.collector.shapes_sent()  # the rules' restored state holds them already
             return
         flush = self.collector.init_flush(step=trainer.global_step, epoch=trainer.current_epoch)
         if flush is not None:

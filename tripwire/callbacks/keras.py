@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 from pathlib import Path
@@ -27,8 +28,9 @@ import keras
 
 from tripwire.callbacks import keras_data, keras_optimizer
 from tripwire.callbacks.keras_buffer import to_numpy
-from tripwire.callbacks.keras_collector import Collector
+from tripwire.callbacks.keras_collector import SETUP, Collector
 from tripwire.callbacks.keras_init import init_stats
+from tripwire.callbacks.keras_jax import JaxState
 from tripwire.callbacks.no_gradient import NoGradientNotice
 from tripwire.config import FROM_CONFIG
 from tripwire.errors import RuleTriggered
@@ -39,6 +41,21 @@ from tripwire.stats import Sample
 log = logging.getLogger("tripwire")
 
 _DATA_STATS = {"label_count", "token_count", "token_total", *keras_data.INPUT_STATS}
+
+
+def _cleaning_up(hook):  # noqa: ANN001, ANN202
+    """A callback hook that removes tripwire's hooks from the model before an exception leaves it
+    (``strict=True``, a ``raise`` action): ``fit`` ends, and the model is the user's own again."""
+    @functools.wraps(hook)
+    def guarded(self, *args, **kwargs):  # noqa: ANN001, ANN202
+        try:
+            return hook(self, *args, **kwargs)
+        except BaseException:
+            with contextlib.suppress(Exception):  # the original exception is the one to see
+                self._teardown()
+            raise
+
+    return guarded
 
 
 class KerasTripwire(keras.callbacks.Callback):
@@ -56,6 +73,13 @@ class KerasTripwire(keras.callbacks.Callback):
     variable on each read).
     Keras keeps no callback state in checkpoints: to resume, save :meth:`state_dict` (plain JSON)
     beside the model and :meth:`load_state_dict` it into the new callback.
+
+    The callback never breaks training (:mod:`tripwire.failopen`): when a part of its own
+    instrumentation raises (a hook, an activation probe, the statistics in the compiled step, a
+    host read), that part is switched off with one warning naming it, and ``fit`` goes on as
+    it would without tripwire; the losses and the rules fed by them keep working. When the
+    in-graph statistics fail, every hook is removed so the model runs its own functions.
+    With ``strict=True`` the exception reaches the caller instead.
 
     Args:
         config: path of a YAML file, YAML text, a dict, a :class:`tripwire.Config`, or None for the
@@ -89,6 +113,7 @@ class KerasTripwire(keras.callbacks.Callback):
         self.train_data = train_data
         self.validation_data = validation_data
         self.collector: Collector | None = None
+        self._spec = None
         self._fit_model = None
         self._wanted: set[str] = set()
 
@@ -109,6 +134,7 @@ class KerasTripwire(keras.callbacks.Callback):
 
     # ---- lifecycle -----------------------------------------------------------------------
 
+    @_cleaning_up
     def on_train_begin(self, logs=None) -> None:  # noqa: ANN001
         model = self._fit_model = self.model  # read once: on JAX every read syncs the state
         needs = self.monitor.needs()
@@ -121,22 +147,31 @@ class KerasTripwire(keras.callbacks.Callback):
         self._flushed_at = self._micro // self._k
         self._epoch, self._batches, self._cum = 0, 0, 0.0
         self._pending_sum, self._pending_n, self._nonfinite = 0.0, 0, 0
+        self._shapes_sent = False  # param_ndim goes with the first sample that has parameter statistics
         self._nan_flushed = False
         self._validated = False
-        self.collector = Collector(model, needs, self._interval, data=self.train_data is None,
-                                   confusion=self.validation_data is None, selects=True)
+        guard = self.monitor.guard
+        self.collector = guard.call(SETUP, Collector, model, needs, self._interval, data=self.train_data is None,
+                                    confusion=self.validation_data is None, selects=True, guard=guard)
         self._no_gradient = NoGradientNotice()
-        self.collector.install()
+        if self.collector is not None:
+            self._spec = self.collector.spec
+            self.collector.install()
+            self._drop_broken_collector()
+        else:
+            self._spec = guard.call("reading the model's classes", keras_data.label_spec, model)
         from tripwire.observe import drain
 
         drain()  # values observed before training came from Keras tracing the model and the loss
         first = Sample(step=self._micro // self._k, epoch=0)
         if self._micro == 0 and self._wanted & {"init_weight_gain", "init_identical_rows"}:
-            for key, values in init_stats(model).items():
+            for key, values in guard.call("initialization statistics", init_stats, model, fallback={}).items():
                 if key in self._wanted:
                     first.add(key, values)
         if self.train_data is not None and self._wanted & _DATA_STATS:
-            for key, values in keras_data.host_stats(self.train_data, self.collector.spec, needs).items():
+            stats = guard.call("data statistics of train_data", keras_data.host_stats, self.train_data, self._spec,
+                               needs, fallback={})
+            for key, values in stats.items():
                 first.add(key, values)
         if first.stats:
             self._act(self.monitor.process(first))
@@ -151,9 +186,11 @@ class KerasTripwire(keras.callbacks.Callback):
             upcoming = self._micro + 1
             update = upcoming % self._k == 0
             step = upcoming // self._k
-            self.collector.select(update and step % self._interval == 0)
+            self.collector.select(update and step % self._interval == 0, steps_done=self._micro)
 
+    @_cleaning_up
     def on_train_batch_end(self, batch: int, logs=None) -> None:  # noqa: ANN001
+        self._drop_broken_collector()
         done = batch + 1
         delta = max(done - self._batches, 1)
         self._batches = done
@@ -173,6 +210,7 @@ class KerasTripwire(keras.callbacks.Callback):
             self._nan_flushed = self._nan_flushed or nan_now
             self._flush(step)
 
+    @_cleaning_up
     def on_test_begin(self, logs=None) -> None:  # noqa: ANN001
         if self.collector is not None:
             self.collector.reset_confusion()
@@ -180,6 +218,7 @@ class KerasTripwire(keras.callbacks.Callback):
     def on_test_end(self, logs=None) -> None:  # noqa: ANN001
         self._validated = True
 
+    @_cleaning_up
     def on_epoch_end(self, epoch: int, logs=None) -> None:  # noqa: ANN001
         logs = logs or {}
         sample = Sample(step=self._micro // self._k, epoch=epoch)
@@ -187,11 +226,12 @@ class KerasTripwire(keras.callbacks.Callback):
         val = logs.get(self.monitor.config.metrics.val_loss)
         if val is not None and "val_loss" in self._wanted:
             sample.add("val_loss", float(val))
-        if "confusion" in self._wanted and self.collector is not None and self.collector.spec is not None:
+        if "confusion" in self._wanted and self._spec is not None:
             confusion = None
             if self.validation_data is not None:
-                confusion = keras_data.host_confusion(self._fit_model, self.validation_data, self.collector.spec)
-            elif self._validated:
+                confusion = self.monitor.guard.call("confusion matrix of validation_data", keras_data.host_confusion,
+                                                    self._fit_model, self.validation_data, self._spec)
+            elif self._validated and self.collector is not None:
                 confusion = self.collector.read_confusion()
             if confusion:
                 sample.add("confusion", confusion)
@@ -207,9 +247,17 @@ class KerasTripwire(keras.callbacks.Callback):
     # ---- helpers -------------------------------------------------------------------------
 
     def _teardown(self) -> None:
-        if self.collector is not None:
+        try:
+            if self.collector is not None:
+                self.collector.uninstall()
+        finally:
+            self.monitor.close()
+
+    def _drop_broken_collector(self) -> None:
+        """After a failure of the in-graph statistics: remove every hook, go on without them."""
+        if self.collector is not None and self.collector.broken:
             self.collector.uninstall()
-        self.monitor.close()
+            self.collector = None
 
     def _add_losses(self, sample: Sample) -> None:
         if "loss" in self._wanted and self._pending_n:
@@ -222,15 +270,27 @@ class KerasTripwire(keras.callbacks.Callback):
         self._flushed_at = step
         sample = Sample(step=step, epoch=self._epoch)
         if self.collector is not None:
-            for key, values in self.collector.read(final=final).items():
+            stats = self.monitor.guard.call("reading the statistics", self._read_statistics, step, final)
+            if stats is None:  # the statistics cannot be read: stop computing them
+                self.collector.broken = True
+                self._drop_broken_collector()
+            for key, values in (stats or {}).items():
                 sample.add(key, values)
-            if self.collector.params is not None:
-                self._no_gradient.see(self.collector.params.no_gradient, step)
         self._add_losses(sample)
         self._add_learning_rate(sample)
         self._add_observed(sample)
         if sample.stats:
             self._act(self.monitor.process(sample))
+
+    def _read_statistics(self, step: int, final: bool) -> dict[str, dict[str | None, float]]:
+        stats = self.collector.read(final=final)
+        params = self.collector.params
+        if params is not None:
+            self._no_gradient.see(params.no_gradient, step)
+            if "param_ndim" in self._wanted and not self._shapes_sent:
+                self._shapes_sent = True
+                stats["param_ndim"] = {name: float(len(v.shape)) for name, v in zip(params.names, params.variables)}
+        return stats
 
     def _add_learning_rate(self, sample: Sample) -> None:
         """The learning rate the optimizer applies now (a schedule at its step count)."""
@@ -239,11 +299,18 @@ class KerasTripwire(keras.callbacks.Callback):
         optimizer = getattr(self._fit_model, "optimizer", None)  # not self.model: on JAX each read syncs
         if optimizer is None:
             return
-        jax = self.collector.jax if self.collector is not None else None
-        try:
-            sample.add("lr", keras_optimizer.learning_rate(optimizer, jax.value if jax is not None else to_numpy))
-        except Exception:  # noqa: BLE001 - an optimizer without a readable rate: the rules do without
-            return
+        rate = self.monitor.guard.call("learning rate", keras_optimizer.learning_rate, optimizer, self._reader())
+        if rate is not None:
+            sample.add("lr", rate)
+
+    def _reader(self):  # noqa: ANN202
+        """``read(variable) -> array``: on JAX from the trainer's state (the variables are stale and
+        purged during ``fit``), also once the collector is gone."""
+        if self.collector is not None and self.collector.jax is not None:
+            return self.collector.jax.value
+        if keras.backend.backend() == "jax":
+            return JaxState(self._fit_model).value
+        return to_numpy
 
     def _add_observed(self, sample: Sample) -> None:
         """``tripwire.observe`` values: eager ones (torch backend, ``run_eagerly=True``) only."""
@@ -277,6 +344,8 @@ class KerasTripwire(keras.callbacks.Callback):
             folder.mkdir(parents=True, exist_ok=True)
             # saved exactly as the user's optimizer: its own class and variables
             with self.collector.saving() if self.collector is not None else contextlib.nullcontext():
+                if keras.backend.backend() == "jax":
+                    model.jax_state_sync()  # the values are in the trainer's state
                 if not model.optimizer.built and model.trainable_variables:
                     model.optimizer.build(model.trainable_variables)  # saved with its (fresh) slots
                 model.save(path)

@@ -7,6 +7,13 @@ Two kinds of sites are found in a model (nested models included):
   probe made with :func:`functools.wraps`, so it still serializes as ``"relu"``;
 - a ``ReLU``, ``LeakyReLU``, ``ELU`` or ``PReLU`` layer, whose ``call`` is wrapped.
 
+Recurrent layers (``LSTM``, ``GRU``, ``SimpleRNN``, ``ConvLSTM*``, any ``keras.layers.RNN`` and
+any RNN cell) are not sites: their activations (the gates of an LSTM) run inside a loop over the
+time steps, whose intermediate values cannot be taken out of the loop. Their ``activation`` is a
+read-only property that forwards to the cell; a layer whose ``activation`` cannot be replaced
+for any other reason is left out too. Their kernels, recurrent kernels and biases get gradient
+and weight statistics like those of any other layer.
+
 A probe hands the activation's output to ``record(site, y)`` and returns it unchanged; the
 collector keeps it for the sampled step only and reduces it inside the same compiled step.
 Per unit means per feature (last axis) or per channel (axis 1 for ``channels_first`` layers);
@@ -14,7 +21,9 @@ every other position is a sample. A per-unit share ("active in < 1% of the sampl
 fewer than :data:`PER_UNIT_MIN_SAMPLES` samples is not reported: on a batch of one, a healthy
 unit that happens to be off would look dead. Layers that produce the model's outputs are left
 out: a confident sigmoid output is saturated by design. :meth:`ActivationProbes.remove` puts
-every original back.
+every original back. A probe that fails (wrapping its layer, recording its output, or building
+its statistics while the step is traced) switches off its own site, with one warning naming the
+layer (:mod:`tripwire.failopen`); the other sites keep their statistics.
 
 Example:
     >>> import keras
@@ -27,13 +36,16 @@ Example:
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+import keras
 from keras import ops
 
 from tripwire.callbacks import keras_math as km
 from tripwire.callbacks.keras_buffer import Layout
+from tripwire.failopen import FailOpen
 from tripwire.stats import Need
 
 FAMILY_OF_FUNCTION = {
@@ -99,22 +111,50 @@ def _original(fn):  # noqa: ANN001, ANN202
     return fn
 
 
-def find_sites(model) -> list[Site]:  # noqa: ANN001
-    """The watched activations of ``model``, in layer order; names are made unique."""
+def is_recurrent(layer) -> bool:  # noqa: ANN001
+    """Whether ``layer`` is a recurrent layer or cell, whose activations run inside a time loop."""
+    return isinstance(layer, keras.layers.RNN) or hasattr(layer, "state_size")
+
+
+def replaceable(layer, attr: str) -> bool:  # noqa: ANN001
+    """Whether ``layer.<attr>`` can be set: not a property without a setter (an ``LSTM``'s
+    ``activation`` forwards to its cell's).
+
+    Example:
+        >>> replaceable(keras.layers.LSTM(4), "activation"), replaceable(keras.layers.Dense(4), "activation")
+        (False, True)
+    """
+    declared = inspect.getattr_static(type(layer), attr, None)
+    return not isinstance(declared, property) or declared.fset is not None
+
+
+def _site(layer) -> Site | None:  # noqa: ANN001
+    """The site of one layer, or None when it has no watched activation."""
+    if is_recurrent(layer):
+        return None
+    axis = 1 if getattr(layer, "data_format", None) == "channels_first" else -1
+    family = FAMILY_OF_LAYER.get(type(layer).__name__)
+    if family is not None:
+        return Site(layer, layer.name, family, "call", axis)
+    fn = _original(getattr(layer, "activation", None))
+    family = FAMILY_OF_FUNCTION.get(getattr(fn, "__name__", ""))
+    if family is None or not replaceable(layer, "activation"):
+        return None
+    return Site(layer, layer.name, family, "attr", axis)
+
+
+def find_sites(model, guard: FailOpen | None = None) -> list[Site]:  # noqa: ANN001
+    """The watched activations of ``model``, in layer order; names are made unique. A layer that
+    cannot be inspected is left out, with one warning through ``guard``."""
+    guard = guard or FailOpen()
     skip = output_layers(model)
     sites: list[Site] = []
     for layer in walk(model):
         if id(layer) in skip:
             continue
-        axis = 1 if getattr(layer, "data_format", None) == "channels_first" else -1
-        family = FAMILY_OF_LAYER.get(type(layer).__name__)
-        if family is not None:
-            sites.append(Site(layer, layer.name, family, "call", axis))
-            continue
-        fn = _original(getattr(layer, "activation", None))
-        family = FAMILY_OF_FUNCTION.get(getattr(fn, "__name__", ""))
-        if family is not None:
-            sites.append(Site(layer, layer.name, family, "attr", axis))
+        site = guard.call(probe_part(getattr(layer, "name", "?")), _site, layer)
+        if site is not None:
+            sites.append(site)
     counts: dict[str, int] = {}
     for s in sites:
         counts[s.name] = counts.get(s.name, 0) + 1
@@ -123,12 +163,19 @@ def find_sites(model) -> list[Site]:  # noqa: ANN001
     return sites
 
 
+def probe_part(name: str) -> str:
+    """The fail-open part of the probe on layer ``name`` (see :mod:`tripwire.failopen`)."""
+    return f"activation probe on layer '{name}'"
+
+
 class ActivationProbes:
     """Probes on the sites of a model, and the per-layer statistics the needs ask for."""
 
-    def __init__(self, model, needs: Iterable[Need], layout: Layout) -> None:  # noqa: ANN001
+    def __init__(self, model, needs: Iterable[Need], layout: Layout, guard: FailOpen | None = None) -> None:  # noqa: ANN001
+        #: a site whose probe fails is switched off alone, with one warning naming its layer
+        self.guard = guard or FailOpen()
         act_needs = [n for n in needs if n.stat in STAT_FAMILY]
-        self.sites = find_sites(model) if act_needs else []
+        self.sites = find_sites(model, self.guard) if act_needs else []
         self.slots: list[tuple[Need, int, int]] = []
         for need in act_needs:
             family = STAT_FAMILY[need.stat]
@@ -148,37 +195,49 @@ class ActivationProbes:
         return [s for i, s in enumerate(self.sites) if i in used]
 
     def install(self, record: Callable[[int, object], None]) -> None:
-        """Wrap every watched site; ``record(site_index, output)`` sees each output."""
+        """Wrap every watched site; ``record(site_index, output)`` sees each output. A site that
+        cannot be wrapped is left out (one warning); the others are not affected."""
         used = sorted({i for _, i, _ in self.slots})
         for i in used:
             site = self.sites[i]
-            attr = "activation" if site.how == "attr" else "call"
-            original = _original(getattr(site.layer, attr))
-            setattr(site.layer, attr, _probe(original, i, record))
-            self._installed.append((site, original))
+            with self.guard.attempt(probe_part(site.name)):
+                attr = "activation" if site.how == "attr" else "call"
+                original = _original(getattr(site.layer, attr))
+                setattr(site.layer, attr, _probe(original, i, record, self.guard, probe_part(site.name)))
+                self._installed.append((site, original))
 
     def remove(self) -> None:
-        """Put every original activation / call back."""
+        """Put every original activation / call back; a site that fails to be restored does not
+        keep the others from it (the first error is raised once all were tried)."""
+        errors = []
         for site, original in self._installed:
-            if site.how == "attr":
-                site.layer.activation = original
-            else:
-                if "call" in vars(site.layer):
-                    delattr(site.layer, "call")  # the class's own method again
-                if site.layer.call != original:  # the original was itself an instance attribute
-                    site.layer.call = original
+            try:
+                _restore(site, original)
+            except Exception as exc:  # noqa: BLE001 - restore every other site first
+                errors.append(exc)
         self._installed.clear()
+        if errors:
+            raise errors[0]
 
     def compute(self, outputs: dict[int, object]) -> dict[int, object]:
-        """``{slot: value}`` from the recorded outputs ``{site index: y}`` of one step."""
-        values: dict[int, object] = {}
+        """``{slot: value}`` from the recorded outputs ``{site index: y}`` of one step. A site whose
+        statistics cannot be built (while tracing) is switched off alone: its slots stay unfilled."""
+        by_site: dict[int, list[tuple[Need, int]]] = {}
         for need, i, slot in self.slots:
-            y = outputs.get(i)
-            if y is not None:
-                values[slot] = _stat(need, ops.stop_gradient(y), self.sites[i].unit_axis)
-        for i, slot in self.samples.items():
-            if outputs.get(i) is not None:
-                values[slot] = km.positions(outputs[i], self.sites[i].unit_axis)
+            by_site.setdefault(i, []).append((need, slot))
+        values: dict[int, object] = {}
+        for i, wanted in by_site.items():
+            y, site = outputs.get(i), self.sites[i]
+            if y is None or not self.guard.ok(probe_part(site.name)):
+                continue
+            values.update(self.guard.call(probe_part(site.name), self._site_values, i, wanted, y, fallback={}))
+        return values
+
+    def _site_values(self, i: int, wanted: list[tuple[Need, int]], y) -> dict[int, object]:  # noqa: ANN001
+        axis = self.sites[i].unit_axis
+        values = {slot: _stat(need, ops.stop_gradient(y), axis) for need, slot in wanted}
+        if i in self.samples:
+            values[self.samples[i]] = km.positions(y, axis)
         return values
 
     def drop_unmeasured(self, stats: dict[str, dict[str | None, float]]) -> None:
@@ -203,15 +262,26 @@ class ActivationProbes:
                 del stats[key]
 
 
-def _probe(original, index: int, record):  # noqa: ANN001, ANN202
+def _probe(original, index: int, record, guard: FailOpen, part: str):  # noqa: ANN001, ANN202
     @functools.wraps(original)
     def probe(*args, **kwargs):  # noqa: ANN202
         y = original(*args, **kwargs)
-        record(index, y)
+        if guard.ok(part):
+            guard.call(part, record, index, y)
         return y
 
     probe._tripwire_original = original
     return probe
+
+
+def _restore(site: Site, original) -> None:  # noqa: ANN001
+    if site.how == "attr":
+        site.layer.activation = original
+        return
+    if "call" in vars(site.layer):
+        delattr(site.layer, "call")  # the class's own method again
+    if site.layer.call != original:  # the original was itself an instance attribute
+        site.layer.call = original
 
 
 def _stat(need: Need, y, axis: int):  # noqa: ANN001, ANN202

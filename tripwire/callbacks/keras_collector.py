@@ -23,6 +23,16 @@ step and a ``cond`` on the optimizer's own step counter gates the statistics ins
 backend runs eagerly and its ``cond`` would read the predicate on the host every step, so there
 a Python flag gates them.
 
+Fail open: every part that reaches into the model runs under the ``guard``
+(:mod:`tripwire.failopen`). A probe that fails costs only its own layer's activation statistics.
+Anything else that fails, installing a hook (optimizer class, ``train_step``, ``test_step``,
+``compute_loss``), building the statistics while the step is traced (then the step applies the
+update without them: :meth:`Collector.around_apply`) or running the instrumented train function
+(then the model's own one trains the same batch: :mod:`tripwire.callbacks.keras_fallback`),
+marks the collector :attr:`~Collector.broken`; its caller then uninstalls it, so the model runs
+its own functions again. :meth:`Collector.uninstall` restores every hook it can even when one
+of them fails.
+
 The JAX backend runs a stateless ``train_step(state, data)``: the variables the step writes are
 made part of that state, its ``cond`` branches hand out values instead of assigning, the
 activation statistics are reduced in ``compute_loss`` (the outputs of the forward pass cannot
@@ -58,11 +68,20 @@ from tripwire.callbacks import keras_optimizer as kopt
 from tripwire.callbacks.keras_activations import ActivationProbes
 from tripwire.callbacks.keras_buffer import Layout, PackedBuffer, reset, to_numpy
 from tripwire.callbacks.keras_data import Confusion, DataStats, LabelSpec, label_spec
+from tripwire.callbacks.keras_fallback import guarded_train_function
 from tripwire.callbacks.keras_jax import JaxState, when
 from tripwire.callbacks.keras_params import ParamStats
+from tripwire.failopen import FailOpen
 from tripwire.stats import Need
 
 log = logging.getLogger("tripwire")
+
+#: fail-open parts (see tripwire.failopen) of the in-graph statistics
+SETUP = "statistics setup"
+IN_STEP = "statistics in the train step"
+TRAIN_FUNCTION = "instrumented train function"
+CONFUSION = "confusion matrix"
+UNINSTALL = "removing the hooks"
 
 
 def _strategy(model):  # noqa: ANN001, ANN202
@@ -82,11 +101,17 @@ class Collector:
         data: compute label/input/token statistics from the training batches.
         confusion: fill a confusion matrix from the validation batches.
         selects: the caller calls :meth:`select` before every training step.
+        guard: the fail-open guard of the run (a non-strict one when not given).
     """
 
     def __init__(self, model, needs: Iterable[Need], interval: int, *, data: bool = True,  # noqa: ANN001
-                 confusion: bool = True, selects: bool = False) -> None:
+                 confusion: bool = True, selects: bool = False, guard: FailOpen | None = None) -> None:
         self.model = model
+        self.guard = guard or FailOpen()
+        #: a failure switched the in-graph statistics off: the caller should :meth:`uninstall`
+        self.broken = False
+        #: the optimizer's step count before the coming step, when the caller tells it (select)
+        self.steps_done: int | None = None
         self.needs = set(needs)
         self.interval = int(interval)
         self.backend = keras.backend.backend()
@@ -104,7 +129,7 @@ class Collector:
         self.post = Layout("post")  # weights (after it)
         # on JAX the forward pass writes the activation statistics into a buffer of their own
         self.act_layout = Layout("activations") if self.jax is not None else self.pre
-        self.acts = ActivationProbes(model, self.needs, self.act_layout)
+        self.acts = ActivationProbes(model, self.needs, self.act_layout, self.guard)
         self.act_buffer: PackedBuffer | None = None
         #: a subclassed model without an input spec is built by the first traced step: its
         #: gradient and weight statistics are then laid out in that step (see around_apply)
@@ -128,44 +153,120 @@ class Collector:
     # ---- install / uninstall -------------------------------------------------------------
 
     def install(self) -> None:
-        """Hook into the model and (re)build its train/test functions; idempotent."""
-        if self._installed:
+        """Hook into the model and (re)build its train/test functions; idempotent. When a hook
+        cannot be installed, every hook installed so far is removed again, the part is reported
+        through the guard and the collector is :attr:`broken`."""
+        if self._installed or self.broken:
             return
+        if self.jax is not None and self.params is None:  # fit builds the model before callbacks begin
+            log.warning("tripwire: the model has no variables yet; no in-graph statistics on JAX")
+            return
+        model = self.model
+        steps = [(SETUP, self._prepare),
+                 ("optimizer hook", lambda: kopt.attach(self.hooked, self)),
+                 ("train_step hook", lambda: _wrap(model, "train_step", self._train_step)),
+                 (SETUP, lambda: self.acts.install(self._record))]  # a failing probe costs its own layer only
+        if self._want_confusion:
+            steps.append(("test_step hook", lambda: _wrap(model, "test_step", self._test_step)))
+        if self._want_confusion or (self.jax is not None and self.acts.slots):
+            steps.append(("compute_loss hook", lambda: _wrap(model, "compute_loss", self._compute_loss)))
+        steps.append((SETUP, self._instrument_functions))
+        self._installed = True  # from here on, uninstall removes whatever got installed
+        for part, step in steps:
+            try:
+                step()
+            except Exception as exc:  # noqa: BLE001 - reported through the guard
+                self.broken = True
+                try:
+                    self.uninstall()
+                finally:
+                    self.guard.fail(part, exc)
+                return
+
+    def _prepare(self) -> None:
+        """Variables, and the model's own train function made before any hook: what runs on the
+        steps that are not sampled, and what the instrumented function falls back to."""
         model = self.model
         if self.params is not None and self.buffer is None:
             self._allocate()
         if self._want_confusion and self.confusion is None:
             self.confusion = Confusion(self.spec, self.strategy)
         if self.jax is not None:
-            if self.buffer is None:  # fit builds the model before callbacks begin: not expected
-                log.warning("tripwire: the model has no variables yet; no in-graph statistics on JAX")
-                return
             self.jax.attach(self.hooked, [self.buffer.variable, *self.params.snapshots],
                             [b.variable for b in (self.act_buffer, self.confusion) if b is not None])
-        self._plain = None
-        if self.selected:  # made before the train_step wrapper: a step that computes nothing
-            model.make_train_function(force=True)
-            self._plain = model.train_function
-        kopt.attach(self.hooked, self)
-        _wrap(model, "train_step", self._train_step)
-        self.acts.install(self._record)
-        if self.confusion is not None:
-            _wrap(model, "test_step", self._test_step)
-        if self.confusion is not None or self.act_buffer is not None:
-            _wrap(model, "compute_loss", self._compute_loss)
-        self._installed = True
-        self._rebuild_functions()
-        self._instrumented = model.train_function
+        model.make_train_function(force=True)
+        self._plain = self._ending_clean(self._own(model.train_function))
 
-    def select(self, sampled: bool) -> None:
-        """Before a step: whether it is sampled. With ``selects``, the model runs its own, plain
-        train function on the other steps and one computing the statistics unconditionally on
-        this one; on the torch backend a Python flag skips the statistics instead."""
+    def _own(self, function):  # noqa: ANN001, ANN202
+        """The model's own train function, made before the hooks. TensorFlow and JAX keep the
+        ``train_step`` the model had when it was made; torch looks ``model.train_step`` up on every
+        call, so there it runs with tripwire's wrapper set aside."""
+        if self.backend != "torch":
+            return function
+        model = self.model
+
+        def own(*args, **kwargs):  # noqa: ANN202
+            wrapper = vars(model).get("train_step")
+            if wrapper is None:
+                return function(*args, **kwargs)
+            delattr(model, "train_step")
+            try:
+                return function(*args, **kwargs)
+            finally:
+                setattr(model, "train_step", wrapper)
+
+        return own
+
+    def _instrument_functions(self) -> None:
+        model = self.model
+        self._rebuild_functions()
+        instrumented = guarded_train_function(model, model.train_function, self._plain, self._function_failed,
+                                              lambda: self.steps_done)
+        self._instrumented = model.train_function = self._ending_clean(instrumented)
+        model.make_test_function(force=True)
+        model.test_function = self._ending_clean(model.test_function)
+
+    def _ending_clean(self, function):  # noqa: ANN001, ANN202
+        """``function``, removing every hook before an exception leaves it (``strict=True``, or an
+        error in the user's own step): that exception ends ``fit``, and the model is the user's own
+        again. Outside any trace: on JAX, removing the hooks syncs the trainer's state first."""
+        def ending(*args, **kwargs):  # noqa: ANN202
+            try:
+                return function(*args, **kwargs)
+            except StopIteration:  # the end of the data
+                raise
+            except BaseException:
+                with contextlib.suppress(Exception):  # the exception to see is the one raised
+                    self.uninstall()
+                raise
+
+        return ending
+
+    def select(self, sampled: bool, steps_done: int | None = None) -> None:
+        """Before a step: whether it is sampled, and the optimizer's step count before it (when the
+        caller knows it). With ``selects``, the model runs its own, plain train function on the
+        other steps and one computing the statistics unconditionally on this one; on the torch
+        backend a Python flag skips the statistics instead."""
         self.sampling = sampled
-        if self._installed and self._plain is not None:
+        self.steps_done = steps_done
+        if self._installed and self.selected and not self.broken:
             function = self._instrumented if sampled else self._plain
             if self.model.train_function is not function:  # a model attribute write is not free
                 self.model.train_function = function
+
+    def _function_failed(self, exc: Exception) -> None:
+        """The instrumented train function raised: the plain one trains from now on (the caller
+        uninstalls the collector between steps). Under ``strict`` the exception ends ``fit``:
+        the hooks are removed on the way out (see _ending_clean)."""
+        self.broken = True
+        if self._plain is not None:
+            self.model.train_function = self._plain
+        self.guard.fail(TRAIN_FUNCTION, exc)
+
+    def _step_failed(self, exc: Exception) -> None:
+        """Building the statistics inside the traced step raised: the step trains without them."""
+        self.broken = True
+        self.guard.fail(IN_STEP, exc)
 
     @property
     def hooked(self):  # noqa: ANN201
@@ -215,19 +316,28 @@ class Collector:
                 kopt.attach(optimizer, self)
 
     def uninstall(self) -> None:
-        """Remove every hook; the next ``fit``/``evaluate`` traces clean functions."""
+        """Remove every hook; the next ``fit``/``evaluate`` traces clean functions. A step that
+        fails does not keep the others from running; the first failure is reported through the
+        guard once all were tried, and the model keeps a train function that trains."""
         if not self._installed:
             return
         model = self.model
-        if self.jax is not None:
-            self.jax.detach()
-        kopt.detach(self.hooked)
-        for name in ("train_step", "test_step", "compute_loss"):
-            _unwrap(model, name)
-        self.acts.remove()
+        steps = [self.jax.detach] if self.jax is not None else []
+        steps.append(lambda: kopt.detach(self.hooked))
+        steps += [lambda name=name: _unwrap(model, name) for name in ("train_step", "test_step", "compute_loss")]
+        steps += [self.acts.remove, self._rebuild_functions]
+        errors = []
+        for step in steps:
+            try:
+                step()
+            except Exception as exc:  # noqa: BLE001 - restore everything else first
+                errors.append(exc)
+        if getattr(model, "train_function", True) is None:  # not rebuilt: the model's own one still trains
+            model.train_function = self._plain
         self._installed = False
         self._plain = self._instrumented = None
-        self._rebuild_functions()
+        if errors:
+            self.guard.fail(UNINSTALL, errors[0])
 
     def _rebuild_functions(self) -> None:
         model = self.model
@@ -245,9 +355,16 @@ class Collector:
         return st
 
     def _train_step(self, original, *args):  # noqa: ANN001, ANN202 - (data) or, on JAX, (state, data)
+        if not self.guard.ok(IN_STEP):
+            return original(*args)
         st = self._state()
-        st.phase, st.outputs, st.data = "train", {}, args[-1] if self.data.wanted else None
-        st.act_gate = self._jax_gate(args[0]) if self.act_buffer is not None and len(args) == 2 else None
+        try:
+            st.phase, st.outputs, st.data = "train", {}, args[-1] if self.data.wanted else None
+            st.act_gate = self._jax_gate(args[0]) if self.act_buffer is not None and len(args) == 2 else None
+        except Exception as exc:  # noqa: BLE001 - reported through the guard; the step trains without
+            st.phase, st.outputs, st.data, st.act_gate = None, {}, None, None
+            self._step_failed(exc)
+            return original(*args)
         try:
             return original(*args)
         finally:
@@ -269,19 +386,25 @@ class Collector:
 
     def _compute_loss(self, original, *args, **kwargs):  # noqa: ANN001, ANN202
         st = self._state()
-        if st.phase == "train" and st.act_gate is not None:
+        if st.phase == "train" and st.act_gate is not None and self.guard.ok(IN_STEP):
             # JAX: the outputs belong to the gradient's trace, so they are reduced here, inside it
             outputs, (sampled, step) = st.outputs, st.act_gate
             st.outputs = {}
             buffer = self.act_buffer
-            self._when(sampled, lambda: buffer.write(self.act_layout, self.acts.compute(outputs), step),
-                       [buffer.variable])
-        if st.phase == "test" and self.confusion is not None:
-            bound = inspect.signature(original).bind_partial(*args, **kwargs).arguments
-            y, y_pred = bound.get("y"), bound.get("y_pred")
-            if y is not None and y_pred is not None and not isinstance(y_pred, (list, tuple, dict)):
-                self.confusion.add(ops.stop_gradient(y), ops.stop_gradient(y_pred))
+            try:
+                self._when(sampled, lambda: buffer.write(self.act_layout, self.acts.compute(outputs), step),
+                           [buffer.variable])
+            except Exception as exc:  # noqa: BLE001 - reported through the guard; the loss is unaffected
+                self._step_failed(exc)
+        if st.phase == "test" and self.confusion is not None and self.guard.ok(CONFUSION):
+            self.guard.call(CONFUSION, self._add_confusion, original, args, kwargs)
         return original(*args, **kwargs)
+
+    def _add_confusion(self, original, args: tuple, kwargs: dict) -> None:  # noqa: ANN001
+        bound = inspect.signature(original).bind_partial(*args, **kwargs).arguments
+        y, y_pred = bound.get("y"), bound.get("y_pred")
+        if y is not None and y_pred is not None and not isinstance(y_pred, (list, tuple, dict)):
+            self.confusion.add(ops.stop_gradient(y), ops.stop_gradient(y_pred))
 
     def _record(self, site: int, y) -> None:  # noqa: ANN001
         st = self._state()
@@ -317,13 +440,32 @@ class Collector:
             ops.cond(sampled, fn, _nothing)
 
     def around_apply(self, optimizer, apply, grads, trainable_variables=None):  # noqa: ANN001, ANN201
-        """Statistics of this step around the real ``apply`` (called by the optimizer mixin)."""
+        """Statistics of this step around the real ``apply`` (called by the optimizer mixin). When
+        building them raises, the step applies the update without them (and the collector is
+        :attr:`broken`)."""
         st = self._state()
-        if st.phase != "train":  # the plain train function, or an apply outside fit
+        if st.phase != "train" or not self.guard.ok(IN_STEP):  # the plain train function, an apply outside fit
             return apply(grads, trainable_variables)
         outputs, data = st.outputs, st.data
         st.outputs, st.data = {}, None
         grads = list(grads)
+        try:
+            before, after, sampled, written = self._statistics(optimizer, grads, trainable_variables, outputs, data)
+            self._when(sampled, before, written)
+        except Exception as exc:  # noqa: BLE001 - reported through the guard; the update goes on
+            self._step_failed(exc)
+            return apply(grads, trainable_variables)
+        result = apply(grads, trainable_variables)
+        if after is not None:
+            try:
+                self._when(sampled, after, written)
+            except Exception as exc:  # noqa: BLE001 - the update is done; only the statistics are lost
+                self._step_failed(exc)
+        return result
+
+    def _statistics(self, optimizer, grads: list, trainable_variables, outputs: dict, data):  # noqa: ANN001, ANN202
+        """``(before, after, sampled, written)``: what a step computes before and after its update
+        (``after`` None when no weight statistics are needed), its gate, and the variables written."""
         if not optimizer.built and trainable_variables is not None:
             # what `apply` would do first; the statistics need the optimizer's variables now
             with keras.name_scope(optimizer.name, caller=optimizer):
@@ -354,11 +496,7 @@ class Collector:
             sumsq = buffer.block(self.pre, params.snap_sumsq, n) if params.snap_sumsq is not None else None
             buffer.write(self.post, params.after_update(sumsq), step)
 
-        self._when(sampled, before, written)
-        result = apply(grads, trainable_variables)
-        if params.wants_weights:
-            self._when(sampled, after, written)
-        return result
+        return before, after if params.wants_weights else None, sampled, written
 
     # ---- host side -----------------------------------------------------------------------
 
@@ -385,10 +523,12 @@ class Collector:
 
     def reset_confusion(self) -> None:
         if self.confusion is not None:
-            self.confusion.reset()
+            self.guard.call(CONFUSION, self.confusion.reset)
 
     def read_confusion(self) -> dict[str | None, float] | None:
-        return None if self.confusion is None else self.confusion.read()
+        if self.confusion is None:
+            return None
+        return self.guard.call(CONFUSION, self.confusion.read)
 
 
 def _nothing() -> None:

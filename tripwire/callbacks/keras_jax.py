@@ -39,10 +39,11 @@ def when(pred, fn: Callable[[], None], variables: list) -> None:  # noqa: ANN001
     before = [v.value for v in variables]
 
     def branch() -> list:
-        fn()
-        after = [v.value for v in variables]
-        _put_back(variables, before)  # nothing traced in the branch may stay behind in the scope
-        return after
+        try:
+            fn()
+            return [v.value for v in variables]
+        finally:
+            _put_back(variables, before)  # nothing traced in the branch may stay behind in the scope
 
     for v, value in zip(variables, ops.cond(pred, branch, lambda: before)):
         v.assign(value)

@@ -263,6 +263,10 @@ class TorchCollector:
         self.end_batch()
         return Flush(packed, step, epoch, self._read, self._shapes())
 
+    def shapes_sent(self) -> None:
+        """``param_ndim`` need not be sent (a resumed run: the rules' restored state has it)."""
+        self._shapes_due = False
+
     def _shapes(self) -> Series:
         """``param_ndim`` of every trainable parameter, once (the first flush after attach)."""
         if not self._shapes_due or self.params is None:

@@ -70,12 +70,12 @@ def remember_ndims(state: dict, sample) -> dict[str, int]:  # noqa: ANN001 - a S
 
 
 def is_vector(name: str, ndims: dict[str, int]) -> bool:
-    """Whether parameter ``name`` is 1-D (a bias, a normalization scale or shift): from its recorded
-    dimensions, or from its name when they are unknown. Gradient and update sizes of such vectors
+    """Whether parameter ``name`` is a bias or another 1-D parameter (a normalization scale or
+    shift): from its recorded dimensions or its name (a Keras attention bias is 2-D). Gradient and update sizes of such vectors
     say little: a bias before BatchNorm has no effect on the loss, and the shift of a normalization
     after a linear bottleneck gets gradients of ~1e-8 in healthy MobileNets."""
     ndim = ndims.get(name)
-    return ndim <= 1 if ndim is not None else is_bias(name)
+    return (ndim is not None and ndim <= 1) or is_bias(name)  # Keras attention biases are 2-D
 
 
 @lru_cache(maxsize=16384)

@@ -12,6 +12,8 @@ Three pieces:
 - **Converged**: whether the training loss has fallen below a share of its first value, for the
   rules that read tiny gradients or updates as a fault (a model that fits its data has them for
   a good reason).
+- **Validation noise**: a small validation set makes ``val_loss`` jump between validations;
+  :func:`noise` estimates that jitter around the trend and :func:`level` smooths single values.
 
 Example:
     >>> w = new_window(start=0)
@@ -106,3 +108,35 @@ def converged(state: dict[str, Any], sample: Sample, below: float) -> bool:
             state["first_loss"] = loss
     first, last = state.get("first_loss"), state.get("loss")
     return first is not None and first > 0 and last is not None and last < below * first
+
+
+#: validation losses the noise estimate looks back over
+NOISE_WINDOW = 20
+
+
+def level(values: list[float]) -> float:
+    """The median of the last 3 values (the mean of 2, or the one): a single outlier moves it not.
+
+    Example:
+        >>> level([0.9]), level([0.9, 0.7]), level([0.9, 0.3, 0.8])
+        (0.9, 0.8, 0.8)
+    """
+    last = sorted(values[-3:])
+    return last[1] if len(last) == 3 else sum(last) / len(last)
+
+
+def noise(values: list[float]) -> float:
+    """Standard deviation of the noise around a smooth trend in ``values``, from their second
+    differences (0 with fewer than 8 values).
+
+    Example:
+        >>> smooth = [1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.45, 0.4]
+        >>> round(noise(smooth), 6), round(noise([1.0, 1.2, 0.9, 1.1, 0.8, 1.05, 0.75, 0.95]), 2)
+        (0.0, 0.3)
+    """
+    if len(values) < 8:
+        return 0.0
+    second = sorted(round(abs(a - 2 * b + c), 12) for a, b, c in zip(values, values[1:], values[2:]))
+    mid = len(second) // 2
+    median = second[mid] if len(second) % 2 else (second[mid - 1] + second[mid]) / 2
+    return median / 0.6745 / math.sqrt(6)

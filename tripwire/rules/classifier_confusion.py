@@ -35,12 +35,21 @@ class ClassifierConfusion(Rule):
     swapped or collapsed classes. SageMaker's Confusion used 0.9 / 0.1, which fires on nearly
     every real classifier.
 
+    Two things keep an early or small validation from firing. A class still being learned (its
+    recall rose by more than ``z`` standard errors since it began failing) is not judged failing,
+    and its streak starts over; and a share counts only when it lies beyond its limit by ``z`` standard errors of a
+    share of ``n_t`` samples at that limit (``sqrt(limit * (1 - limit) / n_t)``): with 30 samples
+    of a class, recall must be under 0.05 rather than 0.2. Swapped or collapsed classes (recall
+    ~0, a stable confusion) are far beyond both.
+
     Args:
         max_off_diag: largest share of a class's samples predicted as one other class. Defaults to 0.5.
         min_diag: smallest acceptable recall of a class. Defaults to 0.2.
         min_samples: validation samples a class needs before it is judged. Defaults to 30.
         patience: epochs of validations in a row a class must fail before firing (a validation
             counts for the epochs trained since the previous one, at most 1). Defaults to 2.
+        z: standard errors a share must lie beyond its limit, and a rise of recall that counts as
+            learning. Defaults to 2.
 
     Example:
         >>> from tripwire.stats import Sample
@@ -71,9 +80,11 @@ class ClassifierConfusion(Rule):
                                                    "counted in epochs: a validation counts for the epochs trained "
                                                    "since the previous one, at most 1 (0.5 each when validating "
                                                    "twice per epoch)")
+        z: float = Field(2.0, ge=0, description="standard errors a share must lie beyond its limit (validation "
+                                                "noise), and a rise of recall that counts as still learning")
 
     def initial_state(self) -> dict[str, Any]:
-        return {"failing": {}}
+        return {"failing": {}, "recall": {}}
 
     def needs(self) -> list[Need]:
         return [Need("confusion"), EPOCHS_SINCE_VAL]
@@ -95,21 +106,27 @@ class ClassifierConfusion(Rule):
             others = {q: c for q, c in row.items() if q != t}
             worst = max(others, key=others.__getitem__, default=None)
             share = others[worst] / n if worst is not None else 0.0
-            failing = self.state["failing"]
-            if share <= p.max_off_diag and recall >= p.min_diag:
+            failing, started = self.state["failing"], self.state.setdefault("recall", {})
+            confused = share - p.max_off_diag > p.z * _standard_error(p.max_off_diag, n)
+            unrecalled = p.min_diag - recall > p.z * _standard_error(p.min_diag, n)
+            before = started.get(t)  # the recall when this class began failing
+            learning = before is not None and recall - before > p.z * _standard_error((recall + before) / 2, n) * 2 ** 0.5
+            if not (confused or unrecalled) or learning:
                 failing.pop(t, None)
+                started.pop(t, None)
                 out.append(self.clear(t))
                 continue
+            started.setdefault(t, recall)
             failing[t] = failing.get(t, 0.0) + weight
             if not reached(failing[t], p.patience):
                 out.append(self.clear(t))
                 continue
             why = (f"{share:.0%} of them predicted as class {worst} (limit {p.max_off_diag:.0%})"
-                   if share > p.max_off_diag else f"recall {recall:.0%} < {p.min_diag:.0%}")
-            top = f"; most often mistaken for class {worst} ({share:.0%})" if share <= p.max_off_diag else ""
+                   if confused else f"recall {recall:.0%} < {p.min_diag:.0%}")
+            top = f"; most often mistaken for class {worst} ({share:.0%})" if not confused else ""
             out.append(self.fire(
-                t, value=share if share > p.max_off_diag else recall,
-                threshold=p.max_off_diag if share > p.max_off_diag else p.min_diag,
+                t, value=share if confused else recall,
+                threshold=p.max_off_diag if confused else p.min_diag,
                 message=f"class {t}: recall {recall:.0%} on {n:.0f} validation samples at step {sample.step}, "
                         f"{why}{top}",
                 suggestion=f"if class {t} and class {worst} look swapped, check the label mapping (label encoder, "
@@ -118,6 +135,11 @@ class ClassifierConfusion(Rule):
                            f"for class {t}",
                 recall=recall, confused_with=worst, confused_share=share, samples=n, row=dict(row)))
         return out
+
+
+def _standard_error(share: float, n: float) -> float:
+    """Standard error of a share measured on ``n`` samples when its true value is ``share``."""
+    return (share * (1 - share) / n) ** 0.5 if n > 0 else float("inf")
 
 
 def _rows(series: dict[str | None, float]) -> dict[str, dict[str, float]]:
