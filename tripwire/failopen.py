@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 log = logging.getLogger("tripwire")
@@ -85,3 +85,24 @@ class FailOpen:
                     "unchanged, the rules that need it get no values. Please report this with the "
                     "traceback below (strict=True raises it instead).", part, self.disabled[part],
                     exc_info=exc)
+
+
+def try_each(items: Iterable[T], fn: Callable[[T], Any]) -> Exception | None:
+    """``fn(item)`` for every item, even after one raised; the first exception, or None.
+
+    For teardown (removing hooks): one that cannot be undone must not keep the others in place.
+
+    Example:
+        >>> removed = []
+        >>> try_each([1, 0, 2], lambda x: removed.append(1 / x))
+        ZeroDivisionError('division by zero')
+        >>> removed
+        [1.0, 0.5]
+    """
+    first = None
+    for item in items:
+        try:
+            fn(item)
+        except Exception as exc:  # noqa: BLE001 - returned once every item was tried
+            first = first or exc
+    return first

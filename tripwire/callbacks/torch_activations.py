@@ -43,7 +43,7 @@ from torch import nn
 
 from tripwire.callbacks.torch_parts import hook_part, probe_part
 from tripwire.callbacks.torch_reductions import active_share, extreme_share, reduce_dims
-from tripwire.failopen import FailOpen
+from tripwire.failopen import FailOpen, try_each
 from tripwire.stats import Need
 
 #: Module classes per family. "relu" units are dead when their output is not > 0 (ELU/SELU
@@ -189,11 +189,6 @@ class ActivationProbe:
         is raised after all were tried)."""
         self.active = False
         handles, self._handles = self._handles, []
-        errors = []
-        for handle in handles:
-            try:
-                handle.remove()
-            except Exception as exc:  # noqa: BLE001 - raised below, once every handle was tried
-                errors.append(exc)
-        if errors:
-            raise errors[0]
+        error = try_each(handles, lambda handle: handle.remove())
+        if error is not None:
+            raise error

@@ -68,7 +68,7 @@ from tripwire.callbacks.torch_params import INIT_STATS, ParamProbe
 from tripwire.callbacks.torch_parts import (
     ACTIVATIONS, CONFUSION, DATA, DETACH, FLUSH, GRADIENTS, INIT, LOSS, PARAMS, SHARED, USER, VAL_LOSS, WEIGHTS,
 )
-from tripwire.failopen import FailOpen
+from tripwire.failopen import FailOpen, try_each
 from tripwire.observe import drain
 from tripwire.stats import Need, Sample
 
@@ -208,14 +208,9 @@ class TorchCollector:
         self._remove(probes)
 
     def _remove(self, probes: list[Any]) -> None:
-        errors = []
-        for probe in probes:
-            try:
-                probe.remove()
-            except Exception as exc:  # noqa: BLE001 - reported below, once every probe was tried
-                errors.append(exc)
-        if errors:
-            self.guard.fail(DETACH, errors[0])
+        error = try_each(probes, lambda probe: probe.remove())
+        if error is not None:
+            self.guard.fail(DETACH, error)
 
     # training ------------------------------------------------------------------------------------
     def begin_batch(self, batch: Any, sampled: bool) -> None:
