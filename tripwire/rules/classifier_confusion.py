@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 from pydantic import Field
 
 from tripwire.registry import register
 from tripwire.rule import Limit, Need, Rule, RuleParams, Verdict
+from tripwire.rules._loss_history import finite_scalar
 from tripwire.rules._validation_streak import EPOCHS_SINCE_VAL, reached, validation_weight
 from tripwire.stats import Sample
 
@@ -35,7 +37,17 @@ class ClassifierConfusion(Rule):
     swapped or collapsed classes. SageMaker's Confusion used 0.9 / 0.1, which fires on nearly
     every real classifier.
 
-    Two things keep an early or small validation from firing. A class still being learned (its
+    Two things keep a model that is still learning from firing. The rule starts judging at the
+    first validation whose predictions depend on the true class (a G-test of independence of the
+    whole matrix, beyond ``z`` standard deviations; see :func:`dependence_z`): before that the model has learned nothing yet
+    (everything predicted as one class, or at random) and that is ``underfit``'s business, not a
+    confusion between two classes. And a validation whose ``val_loss`` is a new best by more than
+    ``delta`` (relative) is progress: every streak starts over, so a class is judged on the
+    validations after the model stopped improving. Measured: a ViT on 4 classes predicts one
+    class for 150 steps, then swings classes between validations (a class at 2-9% recall, mostly
+    predicted as a neighbour) while its validation loss falls 1.39 -> 0.61.
+
+    Two more things keep an early or small validation from firing. A class still being learned (its
     recall rose by more than ``z`` standard errors since it began failing) is not judged failing,
     and its streak starts over; and a share counts only when it lies beyond its limit by ``z`` standard errors of a
     share of ``n_t`` samples at that limit (``sqrt(limit * (1 - limit) / n_t)``): with 30 samples
@@ -48,8 +60,10 @@ class ClassifierConfusion(Rule):
         min_samples: validation samples a class needs before it is judged. Defaults to 30.
         patience: epochs of validations in a row a class must fail before firing (a validation
             counts for the epochs trained since the previous one, at most 1). Defaults to 2.
-        z: standard errors a share must lie beyond its limit, and a rise of recall that counts as
-            learning. Defaults to 2.
+        z: standard errors a share must lie beyond its limit, a rise of recall that counts as
+            learning, and the distance from independent predictions that counts as separating classes. Defaults to 2.
+        delta: relative improvement of ``val_loss`` over its best that counts as still learning.
+            Defaults to 0.01.
 
     Example:
         >>> from tripwire.stats import Sample
@@ -59,6 +73,10 @@ class ClassifierConfusion(Rule):
         [('0', False), ('1', False), ('2', False)]
         >>> [(v.subject, v.fired) for v in rule.check(Sample(200, stats={"confusion": swapped}))]
         [('0', False), ('1', True), ('2', True)]
+        >>> at_chance = {"0,0": 50.0, "1,0": 50.0, "2,0": 50.0}  # everything predicted as class 0
+        >>> fresh = ClassifierConfusion("classifier_confusion")
+        >>> [[v.fired for v in fresh.check(Sample(s, stats={"confusion": at_chance}))] for s in (100, 200)]
+        [[], []]
     """
 
     kind = "classifier_confusion"
@@ -81,13 +99,17 @@ class ClassifierConfusion(Rule):
                                                    "since the previous one, at most 1 (0.5 each when validating "
                                                    "twice per epoch)")
         z: float = Field(2.0, ge=0, description="standard errors a share must lie beyond its limit (validation "
-                                                "noise), and a rise of recall that counts as still learning")
+                                                "noise), a rise of recall that counts as still learning, "
+                                                "and the distance from class-independent predictions that counts "
+                                                "as separating classes")
+        delta: float = Field(0.01, ge=0, description="relative improvement of val_loss over its best that counts "
+                                                     "as still learning (every streak starts over)")
 
     def initial_state(self) -> dict[str, Any]:
-        return {"failing": {}, "recall": {}}
+        return {"failing": {}, "recall": {}, "separating": False, "best_val": None}
 
     def needs(self) -> list[Need]:
-        return [Need("confusion"), EPOCHS_SINCE_VAL]
+        return [Need("confusion"), Need("val_loss"), EPOCHS_SINCE_VAL]
 
     def check(self, sample: Sample) -> list[Verdict]:
         series = sample.series("confusion")
@@ -95,6 +117,14 @@ class ClassifierConfusion(Rule):
             return []
         rows = _rows(series)
         p = self.params
+        improving = self._val_improved(sample)
+        if not self.state.get("separating"):
+            self.state["separating"] = dependence_z(rows) > p.z
+            if not self.state["separating"]:
+                return []
+        if improving:
+            self.state["failing"].clear()
+            self.state.setdefault("recall", {}).clear()
         weight = validation_weight(sample)
         out = []
         for t in sorted(rows, key=_class_order):
@@ -111,7 +141,7 @@ class ClassifierConfusion(Rule):
             unrecalled = p.min_diag - recall > p.z * _standard_error(p.min_diag, n)
             before = started.get(t)  # the recall when this class began failing
             learning = before is not None and recall - before > p.z * _standard_error((recall + before) / 2, n) * 2 ** 0.5
-            if not (confused or unrecalled) or learning:
+            if not (confused or unrecalled) or learning or improving:
                 failing.pop(t, None)
                 started.pop(t, None)
                 out.append(self.clear(t))
@@ -135,6 +165,54 @@ class ClassifierConfusion(Rule):
                            f"for class {t}",
                 recall=recall, confused_with=worst, confused_share=share, samples=n, row=dict(row)))
         return out
+
+
+    def _val_improved(self, sample: Sample) -> bool:
+        """Record the sample's ``val_loss``; True when it beats the best so far by ``delta``."""
+        val = finite_scalar(sample, "val_loss")
+        if val is None:
+            return False
+        best = self.state.get("best_val")
+        if best is None:
+            self.state["best_val"] = val
+            return False
+        if val < best - self.params.delta * abs(best):
+            self.state["best_val"] = val
+            return True
+        return False
+
+
+def dependence_z(rows: dict[str, dict[str, float]]) -> float:
+    """How far a confusion matrix is from predictions independent of the true class, in standard
+    deviations (the G-test of independence, Wilson-Hilferty's normal approximation of chi-square).
+
+    ``G = 2 sum c[t,p] ln(c[t,p] n / (n_t n_p))`` is chi-square with ``(rows-1)(cols-1)`` degrees
+    of freedom when the predictions ignore the true class. Unlike accuracy or Cohen's kappa it
+    does not care which class is predicted, only that the prediction carries information: two
+    swapped classes are far from independent although every one of them is wrong.
+
+    Example:
+        >>> dependence_z({"0": {"0": 50.0}, "1": {"0": 50.0}})  # everything predicted as class 0
+        0.0
+        >>> dependence_z({"0": {"1": 50.0}, "1": {"0": 50.0}}) > 8  # swapped: wrong, yet informative
+        True
+        >>> round(dependence_z({"0": {"0": 26.0, "1": 24.0}, "1": {"0": 24.0, "1": 26.0}}), 1)  # a coin
+        -0.5
+    """
+    n = sum(sum(row.values()) for row in rows.values())
+    predicted: dict[str, float] = {}
+    for row in rows.values():
+        for q, c in row.items():
+            predicted[q] = predicted.get(q, 0.0) + c
+    true_classes = sum(1 for row in rows.values() if sum(row.values()) > 0)
+    predicted_classes = sum(1 for c in predicted.values() if c > 0)
+    df = (true_classes - 1) * (predicted_classes - 1)
+    if n <= 0 or df <= 0:
+        return 0.0
+    g = 2 * sum(c * math.log(c * n / (sum(row.values()) * predicted[q]))
+                for row in rows.values() for q, c in row.items() if c > 0)
+    k = 2 / (9 * df)
+    return ((max(g, 0.0) / df) ** (1 / 3) - (1 - k)) / math.sqrt(k)
 
 
 def _standard_error(share: float, n: float) -> float:
