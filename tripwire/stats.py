@@ -98,6 +98,28 @@ CATALOGUE: dict[str, StatInfo] = {
 }
 
 
+#: Class counts (``label_count``) are skipped past this many classes.
+MAX_CLASSES = 1024
+
+
+def one_label_per_example(shape: tuple[int | None, ...], onehot: bool = False) -> bool:
+    """Whether labels of this shape give one class per example, the labels ``label_count`` counts.
+
+    Class ids ``(batch,)`` or ``(batch, 1)``, or one-hot rows ``(batch, classes)``, do. Labels with
+    a sequence or spatial axis, a language model's next-token ids ``(batch, tokens)`` or a
+    segmentation mask, label tokens or pixels: their frequencies follow the language or the
+    scene (a few tokens make most of any text) and are no class balance to fix.
+
+    Example:
+        >>> one_label_per_example((32,)), one_label_per_example((32, 1)), one_label_per_example((32, 10), onehot=True)
+        (True, True, True)
+        >>> one_label_per_example((8, 128)), one_label_per_example((8, 128, 50), onehot=True)
+        (False, False)
+    """
+    rank = len(shape) - (1 if onehot else 0)
+    return rank <= 1 or (rank == 2 and shape[-1] == 1 and not onehot)
+
+
 USER_PREFIX = "user/"  # series reported with tripwire.observe(name, value) are "user/<name>"
 
 _TREES = frozenset({"tree_depth", "feature_importance", "feature_chances"})

@@ -92,3 +92,49 @@ def test_host_stats_match_numpy_for_batches():
     assert [stats["label_count"][str(c)] for c in range(3)] == np.bincount(y).tolist()
     assert [stats["input_sum"][str(f)] for f in range(4)] == pytest.approx(x.sum(0))
     assert [stats["input_max"][str(f)] for f in range(4)] == pytest.approx(x.max(0))
+
+
+def test_next_token_labels_of_a_language_model_are_not_counted_as_classes():
+    # A causal LM's labels are the next token at every position, Zipf-distributed like any text:
+    # token frequencies are no class balance to fix (see tripwire.stats.one_label_per_example).
+    rng = np.random.default_rng(0)
+    vocab, length = 64, 12
+    weights = 1.0 / np.arange(1, vocab + 1)
+    text = rng.choice(vocab, size=(1024, length + 1), p=weights / weights.sum())
+    x, y = text[:, :-1], text[:, 1:]
+    model = keras.Sequential([keras.Input((length,), dtype="int32"), keras.layers.Embedding(vocab, 16),
+                              keras.layers.Dense(vocab)])
+    tw, rec, _ = fit(model, x, y, config=IMBALANCE, epochs=1,
+                     loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    assert label_spec(model) is not None and label_spec(model).classes == vocab  # a classifier head
+    assert not rec.with_key("label_count") and "class_imbalance" not in fired(tw)
+    per_example = text[:, 0]  # one label per row, as skewed: counted, and it fires
+    head = keras.Sequential([keras.Input((length,), dtype="int32"), keras.layers.Embedding(vocab, 16),
+                             keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(vocab)])
+    tw, _, _ = fit(head, x, per_example, config=IMBALANCE, epochs=1,
+                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    assert "class_imbalance" in fired(tw)
+
+
+NORMALIZED = {"rules": {"not_normalized": {"samples": 100}}}
+
+
+@pytest.mark.parametrize("front", ["rescaling", "normalization", "none"])
+def test_inputs_are_judged_as_the_first_learned_layer_sees_them(front):
+    # Raw pixels in [0, 255] are fine behind the model's own Rescaling(1/255) (the usual Keras image
+    # recipe) or an adapted Normalization layer; fed straight to a Conv2D they are not.
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(256, 8, 8, 3)).astype("float32")
+    y = rng.integers(0, 3, 256)
+    layers = {"rescaling": [keras.layers.Rescaling(1 / 255)], "none": [],
+              "normalization": [keras.layers.Normalization()]}[front]
+    if front == "normalization":
+        layers[0].adapt(x)
+    model = keras.Sequential([keras.Input((8, 8, 3)), *layers, keras.layers.Conv2D(4, 3, activation="relu"),
+                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3)])
+    for train_data in (None, (x, y)):  # measured in the train step, or on the host before training
+        tw, rec, _ = fit(model, x, y, config=NORMALIZED, epochs=1, batch_size=32,
+                         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                         callback_kwargs={"train_data": train_data})
+        assert rec.with_key("input_sum")  # measured, not skipped
+        assert ("not_normalized" in fired(tw)) == (front == "none"), (front, train_data is None)

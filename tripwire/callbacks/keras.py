@@ -170,7 +170,7 @@ class KerasTripwire(keras.callbacks.Callback):
                     first.add(key, values)
         if self.train_data is not None and self._wanted & _DATA_STATS:
             stats = guard.call("data statistics of train_data", keras_data.host_stats, self.train_data, self._spec,
-                               needs, fallback={})
+                               needs, model, fallback={})
             for key, values in stats.items():
                 first.add(key, values)
         if first.stats:

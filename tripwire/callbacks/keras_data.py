@@ -8,8 +8,10 @@ its predictions in ``compute_loss(x, y, y_pred)``, whatever fed ``fit`` (numpy a
 - classes: a single-output classifier compiled with a (sparse) categorical or binary
   cross-entropy loss; ``sparse`` labels are class ids, ``onehot`` labels are argmax-ed, a
   ``binary`` output (one unit) is split at 0.5 (0 for ``from_logits=True``) into classes 0/1;
-- features: float inputs per feature (last axis; channels for ``channels_first`` images);
-  integer inputs count tokens instead.
+- features: float inputs per feature (last axis; channels for ``channels_first`` images), as
+  the first learned layer sees them: the model's own leading ``Rescaling`` / ``Normalization``
+  layers are applied first (raw pixels in [0, 255] behind ``Rescaling(1/255)`` are scaled
+  data); integer inputs count tokens instead.
 
 Data that never passes through ``train_step`` (a custom training loop) can be handed to the
 callback instead; :func:`host_stats` and :func:`host_confusion` compute the same series with
@@ -35,7 +37,7 @@ from keras import ops
 
 from tripwire.callbacks import keras_math as km
 from tripwire.callbacks.keras_buffer import Layout, local_values, make_variable, reset, to_numpy
-from tripwire.stats import Need
+from tripwire.stats import MAX_CLASSES, Need, one_label_per_example
 
 log = logging.getLogger("tripwire")
 
@@ -43,7 +45,6 @@ INPUT_STATS = ("input_count", "input_sum", "input_sumsq", "input_min", "input_ma
 _INPUT_REDUCE = {"input_count": "sum", "input_sum": "sum", "input_sumsq": "sum", "input_min": "min",
                  "input_max": "max"}
 MAX_FEATURES = 4096  # per-feature input statistics are skipped for wider inputs
-MAX_CLASSES = 1024  # class counts are skipped past this many classes
 MAX_CONFUSION_CLASSES = 256
 
 
@@ -127,6 +128,7 @@ class DataStats:
         self.token_slots: dict[int, int] = {}
         self.token_total = None
         specs = _input_specs(model)
+        self.preprocess = {j: leading_preprocessing(model, j) for j in range(len(specs))}
         many = len(specs) > 1
         wants_inputs = [s for s in INPUT_STATS if s in stats]
         for j, (shape, dtype) in enumerate(specs):
@@ -155,12 +157,13 @@ class DataStats:
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         xs = keras.tree.flatten(x)
         values: dict[int, object] = {}
-        if self.labels is not None and y is not None and not isinstance(y, (dict, list, tuple)):
+        if (self.labels is not None and y is not None and not isinstance(y, (dict, list, tuple))
+                and one_label_per_example(tuple(y.shape), onehot=self.spec.kind == "onehot")):
             values[self.labels] = km.counts(km.class_ids(y, self.spec.kind, self.spec.threshold), self.spec.classes)
         for j, axis, slots in self.inputs:
             if j >= len(xs):
                 continue
-            stats = dict(zip(INPUT_STATS, km.feature_stats(xs[j], axis)))
+            stats = dict(zip(INPUT_STATS, km.feature_stats(preprocessed(xs[j], self.preprocess.get(j, ())), axis)))
             for stat, slot in slots.items():
                 values[slot] = stats[stat]
         ints = [xs[j] for j in self.token_inputs if j < len(xs)]
@@ -170,6 +173,41 @@ class DataStats:
             if self.token_total is not None:
                 values[self.token_total] = ops.sum(ops.stack([ops.sum(ops.ones_like(v, "float32")) for v in ints]))
         return values
+
+
+#: Layers that only rescale their input, elementwise: statistics are taken after them.
+PREPROCESSING = (keras.layers.Rescaling, keras.layers.Normalization)
+
+
+def leading_preprocessing(model, j: int) -> list:  # noqa: ANN001
+    """The chain of :data:`PREPROCESSING` layers that input ``j`` alone passes through first.
+
+    A ``Sequential([Input, Rescaling(1/255), Conv2D, ...])`` gives ``[Rescaling]``; an input that
+    goes straight to a learned layer, or to several layers, gives ``[]``.
+    """
+    try:
+        tensor = keras.tree.flatten(model.inputs)[j]
+        chain = []
+        while True:
+            users = [(layer, node) for layer in model.layers for node in getattr(layer, "_inbound_nodes", ())
+                     if any(t is tensor for t in keras.tree.flatten(node.input_tensors))]
+            if len(users) != 1 or not isinstance(users[0][0], PREPROCESSING):
+                return chain
+            layer, node = users[0]
+            outputs = keras.tree.flatten(node.output_tensors)
+            chain.append(layer)
+            if len(outputs) != 1:
+                return chain
+            tensor = outputs[0]
+    except (AttributeError, IndexError, TypeError, ValueError):
+        return []
+
+
+def preprocessed(x, layers) -> object:  # noqa: ANN001
+    """``x`` through ``layers`` (see :func:`leading_preprocessing`)."""
+    for layer in layers:
+        x = layer(x)
+    return x
 
 
 def _input_specs(model) -> list[tuple[tuple, str]]:  # noqa: ANN001
@@ -233,8 +271,9 @@ def _ids(y: np.ndarray, kind: str, threshold: float) -> np.ndarray:
     return y.reshape(-1).astype(np.int64)
 
 
-def host_stats(data, spec: LabelSpec | None, needs: Iterable[Need]) -> dict[str, dict[str | None, float]]:  # noqa: ANN001
-    """Label counts and input statistics of explicitly given training data."""
+def host_stats(data, spec: LabelSpec | None, needs: Iterable[Need], model=None) -> dict[str, dict[str | None, float]]:  # noqa: ANN001
+    """Label counts and input statistics of explicitly given training data (inputs after the
+    ``model``'s leading preprocessing layers, when a model is given)."""
     stats = {n.stat for n in needs}
     tokens = sorted({int(n.option("token", 0)) for n in needs if n.stat == "token_count"})
     out: dict[str, dict[str | None, float]] = {}
@@ -246,11 +285,16 @@ def host_stats(data, spec: LabelSpec | None, needs: Iterable[Need]) -> dict[str,
                                                      "max": max(old, value)}[how]
 
     for x, y in batches(data):
-        if "label_count" in stats and spec is not None and y is not None:
+        if ("label_count" in stats and spec is not None and y is not None
+                and one_label_per_example(np.shape(y), onehot=spec.kind == "onehot")):
             found = np.bincount(np.clip(_ids(_np(y), spec.kind, spec.threshold), 0, None), minlength=spec.classes)
             for c in range(spec.classes):
                 add("label_count", str(c), float(found[c]))
-        xs = [_np(v) for v in keras.tree.flatten(x)]
+        xs = keras.tree.flatten(x)
+        if model is not None:
+            xs = [preprocessed(v, leading_preprocessing(model, j)) if np.issubdtype(_np(v).dtype, np.floating) else v
+                  for j, v in enumerate(xs)]
+        xs = [_np(v) for v in xs]
         for j, v in enumerate(xs):
             prefix = f"{j}:" if len(xs) > 1 else ""
             if np.issubdtype(v.dtype, np.integer):

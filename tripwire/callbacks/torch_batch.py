@@ -30,7 +30,7 @@ from tripwire.callbacks.torch_packing import Piece, Series
 from tripwire.callbacks.torch_parts import CONFUSION
 from tripwire.callbacks.torch_reductions import class_counts, feature_axis_size, feature_stats
 from tripwire.failopen import FailOpen
-from tripwire.stats import Need
+from tripwire.stats import MAX_CLASSES, Need, one_label_per_example
 
 log = logging.getLogger("tripwire")
 
@@ -38,7 +38,6 @@ INPUT_KEYS = ("input_ids", "x", "inputs", "input", "features", "image", "images"
 LABEL_KEYS = ("labels", "label", "y", "target", "targets")
 INPUT_STATS = ("input_count", "input_sum", "input_sumsq", "input_min", "input_max")
 MAX_FEATURES = 4096  # per-feature input statistics are skipped for wider inputs
-MAX_CLASSES = 1024  # class counts are skipped past this many classes (e.g. LM token labels)
 MAX_CONFUSION_CLASSES = 256
 #: input statistics reach the rules at flushes 1, 2, 4, ..., INPUT_GAP_MAX, then every INPUT_GAP_MAX-th:
 #: a wide input is thousands of per-feature values to unpack, judge and record on the host
@@ -159,7 +158,8 @@ class DataProbe:
             raise
 
     def _counts_labels(self, labels: torch.Tensor | None) -> bool:
-        return self.labels and labels is not None and _is_int(labels) and self.capacity <= MAX_CLASSES
+        return (self.labels and labels is not None and _is_int(labels) and self.capacity <= MAX_CLASSES
+                and one_label_per_example(tuple(labels.shape)))
 
     def _measures_inputs(self, inputs: torch.Tensor) -> bool:
         return bool(self.input_stats) and _is_float(inputs) and inputs_measured(self._flushes + 1)
