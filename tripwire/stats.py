@@ -98,6 +98,27 @@ CATALOGUE: dict[str, StatInfo] = {
 }
 
 
+def pooled_map(shape: tuple[int | None, ...], unit_axis: int) -> bool:
+    """Whether an activation of this shape is a globally pooled map, ``(batch, C, 1, 1)`` or
+    ``(batch, 1, 1, C)``: a squeeze-excitation gate's ReLU, whose units see one average per image.
+
+    Per-unit shares (dead, saturated) are not judged there: an average over a whole image hardly
+    changes between images, so about half of such units are off from initialization and stay
+    off in healthy MobileNetV3/EfficientNet training, and their output only scales channels
+    through the gate. A plain ``(batch, units)`` layer is no pooled map.
+
+    Example:
+        >>> pooled_map((8, 48, 1, 1), unit_axis=1), pooled_map((8, 1, 1, 48), unit_axis=-1)
+        (True, True)
+        >>> pooled_map((8, 48), unit_axis=-1), pooled_map((8, 48, 4, 4), unit_axis=1)
+        (False, False)
+    """
+    if len(shape) < 3:
+        return False
+    unit = unit_axis % len(shape)
+    return all(size == 1 for axis, size in enumerate(shape) if axis not in (0, unit))
+
+
 #: Class counts (``label_count``) are skipped past this many classes.
 MAX_CLASSES = 1024
 

@@ -44,7 +44,7 @@ from torch import nn
 from tripwire.callbacks.torch_parts import hook_part, probe_part
 from tripwire.callbacks.torch_reductions import active_share, extreme_share, reduce_dims
 from tripwire.failopen import FailOpen, try_each
-from tripwire.stats import Need
+from tripwire.stats import Need, pooled_map
 
 #: Module classes per family. "relu" units are dead when their output is not > 0 (ELU/SELU
 #: and LeakyReLU negative outputs count as inactive); GELU/SiLU are smooth and never "dead".
@@ -63,7 +63,8 @@ STAT_FAMILY: dict[str, str | None] = {
 }
 _DEFAULTS = {"inactive_below": 0.01, "level": 0.99, "share": 0.99}
 #: Per-unit shares ("active in < 1% of the samples") need samples: from a call with fewer (a
-#: batch of 1) a healthy unit that happened to be off looks dead, so such calls are not counted.
+#: batch of 1) a healthy unit that happened to be off looks dead, so such calls are not counted;
+#: nor are globally pooled maps (see :func:`tripwire.stats.pooled_map`).
 PER_UNIT_MIN_SAMPLES = 8
 _PER_UNIT = ("act_dead_frac", "act_tanh_sat_frac", "act_sigmoid_sat_frac")
 
@@ -155,7 +156,8 @@ class ActivationProbe:
         with torch.no_grad():
             y = output.detach()
             dims = reduce_dims(y)
-            samples = math.prod(y.shape[d] for d in dims)
+            unit_axis = next((d for d in range(y.dim()) if d not in dims), -1)
+            samples = 0 if pooled_map(tuple(y.shape), unit_axis) else math.prod(y.shape[d] for d in dims)
             one, zero = torch.ones((), device=y.device), torch.zeros((), device=y.device)
             values = []
             for fn, per_unit in fns:  # (sum, count) per statistic; shapes decide, no host sync
