@@ -110,3 +110,11 @@ def test_contract():
     assert set(Underfit.frameworks) == {"torch", "keras", "xgboost"}
     assert all(f.description for f in Underfit.Params.model_fields.values())
     assert Underfit("underfit").check(Sample(10, stats={"val_loss": {None: 1.0}})) == []
+
+
+def test_a_loss_pushed_far_above_its_start_is_not_underfit():
+    # a GAN generator's loss: 0.7 at the start, up to ~2 as the discriminator learns, then level
+    rule = Underfit("underfit")
+    assert fired_steps(rule, stream(lambda s: 0.7 + 1.3 * (1 - math.exp(-s / 100)), 2000)) == []
+    just_above = Underfit("underfit")  # a few % above the start (Adam's first steps): still stuck
+    assert fired_steps(just_above, stream(lambda s: 2.30 * 1.05, 800)) == [600, 800]

@@ -20,14 +20,18 @@ class Underfit(Rule):
     cut into consecutive windows of ``window`` steps; at the end of each window with mean ``m_k``:
 
         plateau = (m_{k-1} - m_k) / |m_{k-1}| < min_delta
-        high    = m_k > ratio * L0
+        high    = ratio * L0 < m_k <= L0 / ratio
 
     ``patience`` windows in a row that are both plateaued and high, ending at or after
     ``min_steps``, fire; any other window clears. A loss that never left its start (every
     window mean so far at least ``near_start`` x ``L0``: the model has learned nothing) is
     judged from ``early_steps`` on instead, a few hundred steps rather than ``min_steps``. A healthy run's loss falls well below its
     start; one that stalls near it is too small a model, too low a learning rate, or features
-    that carry no signal. Only the training loss is used.
+    that carry no signal. Only the training loss is used. A loss that settles far *above* its
+    start (past ``L0 / ratio``) is not underfitting: something pushes it up, an adversary (a
+    GAN's generator loss rises as its discriminator learns) or divergence (``nonfinite``,
+    ``exploding_gradient`` and ``loss_not_decreasing`` watch that), and more capacity or a higher
+    learning rate would be the wrong advice.
 
     Args:
         min_steps: no verdict for windows that end before this step. Defaults to 1000.
@@ -90,7 +94,8 @@ class Underfit(Rule):
         lowest = st["lowest"] = min(before, after, st.get("lowest") or after)
         first_verdict = min(p.early_steps, p.min_steps) if lowest >= p.near_start * initial else p.min_steps
         drop = relative_drop(before, after)
-        if drop >= p.min_delta or after <= p.ratio * initial:
+        risen = initial > 0 and after > initial / p.ratio  # pushed up: an adversary or divergence, not underfit
+        if drop >= p.min_delta or after <= p.ratio * initial or risen:
             st["misses"] = 0
             return [self.clear(None)] if sample.step >= first_verdict else []
         st["misses"] += 1
