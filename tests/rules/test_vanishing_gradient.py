@@ -31,7 +31,7 @@ def test_deep_sigmoid_mlp_fires_for_the_early_layers_after_patience():
     rule = VanishingGradient("vanishing_gradient")
     out = run(rule, sigmoid_mlp(rng))
     first = {s for step, s in out if step == 20}
-    assert {"net.0.weight", "net.2.weight", "net.4.weight"} <= first
+    assert {"net.0.weight", "net.2.weight"} <= first
     assert "net.18.weight" not in first and not any(step == 10 for step, _ in out)
 
 
@@ -40,15 +40,15 @@ def test_message_names_the_parameter_the_ratio_and_the_largest():
     verdicts = rule.check(grad_sample(30, {"net.0.weight": 1e-7, "net.18.weight": 0.5}, {"net.0.weight": 1e-6,
                                                                                          "net.18.weight": 1e-2}))
     (v,) = [v for v in verdicts if v.fired]
-    assert v.subject == "net.0.weight" and v.value == 2e-7 and v.threshold == 1e-5
+    assert v.subject == "net.0.weight" and v.value == 2e-7 and v.threshold == 1e-6
     assert "net.0.weight" in v.message and "net.18.weight" in v.message and "step 30" in v.message
     assert "ReLU" in v.suggestion
 
 
 def test_tiny_mean_gradient_fires_on_its_own():
     rule = VanishingGradient("v", VanishingGradient.Params(patience=1))
-    (v,) = rule.check(grad_sample(10, {"only.weight": 1e-4}, {"only.weight": 1e-9}))
-    assert v.fired and v.value == 1e-9 and v.threshold == 1e-7 and "mean |grad|" in v.message
+    (v,) = rule.check(grad_sample(10, {"only.weight": 1e-4}, {"only.weight": 1e-11}))
+    assert v.fired and v.value == 1e-11 and v.threshold == 1e-9 and "mean |grad|" in v.message
 
 
 def test_healthy_networks_with_per_layer_norms_spread_over_1e3_stay_silent():
@@ -93,7 +93,7 @@ def test_non_finite_values_are_ignored():
 
 def test_tiny_gradients_of_a_converged_model_stay_silent_but_not_of_a_stuck_one():
     norms = {"embed.weight": 1e-3, "head.weight": 2e-3}
-    healthy, tiny = {"embed.weight": 1e-4, "head.weight": 2e-4}, {"embed.weight": 5e-8, "head.weight": 8e-8}
+    healthy, tiny = {"embed.weight": 1e-4, "head.weight": 2e-4}, {"embed.weight": 5e-10, "head.weight": 8e-10}
 
     def fired(losses):
         rule = VanishingGradient("v")
@@ -120,6 +120,16 @@ def test_normalization_scales_and_shifts_are_vectors_by_shape_or_by_keras_name()
     assert [v.subject for v in rule.check(first)] == ["block.conv.weight"]
     later = Sample(10, stats={"grad_abs_mean": means, "grad_norm": norms})  # shapes come once
     assert [v.subject for v in rule.check(later)] == ["block.conv.weight"]
-    included = VanishingGradient("v", VanishingGradient.Params(patience=1, include_biases=True))
+    included = VanishingGradient("v", VanishingGradient.Params(patience=1, include_biases=True, threshold=1e-7))
     assert sorted(v.subject for v in included.check(first) if v.fired) == ["block.bn.weight",
                                                                          "proj/batch_normalization/beta"]
+
+
+def test_attention_query_and_key_weights_of_a_learning_transformer_stay_silent():
+    # the healthy BERT of the corpus, two samples in a row: query/key gradients ~8e-6 of the
+    # largest (the classifier head), mean |g| down to 7e-9, while the loss falls 0.69 -> 0.05
+    rule = VanishingGradient("v")
+    for step, q_norm, q_mean in [(90, 1.5e-6, 7e-9), (100, 5.5e-7, 8e-9), (110, 9e-6, 4e-8)]:
+        sample = grad_sample(step, {"bert.layer.1.attention.self.query.weight": q_norm, "classifier.weight": 0.15},
+                             {"bert.layer.1.attention.self.query.weight": q_mean, "classifier.weight": 1e-3})
+        assert not any(v.fired for v in rule.check(sample))
