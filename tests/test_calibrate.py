@@ -31,21 +31,21 @@ def row(rows, rule, limit):
 
 
 def test_a_lower_limit_gets_its_boundary_margin_and_a_proposal_on_the_lenient_side(tmp_path):
-    path = record(tmp_path, "healthy", gradients(1e-5))
+    path = record(tmp_path, "healthy", gradients(1e-7))
     r = row(calibrate([path], kinds=["vanishing_gradient"]), "vanishing_gradient", "threshold")
-    assert r.current == 1e-7
-    assert r.boundary == pytest.approx(1e-5, rel=1e-3)  # the smallest mean |grad| seen
+    assert r.current == 1e-9
+    assert r.boundary == pytest.approx(1e-7, rel=1e-3)  # the smallest mean |grad| seen
     assert r.margin == pytest.approx(100, rel=1e-3)
-    assert r.proposal(3.0) == pytest.approx(1e-5 / 3, rel=1e-3)
+    assert r.proposal(3.0) == pytest.approx(1e-7 / 3, rel=1e-3)
     assert r.fired == {}
 
 
 def test_a_run_where_the_current_value_fires_is_named_with_its_step(tmp_path):
-    path = record(tmp_path, "tiny-grads", gradients(1e-9))
+    path = record(tmp_path, "tiny-grads", gradients(1e-11))
     r = row(calibrate([path], kinds=["vanishing_gradient"]), "vanishing_gradient", "threshold")
     assert r.fired == {"tiny-grads": 10}  # patience 2: the second sample
     assert r.margin < 1
-    assert r.boundary == pytest.approx(1e-9, rel=1e-3)
+    assert r.boundary == pytest.approx(1e-11, rel=1e-3)
 
 
 def test_several_runs_take_the_most_lenient_boundary(tmp_path):
@@ -95,7 +95,7 @@ def test_the_rules_configured_in_the_record_are_replayed_with_their_parameters(t
 
 
 def test_cli_prints_one_line_per_limit_and_fails_cleanly_on_a_bad_path(tmp_path, capsys):
-    path = record(tmp_path, "healthy", gradients(1e-5))
+    path = record(tmp_path, "healthy", gradients(1e-7))
     assert main(["calibrate", str(path.parent), "--rule", "vanishing_gradient"]) == 0
     out = capsys.readouterr().out
     lines = [line for line in out.splitlines() if line.startswith("vanishing_gradient")]
