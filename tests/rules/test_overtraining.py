@@ -128,3 +128,18 @@ def test_a_noisy_validation_loss_that_climbs_out_of_its_noise_still_fires():
            [0.5 + 0.08 * e + 0.05 * rng.standard_normal() for e in range(1, 15)]
     fired = [e for e, f in verdicts(Overtraining("overtraining"), epochs(falling, vals)) if f]
     assert fired and fired[0] >= 10
+
+
+def test_a_validation_that_beats_the_best_never_fires_although_the_level_lags():
+    # a slow starter: val_loss at chance for 5 validations while the training loss creeps down,
+    # then a sharp improvement; the median-of-3 level still sits above the best at that validation
+    rule = Overtraining("overtraining")
+    vals = [1.388, 1.433, 1.447, 1.412, 1.425, 1.146]
+    fired = []
+    for i, val in enumerate(vals):
+        step = 32 * (i + 1)
+        rule.check(Sample(step, stats={"loss": {None: 1.39 - 0.02 * i}}))
+        fired += [step for v in rule.check(Sample(step, stats={"val_loss": {None: val}})) if v.fired]
+    assert fired == []
+    rule.check(Sample(224, stats={"loss": {None: 1.2}}))
+    assert not any(v.fired for v in rule.check(Sample(224, stats={"val_loss": {None: 1.0}})))
