@@ -44,9 +44,10 @@ CATALOGUE: dict[str, StatInfo] = {
     "val_loss": StatInfo("mean", "run", "validation loss at the end of a validation run"),
     "epochs_since_val": StatInfo("same", "run", "epochs of training since the previous validation (or the start), "
                                                 "in the sample of a validation run: 0.5 when validating twice per "
-                                                "epoch; absent where it is 1 by construction (Keras validates at "
-                                                "epoch ends, XGBoost evaluates every round) or the epoch length is "
-                                                "unknown (an iterable dataset), which the rules read as 1"),
+                                                "epoch; for XGBoost the rounds since the previous sample times eta "
+                                                "(a round adds eta of a full-strength tree); absent where it is 1 "
+                                                "by construction (Keras validates at epoch ends) or the epoch "
+                                                "length is unknown (an iterable dataset), which the rules read as 1"),
     "loss_nonfinite": StatInfo("sum", "run", "training steps since the previous sample whose loss was NaN/Inf"),
     # gradients (taken unscaled, before clipping, once per optimizer step)
     "grad_norm": StatInfo("same", "parameter", "L2 norm of the gradient"),
@@ -144,7 +145,7 @@ def one_label_per_example(shape: tuple[int | None, ...], onehot: bool = False) -
 USER_PREFIX = "user/"  # series reported with tripwire.observe(name, value) are "user/<name>"
 
 _TREES = frozenset({"tree_depth", "feature_importance", "feature_chances"})
-_VALIDATION = frozenset({"val_loss", "epochs_since_val"})  # epochs_since_val: absent there, which reads as 1
+_VALIDATION = frozenset({"val_loss", "epochs_since_val"})  # epochs_since_val: absent in Keras, which reads as 1
 
 #: What the callback of each framework collects (``user/<name>`` series: torch and keras only).
 COLLECTED: dict[str, frozenset[str]] = {

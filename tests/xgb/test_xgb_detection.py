@@ -133,3 +133,29 @@ def test_a_healthy_run_is_silent_with_the_default_rules(data, tmp_path):
     with Run(cb.record_path) as run:  # silent because healthy, not because nothing was measured
         assert {"loss", "val_loss", "tree_depth", "feature_importance", "label_count"} <= set(run.names())
         assert len(run.series("val_loss")[0]) == 12
+
+
+def breast_cancer_run(cb, eta, rounds, early_stopping=None):
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.model_selection import train_test_split
+
+    x, y = load_breast_cancer(return_X_y=True)
+    xt, xv, yt, yv = train_test_split(x, y, test_size=0.25, random_state=0, stratify=y)
+    params = {"objective": "binary:logistic", "eta": eta, "max_depth": 4, "subsample": 0.8, "colsample_bytree": 0.8,
+              "eval_metric": "logloss", "seed": 0, "nthread": 1}
+    return xgb.train(params, xgb.DMatrix(xt, yt), rounds, evals=[(xgb.DMatrix(xt, yt), "train"),
+                     (xgb.DMatrix(xv, yv), "validation")], early_stopping_rounds=early_stopping,
+                     verbose_eval=False, callbacks=[cb])
+
+
+def test_validation_patience_counts_boosting_rounds_times_eta():
+    # breast cancer at eta 0.05 with early stopping after 40 rounds, the usual recipe: the training
+    # loss heads for 0 (boosting) while val_loss flattens; patience measured in samples (50 rounds)
+    # fired before XGBoost's own early stopping, measured in rounds x eta (100 rounds) it does not
+    cb = XGBoostTripwire(None, log_dir=False)
+    bst = breast_cancer_run(cb, eta=0.05, rounds=600, early_stopping=40)
+    assert bst.num_boosted_rounds() < 600  # early stopping ended it
+    assert not {"overfit", "overtraining"} & set(kinds(cb)), [str(f) for f in cb.findings]
+    fast = XGBoostTripwire(None, log_dir=False)  # the same trees at eta 0.5 without early stopping
+    breast_cancer_run(fast, eta=0.5, rounds=300)
+    assert "overtraining" in kinds(fast)

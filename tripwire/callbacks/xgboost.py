@@ -59,7 +59,7 @@ from xgboost.callback import TrainingCallback
 
 from tripwire.callbacks.xgboost_evals import EvalReader
 from tripwire.callbacks.xgboost_labels import count_labels
-from tripwire.callbacks.xgboost_trees import TreeTracker, booster_kind
+from tripwire.callbacks.xgboost_trees import TreeTracker, booster_kind, learning_rate
 from tripwire.config import FROM_CONFIG, Config
 from tripwire.errors import ConfigError, RuleTriggered
 from tripwire.failopen import FailOpen
@@ -96,6 +96,7 @@ class _Session:
     sampled: int = -1
     evals_log: dict = field(default_factory=dict)
     labels_sent: bool = False
+    eta: float | None = None
 
 
 def _count(guard: FailOpen, labels: Any) -> dict[str, float] | None:
@@ -198,7 +199,8 @@ class XGBoostTripwire(TrainingCallback):
         reader = EvalReader(train_set=self.train_set, val_set=self.val_set, metric=self.metric,
                             maximize=self.maximize)
         self.findings, self.stopped_by, self.record_path, self.switched_off = [], None, None, {}
-        self._session = _Session(monitor, needs, reader, tracker, sampled=model.num_boosted_rounds() - 1)
+        self._session = _Session(monitor, needs, reader, tracker, sampled=model.num_boosted_rounds() - 1,
+                                 eta=learning_rate(model) if "epochs_since_val" in needs else None)
         return model
 
     def after_iteration(self, model: Any, epoch: int, evals_log: dict) -> bool:
@@ -262,7 +264,7 @@ class XGBoostTripwire(TrainingCallback):
 
     def _sample(self, model: Any, s: _Session) -> Sample:
         sample = Sample(step=s.round, epoch=None)
-        s.sampled = s.round
+        rounds, s.sampled = s.round - s.sampled, s.round
         if s.tracker is not None:
             trees = self._trees(model, s)
             self._add(sample, s, "tree_depth", trees.get("depth"))
@@ -272,6 +274,9 @@ class XGBoostTripwire(TrainingCallback):
             train, val = s.monitor.guard.call(LOSSES, s.reader.losses, s.evals_log, fallback=(None, None))
             self._add(sample, s, "loss", train)
             self._add(sample, s, "val_loss", val)
+            if val is not None and s.eta is not None:
+                # a round adds eta of a full-strength tree: the training a validation stands for
+                self._add(sample, s, "epochs_since_val", min(rounds * s.eta, 1.0))
         if self.label_counts and not s.labels_sent:
             s.labels_sent = True
             self._add(sample, s, "label_count", dict(self.label_counts))

@@ -77,6 +77,18 @@ def candidate_share(model: Any) -> float:
         return 1.0
 
 
+def learning_rate(model: Any) -> float | None:
+    """The booster's ``eta`` (shrinkage per round), or None when the config has none (gblinear, cv)."""
+    import json
+
+    try:
+        booster = json.loads(model.save_config())["learner"]["gradient_booster"]
+        params = booster.get("tree_train_param") or booster["gbtree"]["tree_train_param"]
+        return float(params["eta"])
+    except Exception:  # noqa: BLE001 - gblinear and cv boosters have no tree parameters
+        return None
+
+
 def feature_list(model: Any) -> list[str]:
     """Feature names as ``get_score`` spells them: the data's names, else ``f0``, ``f1``, ..."""
     names = getattr(model, "feature_names", None)

@@ -10,9 +10,12 @@ the training it stands for,
 and the rule fires once the streak reaches ``patience``; any validation that clears resets it.
 ``epochs_since_val`` is the fraction of an epoch trained since the previous validation (see
 :data:`tripwire.stats.CATALOGUE`): 0.5 with two validations per epoch, 1 with one. The cap at 1
-keeps today's meaning where validation is rarer (every N epochs, or Keras/XGBoost, which do not
-send it): one validation, one unit of patience. A validation with no training since the
-previous one adds nothing: judging the same model again is no new evidence.
+keeps today's meaning where validation is rarer (every N epochs, or Keras, which does not send
+it): one validation, one unit of patience. A validation with no training since the previous one
+adds nothing: judging the same model again is no new evidence. Boosted trees have no epochs;
+XGBoost sends the rounds since the previous sample times ``eta``, each round adding ``eta`` of a
+full-strength tree: at eta 0.05 and a sample every 10 rounds, patience 5 is 100 rounds, about
+what ``early_stopping_rounds`` users pick at that rate, and at the default eta 0.3 it is 50.
 
 Example:
     >>> from tripwire.stats import Sample
