@@ -39,9 +39,8 @@ def _iris(make_callback: Callable[..., Any], *, epochs: int, dead_bias: bool = F
     train = np.setdiff1d(np.arange(len(y)), val)
     scaler = StandardScaler().fit(x[train])
     x = scaler.transform(x).astype("float32")
-    hidden = keras.layers.Dense(32, activation="relu", name="hidden")
-    model = keras.Sequential([keras.Input((4,)), hidden, keras.layers.Dense(32, activation="relu"),
-                              keras.layers.Dense(3, activation="softmax")])
+    hidden = keras.layers.Dense(8, activation="relu", name="hidden")
+    model = keras.Sequential([keras.Input((4,)), hidden, keras.layers.Dense(3, activation="softmax")])
     if dead_bias:  # a bias of -20 before the first ReLU (an init gone wrong)
         kernel, bias = hidden.get_weights()
         hidden.set_weights([kernel, np.full_like(bias, -20.0)])
@@ -57,7 +56,7 @@ CORPUS.twin(LSTM, "lr_1e-9", "learning rate 1e-9", ["small_updates"], lambda mc:
 
 IRIS = CORPUS.healthy(
     "keras/iris_mlp", "keras",
-    "MLP 4-32-32-3 (ReLU) on iris (scikit-learn's copy), standardized, 135 training rows and a 15-row validation set "
+    "MLP 4-8-3 (ReLU) on iris (scikit-learn's copy), standardized, 135 training rows and a 15-row validation set "
     "(5 per class); Adam 1e-2, batch 16; 60 epochs of 9 steps",
     lambda mc: _iris(mc, epochs=60))
 CORPUS.twin(IRIS, "dead_bias", "the first hidden layer's bias set to -20", ["dead_relu"],

@@ -63,7 +63,8 @@ RESNET = CORPUS.healthy(
     "lightning/resnet", "lightning",
     "HF ResNet, 4 basic-block stages with BatchNorm; SGD 0.05 momentum, weight decay 5e-4, cosine; 400 steps",
     lambda mc: _train(mc, resnet, steps=400, lr=0.05, optimizer="sgd", weight_decay=5e-4))
-CORPUS.twin(RESNET, "lr_x100", "learning rate x100 (5.0)", ["exploding_gradient", "nonfinite"],
+CORPUS.twin(RESNET, "lr_x100", "learning rate x100 (5.0); a BatchNorm ReLU net dies rather than explodes (its "
+            "weights grow, the effective step shrinks, the ReLUs go dark)", ["exploding_gradient", "nonfinite", "dead_relu"],
             lambda mc: _train(mc, resnet, steps=400, lr=5.0, optimizer="sgd", weight_decay=5e-4))
 
 MOBILENET = CORPUS.healthy(
