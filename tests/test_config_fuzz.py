@@ -1,5 +1,6 @@
 """Hostile configs: whatever YAML text or dict comes in, only a located ConfigError escapes."""
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -77,3 +78,10 @@ def test_alias_bomb_is_refused_quickly():
         Config.load("\n".join(lines) + "\n")
     except ConfigError as exc:
         assert "more than" in exc.problem or "unknown key" in exc.problem
+
+
+def test_a_complex_mapping_key_is_a_located_error_not_a_crash():
+    check_only_located_config_errors("? ?\n")
+    check_only_located_config_errors("? [a, b]\n: 1\n")
+    with pytest.raises(ConfigError, match="unhashable key"):
+        Config.load("? [a, b]\n: 1\n")

@@ -196,6 +196,8 @@ def _parse_yaml(text: str, source: str) -> tuple[Any, dict[tuple, tuple[int, int
         inner = open_nodes + (id(n),)
         if isinstance(n, yaml.MappingNode):
             for k, v in n.value:
+                if not isinstance(k, yaml.ScalarNode):  # a complex key: safe_load below says what is wrong
+                    continue
                 key = k.value
                 marks[path + (key,)] = (k.start_mark.line + 1, k.start_mark.column + 1)
                 walk(v, path + (key,), inner)
