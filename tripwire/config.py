@@ -174,9 +174,9 @@ class Config(BaseModel):
     def user_actions(self) -> dict[str, Callable[..., Any]]:
         """The ``package.module:function`` actions of the enabled rules, each resolved to its callable.
 
-        :meth:`load` has already resolved them once (and located a failure in the file); this
-        checks a Config built by hand, or unpickled in another process, as the callbacks'
-        constructors do. The callbacks keep the result, so a finding imports nothing.
+        :meth:`load` has resolved them already (locating a failure in the file). The callbacks call
+        this when they are built, which also checks a Config made by hand or unpickled in another
+        process, and keep the result, so a finding imports nothing.
 
         Raises:
             ConfigError: a reference that does not import, names nothing, or is not callable.
