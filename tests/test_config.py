@@ -1,6 +1,8 @@
 """Config loading: the happy paths and every kind of located error."""
 
+import sys
 import textwrap
+import uuid
 
 import pytest
 
@@ -132,10 +134,86 @@ def test_missing_file():
         Config.load("does/not/exist.yaml")
 
 
-def test_custom_rule_reference_that_does_not_import():
+def user_module(tmp_path, monkeypatch, source):
+    """The name of a new importable module with ``source`` as its code."""
+    name = f"user_code_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(textwrap.dedent(source))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return name
+
+
+ACTION_FORM = "valid: alert, stop, raise, checkpoint, or 'package.module:function'"
+
+
+def action_error(tmp_path, ref):
+    """The ConfigError of a file whose nonfinite rule has the actions ``[alert, <ref>]``."""
+    path = write(tmp_path, f"""\
+        interval: 5
+        rules:
+          nonfinite:
+            actions: [alert, "{ref}"]
+        """)
     with pytest.raises(ConfigError) as err:
-        Config.load({"rules": {"mine": {"type": "no_such_pkg.rules:Mine"}}})
-    assert err.value.path == "rules.mine.type" and "cannot load rule" in str(err.value)
+        Config.load(path)
+    e = err.value
+    assert (e.source, e.line, e.path) == (str(path), 4, "rules.nonfinite.actions.1")
+    assert str(e).startswith(f"{path}:4:") and str(e).endswith(ACTION_FORM)
+    return e
+
+
+def test_action_whose_module_is_not_found(tmp_path):
+    e = action_error(tmp_path, "no_such_pkg.hooks:notify")
+    assert "cannot load action 'no_such_pkg.hooks:notify': module 'no_such_pkg.hooks' not found" in e.problem
+
+
+def test_action_whose_module_has_no_such_function_suggests_one(tmp_path):
+    e = action_error(tmp_path, "json:laods")
+    assert "module 'json' has no attribute 'laods' (did you mean 'loads'?)" in e.problem
+
+
+def test_action_that_is_not_callable(tmp_path):
+    assert "cannot load action 'math:pi': it is not callable (got 3.14159" in action_error(tmp_path, "math:pi").problem
+
+
+def test_action_that_is_not_of_the_form(tmp_path):
+    assert "'json:' is not of the form 'package.module:name'" in action_error(tmp_path, "json:").problem
+
+
+def test_action_whose_module_raises_on_import(tmp_path, monkeypatch):
+    name = user_module(tmp_path, monkeypatch, "raise RuntimeError('no GPU here')\n")
+    e = action_error(tmp_path, f"{name}:notify")
+    assert f"importing module '{name}' raised RuntimeError: no GPU here" in e.problem
+
+
+def test_action_whose_module_misses_a_dependency_is_not_reported_as_missing(tmp_path, monkeypatch):
+    name = user_module(tmp_path, monkeypatch, "import no_such_dependency\n")
+    e = action_error(tmp_path, f"{name}:notify")
+    assert f"importing module '{name}' raised ModuleNotFoundError: No module named 'no_such_dependency'" in e.problem
+
+
+def test_action_function_is_resolved_when_the_config_loads(tmp_path, monkeypatch):
+    name = user_module(tmp_path, monkeypatch, "def notify(finding):\n    pass\n")
+    cfg = Config.load({"rules": {"nonfinite": {"actions": ["alert", f"{name}:notify"]}}})
+    assert name in sys.modules and cfg.rules["nonfinite"].actions == ("alert", f"{name}:notify")
+    assert cfg.user_actions() == {f"{name}:notify": sys.modules[name].notify}
+
+
+RULE_FORM = "valid: 'package.module:ClassName' naming a subclass of tripwire.Rule, or a built-in rule type"
+
+
+@pytest.mark.parametrize("ref, problem", [
+    ("no_such_pkg.rules:Mine", "module 'no_such_pkg.rules' not found (No module named 'no_such_pkg')"),
+    ("tripwire.rules.nonfinite:Nonfinit", "module 'tripwire.rules.nonfinite' has no attribute 'Nonfinit' "
+                                          "(did you mean 'Nonfinite'?)"),
+    ("json:dumps", "'json:dumps' is not a subclass of tripwire.Rule (got a function)"),
+])
+def test_custom_rule_reference_that_does_not_resolve(tmp_path, ref, problem):
+    path = write(tmp_path, f"rules:\n  mine:\n    type: {ref}\n")
+    with pytest.raises(ConfigError) as err:
+        Config.load(path)
+    e = err.value
+    assert (e.source, e.line, e.path) == (str(path), 3, "rules.mine.type")
+    assert e.problem == f"cannot load rule '{ref}': {problem}; {RULE_FORM}"
 
 
 def test_rules_must_be_a_mapping():

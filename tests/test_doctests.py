@@ -9,7 +9,7 @@ import pytest
 import tripwire
 
 FRAMEWORK_PACKAGES = ("tripwire.callbacks", "tripwire.report", "tripwire.demo")
-FRAMEWORK_FREE_CALLBACK_MODULES = ("tripwire.callbacks.no_gradient",)
+FRAMEWORK_FREE_CALLBACK_MODULES = ("tripwire.callbacks.no_gradient", "tripwire.callbacks.missing_framework")
 
 
 def framework_free_modules():

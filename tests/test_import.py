@@ -1,17 +1,24 @@
 """`import tripwire` must import no ML framework; the core env must not even have one."""
 
 import importlib.util
+import json
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
 
 HEAVY = ("torch", "tensorflow", "keras", "xgboost", "lightning", "pytorch_lightning", "jax", "dask")
 
 
 def test_import_tripwire_loads_no_framework():
     code = ("import sys, tripwire, tripwire.rules, tripwire.cli; "
+            "tripwire.Config.load({'rules': {'nonfinite': {'actions': ['alert', 'json:dumps']}, "
+            "'mine': {'type': 'tripwire.rules.nonfinite:Nonfinite'}}}); "
             f"print(sorted(set(sys.modules) & set({HEAVY!r})))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
@@ -28,3 +35,54 @@ def test_lazy_callback_attribute_names_the_missing_framework_or_loads():
 
     with pytest.raises(AttributeError):
         tripwire.NoSuchThing  # noqa: B018
+
+
+# Imports each adapter with its framework refused by an import hook, so the test needs nothing
+# uninstalled and runs the same in the core env (where the frameworks are really missing).
+WITHOUT_FRAMEWORKS = """
+import importlib.abc, json, sys
+
+class Refuse(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("lightning", "pytorch_lightning", "keras", "xgboost"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, Refuse())
+errors = {}
+for statement in sys.argv[1:]:
+    try:
+        exec(statement, {})
+    except ImportError as exc:
+        errors[statement] = [type(exc).__name__, str(exc), exc.name]
+print(json.dumps(errors))
+"""
+
+MISSING = {
+    "from tripwire import LightningTripwire":
+        ('LightningTripwire needs PyTorch Lightning: pip install "tripwire[lightning]"', "lightning"),
+    "from tripwire.callbacks.pytorch_lightning import PLTripwire":
+        ('PLTripwire needs the pytorch_lightning package: pip install "tripwire[pytorch-lightning]"',
+         "pytorch_lightning"),
+    "from tripwire import KerasTripwire":
+        ('KerasTripwire needs Keras 3: pip install "tripwire[keras]", or "tripwire[keras-jax]" for the JAX backend',
+         "keras"),
+    "from tripwire import XGBoostTripwire": ('XGBoostTripwire needs XGBoost: pip install "tripwire[xgboost]"', "xgboost"),
+}
+
+
+def test_a_missing_framework_names_the_extra_that_installs_it():
+    out = subprocess.run([sys.executable, "-c", WITHOUT_FRAMEWORKS, *MISSING], capture_output=True, text=True,
+                         check=True)
+    errors = json.loads(out.stdout)
+    for statement, (advice, module) in MISSING.items():
+        assert errors[statement] == ["ModuleNotFoundError", f"{advice} (No module named '{module}')", module]
+
+
+def test_the_extras_named_exist_in_pyproject():
+    tomllib = pytest.importorskip("tomllib")
+    from tripwire.callbacks.missing_framework import INSTALL
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    named = {extra for _, install in INSTALL.values() for extra in re.findall(r"tripwire\[([\w-]+)\]", install)}
+    assert named and named <= set(extras), named - set(extras)

@@ -1,8 +1,13 @@
 """Monitor: decisions from actions, user callables, state round trip."""
 
 import json
+import sys
+import uuid
 
-from tripwire import Monitor, Sample
+import pytest
+
+from tripwire import Config, ConfigError, Monitor, Sample
+from tripwire.config import RuleSpec
 
 CALLS = []
 
@@ -50,6 +55,29 @@ def test_user_callable_runs_and_a_failing_one_is_contained(caplog):
     assert CALLS == ["nonfinite"]
     assert any("user action broke" in r.getMessage() for r in caplog.records)
     m.close()
+
+
+def test_user_action_is_imported_once_when_the_config_loads_and_kept(tmp_path, monkeypatch):
+    name = f"user_hooks_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text("SEEN = []\n\ndef notify(finding):\n    SEEN.append(finding.rule)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = Config.load({"rules": {"nonfinite": {"actions": [f"{name}:notify"]}}, "log_dir": None})
+    hooks = sys.modules[name]  # imported by the load, before any monitor exists
+    m = Monitor(config, framework="torch")
+    (tmp_path / f"{name}.py").unlink()
+    monkeypatch.delitem(sys.modules, name)  # importing it again at the finding would now fail
+    m.process(loss_nan(1))
+    assert hooks.SEEN == ["nonfinite"]
+    m.close()
+
+
+def test_hand_built_config_with_a_bad_action_fails_when_the_monitor_is_built():
+    config = Config(rules={"nan": RuleSpec(type="nonfinite", actions=("alert", "math:pi"))}, source="<built>")
+    with pytest.raises(ConfigError) as err:
+        Monitor(config, log_dir=False, framework="torch")
+    e = err.value
+    assert (e.source, e.path) == ("<built>", "rules.nan.actions.1")
+    assert "cannot load action 'math:pi': it is not callable" in e.problem
 
 
 def test_keyword_overrides():

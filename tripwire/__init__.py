@@ -1,6 +1,7 @@
 """tripwire: catch broken training runs while they happen.
 
-``import tripwire`` imports no ML framework; the callbacks load theirs on first use.
+``import tripwire`` imports no ML framework; the callbacks load theirs on first use, and when it
+is not installed the ``ImportError`` names the extra that installs it (``pip install "tripwire[xgboost]"``).
 
 Example:
     >>> import tripwire, sys

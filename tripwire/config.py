@@ -9,6 +9,17 @@ Example:
     ...
     tripwire.errors.ConfigError: <dict> at 'rules.dead_relus': unknown rule type 'dead_relus' (did you mean 'dead_relu'?); ...
 
+Your own code is named as ``'package.module:name'``: a rule type (``type: mypkg.rules:MyRule``)
+or an action (``actions: [mypkg.hooks:notify]``, called with each finding). Both are imported
+when the config loads, so a reference that does not resolve fails here, not at the first finding:
+
+    >>> Config.load({"rules": {"nonfinite": {"actions": ["alert", "json:laods"]}}})
+    Traceback (most recent call last):
+    ...
+    tripwire.errors.ConfigError: <dict> at 'rules.nonfinite.actions.1': cannot load action 'json:laods':
+    module 'json' has no attribute 'laods' (did you mean 'loads'?); valid: alert, stop, raise, checkpoint,
+    or 'package.module:function'
+
 Keyword arguments of the callbacks override the config; ``log_dir`` defaults to
 :data:`FROM_CONFIG` because its ``None`` means "no run record", as in YAML:
 
@@ -26,15 +37,17 @@ import enum
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tripwire.errors import ConfigError
+from tripwire.references import resolve
 from tripwire.registry import builtin_rules, rule_class, suggest
 
 ACTIONS = ("alert", "stop", "raise", "checkpoint")
+_VALID_ACTIONS = f"valid: {', '.join(ACTIONS)}, or 'package.module:function'"
 
 
 class FromConfig(enum.Enum):
@@ -157,6 +170,20 @@ class Config(BaseModel):
         if self.rules is None:
             return {k: RuleSpec(type=k) for k, c in builtin_rules().items() if c.in_default_set}
         return {k: v for k, v in self.rules.items() if v.enabled}
+
+    def user_actions(self) -> dict[str, Callable[..., Any]]:
+        """The ``package.module:function`` actions of the enabled rules, each resolved to its callable.
+
+        :meth:`load` has resolved them already (locating a failure in the file). The callbacks call
+        this when they are built, which also checks a Config made by hand or unpickled in another
+        process, and keep the result, so a finding imports nothing.
+
+        Raises:
+            ConfigError: a reference that does not import, names nothing, or is not callable.
+        """
+        ctx = _Ctx(self.source, {})
+        return {ref: _user_action(ref, ("rules", name, "actions", i), ctx)
+                for name, spec in self.rule_specs().items() for i, ref in enumerate(spec.actions or ()) if ":" in ref}
 
     def with_overrides(self, **changes: Any) -> Config:
         """Copy with top-level fields replaced (``None`` values are ignored), validated like the file's
@@ -292,6 +319,17 @@ def _from_data(data: Any, source: str, marks: dict) -> Config:
     return base.model_copy(update={"rules": rules, "source": source})
 
 
+def _user_action(ref: str, path: tuple, ctx: _Ctx) -> Callable[..., Any]:
+    """The callable that the action ``ref`` names, imported now (a ConfigError at ``path`` if none)."""
+    try:
+        fn = resolve(ref)
+    except (ValueError, ImportError, AttributeError) as exc:
+        raise ctx.error(path, f"cannot load action {ref!r}: {exc}; {_VALID_ACTIONS}") from None
+    if not callable(fn):
+        raise ctx.error(path, f"cannot load action {ref!r}: it is not callable (got {_show(fn)}); {_VALID_ACTIONS}")
+    return fn
+
+
 def _rule_spec(name: str, body: Any, ctx: _Ctx) -> RuleSpec:
     path = ("rules", name)
     if body is None:
@@ -307,8 +345,9 @@ def _rule_spec(name: str, body: Any, ctx: _Ctx) -> RuleSpec:
         cls = rule_class(kind)
     except KeyError as exc:
         raise ctx.error(path + (("type",) if "type" in body else ()), exc.args[0]) from None
-    except (ImportError, AttributeError, TypeError) as exc:
-        raise ctx.error(path + ("type",), f"cannot load rule '{kind}': {exc}") from None
+    except (ValueError, ImportError, AttributeError, TypeError) as exc:
+        raise ctx.error(path + ("type",), f"cannot load rule '{kind}': {exc}; valid: 'package.module:ClassName' "
+                                          "naming a subclass of tripwire.Rule, or a built-in rule type") from None
     actions = body.get("actions")
     if actions is not None:
         if isinstance(actions, str):
@@ -316,10 +355,11 @@ def _rule_spec(name: str, body: Any, ctx: _Ctx) -> RuleSpec:
         if not isinstance(actions, list):
             raise ctx.error(path + ("actions",), f"actions must be a list (got {_show(actions)})")
         for i, action in enumerate(actions):
-            if action not in ACTIONS and not (isinstance(action, str) and ":" in action):
+            if isinstance(action, str) and ":" in action:
+                _user_action(action, path + ("actions", i), ctx)
+            elif action not in ACTIONS:
                 raise ctx.error(path + ("actions", i),
-                                f"unknown action {_show(action)}{suggest(str(action), ACTIONS)}; valid: "
-                                f"{', '.join(ACTIONS)}, or 'package.module:function'")
+                                f"unknown action {_show(action)}{suggest(str(action), ACTIONS)}; {_VALID_ACTIONS}")
     severity = body.get("severity")
     if severity is not None and severity not in ("info", "warning", "error"):
         raise ctx.error(path + ("severity",), f"unknown severity {_show(severity)}; valid: info, warning, error")

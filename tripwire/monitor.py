@@ -17,7 +17,6 @@ Example:
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -58,6 +57,10 @@ class Monitor:
         framework: ``torch``, ``keras`` or ``xgboost``.
         is_main: whether this process alerts and writes the record (rank 0).
         run_name: name of the run record directory under ``log_dir``; defaults to a timestamp.
+
+    Raises:
+        ConfigError: an invalid config, or a ``package.module:function`` action that does not
+            resolve to a callable (actions are imported here, never at a finding).
     """
 
     def __init__(self, config: Any = None, *, stop_on: Iterable[str] = (), interval: int | None = None,
@@ -79,7 +82,8 @@ class Monitor:
         self.findings: list[Finding] = []
         self.stopped_by: Finding | None = None
         self.sampled_steps: set[int] = set()
-        self._callables: dict[str, Callable[[Finding], Any]] = {}
+        #: the ``package.module:function`` actions, resolved now: a finding imports nothing
+        self._callables: dict[str, Callable[[Finding], Any]] = self.config.user_actions()
         self._alerts = None
         self._record = None
         self._last_record_path: str | None = None
@@ -155,11 +159,7 @@ class Monitor:
 
     def _call(self, ref: str, finding: Finding) -> None:
         try:
-            fn = self._callables.get(ref)
-            if fn is None:
-                module, _, attr = ref.partition(":")
-                fn = self._callables[ref] = getattr(importlib.import_module(module), attr)
-            fn(finding)
+            self._callables[ref](finding)
         except Exception as exc:  # noqa: BLE001 - a user's action must not break training
             log.error("tripwire: action %s failed for %s: %s", ref, finding.rule, exc)
 

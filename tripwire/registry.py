@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import importlib
 
+from tripwire.references import resolve
 from tripwire.rule import Rule
 
 RULES: dict[str, type[Rule]] = {}
@@ -46,16 +47,17 @@ def rule_class(kind: str) -> type[Rule]:
 
     Raises:
         KeyError: unknown kind; the message lists the choices and a close match.
-        ImportError/AttributeError/TypeError: a ``module:Class`` that cannot be used.
+        ValueError/ImportError/AttributeError: a ``module:Class`` that does not resolve (see
+            :func:`tripwire.references.resolve`).
+        TypeError: a ``module:Class`` that is not a subclass of :class:`tripwire.Rule`.
     """
     builtin_rules()
     if kind in RULES:
         return RULES[kind]
     if ":" in kind:
-        module_name, _, attr = kind.partition(":")
-        cls = getattr(importlib.import_module(module_name), attr)
+        cls = resolve(kind)
         if not (isinstance(cls, type) and issubclass(cls, Rule)):
-            raise TypeError(f"{kind} is not a subclass of tripwire.Rule")
+            raise TypeError(f"{kind!r} is not a subclass of tripwire.Rule (got a {type(cls).__name__})")
         return cls
     raise KeyError(f"unknown rule type '{kind}'{suggest(kind, RULES)}; "
                    f"valid: {', '.join(sorted(RULES))}, or 'package.module:ClassName' for your own rule")

@@ -119,6 +119,26 @@ def test_misnamed_settings_fail_before_or_at_the_first_round():
     assert cb._session is None  # the monitor was closed on the way out
 
 
+NOTIFIED = []
+
+
+def notify(finding):
+    """A user action, referenced from the config as test_xgb_actions:notify."""
+    NOTIFIED.append((finding.rule, finding.step))
+
+
+def test_user_action_is_called_at_the_first_finding_and_a_misspelled_one_fails_at_construction():
+    NOTIFIED.clear()
+    cb = XGBoostTripwire({"rules": {"tree_depth": {"max_depth": 5, "actions": ["test_xgb_actions:notify"]}}},
+                         interval=5, log_dir=False)
+    xgb.train({}, dmatrix(), 10, callbacks=[Rounds({2: 8}), cb])
+    assert NOTIFIED == [("tree_depth", 4)] and [f.step for f in cb.findings] == [4]
+    with pytest.raises(ConfigError) as err:
+        XGBoostTripwire({"rules": {"tree_depth": {"actions": ["test_xgb_actions:notfy"]}}})
+    assert err.value.path == "rules.tree_depth.actions.0"
+    assert "module 'test_xgb_actions' has no attribute 'notfy' (did you mean 'notify'?)" in err.value.problem
+
+
 def test_cross_validation_reads_mean_losses(data):
     X, y = data(n=300, features=20, informative=5, noise=1.5)
     cb = XGBoostTripwire({"rules": {"overfit": {}, "tree_depth": {}}}, interval=5, log_dir=False)

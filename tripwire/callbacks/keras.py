@@ -24,7 +24,12 @@ import math
 from pathlib import Path
 from typing import Any
 
-import keras
+from tripwire.callbacks.missing_framework import missing_framework
+
+try:
+    import keras
+except ModuleNotFoundError as exc:
+    raise missing_framework("KerasTripwire", exc) from exc
 
 from tripwire.callbacks import keras_data, keras_optimizer
 from tripwire.callbacks.keras_buffer import to_numpy

@@ -16,7 +16,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import lightning.pytorch as pl
+from tripwire.callbacks.missing_framework import missing_framework
+
+try:
+    import lightning.pytorch as pl
+except ModuleNotFoundError as exc:
+    raise missing_framework("LightningTripwire", exc) from exc
 
 from tripwire.callbacks._lightning_impl import TripwireCallbackImpl
 

@@ -12,7 +12,12 @@ Example:
 
 from __future__ import annotations
 
-import pytorch_lightning as pl
+from tripwire.callbacks.missing_framework import missing_framework
+
+try:
+    import pytorch_lightning as pl
+except ModuleNotFoundError as exc:
+    raise missing_framework("PLTripwire", exc) from exc
 
 from tripwire.callbacks._lightning_impl import TripwireCallbackImpl
 

@@ -55,7 +55,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from xgboost.callback import TrainingCallback
+from tripwire.callbacks.missing_framework import missing_framework
+
+try:
+    from xgboost.callback import TrainingCallback
+except ModuleNotFoundError as exc:
+    raise missing_framework("XGBoostTripwire", exc) from exc
 
 from tripwire.callbacks.xgboost_evals import EvalReader
 from tripwire.callbacks.xgboost_labels import count_labels
