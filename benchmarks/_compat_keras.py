@@ -30,6 +30,7 @@ from typing import Any
 
 import keras
 import numpy as np
+
 from _compat_core import (
     Outcome,
     Run,
@@ -44,7 +45,6 @@ from _compat_core import (
     nudged,
     timed,
 )
-
 from tripwire import KerasTripwire
 from tripwire.callbacks.keras_activations import FAMILY_OF_FUNCTION, FAMILY_OF_LAYER
 

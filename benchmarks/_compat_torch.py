@@ -38,6 +38,9 @@ from typing import Any
 import lightning.pytorch as pl
 import numpy as np
 import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
 from _compat_core import (
     Outcome,
     Run,
@@ -50,9 +53,6 @@ from _compat_core import (
     missing_params,
     timed,
 )
-from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
-
 from tripwire import LightningTripwire
 from tripwire.callbacks.torch_activations import STAT_FAMILY, family_of
 

@@ -14,11 +14,11 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 keras = pytest.importorskip("keras")
 
-import fault_servers  # noqa: E402
-import numpy as np  # noqa: E402
-from figures import tally  # noqa: E402
+import numpy as np
 
-from tripwire import KerasTripwire, RuleError  # noqa: E402
+import fault_servers
+from figures import tally
+from tripwire import KerasTripwire, RuleError
 
 pytestmark = pytest.mark.keras
 

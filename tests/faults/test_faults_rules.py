@@ -16,11 +16,11 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("lightning")
 
-from figures import check, most, tally  # noqa: E402
-from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
-from lightning_kit import Task, blobs, loader, mlp, trainer, tripwire  # noqa: E402,I001
+from lightning.pytorch.callbacks import ModelCheckpoint
 
-from tripwire import ConfigError, RuleError  # noqa: E402
+from figures import check, most, tally
+from lightning_kit import Task, blobs, loader, mlp, trainer, tripwire
+from tripwire import ConfigError, RuleError
 
 pytestmark = pytest.mark.torch
 

@@ -205,6 +205,7 @@ def test_learning_rate_is_the_schedules_value_at_the_sampled_step():
 
 def test_parameter_dimensions_reach_the_rules_once_so_norm_shifts_are_vectors():
     import keras
+
     from tripwire import KerasTripwire
     from tripwire.stats import Sample
 

@@ -6,7 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from tripwire.callbacks import torch_reductions as R  # noqa: E402
+from tripwire.callbacks import torch_reductions as R
 
 pytestmark = pytest.mark.torch
 

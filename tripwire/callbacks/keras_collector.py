@@ -213,7 +213,7 @@ class Collector:
             try:
                 return function(*args, **kwargs)
             finally:
-                setattr(model, "train_step", wrapper)
+                model.train_step = wrapper
 
         return own
 

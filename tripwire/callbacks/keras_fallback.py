@@ -132,7 +132,7 @@ def _jax(instrumented: Callable, plain: Callable, on_failure: Callable[[Exceptio
             return instrumented(state, replay)
         except StopIteration:
             raise
-        except Exception as exc:  # noqa: BLE001 - reported through on_failure
+        except Exception as exc:
             on_failure(exc)
             if any(leaf.is_deleted() for leaf in jax.tree_util.tree_leaves(state) if hasattr(leaf, "is_deleted")):
                 raise  # a step of this call ran and consumed the state: nothing to go on from

@@ -27,7 +27,6 @@ from tripwire.report import plots
 from tripwire.report.evidence import panels_for
 from tripwire.report.html import Figure, Section, esc, figure_div, page, table
 
-
 MAX_TABLE_ROWS = 1000
 MAX_PER_RULE = 50
 

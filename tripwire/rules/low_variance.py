@@ -9,7 +9,15 @@ from pydantic import Field, model_validator
 from tripwire.registry import register
 from tripwire.rule import Limit, Need, Rule, Verdict
 from tripwire.rules._layers import (
-    TARGET_PREFIX, LayerParams, Target, advance, finite_items, is_vector, remember_ndims, skipped, steps,
+    TARGET_PREFIX,
+    LayerParams,
+    Target,
+    advance,
+    finite_items,
+    is_vector,
+    remember_ndims,
+    skipped,
+    steps,
 )
 from tripwire.stats import Sample
 
