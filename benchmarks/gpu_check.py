@@ -175,7 +175,7 @@ def collector_loop(workload, device: str, steps: int, interval: int, bf16: bool,
     col.attach(net)
     col.allocate(torch.device(device))
     autocast = torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16)
-    tripwire_only = lambda: strict_syncs(strict and cuda)  # noqa: E731
+    tripwire_only = lambda: strict_syncs(strict and cuda)
     counter = SyncCounter(cuda=cuda)
     samples = []
     try:

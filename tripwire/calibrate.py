@@ -178,7 +178,7 @@ def _boundary(first_fire: Any, limit: Limit, current: float | None) -> float | N
     """The strictest value of ``limit`` silent on one run, or None when even the strictest value
     tried is silent (no data, or a statistic that never moves)."""
     upper = limit.side == "upper"
-    silent = lambda v: first_fire(v) is None  # noqa: E731
+    silent = lambda v: first_fire(v) is None
     start = limit.off if current is None or not math.isfinite(float(current)) else float(current)
     if not silent(limit.off):
         return math.inf if upper else -math.inf  # fires even with this test switched off

@@ -25,7 +25,7 @@ def verdicts(rule, samples):
     return [(s.epoch, v.fired) for s in samples for v in rule.check(s)]
 
 
-falling = lambda s: 2.0 * np.exp(-s / 500)  # noqa: E731 - a training loss that keeps improving
+falling = lambda s: 2.0 * np.exp(-s / 500)
 
 
 def test_val_stalls_while_train_improves_fires_after_patience():
@@ -46,13 +46,13 @@ def test_message_names_best_and_current():
 def test_val_still_improving_stays_silent():
     rng = np.random.default_rng(0)
     vals = [1.2 * np.exp(-e / 8) * (1 + 0.02 * rng.standard_normal()) + 0.2 for e in range(30)]
-    noisy_train = lambda s: falling(s) * (1 + 0.2 * rng.standard_normal())  # noqa: E731
+    noisy_train = lambda s: falling(s) * (1 + 0.2 * rng.standard_normal())
     assert not any(fired for _, fired in verdicts(Overtraining("overtraining"), epochs(noisy_train, vals)))
 
 
 def test_both_plateaued_is_not_overtraining():
     vals = [1.0, 0.8, 0.7] + [0.7] * 10
-    flat_after = lambda s: max(falling(s), falling(200))  # noqa: E731 - train stops improving with val
+    flat_after = lambda s: max(falling(s), falling(200))
     out = verdicts(Overtraining("overtraining"), epochs(flat_after, vals))
     assert not any(fired for _, fired in out)
     assert out[-1] == (12, False)

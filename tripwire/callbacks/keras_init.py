@@ -27,7 +27,7 @@ from tripwire.callbacks.keras_buffer import to_numpy
 _KERNEL_LAYERS = ("Dense", "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose")
 
 
-def kernels(model) -> list:  # noqa: ANN001
+def kernels(model) -> list:
     """The kernel variables of the Dense and convolution layers of ``model``."""
     out = []
     for layer in walk(model):
@@ -59,7 +59,7 @@ def identical_share(rows: np.ndarray) -> float:
     return float(np.mean(np.all(np.abs(rows - mean) <= tol, axis=1)))
 
 
-def init_stats(model) -> dict[str, dict[str | None, float]]:  # noqa: ANN001
+def init_stats(model) -> dict[str, dict[str | None, float]]:
     """``init_weight_gain`` and ``init_identical_rows`` per kernel path (one host read per kernel)."""
     gains: dict[str | None, float] = {}
     same: dict[str | None, float] = {}
