@@ -27,4 +27,4 @@ def test_lazy_callback_attribute_names_the_missing_framework_or_loads():
     import tripwire
 
     with pytest.raises(AttributeError):
-        tripwire.NoSuchThing  # noqa: B018
+        tripwire.NoSuchThing  # noqa: B018 - the attribute access is what raises

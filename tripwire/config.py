@@ -7,7 +7,8 @@ Example:
     >>> Config.load({"rules": {"dead_relus": {}}})
     Traceback (most recent call last):
     ...
-    tripwire.errors.ConfigError: <dict> at 'rules.dead_relus': unknown rule type 'dead_relus' (did you mean 'dead_relu'?); ...
+    tripwire.errors.ConfigError: <dict> at 'rules.dead_relus': unknown rule type 'dead_relus'
+    (did you mean 'dead_relu'?); ...
 
 Keyword arguments of the callbacks override the config; ``log_dir`` defaults to
 :data:`FROM_CONFIG` because its ``None`` means "no run record", as in YAML:

@@ -122,7 +122,7 @@ def test_dead_channels_cost_the_training_loop_nothing(channels, caplog):
             assert fits[0]["warned"], "the first failed delivery is logged"
         lost = 0
         for r in fits:
-            [(channel, delivered, undelivered)] = r["summary"]  # one summary line per fit, with the count
+            [(_channel, delivered, undelivered)] = r["summary"]  # one summary line per fit, with the count
             lost = max(lost, r["alerts"] - int(delivered) - int(undelivered))
             assert int(undelivered) == r["alerts"] and int(delivered) == 0
         check(f"alerts.{name}.lost_unreported", lost)

@@ -51,7 +51,7 @@ def test_broken_user_rule_is_disabled_once_and_fit_goes_on(cls, tmp_path, caplog
 def test_strict_stops_with_an_error_naming_the_rule(tmp_path):
     cb = KerasTripwire({"interval": 2, "rules": {"broken": {"type": "user_rules:RaisesAfter", "after": 4}}},
                        log_dir=False, strict=True)
-    with pytest.raises(RuleError, match="'broken'.*ZeroDivisionError"):
+    with pytest.raises(RuleError, match=r"'broken'.*ZeroDivisionError"):
         fit(cb)
 
 

@@ -106,7 +106,7 @@ def test_stop_and_resume_equals_an_uninterrupted_run(tmp_path):
     with Run.latest(runs) as resumed, Run.latest(tmp_path / "whole") as reference:
         assert len(resumed.meta["resumed_at"]) == 1
         lost = 0
-        for name, (steps, values) in before.items():
+        for name, (steps, _values) in before.items():
             now_steps, _ = resumed.series(name)
             lost += len(set(steps.tolist()) - set(now_steps.tolist()))
         check("resume.rows_lost", lost)

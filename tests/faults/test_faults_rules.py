@@ -103,7 +103,7 @@ def test_xgboost_rule_that_raises(strict, caplog):
                          log_dir=False, strict=strict)
     params = {"objective": "binary:logistic", "max_depth": 2}
     if strict:
-        with pytest.raises(RuleError, match="'broken'.*ZeroDivisionError"):
+        with pytest.raises(RuleError, match=r"'broken'.*ZeroDivisionError"):
             xgb.train(params, data, 20, evals=[(data, "train")], callbacks=[cb], verbose_eval=False)
         return
     booster = xgb.train(params, data, 20, evals=[(data, "train")], callbacks=[cb], verbose_eval=False)

@@ -101,7 +101,7 @@ def test_limits_are_parameters():
 def test_std_range_must_be_ordered():
     with pytest.raises(ValueError, match="low < high"):
         NotNormalized.Params(std_range=(10.0, 1.0))
-    with pytest.raises(ConfigError, match="rules.not_normalized"):
+    with pytest.raises(ConfigError, match=r"rules\.not_normalized"):
         Config.load({"rules": {"not_normalized": {"std_range": [10, 1]}}})
     assert Config.load({"rules": {"not_normalized": {"std_range": [0.1, 5]}}}).rules["not_normalized"].params
 

@@ -80,7 +80,7 @@ def test_xgboost_rounds_carry_both_losses_in_one_sample():
         val = 0.5 if rnd < 10 else 0.5 + 0.001 * rnd
         out += [(rnd, v.fired) for v in rule.check(Sample(rnd, stats={"loss": {None: 0.9 ** rnd},
                                                                        "val_loss": {None: val}}))]
-    assert [r for r, fired in out if fired][0] == 5  # best at round 0; 0.5 is never 1% better
+    assert next(r for r, fired in out if fired) == 5  # best at round 0; 0.5 is never 1% better
     assert len([r for r, _ in out]) == 36
 
 

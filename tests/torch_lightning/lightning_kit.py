@@ -107,7 +107,7 @@ def tokens(n: int = 384, length: int = 12, vocab: int = 50, pad_share: float = 0
     ids = torch.randint(3, vocab, (n, length), generator=g)
     marker = (y + 1).unsqueeze(1).expand(n, length)
     ids = torch.where(torch.rand(n, length, generator=g) < 0.3, marker, ids)
-    pad = int(round(pad_share * length))
+    pad = round(pad_share * length)
     if pad:
         ids[:, length - pad:] = 0
     return ids, y

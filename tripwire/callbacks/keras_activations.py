@@ -238,7 +238,8 @@ class ActivationProbes:
         axis = self.sites[i].unit_axis
         values = {slot: _stat(need, ops.stop_gradient(y), axis) for need, slot in wanted}
         if i in self.samples:  # a pooled map reports no samples: its per-unit shares are not judged
-            values[self.samples[i]] = ops.zeros((), "float32") if pooled_map(tuple(y.shape), axis) else km.positions(y, axis)
+            values[self.samples[i]] = (ops.zeros((), "float32") if pooled_map(tuple(y.shape), axis)
+                                       else km.positions(y, axis))
         return values
 
     def drop_unmeasured(self, stats: dict[str, dict[str | None, float]]) -> None:

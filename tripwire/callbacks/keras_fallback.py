@@ -117,7 +117,7 @@ class _Replay:
     def __iter__(self) -> _Replay:
         return self
 
-    def __next__(self):  # noqa: ANN204
+    def __next__(self) -> object:
         item = next(self.iterator)
         self.taken.append(item)
         return item

@@ -63,7 +63,8 @@ def init_stats(model) -> dict[str, dict[str | None, float]]:
     """``init_weight_gain`` and ``init_identical_rows`` per kernel path (one host read per kernel)."""
     gains: dict[str | None, float] = {}
     same: dict[str | None, float] = {}
-    transposed = {id(getattr(layer, "kernel", None)) for layer in walk(model) if type(layer).__name__.endswith("Transpose")}
+    transposed = {id(getattr(layer, "kernel", None)) for layer in walk(model)
+                  if type(layer).__name__.endswith("Transpose")}
     for kernel in kernels(model):
         rows = unit_rows(to_numpy(kernel), id(kernel) in transposed)
         gains[kernel.path] = gain(rows)
