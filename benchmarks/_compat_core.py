@@ -125,7 +125,8 @@ def differs(plain: Run, other: Run, rtol: float = RTOL, atol: float = ATOL, nois
             return False
         return n is None or float(np.nanmax(np.abs(a - b))) > NOISE_FACTOR * float(np.nanmax(np.abs(a - n)))
 
-    pairs = [(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)) for a, b in zip(plain.losses, other.losses)]
+    pairs = [(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64))
+             for a, b in zip(plain.losses, other.losses)]
     ref = noise.losses if noise is not None and len(noise.losses) == len(plain.losses) else [None] * len(pairs)
     for i, ((a, b), n) in enumerate(zip(pairs, ref)):
         if beyond(a, b, None if n is None else np.asarray(n, dtype=np.float64)):
@@ -145,7 +146,8 @@ def differs(plain: Run, other: Run, rtol: float = RTOL, atol: float = ATOL, nois
 def _noted(a: Any, n: Any) -> str:
     if n is None:
         return ""
-    return f" (one ulp moved it by {float(np.nanmax(np.abs(np.asarray(a, np.float64) - np.asarray(n, np.float64)))):.3g})"
+    moved = float(np.nanmax(np.abs(np.asarray(a, np.float64) - np.asarray(n, np.float64))))
+    return f" (one ulp moved it by {moved:.3g})"
 
 
 def _noted_run(plain: Run, noise: Run, where: str) -> str:

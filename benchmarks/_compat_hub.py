@@ -17,8 +17,9 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from _compat_torch import Case
 from torch import nn
+
+from _compat_torch import Case
 
 TEXT = {"vocab_size": 50, "num_labels": 3, "pad_token_id": 0}
 #: transformers: (model class, config class, config arguments).

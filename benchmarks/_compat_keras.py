@@ -30,6 +30,7 @@ from typing import Any
 
 import keras
 import numpy as np
+
 from _compat_core import (
     Outcome,
     Run,
@@ -44,7 +45,6 @@ from _compat_core import (
     nudged,
     timed,
 )
-
 from tripwire import KerasTripwire
 from tripwire.callbacks.keras_activations import FAMILY_OF_FUNCTION, FAMILY_OF_LAYER
 
@@ -218,7 +218,7 @@ def application_cases() -> list[Case]:
     """The smallest model of every ``keras.applications`` family at its smallest input; a model
     of a family missing from :data:`APPLICATIONS` is listed so that it gets added."""
     out = []
-    for family, (name, size) in sorted(APPLICATIONS.items()):
+    for _family, (name, size) in sorted(APPLICATIONS.items()):
         if not hasattr(keras.applications, name):
             out.append(Case("application", name, na=f"not in Keras {keras.__version__}"))
         else:
@@ -302,7 +302,8 @@ def fit(case: Case, init: list | None, config: dict | None) -> tuple[Run, list]:
     if init is not None:
         model.set_weights(init)
     weights0 = model.get_weights()
-    model.compile(keras.optimizers.SGD(0.05, momentum=0.9), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(keras.optimizers.SGD(0.05, momentum=0.9),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     x, y = data(case.kind)
     losses = _Losses()
     callbacks: list = [losses]

@@ -38,6 +38,9 @@ from typing import Any
 import lightning.pytorch as pl
 import numpy as np
 import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
 from _compat_core import (
     Outcome,
     Run,
@@ -50,9 +53,6 @@ from _compat_core import (
     missing_params,
     timed,
 )
-from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
-
 from tripwire import LightningTripwire
 from tripwire.callbacks.torch_activations import STAT_FAMILY, family_of
 
@@ -76,7 +76,8 @@ ARGS: dict[str, Callable[[int], Any]] = {
 }
 _RNN = {"input_size": 8, "hidden_size": 4, "batch_first": True}
 EXTRA: dict[str, dict[str, Any]] = {
-    "InstanceNorm": {"affine": True}, "RNN": _RNN, "LSTM": _RNN, "GRU": _RNN, "MultiheadAttention": {"batch_first": True},
+    "InstanceNorm": {"affine": True}, "RNN": _RNN, "LSTM": _RNN, "GRU": _RNN,
+    "MultiheadAttention": {"batch_first": True},
     "TransformerEncoderLayer": {"batch_first": True, "dim_feedforward": 16},
     "TransformerDecoderLayer": {"batch_first": True, "dim_feedforward": 16},
     "Transformer": {"d_model": 8, "nhead": 2, "batch_first": True, "dim_feedforward": 16, "num_encoder_layers": 1,

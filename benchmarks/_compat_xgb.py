@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import xgboost as xgb
+
 from _compat_core import (
     Outcome,
     Run,
@@ -32,7 +33,6 @@ from _compat_core import (
     keep_samples,
     timed,
 )
-
 from tripwire import XGBoostTripwire
 
 ROUNDS, ROWS, FEATURES = 4, 96, 5

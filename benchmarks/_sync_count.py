@@ -107,7 +107,7 @@ class _HostReads(TorchFunctionMode):
         super().__init__()
         self.counter = counter
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+    def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         name = getattr(func, "__name__", "")
         if is_host_read(name, args, kwargs):
@@ -138,7 +138,7 @@ class SyncCounter:
         if kind == "tripwire":
             self.sites[(count, what, location)] += 1
 
-    def _on_warning(self, message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    def _on_warning(self, message, category, filename, lineno, file=None, line=None) -> None:
         if "synchronizing CUDA operation" in str(message):
             self._add("cuda", "sync", sys._getframe(1))
         else:

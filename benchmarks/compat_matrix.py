@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def progress(partial: list[Outcome], ran: list[str] = ran, start: float = start, suite: str = suite) -> None:
             save(args.json, ran, measured, {**suite_seconds, suite: round(time.perf_counter() - start)},
-                 outcomes + partial)
+                 outcomes + partial)  # noqa: B023 - the outcomes so far, when it is called
 
         outcomes += run_suite(suite, args.quick, args.cases, progress)
         suite_seconds[suite] = round(time.perf_counter() - start)

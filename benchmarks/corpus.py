@@ -73,7 +73,7 @@ def worker(name: str, result: Path, log_dir: Path) -> int:
     elif entry.framework == "keras":
         import keras  # noqa: F401 - imported before the clock starts
     else:
-        import xgboost  # noqa: F401
+        import xgboost  # noqa: F401 - imported before the clock starts
     outcome = run_entry(entry, log_dir)
     result.write_text(json.dumps(outcome.to_dict(), indent=1))
     return 0
@@ -174,7 +174,8 @@ def preamble(total: float, rerun: list[str], load: list[float] | None = None) ->
              f"{', '.join(f'`{n}`' for n in rerun)}.") if rerun else ""
     return ("# Healthy-run corpus: results\n\n"
             f"`python benchmarks/corpus.py` on the development machine ({os.cpu_count()} CPU cores shared with other "
-            f"jobs{load_text}; one thread per entry): {total / 60:.0f} min for the whole corpus.{again} Healthy runs use the default rules with `shadow: true` (the default rules' "
+            f"jobs{load_text}; one thread per entry): {total / 60:.0f} min for the whole corpus.{again} "
+            "Healthy runs use the default rules with `shadow: true` (the default rules' "
             "findings are what `config=None` gives; the margins come from `tripwire calibrate` on the run record); "
             "twins use `config=None`. Columns for a twin: the fault planted (and the rules expected), every default "
             "rule that fired with its first step, and whether an expected one fired.\n\n")

@@ -114,7 +114,7 @@ def full_fp32() -> Iterator[None]:
 
 
 # workloads for the correctness sections ------------------------------------------------------------------
-def check_workloads():  # noqa: ANN201 - dict of Workload
+def check_workloads():  # dict of Workload
     """Small models covering every hooked family: ReLU/Tanh/Sigmoid MLP on floats, a transformer on tokens."""
     from _lightning_workloads import Transformer, Workload, mlp, tokens, vectors
 
@@ -128,19 +128,18 @@ def check_workloads():  # noqa: ANN201 - dict of Workload
     }
 
 
-def every_rule_needs(interval: int):  # noqa: ANN201 - set[Need]
+def every_rule_needs(interval: int):  # set[Need]
     from _lightning_monitors import every_rule_config
-
     from tripwire.monitor import Monitor
 
     return Monitor(every_rule_config(interval), log_dir=False, framework="torch").needs()
 
 
-def capturing(cb):  # noqa: ANN001, ANN201 - a LightningTripwire that keeps every sample it evaluates
+def capturing(cb):  # a LightningTripwire that keeps every sample it evaluates
     cb.samples = []
     process = cb.monitor.process
 
-    def keep(sample):  # noqa: ANN001, ANN202
+    def keep(sample):
         cb.samples.append(sample)
         return process(sample)
 
@@ -149,7 +148,7 @@ def capturing(cb):  # noqa: ANN001, ANN201 - a LightningTripwire that keeps ever
 
 
 # 1 and 3a: the collector in a plain loop -------------------------------------------------------------
-def collector_loop(workload, device: str, steps: int, interval: int, bf16: bool, strict: bool,  # noqa: ANN001, ANN201
+def collector_loop(workload, device: str, steps: int, interval: int, bf16: bool, strict: bool,
                    seed: int = 0):
     """Train ``workload`` for ``steps`` SGD steps driving a TorchCollector with every rule's needs.
 
@@ -160,7 +159,6 @@ def collector_loop(workload, device: str, steps: int, interval: int, bf16: bool,
     a finished flush is allowed to wait.
     """
     from _sync_count import SyncCounter
-
     from tripwire.callbacks import torch_reductions
     from tripwire.callbacks.torch_collector import TorchCollector
 
@@ -177,7 +175,7 @@ def collector_loop(workload, device: str, steps: int, interval: int, bf16: bool,
     col.attach(net)
     col.allocate(torch.device(device))
     autocast = torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16)
-    tripwire_only = lambda: strict_syncs(strict and cuda)  # noqa: E731
+    tripwire_only = lambda: strict_syncs(strict and cuda)
     counter = SyncCounter(cuda=cuda)
     samples = []
     try:
@@ -233,7 +231,7 @@ def section_collector_syncs(device: str, steps: int) -> bool:
 
 
 # 2: a Lightning fit --------------------------------------------------------------------------------
-def lightning_fit(workload, device: str, precision: str, steps: int, callbacks: list,  # noqa: ANN001
+def lightning_fit(workload, device: str, precision: str, steps: int, callbacks: list,
                   val_batches: int = 0, lr: float = 0.05, seed: int = 0) -> None:
     from _lightning_workloads import Classifier, quiet, trainer
 
@@ -249,7 +247,6 @@ def lightning_fit(workload, device: str, precision: str, steps: int, callbacks: 
 def section_lightning_syncs(device: str, steps: int) -> bool:
     from _lightning_monitors import every_rule_config
     from _sync_count import SyncCounter
-
     from tripwire import LightningTripwire
 
     cuda = device == "cuda"
@@ -306,7 +303,7 @@ def tolerance(stat: str, ref: float, scale: float, bf16: bool) -> float:
     return 1e-5 * scale + 1e-3 * abs(ref)
 
 
-def merge(samples) -> dict[int, dict[str, dict]]:  # noqa: ANN001 - {step: {key: {subject: value}}}
+def merge(samples) -> dict[int, dict[str, dict]]:  # {step: {key: {subject: value}}}
     out: dict[int, dict[str, dict]] = {}
     for s in samples:
         for key, series in s.stats.items():
@@ -322,7 +319,7 @@ def confusion_rows(series: dict) -> dict:
     return rows
 
 
-def compare(ref_samples, got_samples, bf16: bool) -> tuple[bool, list[str]]:  # noqa: ANN001
+def compare(ref_samples, got_samples, bf16: bool) -> tuple[bool, list[str]]:
     """Every value of every step, per statistic the worst |got - ref| / tolerance; missing series fail."""
     ref, got = merge(ref_samples), merge(got_samples)
     worst: dict[str, tuple[float, str, int]] = {}
@@ -364,7 +361,6 @@ def compare(ref_samples, got_samples, bf16: bool) -> tuple[bool, list[str]]:  # 
 
 def section_stats(device: str, steps: int) -> bool:
     from _lightning_monitors import every_rule_config
-
     from tripwire import LightningTripwire
 
     ok = True

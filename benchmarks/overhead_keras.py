@@ -41,10 +41,10 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
 
-from tripwire import KerasTripwire  # noqa: E402
+from tripwire import KerasTripwire
 
 INTERVAL = 10  # the default config's
 
@@ -57,13 +57,13 @@ class StepTimer(keras.callbacks.Callback):
         self.warmup = warmup
         self.stamps: list[tuple[float, float]] = []
 
-    def on_train_begin(self, logs=None) -> None:  # noqa: ANN001
+    def on_train_begin(self, logs=None) -> None:
         self.stamps = []
 
-    def on_train_batch_begin(self, batch, logs=None) -> None:  # noqa: ANN001
+    def on_train_batch_begin(self, batch, logs=None) -> None:
         self.stamps.append((time.perf_counter(), time.process_time()))
 
-    def on_train_end(self, logs=None) -> None:  # noqa: ANN001
+    def on_train_end(self, logs=None) -> None:
         self.stamps.append((time.perf_counter(), time.process_time()))
 
     def steps(self, clock: int) -> np.ndarray:

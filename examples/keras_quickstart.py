@@ -16,10 +16,10 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
 
-from tripwire import KerasTripwire  # noqa: E402
+from tripwire import KerasTripwire
 
 CONFIG = Path(__file__).with_name("tripwire.yaml")
 

@@ -34,7 +34,7 @@ def test_lazy_callback_attribute_names_the_missing_framework_or_loads():
     import tripwire
 
     with pytest.raises(AttributeError):
-        tripwire.NoSuchThing  # noqa: B018
+        tripwire.NoSuchThing  # noqa: B018 - the attribute access is what raises
 
 
 # Imports each adapter with its framework refused by an import hook, so the test needs nothing
@@ -67,7 +67,8 @@ MISSING = {
     "from tripwire import KerasTripwire":
         ('KerasTripwire needs Keras 3: pip install "tripwire[keras]", or "tripwire[keras-jax]" for the JAX backend',
          "keras"),
-    "from tripwire import XGBoostTripwire": ('XGBoostTripwire needs XGBoost: pip install "tripwire[xgboost]"', "xgboost"),
+    "from tripwire import XGBoostTripwire":
+        ('XGBoostTripwire needs XGBoost: pip install "tripwire[xgboost]"', "xgboost"),
 }
 
 

@@ -95,7 +95,7 @@ def test_state_dict_is_plain_and_restores_findings():
     assert fresh.process(loss_nan(2)).findings == []   # still latched after resume
 
 
-def made_directories(where) -> list[str]:  # noqa: ANN001
+def made_directories(where) -> list[str]:
     return sorted(p.name for p in where.iterdir())
 
 

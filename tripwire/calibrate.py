@@ -127,7 +127,7 @@ def _rules(config: dict[str, Any]) -> list[tuple[str, type[Rule], dict[str, Any]
     for name, spec in specs.items():
         try:
             out.append((name, rule_class(spec.type), dict(spec.params)))
-        except Exception:  # noqa: BLE001 - a user rule that does not import here is left out
+        except Exception:  # noqa: BLE001, S112 - a user rule that does not import here is left out
             continue
     kinds = {cls.kind for _, cls, _ in out}
     out += [(kind, cls, {}) for kind, cls in builtin_rules().items() if kind not in kinds]
@@ -151,7 +151,7 @@ def _calibrate_limit(name: str, cls: type[Rule], params: dict[str, Any], limit: 
 
         def first_fire(value: float) -> int | None:
             rule = cls(name, base.model_copy(update={**others, limit.param: value}))
-            for sample in relevant:
+            for sample in relevant:  # noqa: B023 - called in this iteration only
                 if any(v.fired for v in rule.check(sample)):
                     return sample.step
             return None
@@ -178,7 +178,7 @@ def _boundary(first_fire: Any, limit: Limit, current: float | None) -> float | N
     """The strictest value of ``limit`` silent on one run, or None when even the strictest value
     tried is silent (no data, or a statistic that never moves)."""
     upper = limit.side == "upper"
-    silent = lambda v: first_fire(v) is None  # noqa: E731
+    silent = lambda v: first_fire(v) is None
     start = limit.off if current is None or not math.isfinite(float(current)) else float(current)
     if not silent(limit.off):
         return math.inf if upper else -math.inf  # fires even with this test switched off

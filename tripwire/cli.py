@@ -90,7 +90,8 @@ def rules_markdown(kinds: Sequence[str] = (), *, details: bool = True, link: str
     out = ["| rule | what it catches | default set | default actions | frameworks |", "|---|---|---|---|---|"]
     for r in rules:
         out.append(f"| [`{r['kind']}`]({link}#{r['kind']}) | {_cell(r['summary'])} | "
-                   f"{'yes' if r['default_set'] else 'no'} | {', '.join(r['actions'])} | {', '.join(r['frameworks'])} |")
+                   f"{'yes' if r['default_set'] else 'no'} | {', '.join(r['actions'])} | "
+                   f"{', '.join(r['frameworks'])} |")
     for r in rules if details else ():
         out += ["", f"### {r['kind']}", "", r["summary"], "",
                 f"Default set: {'yes' if r['default_set'] else 'no'}. Severity: {r['severity']}. "

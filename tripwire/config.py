@@ -7,7 +7,8 @@ Example:
     >>> Config.load({"rules": {"dead_relus": {}}})
     Traceback (most recent call last):
     ...
-    tripwire.errors.ConfigError: <dict> at 'rules.dead_relus': unknown rule type 'dead_relus' (did you mean 'dead_relu'?); ...
+    tripwire.errors.ConfigError: <dict> at 'rules.dead_relus': unknown rule type 'dead_relus'
+    (did you mean 'dead_relu'?); ...
 
 Your own code is named as ``'package.module:name'``: a rule type (``type: mypkg.rules:MyRule``)
 or an action (``actions: [mypkg.hooks:notify]``, called with each finding). Both are imported
@@ -36,8 +37,9 @@ from __future__ import annotations
 import enum
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError

@@ -41,7 +41,8 @@ HEALTHY: dict[tuple[str, str], str] = {
         "false alarm: the model's first layer is Rescaling(1/255); 0-255 pixels are what Keras' image pipeline "
         "hands over and the model scales them itself (the same happens with keras.applications models that "
         "include their preprocessing)",
-    ("keras/resnet_rescaling", "classifier_confusion"): _EARLY_CONFUSION + " (val loss 2.5 at step 32, 0.19 at the end)",
+    ("keras/resnet_rescaling", "classifier_confusion"):
+        _EARLY_CONFUSION + " (val loss 2.5 at step 32, 0.19 at the end)",
     ("keras/iris_mlp", "overfit"):
         "probably true: the 15-row validation loss climbs from 0.18 to 0.31 over the last 40 epochs while the "
         "training loss falls to 0.02; the open question is whether a 15-row estimate should alarm at all",

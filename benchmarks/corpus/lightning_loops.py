@@ -157,8 +157,8 @@ CORPUS.twin(SIGMOID, "deep_stack", "12 sigmoid hidden layers instead of 3, plain
 
 AUTOENCODER = CORPUS.healthy(
     "lightning/autoencoder", "lightning",
-    "conv autoencoder, 32-d tanh code, sigmoid output, BCE on [0,1] images (clipped: many pixels at 0 or 1); AdamW 2e-3; "
-    "400 steps",
+    "conv autoencoder, 32-d tanh code, sigmoid output, BCE on [0,1] images (clipped: many pixels at 0 or 1); "
+    "AdamW 2e-3; 400 steps",
     lambda mc: _autoencoder(mc, steps=400, lr=2e-3))
 CORPUS.twin(AUTOENCODER, "saturated_code", "the code layer's initial weights x30 (its tanh saturates)",
             ["tanh_saturation", "poor_initialization"], lambda mc: _autoencoder(mc, steps=400, lr=2e-3, gain=30.0))

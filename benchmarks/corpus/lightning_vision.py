@@ -48,7 +48,8 @@ def mobilenet_v2() -> Any:
     from transformers import MobileNetV2Config, MobileNetV2ForImageClassification
 
     return MobileNetV2ForImageClassification(MobileNetV2Config(num_channels=3, image_size=SIZE, depth_multiplier=0.35,
-                                                               output_stride=8, classifier_dropout_prob=0.0, num_labels=CLASSES))
+                                                               output_stride=8, classifier_dropout_prob=0.0,
+                                                               num_labels=CLASSES))
 
 
 def vit() -> Any:
@@ -64,7 +65,8 @@ RESNET = CORPUS.healthy(
     "HF ResNet, 4 basic-block stages with BatchNorm; SGD 0.05 momentum, weight decay 5e-4, cosine; 400 steps",
     lambda mc: _train(mc, resnet, steps=400, lr=0.05, optimizer="sgd", weight_decay=5e-4))
 CORPUS.twin(RESNET, "lr_x100", "learning rate x100 (5.0); a BatchNorm ReLU net dies rather than explodes (its "
-            "weights grow, the effective step shrinks, the ReLUs go dark)", ["exploding_gradient", "nonfinite", "dead_relu"],
+            "weights grow, the effective step shrinks, the ReLUs go dark)",
+            ["exploding_gradient", "nonfinite", "dead_relu"],
             lambda mc: _train(mc, resnet, steps=400, lr=5.0, optimizer="sgd", weight_decay=5e-4))
 
 MOBILENET = CORPUS.healthy(

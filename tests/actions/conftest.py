@@ -77,7 +77,7 @@ def hook_server() -> Iterator[HookServer]:
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        def do_POST(self) -> None:
             raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             with lock:
                 state.requests.append({"path": self.path, "headers": dict(self.headers), "body": raw,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import statistics
 import time
@@ -70,7 +71,7 @@ def test_backoff_doubles_between_retries(hook_server):
     assert wait_until(lambda: d.failed["webhook"] == 1, timeout_s=10)
     d.close(timeout_s=10)
     times = [r["time"] for r in hook_server.requests]
-    gaps = [b - a for a, b in zip(times, times[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert len(gaps) == 3
     for gap, expected in zip(gaps, (0.1, 0.2, 0.4)):
         assert expected * 0.9 <= gap < expected + 1.0, gaps
@@ -123,7 +124,7 @@ def test_send_never_blocks_on_a_hanging_server(hanging_server, caplog):
     d.send(finding)
     assert wait_until(lambda: len(hanging_server.accepted) == 1, timeout_s=2)
     durations = []
-    for step in range(100):
+    for _ in range(100):
         start = time.perf_counter()
         d.send(finding)
         durations.append(time.perf_counter() - start)

@@ -19,7 +19,7 @@ for path in (HERE, HERE.parent / "torch_lightning"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-import figures  # noqa: E402
+import figures
 
 
 @pytest.fixture(scope="module", autouse=True)

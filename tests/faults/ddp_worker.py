@@ -33,12 +33,12 @@ from datetime import timedelta
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [HERE, os.path.join(os.path.dirname(HERE), "torch_lightning")]
 
-import torch  # noqa: E402
-from lightning.pytorch.strategies import DDPStrategy  # noqa: E402
-from lightning_kit import Task, blobs, loader, mlp, trainer, tripwire  # noqa: E402
-from torch import nn  # noqa: E402
+import torch
+from lightning.pytorch.strategies import DDPStrategy
+from torch import nn
 
-import tripwire as tw  # noqa: E402
+import tripwire as tw
+from lightning_kit import Task, blobs, loader, mlp, trainer, tripwire
 
 INTERVAL = 4
 MAX_STEPS = 64
@@ -52,7 +52,7 @@ class Signalling(Task):
         super().__init__(net)
         self.cross, self.rank_id = cross, rank
 
-    def training_step(self, batch, batch_idx):  # noqa: ANN001, ANN201
+    def training_step(self, batch, batch_idx):
         tw.observe("signal", float(self.trainer.global_step >= self.cross))
         tw.observe("rank", float(self.rank_id))
         return super().training_step(batch, batch_idx)

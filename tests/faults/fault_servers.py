@@ -56,7 +56,7 @@ def _serve_hang() -> None:
 
 def _serve_500() -> None:
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        def do_POST(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length", 0)))
             self.send_response(500)
             self.send_header("Content-Length", "0")

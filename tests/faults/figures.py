@@ -271,7 +271,7 @@ Commands:
 | 6 | NaN/Inf inputs, batch size 1, no validation batches, integer inputs, no monitored activations, frozen backbone, no trainable parameters, bf16 parameters | `test_faults_odd.py` |
 | 7 | every rule enabled, a sample every step, RSS and record size along the run | `test_faults_long.py`, `long_run.py` |
 | 8 | a webhook URL with a token and an SMTP password in the environment, both channels failing; layers named with HTML/script | `test_faults_secrets.py` |
-"""
+"""  # noqa: E501 - a Markdown table row is one line
 
 COMPAT_NOTES = """
 Each case trains a tiny model for 3 steps (XGBoost: 4 rounds) without tripwire, with every
@@ -282,11 +282,12 @@ beyond `rtol=1e-4, atol=1e-6`; **missing**: a trainable parameter absent from th
 statistics, an activation (ReLU/tanh/sigmoid family) neither probed nor named in a warning, or
 (XGBoost) no loss / tree statistics; **findings**: the default rules reported something on the
 healthy model; **switched off**: a part of tripwire failed and its fail-open guard turned it
-off (training unchanged, the rules that need it get no values); **known**: a failure listed as pending a fix in tripwire (`KNOWN` in the case
-module), **fixed**: listed but passing now; **n/a**: the framework cannot train the case in such a
-model (the reason is given, or the plain fit failed by itself); **skipped**: a library is missing
-on the measuring machine. Every case: `python benchmarks/compat_matrix.py`
-(see `benchmarks/README.md`); a subset runs in CI (`tests/faults/test_compat_matrix.py`).
+off (training unchanged, the rules that need it get no values); **known**: a failure listed as
+pending a fix in tripwire (`KNOWN` in the case module), **fixed**: listed but passing now;
+**n/a**: the framework cannot train the case in such a model (the reason is given, or the plain
+fit failed by itself); **skipped**: a library is missing on the measuring machine. Every case:
+`python benchmarks/compat_matrix.py` (see `benchmarks/README.md`); a subset runs in CI
+(`tests/faults/test_compat_matrix.py`).
 """
 
 OUTRO = """

@@ -83,6 +83,7 @@ def memory_run(steps: int, prefix: str, points: int = 40) -> dict[str, float]:
     """Train ``steps`` steps with every rule at interval 1; the figures under ``prefix``."""
     import lightning.pytorch as pl
     import torch
+
     from lightning_kit import Task, blobs, loader, mlp, trainer, tripwire
 
     torch.set_num_threads(1)
@@ -90,7 +91,7 @@ def memory_run(steps: int, prefix: str, points: int = 40) -> dict[str, float]:
     marks: list[tuple[int, float, int]] = []  # (step, rss MiB, record bytes)
 
     class Probe(pl.Callback):
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
             step = trainer.global_step
             if step % every == 0 or step == steps:
                 record = cb.monitor._record
@@ -133,7 +134,7 @@ def memory_run(steps: int, prefix: str, points: int = 40) -> dict[str, float]:
 def ddp_runs(runs: int, prefix: str = "long.ddp") -> dict[str, float]:
     """``runs`` DDP runs of each stopping scenario (and 2 strict ones); their figures (problems on stderr)."""
     import figures
-    from test_faults_ddp import launch, judge
+    from test_faults_ddp import judge, launch
 
     counts = {"local_fault": runs, "split": runs, "strict": 2}
     with tempfile.TemporaryDirectory() as out:

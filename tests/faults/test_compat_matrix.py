@@ -20,8 +20,8 @@ BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))
 
-from _compat_core import Outcome, Run, apply_known, judge  # noqa: E402
-from _compat_known import KNOWN  # noqa: E402
+from _compat_core import Outcome, Run, apply_known, judge
+from _compat_known import KNOWN
 
 KERAS = ("LSTM", "GRU", "SimpleRNN", "Conv2D", "BatchNormalization", "MultiHeadAttention")
 TORCH = ("Linear", "Conv2d", "BatchNorm2d", "LSTM", "GRU", "LSTMCell", "Embedding", "EmbeddingBag",
@@ -102,12 +102,11 @@ def test_xgboost_objective_booster(name):
 def test_a_training_tripwire_changes_is_reported_changed(torch_cases, monkeypatch):
     """The matrix can fail: tripwire's batch hook nudging a weight is a changed training."""
     import _compat_torch
-
     from tripwire.callbacks._lightning_impl import TripwireCallbackImpl
 
     original = TripwireCallbackImpl.on_train_batch_end
 
-    def nudging(self, trainer, pl_module, *args, **kwargs):  # noqa: ANN001, ANN202
+    def nudging(self, trainer, pl_module, *args, **kwargs):
         with _compat_torch.torch.no_grad():
             pl_module.head.weight.mul_(1.01)
         return original(self, trainer, pl_module, *args, **kwargs)

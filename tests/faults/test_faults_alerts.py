@@ -27,10 +27,11 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("lightning")
 
-import fault_servers  # noqa: E402
-import lightning.pytorch as pl  # noqa: E402
-from figures import check  # noqa: E402
-from lightning_kit import Task, blobs, loader, mlp, trainer, tripwire  # noqa: E402,I001
+import lightning.pytorch as pl
+
+import fault_servers
+from figures import check
+from lightning_kit import Task, blobs, loader, mlp, trainer, tripwire
 
 pytestmark = pytest.mark.torch
 
@@ -45,14 +46,14 @@ class Clock(pl.Callback):
     """Times the training loop, and each alert's hand-over to the dispatcher on the training thread;
     watches the alert queues of a tripwire callback."""
 
-    def __init__(self, tw) -> None:  # noqa: ANN001
+    def __init__(self, tw) -> None:
         self.tw, self.max_queued, self.sends = tw, 0, []
 
-    def on_train_start(self, trainer, pl_module) -> None:  # noqa: ANN001
+    def on_train_start(self, trainer, pl_module) -> None:
         self.tw.monitor.open()  # idempotent: the dispatcher exists now, so its send can be timed
         send = self.tw.monitor._alerts.send
 
-        def timed(finding) -> None:  # noqa: ANN001
+        def timed(finding) -> None:
             started = time.perf_counter()
             send(finding)
             self.sends.append(time.perf_counter() - started)
@@ -60,12 +61,12 @@ class Clock(pl.Callback):
         self.tw.monitor._alerts.send = timed
         self.start = time.perf_counter()
 
-    def on_train_batch_end(self, *args) -> None:  # noqa: ANN002
+    def on_train_batch_end(self, *args) -> None:
         alerts = self.tw.monitor._alerts
         if alerts is not None:
             self.max_queued = max([self.max_queued, *alerts.pending.values()])
 
-    def on_train_end(self, trainer, pl_module) -> None:  # noqa: ANN001
+    def on_train_end(self, trainer, pl_module) -> None:
         self.loop_s = time.perf_counter() - self.start
 
 
@@ -121,7 +122,7 @@ def test_dead_channels_cost_the_training_loop_nothing(channels, caplog):
             assert fits[0]["warned"], "the first failed delivery is logged"
         lost = 0
         for r in fits:
-            [(channel, delivered, undelivered)] = r["summary"]  # one summary line per fit, with the count
+            [(_channel, delivered, undelivered)] = r["summary"]  # one summary line per fit, with the count
             lost = max(lost, r["alerts"] - int(delivered) - int(undelivered))
             assert int(undelivered) == r["alerts"] and int(delivered) == 0
         check(f"alerts.{name}.lost_unreported", lost)

@@ -39,7 +39,7 @@ kwargs = st.fixed_dictionaries({}, optional={
 SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-def only_located_config_errors(make, config, options) -> None:  # noqa: ANN001
+def only_located_config_errors(make, config, options) -> None:
     tally("configs.constructor_examples", 1)
     try:
         cb = make(config, **options)

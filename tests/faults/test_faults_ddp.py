@@ -21,7 +21,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("lightning")
 
-from figures import check, record, session_figures  # noqa: E402
+from figures import check, record, session_figures
 
 pytestmark = [pytest.mark.torch, pytest.mark.skipif(not torch.distributed.is_available(),
                                                     reason="torch.distributed is not available")]

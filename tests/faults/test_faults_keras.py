@@ -14,11 +14,11 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 keras = pytest.importorskip("keras")
 
-import fault_servers  # noqa: E402
-import numpy as np  # noqa: E402
-from figures import tally  # noqa: E402
+import numpy as np
 
-from tripwire import KerasTripwire, RuleError  # noqa: E402
+import fault_servers
+from figures import tally
+from tripwire import KerasTripwire, RuleError
 
 pytestmark = pytest.mark.keras
 
@@ -51,7 +51,7 @@ def test_broken_user_rule_is_disabled_once_and_fit_goes_on(cls, tmp_path, caplog
 def test_strict_stops_with_an_error_naming_the_rule(tmp_path):
     cb = KerasTripwire({"interval": 2, "rules": {"broken": {"type": "user_rules:RaisesAfter", "after": 4}}},
                        log_dir=False, strict=True)
-    with pytest.raises(RuleError, match="'broken'.*ZeroDivisionError"):
+    with pytest.raises(RuleError, match=r"'broken'.*ZeroDivisionError"):
         fit(cb)
 
 

@@ -17,7 +17,7 @@ import pytest
 pytest.importorskip("lightning")
 pytestmark = [pytest.mark.torch, pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="needs /proc")]
 
-from figures import FIGURES, check  # noqa: E402
+from figures import FIGURES, check
 
 SCRIPT = Path(__file__).with_name("long_run.py")
 STEPS = 3000

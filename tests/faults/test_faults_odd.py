@@ -11,10 +11,11 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("lightning")
 
-from figures import check, tally  # noqa: E402
-from lightning_kit import Task, blobs, fit, loader, mlp, tripwire  # noqa: E402,I001
-from torch import nn  # noqa: E402
-from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from figures import check, tally
+from lightning_kit import Task, blobs, fit, loader, mlp, tripwire
 
 pytestmark = pytest.mark.torch
 
@@ -47,7 +48,7 @@ def run(tmp_path, request):
     return go
 
 
-def rules(cb) -> list[tuple[str, int]]:  # noqa: ANN001
+def rules(cb) -> list[tuple[str, int]]:
     return [(f.rule, f.step) for f in cb.findings]
 
 
@@ -121,10 +122,10 @@ def test_fully_frozen_backbone(run, data):
 class NothingToTrain(Task):
     """Every parameter frozen and no optimizer (Lightning runs the loop without stepping)."""
 
-    def training_step(self, batch, batch_idx):  # noqa: ANN001, ANN201
+    def training_step(self, batch, batch_idx):
         return None
 
-    def configure_optimizers(self):  # noqa: ANN201
+    def configure_optimizers(self):
         return None
 
 

@@ -20,13 +20,13 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("lightning")
 
-import lightning.pytorch as pl  # noqa: E402
-from figures import check  # noqa: E402
-from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
-from lightning_kit import Task, blobs, loader, mlp, trainer, tripwire  # noqa: E402,I001
-from torch import nn  # noqa: E402
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import ModelCheckpoint
+from torch import nn
 
-from tripwire.record import Run  # noqa: E402
+from figures import check
+from lightning_kit import Task, blobs, loader, mlp, trainer, tripwire
+from tripwire.record import Run
 
 pytestmark = pytest.mark.torch
 
@@ -55,14 +55,14 @@ class Faulty(Task):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return super().forward(x) + 0.0 * self.unused(x[:, :4]).sum()
 
-    def configure_optimizers(self):  # noqa: ANN201
+    def configure_optimizers(self):
         head = list(self.net[-1].parameters())
         rest = [p for p in self.parameters() if all(p is not h for h in head)]
         return torch.optim.SGD([{"params": rest}, {"params": head, "lr": 1e-9}], lr=0.05, momentum=0.9)
 
 
 class Preempt(pl.Callback):
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:  # noqa: ANN001
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if trainer.global_step == CRASH_AT:
             raise RuntimeError("preempted")
 
@@ -73,7 +73,7 @@ def data():
     return loader(x, y, batch_size=16, shuffle=False)
 
 
-def keyed(findings) -> list[tuple]:  # noqa: ANN001
+def keyed(findings) -> list[tuple]:
     return [(f.rule, f.step, f.subject, f.message) for f in findings]
 
 
@@ -106,7 +106,7 @@ def test_stop_and_resume_equals_an_uninterrupted_run(tmp_path):
     with Run.latest(runs) as resumed, Run.latest(tmp_path / "whole") as reference:
         assert len(resumed.meta["resumed_at"]) == 1
         lost = 0
-        for name, (steps, values) in before.items():
+        for name, (steps, _values) in before.items():
             now_steps, _ = resumed.series(name)
             lost += len(set(steps.tolist()) - set(now_steps.tolist()))
         check("resume.rows_lost", lost)

@@ -16,11 +16,11 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("lightning")
 
-from figures import check, most, tally  # noqa: E402
-from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
-from lightning_kit import Task, blobs, loader, mlp, trainer, tripwire  # noqa: E402,I001
+from lightning.pytorch.callbacks import ModelCheckpoint
 
-from tripwire import ConfigError, RuleError  # noqa: E402
+from figures import check, most, tally
+from lightning_kit import Task, blobs, loader, mlp, trainer, tripwire
+from tripwire import ConfigError, RuleError
 
 pytestmark = pytest.mark.torch
 
@@ -103,7 +103,7 @@ def test_xgboost_rule_that_raises(strict, caplog):
                          log_dir=False, strict=strict)
     params = {"objective": "binary:logistic", "max_depth": 2}
     if strict:
-        with pytest.raises(RuleError, match="'broken'.*ZeroDivisionError"):
+        with pytest.raises(RuleError, match=r"'broken'.*ZeroDivisionError"):
             xgb.train(params, data, 20, evals=[(data, "train")], callbacks=[cb], verbose_eval=False)
         return
     booster = xgb.train(params, data, 20, evals=[(data, "train")], callbacks=[cb], verbose_eval=False)

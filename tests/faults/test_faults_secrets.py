@@ -20,14 +20,14 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("lightning")
 controller_mod = pytest.importorskip("aiosmtpd.controller")
 
-import fault_servers  # noqa: E402
-from aiosmtpd.smtp import AuthResult  # noqa: E402
-from figures import check  # noqa: E402
-from lightning.pytorch.loggers import CSVLogger  # noqa: E402
-from lightning_kit import Task, blobs, loader, trainer, tripwire  # noqa: E402,I001
-from torch import nn  # noqa: E402
+from aiosmtpd.smtp import AuthResult
+from lightning.pytorch.loggers import CSVLogger
+from torch import nn
 
-from tripwire.report import write_report  # noqa: E402
+import fault_servers
+from figures import check
+from lightning_kit import Task, blobs, loader, trainer, tripwire
+from tripwire.report import write_report
 
 pytestmark = pytest.mark.torch
 
@@ -51,13 +51,13 @@ class Hostile(nn.Module):
 
 
 class Mailbox:
-    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802, ANN001 - aiosmtpd's naming
+    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802 - aiosmtpd's naming
         return "250 OK"
 
 
 @pytest.fixture
 def smtp_requiring_login():
-    def refuse(server, session, envelope, mechanism, auth_data) -> AuthResult:  # noqa: ANN001
+    def refuse(server, session, envelope, mechanism, auth_data) -> AuthResult:
         return AuthResult(success=False, handled=False)
 
     port = fault_servers.refused_port()

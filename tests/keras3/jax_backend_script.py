@@ -10,18 +10,25 @@ import tempfile
 
 os.environ["KERAS_BACKEND"] = "jax"
 
-import jax  # noqa: E402
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import jax
+import keras
+import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from keras_kit import (  # noqa: E402
-    RECURRENT, classification, fired, fit, fit_with_failure, mlp, recurrent_data, stacked_recurrent_model, subjects,
+from keras_kit import (
+    RECURRENT,
+    classification,
+    fired,
+    fit,
+    fit_with_failure,
+    mlp,
+    recurrent_data,
+    stacked_recurrent_model,
+    subjects,
 )
-
-from tripwire.callbacks.keras_collector import Collector  # noqa: E402
-from tripwire.callbacks.keras_optimizer import TripwireApply  # noqa: E402
-from tripwire.callbacks.keras_params import ParamStats  # noqa: E402
+from tripwire.callbacks.keras_collector import Collector
+from tripwire.callbacks.keras_optimizer import TripwireApply
+from tripwire.callbacks.keras_params import ParamStats
 
 out = {"backend": keras.backend.backend()}
 x, y = classification()

@@ -157,7 +157,7 @@ class Recorder:
         self.samples: list[Sample] = []
         process = callback.monitor.process
 
-        def keep(sample: Sample):  # noqa: ANN202
+        def keep(sample: Sample):
             self.samples.append(sample)
             return process(sample)
 
@@ -171,10 +171,10 @@ class Recorder:
         return [s for s in self.samples if key in s.stats]
 
 
-def fit(model: keras.Model, x, y, *, config=None, interval: int = 2, epochs: int = 3, batch_size: int = 64,  # noqa: ANN001
-        optimizer=None, loss: str = "sparse_categorical_crossentropy", validation_data=None,  # noqa: ANN001
-        callback_kwargs: dict | None = None, compile_kwargs: dict | None = None, callbacks=(),  # noqa: ANN001
-        **fit_kwargs):  # noqa: ANN001
+def fit(model: keras.Model, x, y, *, config=None, interval: int = 2, epochs: int = 3, batch_size: int = 64,
+        optimizer=None, loss: str = "sparse_categorical_crossentropy", validation_data=None,
+        callback_kwargs: dict | None = None, compile_kwargs: dict | None = None, callbacks=(),
+        **fit_kwargs):
     """Compile (unless ``optimizer`` is False), fit with a `KerasTripwire` (after ``callbacks``); return
     (callback, recorder, history)."""
     if optimizer is not False:

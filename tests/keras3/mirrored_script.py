@@ -11,18 +11,17 @@ import sys
 os.environ["KERAS_BACKEND"] = "tensorflow"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import tensorflow as tf  # noqa: E402
+import tensorflow as tf
 
 tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU")[0],
                                            [tf.config.LogicalDeviceConfiguration()] * 2)
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from keras_kit import Recorder, classification, mlp  # noqa: E402
-
-from tripwire import KerasTripwire, RuleTriggered  # noqa: E402
+from keras_kit import Recorder, classification, mlp
+from tripwire import KerasTripwire, RuleTriggered
 
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 x, y = classification(n=1024)

@@ -8,8 +8,8 @@ import pytest
 pytestmark = pytest.mark.keras
 pytest.importorskip("keras")
 
-MODULES = ["keras", "keras_activations", "keras_buffer", "keras_collector", "keras_data", "keras_fallback", "keras_init",
-           "keras_jax", "keras_math", "keras_optimizer", "keras_params"]
+MODULES = ["keras", "keras_activations", "keras_buffer", "keras_collector", "keras_data", "keras_fallback",
+           "keras_init", "keras_jax", "keras_math", "keras_optimizer", "keras_params"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -167,8 +167,8 @@ def switched_off(caplog):
 
 @pytest.mark.parametrize("where, attribute, replacement, part, callback_kwargs, compile_kwargs, raised",
                          [p[1:] for p in POINTS], ids=[p[0] for p in POINTS])
-def test_a_failing_part_is_switched_off_and_training_is_unchanged(monkeypatch, caplog, tmp_path, reference_weights, where,
-                                                                  attribute, replacement, part, callback_kwargs,
+def test_a_failing_part_is_switched_off_and_training_is_unchanged(monkeypatch, caplog, tmp_path, reference_weights,
+                                                                  where, attribute, replacement, part, callback_kwargs,
                                                                   compile_kwargs, raised):
     monkeypatch.setattr(where, attribute, replacement(getattr(where, attribute)))
     tw = KerasTripwire(RULES, interval=1, log_dir=False, **callback_kwargs)

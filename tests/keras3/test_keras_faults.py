@@ -34,7 +34,7 @@ def test_huge_learning_rate_is_nonfinite_and_stops_training():
 def test_exploding_gradient_fires_before_the_loss_is_nan():
     x, y = classification()
     model = mlp(classes=1, head=None)
-    tw, rec, _ = fit(model, x, y * 1000.0, loss="mse", optimizer=keras.optimizers.SGD(2e-3),
+    tw, _rec, _ = fit(model, x, y * 1000.0, loss="mse", optimizer=keras.optimizers.SGD(2e-3),
                      config={"rules": {"exploding_gradient": {}}}, epochs=1)
     found = fired(tw)["exploding_gradient"][0]
     assert found.value > 1e4
@@ -53,7 +53,7 @@ def test_negative_bias_kills_relu_units():
 def test_negative_bias_kills_relu_units_at_a_small_batch():
     x, y = classification(n=512)
     model = mlp(bias_initializer=keras.initializers.Constant(-10.0))
-    tw, rec, _ = fit(model, x, y, config={"rules": {"dead_relu": {}}}, epochs=1, batch_size=8)
+    tw, _rec, _ = fit(model, x, y, config={"rules": {"dead_relu": {}}}, epochs=1, batch_size=8)
     assert fired(tw)["dead_relu"][0].subject.startswith("hidden0")
 
 
@@ -147,7 +147,7 @@ def test_padded_token_sequences_fire_token_ratio():
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((32,), dtype="int32"), keras.layers.Embedding(50, 8),
                               keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(2, activation="softmax")])
-    tw, rec, _ = fit(model, tokens, y, config={"rules": {"token_ratio": {}}}, epochs=1)
+    tw, _rec, _ = fit(model, tokens, y, config={"rules": {"token_ratio": {}}}, epochs=1)
     found = fired(tw)["token_ratio"][0]
     assert found.value == pytest.approx(0.75, abs=0.01)
 

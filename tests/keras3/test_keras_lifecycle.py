@@ -53,7 +53,7 @@ def test_a_later_fit_without_the_callback_runs_clean_functions():
     frozen = np.array(buffer.numpy())
     model.fit(x, y, epochs=1, verbose=0)
     np.testing.assert_array_equal(buffer.numpy(), frozen)  # nothing writes the statistics any more
-    tw2, rec, _ = fit(model, x, y, config=NAN, epochs=1, optimizer=False)  # and a new callback works again
+    _tw2, rec, _ = fit(model, x, y, config=NAN, epochs=1, optimizer=False)  # and a new callback works again
     assert rec.with_key("grad_nonfinite")
 
 
@@ -91,7 +91,7 @@ def test_checkpoint_action_saves_a_loadable_model(tmp_path):
 
 def test_steps_per_execution_still_samples():
     x, y = classification()
-    tw, rec, _ = fit(mlp(), x, y, config={"rules": {"vanishing_gradient": {}}}, interval=4, epochs=1,
+    _tw, rec, _ = fit(mlp(), x, y, config={"rules": {"vanishing_gradient": {}}}, interval=4, epochs=1,
                      compile_kwargs={"steps_per_execution": 8})
     steps = [s.step for s in rec.with_key("grad_norm")]
     assert steps and all(step % 4 == 0 for step in steps)

@@ -8,7 +8,7 @@ import logging
 import keras
 import pytest
 
-from keras_kit import classification, fit, fired, mlp
+from keras_kit import classification, fired, fit, mlp
 
 pytestmark = pytest.mark.keras
 pytest.importorskip("keras")
@@ -26,16 +26,16 @@ class SpareHead(keras.Model):
         self.head = keras.layers.Dense(3, activation="softmax", name="head")
         self.spare = keras.layers.Dense(2, name="spare")
 
-    def build(self, input_shape) -> None:  # noqa: ANN001
+    def build(self, input_shape) -> None:
         self.hidden.build(input_shape)
         self.head.build((None, 32))
         self.spare.build((None, 32))
 
-    def call(self, x):  # noqa: ANN001, ANN201
+    def call(self, x):
         return self.head(self.hidden(x))
 
 
-def warnings_about_no_gradient(caplog) -> list[str]:  # noqa: ANN001
+def warnings_about_no_gradient(caplog) -> list[str]:
     return [r.getMessage() for r in caplog.records if "got no gradient" in r.getMessage()]
 
 

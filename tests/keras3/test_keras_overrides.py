@@ -6,7 +6,6 @@ import keras
 import pytest
 
 from keras_kit import classification, mlp
-
 from tripwire import KerasTripwire
 
 pytestmark = pytest.mark.keras

@@ -38,7 +38,7 @@ def one_step(optimizer, *, micro_batches=1, policy=None):
         model.compile(optimizer, "sparse_categorical_crossentropy")
         model.build((None, 20))
         before = [w.copy() for w in model.get_weights()]
-        tw, rec, _ = fit(model, x, y, config=GRADS, interval=1, epochs=1, batch_size=256 // micro_batches,
+        _tw, rec, _ = fit(model, x, y, config=GRADS, interval=1, epochs=1, batch_size=256 // micro_batches,
                          optimizer=False, shuffle=False)
         after = model.get_weights()
         ref = reference_grads(model, before, x, y, micro_batches)
@@ -205,6 +205,7 @@ def test_learning_rate_is_the_schedules_value_at_the_sampled_step():
 
 def test_parameter_dimensions_reach_the_rules_once_so_norm_shifts_are_vectors():
     import keras
+
     from tripwire import KerasTripwire
     from tripwire.stats import Sample
 

@@ -10,18 +10,25 @@ import tempfile
 
 os.environ["KERAS_BACKEND"] = "torch"
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import keras
+import numpy as np
+import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from keras_kit import (  # noqa: E402
-    RECURRENT, classification, fired, fit, fit_with_failure, mlp, recurrent_data, stacked_recurrent_model, subjects,
+from keras_kit import (
+    RECURRENT,
+    classification,
+    fired,
+    fit,
+    fit_with_failure,
+    mlp,
+    recurrent_data,
+    stacked_recurrent_model,
+    subjects,
 )
-
-from tripwire.callbacks.keras_collector import Collector  # noqa: E402
-from tripwire.callbacks.keras_optimizer import TripwireApply  # noqa: E402
-from tripwire.callbacks.keras_params import ParamStats  # noqa: E402
+from tripwire.callbacks.keras_collector import Collector
+from tripwire.callbacks.keras_optimizer import TripwireApply
+from tripwire.callbacks.keras_params import ParamStats
 
 out = {"backend": keras.backend.backend()}
 x, y = classification()
@@ -58,7 +65,7 @@ tw, _, _ = fit(mlp(classes=2), xi, yi, config={"rules": {"class_imbalance": {}}}
 out["class_imbalance"] = "class_imbalance" in fired(tw)
 
 # 4. tripwire.observe works in eager torch steps (here from a loss function)
-import tripwire  # noqa: E402
+import tripwire
 
 
 def observed_loss(y_true, y_pred):

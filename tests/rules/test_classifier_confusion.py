@@ -116,7 +116,8 @@ def test_low_recall_with_spread_errors_fires_on_min_diag():
 def test_small_classes_are_not_judged():
     m = np.array([[100, 0, 0], [0, 0, 20], [0, 20, 0]])  # 1 and 2 swapped, but 20 < min_samples
     assert [v.subject for v in check(ClassifierConfusion("cc", ONE), m)] == ["0"]
-    assert [v.subject for v in check(ClassifierConfusion("cc", ClassifierConfusion.Params(min_samples=20, patience=1)), m)
+    assert [v.subject
+            for v in check(ClassifierConfusion("cc", ClassifierConfusion.Params(min_samples=20, patience=1)), m)
             if v.fired] == ["1", "2"]
 
 

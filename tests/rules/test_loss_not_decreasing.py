@@ -61,7 +61,7 @@ def test_slow_but_steady_decrease_stays_silent():
 
 def test_rise_during_warmup_is_ignored():
     rule = LossNotDecreasing("lnd", LossNotDecreasing.Params(warmup=600, patience=2))
-    curve = lambda s: 1.0 + s / 300 if s <= 600 else 3.0 * math.exp(-(s - 600) / 500)  # noqa: E731
+    curve = lambda s: 1.0 + s / 300 if s <= 600 else 3.0 * math.exp(-(s - 600) / 500)
     assert fired_steps(rule, stream(curve, 2000)) == []
     rule = LossNotDecreasing("lnd", LossNotDecreasing.Params(warmup=0, patience=2))
     assert fired_steps(rule, stream(curve, 2000)) == [600]  # the same stream without the warm-up

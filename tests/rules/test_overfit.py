@@ -27,8 +27,8 @@ def verdicts(rule, samples):
 
 def test_growing_gap_fires_at_the_third_validation_over_ratio():
     # train falls 1.0 -> ~0.15; val bottoms out at epoch 3 and climbs
-    train = lambda s: np.exp(-s / 400)  # noqa: E731
-    val = lambda e: [1.0, 0.9, 0.85, 0.84, 0.9, 1.0, 1.1, 1.2][e]  # noqa: E731
+    train = lambda s: np.exp(-s / 400)
+    val = lambda e: [1.0, 0.9, 0.85, 0.84, 0.9, 1.0, 1.1, 1.2][e]
     rule = Overfit("overfit")
     out = verdicts(rule, epochs(train, val, 8))
     # r per epoch (train = that epoch's mean): 0.14, 0.32, 0.60, 1.04, 1.80, ...: over 0.5 from epoch 2,
@@ -38,9 +38,9 @@ def test_growing_gap_fires_at_the_third_validation_over_ratio():
 
 def test_healthy_noisy_run_stays_silent():
     rng = np.random.default_rng(0)
-    curve = lambda s: 2.0 * np.exp(-s / 600) + 0.3  # noqa: E731
-    train = lambda s: curve(s) + 0.1 * rng.standard_normal()  # noqa: E731
-    val = lambda e: 1.15 * curve((e + 0.5) * 100) * (1 + 0.05 * rng.standard_normal())  # noqa: E731 - a 15% gap
+    curve = lambda s: 2.0 * np.exp(-s / 600) + 0.3
+    train = lambda s: curve(s) + 0.1 * rng.standard_normal()
+    val = lambda e: 1.15 * curve((e + 0.5) * 100) * (1 + 0.05 * rng.standard_normal())
     rule = Overfit("overfit")
     out = verdicts(rule, epochs(train, val, 30))
     assert len(out) == 30 and not any(fired for _, fired in out)
@@ -92,8 +92,8 @@ def test_val_before_any_train_loss_is_skipped():
 
 def test_state_round_trips_through_json():
     rng = np.random.default_rng(2)
-    train = lambda s: np.exp(-s / 300) * (1 + 0.2 * rng.standard_normal())  # noqa: E731
-    val = lambda e: 0.8 + 0.05 * e * (1 + 0.3 * rng.standard_normal())  # noqa: E731
+    train = lambda s: np.exp(-s / 300) * (1 + 0.2 * rng.standard_normal())
+    val = lambda e: 0.8 + 0.05 * e * (1 + 0.3 * rng.standard_normal())
     samples = epochs(train, val, 20)
     params = Overfit.Params(patience=2)
     ref = Overfit("overfit", params)
@@ -117,20 +117,20 @@ def test_contract():
 def test_near_zero_training_loss_on_easy_data_is_not_a_gap():
     # train starts at 1.4 and falls to ~0.009; val settles at ~0.05: a 5x ratio to train, but small
     # against the scale the loss started from (floor 0.1 x 1.4 = 0.14)
-    train = lambda s: 1.4 * np.exp(-s / 60) + 0.009  # noqa: E731
-    val = lambda e: 0.05  # noqa: E731
+    train = lambda s: 1.4 * np.exp(-s / 60) + 0.009
+    val = lambda e: 0.05
     assert not any(fired for _, fired in verdicts(Overfit("overfit"), epochs(train, val, 8)))
 
 
 def test_memorizing_fires_despite_the_floor():
-    train = lambda s: 1.4 * np.exp(-s / 60) + 0.001  # noqa: E731
-    val = lambda e: [1.2, 1.3, 1.6, 2.0, 2.4, 2.8, 3.2, 3.6][e]  # noqa: E731
+    train = lambda s: 1.4 * np.exp(-s / 60) + 0.001
+    val = lambda e: [1.2, 1.3, 1.6, 2.0, 2.4, 2.8, 3.2, 3.6][e]
     assert any(fired for _, fired in verdicts(Overfit("overfit"), epochs(train, val, 8)))
 
 
 def test_floor_zero_is_the_plain_relative_gap():
-    train = lambda s: 1.4 * np.exp(-s / 60) + 0.009  # noqa: E731
-    val = lambda e: 0.05  # noqa: E731
+    train = lambda s: 1.4 * np.exp(-s / 60) + 0.009
+    val = lambda e: 0.05
     rule = Overfit("overfit", Overfit.Params(floor=0.0))
     assert any(fired for _, fired in verdicts(rule, epochs(train, val, 8)))
 

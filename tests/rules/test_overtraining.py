@@ -25,7 +25,7 @@ def verdicts(rule, samples):
     return [(s.epoch, v.fired) for s in samples for v in rule.check(s)]
 
 
-falling = lambda s: 2.0 * np.exp(-s / 500)  # noqa: E731 - a training loss that keeps improving
+falling = lambda s: 2.0 * np.exp(-s / 500)
 
 
 def test_val_stalls_while_train_improves_fires_after_patience():
@@ -46,13 +46,13 @@ def test_message_names_best_and_current():
 def test_val_still_improving_stays_silent():
     rng = np.random.default_rng(0)
     vals = [1.2 * np.exp(-e / 8) * (1 + 0.02 * rng.standard_normal()) + 0.2 for e in range(30)]
-    noisy_train = lambda s: falling(s) * (1 + 0.2 * rng.standard_normal())  # noqa: E731
+    noisy_train = lambda s: falling(s) * (1 + 0.2 * rng.standard_normal())
     assert not any(fired for _, fired in verdicts(Overtraining("overtraining"), epochs(noisy_train, vals)))
 
 
 def test_both_plateaued_is_not_overtraining():
     vals = [1.0, 0.8, 0.7] + [0.7] * 10
-    flat_after = lambda s: max(falling(s), falling(200))  # noqa: E731 - train stops improving with val
+    flat_after = lambda s: max(falling(s), falling(200))
     out = verdicts(Overtraining("overtraining"), epochs(flat_after, vals))
     assert not any(fired for _, fired in out)
     assert out[-1] == (12, False)
@@ -80,7 +80,7 @@ def test_xgboost_rounds_carry_both_losses_in_one_sample():
         val = 0.5 if rnd < 10 else 0.5 + 0.001 * rnd
         out += [(rnd, v.fired) for v in rule.check(Sample(rnd, stats={"loss": {None: 0.9 ** rnd},
                                                                        "val_loss": {None: val}}))]
-    assert [r for r, fired in out if fired][0] == 5  # best at round 0; 0.5 is never 1% better
+    assert next(r for r, fired in out if fired) == 5  # best at round 0; 0.5 is never 1% better
     assert len([r for r, _ in out]) == 36
 
 

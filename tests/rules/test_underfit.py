@@ -44,7 +44,7 @@ def test_a_loss_that_left_its_start_waits_for_min_steps():
 def test_a_warm_up_plateau_that_then_learns_stays_silent():
     # flat for 500 steps (learning rate warming up from 0), then a healthy fall
     rule = Underfit("underfit")
-    curve = lambda s: 2.3 if s <= 500 else 0.3 + 2.0 * math.exp(-(s - 500) / 200)  # noqa: E731
+    curve = lambda s: 2.3 if s <= 500 else 0.3 + 2.0 * math.exp(-(s - 500) / 200)
     assert fired_steps(rule, stream(noisy(curve, 0.02, seed=2), 3000)) == []
 
 
@@ -60,7 +60,7 @@ def test_noisy_loss_stuck_near_chance_fires():
 @pytest.mark.parametrize("seed", range(3))
 def test_healthy_loss_that_converges_low_stays_silent(seed):
     rule = Underfit("underfit")
-    curve = lambda s: 0.2 + 2.1 * math.exp(-s / 300)  # noqa: E731 - plateaus at 9% of its start
+    curve = lambda s: 0.2 + 2.1 * math.exp(-s / 300)
     assert fired_steps(rule, stream(noisy(curve, 0.2, seed), 5000)) == []
 
 
@@ -70,7 +70,7 @@ def test_high_but_still_falling_stays_silent():
 
 
 def test_ratio_decides_how_high_is_too_high():
-    curve = lambda s: 2.3 if s <= 200 else 1.6  # noqa: E731 - a quick drop to 70% of the start, then flat
+    curve = lambda s: 2.3 if s <= 200 else 1.6
     assert fired_steps(Underfit("underfit"), stream(curve, 2000)) == []
     rule = Underfit("underfit", Underfit.Params(ratio=0.6))  # stricter: above 60% of the start is high
     assert fired_steps(rule, stream(curve, 2000))[0] == 1000

@@ -21,7 +21,7 @@ LEARNED = {"0,0": 50.0, "1,1": 50.0, "2,2": 50.0}
 class Scripted:
     """Validation samples of one rule: a good start, then failing validations, optionally a cure."""
 
-    def __init__(self, cls):  # noqa: ANN001
+    def __init__(self, cls):
         self.rule = cls(cls.kind)
         self.step = 0
         self.train = 1.0

@@ -27,13 +27,13 @@ from datetime import timedelta
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import torch  # noqa: E402
-from lightning.pytorch.strategies import DDPStrategy  # noqa: E402
-from lightning_kit import Task, blobs, loader, mlp, trainer, tripwire  # noqa: E402
+import torch
+from lightning.pytorch.strategies import DDPStrategy
 
-from tripwire.callbacks import torch_activations, torch_packing  # noqa: E402
-from tripwire.callbacks.torch_activations import ActivationProbe  # noqa: E402
-from tripwire.callbacks.torch_batch import ConfusionProbe, DataProbe  # noqa: E402
+from lightning_kit import Task, blobs, loader, mlp, trainer, tripwire
+from tripwire.callbacks import torch_activations, torch_packing
+from tripwire.callbacks.torch_activations import ActivationProbe
+from tripwire.callbacks.torch_batch import ConfusionProbe, DataProbe
 
 MAX_STEPS = 8
 RUN_TIMEOUT_S = float(os.environ.get("RUN_TIMEOUT_S", "60"))
@@ -85,7 +85,7 @@ def one_run(scenario: str, rank: int) -> dict:
         callback.monitor.process = lambda sample: (series.update(k.split("[")[0] for k in sample.stats),
                                                    process(sample))[1]
 
-        def recording(trainer_):  # noqa: ANN001, ANN202
+        def recording(trainer_):
             switched_off.append(trainer_.global_step)
             return switch_off(trainer_)
 

@@ -12,8 +12,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import torch  # noqa: E402
-from lightning_kit import Task, blobs, loader, mlp, trainer, tripwire  # noqa: E402
+import torch
+
+from lightning_kit import Task, blobs, loader, mlp, trainer, tripwire
 
 MAX_STEPS = 200
 

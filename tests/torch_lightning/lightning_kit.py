@@ -24,15 +24,15 @@ class Task(pl.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
-    def training_step(self, batch, batch_idx):  # noqa: ANN001, ANN201
+    def training_step(self, batch, batch_idx):
         x, y = batch
         return nn.functional.cross_entropy(self(x), y)
 
-    def validation_step(self, batch, batch_idx):  # noqa: ANN001, ANN201
+    def validation_step(self, batch, batch_idx):
         x, y = batch
         self.log("val_loss", nn.functional.cross_entropy(self(x), y))
 
-    def configure_optimizers(self):  # noqa: ANN201
+    def configure_optimizers(self):
         if self.optimizer_name == "adam":
             return torch.optim.Adam(self.parameters(), lr=self.lr)
         return torch.optim.SGD(self.parameters(), lr=self.lr, momentum=0.9)
@@ -107,7 +107,7 @@ def tokens(n: int = 384, length: int = 12, vocab: int = 50, pad_share: float = 0
     ids = torch.randint(3, vocab, (n, length), generator=g)
     marker = (y + 1).unsqueeze(1).expand(n, length)
     ids = torch.where(torch.rand(n, length, generator=g) < 0.3, marker, ids)
-    pad = int(round(pad_share * length))
+    pad = round(pad_share * length)
     if pad:
         ids[:, length - pad:] = 0
     return ids, y

@@ -5,9 +5,8 @@ import pytest
 pytest.importorskip("lightning")
 torch = pytest.importorskip("torch")
 
-from lightning_kit import Task, blobs, fit, loader, mlp, tripwire  # noqa: E402,I001
-
-from tripwire.calibrate import calibrate  # noqa: E402
+from lightning_kit import Task, blobs, fit, loader, mlp, tripwire
+from tripwire.calibrate import calibrate
 
 pytestmark = pytest.mark.torch
 

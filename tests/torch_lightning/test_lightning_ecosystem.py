@@ -5,10 +5,10 @@ import pytest
 pytest.importorskip("lightning")
 torch = pytest.importorskip("torch")
 
-from lightning_kit import Task, blobs, fit, loader, mlp, rules_fired, tripwire  # noqa: E402,I001
-from torch import nn  # noqa: E402
+from torch import nn
 
-from tripwire import LightningTripwire  # noqa: E402
+from lightning_kit import Task, blobs, fit, loader, mlp, rules_fired, tripwire
+from tripwire import LightningTripwire
 
 pytestmark = pytest.mark.torch
 

@@ -23,16 +23,15 @@ import pytest
 pytest.importorskip("lightning")
 torch = pytest.importorskip("torch")
 
-from lightning_kit import Task, blobs, loader, mlp, trainer, tripwire  # noqa: E402,I001
-
-import tripwire as tw  # noqa: E402
-from tripwire.callbacks import torch_activations, torch_batch, torch_collector, torch_packing  # noqa: E402
-from tripwire.callbacks._lightning_impl import TripwireCallbackImpl  # noqa: E402
-from tripwire.callbacks.torch_activations import ActivationProbe  # noqa: E402
-from tripwire.callbacks.torch_batch import ConfusionProbe, DataProbe  # noqa: E402
-from tripwire.callbacks.torch_collector import TorchCollector  # noqa: E402
-from tripwire.callbacks.torch_params import ParamProbe  # noqa: E402
-from tripwire.observe import drain  # noqa: E402
+import tripwire as tw
+from lightning_kit import Task, blobs, loader, mlp, trainer, tripwire
+from tripwire.callbacks import torch_activations, torch_batch, torch_collector, torch_packing
+from tripwire.callbacks._lightning_impl import TripwireCallbackImpl
+from tripwire.callbacks.torch_activations import ActivationProbe
+from tripwire.callbacks.torch_batch import ConfusionProbe, DataProbe
+from tripwire.callbacks.torch_collector import TorchCollector
+from tripwire.callbacks.torch_params import ParamProbe
+from tripwire.observe import drain
 
 pytestmark = pytest.mark.torch
 
@@ -47,7 +46,7 @@ class Injected(RuntimeError):
 class Observing(Task):
     """Reports a statistic of its own, so that user statistics have work to do too."""
 
-    def training_step(self, batch, batch_idx):  # noqa: ANN001, ANN201
+    def training_step(self, batch, batch_idx):
         loss = super().training_step(batch, batch_idx)
         tw.observe("loss_copy", loss)
         return loss

@@ -9,8 +9,9 @@ import pytest
 pytest.importorskip("lightning")
 torch = pytest.importorskip("torch")
 
-from lightning_kit import Task, TinyTransformer, blobs, fit, loader, mlp, rules_fired, tokens, tripwire  # noqa: E402,I001
-from torch import nn  # noqa: E402
+from torch import nn
+
+from lightning_kit import Task, TinyTransformer, blobs, fit, loader, mlp, rules_fired, tokens, tripwire
 
 pytestmark = pytest.mark.torch
 

@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("lightning")
 torch = pytest.importorskip("torch")
 
-from lightning_kit import CNN, Task, TinyTransformer, blobs, fit, images, loader, mlp, tokens, tripwire  # noqa: E402,I001
+from lightning_kit import CNN, Task, TinyTransformer, blobs, fit, images, loader, mlp, tokens, tripwire
 
 pytestmark = pytest.mark.torch
 

@@ -6,11 +6,11 @@ import pytest
 pytest.importorskip("lightning")
 torch = pytest.importorskip("torch")
 
-import lightning.pytorch as pl  # noqa: E402
-from lightning_kit import Task, blobs, fit, loader, mlp, rules_fired, trainer, tripwire  # noqa: E402,I001
-from torch import nn  # noqa: E402
+import lightning.pytorch as pl
+from torch import nn
 
-import tripwire as tw  # noqa: E402
+import tripwire as tw
+from lightning_kit import Task, blobs, fit, loader, mlp, rules_fired, trainer, tripwire
 
 pytestmark = pytest.mark.torch
 
@@ -58,7 +58,7 @@ class TwoOptimizers(pl.LightningModule):
         self.automatic_optimization = False
         self.a, self.b = mlp(), mlp()
 
-    def training_step(self, batch, batch_idx):  # noqa: ANN001, ANN201
+    def training_step(self, batch, batch_idx):
         x, y = batch
         for net, opt in zip((self.a, self.b), self.optimizers()):
             loss = nn.functional.cross_entropy(net(x), y)
@@ -67,7 +67,7 @@ class TwoOptimizers(pl.LightningModule):
             opt.step()
         return {"loss": loss.detach()}
 
-    def configure_optimizers(self):  # noqa: ANN201
+    def configure_optimizers(self):
         return torch.optim.SGD(self.a.parameters(), lr=0.1), torch.optim.SGD(self.b.parameters(), lr=0.1)
 
 
@@ -82,7 +82,7 @@ def test_manual_optimization_with_two_optimizers(data):
 class AlternatingOptimizers(TwoOptimizers):
     """WGAN-style schedule: sub-network ``b`` steps on every 5th batch only, ``a`` on the others."""
 
-    def training_step(self, batch, batch_idx):  # noqa: ANN001, ANN201
+    def training_step(self, batch, batch_idx):
         x, y = batch
         net, opt = (self.b, self.optimizers()[1]) if batch_idx % 5 == 4 else (self.a, self.optimizers()[0])
         loss = nn.functional.cross_entropy(net(x), y)
@@ -184,14 +184,14 @@ def test_statistics_are_logged_to_the_trainers_loggers(data, tmp_path):
 class Observing(Task):
     """Reports a statistic of its own and returns predictions from validation_step."""
 
-    def training_step(self, batch, batch_idx):  # noqa: ANN001, ANN201
+    def training_step(self, batch, batch_idx):
         x, y = batch
         logits = self(x)
         probs = logits.softmax(-1)
         tw.observe("entropy", -(probs * probs.clamp_min(1e-9).log()).sum(-1).mean())
         return nn.functional.cross_entropy(logits, y)
 
-    def validation_step(self, batch, batch_idx):  # noqa: ANN001, ANN201
+    def validation_step(self, batch, batch_idx):
         x, y = batch
         preds = self.net(x)  # not self(x): the forward hook does not see it
         self.log("val_loss", nn.functional.cross_entropy(preds, y))

@@ -9,8 +9,9 @@ import pytest
 pytest.importorskip("lightning")
 torch = pytest.importorskip("torch")
 
-from lightning_kit import Task, blobs, fit, loader, mlp, tripwire  # noqa: E402
-from torch import nn  # noqa: E402
+from torch import nn
+
+from lightning_kit import Task, blobs, fit, loader, mlp, tripwire
 
 pytestmark = pytest.mark.torch
 
@@ -28,7 +29,7 @@ class SpareHead(nn.Module):
         return self.body(x)
 
 
-def warnings_about_no_gradient(caplog) -> list[str]:  # noqa: ANN001
+def warnings_about_no_gradient(caplog) -> list[str]:
     return [r.getMessage() for r in caplog.records if "got no gradient" in r.getMessage()]
 
 

@@ -7,9 +7,8 @@ import pytest
 pytest.importorskip("lightning")
 torch = pytest.importorskip("torch")
 
-from lightning_kit import Task, blobs, loader, mlp, trainer  # noqa: E402
-
-from tripwire import LightningTripwire  # noqa: E402
+from lightning_kit import Task, blobs, loader, mlp, trainer
+from tripwire import LightningTripwire
 
 pytestmark = pytest.mark.torch
 

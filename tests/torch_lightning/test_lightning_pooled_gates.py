@@ -11,8 +11,9 @@ import pytest
 pytest.importorskip("lightning")
 torch = pytest.importorskip("torch")
 
-from lightning_kit import Task, fit, images, loader, tripwire  # noqa: E402,I001
-from torch import nn  # noqa: E402
+from torch import nn
+
+from lightning_kit import Task, fit, images, loader, tripwire
 
 pytestmark = pytest.mark.torch
 

@@ -10,10 +10,9 @@ import pytest
 pytest.importorskip("lightning")
 torch = pytest.importorskip("torch")
 
-from lightning_kit import Task, blobs, fit, loader, mlp, tripwire  # noqa: E402,I001
-
-from tripwire import ConfigError, LightningTripwire  # noqa: E402
-from tripwire.record import Run  # noqa: E402
+from lightning_kit import Task, blobs, fit, loader, mlp, tripwire
+from tripwire import ConfigError, LightningTripwire
+from tripwire.record import Run
 
 
 def test_run_name_names_the_run_record(tmp_path):

@@ -11,8 +11,9 @@ import pytest
 pytest.importorskip("lightning")
 torch = pytest.importorskip("torch")
 
-from lightning_kit import Task, blobs, fit, loader, mlp, tripwire  # noqa: E402,I001
-from torch import nn  # noqa: E402
+from torch import nn
+
+from lightning_kit import Task, blobs, fit, loader, mlp, tripwire
 
 pytestmark = pytest.mark.torch
 
@@ -30,11 +31,11 @@ class NextToken(Task):
         hidden, _ = self.net["rnn"](self.net["emb"](ids))
         return self.net["head"](hidden)
 
-    def training_step(self, batch, batch_idx):  # noqa: ANN001, ANN201
+    def training_step(self, batch, batch_idx):
         ids, labels = batch
         return nn.functional.cross_entropy(self(ids).transpose(1, 2), labels)
 
-    def validation_step(self, batch, batch_idx):  # noqa: ANN001, ANN201
+    def validation_step(self, batch, batch_idx):
         ids, labels = batch
         self.log("val_loss", nn.functional.cross_entropy(self(ids).transpose(1, 2), labels))
 

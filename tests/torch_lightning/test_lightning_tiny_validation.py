@@ -5,9 +5,9 @@ import pytest
 
 pytest.importorskip("lightning")
 torch = pytest.importorskip("torch")
-from torch import nn  # noqa: E402
+from torch import nn
 
-from lightning_kit import Task, fit, loader, tripwire  # noqa: E402,I001
+from lightning_kit import Task, fit, loader, tripwire
 
 pytestmark = pytest.mark.torch
 

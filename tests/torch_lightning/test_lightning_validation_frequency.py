@@ -10,15 +10,16 @@ import pytest
 pytest.importorskip("lightning")
 torch = pytest.importorskip("torch")
 
-from lightning_kit import Task, blobs, fit, loader, mlp, tripwire  # noqa: E402
-from torch.utils.data import DataLoader, IterableDataset  # noqa: E402
+from torch.utils.data import DataLoader, IterableDataset
+
+from lightning_kit import Task, blobs, fit, loader, mlp, tripwire
 
 pytestmark = pytest.mark.torch
 
 EPOCH = 16  # batches of 32 in 512 samples
 
 
-def run(val_check_interval: float, val_labels_swapped: bool = False, epochs: int = 6):  # noqa: ANN201
+def run(val_check_interval: float, val_labels_swapped: bool = False, epochs: int = 6):
     """A classifier of three blobs learning slowly (SGD at 0.003: at the end of its first epoch
     one class is still mostly predicted as another); optionally classes 1 and 2 swapped in
     validation. Returns the callback and the final validation accuracy."""
@@ -35,7 +36,7 @@ def run(val_check_interval: float, val_labels_swapped: bool = False, epochs: int
     return cb, accuracy
 
 
-def confusion_findings(cb) -> list:  # noqa: ANN001
+def confusion_findings(cb) -> list:
     return [(f.step, f.subject) for f in cb.findings if f.rule == "classifier_confusion"]
 
 
@@ -55,17 +56,17 @@ def test_swapped_classes_fire_after_the_same_training_however_often_validated():
 class Stream(IterableDataset):
     """Batches without a length: Lightning cannot know how long an epoch is."""
 
-    def __iter__(self):  # noqa: ANN204
+    def __iter__(self):
         x, y = blobs(n=512)
         while True:
             yield from zip(x.split(32), y.split(32))
 
 
-def validation_samples(cb) -> list:  # noqa: ANN001
+def validation_samples(cb) -> list:
     """Keep every validation sample the callback's monitor processes."""
     kept, process = [], cb.monitor.process
 
-    def keep(sample):  # noqa: ANN001, ANN202
+    def keep(sample):
         if "val_loss" in sample.stats:
             kept.append(sample)
         return process(sample)

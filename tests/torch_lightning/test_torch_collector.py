@@ -4,14 +4,14 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from torch import nn  # noqa: E402
+from torch import nn
 
-import tripwire  # noqa: E402
-from tripwire.callbacks.torch_activations import ActivationProbe  # noqa: E402
-from tripwire.callbacks.torch_batch import ConfusionProbe, DataProbe, split_batch  # noqa: E402
-from tripwire.callbacks.torch_collector import TorchCollector  # noqa: E402
-from tripwire.callbacks.torch_packing import Piece, pack  # noqa: E402
-from tripwire.stats import Need  # noqa: E402
+import tripwire
+from tripwire.callbacks.torch_activations import ActivationProbe
+from tripwire.callbacks.torch_batch import ConfusionProbe, DataProbe, split_batch
+from tripwire.callbacks.torch_collector import TorchCollector
+from tripwire.callbacks.torch_packing import Piece, pack
+from tripwire.stats import Need
 
 pytestmark = pytest.mark.torch
 

@@ -7,8 +7,8 @@ import pytest
 
 xgb = pytest.importorskip("xgboost")
 
-from tripwire import ConfigError, RuleTriggered, XGBoostTripwire  # noqa: E402
-from tripwire.record import Run  # noqa: E402
+from tripwire import ConfigError, RuleTriggered, XGBoostTripwire
+from tripwire.record import Run
 
 pytestmark = pytest.mark.xgboost
 
@@ -114,7 +114,7 @@ def test_misnamed_settings_fail_before_or_at_the_first_round():
         XGBoostTripwire(DEPTH, stop_on=["tree_dept"])
     cb = XGBoostTripwire({"rules": {"overfit": {}}}, val_set="valid", log_dir=False)
     d = dmatrix()
-    with pytest.raises(ConfigError, match="val_set='valid' is not an eval set.*'train', 'eval'"):
+    with pytest.raises(ConfigError, match=r"val_set='valid' is not an eval set.*'train', 'eval'"):
         xgb.train({}, d, 10, evals=[(d, "train"), (d, "eval")], callbacks=[cb], verbose_eval=False)
     assert cb._session is None  # the monitor was closed on the way out
 

@@ -12,11 +12,11 @@ import pytest
 xgb = pytest.importorskip("xgboost")
 pytest.importorskip("xgboost.dask")  # needs dask[distributed] and dask[dataframe] (pandas)
 
-import dask.array as da  # noqa: E402
-from distributed import Client, LocalCluster  # noqa: E402
-from xgboost import dask as dxgb  # noqa: E402
+import dask.array as da
+from distributed import Client, LocalCluster
+from xgboost import dask as dxgb
 
-from tripwire import RuleTriggered, XGBoostTripwire  # noqa: E402
+from tripwire import RuleTriggered, XGBoostTripwire
 
 pytestmark = [pytest.mark.xgboost, pytest.mark.timeout(120)]
 

@@ -7,8 +7,8 @@ import pytest
 
 xgb = pytest.importorskip("xgboost")
 
-from tripwire import XGBoostTripwire  # noqa: E402
-from tripwire.record import Run  # noqa: E402
+from tripwire import XGBoostTripwire
+from tripwire.record import Run
 
 pytestmark = pytest.mark.xgboost
 

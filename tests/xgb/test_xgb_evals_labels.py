@@ -7,9 +7,9 @@ import pytest
 
 pytest.importorskip("xgboost")
 
-from tripwire import ConfigError  # noqa: E402
-from tripwire.callbacks.xgboost_evals import EvalReader, is_maximized, pick_sets  # noqa: E402
-from tripwire.callbacks.xgboost_labels import count_labels  # noqa: E402
+from tripwire import ConfigError
+from tripwire.callbacks.xgboost_evals import EvalReader, is_maximized, pick_sets
+from tripwire.callbacks.xgboost_labels import count_labels
 
 pytestmark = pytest.mark.xgboost
 

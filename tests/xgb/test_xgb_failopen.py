@@ -17,11 +17,11 @@ import pytest
 
 xgb = pytest.importorskip("xgboost")
 
-from tripwire import XGBoostTripwire  # noqa: E402
-from tripwire.callbacks import xgboost as adapter  # noqa: E402
-from tripwire.callbacks import xgboost_trees  # noqa: E402
-from tripwire.callbacks.xgboost_evals import EvalReader  # noqa: E402
-from tripwire.callbacks.xgboost_trees import TreeTracker  # noqa: E402
+from tripwire import XGBoostTripwire
+from tripwire.callbacks import xgboost as adapter
+from tripwire.callbacks import xgboost_trees
+from tripwire.callbacks.xgboost_evals import EvalReader
+from tripwire.callbacks.xgboost_trees import TreeTracker
 
 pytestmark = pytest.mark.xgboost
 
@@ -90,7 +90,7 @@ def recorded(monkeypatch) -> list:
     samples: list = []
     build = XGBoostTripwire._sample
 
-    def keep(self, model, s):  # noqa: ANN001, ANN202
+    def keep(self, model, s):
         samples.append(build(self, model, s))
         return samples[-1]
 

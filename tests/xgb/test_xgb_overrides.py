@@ -6,7 +6,7 @@ import pytest
 
 xgb = pytest.importorskip("xgboost")
 
-from tripwire import XGBoostTripwire  # noqa: E402
+from tripwire import XGBoostTripwire
 
 pytestmark = pytest.mark.xgboost
 

@@ -10,10 +10,10 @@ import pytest
 xgb = pytest.importorskip("xgboost")
 sklearn = pytest.importorskip("sklearn")
 
-from sklearn.base import clone  # noqa: E402
-from sklearn.model_selection import GridSearchCV  # noqa: E402
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV
 
-from tripwire import XGBoostTripwire  # noqa: E402
+from tripwire import XGBoostTripwire
 
 pytestmark = pytest.mark.xgboost
 

@@ -14,9 +14,9 @@ import pytest
 
 xgb = pytest.importorskip("xgboost")
 
-from tripwire import XGBoostTripwire  # noqa: E402
-from tripwire.callbacks.xgboost_trees import TreeTracker, normalized, tree_depth  # noqa: E402
-from tripwire.record import Run  # noqa: E402
+from tripwire import XGBoostTripwire
+from tripwire.callbacks.xgboost_trees import TreeTracker, normalized, tree_depth
+from tripwire.record import Run
 
 pytestmark = pytest.mark.xgboost
 

@@ -29,8 +29,8 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Iterable, Mapping
-from typing import Any, Callable, ClassVar, Optional, Union
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, ClassVar
 
 from tripwire.callbacks.torch_parts import COLLECTOR, FLUSH, GRADIENTS, LOSS
 from tripwire.config import FROM_CONFIG, FromConfig
@@ -51,11 +51,11 @@ class TripwireCallbackImpl:
 
     _package: ClassVar[str] = ""  # "lightning" or "pytorch_lightning": the Trainer this adapter belongs to
 
-    def __init__(self, config: Union[str, dict, None] = None, *, stop_on: Iterable[str] = (),
-                 interval: Optional[int] = None, log_dir: Union[str, bool, None, FromConfig] = FROM_CONFIG,
-                 strict: Optional[bool] = None,
-                 batch_fn: Optional[Callable[[Any], Any]] = None, name: Optional[str] = None,
-                 run_name: Optional[str] = None) -> None:
+    def __init__(self, config: str | dict | None = None, *, stop_on: Iterable[str] = (),
+                 interval: int | None = None, log_dir: str | bool | FromConfig | None = FROM_CONFIG,
+                 strict: bool | None = None,
+                 batch_fn: Callable[[Any], Any] | None = None, name: str | None = None,
+                 run_name: str | None = None) -> None:
         super().__init__()
         self.monitor = Monitor(config, stop_on=stop_on, interval=interval, log_dir=log_dir,
                                strict=strict, framework="torch", run_name=run_name)

@@ -48,11 +48,11 @@ log = logging.getLogger("tripwire")
 _DATA_STATS = {"label_count", "token_count", "token_total", *keras_data.INPUT_STATS}
 
 
-def _cleaning_up(hook):  # noqa: ANN001, ANN202
+def _cleaning_up(hook):
     """A callback hook that removes tripwire's hooks from the model before an exception leaves it
     (``strict=True``, a ``raise`` action): ``fit`` ends, and the model is the user's own again."""
     @functools.wraps(hook)
-    def guarded(self, *args, **kwargs):  # noqa: ANN001, ANN202
+    def guarded(self, *args, **kwargs):
         try:
             return hook(self, *args, **kwargs)
         except BaseException:
@@ -109,8 +109,8 @@ class KerasTripwire(keras.callbacks.Callback):
         monitor: the :class:`tripwire.Monitor` behind the callback.
     """
 
-    def __init__(self, config: Any = None, *, stop_on=(), interval: int | None = None,  # noqa: ANN001
-                 log_dir=FROM_CONFIG, strict: bool | None = None, train_data=None, validation_data=None,  # noqa: ANN001
+    def __init__(self, config: Any = None, *, stop_on=(), interval: int | None = None,
+                 log_dir=FROM_CONFIG, strict: bool | None = None, train_data=None, validation_data=None,
                  run_name: str | None = None) -> None:
         super().__init__()
         self.monitor = Monitor(config, stop_on=stop_on, interval=interval, log_dir=log_dir, strict=strict,
@@ -140,7 +140,7 @@ class KerasTripwire(keras.callbacks.Callback):
     # ---- lifecycle -----------------------------------------------------------------------
 
     @_cleaning_up
-    def on_train_begin(self, logs=None) -> None:  # noqa: ANN001
+    def on_train_begin(self, logs=None) -> None:
         model = self._fit_model = self.model  # read once: on JAX every read syncs the state
         needs = self.monitor.needs()
         self._wanted = {n.stat for n in needs}
@@ -181,12 +181,12 @@ class KerasTripwire(keras.callbacks.Callback):
         if first.stats:
             self._act(self.monitor.process(first))
 
-    def on_epoch_begin(self, epoch: int, logs=None) -> None:  # noqa: ANN001
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
         self._epoch, self._batches, self._cum = epoch, 0, 0.0
         self._nan_flushed = False
         self._validated = False
 
-    def on_train_batch_begin(self, batch: int, logs=None) -> None:  # noqa: ANN001
+    def on_train_batch_begin(self, batch: int, logs=None) -> None:
         if self.collector is not None:
             upcoming = self._micro + 1
             update = upcoming % self._k == 0
@@ -194,7 +194,7 @@ class KerasTripwire(keras.callbacks.Callback):
             self.collector.select(update and step % self._interval == 0, steps_done=self._micro)
 
     @_cleaning_up
-    def on_train_batch_end(self, batch: int, logs=None) -> None:  # noqa: ANN001
+    def on_train_batch_end(self, batch: int, logs=None) -> None:
         self._drop_broken_collector()
         done = batch + 1
         delta = max(done - self._batches, 1)
@@ -216,15 +216,15 @@ class KerasTripwire(keras.callbacks.Callback):
             self._flush(step)
 
     @_cleaning_up
-    def on_test_begin(self, logs=None) -> None:  # noqa: ANN001
+    def on_test_begin(self, logs=None) -> None:
         if self.collector is not None:
             self.collector.reset_confusion()
 
-    def on_test_end(self, logs=None) -> None:  # noqa: ANN001
+    def on_test_end(self, logs=None) -> None:
         self._validated = True
 
     @_cleaning_up
-    def on_epoch_end(self, epoch: int, logs=None) -> None:  # noqa: ANN001
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
         logs = logs or {}
         sample = Sample(step=self._micro // self._k, epoch=epoch)
         self._add_losses(sample)
@@ -243,7 +243,7 @@ class KerasTripwire(keras.callbacks.Callback):
         if sample.stats:
             self._act(self.monitor.process(sample))
 
-    def on_train_end(self, logs=None) -> None:  # noqa: ANN001
+    def on_train_end(self, logs=None) -> None:
         try:
             self._flush(self._micro // self._k, final=True)
         finally:
@@ -308,7 +308,7 @@ class KerasTripwire(keras.callbacks.Callback):
         if rate is not None:
             sample.add("lr", rate)
 
-    def _reader(self):  # noqa: ANN202
+    def _reader(self):
         """``read(variable) -> array``: on JAX from the trainer's state (the variables are stale and
         purged during ``fit``), also once the collector is gone."""
         if self.collector is not None and self.collector.jax is not None:

@@ -76,7 +76,7 @@ class Site:
     unit_axis: int = -1
 
 
-def walk(layer) -> Iterable:  # noqa: ANN001
+def walk(layer) -> Iterable:
     """Every sublayer of ``layer``, depth first, each once."""
     seen: set[int] = set()
     stack = list(reversed(getattr(layer, "layers", []) or []))
@@ -89,7 +89,7 @@ def walk(layer) -> Iterable:  # noqa: ANN001
         stack.extend(reversed(getattr(sub, "layers", []) or []))
 
 
-def output_layers(model) -> set[int]:  # noqa: ANN001
+def output_layers(model) -> set[int]:
     """``id``s of the layers whose outputs are the model's outputs (empty when unknown)."""
     out: set[int] = set()
     try:
@@ -106,18 +106,18 @@ def output_layers(model) -> set[int]:  # noqa: ANN001
     return out
 
 
-def _original(fn):  # noqa: ANN001, ANN202
+def _original(fn):
     while hasattr(fn, "_tripwire_original"):
         fn = fn._tripwire_original
     return fn
 
 
-def is_recurrent(layer) -> bool:  # noqa: ANN001
+def is_recurrent(layer) -> bool:
     """Whether ``layer`` is a recurrent layer or cell, whose activations run inside a time loop."""
     return isinstance(layer, keras.layers.RNN) or hasattr(layer, "state_size")
 
 
-def replaceable(layer, attr: str) -> bool:  # noqa: ANN001
+def replaceable(layer, attr: str) -> bool:
     """Whether ``layer.<attr>`` can be set: not a property without a setter (an ``LSTM``'s
     ``activation`` forwards to its cell's).
 
@@ -129,7 +129,7 @@ def replaceable(layer, attr: str) -> bool:  # noqa: ANN001
     return not isinstance(declared, property) or declared.fset is not None
 
 
-def _site(layer) -> Site | None:  # noqa: ANN001
+def _site(layer) -> Site | None:
     """The site of one layer, or None when it has no watched activation."""
     if is_recurrent(layer):
         return None
@@ -144,7 +144,7 @@ def _site(layer) -> Site | None:  # noqa: ANN001
     return Site(layer, layer.name, family, "attr", axis)
 
 
-def find_sites(model, guard: FailOpen | None = None) -> list[Site]:  # noqa: ANN001
+def find_sites(model, guard: FailOpen | None = None) -> list[Site]:
     """The watched activations of ``model``, in layer order; names are made unique. A layer that
     cannot be inspected is left out, with one warning through ``guard``."""
     guard = guard or FailOpen()
@@ -172,7 +172,7 @@ def probe_part(name: str) -> str:
 class ActivationProbes:
     """Probes on the sites of a model, and the per-layer statistics the needs ask for."""
 
-    def __init__(self, model, needs: Iterable[Need], layout: Layout, guard: FailOpen | None = None) -> None:  # noqa: ANN001
+    def __init__(self, model, needs: Iterable[Need], layout: Layout, guard: FailOpen | None = None) -> None:
         #: a site whose probe fails is switched off alone, with one warning naming its layer
         self.guard = guard or FailOpen()
         act_needs = [n for n in needs if n.stat in STAT_FAMILY]
@@ -234,11 +234,12 @@ class ActivationProbes:
             values.update(self.guard.call(probe_part(site.name), self._site_values, i, wanted, y, fallback={}))
         return values
 
-    def _site_values(self, i: int, wanted: list[tuple[Need, int]], y) -> dict[int, object]:  # noqa: ANN001
+    def _site_values(self, i: int, wanted: list[tuple[Need, int]], y) -> dict[int, object]:
         axis = self.sites[i].unit_axis
         values = {slot: _stat(need, ops.stop_gradient(y), axis) for need, slot in wanted}
         if i in self.samples:  # a pooled map reports no samples: its per-unit shares are not judged
-            values[self.samples[i]] = ops.zeros((), "float32") if pooled_map(tuple(y.shape), axis) else km.positions(y, axis)
+            values[self.samples[i]] = (ops.zeros((), "float32") if pooled_map(tuple(y.shape), axis)
+                                       else km.positions(y, axis))
         return values
 
     def drop_unmeasured(self, stats: dict[str, dict[str | None, float]]) -> None:
@@ -263,9 +264,9 @@ class ActivationProbes:
                 del stats[key]
 
 
-def _probe(original, index: int, record, guard: FailOpen, part: str):  # noqa: ANN001, ANN202
+def _probe(original, index: int, record, guard: FailOpen, part: str):
     @functools.wraps(original)
-    def probe(*args, **kwargs):  # noqa: ANN202
+    def probe(*args, **kwargs):
         y = original(*args, **kwargs)
         if guard.ok(part):
             guard.call(part, record, index, y)
@@ -275,7 +276,7 @@ def _probe(original, index: int, record, guard: FailOpen, part: str):  # noqa: A
     return probe
 
 
-def _restore(site: Site, original) -> None:  # noqa: ANN001
+def _restore(site: Site, original) -> None:
     if site.how == "attr":
         site.layer.activation = original
         return
@@ -285,7 +286,7 @@ def _restore(site: Site, original) -> None:  # noqa: ANN001
         site.layer.call = original
 
 
-def _stat(need: Need, y, axis: int):  # noqa: ANN001, ANN202
+def _stat(need: Need, y, axis: int):
     opt = {k: float(need.option(k, v)) for k, v in _DEFAULTS.items()}
     if need.stat == "act_dead_frac":
         return km.unit_share_below(ops.greater(y, 0), axis, opt["inactive_below"])

@@ -75,7 +75,7 @@ class Layout:
     def __len__(self) -> int:
         return len(self.slots)
 
-    def pack(self, values: dict[int, object], stamp):  # noqa: ANN001, ANN201 - backend tensors
+    def pack(self, values: dict[int, object], stamp):  # backend tensors
         """One float32 vector from ``{first slot: scalar or vector}``; slots nobody filled are
         marked dead and hold 0."""
         pieces = [ops.reshape(ops.cast(stamp, "float32"), (1,))]
@@ -132,7 +132,7 @@ class Layout:
         return self._groups[1]
 
 
-def to_numpy(x) -> np.ndarray:  # noqa: ANN001
+def to_numpy(x) -> np.ndarray:
     """Host copy of a Keras variable or backend tensor (no deprecated ``__array__`` path)."""
     if isinstance(x, keras.Variable):
         x = x.value
@@ -145,7 +145,7 @@ def to_numpy(x) -> np.ndarray:  # noqa: ANN001
     return np.asarray(x)
 
 
-def make_variable(shape: tuple[int, ...], name: str, strategy, value: np.ndarray | None = None) -> keras.Variable:  # noqa: ANN001
+def make_variable(shape: tuple[int, ...], name: str, strategy, value: np.ndarray | None = None) -> keras.Variable:
     """A float32 variable (zeros unless ``value``) that each replica writes on its own (``on_read``)."""
     initial = np.zeros(shape, "float32") if value is None else value.astype("float32")
 
@@ -165,14 +165,14 @@ def _in_replica_context() -> bool:
     return tf.distribute.has_strategy() and not tf.distribute.in_cross_replica_context()
 
 
-def local_values(variable: keras.Variable, strategy) -> list:  # noqa: ANN001
+def local_values(variable: keras.Variable, strategy) -> list:
     """The per-replica copies of ``variable`` (one element without a strategy)."""
     if strategy is None:
         return [variable.value]
     return list(strategy.experimental_local_results(variable.value))
 
 
-def reset(variable: keras.Variable, strategy, value: np.ndarray | None = None) -> None:  # noqa: ANN001
+def reset(variable: keras.Variable, strategy, value: np.ndarray | None = None) -> None:
     """Set every replica's copy to ``value`` (zeros by default)."""
     value = np.zeros(variable.shape, "float32") if value is None else value.astype("float32")
     if strategy is None:
@@ -182,7 +182,7 @@ def reset(variable: keras.Variable, strategy, value: np.ndarray | None = None) -
         local.assign(value)
 
 
-def assign_rows(variable: keras.Variable, strategy, rows: np.ndarray) -> None:  # noqa: ANN001
+def assign_rows(variable: keras.Variable, strategy, rows: np.ndarray) -> None:
     """Host side: set replica ``r``'s copy to ``rows[r]``."""
     if strategy is None:
         variable.assign(rows[0].astype("float32"))
@@ -194,7 +194,7 @@ def assign_rows(variable: keras.Variable, strategy, rows: np.ndarray) -> None:  
 class PackedBuffer:
     """The layouts of a collector, end to end in one variable."""
 
-    def __init__(self, layouts: list[Layout], strategy, state=None) -> None:  # noqa: ANN001
+    def __init__(self, layouts: list[Layout], strategy, state=None) -> None:
         self.layouts, self.strategy, self.state = list(layouts), strategy, state
         self.offsets: dict[str, int] = {}
         start = 0
@@ -213,7 +213,7 @@ class PackedBuffer:
 
     # ---- inside the compiled step --------------------------------------------------------
 
-    def write(self, layout: Layout, values: dict[int, object], stamp) -> None:  # noqa: ANN001
+    def write(self, layout: Layout, values: dict[int, object], stamp) -> None:
         """Write one part (this replica's copy); a running total adds to what is there."""
         a, b = self._span(layout)
         new = layout.pack(values, stamp)
@@ -225,7 +225,7 @@ class PackedBuffer:
         # a concatenation, not ops.slice_update: TensorFlow runs that one as an XLA op, slower on CPU
         self.variable.assign(ops.concatenate([full[:a], new, full[b:]]))
 
-    def block(self, layout: Layout, start: int, n: int):  # noqa: ANN201
+    def block(self, layout: Layout, start: int, n: int):
         """Slots ``start .. start + n`` of one part, as a tensor."""
         a = self.offsets[layout.name] + start
         return self.variable.value[a:a + n]

@@ -84,7 +84,7 @@ CONFUSION = "confusion matrix"
 UNINSTALL = "removing the hooks"
 
 
-def _strategy(model):  # noqa: ANN001, ANN202
+def _strategy(model):
     """The model's ``tf.distribute`` strategy (TF backend), else None."""
     if keras.backend.backend() != "tensorflow":
         return None
@@ -104,7 +104,7 @@ class Collector:
         guard: the fail-open guard of the run (a non-strict one when not given).
     """
 
-    def __init__(self, model, needs: Iterable[Need], interval: int, *, data: bool = True,  # noqa: ANN001
+    def __init__(self, model, needs: Iterable[Need], interval: int, *, data: bool = True,
                  confusion: bool = True, selects: bool = False, guard: FailOpen | None = None) -> None:
         self.model = model
         self.guard = guard or FailOpen()
@@ -197,7 +197,7 @@ class Collector:
         model.make_train_function(force=True)
         self._plain = self._ending_clean(self._own(model.train_function))
 
-    def _own(self, function):  # noqa: ANN001, ANN202
+    def _own(self, function):
         """The model's own train function, made before the hooks. TensorFlow and JAX keep the
         ``train_step`` the model had when it was made; torch looks ``model.train_step`` up on every
         call, so there it runs with tripwire's wrapper set aside."""
@@ -205,7 +205,7 @@ class Collector:
             return function
         model = self.model
 
-        def own(*args, **kwargs):  # noqa: ANN202
+        def own(*args, **kwargs):
             wrapper = vars(model).get("train_step")
             if wrapper is None:
                 return function(*args, **kwargs)
@@ -213,7 +213,7 @@ class Collector:
             try:
                 return function(*args, **kwargs)
             finally:
-                setattr(model, "train_step", wrapper)
+                model.train_step = wrapper
 
         return own
 
@@ -226,11 +226,11 @@ class Collector:
         model.make_test_function(force=True)
         model.test_function = self._ending_clean(model.test_function)
 
-    def _ending_clean(self, function):  # noqa: ANN001, ANN202
+    def _ending_clean(self, function):
         """``function``, removing every hook before an exception leaves it (``strict=True``, or an
         error in the user's own step): that exception ends ``fit``, and the model is the user's own
         again. Outside any trace: on JAX, removing the hooks syncs the trainer's state first."""
-        def ending(*args, **kwargs):  # noqa: ANN202
+        def ending(*args, **kwargs):
             try:
                 return function(*args, **kwargs)
             except StopIteration:  # the end of the data
@@ -269,7 +269,7 @@ class Collector:
         self.guard.fail(IN_STEP, exc)
 
     @property
-    def hooked(self):  # noqa: ANN201
+    def hooked(self):
         """The optimizer whose ``apply`` sees the gradients: on JAX a ``LossScaleOptimizer`` never
         calls its own ``apply`` (it has a stateless path), so there it is the inner optimizer."""
         optimizer = self.model.optimizer
@@ -348,13 +348,13 @@ class Collector:
 
     # ---- hooks (run while tracing on TF, every step on torch) -----------------------------
 
-    def _state(self):  # noqa: ANN202
+    def _state(self):
         st = self._local
         if not hasattr(st, "phase"):
             st.phase, st.outputs, st.data, st.act_gate = None, {}, None, None
         return st
 
-    def _train_step(self, original, *args):  # noqa: ANN001, ANN202 - (data) or, on JAX, (state, data)
+    def _train_step(self, original, *args):  # (data) or, on JAX, (state, data)
         if not self.guard.ok(IN_STEP):
             return original(*args)
         st = self._state()
@@ -370,13 +370,13 @@ class Collector:
         finally:
             st.phase, st.outputs, st.data, st.act_gate = None, {}, None, None
 
-    def _jax_gate(self, state):  # noqa: ANN001, ANN202
+    def _jax_gate(self, state):
         """``(sampled, step)`` of this step from the optimizer variables in the JAX trainer's state."""
         optimizer = self.model.optimizer
         with keras.StatelessScope(state_mapping=list(zip(optimizer.variables, state[2]))):
             return self._gate(self.hooked)
 
-    def _test_step(self, original, *args):  # noqa: ANN001, ANN202 - (data) or, on JAX, (state, data)
+    def _test_step(self, original, *args):  # (data) or, on JAX, (state, data)
         st = self._state()
         st.phase = "test"
         try:
@@ -384,7 +384,7 @@ class Collector:
         finally:
             st.phase = None
 
-    def _compute_loss(self, original, *args, **kwargs):  # noqa: ANN001, ANN202
+    def _compute_loss(self, original, *args, **kwargs):
         st = self._state()
         if st.phase == "train" and st.act_gate is not None and self.guard.ok(IN_STEP):
             # JAX: the outputs belong to the gradient's trace, so they are reduced here, inside it
@@ -400,18 +400,18 @@ class Collector:
             self.guard.call(CONFUSION, self._add_confusion, original, args, kwargs)
         return original(*args, **kwargs)
 
-    def _add_confusion(self, original, args: tuple, kwargs: dict) -> None:  # noqa: ANN001
+    def _add_confusion(self, original, args: tuple, kwargs: dict) -> None:
         bound = inspect.signature(original).bind_partial(*args, **kwargs).arguments
         y, y_pred = bound.get("y"), bound.get("y_pred")
         if y is not None and y_pred is not None and not isinstance(y_pred, (list, tuple, dict)):
             self.confusion.add(ops.stop_gradient(y), ops.stop_gradient(y_pred))
 
-    def _record(self, site: int, y) -> None:  # noqa: ANN001
+    def _record(self, site: int, y) -> None:
         st = self._state()
         if st.phase == "train" and (self.sampling or not self.eager_gate):
             st.outputs[site] = y
 
-    def _gate(self, optimizer):  # noqa: ANN001, ANN202
+    def _gate(self, optimizer):
         """``(sampled, step)``: whether this optimizer step is sampled (a Python bool where the
         caller decides, else a tensor) and its 1-based number."""
         if self.eager_gate and not self.sampling:
@@ -429,7 +429,7 @@ class Collector:
             sampled = ops.logical_and(ops.equal(done % k, 0), sampled)
         return sampled, step
 
-    def _when(self, sampled, fn, variables: list) -> None:  # noqa: ANN001
+    def _when(self, sampled, fn, variables: list) -> None:
         """Run ``fn`` (which writes ``variables``) on a sampled step: a Python ``if`` or a ``cond``."""
         if isinstance(sampled, bool):
             if sampled:
@@ -439,7 +439,7 @@ class Collector:
         else:
             ops.cond(sampled, fn, _nothing)
 
-    def around_apply(self, optimizer, apply, grads, trainable_variables=None):  # noqa: ANN001, ANN201
+    def around_apply(self, optimizer, apply, grads, trainable_variables=None):
         """Statistics of this step around the real ``apply`` (called by the optimizer mixin). When
         building them raises, the step applies the update without them (and the collector is
         :attr:`broken`)."""
@@ -463,7 +463,7 @@ class Collector:
                 self._step_failed(exc)
         return result
 
-    def _statistics(self, optimizer, grads: list, trainable_variables, outputs: dict, data):  # noqa: ANN001, ANN202
+    def _statistics(self, optimizer, grads: list, trainable_variables, outputs: dict, data):
         """``(before, after, sampled, written)``: what a step computes before and after its update
         (``after`` None when no weight statistics are needed), its gate, and the variables written."""
         if not optimizer.built and trainable_variables is not None:
@@ -535,20 +535,20 @@ def _nothing() -> None:
     return None
 
 
-def _wrap(obj, name: str, hook) -> None:  # noqa: ANN001
+def _wrap(obj, name: str, hook) -> None:
     """Replace ``obj.name`` by ``hook(original, *args)``, over any earlier tripwire wrapper."""
     original = getattr(obj, name)
     while hasattr(original, "_tripwire_original"):
         original = original._tripwire_original
 
-    def wrapper(*args, **kwargs):  # noqa: ANN202
+    def wrapper(*args, **kwargs):
         return hook(original, *args, **kwargs)
 
     wrapper._tripwire_original = original
     setattr(obj, name, wrapper)
 
 
-def _unwrap(obj, name: str) -> None:  # noqa: ANN001
+def _unwrap(obj, name: str) -> None:
     current = vars(obj).get(name)
     if current is None or not hasattr(current, "_tripwire_original"):
         return

@@ -57,7 +57,7 @@ class LabelSpec:
     threshold: float = 0.5  # binary only
 
 
-def _loss_name(loss) -> tuple[str, object]:  # noqa: ANN001
+def _loss_name(loss) -> tuple[str, object]:
     """Normalized name of a compiled loss (``sparsecategoricalcrossentropy``) and the object."""
     if isinstance(loss, str):
         return loss.replace("_", "").lower(), loss
@@ -67,14 +67,14 @@ def _loss_name(loss) -> tuple[str, object]:  # noqa: ANN001
     return str(name).replace("_", "").lower(), loss
 
 
-def _from_logits(loss) -> bool:  # noqa: ANN001
+def _from_logits(loss) -> bool:
     if getattr(loss, "from_logits", None) is not None:
         return bool(loss.from_logits)
     kwargs = getattr(loss, "_fn_kwargs", None) or {}
     return bool(kwargs.get("from_logits", False))
 
 
-def output_width(model) -> int | None:  # noqa: ANN001
+def output_width(model) -> int | None:
     """Last dimension of a single-output model's output, or None."""
     try:
         outputs = list(model.outputs or [])
@@ -85,7 +85,7 @@ def output_width(model) -> int | None:  # noqa: ANN001
     return int(outputs[0].shape[-1])
 
 
-def label_spec(model) -> LabelSpec | None:  # noqa: ANN001
+def label_spec(model) -> LabelSpec | None:
     """The :class:`LabelSpec` of a single-output cross-entropy classifier, else None."""
     loss = getattr(model, "loss", None)
     if loss is None or isinstance(loss, (list, tuple, dict)):
@@ -115,7 +115,7 @@ class DataStats:
     minima and maxima keep the extremes) so the host can read them less often than the rest.
     """
 
-    def __init__(self, model, needs: Iterable[Need], spec: LabelSpec | None) -> None:  # noqa: ANN001
+    def __init__(self, model, needs: Iterable[Need], spec: LabelSpec | None) -> None:
         needs = list(needs)
         self.layout = layout = Layout("data", accumulate=True)
         stats = {n.stat for n in needs}
@@ -152,7 +152,7 @@ class DataStats:
     def wanted(self) -> bool:
         return bool(self.labels is not None or self.inputs or self.token_slots or self.token_total is not None)
 
-    def compute(self, data) -> dict[int, object]:  # noqa: ANN001 - the batch given to train_step
+    def compute(self, data) -> dict[int, object]:  # the batch given to train_step
         """``{first slot: vector}`` for one training batch."""
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         xs = keras.tree.flatten(x)
@@ -179,7 +179,7 @@ class DataStats:
 PREPROCESSING = (keras.layers.Rescaling, keras.layers.Normalization)
 
 
-def leading_preprocessing(model, j: int) -> list:  # noqa: ANN001
+def leading_preprocessing(model, j: int) -> list:
     """The chain of :data:`PREPROCESSING` layers that input ``j`` alone passes through first.
 
     A ``Sequential([Input, Rescaling(1/255), Conv2D, ...])`` gives ``[Rescaling]``; an input that
@@ -203,14 +203,14 @@ def leading_preprocessing(model, j: int) -> list:  # noqa: ANN001
         return []
 
 
-def preprocessed(x, layers) -> object:  # noqa: ANN001
+def preprocessed(x, layers) -> object:
     """``x`` through ``layers`` (see :func:`leading_preprocessing`)."""
     for layer in layers:
         x = layer(x)
     return x
 
 
-def _input_specs(model) -> list[tuple[tuple, str]]:  # noqa: ANN001
+def _input_specs(model) -> list[tuple[tuple, str]]:
     """``(shape, dtype)`` of each model input, or [] when the model does not declare them."""
     try:
         inputs = keras.tree.flatten(model.inputs or [])
@@ -222,12 +222,12 @@ def _input_specs(model) -> list[tuple[tuple, str]]:  # noqa: ANN001
 class Confusion:
     """True-vs-predicted counts over one validation run, accumulated in a ``C*C`` variable."""
 
-    def __init__(self, spec: LabelSpec, strategy) -> None:  # noqa: ANN001
+    def __init__(self, spec: LabelSpec, strategy) -> None:
         self.spec = spec
         self.strategy = strategy
         self.variable = make_variable((spec.classes * spec.classes,), "tripwire_confusion", strategy)
 
-    def add(self, y, y_pred) -> None:  # noqa: ANN001 - in the traced test step
+    def add(self, y, y_pred) -> None:  # in the traced test step
         c = self.spec.classes
         truth = km.class_ids(y, self.spec.kind, self.spec.threshold)
         pred = km.class_ids(y_pred, "binary" if self.spec.kind == "binary" else "onehot", self.spec.threshold)
@@ -249,7 +249,7 @@ def matrix_series(matrix: np.ndarray) -> dict[str | None, float]:
 
 # ---- data handed to the callback explicitly, computed on the host with numpy ----
 
-def batches(data) -> Iterator[tuple[object, object]]:  # noqa: ANN001
+def batches(data) -> Iterator[tuple[object, object]]:
     """``(x, y)`` pairs from ``(x, y)`` arrays or an iterable of ``(x, y[, w])`` batches."""
     if isinstance(data, (tuple, list)) and len(data) in (2, 3) and hasattr(data[0], "shape"):
         yield data[0], data[1]
@@ -259,7 +259,7 @@ def batches(data) -> Iterator[tuple[object, object]]:  # noqa: ANN001
         yield x, y
 
 
-def _np(x) -> np.ndarray:  # noqa: ANN001
+def _np(x) -> np.ndarray:
     return x if isinstance(x, np.ndarray) else to_numpy(x)
 
 
@@ -271,7 +271,7 @@ def _ids(y: np.ndarray, kind: str, threshold: float) -> np.ndarray:
     return y.reshape(-1).astype(np.int64)
 
 
-def host_stats(data, spec: LabelSpec | None, needs: Iterable[Need], model=None) -> dict[str, dict[str | None, float]]:  # noqa: ANN001
+def host_stats(data, spec: LabelSpec | None, needs: Iterable[Need], model=None) -> dict[str, dict[str | None, float]]:
     """Label counts and input statistics of explicitly given training data (inputs after the
     ``model``'s leading preprocessing layers, when a model is given)."""
     stats = {n.stat for n in needs}
@@ -317,7 +317,7 @@ def host_stats(data, spec: LabelSpec | None, needs: Iterable[Need], model=None) 
     return out
 
 
-def host_confusion(model, data, spec: LabelSpec) -> dict[str | None, float]:  # noqa: ANN001
+def host_confusion(model, data, spec: LabelSpec) -> dict[str | None, float]:
     """Confusion counts of ``model``'s predictions on explicitly given validation data."""
     c = spec.classes
     matrix = np.zeros((c, c), np.float64)

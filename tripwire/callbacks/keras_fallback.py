@@ -59,7 +59,7 @@ from tripwire.callbacks.keras_buffer import to_numpy
 from tripwire.callbacks.keras_optimizer import counting_optimizer
 
 
-def guarded_train_function(model, instrumented: Callable, plain: Callable, on_failure: Callable[[Exception], None],  # noqa: ANN001
+def guarded_train_function(model, instrumented: Callable, plain: Callable, on_failure: Callable[[Exception], None],
                            steps_done: Callable[[], int | None]) -> Callable:
     """``instrumented``, retried as ``plain`` on the same batch when it raises.
 
@@ -81,7 +81,7 @@ def guarded_train_function(model, instrumented: Callable, plain: Callable, on_fa
         done = steps_done()
         return done is not None and int(to_numpy(counting_optimizer(model.optimizer)._iterations)) != done
 
-    def function(source):  # noqa: ANN001, ANN202 - an iterator (TensorFlow) or a batch (torch)
+    def function(source):  # an iterator (TensorFlow) or a batch (torch)
         replayable = not xla or (one_step and hasattr(source, "get_next"))
         if xla and replayable:
             source = [_next_batch(source)]
@@ -98,7 +98,7 @@ def guarded_train_function(model, instrumented: Callable, plain: Callable, on_fa
     return function
 
 
-def _next_batch(iterator):  # noqa: ANN001, ANN202
+def _next_batch(iterator):
     """The next batch of a ``tf.data`` iterator; ``StopIteration`` at its end, as ``fit`` expects."""
     import tensorflow as tf
 
@@ -117,7 +117,7 @@ class _Replay:
     def __iter__(self) -> _Replay:
         return self
 
-    def __next__(self):  # noqa: ANN204
+    def __next__(self) -> object:
         item = next(self.iterator)
         self.taken.append(item)
         return item
@@ -126,13 +126,13 @@ class _Replay:
 def _jax(instrumented: Callable, plain: Callable, on_failure: Callable[[Exception], None]) -> Callable:
     import jax
 
-    def function(state, iterator):  # noqa: ANN001, ANN202
+    def function(state, iterator):
         replay = _Replay(iterator)
         try:
             return instrumented(state, replay)
         except StopIteration:
             raise
-        except Exception as exc:  # noqa: BLE001 - reported through on_failure
+        except Exception as exc:
             on_failure(exc)
             if any(leaf.is_deleted() for leaf in jax.tree_util.tree_leaves(state) if hasattr(leaf, "is_deleted")):
                 raise  # a step of this call ran and consumed the state: nothing to go on from

@@ -27,7 +27,7 @@ from tripwire.callbacks.keras_buffer import to_numpy
 _KERNEL_LAYERS = ("Dense", "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose")
 
 
-def kernels(model) -> list:  # noqa: ANN001
+def kernels(model) -> list:
     """The kernel variables of the Dense and convolution layers of ``model``."""
     out = []
     for layer in walk(model):
@@ -59,11 +59,12 @@ def identical_share(rows: np.ndarray) -> float:
     return float(np.mean(np.all(np.abs(rows - mean) <= tol, axis=1)))
 
 
-def init_stats(model) -> dict[str, dict[str | None, float]]:  # noqa: ANN001
+def init_stats(model) -> dict[str, dict[str | None, float]]:
     """``init_weight_gain`` and ``init_identical_rows`` per kernel path (one host read per kernel)."""
     gains: dict[str | None, float] = {}
     same: dict[str | None, float] = {}
-    transposed = {id(getattr(layer, "kernel", None)) for layer in walk(model) if type(layer).__name__.endswith("Transpose")}
+    transposed = {id(getattr(layer, "kernel", None)) for layer in walk(model)
+                  if type(layer).__name__.endswith("Transpose")}
     for kernel in kernels(model):
         rows = unit_rows(to_numpy(kernel), id(kernel) in transposed)
         gains[kernel.path] = gain(rows)

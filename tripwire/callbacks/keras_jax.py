@@ -33,7 +33,7 @@ from keras import ops
 from keras.src.backend.common.stateless_scope import get_stateless_scope
 
 
-def when(pred, fn: Callable[[], None], variables: list) -> None:  # noqa: ANN001
+def when(pred, fn: Callable[[], None], variables: list) -> None:
     """Run ``fn``, which assigns some of ``variables``, when ``pred`` holds, as a ``cond`` over
     values: the branch hands out the variables' values after ``fn``, assigned after the ``cond``."""
     before = [v.value for v in variables]
@@ -69,12 +69,12 @@ class _State:
         self.state = variable
 
 
-def _untrack(optimizer, variables: list) -> None:  # noqa: ANN001
+def _untrack(optimizer, variables: list) -> None:
     for v in variables:
         optimizer._untrack_variable(v)
 
 
-def _track(optimizer, variables: list) -> None:  # noqa: ANN001
+def _track(optimizer, variables: list) -> None:
     for v in variables:
         optimizer._track_variable(v)
 
@@ -86,7 +86,7 @@ class JaxState:
         model: the model being fitted.
     """
 
-    def __init__(self, model) -> None:  # noqa: ANN001
+    def __init__(self, model) -> None:
         self.model = model
         self.optimizer = None
         self.optimizer_variables: list = []
@@ -96,7 +96,7 @@ class JaxState:
         self._hidden = False
         self._index: dict[int, tuple[str, int]] = {}
 
-    def attach(self, optimizer, optimizer_variables: list, model_variables: list) -> None:  # noqa: ANN001
+    def attach(self, optimizer, optimizer_variables: list, model_variables: list) -> None:
         """Make the variables part of the trainer's state (before the first step of ``fit``):
         ``optimizer_variables`` as variables of ``optimizer`` (the one whose ``apply`` writes them),
         ``model_variables`` as model state. A checkpoint saved meanwhile (``ModelCheckpoint``)
@@ -128,7 +128,7 @@ class JaxState:
         self.optimizer, self._savers = None, []
 
     def _hiding(self, method: Callable) -> Callable:
-        def without_statistics(store) -> None:  # noqa: ANN001
+        def without_statistics(store) -> None:
             with self.hidden():
                 method(store)
 

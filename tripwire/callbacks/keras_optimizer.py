@@ -39,7 +39,7 @@ class TripwireApply:
 
     _tripwire_base: type = object
 
-    def apply(self, grads, trainable_variables=None):  # noqa: ANN001, ANN201 - Keras signature
+    def apply(self, grads, trainable_variables=None):  # Keras signature
         collector = _COLLECTORS.get(self)
         if collector is None:
             return super().apply(grads, trainable_variables)
@@ -55,7 +55,7 @@ def stats_class(base: type) -> type:
     return _CLASSES[base]
 
 
-def attach(optimizer, collector) -> None:  # noqa: ANN001
+def attach(optimizer, collector) -> None:
     """Route ``optimizer.apply`` through ``collector`` (idempotent)."""
     cls = type(optimizer)
     base = cls._tripwire_base if issubclass(cls, TripwireApply) else cls
@@ -64,7 +64,7 @@ def attach(optimizer, collector) -> None:  # noqa: ANN001
         _COLLECTORS[optimizer] = collector
 
 
-def detach(optimizer) -> None:  # noqa: ANN001
+def detach(optimizer) -> None:
     """Give ``optimizer`` its own class back."""
     _COLLECTORS.pop(optimizer, None)
     cls = type(optimizer)
@@ -72,22 +72,22 @@ def detach(optimizer) -> None:  # noqa: ANN001
         optimizer.__class__ = cls._tripwire_base
 
 
-def counting_optimizer(optimizer):  # noqa: ANN001, ANN201
+def counting_optimizer(optimizer):
     """The optimizer whose ``_iterations`` count the steps (the inner one of a LossScaleOptimizer)."""
     return getattr(optimizer, "inner_optimizer", optimizer)
 
 
-def accumulation_steps(optimizer) -> int:  # noqa: ANN001
+def accumulation_steps(optimizer) -> int:
     """``gradient_accumulation_steps``, or 1."""
     return int(getattr(counting_optimizer(optimizer), "gradient_accumulation_steps", None) or 1)
 
 
-def is_loss_scaled(optimizer) -> bool:  # noqa: ANN001
+def is_loss_scaled(optimizer) -> bool:
     """Whether ``optimizer`` is a ``LossScaleOptimizer`` (mixed precision)."""
     return isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
 
 
-def learning_rate(optimizer, read) -> float:  # noqa: ANN001
+def learning_rate(optimizer, read) -> float:
     """The learning rate ``optimizer`` applies at its current step, with variables read through
     ``read(variable) -> array`` (on JAX, from the trainer's state: no state sync), as Keras's own
     ``learning_rate`` property computes it (a schedule called with the step count).

@@ -114,21 +114,21 @@ class ParamStats:
         return any(s is not None for s in (self.weight_norm, self.weight_zero_frac, self.weight_var, self.ratio)) \
             or (self.weight_nonfinite is not None and not self.wants_snapshot)
 
-    def allocate(self, strategy) -> None:  # noqa: ANN001
+    def allocate(self, strategy) -> None:
         """Create the weight snapshots (only when ``update_ratio``/``weight_unchanged`` are needed)."""
         if self.wants_snapshot and not self.snapshots:
             self.snapshots = [make_variable(tuple(v.shape), f"tripwire_snapshot_{i}", strategy)
                               for i, v in enumerate(self.variables)]
 
     @staticmethod
-    def grad_scale(optimizer):  # noqa: ANN001, ANN205
+    def grad_scale(optimizer):
         """The loss scale to divide out (read before the update, which may change it), or None."""
         if is_loss_scaled(optimizer):
             return ops.cast(optimizer.dynamic_scale, "float32")
         factor = getattr(optimizer, "loss_scale_factor", None)
         return float(factor) if factor else None
 
-    def effective_grads(self, optimizer, grads, variables, scale) -> dict[int, object]:  # noqa: ANN001
+    def effective_grads(self, optimizer, grads, variables, scale) -> dict[int, object]:
         """``{variable index: gradient}`` unscaled, accumulated, per-replica corrected."""
         inner = counting_optimizer(optimizer)
         k = accumulation_steps(optimizer)
@@ -148,7 +148,7 @@ class ParamStats:
             out[i] = g
         return out
 
-    def note_gradients(self, grads, variables) -> None:  # noqa: ANN001
+    def note_gradients(self, grads, variables) -> None:
         """Leave the variables whose gradient is None out of ``update_ratio`` and ``weight_unchanged``
         and name them in :attr:`no_gradient` (while tracing on TF and JAX, each sampled step on torch)."""
         if not self.wants_snapshot:
@@ -162,7 +162,7 @@ class ParamStats:
                 self.pre.dead.add(start + i)
         self.no_gradient = [self.names[i] for i in sorted(missing)]
 
-    def _vector(self, per_var: list, start: int | None = None):  # noqa: ANN202
+    def _vector(self, per_var: list, start: int | None = None):
         """Stack per-variable scalars; a variable without a value (no gradient) is left out of the
         record block that begins at slot ``start`` of the pre part."""
         zero = ops.zeros((), "float32")
@@ -171,7 +171,7 @@ class ParamStats:
                 self.pre.dead.add(start + i)
         return ops.stack([zero if v is None else v for v in per_var])
 
-    def grads(self, optimizer, grads, variables, scale) -> dict[int, object]:  # noqa: ANN001
+    def grads(self, optimizer, grads, variables, scale) -> dict[int, object]:
         """Gradient statistics of the sampled step."""
         if not self.wants_grads:
             return {}
@@ -202,7 +202,7 @@ class ParamStats:
                     values[slot] = flag
         return values
 
-    def before_update(self, previous_sumsq, exact: bool) -> dict[int, object]:  # noqa: ANN001
+    def before_update(self, previous_sumsq, exact: bool) -> dict[int, object]:
         """``weight_unchanged`` of the weights against the snapshot (the previous sampled step's),
         then the weights as the new snapshot; before the update.
 
@@ -225,10 +225,10 @@ class ParamStats:
                 rtol, atol = float(need.option("rtol", 1e-5)), float(need.option("atol", 1e-8))
                 bound = atol * ops.sqrt(sizes) + rtol * ops.sqrt(previous_sumsq)
 
-                def elementwise(rtol=rtol, atol=atol):  # noqa: ANN202
+                def elementwise(rtol=rtol, atol=atol):
                     return ops.stack([km.allclose(a, b, rtol, atol) for a, b in zip(w, s)])
 
-                def by_distance(bound=bound, elementwise=elementwise):  # noqa: ANN202
+                def by_distance(bound=bound, elementwise=elementwise):
                     distance = ops.stack([km.norm(km.f32(a) - b, self.fused) for a, b in zip(w, s)])
                     settled = ops.logical_or(ops.equal(distance, 0.0), ops.greater(distance, bound))
                     return ops.cond(ops.all(settled), lambda: ops.cast(ops.equal(distance, 0.0), "float32"),
@@ -248,7 +248,7 @@ class ParamStats:
                 values[self.weight_nonfinite] = 1.0 - ops.cast(ops.all(ops.isfinite(sumsq)), "float32")
         return values
 
-    def after_update(self, snapshot_sumsq) -> dict[int, object]:  # noqa: ANN001
+    def after_update(self, snapshot_sumsq) -> dict[int, object]:
         """Weight statistics and ``update_ratio`` of the sampled step (``snapshot_sumsq``: the
         squared norms of the weights before the update)."""
         values: dict[int, object] = {}
@@ -268,7 +268,7 @@ class ParamStats:
         return values
 
 
-def _size(v) -> int:  # noqa: ANN001
+def _size(v) -> int:
     n = 1
     for d in v.shape:
         n *= int(d)
@@ -284,7 +284,7 @@ def _unique(names: list[str]) -> list[str]:
     return out
 
 
-def _dense(g):  # noqa: ANN001, ANN202
+def _dense(g):
     """The touched rows of a sparse (``IndexedSlices``) gradient; dense gradients unchanged."""
     return g.values if type(g).__name__ == "IndexedSlices" else g
 

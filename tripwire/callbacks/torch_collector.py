@@ -54,8 +54,8 @@ Example (a plain PyTorch loop):
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any, Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 from torch import nn
@@ -66,7 +66,19 @@ from tripwire.callbacks.torch_batch import BatchFn, ConfusionProbe, DataProbe, s
 from tripwire.callbacks.torch_packing import Gather, Packed, Piece, Series, pack
 from tripwire.callbacks.torch_params import INIT_STATS, ParamProbe
 from tripwire.callbacks.torch_parts import (
-    ACTIVATIONS, CONFUSION, DATA, DETACH, FLUSH, GRADIENTS, INIT, LOSS, PARAMS, SHARED, USER, VAL_LOSS, WEIGHTS,
+    ACTIVATIONS,
+    CONFUSION,
+    DATA,
+    DETACH,
+    FLUSH,
+    GRADIENTS,
+    INIT,
+    LOSS,
+    PARAMS,
+    SHARED,
+    USER,
+    VAL_LOSS,
+    WEIGHTS,
 )
 from tripwire.failopen import FailOpen, try_each
 from tripwire.observe import drain

@@ -44,7 +44,14 @@ from torch import nn
 
 from tripwire.callbacks.torch_packing import Piece, Reader, Series
 from tripwire.callbacks.torch_reductions import (
-    abs_sums, allclose_flags, identical_rows, init_gains, norms, step_ratios, tensor_stats, unchanged_flags,
+    abs_sums,
+    allclose_flags,
+    identical_rows,
+    init_gains,
+    norms,
+    step_ratios,
+    tensor_stats,
+    unchanged_flags,
 )
 from tripwire.stats import Need
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -313,7 +313,8 @@ def _groups(tensors: Sequence[Tensor], limit: int) -> list[list[int]]:
     return groups
 
 
-def _close_by_group(current: list[Tensor], operands, rtol: float, atol: float) -> Tensor:  # noqa: ANN001
+def _close_by_group(current: list[Tensor], operands: Callable[[list[int]], tuple[list[Tensor], list[Tensor]]],
+                    rtol: float, atol: float) -> Tensor:
     """allclose flags on the device, no host read: ``operands(group)`` gives that group's scratch
     ``(±(a - b), |b|)``, overwritten here with the excess ``|a - b| - atol - rtol * |b|``. Each
     step is one foreach op in place: ~30x faster than a fresh tensor per operation."""
@@ -330,7 +331,7 @@ def _close_by_group(current: list[Tensor], operands, rtol: float, atol: float) -
 
 
 def _settle_by_norms(current: list[Tensor], moved: Tensor, reference_norms: Tensor, rtol: float, atol: float,
-                     reference) -> Tensor:  # noqa: ANN001
+                     reference: Callable[[int], Tensor]) -> Tensor:
     """allclose flags on CPU from ``moved = ||a - b||``: allclose implies ``||a - b|| <= atol *
     sqrt(n) + rtol * ||b||``, so a pair beyond that bound is not close; the exact elementwise test
     runs only for the rest, against ``reference(i)`` (the tensor b)."""

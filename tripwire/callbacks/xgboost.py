@@ -51,9 +51,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from tripwire.callbacks.missing_framework import missing_framework
 
@@ -345,7 +346,7 @@ class XGBoostTripwire(TrainingCallback):
             directory.mkdir(parents=True, exist_ok=True)
             model.save_model(str(path))
             log.info("tripwire: %s: saved the booster to %s", finding.rule, path)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - a failed checkpoint must not stop training
             log.error("tripwire: %s: cannot save the booster to %s: %s", finding.rule, path, exc)
 
     # reading findings back from a model (dask workers, a saved model)

@@ -33,8 +33,15 @@ from typing import Any
 
 from tripwire.config import Config
 from tripwire.finding import Finding
-from tripwire.record.schema import DDL, FILENAME, FINDING_INSERT, SCHEMA_VERSION, SERIES_INSERT, check_version, \
-    redact_config
+from tripwire.record.schema import (
+    DDL,
+    FILENAME,
+    FINDING_INSERT,
+    SCHEMA_VERSION,
+    SERIES_INSERT,
+    check_version,
+    redact_config,
+)
 from tripwire.stats import Sample
 
 log = logging.getLogger("tripwire")

@@ -50,7 +50,7 @@ def write_report(run_path: str | os.PathLike, out: str | os.PathLike | None = No
         ReportError: ``run_path`` holds no readable run record.
     """
     try:
-        import plotly  # noqa: F401
+        import plotly  # noqa: F401 - only whether it is installed
     except ImportError:
         raise PlotlyMissing("the report needs plotly: pip install 'tripwire[report]'") from None
     from tripwire.record import FILENAME, RecordError, Run

@@ -27,7 +27,6 @@ from tripwire.report import plots
 from tripwire.report.evidence import panels_for
 from tripwire.report.html import Figure, Section, esc, figure_div, page, table
 
-
 MAX_TABLE_ROWS = 1000
 MAX_PER_RULE = 50
 
@@ -88,7 +87,8 @@ def _header(run: Run, meta: dict, findings: Sequence[Finding], steps: np.ndarray
     return out
 
 
-def _findings_section(run: Run, findings: Sequence[Finding], names, steps, figs: _Figures):
+def _findings_section(run: Run, findings: Sequence[Finding], names: Sequence[str], steps: np.ndarray,
+                      figs: _Figures) -> tuple[str, str, str]:
     if not findings:
         where = f" in {len(steps)} sampled steps (steps {steps[0]}–{steps[-1]})" if len(steps) else ""
         return ("findings", "Findings",
@@ -108,7 +108,8 @@ def _findings_section(run: Run, findings: Sequence[Finding], names, steps, figs:
     return "findings", f"Findings ({len(findings)})", body
 
 
-def _rules_section(run: Run, findings: Sequence[Finding], names, steps, figs: _Figures):
+def _rules_section(run: Run, findings: Sequence[Finding], names: Sequence[str], steps: np.ndarray,
+                   figs: _Figures) -> tuple[str, str, str] | None:
     if not findings:
         return None
     by_rule: dict[str, list[Finding]] = {}
@@ -131,7 +132,8 @@ def _rules_section(run: Run, findings: Sequence[Finding], names, steps, figs: _F
     return "rules", "Evidence per rule", body
 
 
-def _heatmap_section(run: Run, findings, names, steps, figs: _Figures):
+def _heatmap_section(run: Run, findings: Sequence[Finding], names: Sequence[str], steps: np.ndarray,
+                     figs: _Figures) -> tuple[str, str, str] | None:
     body = ""
     for name, log10, zrange, scale in plots.heatmap_series(names):
         made = plots.heatmap_figure(run, name, log10=log10, zrange=zrange, colorscale=scale)
@@ -143,7 +145,8 @@ def _heatmap_section(run: Run, findings, names, steps, figs: _Figures):
     return ("heatmaps", "Layers × steps", body) if body else None
 
 
-def _loss_section(run: Run, findings, names, steps, figs: _Figures):
+def _loss_section(run: Run, findings: Sequence[Finding], names: Sequence[str], steps: np.ndarray,
+                  figs: _Figures) -> tuple[str, str, str] | None:
     fig = plots.loss_figure(run, findings, names)
     if fig is None:
         return None

@@ -121,7 +121,8 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: now
 td code, .subject { font-family: ui-monospace, Menlo, Consolas, monospace; font-size: 12px;
                     overflow-wrap: anywhere; }
 table.findings td:nth-child(5) { min-width: 14em; }
-.sev { display: inline-block; white-space: nowrap; padding: 1px 8px; border-radius: 10px; color: #fff; font-size: 12px; }
+.sev { display: inline-block; white-space: nowrap; padding: 1px 8px; border-radius: 10px; color: #fff;
+       font-size: 12px; }
 .sev-error { background: #c62828; } .sev-warning { background: #ef6c00; } .sev-info { background: #1565c0; }
 .ok { background: #e8f5e9; border: 1px solid #a5d6a7; padding: 14px 18px; border-radius: 6px; font-size: 15px; }
 .caption, .note { color: #555; font-size: 13px; margin: 4px 0 12px; }

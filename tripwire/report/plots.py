@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import html
+import itertools
 import re
 import textwrap
 import warnings
@@ -66,7 +67,7 @@ def downsample(steps: np.ndarray, values: np.ndarray, limit: int = MAX_POINTS) -
     edges = np.linspace(0, n, limit // 2 + 1).astype(np.int64)
     finite = np.isfinite(values)
     keep: list[int] = []
-    for a, b in zip(edges[:-1], edges[1:]):
+    for a, b in itertools.pairwise(edges):
         ok = np.flatnonzero(finite[a:b])
         if len(ok):
             seg = values[a:b][ok]
@@ -258,7 +259,7 @@ def heatmap_figure(run: Run, name: str, *, log10: bool, zrange: tuple[float, flo
         edges = np.linspace(0, len(steps), MAX_COLUMNS + 1).astype(np.int64)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN bucket stays NaN
-            grid = np.stack([np.nanmean(grid[:, a:b], axis=1) for a, b in zip(edges[:-1], edges[1:])], axis=1)
+            grid = np.stack([np.nanmean(grid[:, a:b], axis=1) for a, b in itertools.pairwise(edges)], axis=1)
         steps = steps[edges[:-1]]
         note += f"{len(edges) - 1} step buckets (mean of each) shown. "
     labels = _unique_labels(subjects)

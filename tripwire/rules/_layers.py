@@ -71,9 +71,10 @@ def remember_ndims(state: dict, sample) -> dict[str, int]:  # noqa: ANN001 - a S
 
 def is_vector(name: str, ndims: dict[str, int]) -> bool:
     """Whether parameter ``name`` is a bias or another 1-D parameter (a normalization scale or
-    shift): from its recorded dimensions or its name (a Keras attention bias is 2-D). Gradient and update sizes of such vectors
-    say little: a bias before BatchNorm has no effect on the loss, and the shift of a normalization
-    after a linear bottleneck gets gradients of ~1e-8 in healthy MobileNets."""
+    shift): from its recorded dimensions or its name (a Keras attention bias is 2-D). Gradient and
+    update sizes of such vectors say little: a bias before BatchNorm has no effect on the loss, and
+    the shift of a normalization after a linear bottleneck gets gradients of ~1e-8 in healthy
+    MobileNets."""
     ndim = ndims.get(name)
     return (ndim is not None and ndim <= 1) or is_bias(name)  # Keras attention biases are 2-D
 
@@ -99,7 +100,7 @@ def advance(runs: dict[str, list[int]], subject: str, hit: bool, step: int) -> t
     return length + 1, since
 
 
-def finite_items(values: dict[str | None, float] | None):
+def finite_items(values: dict[str | None, float] | None) -> list[tuple[str, float]]:
     """The ``(subject, value)`` pairs of a series with a finite value (NaN/Inf is ``nonfinite``'s job)."""
     if not values:
         return []

@@ -39,13 +39,13 @@ class ClassifierConfusion(Rule):
 
     Two things keep a model that is still learning from firing. The rule starts judging at the
     first validation whose predictions depend on the true class (a G-test of independence of the
-    whole matrix, beyond ``z`` standard deviations; see :func:`dependence_z`): before that the model has learned nothing yet
-    (everything predicted as one class, or at random) and that is ``underfit``'s business, not a
-    confusion between two classes. And a validation whose ``val_loss`` is a new best by more than
-    ``delta`` (relative) is progress: every streak starts over, so a class is judged on the
-    validations after the model stopped improving. Measured: a ViT on 4 classes predicts one
-    class for 150 steps, then swings classes between validations (a class at 2-9% recall, mostly
-    predicted as a neighbour) while its validation loss falls 1.39 -> 0.61.
+    whole matrix, beyond ``z`` standard deviations; see :func:`dependence_z`): before that the model
+    has learned nothing yet (everything predicted as one class, or at random) and that is
+    ``underfit``'s business, not a confusion between two classes. And a validation whose
+    ``val_loss`` is a new best by more than ``delta`` (relative) is progress: every streak starts
+    over, so a class is judged on the validations after the model stopped improving. Measured: a ViT
+    on 4 classes predicts one class for 150 steps, then swings classes between validations (a class
+    at 2-9% recall, mostly predicted as a neighbour) while its validation loss falls 1.39 -> 0.61.
 
     Two more things keep an early or small validation from firing. A class still being learned (its
     recall rose by more than ``z`` standard errors since it began failing) is not judged failing,
@@ -140,7 +140,8 @@ class ClassifierConfusion(Rule):
             confused = share - p.max_off_diag > p.z * _standard_error(p.max_off_diag, n)
             unrecalled = p.min_diag - recall > p.z * _standard_error(p.min_diag, n)
             before = started.get(t)  # the recall when this class began failing
-            learning = before is not None and recall - before > p.z * _standard_error((recall + before) / 2, n) * 2 ** 0.5
+            learning = (before is not None
+                        and recall - before > p.z * _standard_error((recall + before) / 2, n) * 2 ** 0.5)
             if not (confused or unrecalled) or learning or improving:
                 failing.pop(t, None)
                 started.pop(t, None)

@@ -9,7 +9,15 @@ from pydantic import Field, model_validator
 from tripwire.registry import register
 from tripwire.rule import Limit, Need, Rule, Verdict
 from tripwire.rules._layers import (
-    TARGET_PREFIX, LayerParams, Target, advance, finite_items, is_vector, remember_ndims, skipped, steps,
+    TARGET_PREFIX,
+    LayerParams,
+    Target,
+    advance,
+    finite_items,
+    is_vector,
+    remember_ndims,
+    skipped,
+    steps,
 )
 from tripwire.stats import Sample
 
@@ -26,7 +34,8 @@ class LowVariance(Rule):
     model, so the rule is not in the default set. The default ``min`` of 1e-10 marks a weight
     whose elements have all become the same (collapsed units); healthy weights sit around
     1/fan_in (1e-4..1e-1). Healthy gradients can be far smaller (1e-11 in a healthy MLP), so
-    with ``on: gradients`` the rule has no default: set ``min`` or ``max`` from a healthy run. ``max`` is off unless set.
+    with ``on: gradients`` the rule has no default: set ``min`` or ``max`` from a healthy run.
+    ``max`` is off unless set.
 
     Args:
         on: ``weights``, ``gradients`` or ``activations``. Defaults to ``weights``.

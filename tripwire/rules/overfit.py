@@ -9,7 +9,12 @@ from pydantic import Field
 from tripwire.registry import register
 from tripwire.rule import Limit, Need, Rule, RuleParams, Verdict
 from tripwire.rules._loss_history import (
-    NOISE_WINDOW, add_train, finite_scalar, new_train_since_val, noise, train_reference,
+    NOISE_WINDOW,
+    add_train,
+    finite_scalar,
+    new_train_since_val,
+    noise,
+    train_reference,
 )
 from tripwire.rules._validation_streak import EPOCHS_SINCE_VAL, in_a_row, reached, validation_weight
 from tripwire.stats import Sample

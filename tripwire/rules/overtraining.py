@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from typing import Any, ClassVar
 
 from pydantic import Field
@@ -10,7 +9,14 @@ from pydantic import Field
 from tripwire.registry import register
 from tripwire.rule import Limit, Need, Rule, RuleParams, Verdict
 from tripwire.rules._loss_history import (
-    NOISE_WINDOW, add_train, finite_scalar, level, new_train_since_val, noise, relative_drop, train_reference,
+    NOISE_WINDOW,
+    add_train,
+    finite_scalar,
+    level,
+    new_train_since_val,
+    noise,
+    relative_drop,
+    train_reference,
 )
 from tripwire.rules._validation_streak import EPOCHS_SINCE_VAL, in_a_row, reached, validation_weight
 from tripwire.stats import Sample

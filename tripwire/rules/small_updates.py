@@ -69,8 +69,9 @@ class SmallUpdates(Rule):
         threshold: float = Field(1e-6, gt=0, description="update ratio ||w_after - w_before|| / ||w_before|| "
                                                          "below which a sample counts")
         patience: int = Field(3, ge=1, description="samples in a row below threshold before firing")
-        include_biases: bool = Field(False, description="also evaluate 1-D parameters: biases and normalization scales/shifts "
-                                                        "(a bias before BatchNorm has no effect on the loss)")
+        include_biases: bool = Field(False, description="also evaluate 1-D parameters: biases and normalization "
+                                                        "scales/shifts (a bias before BatchNorm has no effect on the "
+                                                        "loss)")
         converged_below: float = Field(0.01, ge=0, le=1, description="samples do not count while the training "
                                                                      "loss is below this share of its first value")
         lr_decayed_below: float = Field(0.01, ge=0, le=1, description="samples do not count while the learning "

@@ -72,8 +72,9 @@ class UnchangedTensor(Rule):
         num_steps: int = Field(3, ge=1, description="samples in a row without change before firing")
         rtol: float = Field(1e-5, ge=0, description="relative tolerance of allclose")
         atol: float = Field(1e-8, ge=0, description="absolute tolerance of allclose")
-        include_biases: bool = Field(False, description="also evaluate 1-D parameters: biases and normalization scales/shifts "
-                                                        "(a bias before BatchNorm has no effect on the loss)")
+        include_biases: bool = Field(False, description="also evaluate 1-D parameters: biases and normalization "
+                                                        "scales/shifts (a bias before BatchNorm has no effect on the "
+                                                        "loss)")
         converged_below: float = Field(0.01, ge=0, le=1, description="samples do not count while the training "
                                                                      "loss is below this share of its first value")
         lr_decayed_below: float = Field(0.01, ge=0, le=1, description="samples do not count while the learning "

@@ -25,13 +25,13 @@ class Underfit(Rule):
     ``patience`` windows in a row that are both plateaued and high, ending at or after
     ``min_steps``, fire; any other window clears. A loss that never left its start (every
     window mean so far at least ``near_start`` x ``L0``: the model has learned nothing) is
-    judged from ``early_steps`` on instead, a few hundred steps rather than ``min_steps``. A healthy run's loss falls well below its
-    start; one that stalls near it is too small a model, too low a learning rate, or features
-    that carry no signal. Only the training loss is used. A loss that settles far *above* its
-    start (past ``L0 / ratio``) is not underfitting: something pushes it up, an adversary (a
-    GAN's generator loss rises as its discriminator learns) or divergence (``nonfinite``,
-    ``exploding_gradient`` and ``loss_not_decreasing`` watch that), and more capacity or a higher
-    learning rate would be the wrong advice.
+    judged from ``early_steps`` on instead, a few hundred steps rather than ``min_steps``. A healthy
+    run's loss falls well below its start; one that stalls near it is too small a model, too low a
+    learning rate, or features that carry no signal. Only the training loss is used. A loss that
+    settles far *above* its start (past ``L0 / ratio``) is not underfitting: something pushes it up,
+    an adversary (a GAN's generator loss rises as its discriminator learns) or divergence
+    (``nonfinite``, ``exploding_gradient`` and ``loss_not_decreasing`` watch that), and more
+    capacity or a higher learning rate would be the wrong advice.
 
     Args:
         min_steps: no verdict for windows that end before this step. Defaults to 1000.

@@ -76,8 +76,9 @@ class VanishingGradient(Rule):
         converged_below: float = Field(0.01, ge=0, le=1, description="the absolute (threshold) test is off while "
                                                                      "the training loss is below this share of "
                                                                      "its first value")
-        include_biases: bool = Field(False, description="also evaluate 1-D parameters: biases and normalization scales/shifts "
-                                                        "(a bias before BatchNorm has no effect on the loss)")
+        include_biases: bool = Field(False, description="also evaluate 1-D parameters: biases and normalization "
+                                                        "scales/shifts (a bias before BatchNorm has no effect on the "
+                                                        "loss)")
 
     def initial_state(self) -> dict[str, Any]:
         return {"runs": {}, "first_loss": None, "loss": None}
