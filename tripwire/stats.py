@@ -101,12 +101,12 @@ CATALOGUE: dict[str, StatInfo] = {
 
 def pooled_map(shape: tuple[int | None, ...], unit_axis: int) -> bool:
     """Whether an activation of this shape is a globally pooled map, ``(batch, C, 1, 1)`` or
-    ``(batch, 1, 1, C)``: a squeeze-excitation gate's ReLU, whose units see one average per image.
+    ``(batch, 1, 1, C)``: one value per image and unit. A plain ``(batch, units)`` layer is not.
 
-    Per-unit shares (dead, saturated) are not judged there: an average over a whole image hardly
-    changes between images, so about half of such units are off from initialization and stay
-    off in healthy MobileNetV3/EfficientNet training, and their output only scales channels
-    through the gate. A plain ``(batch, units)`` layer is no pooled map.
+    With :func:`tripwire.callbacks.torch_activations.gate_relus` it marks the ReLU of a
+    squeeze-excitation gate, whose per-unit shares are not judged (see there). A 1x1 map alone
+    proves nothing: the last stage of an ImageNet-style CNN on 32-pixel images is 1x1 too, and
+    its units dying is the fault ``dead_relu`` exists for.
 
     Example:
         >>> pooled_map((8, 48, 1, 1), unit_axis=1), pooled_map((8, 1, 1, 48), unit_axis=-1)

@@ -1,9 +1,11 @@
-"""Squeeze-excitation gates: a ReLU on a globally pooled map is not judged for dead units.
+"""Squeeze-excitation gates: the ReLU of a sigmoid-gated block on a pooled map is not judged
+for dead units; every other ReLU is, 1x1 maps included.
 
-An SE gate's reduce units see one average per image; their sign hardly changes between images,
+An SE gate's squeeze units see one average per image; their sign hardly changes between images,
 so about half are off from initialization and stay off in healthy MobileNetV3-style training
-(measured: 9 of 12 units of the first block's gate for 400 steps, loss falling). The ReLUs of the
-main path are judged as before.
+(measured: 9 of 12 units of the first block's gate for 400 steps, loss falling). The last stage of
+an ImageNet-style CNN on small images is a 1x1 map too, and its units dying (a learning rate x100)
+is what dead_relu is for.
 """
 
 import pytest
@@ -21,26 +23,29 @@ DEAD = {"interval": 5, "rules": {"dead_relu": {}}}
 
 
 class Gated(nn.Module):
-    """conv-ReLU features scaled per channel by a squeeze-excitation gate, and a linear head."""
+    """conv-ReLU features, scaled per channel by a squeeze-excitation block; a 1x1 conv stage; a head."""
 
     def __init__(self) -> None:
         super().__init__()
         self.conv = nn.Conv2d(1, 16, 3, padding=1)
         self.relu = nn.ReLU()
-        self.reduce, self.gate_relu, self.expand = nn.Conv2d(16, 4, 1), nn.ReLU(), nn.Conv2d(4, 16, 1)
+        self.se = nn.Sequential(nn.Conv2d(16, 4, 1), nn.ReLU(), nn.Conv2d(4, 16, 1), nn.Sigmoid())
+        self.last = nn.Sequential(nn.Conv2d(16, 16, 8), nn.ReLU())  # a last stage at 1x1 resolution
         self.head = nn.Linear(16, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.relu(self.conv(x))
-        gate = torch.sigmoid(self.expand(self.gate_relu(self.reduce(h.mean((2, 3), keepdim=True)))))
-        return self.head((h * gate).mean((2, 3)))
+        h = h * self.se(h.mean((2, 3), keepdim=True))
+        return self.head(self.last(h).flatten(1))
 
 
-@pytest.mark.parametrize("dead", ["gate", "main"])
-def test_dead_units_count_on_the_main_path_only(dead):
+@pytest.mark.parametrize(("dead", "fires"), [(None, None), ("se.0", None), ("conv", "relu"), ("last.0", "last.1")])
+def test_dead_units_count_everywhere_but_in_a_squeeze_excitation_gate(dead, fires):
     torch.manual_seed(0)
     net = Gated()
-    with torch.no_grad():
-        (net.reduce if dead == "gate" else net.conv).bias.fill_(-20.0)  # every unit of that ReLU off
+    if dead is not None:
+        with torch.no_grad():
+            net.get_submodule(dead).bias.fill_(-20.0)  # every unit of the ReLU after it is off
     cb = fit(Task(net, lr=0.01, optimizer="adam"), loader(*images(n=512)), callback=tripwire(DEAD), max_steps=40)
-    assert [f.subject for f in cb.findings if f.rule == "dead_relu"][:1] == ([] if dead == "gate" else ["net.relu"])
+    found = {f.subject.removeprefix("net.") for f in cb.findings if f.rule == "dead_relu"}
+    assert (fires in found) if fires else not found, found  # (a dead stage may take the next one along)

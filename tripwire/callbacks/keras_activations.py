@@ -18,8 +18,7 @@ A probe hands the activation's output to ``record(site, y)`` and returns it unch
 collector keeps it for the sampled step only and reduces it inside the same compiled step.
 Per unit means per feature (last axis) or per channel (axis 1 for ``channels_first`` layers);
 every other position is a sample. A per-unit share ("active in < 1% of the samples") from
-fewer than :data:`PER_UNIT_MIN_SAMPLES` samples, or from a globally pooled map
-(:func:`tripwire.stats.pooled_map`), is not reported: on a batch of one, a healthy
+fewer than :data:`PER_UNIT_MIN_SAMPLES` samples is not reported: on a batch of one, a healthy
 unit that happens to be off would look dead. Layers that produce the model's outputs are left
 out: a confident sigmoid output is saturated by design. :meth:`ActivationProbes.remove` puts
 every original back. A probe that fails (wrapping its layer, recording its output, or building
@@ -47,7 +46,7 @@ from keras import ops
 from tripwire.callbacks import keras_math as km
 from tripwire.callbacks.keras_buffer import Layout
 from tripwire.failopen import FailOpen
-from tripwire.stats import Need, pooled_map
+from tripwire.stats import Need
 
 FAMILY_OF_FUNCTION = {
     "relu": "relu", "relu6": "relu", "leaky_relu": "relu", "elu": "relu", "selu": "relu", "celu": "relu",
@@ -237,9 +236,8 @@ class ActivationProbes:
     def _site_values(self, i: int, wanted: list[tuple[Need, int]], y) -> dict[int, object]:
         axis = self.sites[i].unit_axis
         values = {slot: _stat(need, ops.stop_gradient(y), axis) for need, slot in wanted}
-        if i in self.samples:  # a pooled map reports no samples: its per-unit shares are not judged
-            values[self.samples[i]] = (ops.zeros((), "float32") if pooled_map(tuple(y.shape), axis)
-                                       else km.positions(y, axis))
+        if i in self.samples:
+            values[self.samples[i]] = km.positions(y, axis)
         return values
 
     def drop_unmeasured(self, stats: dict[str, dict[str | None, float]]) -> None:

@@ -25,10 +25,11 @@ class DeadRelu(Rule):
     A healthy ReLU layer has most outputs at zero for any one sample but each unit active for
     some samples, so its dead share is small (measured: 0-2% for a 20-64-64 MLP at init, with
     47% zero outputs). A layer pushed to negative pre-activations (a large LR step, a bias of
-    -10) reaches 100%. ``patience`` absorbs an unlucky batch for sparse layers. A ReLU on a
-    globally pooled map (a squeeze-excitation gate) is not measured: its units see one average
-    per image and half of them sit off from initialization in healthy MobileNetV3/EfficientNet
-    training (see :func:`tripwire.stats.pooled_map`).
+    -10) reaches 100%. ``patience`` absorbs an unlucky batch for sparse layers. The squeeze
+    units of a squeeze-excitation block (a ReLU beside a sigmoid gate, on a globally pooled map)
+    are not measured in PyTorch: each sees one average per image, so half of them sit off from
+    initialization in healthy MobileNetV3/EfficientNet training (see
+    :func:`tripwire.callbacks.torch_activations.gate_relus`).
 
     Args:
         threshold_inactivity: share of the samples below which a unit's activity makes it dead.
