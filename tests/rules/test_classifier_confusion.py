@@ -100,8 +100,16 @@ def test_validations_while_val_loss_improves_start_every_streak_over():
         return rule.check(Sample(step, stats={"confusion": confused, "val_loss": {None: val_loss}}))[1].fired
 
     # a ViT-like run: the validation loss still falls, the class is judged only once it stops
-    assert [validate(s, v) for s, v in [(100, 1.2), (200, 1.0), (300, 0.8), (400, 0.81), (500, 0.8)]] \
+    assert [validate(s, v) for s, v in [(100, 1.2), (200, 1.0), (300, 0.8), (400, 0.81), (500, 0.805)]] \
         == [False, False, False, False, True]
+    # a Keras BatchNorm ResNet: val_loss rises above its start, then falls while the classes separate
+    rule = ClassifierConfusion("cc", ClassifierConfusion.Params(patience=2))
+    one_class = series([[64, 0, 0], [64, 0, 0], [64, 0, 0]])  # the first validation: all class 0
+    assert rule.check(Sample(32, stats={"confusion": one_class, "val_loss": {None: 2.5}})) == []
+    assert not any(validate(s, v) for s, v in [(64, 3.5), (96, 2.9), (128, 1.9), (160, 1.2)])
+    # validation labels that contradict training: val_loss rises as the model learns, judged at once
+    rule = ClassifierConfusion("cc", ClassifierConfusion.Params(patience=2))
+    assert [validate(s, v) for s, v in [(100, 0.7), (200, 0.9), (300, 1.3)]] == [False, True, True]
 
 
 def test_low_recall_with_spread_errors_fires_on_min_diag():
@@ -151,7 +159,7 @@ def test_each_validation_stands_alone_with_patience_one():
     assert check(rule, np.array([[100, 0], [100, 0]]))[1].fired
     assert not check(rule, np.array([[100, 0], [0, 100]]))[1].fired
     assert json.loads(json.dumps(rule.state)) == rule.state
-    assert rule.state == {"failing": {}, "recall": {}, "separating": True, "best_val": None}
+    assert rule.state == {"failing": {}, "recall": {}, "separating": True, "last_val": None}
     assert rule.check(Sample(5, stats={"loss": {None: 1.0}})) == []
 
 
