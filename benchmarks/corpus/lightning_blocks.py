@@ -91,5 +91,6 @@ MOBILENET_V3 = CORPUS.healthy(
     "MobileNetV3-style bneck blocks (squeeze-excitation, hard-swish, BatchNorm) at batch size 8; AdamW 2e-3, cosine; "
     "500 steps",
     lambda mc: _images(mc, mobilenet_v3, steps=500, lr=2e-3, batch_size=8))
-CORPUS.twin(MOBILENET_V3, "lr_x100", "learning rate x100 (0.2)", ["exploding_gradient", "nonfinite"],
+CORPUS.twin(MOBILENET_V3, "lr_x100", "learning rate x100 (0.2); a BatchNorm net dies rather than explodes",
+            ["exploding_gradient", "nonfinite", "dead_relu"],
             lambda mc: _images(mc, mobilenet_v3, steps=500, lr=0.2, batch_size=8))

@@ -50,6 +50,16 @@ def test_negative_bias_kills_relu_units():
     assert rec.series("act_dead_frac[inactive_below=0.01]", "hidden0")[0][1] == 1.0
 
 
+@pytest.mark.parametrize(("activation", "dies"), [("hard_swish", True), ("relu6", True), ("leaky_relu", False),
+                                                  ("elu", False)])
+def test_units_die_where_the_activation_is_flat_zero(activation, dies):
+    # hard-swish is 0 below -3 (MobileNetV3's main path); leaky_relu and elu keep a gradient there
+    x, y = classification(n=512)
+    model = mlp(activation=activation, bias_initializer=keras.initializers.Constant(-10.0))
+    tw, _rec, _ = fit(model, x, y, config={"rules": {"dead_relu": {}}}, epochs=1)
+    assert ("dead_relu" in fired(tw)) == dies
+
+
 def test_negative_bias_kills_relu_units_at_a_small_batch():
     x, y = classification(n=512)
     model = mlp(bias_initializer=keras.initializers.Constant(-10.0))

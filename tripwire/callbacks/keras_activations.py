@@ -48,12 +48,17 @@ from tripwire.callbacks.keras_buffer import Layout
 from tripwire.failopen import FailOpen
 from tripwire.stats import Need
 
+#: The "relu" family: activations with a flat zero region where a unit passes no gradient (relu,
+#: relu6, hard-swish below -3); a unit is active where its output is not 0. leaky_relu, elu, selu
+#: and celu ("leaky") keep a gradient for negative inputs: their units cannot die, only the
+#: statistics of every family watch them (as in PyTorch's FAMILIES).
 FAMILY_OF_FUNCTION = {
-    "relu": "relu", "relu6": "relu", "leaky_relu": "relu", "elu": "relu", "selu": "relu", "celu": "relu",
+    "relu": "relu", "relu6": "relu", "hard_swish": "relu", "hard_silu": "relu",
+    "leaky_relu": "leaky", "elu": "leaky", "selu": "leaky", "celu": "leaky",
     "tanh": "tanh", "hard_tanh": "tanh",
     "sigmoid": "sigmoid", "hard_sigmoid": "sigmoid",
 }
-FAMILY_OF_LAYER = {"ReLU": "relu", "LeakyReLU": "relu", "ELU": "relu", "PReLU": "relu"}
+FAMILY_OF_LAYER = {"ReLU": "relu", "LeakyReLU": "leaky", "ELU": "leaky", "PReLU": "leaky"}
 #: Which family each statistic applies to (None: every family).
 STAT_FAMILY: dict[str, str | None] = {"act_dead_frac": "relu", "act_tanh_sat_frac": "tanh",
                                       "act_sigmoid_sat_frac": "sigmoid", "act_zero_frac": None, "act_var": None}
@@ -287,7 +292,7 @@ def _restore(site: Site, original) -> None:
 def _stat(need: Need, y, axis: int):
     opt = {k: float(need.option(k, v)) for k, v in _DEFAULTS.items()}
     if need.stat == "act_dead_frac":
-        return km.unit_share_below(ops.greater(y, 0), axis, opt["inactive_below"])
+        return km.unit_share_below(ops.not_equal(y, 0), axis, opt["inactive_below"])
     if need.stat == "act_tanh_sat_frac":
         return km.unit_share_at_least(ops.greater_equal(ops.abs(km.f32(y)), opt["level"]), axis, opt["share"])
     if need.stat == "act_sigmoid_sat_frac":

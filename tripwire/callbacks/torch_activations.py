@@ -45,10 +45,14 @@ from tripwire.callbacks.torch_reductions import active_share, extreme_share, red
 from tripwire.failopen import FailOpen, try_each
 from tripwire.stats import Need, pooled_map
 
-#: Module classes per family. "relu" units are dead when their output is not > 0 (ELU/SELU
-#: and LeakyReLU negative outputs count as inactive); GELU/SiLU are smooth and never "dead".
+#: Module classes per family. The "relu" family is the activations with a flat zero region, where
+#: a unit passes no gradient: ReLU, ReLU6 and hard-swish (0 below -3: MobileNetV3's main path). A
+#: unit is active where its output is not 0. The "leaky" family (LeakyReLU, PReLU, ELU/SELU/CELU)
+#: keeps a gradient for negative inputs, so its units cannot die: only the statistics of every
+#: family (zeros, variance) watch it. GELU/SiLU are smooth and not hooked.
 FAMILIES: dict[str, tuple[type[nn.Module], ...]] = {
-    "relu": (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.SELU, nn.CELU),
+    "relu": (nn.ReLU, nn.ReLU6, nn.Hardswish),
+    "leaky": (nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.SELU, nn.CELU),
     "tanh": (nn.Tanh,),
     "sigmoid": (nn.Sigmoid,),
 }

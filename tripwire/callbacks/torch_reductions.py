@@ -432,15 +432,16 @@ def scratch_like(t: Tensor) -> Tensor:
 # and a reduction of bools are each slower than the float `sign` + `clamp_min_` + `mean` used
 # here (6x on a conv layer's output). NaN outputs give a NaN share for their unit.
 def active_share(y: Tensor, dims: tuple[int, ...]) -> Tensor:
-    """Per unit, the share of samples where ``y > 0`` (float32).
+    """Per unit, the share of samples where ``y != 0`` (float32): where a ReLU-family unit
+    passes a gradient (hard-swish's small negative outputs do).
 
     Example:
-        >>> active_share(torch.tensor([[1.0, 0.0], [2.0, -1.0], [0.5, 0.0]]), (0,)).tolist()
-        [1.0, 0.0]
+        >>> active_share(torch.tensor([[1.0, 0.0], [2.0, -0.3], [0.5, 0.0]]), (0,)).tolist()
+        [1.0, 0.3333333432674408]
     """
     if not dims:
-        return torch.sign(y.detach()).clamp_min_(0).float()
-    return torch.sign(y.detach(), out=scratch_like(y)).clamp_min_(0).mean(dims, dtype=torch.float32)
+        return torch.sign(y.detach()).abs_().float()
+    return torch.sign(y.detach(), out=scratch_like(y)).abs_().mean(dims, dtype=torch.float32)
 
 
 def extreme_share(y: Tensor, dims: tuple[int, ...], level: float, center: float = 0.0) -> Tensor:

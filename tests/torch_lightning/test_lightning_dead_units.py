@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 
 from torch import nn
 
-from lightning_kit import Task, fit, images, loader, tripwire
+from lightning_kit import Task, blobs, fit, images, loader, mlp, tripwire
 
 pytestmark = pytest.mark.torch
 
@@ -49,3 +49,16 @@ def test_dead_units_count_everywhere_but_in_a_squeeze_excitation_gate(dead, fire
     cb = fit(Task(net, lr=0.01, optimizer="adam"), loader(*images(n=512)), callback=tripwire(DEAD), max_steps=40)
     found = {f.subject.removeprefix("net.") for f in cb.findings if f.rule == "dead_relu"}
     assert (fires in found) if fires else not found, found  # (a dead stage may take the next one along)
+
+
+@pytest.mark.parametrize(("act", "fires"), [(nn.Hardswish, True), (nn.ReLU6, True), (nn.LeakyReLU, False),
+                                            (nn.ELU, False)])
+def test_units_die_where_the_activation_is_flat_zero(act, fires):
+    # hard-swish is 0 below -3 (MobileNetV3's main path): a unit pushed there passes no gradient;
+    # LeakyReLU and ELU keep a gradient for negative inputs, so their units cannot die
+    torch.manual_seed(0)
+    net = mlp(act=act)
+    with torch.no_grad():
+        net[0].bias.fill_(-20.0)
+    cb = fit(Task(net, lr=0.01, optimizer="adam"), loader(*blobs(n=512)), callback=tripwire(DEAD), max_steps=30)
+    assert any(f.rule == "dead_relu" for f in cb.findings) == fires
