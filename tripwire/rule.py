@@ -8,7 +8,9 @@ Python values, so it survives checkpoints loaded with ``weights_only=True``.
 Verdicts, not findings: a rule says for each subject it evaluated whether the condition holds
 (:meth:`Rule.fire`) or not (:meth:`Rule.clear`). The engine turns the first ``fire`` for a
 (rule, subject) into a :class:`~tripwire.finding.Finding` and re-arms only after a ``clear``,
-so a persistent fault is reported once.
+so a persistent fault is reported once. A rule with patience clears while it is still counting
+(the subject was judged and is not at fault yet) and returns no verdict for a subject only when
+the sample does not let it judge that subject; see :mod:`tripwire.rules._streak`.
 
 Example:
     >>> from tripwire.stats import Sample

@@ -10,7 +10,8 @@ from pydantic import Field
 from tripwire.registry import register
 from tripwire.rule import Limit, Need, Rule, RuleParams, Verdict
 from tripwire.rules._loss_history import finite_scalar
-from tripwire.rules._validation_streak import EPOCHS_SINCE_VAL, reached, validation_weight
+from tripwire.rules._streak import advance
+from tripwire.rules._validation_streak import EPOCHS_SINCE_VAL, validation_weight
 from tripwire.stats import Sample
 
 
@@ -146,14 +147,12 @@ class ClassifierConfusion(Rule):
             before = started.get(t)  # the recall when this class began failing
             learning = (before is not None
                         and recall - before > p.z * _standard_error((recall + before) / 2, n) * 2 ** 0.5)
-            if not (confused or unrecalled) or learning or improving:
-                failing.pop(t, None)
+            fails = (confused or unrecalled) and not learning and not improving
+            if fails:
+                started.setdefault(t, recall)
+            else:
                 started.pop(t, None)
-                out.append(self.clear(t))
-                continue
-            started.setdefault(t, recall)
-            failing[t] = failing.get(t, 0.0) + weight
-            if not reached(failing[t], p.patience):
+            if not advance(failing, t, fails, sample.step, weight).reached(p.patience):
                 out.append(self.clear(t))
                 continue
             why = (f"{share:.0%} of them predicted as class {worst} (limit {p.max_off_diag:.0%})"

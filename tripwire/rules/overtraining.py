@@ -18,7 +18,8 @@ from tripwire.rules._loss_history import (
     relative_drop,
     train_reference,
 )
-from tripwire.rules._validation_streak import EPOCHS_SINCE_VAL, in_a_row, reached, validation_weight
+from tripwire.rules._streak import advance, end
+from tripwire.rules._validation_streak import EPOCHS_SINCE_VAL, in_a_row, validation_weight
 from tripwire.stats import Sample
 
 
@@ -69,7 +70,7 @@ class Overtraining(Rule):
         ...     _ = rule.check(Sample(step, stats={"loss": {None: train}}))
         ...     out += [v.fired for v in rule.check(Sample(step, stats={"val_loss": {None: val}}))]
         >>> out
-        [False, True]
+        [False, False, True]
     """
 
     kind = "overtraining"
@@ -90,8 +91,7 @@ class Overtraining(Rule):
                                                 "val_loss values) the latest val_loss must sit above the best")
 
     def initial_state(self) -> dict[str, Any]:
-        return {"train": new_train_since_val(), "best": None, "train_at_best": None, "best_step": None,
-                "since": 0.0, "since_n": 0, "vals": []}
+        return {"train": new_train_since_val(), "best": None, "train_at_best": None, "best_step": None, "vals": []}
 
     def needs(self) -> list[Need]:
         return [Need("loss"), Need("val_loss"), EPOCHS_SINCE_VAL]
@@ -111,21 +111,23 @@ class Overtraining(Rule):
         sigma = noise(vals)
         latest, val = val, level(vals)
         if st["best"] is None or val < st["best"] - p.delta * abs(st["best"]):
-            st.update(best=val, train_at_best=train, best_step=sample.step, since=0.0, since_n=0)
+            st.update(best=val, train_at_best=train, best_step=sample.step)
+            end(st, "since")
             return [self.clear(None)]
-        st["since"] += validation_weight(sample)
-        st["since_n"] = st.get("since_n", 0) + 1
+        streak = advance(st, "since", True, sample.step, weight=validation_weight(sample))  # since the best
         if st["train_at_best"] is None:  # the best came before any training loss (a sanity-check run)
             st["train_at_best"] = train
-        if not reached(st["since"], p.patience) or train is None:
+        if train is None:
             return []
+        if not streak.reached(p.patience):
+            return [self.clear(None)]
         train_drop = relative_drop(st["train_at_best"], train)
         just_improved = latest < st["best"] - p.delta * abs(st["best"])
         if train_drop < p.delta or (sigma > 0 and val <= st["best"] + p.z * sigma) or just_improved:
             return [self.clear(None)]
         return [self.fire(
-            None, value=st["since"], threshold=p.patience,
-            message=f"val_loss has not improved by {p.delta:.0%} for {in_a_row(st['since_n'], st['since'])} (best "
+            None, value=streak.length, threshold=p.patience,
+            message=f"val_loss has not improved by {p.delta:.0%} for {in_a_row(streak.count, streak.length)} (best "
                     f"{st['best']:.4g} at step {st['best_step']}, now {latest:.4g} at step {sample.step}, level "
                     f"{val:.4g} as the median of the last 3) while the training loss fell {train_drop:.0%} "
                     f"({st['train_at_best']:.4g} -> {train:.4g})",

@@ -8,8 +8,9 @@ from pydantic import Field
 
 from tripwire.registry import register
 from tripwire.rule import Limit, Need, Rule, Verdict
-from tripwire.rules._layers import LayerParams, advance, finite_items, is_vector, remember_ndims, skipped, steps
+from tripwire.rules._layers import LayerParams, finite_items, judge_layers, remember_ndims
 from tripwire.rules._schedule import at_rest
+from tripwire.rules._streak import Streak
 from tripwire.stats import Sample
 
 
@@ -90,22 +91,19 @@ class UnchangedTensor(Rule):
     def check(self, sample: Sample) -> list[Verdict]:
         p = self.params
         ndims = remember_ndims(self.state, sample)
-        out = []
         resting = at_rest(self.state, sample, p.converged_below, p.lr_decayed_below)
-        for name, unchanged in finite_items(sample.series(self.needs()[0])):
-            if skipped(name, p.ignore) or (not p.include_biases and is_vector(name, ndims)):
-                continue
-            length, since = advance(self.state["runs"], name, unchanged >= 0.5 and not resting, sample.step)
-            if length < p.num_steps:
-                out.append(self.clear(name))
-                continue
-            out.append(self.fire(
-                name, value=float(length), threshold=float(p.num_steps),
-                message=f"{name} has not changed for {length} samples ({steps(since, sample.step)}) although "
-                        "it is trainable: it is not learning",
-                suggestion="check that it is used in forward and connected to the loss (no .detach(), no "
-                           "torch.no_grad/tf.stop_gradient on its path), that the optimizer was given this "
-                           "parameter, and that its learning rate is not 0; freeze it explicitly "
-                           "(requires_grad=False / trainable=False) if intended",
-                samples=length, since_step=since, rtol=p.rtol, atol=p.atol))
-        return out
+        return judge_layers(self, finite_items(sample.series(self.needs()[0])), sample.step, patience=p.num_steps,
+                            counts=lambda unchanged: unchanged >= 0.5 and not resting, fire=self._fired,
+                            ndims=None if p.include_biases else ndims)
+
+    def _fired(self, name: str, unchanged: float, streak: Streak) -> Verdict:
+        p = self.params
+        return self.fire(
+            name, value=float(streak.count), threshold=float(p.num_steps),
+            message=f"{name} has not changed for {streak.count} samples ({streak.steps}) although "
+                    "it is trainable: it is not learning",
+            suggestion="check that it is used in forward and connected to the loss (no .detach(), no "
+                       "torch.no_grad/tf.stop_gradient on its path), that the optimizer was given this "
+                       "parameter, and that its learning rate is not 0; freeze it explicitly "
+                       "(requires_grad=False / trainable=False) if intended",
+            samples=streak.count, since_step=streak.since, rtol=p.rtol, atol=p.atol)
