@@ -66,11 +66,11 @@ def test_a_new_best_clears_and_the_engine_rearms():
     assert findings == [(2, 300), (8, 900)]
 
 
-def test_delta_is_relative():
+def test_min_delta_is_relative():
     vals = [1.0, 0.95, 0.93, 0.91]  # 5%, 7%, 9% under the first: under a 10% improvement, no new best
-    rule = Overtraining("overtraining", Overtraining.Params(patience=2, delta=0.1))
+    rule = Overtraining("overtraining", Overtraining.Params(patience=2, min_delta=0.1))
     assert verdicts(rule, epochs(falling, vals)) == [(0, False), (1, False), (2, True), (3, True)]
-    rule = Overtraining("overtraining", Overtraining.Params(patience=2, delta=0.01))
+    rule = Overtraining("overtraining", Overtraining.Params(patience=2, min_delta=0.01))
     assert verdicts(rule, epochs(falling, vals)) == [(0, False), (1, False), (2, False), (3, False)]
 
 

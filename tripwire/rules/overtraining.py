@@ -29,7 +29,7 @@ class Overtraining(Rule):
 
     Improvement is relative, early-stopping style: a validation is a new best when
 
-        val < best * (1 - delta)      (best = lowest val_loss so far, taken as |best| when negative)
+        val < best * (1 - min_delta)  (best = lowest val_loss so far, taken as |best| when negative)
 
     At each validation the training reference is the mean of the ``loss`` samples since the
     previous one. With ``k`` the epochs of validations since the best (each validation counts for
@@ -37,7 +37,7 @@ class Overtraining(Rule):
     :mod:`tripwire.rules._validation_streak`; with one validation per epoch or fewer ``k`` counts
     validations) and ``train_best`` the reference at the best, the rule fires when
 
-        k >= patience  and  (train_best - train) / |train_best| >= delta
+        k >= patience  and  (train_best - train) / |train_best| >= min_delta
 
     i.e. the model keeps fitting the training set but no longer generalizes better. A new best
     clears; so does a training loss that stopped improving too (that is a plateau, see
@@ -57,8 +57,8 @@ class Overtraining(Rule):
     Args:
         patience: epochs of validations without a new best before firing (a validation counts for
             the epochs trained since the previous one, at most 1). Defaults to 5.
-        delta: relative improvement that counts, for the validation and the training loss alike.
-            Defaults to 0.01 (1%).
+        min_delta: relative improvement that counts, for the validation and the training loss alike
+            (formerly ``delta``). Defaults to 0.01 (1%).
         z: validation-noise standard deviations the latest val_loss must sit above the best.
             Defaults to 2.
 
@@ -74,19 +74,20 @@ class Overtraining(Rule):
     """
 
     kind = "overtraining"
-    summary = "no val_loss improvement >= delta for patience validations while the training loss still falls"
+    summary = "no val_loss improvement >= min_delta for patience validations while the training loss still falls"
     frameworks: ClassVar[tuple[str, ...]] = ("torch", "keras", "xgboost")
     limits: ClassVar[tuple[Limit, ...]] = (Limit("patience", "upper", "int"),)
 
     class Params(RuleParams):
         """Parameters of `overtraining`."""
 
+        renamed: ClassVar[dict[str, str]] = {"delta": "min_delta"}
         patience: int = Field(5, ge=1, description="validations without a new best val_loss before firing, "
                                                    "counted in epochs: a validation counts for the epochs trained "
                                                    "since the previous one, at most 1 (0.5 each when validating "
                                                    "twice per epoch)")
-        delta: float = Field(0.01, ge=0, description="relative improvement that counts, for val_loss and the "
-                                                     "training loss alike")
+        min_delta: float = Field(0.01, ge=0, description="relative improvement that counts, for val_loss and the "
+                                                         "training loss alike")
         z: float = Field(2.0, ge=0, description="validation-noise standard deviations (from the spread of recent "
                                                 "val_loss values) the latest val_loss must sit above the best")
 
@@ -110,7 +111,7 @@ class Overtraining(Rule):
         del vals[:-NOISE_WINDOW]
         sigma = noise(vals)
         latest, val = val, level(vals)
-        if st["best"] is None or val < st["best"] - p.delta * abs(st["best"]):
+        if st["best"] is None or val < st["best"] - p.min_delta * abs(st["best"]):
             st.update(best=val, train_at_best=train, best_step=sample.step)
             end(st, "since")
             return [self.clear(None)]
@@ -122,12 +123,12 @@ class Overtraining(Rule):
         if not streak.reached(p.patience):
             return [self.clear(None)]
         train_drop = relative_drop(st["train_at_best"], train)
-        just_improved = latest < st["best"] - p.delta * abs(st["best"])
-        if train_drop < p.delta or (sigma > 0 and val <= st["best"] + p.z * sigma) or just_improved:
+        just_improved = latest < st["best"] - p.min_delta * abs(st["best"])
+        if train_drop < p.min_delta or (sigma > 0 and val <= st["best"] + p.z * sigma) or just_improved:
             return [self.clear(None)]
         return [self.fire(
             None, value=streak.length, threshold=p.patience,
-            message=f"val_loss has not improved by {p.delta:.0%} for {in_a_row(streak.count, streak.length)} (best "
+            message=f"val_loss has not improved by {p.min_delta:.0%} for {in_a_row(streak.count, streak.length)} (best "
                     f"{st['best']:.4g} at step {st['best_step']}, now {latest:.4g} at step {sample.step}, level "
                     f"{val:.4g} as the median of the last 3) while the training loss fell {train_drop:.0%} "
                     f"({st['train_at_best']:.4g} -> {train:.4g})",
