@@ -101,12 +101,12 @@ def judge_layers(rule: Rule, items: Iterable[tuple[str, V]], step: int, *, patie
                  ndims: dict[str, int] | None = None) -> list[Verdict]:
     """The loop of the per-layer rules, with the verdict semantics of :mod:`tripwire.rules._streak`.
 
-    For each ``(subject, value)`` of ``items`` (in order) that the rule evaluates, that is not
-    matching the ``ignore`` patterns of ``rule.params`` and, when ``ndims`` is given, not a 1-D
-    parameter (see :func:`is_vector`), the subject's streak in ``rule.state["runs"]`` is
-    extended when ``counts(value)`` and ended otherwise; the verdict is ``fire(subject, value,
-    streak)`` once the streak has reached ``patience``, and a clear before. Subjects absent from
-    ``items`` get no verdict and keep their streak.
+    For each ``(subject, value)`` of ``items``, in order, the subject's streak in
+    ``rule.state["runs"]`` is extended when ``counts(value)`` and ended otherwise; its verdict is
+    ``fire(subject, value, streak)`` once the streak has reached ``patience``, and a clear before.
+    Left out, with no verdict: subjects matching the ``ignore`` patterns of ``rule.params`` and,
+    when ``ndims`` is given, 1-D parameters (see :func:`is_vector`). Subjects absent from
+    ``items`` get no verdict either and keep their streak.
 
     Example:
         >>> from tripwire.rules.dead_relu import DeadRelu
