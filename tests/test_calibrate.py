@@ -7,6 +7,7 @@ import pytest
 from tripwire import Monitor
 from tripwire.calibrate import calibrate, format_table
 from tripwire.cli import main
+from tripwire.config import Config, RuleSpec
 from tripwire.record import RunRecord
 from tripwire.stats import Sample
 
@@ -75,6 +76,19 @@ def test_a_count_limit_is_searched_in_whole_numbers(tmp_path):
     r = row(calibrate([path], kinds=["overtraining"]), "overtraining", "patience")
     assert r.boundary == 3  # levels (medians of 3) 1, 0.9, 0.8, 0.75, 0.75, 0.8: best at the 4th, 2 after it
     assert r.proposal() == 5
+
+
+def test_a_record_written_with_a_former_parameter_name_is_replayed_with_its_value(tmp_path):
+    # a run recorded before `num_steps` became `patience` stores the former name in its config
+    old = Config(rules={"frozen": RuleSpec(type="unchanged_tensor", params={"num_steps": 4})})
+    rec = RunRecord.create(tmp_path, old, run_name="old")
+    key = "weight_unchanged[atol=1e-08,rtol=1e-05]"
+    for step in range(6):
+        rec.add_sample(Sample(step=10 * step, epoch=0, stats={key: {"aux.weight": 1.0}, "loss": {None: 1.0}}))
+    rec.close()
+    with pytest.warns(DeprecationWarning, match="use 'patience' instead"):
+        r = row(calibrate([rec.path], kinds=["frozen"]), "frozen", "patience")
+    assert r.current == 4 and r.fired == {"old": 30}
 
 
 def test_statistics_missing_from_the_record_are_said(tmp_path):

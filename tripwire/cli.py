@@ -46,6 +46,7 @@ def catalogue(kinds: Sequence[str] = ()) -> list[dict[str, Any]]:
 
 def _describe(cls: Any) -> dict[str, Any]:
     params = []
+    former = {current: old for old, current in getattr(cls.Params, "renamed", {}).items()}
     for name, field in cls.Params.model_fields.items():
         if field.default is not PydanticUndefined:
             default = repr(field.default)
@@ -53,8 +54,11 @@ def _describe(cls: Any) -> dict[str, Any]:
             default = repr(field.default_factory())
         else:
             default = "required"
+        description = " ".join((field.description or "").split())
+        if name in former:
+            description += f" (formerly {former[name]}, still accepted)"
         params.append({"name": name, "type": _type_name(field.annotation), "default": default,
-                       "description": " ".join((field.description or "").split())})
+                       "description": description})
     return {"kind": cls.kind, "summary": cls.summary, "default_set": cls.in_default_set, "severity": cls.severity,
             "actions": list(cls.default_actions), "frameworks": list(cls.frameworks), "params": params}
 

@@ -35,6 +35,7 @@ Keyword arguments of the callbacks override the config; ``log_dir`` defaults to
 from __future__ import annotations
 
 import enum
+import logging
 import os
 import re
 from collections.abc import Callable
@@ -47,6 +48,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tripwire.errors import ConfigError
 from tripwire.references import resolve
 from tripwire.registry import builtin_rules, rule_class, suggest
+from tripwire.rule import both_names, deprecated_name
+
+log = logging.getLogger("tripwire")
 
 ACTIONS = ("alert", "stop", "raise", "checkpoint")
 _VALID_ACTIONS = f"valid: {', '.join(ACTIONS)}, or 'package.module:function'"
@@ -268,9 +272,19 @@ class _Ctx:
         return ConfigError(problem, source=self.source, path=".".join(str(p) or "''" for p in path),
                            line=line, column=col)
 
-    def pydantic(self, exc: ValidationError, base: tuple, fields: Any) -> ConfigError:
+    def warn(self, path: tuple, problem: str) -> None:
+        """Log a warning located like an error (file, line, key path)."""
+        log.warning("tripwire: %s", self.error(path, problem))
+
+    def pydantic(self, exc: ValidationError, base: tuple, fields: Any,
+                 given_as: dict[str, str] | None = None) -> ConfigError:
+        """The first error of ``exc``, located under ``base``; ``given_as`` maps a field to the key the
+        input used for it (a parameter's former name)."""
         err = exc.errors()[0]
-        loc = base + tuple(err["loc"])
+        loc = tuple(err["loc"])
+        if loc and given_as:
+            loc = (given_as.get(str(loc[0]), loc[0]), *loc[1:])
+        loc = base + loc
         if err["type"] == "extra_forbidden":
             key = str(err["loc"][-1])
             valid = sorted(fields) if fields is not None else []
@@ -332,6 +346,22 @@ def _user_action(ref: str, path: tuple, ctx: _Ctx) -> Callable[..., Any]:
     return fn
 
 
+def _current_names(params: dict[str, Any], cls: Any, path: tuple, ctx: _Ctx) -> tuple[dict[str, Any], dict[str, str]]:
+    """``params`` with the former names of renamed parameters (``Params.renamed``) replaced by the
+    current ones, each logged as deprecated where the config uses it; and which current name was
+    given under which former name, to locate a bad value where the config wrote it."""
+    renamed = getattr(cls.Params, "renamed", {})
+    given_as = {}
+    for former, current in renamed.items():
+        if former not in params:
+            continue
+        if current in params:
+            raise ctx.error(path + (former,), both_names(former, current))
+        ctx.warn(path + (former,), deprecated_name(former, current))
+        given_as[current] = former
+    return {renamed.get(k, k): v for k, v in params.items()}, given_as
+
+
 def _rule_spec(name: str, body: Any, ctx: _Ctx) -> RuleSpec:
     path = ("rules", name)
     if body is None:
@@ -368,11 +398,11 @@ def _rule_spec(name: str, body: Any, ctx: _Ctx) -> RuleSpec:
     enabled = body.get("enabled", True)
     if not isinstance(enabled, bool):
         raise ctx.error(path + ("enabled",), f"enabled must be true or false (got {_show(enabled)})")
-    params = {k: v for k, v in body.items() if k not in _RULE_COMMON}
+    params, given_as = _current_names({k: v for k, v in body.items() if k not in _RULE_COMMON}, cls, path, ctx)
     try:
         validated = cls.Params.model_validate(params)
     except ValidationError as exc:
         fields = list(cls.Params.model_fields) + list(_RULE_COMMON)
-        raise ctx.pydantic(exc, path, fields) from None
+        raise ctx.pydantic(exc, path, fields, given_as) from None
     return RuleSpec(type=kind, params=validated.model_dump(exclude_unset=True),
                     actions=None if actions is None else tuple(actions), enabled=enabled, severity=severity)

@@ -8,7 +8,9 @@ Python values, so it survives checkpoints loaded with ``weights_only=True``.
 Verdicts, not findings: a rule says for each subject it evaluated whether the condition holds
 (:meth:`Rule.fire`) or not (:meth:`Rule.clear`). The engine turns the first ``fire`` for a
 (rule, subject) into a :class:`~tripwire.finding.Finding` and re-arms only after a ``clear``,
-so a persistent fault is reported once.
+so a persistent fault is reported once. A rule with patience clears while it is still counting
+(the subject was judged and is not at fault yet) and returns no verdict for a subject only when
+the sample does not let it judge that subject; see :mod:`tripwire.rules._streak`.
 
 Example:
     >>> from tripwire.stats import Sample
@@ -35,10 +37,11 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from tripwire.stats import Need, Sample
 
@@ -46,9 +49,51 @@ __all__ = ["Limit", "Need", "Rule", "RuleParams", "Verdict"]
 
 
 class RuleParams(BaseModel):
-    """Base of every rule's parameter model: unknown keys are errors, values are validated."""
+    """Base of every rule's parameter model: unknown keys are errors, values are validated.
+
+    ``renamed`` maps the former names of parameters to their current names. A former name keeps
+    working: a config file logs a located warning where it uses one (see :mod:`tripwire.config`),
+    Python code gets a ``DeprecationWarning``; giving a parameter under both names is an error.
+
+    Example:
+        >>> import warnings
+        >>> class Params(RuleParams):
+        ...     renamed: ClassVar[dict[str, str]] = {"num_steps": "patience"}
+        ...     patience: int = 3
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     Params(num_steps=5)
+        Params(patience=5)
+        >>> str(caught[0].message)
+        "'num_steps' is deprecated: use 'patience' instead"
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    renamed: ClassVar[dict[str, str]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _accept_former_names(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not cls.renamed.keys() & data.keys():
+            return data
+        data = dict(data)
+        for former, current in cls.renamed.items():
+            if former in data:
+                if current in data:
+                    raise ValueError(both_names(former, current))
+                warnings.warn(deprecated_name(former, current), DeprecationWarning, stacklevel=2)
+                data[current] = data.pop(former)
+        return data
+
+
+def deprecated_name(former: str, current: str) -> str:
+    """What a config or a call that uses a parameter's former name is told."""
+    return f"'{former}' is deprecated: use '{current}' instead"
+
+
+def both_names(former: str, current: str) -> str:
+    """What a config or a call that gives a parameter under its former and its current name is told."""
+    return f"'{former}' is the former name of '{current}': give only '{current}'"
 
 
 @dataclass(frozen=True)

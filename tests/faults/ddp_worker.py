@@ -73,7 +73,7 @@ def plan(scenario: str, run: int, rank: int) -> dict:
         if run % 2 == 0:
             if rank == 1:
                 y[onset * 16:] = 0
-            config["rules"] = {"class_imbalance": {"threshold": 1.5, "samples": 64, "actions": ["stop"]}}
+            config["rules"] = {"class_imbalance": {"threshold": 1.5, "min_samples": 64, "actions": ["stop"]}}
             expect = {"stopped_by": "class_imbalance", "after": onset}
         else:
             if rank == 1:

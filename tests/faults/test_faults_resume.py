@@ -36,8 +36,8 @@ CRASH_AT = 2 * BATCHES + 7  # mid epoch 3; the last checkpoint is the end of epo
 CONFIG = {"interval": 3, "rules": {
     "poor_initialization": {},
     "small_updates": {"patience": 12},  # samples at steps 0..33: fires between checkpoint and crash
-    "unchanged_tensor": {"num_steps": 14},  # steps 3..42: fires after the crash
-    "class_imbalance": {"threshold": 1.5, "samples": 400},
+    "unchanged_tensor": {"patience": 14},  # steps 3..42: fires after the crash
+    "class_imbalance": {"threshold": 1.5, "min_samples": 400},
     "loss_not_decreasing": {},
 }}
 

@@ -116,7 +116,7 @@ def test_next_token_labels_of_a_language_model_are_not_counted_as_classes():
     assert "class_imbalance" in fired(tw)
 
 
-NORMALIZED = {"rules": {"not_normalized": {"samples": 100}}}
+NORMALIZED = {"rules": {"not_normalized": {"min_samples": 100}}}
 
 
 @pytest.mark.parametrize("front", ["rescaling", "normalization", "none"])

@@ -61,7 +61,7 @@ def test_a_class_reported_with_zero_labels_fires():
 
 
 def test_engine_reports_once_and_rearms_when_balance_returns():
-    engine = Engine(Config.load({"rules": {"class_imbalance": {"samples": 100}}}), framework="xgboost")
+    engine = Engine(Config.load({"rules": {"class_imbalance": {"min_samples": 100}}}), framework="xgboost")
     stream = ([Sample(i, stats={"label_count": {"0": 60.0, "1": 1.0}}) for i in range(1, 6)]
               + [Sample(i, stats={"label_count": {"0": 1.0, "1": 100.0}}) for i in range(6, 16)]
               + [Sample(i, stats={"label_count": {"0": 1000.0}}) for i in range(16, 30)])

@@ -85,9 +85,9 @@ def test_waits_for_samples_values():
     make = lambda rng, n: {"price": rng.normal(1e5, 3e4, n)}
     samples = stream(make, n_batches=10, batch=64)
     assert [s.step for s in samples for v in NotNormalized("nn").check(s)] == []  # a fresh rule: 64 rows
-    out = verdicts(samples, samples=500)
+    out = verdicts(samples, min_samples=500)
     assert [v.fired for v in out] == [True, True, True]  # 8 x 64 = 512 rows at the 8th of 10 batches
-    assert verdicts(samples, samples=1000) == []
+    assert verdicts(samples, min_samples=1000) == []
 
 
 def test_limits_are_parameters():

@@ -31,7 +31,8 @@ falling = lambda s: 2.0 * np.exp(-s / 500)
 def test_val_stalls_while_train_improves_fires_after_patience():
     vals = [1.0, 0.8, 0.7, 0.695, 0.72, 0.75, 0.71, 0.8, 0.85]  # best 0.7 at epoch 2 (0.695 is < 1% better)
     out = verdicts(Overtraining("overtraining"), epochs(falling, vals))
-    assert out == [(0, False), (1, False), (2, False), (3, False), (8, True)]  # levels: best 0.7 at epoch 3
+    # levels: best 0.7 at epoch 3; the validations after it count towards patience, and clear meanwhile
+    assert out == [(e, False) for e in range(8)] + [(8, True)]
 
 
 def test_message_names_best_and_current():
@@ -65,11 +66,11 @@ def test_a_new_best_clears_and_the_engine_rearms():
     assert findings == [(2, 300), (8, 900)]
 
 
-def test_delta_is_relative():
+def test_min_delta_is_relative():
     vals = [1.0, 0.95, 0.93, 0.91]  # 5%, 7%, 9% under the first: under a 10% improvement, no new best
-    rule = Overtraining("overtraining", Overtraining.Params(patience=2, delta=0.1))
-    assert verdicts(rule, epochs(falling, vals)) == [(0, False), (2, True), (3, True)]
-    rule = Overtraining("overtraining", Overtraining.Params(patience=2, delta=0.01))
+    rule = Overtraining("overtraining", Overtraining.Params(patience=2, min_delta=0.1))
+    assert verdicts(rule, epochs(falling, vals)) == [(0, False), (1, False), (2, True), (3, True)]
+    rule = Overtraining("overtraining", Overtraining.Params(patience=2, min_delta=0.01))
     assert verdicts(rule, epochs(falling, vals)) == [(0, False), (1, False), (2, False), (3, False)]
 
 
@@ -81,7 +82,7 @@ def test_xgboost_rounds_carry_both_losses_in_one_sample():
         out += [(rnd, v.fired) for v in rule.check(Sample(rnd, stats={"loss": {None: 0.9 ** rnd},
                                                                        "val_loss": {None: val}}))]
     assert next(r for r, fired in out if fired) == 5  # best at round 0; 0.5 is never 1% better
-    assert len([r for r, _ in out]) == 36
+    assert [r for r, _ in out] == list(range(40))  # every round with a val_loss is judged
 
 
 def test_state_round_trips_through_json():

@@ -14,7 +14,7 @@ def run(rule, stream, key=KEY):
     return out
 
 
-def test_layer_cut_off_from_the_loss_fires_after_num_steps():
+def test_layer_cut_off_from_the_loss_fires_after_patience():
     stream = [{"aux.weight": 1.0, "fc.weight": 0.0}] * 5
     rule = UnchangedTensor("unchanged_tensor")
     assert run(rule, stream) == [(30, "aux.weight"), (40, "aux.weight"), (50, "aux.weight")]
@@ -45,7 +45,7 @@ def test_biases_are_skipped_unless_included():
 
 
 def test_change_clears_and_rearms():
-    rule = UnchangedTensor("u", UnchangedTensor.Params(num_steps=1))
+    rule = UnchangedTensor("u", UnchangedTensor.Params(patience=1))
     assert [v.fired for v in rule.check(Sample(10, stats={KEY: {"w": 1.0}}))] == [True]
     assert [v.fired for v in rule.check(Sample(20, stats={KEY: {"w": 0.0}}))] == [False]
     assert rule.state["runs"] == {}

@@ -5,10 +5,10 @@ validated twice per epoch fires after the same training as one validated once pe
 import json
 import math
 
-import numpy as np
 import pytest
 
-from tripwire.rules._validation_streak import in_a_row, reached, validation_weight
+from tripwire.rules._streak import reached
+from tripwire.rules._validation_streak import in_a_row, validation_weight
 from tripwire.rules.classifier_confusion import ClassifierConfusion
 from tripwire.rules.overfit import Overfit
 from tripwire.rules.overtraining import Overtraining
@@ -117,15 +117,17 @@ def test_messages_say_how_much_training_the_streak_covers():
     assert in_a_row(1, 1.0) == "1 validation in a row" and in_a_row(2, 1.0).endswith("(1 epoch of training)")
 
 
-def test_checkpoints_from_before_keep_counting():
-    """Rule state saved before the streak was weighted (integer counts, no validation count)."""
+@pytest.mark.parametrize("saved", [{"over": 1}, {"over": 1.0, "over_n": 1}])
+def test_checkpoints_from_before_keep_counting(saved):
+    """Rule state saved before the streak was weighted (an integer count), and before streaks were
+    stored as records (a weighted count next to a count of validations)."""
     rule = Overfit("overfit")
-    rule.state.update(over=1, initial=1.0, best_val=0.5)
-    rule.state.pop("over_n")
+    rule.state.update(saved, initial=1.0, best_val=0.5)
     rule.check(Sample(10, stats={"loss": {None: 0.2}}))
     assert not any(v.fired for v in rule.check(Sample(10, stats={"val_loss": {None: 2.0}})))
     (v,) = rule.check(Sample(20, stats={"val_loss": {None: 2.1}}))
-    assert v.fired and rule.state["over"] == 3.0
+    assert v.fired and v.evidence["epochs_over"] == 3.0 and v.evidence["validations_over"] == 3
+    assert rule.state["over"] == [3, None]  # the first step of a restored streak is unknown
 
 
 def test_confusion_streaks_are_per_class():
@@ -136,4 +138,4 @@ def test_confusion_streaks_are_per_class():
            for s in range(1, 5)]
     assert [dict(o)["2"] for o in out] == [False, False, False, True]
     assert not any(dict(o)["1"] or dict(o)["0"] for o in out)
-    assert np.isclose(rule.state["failing"]["2"], 2.0)
+    assert rule.state["failing"]["2"] == [4, 1, 2.0]  # 4 validations from step 1: 2 epochs of training

@@ -25,7 +25,7 @@ def main(out_dir: str) -> None:
     x, y = blobs(n=512, classes=2)
     if rank == 1:
         y = torch.zeros_like(y)
-    callback = tripwire({"interval": 5, "rules": {"class_imbalance": {"threshold": 2.0, "samples": 200,
+    callback = tripwire({"interval": 5, "rules": {"class_imbalance": {"threshold": 2.0, "min_samples": 200,
                                                                       "actions": ["alert", "stop"]}}})
     tr = trainer([callback], max_steps=MAX_STEPS, strategy="ddp", devices=2, use_distributed_sampler=False)
     tr.fit(Task(mlp(classes=2)), loader(x, y, shuffle=False))

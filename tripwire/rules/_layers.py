@@ -1,13 +1,7 @@
-"""Helpers shared by the per-layer network rules: which subjects to skip, and runs of
-consecutive samples kept in a rule's plain-dict ``state``.
-
-A *run* is the number of consecutive samples in which a subject met a condition, plus the step
-where the run began; it survives JSON (a two-item list) and resets when the condition fails.
+"""Helpers shared by the per-layer network rules: which subjects to skip, and the loop every one
+of them runs (:func:`judge_layers`), so that a rule keeps only its condition and its message.
 
 Example:
-    >>> runs = {}
-    >>> [advance(runs, "fc1.weight", hit, step) for hit, step in [(True, 10), (True, 20), (False, 30), (True, 40)]]
-    [(1, 10), (2, 10), (0, 30), (1, 40)]
     >>> is_bias("encoder/dense/bias:0"), is_bias("attn.in_proj_bias"), is_bias("fc1.weight")
     (True, True, False)
     >>> skipped("head.weight", ignore=("head.*",), include_biases=True)
@@ -18,13 +12,15 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Iterable
 from fnmatch import fnmatchcase
 from functools import lru_cache
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import Field
 
-from tripwire.rule import RuleParams
+from tripwire.rule import Rule, RuleParams, Verdict
+from tripwire.rules._streak import Streak, advance
 
 _SEPARATORS = re.compile(r"[./:]")
 
@@ -90,16 +86,6 @@ def skipped(subject: str | None, ignore: tuple[str, ...], include_biases: bool =
     return any(fnmatchcase(subject, pattern) for pattern in ignore)
 
 
-def advance(runs: dict[str, list[int]], subject: str, hit: bool, step: int) -> tuple[int, int]:
-    """Extend (``hit``) or reset the run of ``subject``; return its length and first step."""
-    if not hit:
-        runs.pop(subject, None)
-        return 0, step
-    length, since = runs.get(subject, (0, step))
-    runs[subject] = [length + 1, since]
-    return length + 1, since
-
-
 def finite_items(values: dict[str | None, float] | None) -> list[tuple[str, float]]:
     """The ``(subject, value)`` pairs of a series with a finite value (NaN/Inf is ``nonfinite``'s job)."""
     if not values:
@@ -107,6 +93,37 @@ def finite_items(values: dict[str | None, float] | None) -> list[tuple[str, floa
     return [(s, float(v)) for s, v in values.items() if s is not None and math.isfinite(v)]
 
 
-def steps(since: int, step: int) -> str:
-    """``"step 40"`` or ``"steps 20..40"``."""
-    return f"step {step}" if since == step else f"steps {since}..{step}"
+V = TypeVar("V")
+
+
+def judge_layers(rule: Rule, items: Iterable[tuple[str, V]], step: int, *, patience: int,
+                 counts: Callable[[V], bool], fire: Callable[[str, V, Streak], Verdict],
+                 ndims: dict[str, int] | None = None) -> list[Verdict]:
+    """The loop of the per-layer rules, with the verdict semantics of :mod:`tripwire.rules._streak`.
+
+    For each ``(subject, value)`` of ``items``, in order, the subject's streak in
+    ``rule.state["runs"]`` is extended when ``counts(value)`` and ended otherwise; its verdict is
+    ``fire(subject, value, streak)`` once the streak has reached ``patience``, and a clear before.
+    Left out, with no verdict: subjects matching the ``ignore`` patterns of ``rule.params`` and,
+    when ``ndims`` is given, 1-D parameters (see :func:`is_vector`). Subjects absent from
+    ``items`` get no verdict either and keep their streak.
+
+    Example:
+        >>> from tripwire.rules.dead_relu import DeadRelu
+        >>> rule = DeadRelu("dead_relu")
+        >>> def fire(layer, share, streak):
+        ...     return rule.fire(layer, value=share, threshold=0.5, message=f"{streak.count} at {streak.steps}",
+        ...                      suggestion="")
+        >>> for step in (10, 20):
+        ...     verdicts = judge_layers(rule, [("fc1", 0.9), ("fc2", 0.1)], step, patience=2,
+        ...                             counts=lambda share: share > 0.5, fire=fire)
+        >>> [(v.subject, v.fired, v.message) for v in verdicts]
+        [('fc1', True, '2 at steps 10..20'), ('fc2', False, '')]
+    """
+    out = []
+    for subject, value in items:
+        if skipped(subject, rule.params.ignore) or (ndims is not None and is_vector(subject, ndims)):
+            continue
+        streak = advance(rule.state["runs"], subject, counts(value), step)
+        out.append(fire(subject, value, streak) if streak.reached(patience) else rule.clear(subject))
+    return out

@@ -7,7 +7,8 @@ the training it stands for,
 
     weight = min(epochs_since_val, 1)       (1 when the sample does not carry it)
 
-and the rule fires once the streak reaches ``patience``; any validation that clears resets it.
+and the rule fires once the streak reaches ``patience``; any validation that clears resets it
+(the streak itself: :mod:`tripwire.rules._streak`).
 ``epochs_since_val`` is the fraction of an epoch trained since the previous validation (see
 :data:`tripwire.stats.CATALOGUE`): 0.5 with two validations per epoch, 1 with one. The cap at 1
 keeps today's meaning where validation is rarer (every N epochs, or Keras, which does not send
@@ -22,10 +23,11 @@ Example:
     >>> half = Sample(50, stats={"val_loss": {None: 1.0}, "epochs_since_val": {None: 0.5}})
     >>> validation_weight(half), validation_weight(Sample(100, stats={"val_loss": {None: 1.0}}))
     (0.5, 1.0)
-    >>> streak = 0.0
-    >>> for _ in range(4):
-    ...     streak += validation_weight(half)
-    ...     print(streak, reached(streak, patience=2))
+    >>> from tripwire.rules._streak import advance
+    >>> state = {}
+    >>> for step in (50, 100, 150, 200):
+    ...     streak = advance(state, "over", True, step, weight=validation_weight(half))
+    ...     print(streak.length, streak.reached(2))
     0.5 False
     1.0 False
     1.5 False
@@ -37,13 +39,11 @@ Example:
 from __future__ import annotations
 
 from tripwire.rules._loss_history import finite_scalar
+from tripwire.rules._streak import TOLERANCE
 from tripwire.stats import Need, Sample
 
 #: the statistic that says how much training a validation sample stands for
 EPOCHS_SINCE_VAL = Need("epochs_since_val")
-
-_EPS = 1e-9  # ten validations of 0.1 epoch each reach a patience of 1
-
 
 def validation_weight(sample: Sample) -> float:
     """The patience a validation sample advances a streak by: its ``epochs_since_val`` within
@@ -54,15 +54,10 @@ def validation_weight(sample: Sample) -> float:
     return min(max(value, 0.0), 1.0)
 
 
-def reached(streak: float, patience: float) -> bool:
-    """Whether a streak of ``streak`` epochs of failing validations has reached ``patience``."""
-    return streak >= patience - _EPS
-
-
 def in_a_row(validations: int, epochs: float) -> str:
     """How long a streak is, for a finding's message: validations, and the training they cover
     when that differs."""
     text = f"{validations} validation{'s' if validations != 1 else ''} in a row"
-    if abs(validations - epochs) > _EPS:
-        text += f" ({epochs:.3g} epoch{'s' if abs(epochs - 1) > _EPS else ''} of training)"
+    if abs(validations - epochs) > TOLERANCE:
+        text += f" ({epochs:.3g} epoch{'s' if abs(epochs - 1) > TOLERANCE else ''} of training)"
     return text

@@ -8,7 +8,8 @@ from pydantic import Field
 
 from tripwire.registry import register
 from tripwire.rule import Limit, Need, Rule, Verdict
-from tripwire.rules._layers import TARGET_PREFIX, LayerParams, Target, advance, finite_items, skipped, steps
+from tripwire.rules._layers import TARGET_PREFIX, LayerParams, Target, finite_items, judge_layers
+from tripwire.rules._streak import Streak
 from tripwire.stats import Sample
 
 _WHY = {
@@ -69,18 +70,14 @@ class AllZero(Rule):
 
     def check(self, sample: Sample) -> list[Verdict]:
         p = self.params
+        return judge_layers(self, finite_items(sample.series(self.needs()[0])), sample.step, patience=p.patience,
+                            counts=lambda share: share >= p.threshold, fire=self._fired)
+
+    def _fired(self, name: str, share: float, streak: Streak) -> Verdict:
+        p = self.params
         why, fix = _WHY[p.on]
-        out = []
-        for name, share in finite_items(sample.series(self.needs()[0])):
-            if skipped(name, p.ignore):
-                continue
-            length, since = advance(self.state["runs"], name, share >= p.threshold, sample.step)
-            if length < p.patience:
-                out.append(self.clear(name))
-                continue
-            out.append(self.fire(
-                name, value=share, threshold=p.threshold,
-                message=f"{share:.0%} of the {p.on} of {name} are exactly zero for {length} samples "
-                        f"({steps(since, sample.step)}): {why}",
-                suggestion=fix, zero_share=share, on=p.on, samples=length, since_step=since))
-        return out
+        return self.fire(
+            name, value=share, threshold=p.threshold,
+            message=f"{share:.0%} of the {p.on} of {name} are exactly zero for {streak.count} samples "
+                    f"({streak.steps}): {why}",
+            suggestion=fix, zero_share=share, on=p.on, samples=streak.count, since_step=streak.since)

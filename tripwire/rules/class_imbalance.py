@@ -14,10 +14,10 @@ from tripwire.stats import Sample
 
 @register
 class ClassImbalance(Rule):
-    """Fire when, after ``samples`` labels, the largest class count is over ``threshold`` x the smallest.
+    """Fire when, after ``min_samples`` labels, the largest class count is over ``threshold`` x the smallest.
 
     ``label_count`` gives, per class, the labels seen since the previous sample; the rule sums
-    them over the run. Once the total reaches ``samples``:
+    them over the run. Once the total reaches ``min_samples``:
 
         ratio = max_c count_c / min_c count_c   (over the classes seen so far)
 
@@ -29,7 +29,7 @@ class ClassImbalance(Rule):
     Args:
         threshold: largest / smallest class count above which the data counts as imbalanced.
             Defaults to 10.
-        samples: labels to see before judging. Defaults to 500.
+        min_samples: labels to see before judging (formerly ``samples``). Defaults to 500.
 
     Example:
         >>> from tripwire.stats import Sample
@@ -39,16 +39,17 @@ class ClassImbalance(Rule):
     """
 
     kind = "class_imbalance"
-    summary = "largest / smallest training class count > threshold after `samples` labels"
+    summary = "largest / smallest training class count > threshold after `min_samples` labels"
     frameworks: ClassVar[tuple[str, ...]] = ("torch", "keras", "xgboost")
     limits: ClassVar[tuple[Limit, ...]] = (Limit("threshold", "upper", "log"),)
 
     class Params(RuleParams):
         """Parameters of `class_imbalance`."""
 
+        renamed: ClassVar[dict[str, str]] = {"samples": "min_samples"}
         threshold: float = Field(10.0, gt=1, description="largest / smallest class count above which the "
                                                          "labels count as imbalanced")
-        samples: int = Field(500, ge=1, description="labels to see before judging")
+        min_samples: int = Field(500, ge=1, description="labels to see before judging")
 
     def initial_state(self) -> dict[str, Any]:
         return {"counts": {}}
@@ -65,7 +66,7 @@ class ClassImbalance(Rule):
             if cls is not None and math.isfinite(n) and n >= 0:
                 counts[str(cls)] = counts.get(str(cls), 0.0) + float(n)
         total = sum(counts.values())
-        if total < self.params.samples or len(counts) < 2:
+        if total < self.params.min_samples or len(counts) < 2:
             return []
         major = max(counts, key=counts.__getitem__)
         minor = min(counts, key=counts.__getitem__)

@@ -10,7 +10,8 @@ from pydantic import Field
 from tripwire.registry import register
 from tripwire.rule import Limit, Need, Rule, RuleParams, Verdict
 from tripwire.rules._loss_history import finite_scalar
-from tripwire.rules._validation_streak import EPOCHS_SINCE_VAL, reached, validation_weight
+from tripwire.rules._streak import advance
+from tripwire.rules._validation_streak import EPOCHS_SINCE_VAL, validation_weight
 from tripwire.stats import Sample
 
 
@@ -42,7 +43,7 @@ class ClassifierConfusion(Rule):
     whole matrix, beyond ``z`` standard deviations; see :func:`dependence_z`): before that the model
     has learned nothing yet (everything predicted as one class, or at random) and that is
     ``underfit``'s business, not a confusion between two classes. And a validation whose
-    ``val_loss`` fell by more than ``delta`` (relative) since the previous one is progress: every
+    ``val_loss`` fell by more than ``min_delta`` (relative) since the previous one is progress: every
     streak starts over, so a class is judged on validations where the model stopped improving.
     Measured: a ViT on 4 classes predicts one class for 150 steps, then swings classes between
     validations (a class at 2-9% recall, mostly predicted as a neighbour) while its validation
@@ -66,8 +67,8 @@ class ClassifierConfusion(Rule):
             counts for the epochs trained since the previous one, at most 1). Defaults to 2.
         z: standard errors a share must lie beyond its limit, a rise of recall that counts as
             learning, and the distance from independent predictions that counts as separating classes. Defaults to 2.
-        delta: relative fall of ``val_loss`` since the previous validation that counts as still
-            learning. Defaults to 0.01.
+        min_delta: relative fall of ``val_loss`` since the previous validation that counts as still
+            learning (formerly ``delta``). Defaults to 0.01.
 
     Example:
         >>> from tripwire.stats import Sample
@@ -94,6 +95,7 @@ class ClassifierConfusion(Rule):
     class Params(RuleParams):
         """Parameters of `classifier_confusion`."""
 
+        renamed: ClassVar[dict[str, str]] = {"delta": "min_delta"}
         max_off_diag: float = Field(0.5, gt=0, le=1, description="largest share of a class's validation "
                                                                  "samples predicted as one other class")
         min_diag: float = Field(0.2, ge=0, le=1, description="smallest acceptable recall of a class")
@@ -106,8 +108,9 @@ class ClassifierConfusion(Rule):
                                                 "noise), a rise of recall that counts as still learning, "
                                                 "and the distance from class-independent predictions that counts "
                                                 "as separating classes")
-        delta: float = Field(0.01, ge=0, description="relative fall of val_loss since the previous validation "
-                                                     "that counts as still learning (every streak starts over)")
+        min_delta: float = Field(0.01, ge=0, description="relative fall of val_loss since the previous "
+                                                         "validation that counts as still learning (every streak "
+                                                         "starts over)")
 
     def initial_state(self) -> dict[str, Any]:
         return {"failing": {}, "recall": {}, "separating": False, "last_val": None}
@@ -146,14 +149,12 @@ class ClassifierConfusion(Rule):
             before = started.get(t)  # the recall when this class began failing
             learning = (before is not None
                         and recall - before > p.z * _standard_error((recall + before) / 2, n) * 2 ** 0.5)
-            if not (confused or unrecalled) or learning or improving:
-                failing.pop(t, None)
+            fails = (confused or unrecalled) and not learning and not improving
+            if fails:
+                started.setdefault(t, recall)
+            else:
                 started.pop(t, None)
-                out.append(self.clear(t))
-                continue
-            started.setdefault(t, recall)
-            failing[t] = failing.get(t, 0.0) + weight
-            if not reached(failing[t], p.patience):
+            if not advance(failing, t, fails, sample.step, weight).reached(p.patience):
                 out.append(self.clear(t))
                 continue
             why = (f"{share:.0%} of them predicted as class {worst} (limit {p.max_off_diag:.0%})"
@@ -173,12 +174,12 @@ class ClassifierConfusion(Rule):
 
 
     def _val_improved(self, sample: Sample) -> bool:
-        """Record the sample's ``val_loss``; True when it fell by ``delta`` since the previous one."""
+        """Record the sample's ``val_loss``; True when it fell by ``min_delta`` since the previous one."""
         val = finite_scalar(sample, "val_loss")
         if val is None:
             return False
         last, self.state["last_val"] = self.state.get("last_val"), val
-        return last is not None and val < last - self.params.delta * abs(last)
+        return last is not None and val < last - self.params.min_delta * abs(last)
 
 
 def dependence_z(rows: dict[str, dict[str, float]]) -> float:

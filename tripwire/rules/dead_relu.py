@@ -8,7 +8,8 @@ from pydantic import Field
 
 from tripwire.registry import register
 from tripwire.rule import Limit, Need, Rule, Verdict
-from tripwire.rules._layers import LayerParams, advance, finite_items, skipped, steps
+from tripwire.rules._layers import LayerParams, finite_items, judge_layers
+from tripwire.rules._streak import Streak
 from tripwire.stats import Sample
 
 
@@ -69,20 +70,17 @@ class DeadRelu(Rule):
 
     def check(self, sample: Sample) -> list[Verdict]:
         p = self.params
-        out = []
-        for layer, frac in finite_items(sample.series(self.needs()[0])):
-            if skipped(layer, p.ignore):
-                continue
-            length, since = advance(self.state["runs"], layer, frac > p.threshold_layer, sample.step)
-            if length < p.patience:
-                out.append(self.clear(layer))
-                continue
-            out.append(self.fire(
-                layer, value=frac, threshold=p.threshold_layer,
-                message=f"{frac:.0%} of the units of ReLU layer {layer} are dead (active in < "
-                        f"{p.threshold_inactivity:.0%} of the samples; limit {p.threshold_layer:.0%}) for {length} "
-                        f"samples ({steps(since, sample.step)}): they pass no gradient and no longer learn",
-                suggestion="lower the learning rate, use LeakyReLU/GELU, check the bias init (not strongly "
-                           "negative) and the input scale, add BatchNorm before the activation",
-                dead_share=frac, threshold_inactivity=p.threshold_inactivity, samples=length, since_step=since))
-        return out
+        return judge_layers(self, finite_items(sample.series(self.needs()[0])), sample.step, patience=p.patience,
+                            counts=lambda frac: frac > p.threshold_layer, fire=self._fired)
+
+    def _fired(self, layer: str, frac: float, streak: Streak) -> Verdict:
+        p = self.params
+        return self.fire(
+            layer, value=frac, threshold=p.threshold_layer,
+            message=f"{frac:.0%} of the units of ReLU layer {layer} are dead (active in < "
+                    f"{p.threshold_inactivity:.0%} of the samples; limit {p.threshold_layer:.0%}) for {streak.count} "
+                    f"samples ({streak.steps}): they pass no gradient and no longer learn",
+            suggestion="lower the learning rate, use LeakyReLU/GELU, check the bias init (not strongly "
+                       "negative) and the input scale, add BatchNorm before the activation",
+            dead_share=frac, threshold_inactivity=p.threshold_inactivity, samples=streak.count,
+            since_step=streak.since)

@@ -11,6 +11,7 @@ from pydantic import Field
 from tripwire.registry import register
 from tripwire.rule import Limit, Need, Rule, RuleParams, Verdict
 from tripwire.rules._loss_history import converged, finite_scalar
+from tripwire.rules._streak import advance
 from tripwire.stats import Sample
 
 
@@ -78,7 +79,7 @@ class ExplodingGradient(Rule):
                                                                      "loss is below this share of its first value")
 
     def initial_state(self) -> dict[str, Any]:
-        return {"history": [], "losses": [], "over": 0, "first_loss": None, "loss": None}
+        return {"history": [], "losses": [], "first_loss": None, "loss": None}
 
     def needs(self) -> list[Need]:
         return [Need("grad_global_norm"), Need("loss")]
@@ -98,19 +99,18 @@ class ExplodingGradient(Rule):
             reason, limit = f"{norm / median:.0f}x its running median {median:.3g} (limit {p.factor:g}x)", \
                 p.factor * median
         else:
+            reason, limit = None, None
             history.append(float(norm))
             del history[:-p.history]
             if loss is not None:
                 losses.append(loss)
                 del losses[:-p.history]
-            self.state["over"] = 0
-            return [self.clear(None)]
-        self.state["over"] += 1
-        if self.state["over"] < p.patience:
+        streak = advance(self.state, "over", reason is not None, sample.step)
+        if not streak.reached(p.patience):
             return [self.clear(None)]
         return [self.fire(
             None, value=norm, threshold=limit,
             message=f"exploding gradient at step {sample.step}: global gradient norm {norm:.3g} is {reason}",
             suggestion="lower the learning rate, clip gradients (gradient_clip_val=1.0 in Lightning, clipnorm=1.0 "
                        "in Keras), add warmup, check for a bad batch or unnormalized inputs/targets",
-            grad_global_norm=norm, running_median=median, samples=self.state["over"])]
+            grad_global_norm=norm, running_median=median, samples=streak.count)]

@@ -9,6 +9,7 @@ from pydantic import Field
 from tripwire.registry import register
 from tripwire.rule import Limit, Need, Rule, RuleParams, Verdict
 from tripwire.rules._loss_history import add_to_window, finite_scalar, new_window, relative_drop
+from tripwire.rules._streak import advance
 from tripwire.stats import Sample
 
 
@@ -38,7 +39,7 @@ class LossNotDecreasing(Rule):
         >>> rule = LossNotDecreasing("loss_not_decreasing", LossNotDecreasing.Params(window=10, patience=2, warmup=0))
         >>> losses = {step: max(1.0, 3.0 - 0.1 * step) for step in range(1, 61)}  # falls, then flat from step 20
         >>> [(s, v.fired) for s, loss in losses.items() for v in rule.check(Sample(s, stats={"loss": {None: loss}}))]
-        [(20, False), (30, False), (50, True), (60, True)]
+        [(20, False), (30, False), (40, False), (50, True), (60, True)]
     """
 
     kind = "loss_not_decreasing"
@@ -59,7 +60,7 @@ class LossNotDecreasing(Rule):
         warmup: int = Field(100, ge=0, description="steps ignored at the start")
 
     def initial_state(self) -> dict[str, Any]:
-        return {"window": new_window(self.params.warmup), "misses": 0}
+        return {"window": new_window(self.params.warmup)}
 
     def needs(self) -> list[Need]:
         return [Need("loss")]
@@ -74,20 +75,17 @@ class LossNotDecreasing(Rule):
             return []
         before, after = closed
         drop = relative_drop(before, after)
-        if drop >= p.min_delta:
-            self.state["misses"] = 0
+        streak = advance(self.state, "misses", drop < p.min_delta, sample.step)
+        if not streak.reached(p.patience):
             return [self.clear(None)]
-        self.state["misses"] += 1
-        if self.state["misses"] < p.patience:
-            return []
         trend = "rose" if after > before else "stayed flat"
         return [self.fire(
             None, value=drop, threshold=p.min_delta,
             message=f"training loss {trend}: mean {after:.4g} over the {p.window} steps to step {sample.step} "
                     f"vs {before:.4g} before ({-drop:+.1%}); under a {p.min_delta:.1%} drop for "
-                    f"{self.state['misses']} windows in a row",
+                    f"{streak.count} windows in a row",
             suggestion="if the loss is flat from the start, raise the learning rate (try 1e-4..1e-3 for Adam) and "
                        "check that gradients reach the parameters (requires_grad, optimizer param groups, "
                        "zero_grad placement); if it rises, lower the learning rate; if the run has converged, "
                        "stop early or decay the learning rate",
-            window_mean=after, previous_mean=before, relative_drop=drop, misses=self.state["misses"])]
+            window_mean=after, previous_mean=before, relative_drop=drop, misses=streak.count)]

@@ -8,17 +8,8 @@ from pydantic import Field, model_validator
 
 from tripwire.registry import register
 from tripwire.rule import Limit, Need, Rule, Verdict
-from tripwire.rules._layers import (
-    TARGET_PREFIX,
-    LayerParams,
-    Target,
-    advance,
-    finite_items,
-    is_vector,
-    remember_ndims,
-    skipped,
-    steps,
-)
+from tripwire.rules._layers import TARGET_PREFIX, LayerParams, Target, finite_items, judge_layers, remember_ndims
+from tripwire.rules._streak import Streak
 from tripwire.stats import Sample
 
 
@@ -94,28 +85,29 @@ class LowVariance(Rule):
         p = self.params
         ndims = remember_ndims(self.state, sample)
         vectors_out = p.on != "activations" and not p.include_biases
-        out = []
-        for name, var in finite_items(sample.series(self.needs()[0])):
-            if skipped(name, p.ignore) or (vectors_out and is_vector(name, ndims)):
-                continue
-            low = p.min is not None and var < p.min
-            high = p.max is not None and var > p.max
-            length, since = advance(self.state["runs"], name, low or high, sample.step)
-            if length < p.patience:
-                out.append(self.clear(name))
-                continue
-            if low:
-                what, limit = f"variance {var:.2g} < min {p.min:g}", p.min
-                why = ("its elements are (nearly) all equal" if p.on != "gradients" else "it barely gets a gradient")
-                fix = ("check the initialization (constant or tiny), the weight decay and the learning rate"
-                       if p.on != "gradients" else "see vanishing_gradient: activation choice, initialization, "
-                                                   "normalization layers")
-            else:
-                what, limit = f"variance {var:.2g} > max {p.max:g}", p.max
-                why = "its values are spread far wider than expected"
-                fix = "lower the learning rate, add weight decay or normalization, check the inputs' scale"
-            out.append(self.fire(
-                name, value=var, threshold=limit,
-                message=f"{p.on} of {name}: {what} for {length} samples ({steps(since, sample.step)}): {why}",
-                suggestion=fix, variance=var, on=p.on, samples=length, since_step=since))
-        return out
+        return judge_layers(self, finite_items(sample.series(self.needs()[0])), sample.step, patience=p.patience,
+                            counts=lambda var: self._low(var) or self._high(var), fire=self._fired,
+                            ndims=ndims if vectors_out else None)
+
+    def _low(self, var: float) -> bool:
+        return self.params.min is not None and var < self.params.min
+
+    def _high(self, var: float) -> bool:
+        return self.params.max is not None and var > self.params.max
+
+    def _fired(self, name: str, var: float, streak: Streak) -> Verdict:
+        p = self.params
+        if self._low(var):
+            what, limit = f"variance {var:.2g} < min {p.min:g}", p.min
+            why = ("its elements are (nearly) all equal" if p.on != "gradients" else "it barely gets a gradient")
+            fix = ("check the initialization (constant or tiny), the weight decay and the learning rate"
+                   if p.on != "gradients" else "see vanishing_gradient: activation choice, initialization, "
+                                               "normalization layers")
+        else:
+            what, limit = f"variance {var:.2g} > max {p.max:g}", p.max
+            why = "its values are spread far wider than expected"
+            fix = "lower the learning rate, add weight decay or normalization, check the inputs' scale"
+        return self.fire(
+            name, value=var, threshold=limit,
+            message=f"{p.on} of {name}: {what} for {streak.count} samples ({streak.steps}): {why}",
+            suggestion=fix, variance=var, on=p.on, samples=streak.count, since_step=streak.since)

@@ -20,7 +20,7 @@ _SUMS = ("input_count", "input_sum", "input_sumsq")
 
 @register
 class NotNormalized(Rule):
-    """Fire when, after ``samples`` values per feature, some input features are far from zero mean / unit scale.
+    """Fire when, after ``min_samples`` values per feature, some input features are far from zero mean / unit scale.
 
     Per feature the rule sums ``input_count``, ``input_sum`` and ``input_sumsq`` over the run and
     keeps the running ``input_min`` / ``input_max``; then
@@ -32,14 +32,15 @@ class NotNormalized(Rule):
     in [0, 1], one-hot and binary columns, min-max scaled features) is fine whatever its mean and
     std. So standardized features (mean 0, std 1) and scaled ones stay silent, while raw prices
     (mean 1e5), ages (mean 40, std 12) or pixels in [0, 255] fire, as do mixed scales where one
-    feature has std 1000 and another 1. Once ``samples`` is reached the rule judges at every
+    feature has std 1000 and another 1. Once ``min_samples`` is reached the rule judges at every
     sample: it fires (subject None) while any feature is off and clears when none is.
 
     Args:
         threshold_mean: largest acceptable |mean| of a feature. Defaults to 3.0.
         std_range: acceptable ``[low, high]`` std of a feature. Defaults to [0.01, 10.0].
         bound: features whose values all lie in ``[-bound, bound]`` count as scaled. Defaults to 1.0.
-        samples: values per feature (rows, for tabular inputs) to see before judging. Defaults to 500.
+        min_samples: values per feature (rows, for tabular inputs) to see before judging (formerly
+            ``samples``). Defaults to 500.
 
     Example:
         >>> from tripwire.stats import Sample
@@ -60,13 +61,14 @@ class NotNormalized(Rule):
     class Params(RuleParams):
         """Parameters of `not_normalized`."""
 
+        renamed: ClassVar[dict[str, str]] = {"samples": "min_samples"}
         threshold_mean: float = Field(3.0, gt=0, description="largest acceptable |mean| of a feature")
         std_range: tuple[float, float] = Field((0.01, 10.0), description="acceptable [low, high] standard "
                                                                          "deviation of a feature")
         bound: float = Field(1.0, ge=0, description="features whose values all lie in [-bound, bound] count as "
                                                     "already scaled and are never flagged")
-        samples: int = Field(500, ge=1, description="values per feature (rows, for tabular inputs) to see "
-                                                    "before judging")
+        min_samples: int = Field(500, ge=1, description="values per feature (rows, for tabular inputs) to see "
+                                                        "before judging")
 
         @model_validator(mode="after")
         def _ordered(self) -> NotNormalized.Params:
@@ -87,7 +89,7 @@ class NotNormalized(Rule):
             return []
         self._accumulate(sample)
         st, p = self.state, self.params
-        if not st["count"] or max(st["count"]) < p.samples:
+        if not st["count"] or max(st["count"]) < p.min_samples:
             return []
         mean, std = self._moments()
         score = self._scores(mean, std)

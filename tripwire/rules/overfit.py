@@ -16,7 +16,8 @@ from tripwire.rules._loss_history import (
     noise,
     train_reference,
 )
-from tripwire.rules._validation_streak import EPOCHS_SINCE_VAL, in_a_row, reached, validation_weight
+from tripwire.rules._streak import advance
+from tripwire.rules._validation_streak import EPOCHS_SINCE_VAL, in_a_row, validation_weight
 from tripwire.stats import Sample
 
 _EPS = 1e-12
@@ -71,7 +72,7 @@ relative to the scale the loss started from, that gap is small.
         ...     _ = rule.check(Sample(step, stats={"loss": {None: train}}))
         ...     out += [v.fired for v in rule.check(Sample(step, stats={"val_loss": {None: val}}))]
         >>> out
-        [False, True]
+        [False, False, True]
     """
 
     kind = "overfit"
@@ -94,7 +95,7 @@ relative to the scale the loss started from, that gap is small.
                                                 "val_loss values) the gap must also exceed")
 
     def initial_state(self) -> dict[str, Any]:
-        return {"train": new_train_since_val(), "over": 0.0, "over_n": 0, "initial": None, "best_val": None}
+        return {"train": new_train_since_val(), "initial": None, "best_val": None}
 
     def needs(self) -> list[Need]:
         return [Need("loss"), Need("val_loss"), EPOCHS_SINCE_VAL]
@@ -122,19 +123,15 @@ relative to the scale the loss started from, that gap is small.
         improving = best is None or val < best
         if improving:
             self.state["best_val"] = val
-        st = self.state
-        if r <= p.ratio or improving or within_noise:
-            st["over"], st["over_n"] = 0.0, 0
+        over = r > p.ratio and not improving and not within_noise
+        streak = advance(self.state, "over", over, sample.step, weight=validation_weight(sample))
+        if not streak.reached(p.patience):
             return [self.clear(None)]
-        st["over"] += validation_weight(sample)
-        st["over_n"] = st.get("over_n", 0) + 1
-        if not reached(st["over"], p.patience):
-            return []
         return [self.fire(
             None, value=r, threshold=p.ratio,
             message=f"validation loss {val:.4g} is {r:.0%} above the training loss {train:.4g} at step "
-                    f"{sample.step} (limit {p.ratio:.0%}), for {in_a_row(st['over_n'], st['over'])}",
+                    f"{sample.step} (limit {p.ratio:.0%}), for {in_a_row(streak.count, streak.length)}",
             suggestion="the model memorizes the training set: add regularization (weight decay, dropout, data "
                        "augmentation), use more training data or a smaller model, and keep the checkpoint with "
                        "the best val_loss (early stopping)",
-            val_loss=val, train_loss=train, validations_over=st["over_n"], epochs_over=st["over"])]
+            val_loss=val, train_loss=train, validations_over=streak.count, epochs_over=streak.length)]

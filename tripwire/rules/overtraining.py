@@ -18,7 +18,8 @@ from tripwire.rules._loss_history import (
     relative_drop,
     train_reference,
 )
-from tripwire.rules._validation_streak import EPOCHS_SINCE_VAL, in_a_row, reached, validation_weight
+from tripwire.rules._streak import advance, end
+from tripwire.rules._validation_streak import EPOCHS_SINCE_VAL, in_a_row, validation_weight
 from tripwire.stats import Sample
 
 
@@ -28,7 +29,7 @@ class Overtraining(Rule):
 
     Improvement is relative, early-stopping style: a validation is a new best when
 
-        val < best * (1 - delta)      (best = lowest val_loss so far, taken as |best| when negative)
+        val < best * (1 - min_delta)  (best = lowest val_loss so far, taken as |best| when negative)
 
     At each validation the training reference is the mean of the ``loss`` samples since the
     previous one. With ``k`` the epochs of validations since the best (each validation counts for
@@ -36,7 +37,7 @@ class Overtraining(Rule):
     :mod:`tripwire.rules._validation_streak`; with one validation per epoch or fewer ``k`` counts
     validations) and ``train_best`` the reference at the best, the rule fires when
 
-        k >= patience  and  (train_best - train) / |train_best| >= delta
+        k >= patience  and  (train_best - train) / |train_best| >= min_delta
 
     i.e. the model keeps fitting the training set but no longer generalizes better. A new best
     clears; so does a training loss that stopped improving too (that is a plateau, see
@@ -56,8 +57,8 @@ class Overtraining(Rule):
     Args:
         patience: epochs of validations without a new best before firing (a validation counts for
             the epochs trained since the previous one, at most 1). Defaults to 5.
-        delta: relative improvement that counts, for the validation and the training loss alike.
-            Defaults to 0.01 (1%).
+        min_delta: relative improvement that counts, for the validation and the training loss alike
+            (formerly ``delta``). Defaults to 0.01 (1%).
         z: validation-noise standard deviations the latest val_loss must sit above the best.
             Defaults to 2.
 
@@ -69,29 +70,29 @@ class Overtraining(Rule):
         ...     _ = rule.check(Sample(step, stats={"loss": {None: train}}))
         ...     out += [v.fired for v in rule.check(Sample(step, stats={"val_loss": {None: val}}))]
         >>> out
-        [False, True]
+        [False, False, True]
     """
 
     kind = "overtraining"
-    summary = "no val_loss improvement >= delta for patience validations while the training loss still falls"
+    summary = "no val_loss improvement >= min_delta for patience validations while the training loss still falls"
     frameworks: ClassVar[tuple[str, ...]] = ("torch", "keras", "xgboost")
     limits: ClassVar[tuple[Limit, ...]] = (Limit("patience", "upper", "int"),)
 
     class Params(RuleParams):
         """Parameters of `overtraining`."""
 
+        renamed: ClassVar[dict[str, str]] = {"delta": "min_delta"}
         patience: int = Field(5, ge=1, description="validations without a new best val_loss before firing, "
                                                    "counted in epochs: a validation counts for the epochs trained "
                                                    "since the previous one, at most 1 (0.5 each when validating "
                                                    "twice per epoch)")
-        delta: float = Field(0.01, ge=0, description="relative improvement that counts, for val_loss and the "
-                                                     "training loss alike")
+        min_delta: float = Field(0.01, ge=0, description="relative improvement that counts, for val_loss and the "
+                                                         "training loss alike")
         z: float = Field(2.0, ge=0, description="validation-noise standard deviations (from the spread of recent "
                                                 "val_loss values) the latest val_loss must sit above the best")
 
     def initial_state(self) -> dict[str, Any]:
-        return {"train": new_train_since_val(), "best": None, "train_at_best": None, "best_step": None,
-                "since": 0.0, "since_n": 0, "vals": []}
+        return {"train": new_train_since_val(), "best": None, "train_at_best": None, "best_step": None, "vals": []}
 
     def needs(self) -> list[Need]:
         return [Need("loss"), Need("val_loss"), EPOCHS_SINCE_VAL]
@@ -110,22 +111,24 @@ class Overtraining(Rule):
         del vals[:-NOISE_WINDOW]
         sigma = noise(vals)
         latest, val = val, level(vals)
-        if st["best"] is None or val < st["best"] - p.delta * abs(st["best"]):
-            st.update(best=val, train_at_best=train, best_step=sample.step, since=0.0, since_n=0)
+        if st["best"] is None or val < st["best"] - p.min_delta * abs(st["best"]):
+            st.update(best=val, train_at_best=train, best_step=sample.step)
+            end(st, "since")
             return [self.clear(None)]
-        st["since"] += validation_weight(sample)
-        st["since_n"] = st.get("since_n", 0) + 1
+        streak = advance(st, "since", True, sample.step, weight=validation_weight(sample))  # since the best
         if st["train_at_best"] is None:  # the best came before any training loss (a sanity-check run)
             st["train_at_best"] = train
-        if not reached(st["since"], p.patience) or train is None:
+        if train is None:
             return []
+        if not streak.reached(p.patience):
+            return [self.clear(None)]
         train_drop = relative_drop(st["train_at_best"], train)
-        just_improved = latest < st["best"] - p.delta * abs(st["best"])
-        if train_drop < p.delta or (sigma > 0 and val <= st["best"] + p.z * sigma) or just_improved:
+        just_improved = latest < st["best"] - p.min_delta * abs(st["best"])
+        if train_drop < p.min_delta or (sigma > 0 and val <= st["best"] + p.z * sigma) or just_improved:
             return [self.clear(None)]
         return [self.fire(
-            None, value=st["since"], threshold=p.patience,
-            message=f"val_loss has not improved by {p.delta:.0%} for {in_a_row(st['since_n'], st['since'])} (best "
+            None, value=streak.length, threshold=p.patience,
+            message=f"val_loss has not improved by {p.min_delta:.0%} for {in_a_row(streak.count, streak.length)} (best "
                     f"{st['best']:.4g} at step {st['best_step']}, now {latest:.4g} at step {sample.step}, level "
                     f"{val:.4g} as the median of the last 3) while the training loss fell {train_drop:.0%} "
                     f"({st['train_at_best']:.4g} -> {train:.4g})",

@@ -9,7 +9,8 @@ from pydantic import Field
 
 from tripwire.registry import register
 from tripwire.rule import Limit, Need, Rule, Verdict
-from tripwire.rules._layers import LayerParams, advance, finite_items, skipped, steps
+from tripwire.rules._layers import LayerParams, finite_items, judge_layers
+from tripwire.rules._streak import Streak
 from tripwire.stats import Sample
 
 
@@ -42,24 +43,20 @@ class _Saturation(Rule):
 
     def check(self, sample: Sample) -> list[Verdict]:
         p = self.params
-        out = []
-        for layer, frac in finite_items(sample.series(self.needs()[0])):
-            if skipped(layer, p.ignore):
-                continue
-            length, since = advance(self.state["runs"], layer, frac > p.threshold_layer, sample.step)
-            if length < p.patience:
-                out.append(self.clear(layer))
-                continue
-            out.append(self.fire(
-                layer, value=frac, threshold=p.threshold_layer,
-                message=f"{frac:.0%} of the units of {self.function} layer {layer} are saturated "
-                        f"(output within {1 - p.level:g} of its limits in >= {p.share:.0%} of the samples; limit "
-                        f"{p.threshold_layer:.0%} of the layer) for {length} samples ({steps(since, sample.step)}): "
-                        f"their gradient is ~0, so the layers before {layer} stop learning",
-                suggestion="normalize the inputs (zero mean, unit variance), initialize with Glorot/Xavier, lower "
-                           "the learning rate, add BatchNorm/LayerNorm before the activation, or use ReLU/GELU",
-                saturated_share=frac, level=p.level, share=p.share, samples=length, since_step=since))
-        return out
+        return judge_layers(self, finite_items(sample.series(self.needs()[0])), sample.step, patience=p.patience,
+                            counts=lambda frac: frac > p.threshold_layer, fire=self._fired)
+
+    def _fired(self, layer: str, frac: float, streak: Streak) -> Verdict:
+        p = self.params
+        return self.fire(
+            layer, value=frac, threshold=p.threshold_layer,
+            message=f"{frac:.0%} of the units of {self.function} layer {layer} are saturated "
+                    f"(output within {1 - p.level:g} of its limits in >= {p.share:.0%} of the samples; limit "
+                    f"{p.threshold_layer:.0%} of the layer) for {streak.count} samples ({streak.steps}): "
+                    f"their gradient is ~0, so the layers before {layer} stop learning",
+            suggestion="normalize the inputs (zero mean, unit variance), initialize with Glorot/Xavier, lower "
+                       "the learning rate, add BatchNorm/LayerNorm before the activation, or use ReLU/GELU",
+            saturated_share=frac, level=p.level, share=p.share, samples=streak.count, since_step=streak.since)
 
 
 @register

@@ -8,8 +8,9 @@ from pydantic import Field
 
 from tripwire.registry import register
 from tripwire.rule import Limit, Need, Rule, Verdict
-from tripwire.rules._layers import LayerParams, advance, finite_items, is_vector, remember_ndims, skipped, steps
+from tripwire.rules._layers import LayerParams, finite_items, judge_layers, remember_ndims
 from tripwire.rules._schedule import at_rest
+from tripwire.rules._streak import Streak
 from tripwire.stats import Sample
 
 
@@ -86,22 +87,18 @@ class SmallUpdates(Rule):
     def check(self, sample: Sample) -> list[Verdict]:
         p = self.params
         ndims = remember_ndims(self.state, sample)
-        out = []
         resting = at_rest(self.state, sample, p.converged_below, p.lr_decayed_below)
-        for name, ratio in finite_items(sample.series("update_ratio")):
-            if skipped(name, p.ignore) or (not p.include_biases and is_vector(name, ndims)):
-                continue
-            small = ratio < p.threshold and not resting
-            length, since = advance(self.state["runs"], name, small, sample.step)
-            if length < p.patience:
-                out.append(self.clear(name))
-                continue
-            out.append(self.fire(
-                name, value=ratio, threshold=p.threshold,
-                message=f"{name} barely changes: update ratio ||dw||/||w|| = {ratio:.2g} < {p.threshold:g} "
-                        f"for {length} samples ({steps(since, sample.step)}), so it is not learning",
-                suggestion="the learning rate is too low (or a scheduler decayed it to ~0): raise it, try "
-                           "1e-4..1e-3 for Adam/AdamW or 1e-2..1e-1 for SGD; check that the optimizer holds this "
-                           "parameter and that its gradient is not vanishing",
-                update_ratio=ratio, samples=length, since_step=since))
-        return out
+        return judge_layers(self, finite_items(sample.series("update_ratio")), sample.step, patience=p.patience,
+                            counts=lambda ratio: ratio < p.threshold and not resting, fire=self._fired,
+                            ndims=None if p.include_biases else ndims)
+
+    def _fired(self, name: str, ratio: float, streak: Streak) -> Verdict:
+        p = self.params
+        return self.fire(
+            name, value=ratio, threshold=p.threshold,
+            message=f"{name} barely changes: update ratio ||dw||/||w|| = {ratio:.2g} < {p.threshold:g} "
+                    f"for {streak.count} samples ({streak.steps}), so it is not learning",
+            suggestion="the learning rate is too low (or a scheduler decayed it to ~0): raise it, try "
+                       "1e-4..1e-3 for Adam/AdamW or 1e-2..1e-1 for SGD; check that the optimizer holds this "
+                       "parameter and that its gradient is not vanishing",
+            update_ratio=ratio, samples=streak.count, since_step=streak.since)

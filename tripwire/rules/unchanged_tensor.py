@@ -8,15 +8,16 @@ from pydantic import Field
 
 from tripwire.registry import register
 from tripwire.rule import Limit, Need, Rule, Verdict
-from tripwire.rules._layers import LayerParams, advance, finite_items, is_vector, remember_ndims, skipped, steps
+from tripwire.rules._layers import LayerParams, finite_items, judge_layers, remember_ndims
 from tripwire.rules._schedule import at_rest
+from tripwire.rules._streak import Streak
 from tripwire.stats import Sample
 
 
 @register
 class UnchangedTensor(Rule):
     """Fire for a trainable parameter that stays allclose to its previous sampled value for
-    ``num_steps`` samples in a row.
+    ``patience`` samples in a row.
 
     Collectors report ``weight_unchanged = 1`` for a parameter when, elementwise,
 
@@ -38,7 +39,7 @@ class UnchangedTensor(Rule):
     ~0 gradient and stays put, which is harmless.
 
     Args:
-        num_steps: samples in a row without change before firing. Defaults to 3.
+        patience: samples in a row without change before firing (formerly ``num_steps``). Defaults to 3.
         rtol: relative tolerance of the comparison. Defaults to 1e-5.
         atol: absolute tolerance of the comparison. Defaults to 1e-8.
         include_biases: also evaluate 1-D parameters (biases, normalization scales and shifts).
@@ -51,7 +52,7 @@ class UnchangedTensor(Rule):
 
     Example:
         >>> from tripwire.stats import Sample
-        >>> rule = UnchangedTensor("unchanged_tensor", UnchangedTensor.Params(num_steps=2))
+        >>> rule = UnchangedTensor("unchanged_tensor", UnchangedTensor.Params(patience=2))
         >>> key = rule.needs()[0].key
         >>> key
         'weight_unchanged[atol=1e-08,rtol=1e-05]'
@@ -62,14 +63,15 @@ class UnchangedTensor(Rule):
     """
 
     kind = "unchanged_tensor"
-    summary = "a trainable parameter stays allclose to its previous value for num_steps samples"
+    summary = "a trainable parameter stays allclose to its previous value for patience samples"
     frameworks: ClassVar[tuple[str, ...]] = ("torch", "keras")
-    limits: ClassVar[tuple[Limit, ...]] = (Limit("num_steps", "upper", "int"),)
+    limits: ClassVar[tuple[Limit, ...]] = (Limit("patience", "upper", "int"),)
 
     class Params(LayerParams):
         """Parameters of `unchanged_tensor`."""
 
-        num_steps: int = Field(3, ge=1, description="samples in a row without change before firing")
+        renamed: ClassVar[dict[str, str]] = {"num_steps": "patience"}
+        patience: int = Field(3, ge=1, description="samples in a row without change before firing")
         rtol: float = Field(1e-5, ge=0, description="relative tolerance of allclose")
         atol: float = Field(1e-8, ge=0, description="absolute tolerance of allclose")
         include_biases: bool = Field(False, description="also evaluate 1-D parameters: biases and normalization "
@@ -90,22 +92,19 @@ class UnchangedTensor(Rule):
     def check(self, sample: Sample) -> list[Verdict]:
         p = self.params
         ndims = remember_ndims(self.state, sample)
-        out = []
         resting = at_rest(self.state, sample, p.converged_below, p.lr_decayed_below)
-        for name, unchanged in finite_items(sample.series(self.needs()[0])):
-            if skipped(name, p.ignore) or (not p.include_biases and is_vector(name, ndims)):
-                continue
-            length, since = advance(self.state["runs"], name, unchanged >= 0.5 and not resting, sample.step)
-            if length < p.num_steps:
-                out.append(self.clear(name))
-                continue
-            out.append(self.fire(
-                name, value=float(length), threshold=float(p.num_steps),
-                message=f"{name} has not changed for {length} samples ({steps(since, sample.step)}) although "
-                        "it is trainable: it is not learning",
-                suggestion="check that it is used in forward and connected to the loss (no .detach(), no "
-                           "torch.no_grad/tf.stop_gradient on its path), that the optimizer was given this "
-                           "parameter, and that its learning rate is not 0; freeze it explicitly "
-                           "(requires_grad=False / trainable=False) if intended",
-                samples=length, since_step=since, rtol=p.rtol, atol=p.atol))
-        return out
+        return judge_layers(self, finite_items(sample.series(self.needs()[0])), sample.step, patience=p.patience,
+                            counts=lambda unchanged: unchanged >= 0.5 and not resting, fire=self._fired,
+                            ndims=None if p.include_biases else ndims)
+
+    def _fired(self, name: str, unchanged: float, streak: Streak) -> Verdict:
+        p = self.params
+        return self.fire(
+            name, value=float(streak.count), threshold=float(p.patience),
+            message=f"{name} has not changed for {streak.count} samples ({streak.steps}) although "
+                    "it is trainable: it is not learning",
+            suggestion="check that it is used in forward and connected to the loss (no .detach(), no "
+                       "torch.no_grad/tf.stop_gradient on its path), that the optimizer was given this "
+                       "parameter, and that its learning rate is not 0; freeze it explicitly "
+                       "(requires_grad=False / trainable=False) if intended",
+            samples=streak.count, since_step=streak.since, rtol=p.rtol, atol=p.atol)

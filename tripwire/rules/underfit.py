@@ -9,6 +9,7 @@ from pydantic import Field
 from tripwire.registry import register
 from tripwire.rule import Limit, Need, Rule, RuleParams, Verdict
 from tripwire.rules._loss_history import add_to_window, finite_scalar, new_window, relative_drop
+from tripwire.rules._streak import advance
 from tripwire.stats import Sample
 
 
@@ -74,7 +75,7 @@ class Underfit(Rule):
                                                           "for the early verdict")
 
     def initial_state(self) -> dict[str, Any]:
-        return {"window": new_window(0), "first": [], "misses": 0, "lowest": None}
+        return {"window": new_window(0), "first": [], "lowest": None}
 
     def needs(self) -> list[Need]:
         return [Need("loss")]
@@ -95,18 +96,18 @@ class Underfit(Rule):
         first_verdict = min(p.early_steps, p.min_steps) if lowest >= p.near_start * initial else p.min_steps
         drop = relative_drop(before, after)
         risen = initial > 0 and after > initial / p.ratio  # pushed up: an adversary or divergence, not underfit
-        if drop >= p.min_delta or after <= p.ratio * initial or risen:
-            st["misses"] = 0
-            return [self.clear(None)] if sample.step >= first_verdict else []
-        st["misses"] += 1
-        if st["misses"] < p.patience or sample.step < first_verdict:
+        plateau_high = drop < p.min_delta and after > p.ratio * initial and not risen
+        streak = advance(st, "misses", plateau_high, sample.step)
+        if sample.step < first_verdict:
             return []
+        if not streak.reached(p.patience):
+            return [self.clear(None)]
         share = after / initial if initial else float("inf")
         return [self.fire(
             None, value=share, threshold=p.ratio,
             message=f"training loss plateaued at {after:.4g} by step {sample.step}, still {share:.0%} of its "
                     f"initial {initial:.4g} (limit {p.ratio:.0%}); under a {p.min_delta:.1%} drop per "
-                    f"{p.window} steps for {st['misses']} windows",
+                    f"{p.window} steps for {streak.count} windows",
             suggestion="the model is not learning: raise the learning rate, give the model more capacity "
                        "(width, depth), lower weight decay / dropout, check that inputs are normalized and that "
                        "labels match the inputs (shuffled or misaligned labels look like this)",

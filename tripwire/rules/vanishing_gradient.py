@@ -8,8 +8,9 @@ from pydantic import Field
 
 from tripwire.registry import register
 from tripwire.rule import Limit, Need, Rule, Verdict
-from tripwire.rules._layers import LayerParams, advance, finite_items, is_vector, remember_ndims, skipped, steps
+from tripwire.rules._layers import LayerParams, finite_items, judge_layers, remember_ndims
 from tripwire.rules._loss_history import converged
+from tripwire.rules._streak import Streak
 from tripwire.stats import Sample
 
 
@@ -94,31 +95,33 @@ class VanishingGradient(Rule):
         norms = dict(finite_items(sample.series("grad_norm")))
         largest = max(norms, key=norms.__getitem__, default=None)
         top = norms[largest] if largest is not None else 0.0
-        out = []
-        for name in dict.fromkeys([*norms, *means]):  # model order, as collected
-            if skipped(name, p.ignore) or (not p.include_biases and is_vector(name, ndims)):
-                continue
-            mean, norm = means.get(name), norms.get(name)
-            tiny_mean = mean is not None and mean < p.threshold and not is_converged
-            rel = norm / top if norm is not None and top > 0 else None
-            tiny_rel = rel is not None and rel < p.ratio
-            length, since = advance(self.state["runs"], name, tiny_mean or tiny_rel, sample.step)
-            if length < p.patience:
-                out.append(self.clear(name))
-                continue
-            if tiny_mean:
+
+        def tiny_mean(mean: float | None) -> bool:
+            return mean is not None and mean < p.threshold and not is_converged
+
+        def tiny_rel(norm: float | None) -> bool:
+            return norm is not None and top > 0 and norm / top < p.ratio
+
+        def fired(name: str, grads: tuple[float | None, float | None], streak: Streak) -> Verdict:
+            mean, norm = grads
+            if tiny_mean(mean):
                 what, value, limit = f"mean |grad| = {mean:.2g} < {p.threshold:g}", mean, p.threshold
             else:
+                rel = norm / top
                 what = (f"grad norm {norm:.2g} is {rel:.1e} of the largest ({largest}: {top:.2g}), "
                         f"below ratio {p.ratio:g}")
                 value, limit = rel, p.ratio
-            out.append(self.fire(
+            return self.fire(
                 name, value=value, threshold=limit,
-                message=f"vanishing gradient in {name}: {what}, for {length} samples ({steps(since, sample.step)}); "
+                message=f"vanishing gradient in {name}: {what}, for {streak.count} samples ({streak.steps}); "
                         "this parameter is hardly learning",
                 suggestion="use ReLU/GELU instead of sigmoid/tanh in deep stacks, He/Glorot initialization, "
                            "normalization layers (BatchNorm/LayerNorm) or residual connections, or a shallower "
                            "model; check that nothing detaches this part of the graph",
-                grad_abs_mean=mean, grad_norm=norm, largest_grad_norm=top, largest=largest, samples=length,
-                since_step=since))
-        return out
+                grad_abs_mean=mean, grad_norm=norm, largest_grad_norm=top, largest=largest, samples=streak.count,
+                since_step=streak.since)
+
+        grads = [(name, (means.get(name), norms.get(name))) for name in dict.fromkeys([*norms, *means])]  # model order
+        return judge_layers(self, grads, sample.step, patience=p.patience,
+                            counts=lambda g: tiny_mean(g[0]) or tiny_rel(g[1]), fire=fired,
+                            ndims=None if p.include_biases else ndims)
