@@ -26,9 +26,9 @@ from typing import Any
 
 import torch
 
-from tripwire.callbacks.torch_packing import Piece, Series
-from tripwire.callbacks.torch_parts import CONFUSION
-from tripwire.callbacks.torch_reductions import class_counts, feature_axis_size, feature_stats
+from tripwire.callbacks.torch.packing import Piece, Series
+from tripwire.callbacks.torch.parts import CONFUSION
+from tripwire.callbacks.torch.reductions import class_counts, feature_axis_size, feature_stats
 from tripwire.failopen import FailOpen
 from tripwire.stats import MAX_CLASSES, Need, one_label_per_example
 
@@ -149,7 +149,7 @@ class DataProbe:
 
         When this raises (a device out of memory, say), every accumulator the batch would have
         started exists anyway, holding neutral values, so the next flush packs the same pieces as
-        the other ranks do (see :mod:`tripwire.callbacks.torch_parts`).
+        the other ranks do (see :mod:`tripwire.callbacks.torch.parts`).
         """
         try:
             self._add(inputs, labels)
@@ -301,7 +301,7 @@ class ConfusionProbe:
     wrapper), and that call ends last, with the step's return value as its output.
 
     Args:
-        guard: the hook runs under it as part :data:`~tripwire.callbacks.torch_parts.CONFUSION`
+        guard: the hook runs under it as part :data:`~tripwire.callbacks.torch.parts.CONFUSION`
             and never raises into the model's forward (unless strict); default: a fresh one.
     """
 

@@ -2,7 +2,7 @@
 
 :meth:`ParamProbe.before_step` runs where the gradients of a real optimizer step are final:
 unscaled, before clipping, DDP-averaged (Lightning's ``on_before_optimizer_step``). It reduces
-them with the fused kernels of :mod:`~tripwire.callbacks.torch_reductions` and, when
+them with the fused kernels of :mod:`~tripwire.callbacks.torch.reductions` and, when
 ``update_ratio`` or ``weight_unchanged`` is needed, snapshots the weights into one buffer kept
 across samples: first ``weight_unchanged`` compares the weights with the snapshot (taken at the
 previous sampled step), then the weights become the new snapshot. :meth:`ParamProbe.pieces`
@@ -42,8 +42,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from tripwire.callbacks.torch_packing import Piece, Reader, Series
-from tripwire.callbacks.torch_reductions import (
+from tripwire.callbacks.torch.packing import Piece, Reader, Series
+from tripwire.callbacks.torch.reductions import (
     abs_sums,
     allclose_flags,
     identical_rows,

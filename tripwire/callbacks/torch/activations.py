@@ -12,7 +12,7 @@ called at several places of the forward is reported once, averaged over its call
 layer its own activation module to see them separately. Functional activations
 (``F.relu(x)``) have no module and are not seen.
 
-Failures (see :mod:`tripwire.callbacks.torch_parts`): a module whose hook cannot be registered,
+Failures (see :mod:`tripwire.callbacks.torch.parts`): a module whose hook cannot be registered,
 or whose measurement raises inside the forward, is switched off alone through the guard; the
 hook never raises into the user's forward (unless the guard is strict). Its slot in the
 accumulator stays, so the accumulator has the same layout on every rank.
@@ -40,8 +40,8 @@ from collections.abc import Callable, Iterable, Sequence
 import torch
 from torch import nn
 
-from tripwire.callbacks.torch_parts import hook_part, probe_part
-from tripwire.callbacks.torch_reductions import active_share, extreme_share, reduce_dims
+from tripwire.callbacks.torch.parts import hook_part, probe_part
+from tripwire.callbacks.torch.reductions import active_share, extreme_share, reduce_dims
 from tripwire.failopen import FailOpen, try_each
 from tripwire.stats import Need, pooled_map
 

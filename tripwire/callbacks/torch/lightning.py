@@ -18,7 +18,7 @@ Schedule (every rank follows it, so DDP ranks decide at the same points):
   on every rank, then carried out on every rank (stop, checkpoint, raise).
 
 Failures of tripwire's own instrumentation never reach the training loop: the collector runs each
-part under ``monitor.guard`` (:mod:`tripwire.callbacks.torch_parts`) and this adapter guards
+part under ``monitor.guard`` (:mod:`tripwire.callbacks.torch.parts`) and this adapter guards
 building it and reading the loss. A failure that would put one rank out of step with the others
 (a part whose statistics are gathered, or the flush itself) switches the collector off on every
 rank at the decision of that flush: see :meth:`TripwireCallbackImpl._agree`.
@@ -32,7 +32,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
-from tripwire.callbacks.torch_parts import COLLECTOR, FLUSH, GRADIENTS, LOSS
+from tripwire.callbacks.torch.parts import COLLECTOR, FLUSH, GRADIENTS, LOSS
 from tripwire.config import FROM_CONFIG, FromConfig
 from tripwire.errors import RuleError, RuleTriggered
 from tripwire.finding import Finding
@@ -131,7 +131,7 @@ class TripwireCallbackImpl:
         self._restore_collector_state()
 
     def _build_collector(self, pl_module: Any) -> Any:
-        from tripwire.callbacks.torch_collector import TorchCollector
+        from tripwire.callbacks.torch.collector import TorchCollector
 
         collector = TorchCollector(self.monitor.needs(), batch_fn=self.batch_fn, guard=self.monitor.guard)
         collector.attach(pl_module)
@@ -152,7 +152,7 @@ class TripwireCallbackImpl:
             self._switch_off_collector(trainer)
 
     def _prepare(self, trainer: Any, pl_module: Any) -> None:
-        from tripwire.callbacks.torch_packing import torch_distributed_gather
+        from tripwire.callbacks.torch.packing import torch_distributed_gather
 
         if not self.collector.attached_to(pl_module):
             self.collector.attach(pl_module)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from tripwire.callbacks.torch_reductions import device_tensor
+from tripwire.callbacks.torch.reductions import device_tensor
 
 Series = dict[str, dict[str | None, float]]
 Reader = Callable[[list[float]], Series]

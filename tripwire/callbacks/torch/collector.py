@@ -15,16 +15,16 @@ What each statistic means is in :data:`tripwire.stats.CATALOGUE`; where it comes
 
 - ``loss``, ``loss_nonfinite``: :meth:`add_loss` on every batch (mean/count since the last flush).
 - ``grad_*``, ``amp_skipped``, ``weight_*``, ``update_ratio``, ``init_*``:
-  :class:`~tripwire.callbacks.torch_params.ParamProbe`; trainable parameters that got no
+  :class:`~tripwire.callbacks.torch.params.ParamProbe`; trainable parameters that got no
   gradient are named once in a warning (:mod:`~tripwire.callbacks.no_gradient`).
-- ``act_*``: :class:`~tripwire.callbacks.torch_activations.ActivationProbe` (forward hooks).
-- ``label_count``, ``input_*``, ``token_*``: :class:`~tripwire.callbacks.torch_batch.DataProbe`
+- ``act_*``: :class:`~tripwire.callbacks.torch.activations.ActivationProbe` (forward hooks).
+- ``label_count``, ``input_*``, ``token_*``: :class:`~tripwire.callbacks.torch.batch.DataProbe`
   on sampled batches.
 - ``val_loss``, ``confusion``: :meth:`end_validation`, one sample per validation run.
 - ``user/<name>``: :func:`tripwire.observe`.
 
 Failures: every method runs its work under a :class:`~tripwire.failopen.FailOpen` guard (the
-monitor's, in the Lightning adapter), one named part at a time (:mod:`~tripwire.callbacks.torch_parts`),
+monitor's, in the Lightning adapter), one named part at a time (:mod:`~tripwire.callbacks.torch.parts`),
 so a failing part is switched off with one warning and no method raises into the training loop
 (unless the guard is strict). The methods that hand back a :class:`Flush` do so whatever failed,
 so every rank goes on deciding at the same points. :attr:`TorchCollector.failed_shared` says
@@ -61,11 +61,11 @@ import torch
 from torch import nn
 
 from tripwire.callbacks.no_gradient import NoGradientNotice
-from tripwire.callbacks.torch_activations import STAT_FAMILY, ActivationProbe
-from tripwire.callbacks.torch_batch import BatchFn, ConfusionProbe, DataProbe, split_batch
-from tripwire.callbacks.torch_packing import Gather, Packed, Piece, Series, pack
-from tripwire.callbacks.torch_params import INIT_STATS, ParamProbe
-from tripwire.callbacks.torch_parts import (
+from tripwire.callbacks.torch.activations import STAT_FAMILY, ActivationProbe
+from tripwire.callbacks.torch.batch import BatchFn, ConfusionProbe, DataProbe, split_batch
+from tripwire.callbacks.torch.packing import Gather, Packed, Piece, Series, pack
+from tripwire.callbacks.torch.params import INIT_STATS, ParamProbe
+from tripwire.callbacks.torch.parts import (
     ACTIVATIONS,
     CONFUSION,
     DATA,
@@ -176,7 +176,7 @@ class TorchCollector:
     @property
     def failed_shared(self) -> bool:
         """Whether a part that could put this rank out of step with the others failed here
-        (:data:`~tripwire.callbacks.torch_parts.SHARED`); under DDP the adapter then switches the
+        (:data:`~tripwire.callbacks.torch.parts.SHARED`); under DDP the adapter then switches the
         collector off on every rank at the decision of the current flush."""
         return any(not self.guard.ok(part) for part in SHARED)
 
@@ -259,7 +259,7 @@ class TorchCollector:
         """Pack everything since the last flush, reduce across ranks, start the host copy.
 
         A part that fails is left out of the sample; the pieces that cross ranks are packed
-        whatever failed (see :mod:`~tripwire.callbacks.torch_parts`).
+        whatever failed (see :mod:`~tripwire.callbacks.torch.parts`).
         """
         pieces = self._gathered_pieces() + self._local_pieces(step)
         packed = self.guard.call(FLUSH, pack, pieces, self.gather)
@@ -309,7 +309,7 @@ class TorchCollector:
         losses, self._losses = self._losses, []
         try:
             values = _loss_sums(losses, self.device)
-        except Exception as exc:  # noqa: BLE001 - the piece keeps its place (see torch_parts)
+        except Exception as exc:  # noqa: BLE001 - the piece keeps its place (see tripwire.callbacks.torch.parts)
             self.guard.fail(LOSS, exc)
             values = torch.zeros(3, device=self.device)
         keys = self.loss_keys
@@ -392,6 +392,6 @@ class TorchCollector:
         if val_loss is not None and self.guard.ok(VAL_LOSS):
             try:
                 return _with_count(val_loss, self.device)
-            except Exception as exc:  # noqa: BLE001 - the piece keeps its place (see torch_parts)
+            except Exception as exc:  # noqa: BLE001 - the piece keeps its place (see tripwire.callbacks.torch.parts)
                 self.guard.fail(VAL_LOSS, exc)
         return torch.zeros(2, device=self.device)
