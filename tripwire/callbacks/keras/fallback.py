@@ -1,7 +1,7 @@
 """The instrumented train function, falling back to the model's own when it fails.
 
 Tripwire's code that runs while Keras traces the instrumented train step is guarded where it
-runs (:meth:`~tripwire.callbacks.keras_collector.Collector.around_apply`). What can still fail
+runs (:meth:`~tripwire.callbacks.keras.collector.Collector.around_apply`). What can still fail
 is the compiled step as a whole: XLA refusing to compile one of the statistics' operations, an
 operation without a kernel on the device, memory. :func:`guarded_train_function` calls the
 instrumented function and, when it raises, reports the failure and runs the model's own
@@ -55,8 +55,8 @@ from collections.abc import Callable, Iterator
 
 import keras
 
-from tripwire.callbacks.keras_buffer import to_numpy
-from tripwire.callbacks.keras_optimizer import counting_optimizer
+from tripwire.callbacks.keras.buffer import to_numpy
+from tripwire.callbacks.keras.optimizer import counting_optimizer
 
 
 def guarded_train_function(model, instrumented: Callable, plain: Callable, on_failure: Callable[[Exception], None],

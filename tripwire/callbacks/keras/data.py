@@ -35,8 +35,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from tripwire.callbacks import keras_math as km
-from tripwire.callbacks.keras_buffer import Layout, local_values, make_variable, reset, to_numpy
+from tripwire.callbacks.keras import math as km
+from tripwire.callbacks.keras.buffer import Layout, local_values, make_variable, reset, to_numpy
 from tripwire.stats import MAX_CLASSES, Need, one_label_per_example
 
 log = logging.getLogger("tripwire")

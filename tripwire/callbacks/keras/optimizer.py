@@ -4,7 +4,7 @@ A Keras callback never sees gradients. :func:`attach` swaps the class of the use
 optimizer object for a subclass created on the fly (``TripwireApply`` mixed into that class;
 same name and module, so a ``model.save`` during training writes the same config) whose
 ``apply`` goes through the collector, which computes the statistics around the real update
-(:mod:`tripwire.callbacks.keras_params`); :func:`detach` swaps the original class back. The
+(:mod:`tripwire.callbacks.keras.params`); :func:`detach` swaps the original class back. The
 user's code changes only by adding the callback. A ``LossScaleOptimizer`` (mixed precision)
 gets the mixin itself, so the steps its scaler skips are seen (on JAX, whose loss-scale
 optimizer never calls its own ``apply``, its inner optimizer does).

@@ -2,7 +2,7 @@
 
 It installs itself on a compiled model when training begins and removes itself when it ends:
 
-- the optimizer's class gets the :class:`~tripwire.callbacks.keras_optimizer.TripwireApply`
+- the optimizer's class gets the :class:`~tripwire.callbacks.keras.optimizer.TripwireApply`
   mixin, so ``apply`` passes the gradients through :meth:`Collector.around_apply`;
 - ``model.train_step`` is wrapped to mark the training phase and keep the batch;
 - activation probes keep the outputs of ReLU/tanh/sigmoid activations of that step;
@@ -28,7 +28,7 @@ Fail open: every part that reaches into the model runs under the ``guard``
 Anything else that fails, installing a hook (optimizer class, ``train_step``, ``test_step``,
 ``compute_loss``), building the statistics while the step is traced (then the step applies the
 update without them: :meth:`Collector.around_apply`) or running the instrumented train function
-(then the model's own one trains the same batch: :mod:`tripwire.callbacks.keras_fallback`),
+(then the model's own one trains the same batch: :mod:`tripwire.callbacks.keras.fallback`),
 marks the collector :attr:`~Collector.broken`; its caller then uninstalls it, so the model runs
 its own functions again. :meth:`Collector.uninstall` restores every hook it can even when one
 of them fails.
@@ -37,7 +37,7 @@ The JAX backend runs a stateless ``train_step(state, data)``: the variables the 
 made part of that state, its ``cond`` branches hand out values instead of assigning, the
 activation statistics are reduced in ``compute_loss`` (the outputs of the forward pass cannot
 leave the gradient's trace) into a buffer of their own, and the host reads the trainer's state
-(:mod:`tripwire.callbacks.keras_jax`).
+(:mod:`tripwire.callbacks.keras.jax`).
 
 Example:
     >>> import keras, numpy as np
@@ -64,13 +64,13 @@ from collections.abc import Iterable, Iterator
 import keras
 from keras import ops
 
-from tripwire.callbacks import keras_optimizer as kopt
-from tripwire.callbacks.keras_activations import ActivationProbes
-from tripwire.callbacks.keras_buffer import Layout, PackedBuffer, reset, to_numpy
-from tripwire.callbacks.keras_data import Confusion, DataStats, LabelSpec, label_spec
-from tripwire.callbacks.keras_fallback import guarded_train_function
-from tripwire.callbacks.keras_jax import JaxState, when
-from tripwire.callbacks.keras_params import ParamStats
+from tripwire.callbacks.keras import optimizer as kopt
+from tripwire.callbacks.keras.activations import ActivationProbes
+from tripwire.callbacks.keras.buffer import Layout, PackedBuffer, reset, to_numpy
+from tripwire.callbacks.keras.data import Confusion, DataStats, LabelSpec, label_spec
+from tripwire.callbacks.keras.fallback import guarded_train_function
+from tripwire.callbacks.keras.jax import JaxState, when
+from tripwire.callbacks.keras.params import ParamStats
 from tripwire.failopen import FailOpen
 from tripwire.stats import Need
 
@@ -304,7 +304,7 @@ class Collector:
     @contextlib.contextmanager
     def saving(self) -> Iterator[None]:
         """While the model is saved during training: the user's optimizer class (and, on JAX, its
-        variables only: see :meth:`~tripwire.callbacks.keras_jax.JaxState.attach`)."""
+        variables only: see :meth:`~tripwire.callbacks.keras.jax.JaxState.attach`)."""
         optimizer = self.hooked
         if self.jax is not None:
             self.jax.sync()  # the values are in the trainer's state

@@ -13,7 +13,7 @@ Under ``tf.distribute`` the variable is ``synchronization="on_read"``: each repl
 own copy with no communication, and the host combines the copies per slot (``sum`` for
 counts, ``max``/``min`` for extremes, ``mean`` for everything else). On JAX the current value
 lives in the trainer's state, not in the variable: a ``state``
-(:class:`~tripwire.callbacks.keras_jax.JaxState`) reads it from there.
+(:class:`~tripwire.callbacks.keras.jax.JaxState`) reads it from there.
 
 Example:
     >>> import numpy as np

@@ -44,8 +44,8 @@ from dataclasses import dataclass
 import keras
 from keras import ops
 
-from tripwire.callbacks import keras_math as km
-from tripwire.callbacks.keras_buffer import Layout
+from tripwire.callbacks.keras import math as km
+from tripwire.callbacks.keras.buffer import Layout
 from tripwire.failopen import FailOpen
 from tripwire.stats import Need, pooled_map
 

@@ -21,8 +21,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from tripwire.callbacks.keras_activations import walk
-from tripwire.callbacks.keras_buffer import to_numpy
+from tripwire.callbacks.keras.activations import walk
+from tripwire.callbacks.keras.buffer import to_numpy
 
 _KERNEL_LAYERS = ("Dense", "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose")
 

@@ -19,7 +19,7 @@ or Inf anywhere makes it non-finite; finite values overflow it only beyond 3e38)
 
 Example:
     >>> import keras
-    >>> from tripwire.callbacks.keras_buffer import Layout
+    >>> from tripwire.callbacks.keras.buffer import Layout
     >>> from tripwire.stats import Need
     >>> dense = keras.layers.Dense(2, name="fc")
     >>> dense.build((None, 3))
@@ -39,9 +39,9 @@ from collections.abc import Iterable
 import keras
 from keras import ops
 
-from tripwire.callbacks import keras_math as km
-from tripwire.callbacks.keras_buffer import Layout, make_variable
-from tripwire.callbacks.keras_optimizer import accumulation_steps, counting_optimizer, is_loss_scaled
+from tripwire.callbacks.keras import math as km
+from tripwire.callbacks.keras.buffer import Layout, make_variable
+from tripwire.callbacks.keras.optimizer import accumulation_steps, counting_optimizer, is_loss_scaled
 from tripwire.stats import Need
 
 #: slots of the pre part: the squared norms of the weights before the update (the snapshot's)

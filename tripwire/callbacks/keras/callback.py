@@ -31,11 +31,12 @@ try:
 except ModuleNotFoundError as exc:
     raise missing_framework("KerasTripwire", exc) from exc
 
-from tripwire.callbacks import keras_data, keras_optimizer
-from tripwire.callbacks.keras_buffer import to_numpy
-from tripwire.callbacks.keras_collector import SETUP, Collector
-from tripwire.callbacks.keras_init import init_stats
-from tripwire.callbacks.keras_jax import JaxState
+from tripwire.callbacks.keras import data as keras_data
+from tripwire.callbacks.keras import optimizer as keras_optimizer
+from tripwire.callbacks.keras.buffer import to_numpy
+from tripwire.callbacks.keras.collector import SETUP, Collector
+from tripwire.callbacks.keras.init import init_stats
+from tripwire.callbacks.keras.jax import JaxState
 from tripwire.callbacks.no_gradient import NoGradientNotice
 from tripwire.config import FROM_CONFIG
 from tripwire.errors import RuleTriggered
@@ -68,7 +69,7 @@ class KerasTripwire(keras.callbacks.Callback):
 
     Gradient, weight, activation and data statistics are computed inside the compiled train step
     on every ``interval``-th optimizer step and read on the host once per ``interval`` steps
-    (see :mod:`tripwire.callbacks.keras_collector`); losses come from the logs. Everything the
+    (see :mod:`tripwire.callbacks.keras.collector`); losses come from the logs. Everything the
     callback installs on the model and optimizer is removed when training ends, so
     ``model.save`` / ``keras.models.load_model`` behave as without it.
 
