@@ -26,7 +26,7 @@ def init_args(file: str, cls: str) -> tuple[list[str], dict[str, str]]:
 
 @pytest.mark.parametrize("file, cls", [("callbacks/torch/lightning.py", "TripwireCallbackImpl"),
                                        ("callbacks/keras/callback.py", "KerasTripwire"),
-                                       ("callbacks/xgboost.py", "XGBoostTripwire"), ("monitor.py", "Monitor")])
+                                       ("callbacks/xgboost/callback.py", "XGBoostTripwire"), ("monitor.py", "Monitor")])
 def test_each_callback_takes_the_shared_arguments(file, cls):
     positional, keywords = init_args(file, cls)
     assert positional == ["self", "config"]

@@ -8,7 +8,7 @@ what the enabled rules need, and nothing else:
 - ``feature_importance``: each feature's share of the model's total gain (features never split
   on count as 0), kept up to date from the same slice;
 - ``loss`` / ``val_loss``: the latest train/validation metric from ``evals_log``, turned
-  lower-is-better (``1 - auc``); see :mod:`tripwire.callbacks.xgboost_evals` for which eval set
+  lower-is-better (``1 - auc``); see :mod:`tripwire.callbacks.xgboost.evals` for which eval set
   and metric are used, or pass ``train_set``, ``val_set``, ``metric``. What was chosen is logged
   once and kept in the booster attribute ``tripwire_losses`` (``loss = train-logloss, ...``);
 - ``label_count``: the class counts of ``labels=``, once (callbacks never see the DMatrix, so
@@ -63,9 +63,9 @@ try:
 except ModuleNotFoundError as exc:
     raise missing_framework("XGBoostTripwire", exc) from exc
 
-from tripwire.callbacks.xgboost_evals import EvalReader
-from tripwire.callbacks.xgboost_labels import count_labels
-from tripwire.callbacks.xgboost_trees import TreeTracker, booster_kind, learning_rate
+from tripwire.callbacks.xgboost.evals import EvalReader
+from tripwire.callbacks.xgboost.labels import count_labels
+from tripwire.callbacks.xgboost.trees import TreeTracker, booster_kind, learning_rate
 from tripwire.config import FROM_CONFIG, Config
 from tripwire.errors import ConfigError, RuleTriggered
 from tripwire.failopen import FailOpen
