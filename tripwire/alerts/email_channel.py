@@ -17,7 +17,7 @@ import ssl
 import threading
 from email.message import EmailMessage
 
-from tripwire.actions.channel import DeliveryError
+from tripwire.alerts.channel import DeliveryError
 from tripwire.config import EmailConfig
 from tripwire.finding import Finding
 

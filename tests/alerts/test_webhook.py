@@ -10,8 +10,8 @@ import tracemalloc
 
 import pytest
 
-from tripwire.actions import AlertDispatcher
-from tripwire.actions.webhook import redact_url
+from tripwire.alerts import AlertDispatcher
+from tripwire.alerts.webhook import redact_url
 
 from .conftest import SECRET, body_json, make_finding, wait_until
 
@@ -141,7 +141,7 @@ def test_send_never_blocks_on_a_hanging_server(hanging_server, caplog):
     assert 0.45 <= closing < 0.5 + 0.25
     assert d.delivered == {"log": 101, "webhook": 0}
     assert d.unsent == {"log": 0, "webhook": 101} and d.undelivered == {"log": 0, "webhook": 101}
-    summaries = [r for r in caplog.records if r.name == "tripwire.actions" and "alerts:" in r.getMessage()]
+    summaries = [r for r in caplog.records if r.name == "tripwire.alerts" and "alerts:" in r.getMessage()]
     assert len(summaries) == 1 and summaries[0].levelno == logging.WARNING
     assert "webhook 0 delivered, 101 undelivered" in summaries[0].getMessage()
     assert SECRET not in caplog.text

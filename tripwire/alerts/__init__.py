@@ -1,7 +1,7 @@
 """Alert delivery for the ``alert`` action: log, console, webhook and e-mail channels.
 
 Example:
-    >>> from tripwire.actions import AlertDispatcher
+    >>> from tripwire.alerts import AlertDispatcher
     >>> d = AlertDispatcher({"log": None, "console": {}})
     >>> [c.name for c in d.channels]
     ['console']
@@ -10,7 +10,7 @@ Example:
 
 from __future__ import annotations
 
-from tripwire.actions.channel import Channel, DeliveryError, summary_line
-from tripwire.actions.dispatcher import AlertDispatcher
+from tripwire.alerts.channel import Channel, DeliveryError, summary_line
+from tripwire.alerts.dispatcher import AlertDispatcher
 
 __all__ = ["AlertDispatcher", "Channel", "DeliveryError", "summary_line"]

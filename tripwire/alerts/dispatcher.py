@@ -31,14 +31,14 @@ import time
 from collections import deque
 from typing import Any
 
-from tripwire.actions.channel import Channel, DeliveryError
-from tripwire.actions.console import ConsoleChannel
-from tripwire.actions.email_channel import EmailChannel
-from tripwire.actions.log_channel import LogChannel
-from tripwire.actions.webhook import WebhookChannel
+from tripwire.alerts.channel import Channel, DeliveryError
+from tripwire.alerts.console import ConsoleChannel
+from tripwire.alerts.email_channel import EmailChannel
+from tripwire.alerts.log_channel import LogChannel
+from tripwire.alerts.webhook import WebhookChannel
 from tripwire.config import ChannelsConfig
 
-log = logging.getLogger("tripwire.actions")
+log = logging.getLogger("tripwire.alerts")
 
 CLOSE_STALL_S = 1.0  # at close, a delivery in flight for this long ends its channel's wait
 _CLOSE_GRACE_S = 0.05  # ... but not before a delivery waiting to retry has seen the abort and ended

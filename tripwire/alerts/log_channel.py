@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from tripwire.actions.channel import summary_line
+from tripwire.alerts.channel import summary_line
 from tripwire.config import LogConfig
 from tripwire.finding import Finding
 

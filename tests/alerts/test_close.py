@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from tripwire.actions import AlertDispatcher
-from tripwire.actions.dispatcher import CLOSE_STALL_S
+from tripwire.alerts import AlertDispatcher
+from tripwire.alerts.dispatcher import CLOSE_STALL_S
 from tripwire.monitor import Monitor
 from tripwire.stats import Sample
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 import sys
 import threading
 
-from tripwire.actions.channel import summary_line
+from tripwire.alerts.channel import summary_line
 from tripwire.config import ConsoleConfig
 from tripwire.finding import Finding
 
 
 class ConsoleChannel:
-    """Print :func:`~tripwire.actions.channel.summary_line` to ``sys.stderr`` (looked up at each call)."""
+    """Print :func:`~tripwire.alerts.channel.summary_line` to ``sys.stderr`` (looked up at each call)."""
 
     name = "console"
     inline = True

@@ -8,8 +8,8 @@ import logging
 
 import pytest
 
-from tripwire.actions import AlertDispatcher
-from tripwire.actions.email_channel import SUBJECT_MAX, parse_smtp
+from tripwire.alerts import AlertDispatcher
+from tripwire.alerts.email_channel import SUBJECT_MAX, parse_smtp
 
 from .conftest import make_finding, wait_until
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from tripwire.actions import AlertDispatcher
+from tripwire.alerts import AlertDispatcher
 from tripwire.monitor import Monitor
 from tripwire.stats import Sample
 
@@ -14,7 +14,7 @@ from .conftest import body_json, make_finding, wait_until
 
 def summaries(caplog) -> list[logging.LogRecord]:
     return [r for r in caplog.records
-            if r.name == "tripwire.actions" and r.getMessage().startswith("tripwire: alerts:")]
+            if r.name == "tripwire.alerts" and r.getMessage().startswith("tripwire: alerts:")]
 
 
 def test_log_channel_level_follows_severity(caplog):

@@ -25,7 +25,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from tripwire.actions.channel import DeliveryError, summary_line
+from tripwire.alerts.channel import DeliveryError, summary_line
 from tripwire.config import WebhookConfig
 from tripwire.finding import Finding
 
