@@ -46,7 +46,7 @@ from _compat_core import (
     timed,
 )
 from tripwire import KerasTripwire
-from tripwire.callbacks.keras_activations import FAMILY_OF_FUNCTION, FAMILY_OF_LAYER
+from tripwire.callbacks.keras.activations import FAMILY_OF_FUNCTION, FAMILY_OF_LAYER
 
 BATCH, STEPS, CLASSES = 8, 3, 3
 SHAPES: dict[str, tuple[int, ...]] = {

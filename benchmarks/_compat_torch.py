@@ -54,7 +54,7 @@ from _compat_core import (
     timed,
 )
 from tripwire import LightningTripwire
-from tripwire.callbacks.torch_activations import STAT_FAMILY, family_of
+from tripwire.callbacks.torch.activations import STAT_FAMILY, family_of
 
 BATCH, STEPS, CLASSES = 8, 3, 3
 #: input shape per kind (without the batch) and its feature/channel count

@@ -134,7 +134,7 @@ class HookTime:
 def time_forward_hooks() -> bool:
     """Wrap the forward hooks tripwire's ActivationProbe creates (from now on, in this process) so
     that their time goes to :attr:`HookTime.active`; False when that private factory is not there."""
-    from tripwire.callbacks import torch_activations
+    from tripwire.callbacks.torch import activations as torch_activations
 
     probe = getattr(torch_activations, "ActivationProbe", None)
     factory = getattr(probe, "_hook", None)

@@ -40,7 +40,7 @@ from torch.overrides import TorchFunctionMode
 import tripwire
 
 TRIPWIRE_DIR = os.path.dirname(os.path.abspath(tripwire.__file__)) + os.sep
-ALLOWED = {("torch_packing.py", "read")}  # (file name, function) where a flush reads its packed vector
+ALLOWED = {("callbacks/torch/packing.py", "read")}  # (path in the package, function) where a flush reads its vector
 SYNC_WARNING = r".*synchronizing CUDA operation"
 
 _READS = {"item", "tolist", "__bool__", "__float__", "__int__", "__index__", "__complex__", "numpy",
@@ -94,10 +94,10 @@ def where(frame: FrameType | None) -> tuple[str, str]:
     while frame is not None:
         path = frame.f_code.co_filename
         if path.startswith(TRIPWIRE_DIR):
-            name = os.path.basename(path)
+            name = path[len(TRIPWIRE_DIR):].replace(os.sep, "/")
             if (name, frame.f_code.co_name) in ALLOWED:
                 return "read", f"{name}:{frame.f_code.co_name}"
-            innermost = innermost or f"{path[len(TRIPWIRE_DIR):]}:{frame.f_lineno} in {frame.f_code.co_name}"
+            innermost = innermost or f"{name}:{frame.f_lineno} in {frame.f_code.co_name}"
         frame = frame.f_back
     return ("tripwire", innermost) if innermost else ("other", "")
 

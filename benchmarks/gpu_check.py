@@ -159,8 +159,8 @@ def collector_loop(workload, device: str, steps: int, interval: int, bf16: bool,
     a finished flush is allowed to wait.
     """
     from _sync_count import SyncCounter
-    from tripwire.callbacks import torch_reductions
-    from tripwire.callbacks.torch_collector import TorchCollector
+    from tripwire.callbacks.torch import reductions as torch_reductions
+    from tripwire.callbacks.torch.collector import TorchCollector
 
     cuda = torch.device(device).type == "cuda"
     # on CPU: rehearse the code a CUDA run executes (no host reads between flushes)
@@ -442,7 +442,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     if args.device == "cpu":
         torch.set_num_threads(1)  # a rehearsal on a small shared machine: no thread contention
-        from tripwire.callbacks import torch_reductions
+        from tripwire.callbacks.torch import reductions as torch_reductions
 
         torch_reductions.accelerator_path_on_cpu = True  # run the code a CUDA run executes
     print("# tripwire GPU check\n")

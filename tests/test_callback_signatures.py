@@ -24,9 +24,9 @@ def init_args(file: str, cls: str) -> tuple[list[str], dict[str, str]]:
     return [x.arg for x in a.args], {x.arg: ast.unparse(d) for x, d in zip(a.kwonlyargs, a.kw_defaults)}
 
 
-@pytest.mark.parametrize("file, cls", [("callbacks/_lightning_impl.py", "TripwireCallbackImpl"),
-                                       ("callbacks/keras.py", "KerasTripwire"),
-                                       ("callbacks/xgboost.py", "XGBoostTripwire"), ("monitor.py", "Monitor")])
+@pytest.mark.parametrize("file, cls", [("callbacks/torch/lightning.py", "TripwireCallbackImpl"),
+                                       ("callbacks/keras/callback.py", "KerasTripwire"),
+                                       ("callbacks/xgboost/callback.py", "XGBoostTripwire"), ("monitor.py", "Monitor")])
 def test_each_callback_takes_the_shared_arguments(file, cls):
     positional, keywords = init_args(file, cls)
     assert positional == ["self", "config"]

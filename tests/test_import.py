@@ -58,17 +58,21 @@ for statement in sys.argv[1:]:
 print(json.dumps(errors))
 """
 
+LIGHTNING = ('LightningTripwire needs PyTorch Lightning: pip install "tripwire[lightning]"', "lightning")
+KERAS = ('KerasTripwire needs Keras 3: pip install "tripwire[keras]", or "tripwire[keras-jax]" for the JAX backend',
+         "keras")
+XGBOOST = ('XGBoostTripwire needs XGBoost: pip install "tripwire[xgboost]"', "xgboost")
 MISSING = {
-    "from tripwire import LightningTripwire":
-        ('LightningTripwire needs PyTorch Lightning: pip install "tripwire[lightning]"', "lightning"),
+    "from tripwire import LightningTripwire": LIGHTNING,
+    "from tripwire.callbacks.lightning import LightningTripwire": LIGHTNING,
     "from tripwire.callbacks.pytorch_lightning import PLTripwire":
         ('PLTripwire needs the pytorch_lightning package: pip install "tripwire[pytorch-lightning]"',
          "pytorch_lightning"),
-    "from tripwire import KerasTripwire":
-        ('KerasTripwire needs Keras 3: pip install "tripwire[keras]", or "tripwire[keras-jax]" for the JAX backend',
-         "keras"),
-    "from tripwire import XGBoostTripwire":
-        ('XGBoostTripwire needs XGBoost: pip install "tripwire[xgboost]"', "xgboost"),
+    "from tripwire import KerasTripwire": KERAS,
+    "from tripwire.callbacks.keras import KerasTripwire": KERAS,
+    "import tripwire.callbacks.keras.collector": KERAS,  # any module of the wing: its package imports Keras
+    "from tripwire import XGBoostTripwire": XGBOOST,
+    "from tripwire.callbacks.xgboost import XGBoostTripwire": XGBOOST,
 }
 
 
@@ -87,3 +91,43 @@ def test_the_extras_named_exist_in_pyproject():
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     named = {extra for _, install in INSTALL.values() for extra in re.findall(r"tripwire\[([\w-]+)\]", install)}
     assert named and named <= set(extras), named - set(extras)
+
+
+# The public ways in (the README's imports, LightningCLI's ``class_path``) name the same classes
+# whatever the modules behind them are called: (module, class, where else it is public, framework).
+PUBLIC = [
+    ("tripwire.callbacks.lightning", "LightningTripwire", "tripwire", "lightning"),
+    ("tripwire.callbacks.lightning", "PLTripwire", "tripwire.callbacks.pytorch_lightning", "pytorch_lightning"),
+    ("tripwire.callbacks.keras", "KerasTripwire", "tripwire", "keras"),
+    ("tripwire.callbacks.xgboost", "XGBoostTripwire", "tripwire", "xgboost"),
+]
+
+
+@pytest.mark.parametrize("module, name, also, framework", PUBLIC)
+def test_the_public_import_paths_name_the_same_class(module, name, also, framework):
+    pytest.importorskip(framework)
+    cls = getattr(importlib.import_module(module), name)
+    assert isinstance(cls, type) and getattr(importlib.import_module(also), name) is cls
+
+
+# Each wing imports its own framework and none of the others' (Keras with the TensorFlow backend;
+# Keras itself may load JAX when it is installed): modules -> (needed, allowed besides).
+WINGS = [
+    (["tripwire.callbacks.lightning", "tripwire.callbacks.pytorch_lightning"],
+     {"lightning", "pytorch_lightning", "torch"}, set()),
+    (["tripwire.callbacks.keras"], {"keras", "tensorflow"}, {"jax"}),
+    (["tripwire.callbacks.xgboost"], {"xgboost"}, set()),
+]
+LOADED = ("import importlib, json, sys\nfor module in sys.argv[1:]:\n    importlib.import_module(module)\n"
+          "print(json.dumps(list(sys.modules)))")
+
+
+@pytest.mark.parametrize("modules, needed, allowed", WINGS, ids=["torch", "keras", "xgboost"])
+def test_each_wing_imports_its_own_framework_only(modules, needed, allowed):
+    missing = [name for name in needed if importlib.util.find_spec(name) is None]
+    if missing:
+        pytest.skip(f"{modules} need {missing}")
+    out = subprocess.run([sys.executable, "-c", LOADED, *modules], capture_output=True, text=True, check=True,
+                         env={**os.environ, "KERAS_BACKEND": "tensorflow"})
+    loaded = {name.split(".")[0] for name in json.loads(out.stdout)} & set(HEAVY)
+    assert needed <= loaded <= needed | allowed, loaded

@@ -113,7 +113,7 @@ class Monitor:
             return
         for why in self.engine.not_run.values():
             log.warning("tripwire: %s", why)
-        from tripwire.actions import AlertDispatcher
+        from tripwire.alerts import AlertDispatcher
 
         # shadow: log-only, whatever channels the config names
         self._alerts = AlertDispatcher(ChannelsConfig() if self.config.shadow else self.config.actions)

@@ -102,7 +102,7 @@ def test_xgboost_objective_booster(name):
 def test_a_training_tripwire_changes_is_reported_changed(torch_cases, monkeypatch):
     """The matrix can fail: tripwire's batch hook nudging a weight is a changed training."""
     import _compat_torch
-    from tripwire.callbacks._lightning_impl import TripwireCallbackImpl
+    from tripwire.callbacks.torch.lightning import TripwireCallbackImpl
 
     original = TripwireCallbackImpl.on_train_batch_end
 

@@ -135,7 +135,7 @@ def fit_with_failure(owner, attribute: str) -> dict:
     """A seeded fit of a small MLP with ``owner.attribute`` (a tripwire function) raising: whether its
     weights equal those of the same fit without tripwire, the parts switched off, and whether the
     model is its own again (optimizer class, train_step)."""
-    from tripwire.callbacks.keras_optimizer import TripwireApply
+    from tripwire.callbacks.keras.optimizer import TripwireApply
 
     original = vars(owner)[attribute]
     setattr(owner, attribute, planted_failure)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from keras_kit import classification, fired, fit, mlp
-from tripwire.callbacks.keras_data import LabelSpec, host_stats, label_spec
+from tripwire.callbacks.keras.data import LabelSpec, host_stats, label_spec
 
 pytestmark = pytest.mark.keras
 pytest.importorskip("keras")

@@ -13,10 +13,14 @@ import pytest
 
 from keras_kit import Recorder, classification
 from tripwire import KerasTripwire
-from tripwire.callbacks import keras as keras_callback
-from tripwire.callbacks import keras_activations, keras_collector, keras_data, keras_optimizer, keras_params
-from tripwire.callbacks.keras_collector import Collector
-from tripwire.callbacks.keras_optimizer import TripwireApply
+from tripwire.callbacks.keras import activations as keras_activations
+from tripwire.callbacks.keras import callback as keras_callback
+from tripwire.callbacks.keras import collector as keras_collector
+from tripwire.callbacks.keras import data as keras_data
+from tripwire.callbacks.keras import optimizer as keras_optimizer
+from tripwire.callbacks.keras import params as keras_params
+from tripwire.callbacks.keras.collector import Collector
+from tripwire.callbacks.keras.optimizer import TripwireApply
 
 pytestmark = pytest.mark.keras
 pytest.importorskip("keras")

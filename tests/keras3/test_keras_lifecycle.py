@@ -8,7 +8,7 @@ import pytest
 
 from keras_kit import classification, fired, fit, mlp
 from tripwire import KerasTripwire, RuleTriggered
-from tripwire.callbacks.keras_optimizer import TripwireApply
+from tripwire.callbacks.keras.optimizer import TripwireApply
 
 pytestmark = pytest.mark.keras
 pytest.importorskip("keras")

@@ -8,7 +8,7 @@ kernels and biases get gradient and weight statistics like any other layer's.
 import pytest
 
 from keras_kit import RECURRENT, fit, recurrent_data, recurrent_model, subjects
-from tripwire.callbacks.keras_activations import find_sites
+from tripwire.callbacks.keras.activations import find_sites
 
 pytestmark = pytest.mark.keras
 pytest.importorskip("keras")

@@ -126,7 +126,7 @@ def test_data_totals_cover_every_sampled_batch():
 
 
 def test_one_host_read_per_interval():
-    from tripwire.callbacks import keras_collector
+    from tripwire.callbacks.keras import collector as keras_collector
 
     reads = []
     original = keras_collector.PackedBuffer.read
@@ -161,8 +161,8 @@ def test_update_ratio_between_samples_uses_the_step_before():
 
 
 def test_unchanged_check_settles_by_norms_then_distance_then_elementwise():
-    from tripwire.callbacks.keras_buffer import Layout
-    from tripwire.callbacks.keras_params import ParamStats
+    from tripwire.callbacks.keras.buffer import Layout
+    from tripwire.callbacks.keras.params import ParamStats
     from tripwire.stats import Need
 
     dense = keras.layers.Dense(4, bias_initializer="ones")

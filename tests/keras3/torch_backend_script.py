@@ -26,9 +26,9 @@ from keras_kit import (
     stacked_recurrent_model,
     subjects,
 )
-from tripwire.callbacks.keras_collector import Collector
-from tripwire.callbacks.keras_optimizer import TripwireApply
-from tripwire.callbacks.keras_params import ParamStats
+from tripwire.callbacks.keras.collector import Collector
+from tripwire.callbacks.keras.optimizer import TripwireApply
+from tripwire.callbacks.keras.params import ParamStats
 
 out = {"backend": keras.backend.backend()}
 x, y = classification()

@@ -92,7 +92,7 @@ def test_the_useless_test_waits_until_each_feature_had_its_chances():
 def _tracked(x, y, params, rounds):
     """The importance and chances the XGBoost adapter hands the rule after ``rounds`` rounds."""
     xgb = pytest.importorskip("xgboost")
-    from tripwire.callbacks.xgboost_trees import TreeTracker
+    from tripwire.callbacks.xgboost.trees import TreeTracker
 
     dtrain = xgb.DMatrix(x, label=y)
     booster = xgb.train({**params, "nthread": 1, "verbosity": 0}, dtrain, num_boost_round=0)

@@ -31,9 +31,10 @@ import torch
 from lightning.pytorch.strategies import DDPStrategy
 
 from lightning_kit import Task, blobs, loader, mlp, trainer, tripwire
-from tripwire.callbacks import torch_activations, torch_packing
-from tripwire.callbacks.torch_activations import ActivationProbe
-from tripwire.callbacks.torch_batch import ConfusionProbe, DataProbe
+from tripwire.callbacks.torch import activations as torch_activations
+from tripwire.callbacks.torch import packing as torch_packing
+from tripwire.callbacks.torch.activations import ActivationProbe
+from tripwire.callbacks.torch.batch import ConfusionProbe, DataProbe
 
 MAX_STEPS = 8
 RUN_TIMEOUT_S = float(os.environ.get("RUN_TIMEOUT_S", "60"))

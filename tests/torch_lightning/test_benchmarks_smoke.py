@@ -93,12 +93,12 @@ def test_sync_counter_attributes_reads_to_the_flush_read_to_tripwire_and_to_othe
     t = torch.arange(6.0)
     with SyncCounter() as c:
         t.sum().item()  # here: other code
-        run_as("callbacks/torch_packing.py", "read", "return t.tolist()", t=t)
-        run_as("callbacks/torch_params.py", "pieces", "return bool(t.any()), t[t > 2]", t=t)
+        run_as("callbacks/torch/packing.py", "read", "return t.tolist()", t=t)
+        run_as("callbacks/torch/params.py", "pieces", "return bool(t.any()), t[t > 2]", t=t)
         t * 2, t.reshape(2, 3), torch.segment_reduce(t, "sum", lengths=torch.tensor([3, 3]), unsafe=True)
     assert (c.host["other"], c.host["read"], c.host["tripwire"]) == (1, 1, 2)
     assert c.violations() == 2
-    assert "callbacks/torch_params.py" in c.describe_sites() and "__bool__" in c.describe_sites()
+    assert "callbacks/torch/params.py" in c.describe_sites() and "__bool__" in c.describe_sites()
 
 
 def test_host_read_classification():
@@ -122,10 +122,10 @@ def test_collector_loop_reads_once_per_flush_and_nowhere_else():
 
 
 def test_collector_loop_counter_catches_a_host_read_in_the_collector(monkeypatch):
-    from tripwire.callbacks.torch_collector import TorchCollector
+    from tripwire.callbacks.torch.collector import TorchCollector
 
     def add_loss(self, loss):  # a collector that reads the loss on the host every step
-        return run_as("callbacks/torch_collector.py", "add_loss", "return float(loss.detach())", loss=loss)
+        return run_as("callbacks/torch/collector.py", "add_loss", "return float(loss.detach())", loss=loss)
 
     monkeypatch.setattr(TorchCollector, "add_loss", add_loss)
     wl = gpu_check.check_workloads()["mlp"]

@@ -66,7 +66,8 @@ class CLIModel(Task):
         return loader(*blobs(n=128))
 
 
-def test_lightning_cli_builds_the_callback_from_yaml(tmp_path):
+@pytest.mark.parametrize("class_path", ["tripwire.LightningTripwire", "tripwire.callbacks.lightning.LightningTripwire"])
+def test_lightning_cli_builds_the_callback_from_yaml(tmp_path, class_path):
     pytest.importorskip("jsonargparse")
     from lightning.pytorch.cli import LightningCLI
 
@@ -80,7 +81,7 @@ trainer:
   enable_progress_bar: false
   default_root_dir: {tmp_path}
   callbacks:
-    - class_path: tripwire.LightningTripwire
+    - class_path: {class_path}
       init_args:
         config: {{interval: 2, rules: {{dead_relu: {{actions: [alert, stop]}}}}}}
         log_dir: false

@@ -25,12 +25,15 @@ torch = pytest.importorskip("torch")
 
 import tripwire as tw
 from lightning_kit import Task, blobs, loader, mlp, trainer, tripwire
-from tripwire.callbacks import torch_activations, torch_batch, torch_collector, torch_packing
-from tripwire.callbacks._lightning_impl import TripwireCallbackImpl
-from tripwire.callbacks.torch_activations import ActivationProbe
-from tripwire.callbacks.torch_batch import ConfusionProbe, DataProbe
-from tripwire.callbacks.torch_collector import TorchCollector
-from tripwire.callbacks.torch_params import ParamProbe
+from tripwire.callbacks.torch import activations as torch_activations
+from tripwire.callbacks.torch import batch as torch_batch
+from tripwire.callbacks.torch import collector as torch_collector
+from tripwire.callbacks.torch import packing as torch_packing
+from tripwire.callbacks.torch.activations import ActivationProbe
+from tripwire.callbacks.torch.batch import ConfusionProbe, DataProbe
+from tripwire.callbacks.torch.collector import TorchCollector
+from tripwire.callbacks.torch.lightning import TripwireCallbackImpl
+from tripwire.callbacks.torch.params import ParamProbe
 from tripwire.observe import drain
 
 pytestmark = pytest.mark.torch

@@ -7,10 +7,10 @@ torch = pytest.importorskip("torch")
 from torch import nn
 
 import tripwire
-from tripwire.callbacks.torch_activations import ActivationProbe
-from tripwire.callbacks.torch_batch import ConfusionProbe, DataProbe, split_batch
-from tripwire.callbacks.torch_collector import TorchCollector
-from tripwire.callbacks.torch_packing import Piece, pack
+from tripwire.callbacks.torch.activations import ActivationProbe
+from tripwire.callbacks.torch.batch import ConfusionProbe, DataProbe, split_batch
+from tripwire.callbacks.torch.collector import TorchCollector
+from tripwire.callbacks.torch.packing import Piece, pack
 from tripwire.stats import Need
 
 pytestmark = pytest.mark.torch
@@ -110,7 +110,7 @@ def test_unsampled_steps_compute_nothing_and_weight_unchanged_spans_samples():
 def test_update_ratio_and_weight_unchanged_share_one_snapshot(monkeypatch, fused):
     """The snapshot measures the update ratio in place and is restored for the next sample's
     comparison: both statistics equal their references over several samples, on both paths."""
-    from tripwire.callbacks import torch_reductions
+    from tripwire.callbacks.torch import reductions as torch_reductions
 
     monkeypatch.setattr(torch_reductions, "_fused", lambda tensors: fused)
     torch.manual_seed(0)

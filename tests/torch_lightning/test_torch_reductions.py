@@ -6,7 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from tripwire.callbacks import torch_reductions as R  # noqa: N812 - the module under test, on every line
+from tripwire.callbacks.torch import reductions as R  # noqa: N812 - the module under test, on every line
 
 pytestmark = pytest.mark.torch
 

@@ -8,8 +8,8 @@ import pytest
 pytest.importorskip("xgboost")
 
 from tripwire import ConfigError
-from tripwire.callbacks.xgboost_evals import EvalReader, is_maximized, pick_sets
-from tripwire.callbacks.xgboost_labels import count_labels
+from tripwire.callbacks.xgboost.evals import EvalReader, is_maximized, pick_sets
+from tripwire.callbacks.xgboost.labels import count_labels
 
 pytestmark = pytest.mark.xgboost
 

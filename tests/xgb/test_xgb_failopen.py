@@ -18,10 +18,10 @@ import pytest
 xgb = pytest.importorskip("xgboost")
 
 from tripwire import XGBoostTripwire
-from tripwire.callbacks import xgboost as adapter
-from tripwire.callbacks import xgboost_trees
-from tripwire.callbacks.xgboost_evals import EvalReader
-from tripwire.callbacks.xgboost_trees import TreeTracker
+from tripwire.callbacks.xgboost import callback as adapter
+from tripwire.callbacks.xgboost import trees as xgboost_trees
+from tripwire.callbacks.xgboost.evals import EvalReader
+from tripwire.callbacks.xgboost.trees import TreeTracker
 
 pytestmark = pytest.mark.xgboost
 

@@ -15,7 +15,7 @@ import pytest
 xgb = pytest.importorskip("xgboost")
 
 from tripwire import XGBoostTripwire
-from tripwire.callbacks.xgboost_trees import TreeTracker, normalized, tree_depth
+from tripwire.callbacks.xgboost.trees import TreeTracker, normalized, tree_depth
 from tripwire.record import Run
 
 pytestmark = pytest.mark.xgboost

@@ -1,12 +1,15 @@
-"""Framework callbacks and the statistics collectors behind them.
+"""Framework callbacks and the statistics collectors behind them, one subpackage per wing.
 
 Nothing here is imported eagerly: each callback module imports its framework on first use
 (``from tripwire import LightningTripwire`` loads :mod:`tripwire.callbacks.lightning`), so
 ``import tripwire.callbacks`` stays as light as ``import tripwire``.
 
-Torch modules: ``torch_reductions`` (fused math), ``torch_params`` (gradients and weights),
-``torch_activations`` (forward hooks), ``torch_batch`` (labels, inputs, confusion),
-``torch_packing`` (one packed vector, one collective, one host copy) and ``torch_collector``
-(orchestration, usable from any torch loop); ``lightning`` / ``pytorch_lightning`` are the
-thin adapters over ``_lightning_impl``.
+- :mod:`tripwire.callbacks.torch`: the torch collector (usable from any torch loop) and the
+  Lightning callback logic; :mod:`tripwire.callbacks.lightning` and
+  :mod:`tripwire.callbacks.pytorch_lightning` are the thin public faces over it.
+- :mod:`tripwire.callbacks.keras`: ``KerasTripwire`` and its in-graph collector.
+- :mod:`tripwire.callbacks.xgboost`: ``XGBoostTripwire`` and what it reads from the booster.
+- Shared by the wings, framework-free: :mod:`~tripwire.callbacks.missing_framework` (the error
+  naming the extra to install) and :mod:`~tripwire.callbacks.no_gradient` (the notice about
+  parameters without a gradient).
 """

@@ -23,7 +23,7 @@ try:
 except ModuleNotFoundError as exc:
     raise missing_framework("LightningTripwire", exc) from exc
 
-from tripwire.callbacks._lightning_impl import TripwireCallbackImpl
+from tripwire.callbacks.torch.lightning import TripwireCallbackImpl
 
 __all__ = ["LightningTripwire"]  # PLTripwire: see the module __getattr__
 

@@ -19,7 +19,7 @@ try:
 except ModuleNotFoundError as exc:
     raise missing_framework("PLTripwire", exc) from exc
 
-from tripwire.callbacks._lightning_impl import TripwireCallbackImpl
+from tripwire.callbacks.torch.lightning import TripwireCallbackImpl
 
 __all__ = ["LightningTripwire", "PLTripwire"]
 

@@ -1,0 +1,29 @@
+"""The docstring examples of the torch wing and the Lightning faces run (documentation that must
+work); the framework-free ``tripwire.callbacks.torch`` and its ``parts`` run in tests/test_doctests.py."""
+
+import doctest
+import importlib
+
+import pytest
+
+pytestmark = pytest.mark.torch
+pytest.importorskip("torch")
+
+MODULES = {  # module -> the package its examples need
+    "tripwire.callbacks.torch.reductions": "torch",
+    "tripwire.callbacks.torch.params": "torch",
+    "tripwire.callbacks.torch.activations": "torch",
+    "tripwire.callbacks.torch.batch": "torch",
+    "tripwire.callbacks.torch.packing": "torch",
+    "tripwire.callbacks.torch.collector": "torch",
+    "tripwire.callbacks.lightning": "lightning",
+    "tripwire.callbacks.pytorch_lightning": "pytorch_lightning",
+}
+
+
+@pytest.mark.parametrize("name, framework", MODULES.items())
+def test_docstring_examples(name, framework):
+    pytest.importorskip(framework)
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0

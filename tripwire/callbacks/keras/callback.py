@@ -1,0 +1,360 @@
+"""`KerasTripwire`: tripwire rules for Keras 3 ``model.fit``.
+
+Example:
+    >>> import keras, numpy as np
+    >>> from tripwire import KerasTripwire
+    >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
+    ...                           keras.layers.Dense(1)])
+    >>> model.compile(keras.optimizers.SGD(1e9), "mse")   # a learning rate that blows up
+    >>> tw = KerasTripwire({"rules": {"nonfinite": {}}, "interval": 2}, log_dir=False)
+    >>> x = np.random.default_rng(0).normal(size=(256, 8)).astype("float32")
+    >>> _ = model.fit(x, x[:, :1], batch_size=8, epochs=3, verbose=0, callbacks=[tw])
+    tripwire: 1 finding (1 error); training stopped at step ... by nonfinite
+    ...
+    >>> tw.stopped_by.rule
+    'nonfinite'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+from tripwire.callbacks.missing_framework import missing_framework
+
+try:
+    import keras
+except ModuleNotFoundError as exc:
+    raise missing_framework("KerasTripwire", exc) from exc
+
+from tripwire.callbacks.keras import data as keras_data
+from tripwire.callbacks.keras import optimizer as keras_optimizer
+from tripwire.callbacks.keras.buffer import to_numpy
+from tripwire.callbacks.keras.collector import SETUP, Collector
+from tripwire.callbacks.keras.init import init_stats
+from tripwire.callbacks.keras.jax import JaxState
+from tripwire.callbacks.no_gradient import NoGradientNotice
+from tripwire.config import FROM_CONFIG
+from tripwire.errors import RuleTriggered
+from tripwire.finding import Finding
+from tripwire.monitor import Decision, Monitor
+from tripwire.stats import Sample
+
+log = logging.getLogger("tripwire")
+
+_DATA_STATS = {"label_count", "token_count", "token_total", *keras_data.INPUT_STATS}
+
+
+def _cleaning_up(hook):
+    """A callback hook that removes tripwire's hooks from the model before an exception leaves it
+    (``strict=True``, a ``raise`` action): ``fit`` ends, and the model is the user's own again."""
+    @functools.wraps(hook)
+    def guarded(self, *args, **kwargs):
+        try:
+            return hook(self, *args, **kwargs)
+        except BaseException:
+            with contextlib.suppress(Exception):  # the original exception is the one to see
+                self._teardown()
+            raise
+
+    return guarded
+
+
+class KerasTripwire(keras.callbacks.Callback):
+    """Watch a ``model.fit`` run with tripwire rules; stop, alert, checkpoint or raise on findings.
+
+    Gradient, weight, activation and data statistics are computed inside the compiled train step
+    on every ``interval``-th optimizer step and read on the host once per ``interval`` steps
+    (see :mod:`tripwire.callbacks.keras.collector`); losses come from the logs. Everything the
+    callback installs on the model and optimizer is removed when training ends, so
+    ``model.save`` / ``keras.models.load_model`` behave as without it.
+
+    Backends: TensorFlow (graph and ``jit_compile=True``, ``tf.distribute.MirroredStrategy``:
+    statistics combined over replicas), JAX (jitted) and torch are tested. On JAX the callback
+    reads the trainer's state on flush steps only (never ``Callback.model``, which syncs every
+    variable on each read).
+    Keras keeps no callback state in checkpoints: to resume, save :meth:`state_dict` (plain JSON)
+    beside the model and :meth:`load_state_dict` it into the new callback.
+
+    The callback never breaks training (:mod:`tripwire.failopen`): when a part of its own
+    instrumentation raises (a hook, an activation probe, the statistics in the compiled step, a
+    host read), that part is switched off with one warning naming it, and ``fit`` goes on as
+    it would without tripwire; the losses and the rules fed by them keep working. When the
+    in-graph statistics fail, every hook is removed so the model runs its own functions.
+    With ``strict=True`` the exception reaches the caller instead.
+
+    Args:
+        config: path of a YAML file, YAML text, a dict, a :class:`tripwire.Config`, or None for the
+            default rule set.
+        stop_on: rule names that also stop training.
+        interval: optimizer steps between sampled steps (overrides the config).
+        log_dir: run record directory (overrides the config); ``None`` (or ``False``) writes no
+            record, like ``log_dir: null`` in YAML; left out, the config's (default ``tripwire_runs``).
+        strict: re-raise a rule's internal error instead of disabling the rule (and a failure of
+            the instrumentation instead of switching that part off); None: the config's ``strict``.
+        train_data: ``(x, y)`` arrays or an iterable of ``(x, y)`` batches to compute the data
+            statistics (class counts, input scale, token share) from, once, before training.
+            Without it they come from the batches ``fit`` trains on (sampled steps).
+        validation_data: ``(x, y)`` arrays or batches to compute the confusion matrix from at the
+            end of each epoch (with ``model.predict``). Without it the confusion matrix comes from
+            the validation run of ``fit``, when there is one.
+        run_name: name of the run record; defaults to a timestamp.
+
+    Attributes:
+        findings: every finding so far, in order.
+        stopped_by: the finding that stopped training, or None.
+        monitor: the :class:`tripwire.Monitor` behind the callback.
+    """
+
+    def __init__(self, config: Any = None, *, stop_on=(), interval: int | None = None,
+                 log_dir=FROM_CONFIG, strict: bool | None = None, train_data=None, validation_data=None,
+                 run_name: str | None = None) -> None:
+        super().__init__()
+        self.monitor = Monitor(config, stop_on=stop_on, interval=interval, log_dir=log_dir, strict=strict,
+                               framework="keras", run_name=run_name)
+        self.train_data = train_data
+        self.validation_data = validation_data
+        self.collector: Collector | None = None
+        self._spec = None
+        self._fit_model = None
+        self._wanted: set[str] = set()
+
+    @property
+    def findings(self) -> list[Finding]:
+        return self.monitor.findings
+
+    @property
+    def stopped_by(self) -> Finding | None:
+        return self.monitor.stopped_by
+
+    def state_dict(self) -> dict[str, Any]:
+        """Rule states and findings as plain Python values (JSON-safe), for resuming a run."""
+        return self.monitor.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.monitor.load_state_dict(state)
+
+    # ---- lifecycle -----------------------------------------------------------------------
+
+    @_cleaning_up
+    def on_train_begin(self, logs=None) -> None:
+        model = self._fit_model = self.model  # read once: on JAX every read syncs the state
+        needs = self.monitor.needs()
+        self._wanted = {n.stat for n in needs}
+        self._interval = self.monitor.interval
+        self._loss_key = self.monitor.config.metrics.train_loss
+        self._k = keras_optimizer.accumulation_steps(model.optimizer)
+        counter = keras_optimizer.counting_optimizer(model.optimizer)
+        self._micro = int(to_numpy(counter._iterations))
+        self._flushed_at = self._micro // self._k
+        self._epoch, self._batches, self._cum = 0, 0, 0.0
+        self._pending_sum, self._pending_n, self._nonfinite = 0.0, 0, 0
+        self._shapes_sent = False  # param_ndim goes with the first sample that has parameter statistics
+        self._nan_flushed = False
+        self._validated = False
+        guard = self.monitor.guard
+        self.collector = guard.call(SETUP, Collector, model, needs, self._interval, data=self.train_data is None,
+                                    confusion=self.validation_data is None, selects=True, guard=guard)
+        self._no_gradient = NoGradientNotice()
+        if self.collector is not None:
+            self._spec = self.collector.spec
+            self.collector.install()
+            self._drop_broken_collector()
+        else:
+            self._spec = guard.call("reading the model's classes", keras_data.label_spec, model)
+        from tripwire.observe import drain
+
+        drain()  # values observed before training came from Keras tracing the model and the loss
+        first = Sample(step=self._micro // self._k, epoch=0)
+        if self._micro == 0 and self._wanted & {"init_weight_gain", "init_identical_rows"}:
+            for key, values in guard.call("initialization statistics", init_stats, model, fallback={}).items():
+                if key in self._wanted:
+                    first.add(key, values)
+        if self.train_data is not None and self._wanted & _DATA_STATS:
+            stats = guard.call("data statistics of train_data", keras_data.host_stats, self.train_data, self._spec,
+                               needs, model, fallback={})
+            for key, values in stats.items():
+                first.add(key, values)
+        if first.stats:
+            self._act(self.monitor.process(first))
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        self._epoch, self._batches, self._cum = epoch, 0, 0.0
+        self._nan_flushed = False
+        self._validated = False
+
+    def on_train_batch_begin(self, batch: int, logs=None) -> None:
+        if self.collector is not None:
+            upcoming = self._micro + 1
+            update = upcoming % self._k == 0
+            step = upcoming // self._k
+            self.collector.select(update and step % self._interval == 0, steps_done=self._micro)
+
+    @_cleaning_up
+    def on_train_batch_end(self, batch: int, logs=None) -> None:
+        self._drop_broken_collector()
+        done = batch + 1
+        delta = max(done - self._batches, 1)
+        self._batches = done
+        self._micro += delta
+        loss = logs.get(self._loss_key) if logs else None
+        nan_now = False
+        if loss is not None:
+            cum = float(loss) * done
+            self._pending_sum += cum - self._cum
+            self._pending_n += delta
+            self._cum = cum
+            if not math.isfinite(float(loss)):
+                self._nonfinite += delta
+                nan_now = not self._nan_flushed
+        step = self._micro // self._k
+        if step // self._interval > self._flushed_at // self._interval or nan_now:
+            self._nan_flushed = self._nan_flushed or nan_now
+            self._flush(step)
+
+    @_cleaning_up
+    def on_test_begin(self, logs=None) -> None:
+        if self.collector is not None:
+            self.collector.reset_confusion()
+
+    def on_test_end(self, logs=None) -> None:
+        self._validated = True
+
+    @_cleaning_up
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        logs = logs or {}
+        sample = Sample(step=self._micro // self._k, epoch=epoch)
+        self._add_losses(sample)
+        val = logs.get(self.monitor.config.metrics.val_loss)
+        if val is not None and "val_loss" in self._wanted:
+            sample.add("val_loss", float(val))
+        if "confusion" in self._wanted and self._spec is not None:
+            confusion = None
+            if self.validation_data is not None:
+                confusion = self.monitor.guard.call("confusion matrix of validation_data", keras_data.host_confusion,
+                                                    self._fit_model, self.validation_data, self._spec)
+            elif self._validated and self.collector is not None:
+                confusion = self.collector.read_confusion()
+            if confusion:
+                sample.add("confusion", confusion)
+        if sample.stats:
+            self._act(self.monitor.process(sample))
+
+    def on_train_end(self, logs=None) -> None:
+        try:
+            self._flush(self._micro // self._k, final=True)
+        finally:
+            self._teardown()
+
+    # ---- helpers -------------------------------------------------------------------------
+
+    def _teardown(self) -> None:
+        try:
+            if self.collector is not None:
+                self.collector.uninstall()
+        finally:
+            self.monitor.close()
+
+    def _drop_broken_collector(self) -> None:
+        """After a failure of the in-graph statistics: remove every hook, go on without them."""
+        if self.collector is not None and self.collector.broken:
+            self.collector.uninstall()
+            self.collector = None
+
+    def _add_losses(self, sample: Sample) -> None:
+        if "loss" in self._wanted and self._pending_n:
+            sample.add("loss", self._pending_sum / self._pending_n)
+        if "loss_nonfinite" in self._wanted and self._pending_n:
+            sample.add("loss_nonfinite", float(self._nonfinite))
+        self._pending_sum, self._pending_n, self._nonfinite = 0.0, 0, 0
+
+    def _flush(self, step: int, final: bool = False) -> None:
+        self._flushed_at = step
+        sample = Sample(step=step, epoch=self._epoch)
+        if self.collector is not None:
+            stats = self.monitor.guard.call("reading the statistics", self._read_statistics, step, final)
+            if stats is None:  # the statistics cannot be read: stop computing them
+                self.collector.broken = True
+                self._drop_broken_collector()
+            for key, values in (stats or {}).items():
+                sample.add(key, values)
+        self._add_losses(sample)
+        self._add_learning_rate(sample)
+        self._add_observed(sample)
+        if sample.stats:
+            self._act(self.monitor.process(sample))
+
+    def _read_statistics(self, step: int, final: bool) -> dict[str, dict[str | None, float]]:
+        stats = self.collector.read(final=final)
+        params = self.collector.params
+        if params is not None:
+            self._no_gradient.see(params.no_gradient, step)
+            if "param_ndim" in self._wanted and not self._shapes_sent:
+                self._shapes_sent = True
+                stats["param_ndim"] = {name: float(len(v.shape)) for name, v in zip(params.names, params.variables)}
+        return stats
+
+    def _add_learning_rate(self, sample: Sample) -> None:
+        """The learning rate the optimizer applies now (a schedule at its step count)."""
+        if "lr" not in self._wanted:
+            return
+        optimizer = getattr(self._fit_model, "optimizer", None)  # not self.model: on JAX each read syncs
+        if optimizer is None:
+            return
+        rate = self.monitor.guard.call("learning rate", keras_optimizer.learning_rate, optimizer, self._reader())
+        if rate is not None:
+            sample.add("lr", rate)
+
+    def _reader(self):
+        """``read(variable) -> array``: on JAX from the trainer's state (the variables are stale and
+        purged during ``fit``), also once the collector is gone."""
+        if self.collector is not None and self.collector.jax is not None:
+            return self.collector.jax.value
+        if keras.backend.backend() == "jax":
+            return JaxState(self._fit_model).value
+        return to_numpy
+
+    def _add_observed(self, sample: Sample) -> None:
+        """``tripwire.observe`` values: eager ones (torch backend, ``run_eagerly=True``) only."""
+        from tripwire.observe import drain
+
+        for key, (total, count) in drain().items():
+            try:
+                sample.add(key, float(total if isinstance(total, float) else to_numpy(total)) / count)
+            except Exception:  # noqa: BLE001 - a value traced into a compiled TF step has no number
+                if not getattr(self, "_observe_warned", False):
+                    self._observe_warned = True
+                    log.warning("tripwire: %s was observed inside a compiled TensorFlow step, where it has no "
+                                "value; use the torch backend or compile(run_eagerly=True) for tripwire.observe",
+                                key)
+
+    def _act(self, decision: Decision) -> None:
+        for finding in decision.checkpoint:
+            self._checkpoint(finding)
+        if decision.stop is not None and self._fit_model is not None:
+            self._fit_model.stop_training = True
+        if decision.raise_ is not None:
+            self._teardown()
+            raise RuleTriggered(decision.raise_)
+
+    def _checkpoint(self, finding: Finding) -> None:
+        record = self.monitor.record_path
+        folder = Path(record).parent if record else Path(self.monitor.config.log_dir or "tripwire_checkpoints")
+        path = folder / f"{finding.rule}-step{finding.step}.keras"
+        model = self._fit_model
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            # saved exactly as the user's optimizer: its own class and variables
+            with self.collector.saving() if self.collector is not None else contextlib.nullcontext():
+                if keras.backend.backend() == "jax":
+                    model.jax_state_sync()  # the values are in the trainer's state
+                if not model.optimizer.built and model.trainable_variables:
+                    model.optimizer.build(model.trainable_variables)  # saved with its (fresh) slots
+                model.save(path)
+            log.info("tripwire: saved %s after %s", path, finding.rule)
+        except Exception as exc:  # noqa: BLE001 - a failed checkpoint must not stop training
+            log.error("tripwire: checkpoint for %s failed: %s", finding.rule, exc)

@@ -1,0 +1,365 @@
+"""`XGBoostTripwire`: tripwire as an ``xgboost.callback.TrainingCallback``.
+
+Every ``interval`` boosting rounds the callback builds one :class:`~tripwire.stats.Sample` of
+what the enabled rules need, and nothing else:
+
+- ``tree_depth``: the deepest tree added since the previous sample, read from a JSON dump of a
+  slice holding only those rounds (``booster[a:b]``), never the whole model;
+- ``feature_importance``: each feature's share of the model's total gain (features never split
+  on count as 0), kept up to date from the same slice;
+- ``loss`` / ``val_loss``: the latest train/validation metric from ``evals_log``, turned
+  lower-is-better (``1 - auc``); see :mod:`tripwire.callbacks.xgboost.evals` for which eval set
+  and metric are used, or pass ``train_set``, ``val_set``, ``metric``. What was chosen is logged
+  once and kept in the booster attribute ``tripwire_losses`` (``loss = train-logloss, ...``);
+- ``label_count``: the class counts of ``labels=``, once (callbacks never see the DMatrix, so
+  ``class_imbalance`` needs the labels handed over).
+
+The trees are read only on sampled rounds, from a slice of the rounds since the previous sample,
+so nothing is missed between samples and the cost per round does not grow with the model.
+
+A finding with the ``stop`` action ends training at that round (``after_iteration`` returns
+True, after recording it), ``raise`` raises :class:`~tripwire.errors.RuleTriggered` and
+``checkpoint`` saves the booster into the run directory. Findings are on the callback
+(``cb.findings``, ``cb.stopped_by``) and in the booster's attributes, so they survive
+``save_model`` and come back from dask workers: :meth:`XGBoostTripwire.findings_of`.
+
+Distributed (``xgboost.dask``, spark): every worker runs its own copy of the callback. The
+statistics come from the model and ``evals_log``, which are identical on every worker, so all
+workers reach the same findings and stop at the same round. Only rank 0 sends alerts, writes
+the run record and saves checkpoints.
+
+Failures of tripwire's own code (reading the trees, ``evals_log``, the labels, the booster's
+attributes) never end the training: each part runs under ``monitor.guard`` and is switched off
+with one warning naming it (``strict=True`` raises instead). What fails there is a function of
+the model and ``evals_log``, so on dask every worker switches off the same part at the same
+round and they still decide alike. A setting that names something the run does not have
+(``val_set``, ``metric``, regression ``labels=``) is a :class:`~tripwire.ConfigError`, raised.
+
+Example:
+    >>> import numpy as np, xgboost as xgb
+    >>> from tripwire import XGBoostTripwire
+    >>> X = np.random.default_rng(0).normal(size=(500, 4))
+    >>> cb = XGBoostTripwire({"rules": {"tree_depth": {"max_depth": 2}}}, stop_on=["tree_depth"], log_dir=False)
+    >>> bst = xgb.train({"max_depth": 3}, xgb.DMatrix(X, X.sum(axis=1)), 50, callbacks=[cb])  # doctest: +ELLIPSIS
+    tripwire: 1 finding ...
+    >>> cb.stopped_by.rule, bst.num_boosted_rounds(), XGBoostTripwire.findings_of(bst) == cb.findings
+    ('tree_depth', 10, True)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tripwire.callbacks.missing_framework import missing_framework
+
+try:
+    from xgboost.callback import TrainingCallback
+except ModuleNotFoundError as exc:
+    raise missing_framework("XGBoostTripwire", exc) from exc
+
+from tripwire.callbacks.xgboost.evals import EvalReader
+from tripwire.callbacks.xgboost.labels import count_labels
+from tripwire.callbacks.xgboost.trees import TreeTracker, booster_kind, learning_rate
+from tripwire.config import FROM_CONFIG, Config
+from tripwire.errors import ConfigError, RuleTriggered
+from tripwire.failopen import FailOpen
+from tripwire.finding import Finding
+from tripwire.monitor import Decision, Monitor
+from tripwire.stats import Need, Sample
+
+__all__ = ["XGBoostTripwire"]
+
+log = logging.getLogger("tripwire")
+
+FINDINGS_ATTR = "tripwire_findings"
+STOPPED_ATTR = "tripwire_stopped_by"
+LOSSES_ATTR = "tripwire_losses"
+
+#: the parts switched off on their own when they fail, as the warning and the summary name them
+LABELS = "label statistics"
+TREES = "reading the trees"  # preparing the tree statistics and slicing the new rounds: both off
+DEPTH = "tree depth"
+IMPORTANCE = "feature importance"
+LOSSES = "losses from evals_log"
+PUBLISH = "storing the findings in the booster"
+
+
+@dataclass
+class _Session:
+    """State of one training session; never pickled (dropped by ``__getstate__``)."""
+
+    monitor: Monitor
+    needs: dict[str, list[Need]]
+    reader: EvalReader
+    tracker: TreeTracker | None
+    round: int = -1
+    sampled: int = -1
+    evals_log: dict = field(default_factory=dict)
+    labels_sent: bool = False
+    eta: float | None = None
+
+
+def _count(guard: FailOpen, labels: Any) -> dict[str, float] | None:
+    """Class counts of ``labels=``; None when counting fails (``class_imbalance`` then gets none)."""
+    try:
+        return count_labels(labels)
+    except ConfigError:  # regression targets: the setting is wrong, not our code
+        raise
+    except Exception as exc:  # noqa: BLE001 - switched off with a warning (strict: raised)
+        guard.fail(LABELS, exc)
+        return None
+
+
+def _rank() -> int:
+    try:
+        from xgboost import collective
+
+        return int(collective.get_rank())
+    except Exception:  # noqa: BLE001 - no communicator: a single process
+        return 0
+
+
+class XGBoostTripwire(TrainingCallback):
+    """Catch broken boosting runs while they train: tree depth, feature importance, losses, labels.
+
+    Args:
+        config: path, YAML text, dict, :class:`~tripwire.config.Config`, or None for the default
+            rule set (the rules that apply to XGBoost).
+        stop_on: rule names that also stop training.
+        interval: boosting rounds between samples (overrides the config; default 10). Rules see
+            one sample per ``interval`` rounds, so ``patience`` counts samples.
+        log_dir: run record directory (overrides the config); ``None`` (or ``False``) writes no
+            record, like ``log_dir: null`` in YAML; left out, the config's (default ``tripwire_runs``).
+        strict: re-raise rule failures, and failures of tripwire's own code (reading the trees,
+            ``evals_log``, the labels), instead of switching the rule or part off with a warning;
+            None: the config's ``strict``.
+        labels: the training labels, for ``class_imbalance``; counted once, only counts are kept.
+        train_set: name of the eval set that is the training data (default: the first named
+            like ``train``; sklearn: ``validation_0`` when there are two or more).
+        val_set: name of the validation eval set (default: the last other one).
+        metric: the metric used as the loss (default: the last lower-is-better one reported).
+        maximize: whether ``metric`` rises as the model improves (default: known for the built-in
+            metrics; rising metrics are used as ``1 - value``).
+        run_name: name of the run record.
+
+    Attributes (of the latest training): ``findings``, ``stopped_by``, ``record_path``, and
+    ``switched_off``: ``{part: "Error: message"}`` of the parts of tripwire that failed and were
+    switched off (also listed in the end-of-run summary).
+
+    Put it first in ``callbacks``: XGBoost stops calling the later callbacks of a round once one
+    returns True. One instance serves one training at a time; each ``train``/``fit`` starts fresh.
+    """
+
+    def __init__(self, config: Any = None, *, stop_on: Iterable[str] = (), interval: int | None = None,
+                 log_dir: str | os.PathLike | bool | None = FROM_CONFIG, strict: bool | None = None,
+                 labels: Any = None, train_set: str | None = None, val_set: str | None = None,
+                 metric: str | None = None, maximize: bool | None = None, run_name: str | None = None) -> None:
+        super().__init__()
+        self.config = Config.load(config)
+        self.stop_on = tuple(stop_on) if isinstance(stop_on, Iterable) and not isinstance(stop_on, str) else stop_on
+        self.interval_override, self.log_dir, self.strict, self.run_name = interval, log_dir, strict, run_name
+        self.train_set, self.val_set, self.metric, self.maximize = train_set, val_set, metric, maximize
+        self.findings: list[Finding] = []
+        self.stopped_by: Finding | None = None
+        self.record_path: str | None = None
+        self.switched_off: dict[str, str] = {}
+        checked = self._monitor(is_main=False)  # validates stop_on and the rules now
+        self.interval = checked.interval
+        self.label_counts = None if labels is None else _count(checked.guard, labels)
+        self._switched_off = dict(checked.guard.disabled)  # named again after each training
+        self._session: _Session | None = None
+
+    def _monitor(self, is_main: bool) -> Monitor:
+        return Monitor(self.config, stop_on=self.stop_on, interval=self.interval_override, log_dir=self.log_dir,
+                       strict=self.strict, framework="xgboost", is_main=is_main, run_name=self.run_name)
+
+    # pickling (sklearn clone, dask): drop the per-training state, keep settings and results
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_session"] = None
+        return state
+
+    def __repr__(self) -> str:
+        return f"XGBoostTripwire(interval={self.interval}, stop_on={list(self.stop_on)})"
+
+    # TrainingCallback
+    def before_training(self, model: Any) -> Any:
+        monitor = self._monitor(is_main=_rank() == 0)
+        monitor.guard.disabled.update(self._switched_off)
+        needs: dict[str, list[Need]] = {}
+        for need in monitor.needs():
+            needs.setdefault(need.stat, []).append(need)
+        kind = booster_kind(model)
+        depth, importance = "tree_depth" in needs, "feature_importance" in needs
+        tracker = None
+        if (depth or importance) and kind in ("gbtree", "dart"):
+            tracker = monitor.guard.call(TREES, TreeTracker, model, depth=depth, importance=importance)
+        elif depth or importance:
+            log.info("tripwire: no tree statistics for a %s model; tree rules stay silent", kind or "cross-validation")
+        reader = EvalReader(train_set=self.train_set, val_set=self.val_set, metric=self.metric,
+                            maximize=self.maximize)
+        self.findings, self.stopped_by, self.record_path, self.switched_off = [], None, None, {}
+        self._session = _Session(monitor, needs, reader, tracker, sampled=model.num_boosted_rounds() - 1,
+                                 eta=learning_rate(model) if "epochs_since_val" in needs else None)
+        return model
+
+    def after_iteration(self, model: Any, epoch: int, evals_log: dict) -> bool:
+        s = self._session
+        if s is None:
+            return False
+        s.round, s.evals_log = model.num_boosted_rounds() - 1, evals_log
+        try:
+            if evals_log and not s.reader.resolved and s.monitor.guard.ok(LOSSES):
+                self._resolve(s, evals_log)
+            if (s.round + 1) % s.monitor.interval:
+                return False
+            decision = s.monitor.process(self._sample(model, s))
+            stop = self._act(model, s, decision)
+        except BaseException:  # training ends here without after_training: flush what we have
+            self._close(model, s)
+            raise
+        if decision.raise_ is not None:
+            self._close(model, s)
+            raise RuleTriggered(decision.raise_)
+        return stop
+
+    def after_training(self, model: Any) -> Any:
+        s = self._session
+        if s is None:
+            return model
+        decision = Decision()
+        try:
+            if s.round > s.sampled:  # the rounds after the last sample: recorded, too late to stop
+                decision = s.monitor.process(self._sample(model, s))
+                self._act(model, s, decision)
+        finally:
+            self._close(model, s)
+        if decision.raise_ is not None:
+            raise RuleTriggered(decision.raise_)
+        return model
+
+    def _close(self, model: Any, s: _Session) -> None:
+        """End the session: findings into the booster, alerts and the run record flushed."""
+        try:
+            self._publish(model, s)
+        finally:  # strict: the error goes on, the session still ends
+            self.record_path = s.monitor.record_path
+            self.switched_off = dict(s.monitor.guard.disabled)
+            s.monitor.close()
+            self._session = None
+
+    # internals
+    @staticmethod
+    def _resolve(s: _Session, evals_log: dict) -> None:
+        """Pick the eval sets and the metric; a name the user gave that the run lacks is raised."""
+        try:
+            s.reader.resolve(evals_log)
+        except ConfigError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - switched off with a warning (strict: raised)
+            s.monitor.guard.fail(LOSSES, exc)
+            return
+        if s.monitor.is_main and ({"loss", "val_loss"} & s.needs.keys()):
+            log.info("tripwire: XGBoost losses: %s", s.reader.description)
+
+    def _sample(self, model: Any, s: _Session) -> Sample:
+        sample = Sample(step=s.round, epoch=None)
+        rounds, s.sampled = s.round - s.sampled, s.round
+        if s.tracker is not None:
+            trees = self._trees(model, s)
+            self._add(sample, s, "tree_depth", trees.get("depth"))
+            self._add(sample, s, "feature_importance", trees.get("importance"))
+            self._add(sample, s, "feature_chances", trees.get("chances"))
+        if "loss" in s.needs or "val_loss" in s.needs:
+            train, val = s.monitor.guard.call(LOSSES, s.reader.losses, s.evals_log, fallback=(None, None))
+            self._add(sample, s, "loss", train)
+            self._add(sample, s, "val_loss", val)
+            if val is not None and s.eta is not None:
+                # a round adds eta of a full-strength tree: the training a validation stands for
+                self._add(sample, s, "epochs_since_val", min(rounds * s.eta, 1.0))
+        if self.label_counts and not s.labels_sent:
+            s.labels_sent = True
+            self._add(sample, s, "label_count", dict(self.label_counts))
+        return sample
+
+    @staticmethod
+    def _trees(model: Any, s: _Session) -> dict[str, Any]:
+        """Depth and importance of the rounds since the previous sample, each part on its own."""
+        guard, tracker, out = s.monitor.guard, s.tracker, {}
+        wanted = [(key, part, fn) for key, part, want, fn in (("depth", DEPTH, tracker.want_depth, tracker.depth),
+                                                              ("importance", IMPORTANCE, tracker.want_importance,
+                                                               tracker.importance))
+                  if want and guard.ok(part)]
+        new = guard.call(TREES, tracker.new_rounds, model) if wanted else None
+        if new is None:
+            return out
+        for key, part, fn in wanted:
+            value = guard.call(part, fn, new)
+            if value is not None and value != {}:  # an importance with no gain yet is empty
+                out[key] = value
+        if "importance" in out:
+            out["chances"] = tracker.chances
+        return out
+
+    @staticmethod
+    def _add(sample: Sample, s: _Session, stat: str, value: Any) -> None:
+        if value is None:
+            return
+        for need in s.needs.get(stat, ()):
+            sample.add(need, value)
+
+    def _act(self, model: Any, s: _Session, decision: Decision) -> bool:
+        """Record new findings, save checkpoints; True when training must stop."""
+        if not decision.findings:
+            return False
+        self.findings = list(s.monitor.findings)
+        self.stopped_by = s.monitor.stopped_by
+        self._publish(model, s)
+        for finding in decision.checkpoint:
+            self._checkpoint(model, s, finding)
+        return decision.stop is not None
+
+    def _publish(self, model: Any, s: _Session) -> None:
+        """Write the findings into the booster's attributes (they travel with the model)."""
+        s.monitor.guard.call(PUBLISH, lambda: model.set_attr(**self._attributes(s)))
+
+    def _attributes(self, s: _Session) -> dict[str, str | None]:
+        return {
+            FINDINGS_ATTR: json.dumps([f.to_dict() for f in self.findings]),
+            STOPPED_ATTR: None if self.stopped_by is None else self.stopped_by.to_json(),
+            LOSSES_ATTR: s.reader.description if s.reader.resolved else None,
+        }
+
+    def _checkpoint(self, model: Any, s: _Session, finding: Finding) -> None:
+        if not s.monitor.is_main or not hasattr(model, "save_model"):
+            return
+        record = s.monitor.record_path
+        directory = Path(record).parent if record else Path(s.monitor.config.log_dir or ".")
+        path = directory / f"xgboost-round{finding.step}-{finding.rule}.ubj"
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            model.save_model(str(path))
+            log.info("tripwire: %s: saved the booster to %s", finding.rule, path)
+        except Exception as exc:  # noqa: BLE001 - a failed checkpoint must not stop training
+            log.error("tripwire: %s: cannot save the booster to %s: %s", finding.rule, path, exc)
+
+    # reading findings back from a model (dask workers, a saved model)
+    @staticmethod
+    def findings_of(model: Any) -> list[Finding]:
+        """The findings stored in a Booster's (or fitted sklearn model's) attributes."""
+        booster = model.get_booster() if hasattr(model, "get_booster") else model
+        text = booster.attr(FINDINGS_ATTR)
+        return [Finding.from_dict(d) for d in json.loads(text)] if text else []
+
+    @staticmethod
+    def stopped_by_of(model: Any) -> Finding | None:
+        """The finding that stopped the training of a Booster (or fitted sklearn model), if any."""
+        booster = model.get_booster() if hasattr(model, "get_booster") else model
+        text = booster.attr(STOPPED_ATTR)
+        return Finding.from_dict(json.loads(text)) if text else None
