@@ -103,7 +103,7 @@ def pooled_map(shape: tuple[int | None, ...], unit_axis: int) -> bool:
     """Whether an activation of this shape is a globally pooled map, ``(batch, C, 1, 1)`` or
     ``(batch, 1, 1, C)``: one value per image and unit. A plain ``(batch, units)`` layer is not.
 
-    With :func:`tripwire.callbacks.torch_activations.gate_relus` it marks the ReLU of a
+    With :func:`tripwire.callbacks.torch.activations.gate_relus` it marks the ReLU of a
     squeeze-excitation gate, whose per-unit shares are not judged (see there). A 1x1 map alone
     proves nothing: the last stage of an ImageNet-style CNN on 32-pixel images is 1x1 too, and
     its units dying is the fault ``dead_relu`` exists for.

@@ -30,7 +30,7 @@ class DeadRelu(Rule):
     units of a squeeze-excitation block (a ReLU beside a sigmoid gate, on a globally pooled map)
     are not measured in PyTorch: each sees one average per image, so half of them sit off from
     initialization in healthy MobileNetV3/EfficientNet training (see
-    :func:`tripwire.callbacks.torch_activations.gate_relus`).
+    :func:`tripwire.callbacks.torch.activations.gate_relus`).
 
     Args:
         threshold_inactivity: share of the samples below which a unit's activity makes it dead.
