@@ -130,3 +130,12 @@ def test_shadow_runs_every_rule_log_only(tmp_path, caplog):
     from tripwire import Run
 
     assert [f.rule for f in Run(tmp_path / "shadow").findings] == ["nonfinite"]
+
+
+def test_classifier_confusion_limits_are_measured_not_a_replay_error(tmp_path):
+    # the search tries limits beyond [0, 1]; the rule's noise margin must stay a real number there
+    matrix = {"0,0": 60.0, "0,1": 4.0, "1,1": 50.0, "1,0": 14.0}
+    path = record(tmp_path, "confusion", [(100 * i, {"confusion": matrix}) for i in range(1, 4)])
+    rows = calibrate([path], kinds=["classifier_confusion"])
+    assert all(r.note == "" for r in rows), [r.note for r in rows]
+    assert {r.limit for r in rows} == {"max_off_diag", "min_diag"}

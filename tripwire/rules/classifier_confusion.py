@@ -216,8 +216,14 @@ def dependence_z(rows: dict[str, dict[str, float]]) -> float:
 
 
 def _standard_error(share: float, n: float) -> float:
-    """Standard error of a share measured on ``n`` samples when its true value is ``share``."""
-    return (share * (1 - share) / n) ** 0.5 if n > 0 else float("inf")
+    """Standard error of a share measured on ``n`` samples when its true value is ``share`` (0 for
+    a limit outside [0, 1], which ``tripwire calibrate`` tries while it searches).
+
+    Example:
+        >>> _standard_error(0.5, 100), _standard_error(1.2, 100)
+        (0.05, 0.0)
+    """
+    return max(share * (1 - share), 0.0) ** 0.5 / n**0.5 if n > 0 else float("inf")
 
 
 def _rows(series: dict[str | None, float]) -> dict[str, dict[str, float]]:
