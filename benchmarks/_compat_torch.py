@@ -261,6 +261,8 @@ def activation_gaps(task: nn.Module, samples: list, warned: Warnings) -> list[st
     gaps = []
     for family, modules in sorted(names.items()):
         stats = [k for k, f in STAT_FAMILY.items() if f == family]
+        if not stats:  # a family only the every-family statistics watch (LeakyReLU: its units cannot die)
+            continue
         probed = {str(subj) for s in samples for k, v in s.stats.items() if k.split("[")[0] in stats for subj in v}
         lost = [m for m in modules if m not in probed and not warned.mention(m)]
         if lost:
