@@ -223,7 +223,7 @@ class ParamProbe:
                       and all(a.shape == b.shape and a.device == b.device for a, b in zip(self._snap, params)))
         if comparable and self.unchanged:
             for i, need in enumerate(self.unchanged):
-                rtol, atol = float(need.option("rtol", 1e-5)), float(need.option("atol", 1e-8))
+                rtol, atol = float(need.setting("rtol")), float(need.setting("atol"))
                 if i == len(self.unchanged) - 1:  # the last comparison may use the snapshot as scratch
                     flags = unchanged_flags(params, self._snap, self._snap_norms, rtol, atol)
                 else:
@@ -313,6 +313,6 @@ class ParamProbe:
             if need.stat == "init_weight_gain":
                 values = init_gains(weights)
             else:
-                values = identical_rows(weights, float(need.option("rtol", 1e-5)), float(need.option("atol", 1e-8)))
+                values = identical_rows(weights, float(need.setting("rtol")), float(need.setting("atol")))
             out.append(Piece(values, "same", per_subject([need.key], names)))
         return out
