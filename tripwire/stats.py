@@ -6,6 +6,11 @@ a feature, or ``None`` for a run-wide value). A :class:`Need` names one statisti
 options that change how it is computed (for example the inactivity level of a dead ReLU), and
 its :attr:`Need.key` is the series name in a :class:`Sample` and in the run record.
 
+:data:`CATALOGUE` is the one place that says, per statistic, how the ranks of a distributed run
+combine it, what a subject is, which activation families it is measured on, the defaults of its
+options, and which callbacks send it (:data:`COLLECTED`); the collectors read their reductions
+and defaults from it, and where a rule can run follows from its needs (:func:`frameworks_for`).
+
 Example:
     >>> need = Need("act_dead_frac", (("inactive_below", 0.01),))
     >>> need.key
