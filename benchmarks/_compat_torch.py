@@ -54,7 +54,8 @@ from _compat_core import (
     timed,
 )
 from tripwire import LightningTripwire
-from tripwire.callbacks.torch.activations import STAT_FAMILY, family_of
+from tripwire.callbacks.torch.activations import family_of
+from tripwire.stats import ACTIVATION_STATS, CATALOGUE
 
 BATCH, STEPS, CLASSES = 8, 3, 3
 #: input shape per kind (without the batch) and its feature/channel count
@@ -260,7 +261,7 @@ def activation_gaps(task: nn.Module, samples: list, warned: Warnings) -> list[st
             names.setdefault(family, []).append(name)
     gaps = []
     for family, modules in sorted(names.items()):
-        stats = [k for k, f in STAT_FAMILY.items() if f == family]
+        stats = [k for k in ACTIVATION_STATS if CATALOGUE[k].families == (family,)]
         if not stats:  # a family only the every-family statistics watch (LeakyReLU: its units cannot die)
             continue
         probed = {str(subj) for s in samples for k, v in s.stats.items() if k.split("[")[0] in stats for subj in v}

@@ -42,7 +42,7 @@ class NeedsObserved(NeedsTypo):
 
 
 class NeedsTrees(NeedsTypo):
-    """A user rule (default frameworks: torch, keras) that reads an XGBoost-only statistic."""
+    """A user rule that reads an XGBoost-only statistic (so it can run under XGBoost only)."""
 
     def needs(self):
         return [Need("loss"), Need("tree_depth")]
@@ -144,3 +144,26 @@ def test_only_the_main_process_reports_it(caplog):
     monitor = Monitor(rules(mine="NeedsTrees"), framework="torch", log_dir=False, is_main=False)
     monitor.open()
     assert "mine" in monitor.engine.not_run and not [r for r in caplog.records if "will not run" in r.getMessage()]
+
+
+class LossOnly(NeedsTypo):
+    """A user rule over the loss that does not say where it runs."""
+
+    def needs(self):
+        return [Need("loss")]
+
+
+@pytest.mark.parametrize("framework, running", [("torch", {"loss", "torch"}), ("keras", {"loss"}),
+                                                ("xgboost", {"loss", "trees"})])
+def test_where_a_rule_runs_follows_from_its_needs(framework, running):
+    assert LossOnly.frameworks == ("torch", "keras", "xgboost") and NeedsTrees.frameworks == ("xgboost",)
+    assert TorchOnly.frameworks == ("torch",)  # set by the rule: fewer places
+    engine = Engine(Config.load(rules(loss="LossOnly", torch="TorchOnly", trees="NeedsTrees")), framework=framework)
+    assert set(engine.rules) == running
+
+
+def test_keras_feeds_the_validation_rules_without_epochs_since_val():
+    """Keras validates at epoch ends and never sends epochs_since_val, whose absence means one epoch."""
+    engine = Engine(Config.load({"rules": {"overfit": {}, "classifier_confusion": {}}}), framework="keras")
+    assert set(engine.rules) == {"overfit", "classifier_confusion"} and engine.not_run == {}
+    assert Need("epochs_since_val") in engine.needs()

@@ -25,7 +25,7 @@ from tripwire.errors import ConfigError, RuleError
 from tripwire.finding import Finding
 from tripwire.registry import builtin_rules, rule_class, suggest
 from tripwire.rule import Rule, Verdict
-from tripwire.stats import CALLBACKS, CATALOGUE, USER_PREFIX, Need, Sample, collects, is_known
+from tripwire.stats import CALLBACKS, CATALOGUE, USER_PREFIX, Need, Sample, collects, is_known, required
 
 log = logging.getLogger("tripwire")
 
@@ -117,7 +117,7 @@ class Engine:
         if framework is None:
             return ""
         callback = CALLBACKS.get(framework, framework)
-        missing = sorted({n.stat for n in needs or () if not collects(framework, n.stat)})
+        missing = sorted({n.stat for n in needs or () if required(n) and not collects(framework, n.stat)})
         if missing:
             return f"rule {rule.name} needs {', '.join(missing)}, which {callback} does not collect; it will not run"
         if framework not in rule.frameworks:

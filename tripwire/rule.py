@@ -43,9 +43,9 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from tripwire.stats import Need, Sample
+from tripwire.stats import FRAMEWORKS, Need, Sample, frameworks_for
 
-__all__ = ["Limit", "Need", "Rule", "RuleParams", "Verdict"]
+__all__ = ["Limit", "Need", "Rule", "RuleParams", "SupportedFrameworks", "Verdict"]
 
 
 class RuleParams(BaseModel):
@@ -140,6 +140,29 @@ class Limit:
             object.__setattr__(self, "off", float("inf") if self.side == "upper" else 0.0)
 
 
+class SupportedFrameworks:
+    """``Rule.frameworks`` where a rule does not set it: the frameworks whose callback collects
+    what the rule needs (:func:`tripwire.stats.frameworks_for`). Read on a class, from ``needs()``
+    under the default parameters; on a rule, from its own. A rule whose needs cannot be read that
+    way (``needs()`` raises, a parameter has no default) is left to the engine, which reports it.
+
+    Example:
+        >>> class LossOnly(Rule):
+        ...     def needs(self):
+        ...         return [Need("loss")]
+        >>> LossOnly.frameworks
+        ('torch', 'keras', 'xgboost')
+    """
+
+    def __get__(self, rule: Rule | None, cls: type[Rule]) -> tuple[str, ...]:
+        try:
+            if rule is None:
+                rule = cls(cls.kind or cls.__name__)
+            return frameworks_for(rule.needs())
+        except Exception:  # noqa: BLE001 - the engine disables such a rule with its error
+            return FRAMEWORKS
+
+
 class Rule:
     """Base class of every rule. Subclasses set ``kind``, ``summary``, ``Params``, and implement
     :meth:`needs` and :meth:`check`.
@@ -151,7 +174,9 @@ class Rule:
         severity: default severity of its findings.
         default_actions: actions when the config gives none.
         in_default_set: whether ``config=None`` enables it.
-        frameworks: where it can get its statistics (``torch``, ``keras``, ``xgboost``).
+        frameworks: where it can get its statistics (``torch``, ``keras``, ``xgboost``): derived
+            from :meth:`needs` (see :class:`SupportedFrameworks`); a rule may set it to run in
+            fewer places.
         limits: the parameters that are thresholds (see :class:`Limit`), for ``tripwire calibrate``.
     """
 
@@ -161,7 +186,7 @@ class Rule:
     severity: ClassVar[str] = "warning"
     default_actions: ClassVar[tuple[str, ...]] = ("alert",)
     in_default_set: ClassVar[bool] = True
-    frameworks: ClassVar[tuple[str, ...]] = ("torch", "keras")
+    frameworks: ClassVar[tuple[str, ...]] = SupportedFrameworks()  # type: ignore[assignment]
     limits: ClassVar[tuple[Limit, ...]] = ()
 
     def __init__(self, name: str, params: RuleParams | None = None) -> None:

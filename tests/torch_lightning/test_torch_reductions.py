@@ -126,10 +126,11 @@ def test_init_gain_and_identical_rows():
     assert gains[2].item() == pytest.approx(3.0 * 8, rel=0.1)
     conv = torch.nn.Conv2d(3, 8, 3).weight
     assert R.init_gains([conv])[0].item() == pytest.approx(conv.std(correction=0).item() * math.sqrt(27), rel=1e-5)
-    rows = R.identical_rows([default, const, torch.cat([const[:16], big[:16]])])
+    rows = R.identical_rows([default, const, torch.cat([const[:16], big[:16]])], 1e-5, 1e-8)
     assert rows.tolist() == pytest.approx([0.0, 1.0, 0.0])
     # a single output unit (binary or regression head) is never "identical rows"
-    assert R.identical_rows([torch.nn.Linear(64, 1).weight, torch.full((1, 64), 0.05)]).tolist() == [0.0, 0.0]
+    single = [torch.nn.Linear(64, 1).weight, torch.full((1, 64), 0.05)]
+    assert R.identical_rows(single, 1e-5, 1e-8).tolist() == [0.0, 0.0]
 
 
 @pytest.mark.parametrize("shape,dims", [((8, 5), (0,)), ((4, 6, 5), (0, 1)), ((4, 3, 5, 5), (0, 2, 3)), ((9,), (0,))])

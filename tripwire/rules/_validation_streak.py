@@ -40,17 +40,17 @@ from __future__ import annotations
 
 from tripwire.rules._loss_history import finite_scalar
 from tripwire.rules._streak import TOLERANCE
-from tripwire.stats import Need, Sample
+from tripwire.stats import CATALOGUE, Need, Sample
 
 #: the statistic that says how much training a validation sample stands for
 EPOCHS_SINCE_VAL = Need("epochs_since_val")
 
 def validation_weight(sample: Sample) -> float:
     """The patience a validation sample advances a streak by: its ``epochs_since_val`` within
-    [0, 1], or 1 when the sample does not carry a finite value."""
+    [0, 1], or what its absence means (1) when the sample does not carry a finite value."""
     value = finite_scalar(sample, EPOCHS_SINCE_VAL.key)
     if value is None:
-        return 1.0
+        value = CATALOGUE[EPOCHS_SINCE_VAL.stat].absent
     return min(max(value, 0.0), 1.0)
 
 

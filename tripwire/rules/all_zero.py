@@ -52,7 +52,6 @@ class AllZero(Rule):
     kind = "all_zero"
     summary = "share of exact zeros in weights/gradients/activations >= threshold"
     in_default_set: ClassVar[bool] = False
-    frameworks: ClassVar[tuple[str, ...]] = ("torch", "keras")
     limits: ClassVar[tuple[Limit, ...]] = (Limit("threshold", "upper", "linear"),)
 
     class Params(LayerParams):

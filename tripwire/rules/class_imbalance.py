@@ -40,7 +40,6 @@ class ClassImbalance(Rule):
 
     kind = "class_imbalance"
     summary = "largest / smallest training class count > threshold after `min_samples` labels"
-    frameworks: ClassVar[tuple[str, ...]] = ("torch", "keras", "xgboost")
     limits: ClassVar[tuple[Limit, ...]] = (Limit("threshold", "upper", "log"),)
 
     class Params(RuleParams):

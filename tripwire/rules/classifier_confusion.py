@@ -86,7 +86,6 @@ class ClassifierConfusion(Rule):
 
     kind = "classifier_confusion"
     summary = "a class predicted as one other class > max_off_diag of the time, or its recall < min_diag"
-    frameworks: ClassVar[tuple[str, ...]] = ("torch", "keras")
     limits: ClassVar[tuple[Limit, ...]] = (
         Limit("max_off_diag", "upper", "linear"),
         Limit("min_diag", "lower", "linear"),

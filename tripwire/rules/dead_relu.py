@@ -10,7 +10,7 @@ from tripwire.registry import register
 from tripwire.rule import Limit, Need, Rule, Verdict
 from tripwire.rules._layers import LayerParams, finite_items, judge_layers
 from tripwire.rules._streak import Streak
-from tripwire.stats import Sample
+from tripwire.stats import CATALOGUE, Sample
 
 
 @register
@@ -40,7 +40,7 @@ class DeadRelu(Rule):
         ignore: glob patterns of layer names to skip. Defaults to none.
 
     Example:
-        >>> from tripwire.stats import Sample
+        >>> from tripwire.stats import CATALOGUE, Sample
         >>> rule = DeadRelu("dead_relu", DeadRelu.Params(patience=1))
         >>> key = rule.needs()[0].key
         >>> key
@@ -51,14 +51,14 @@ class DeadRelu(Rule):
 
     kind = "dead_relu"
     summary = "more than threshold_layer of a ReLU layer's units are active in < threshold_inactivity of samples"
-    frameworks: ClassVar[tuple[str, ...]] = ("torch", "keras")
     limits: ClassVar[tuple[Limit, ...]] = (Limit("threshold_layer", "upper", "linear"),)
 
     class Params(LayerParams):
         """Parameters of `dead_relu`."""
 
-        threshold_inactivity: float = Field(0.01, gt=0, lt=1, description="share of the samples below which a "
-                                                                          "unit's activity makes it dead")
+        threshold_inactivity: float = Field(CATALOGUE["act_dead_frac"].default("inactive_below"), gt=0, lt=1,
+                                            description="share of the samples below which a unit's activity "
+                                                        "makes it dead")
         threshold_layer: float = Field(0.5, ge=0, lt=1, description="share of dead units above which a layer counts")
         patience: int = Field(2, ge=1, description="samples in a row above threshold_layer before firing")
 

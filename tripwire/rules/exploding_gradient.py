@@ -63,7 +63,6 @@ class ExplodingGradient(Rule):
 
     kind = "exploding_gradient"
     summary = "global grad norm > max_norm, or > factor x its running median"
-    frameworks: ClassVar[tuple[str, ...]] = ("torch", "keras")
     limits: ClassVar[tuple[Limit, ...]] = (Limit("max_norm", "upper", "log"), Limit("factor", "upper", "log"))
 
     class Params(RuleParams):

@@ -44,7 +44,6 @@ class LossNotDecreasing(Rule):
 
     kind = "loss_not_decreasing"
     summary = "the mean training loss did not fall by min_delta for patience windows of steps"
-    frameworks: ClassVar[tuple[str, ...]] = ("torch", "keras", "xgboost")
     limits: ClassVar[tuple[Limit, ...]] = (Limit("min_delta", "lower", "log"),)
     # Opt-in: a healthy run that has converged also stops improving; `underfit` (in the default
     # set) covers the loss that never fell in the first place.

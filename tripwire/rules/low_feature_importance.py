@@ -62,7 +62,6 @@ class LowFeatureImportance(Rule):
 
     kind = "low_feature_importance"
     summary = "most features have ~0 importance, or the top n features hold > max_share of it"
-    frameworks: ClassVar[tuple[str, ...]] = ("xgboost",)
     limits: ClassVar[tuple[Limit, ...]] = (
         Limit("max_share", "upper", "linear"),
         Limit("threshold", "lower", "log"),

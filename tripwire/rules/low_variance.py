@@ -48,7 +48,6 @@ class LowVariance(Rule):
     kind = "low_variance"
     summary = "variance of weights/gradients/activations < min (or > max)"
     in_default_set: ClassVar[bool] = False
-    frameworks: ClassVar[tuple[str, ...]] = ("torch", "keras")
     limits: ClassVar[tuple[Limit, ...]] = (Limit("min", "lower", "log"), Limit("max", "upper", "log"))
 
     class Params(LayerParams):

@@ -32,7 +32,6 @@ class Nonfinite(Rule):
     summary = "NaN/Inf in the loss, gradients or weights (AMP loss-scale skips excepted)"
     severity: ClassVar[str] = "error"
     default_actions: ClassVar[tuple[str, ...]] = ("alert", "stop")
-    frameworks: ClassVar[tuple[str, ...]] = ("torch", "keras")
 
     class Params(RuleParams):
         """No parameters: any non-finite value is a fault."""

@@ -55,7 +55,6 @@ class NotNormalized(Rule):
 
     kind = "not_normalized"
     summary = "input features far from zero mean / unit scale ([0,1] or [-1,1] scaled data is fine)"
-    frameworks: ClassVar[tuple[str, ...]] = ("torch", "keras")
     limits: ClassVar[tuple[Limit, ...]] = (Limit("threshold_mean", "upper", "log"),)
 
     class Params(RuleParams):

@@ -77,7 +77,6 @@ relative to the scale the loss started from, that gap is small.
 
     kind = "overfit"
     summary = "(val_loss - train loss) / train loss > ratio for patience validations"
-    frameworks: ClassVar[tuple[str, ...]] = ("torch", "keras", "xgboost")
     limits: ClassVar[tuple[Limit, ...]] = (Limit("ratio", "upper", "log"),)
 
     class Params(RuleParams):

@@ -75,7 +75,6 @@ class Overtraining(Rule):
 
     kind = "overtraining"
     summary = "no val_loss improvement >= min_delta for patience validations while the training loss still falls"
-    frameworks: ClassVar[tuple[str, ...]] = ("torch", "keras", "xgboost")
     limits: ClassVar[tuple[Limit, ...]] = (Limit("patience", "upper", "int"),)
 
     class Params(RuleParams):

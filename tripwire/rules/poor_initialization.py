@@ -51,7 +51,6 @@ class PoorInitialization(Rule):
 
     kind = "poor_initialization"
     summary = "a weight's initial gain std(w)*sqrt(fan_in) is outside [min_gain, max_gain], or its units are identical"
-    frameworks: ClassVar[tuple[str, ...]] = ("torch", "keras")
     limits: ClassVar[tuple[Limit, ...]] = (
         Limit("min_gain", "lower", "log"),
         Limit("max_gain", "upper", "log"),

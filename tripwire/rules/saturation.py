@@ -11,16 +11,20 @@ from tripwire.registry import register
 from tripwire.rule import Limit, Need, Rule, Verdict
 from tripwire.rules._layers import LayerParams, finite_items, judge_layers
 from tripwire.rules._streak import Streak
-from tripwire.stats import Sample
+from tripwire.stats import CATALOGUE, Sample
+
+_OPTIONS = CATALOGUE["act_tanh_sat_frac"]  # the same options as act_sigmoid_sat_frac
 
 
 class _SaturationParams(LayerParams):
     """Parameters of `tanh_saturation` and `sigmoid_saturation`."""
 
-    level: float = Field(0.99, gt=0.5, lt=1, description="an output counts as saturated at |y| >= level "
-                                                         "(tanh), or y <= 1-level or y >= level (sigmoid)")
-    share: float = Field(0.9, gt=0, le=1, description="a unit is saturated when saturated in at least this "
-                                                      "share of the samples of a batch")
+    level: float = Field(_OPTIONS.default("level"), gt=0.5, lt=1,
+                         description="an output counts as saturated at |y| >= level (tanh), or y <= 1-level or "
+                                     "y >= level (sigmoid)")
+    share: float = Field(_OPTIONS.default("share"), gt=0, le=1,
+                         description="a unit is saturated when saturated in at least this share of the samples of "
+                                     "a batch")
     threshold_layer: float = Field(0.5, ge=0, lt=1, description="share of saturated units above which a "
                                                                 "layer counts")
     patience: int = Field(2, ge=1, description="samples in a row above threshold_layer before firing")
@@ -31,7 +35,6 @@ class _Saturation(Rule):
 
     stat: ClassVar[str] = ""
     function: ClassVar[str] = ""
-    frameworks: ClassVar[tuple[str, ...]] = ("torch", "keras")
     limits: ClassVar[tuple[Limit, ...]] = (Limit("threshold_layer", "upper", "linear"),)
     Params = _SaturationParams
 
@@ -80,7 +83,9 @@ class TanhSaturation(_Saturation):
         ignore: glob patterns of layer names to skip. Defaults to none.
 
     Example:
-        >>> from tripwire.stats import Sample
+        >>> from tripwire.stats import CATALOGUE, Sample
+
+_OPTIONS = CATALOGUE["act_tanh_sat_frac"]  # the same options as act_sigmoid_sat_frac
         >>> rule = TanhSaturation("tanh_saturation", TanhSaturation.Params(patience=1))
         >>> key = rule.needs()[0].key
         >>> key
@@ -119,7 +124,9 @@ class SigmoidSaturation(_Saturation):
         ignore: glob patterns of layer names to skip. Defaults to none.
 
     Example:
-        >>> from tripwire.stats import Sample
+        >>> from tripwire.stats import CATALOGUE, Sample
+
+_OPTIONS = CATALOGUE["act_tanh_sat_frac"]  # the same options as act_sigmoid_sat_frac
         >>> rule = SigmoidSaturation("sigmoid_saturation", SigmoidSaturation.Params(patience=1))
         >>> key = rule.needs()[0].key
         >>> [(v.subject, v.fired) for v in rule.check(Sample(10, stats={key: {"gate": 0.8}}))]

@@ -61,7 +61,6 @@ class SmallUpdates(Rule):
 
     kind = "small_updates"
     summary = "||dw||/||w|| of a parameter stays below threshold (learning rate too low)"
-    frameworks: ClassVar[tuple[str, ...]] = ("torch", "keras")
     limits: ClassVar[tuple[Limit, ...]] = (Limit("threshold", "lower", "log"),)
 
     class Params(LayerParams):

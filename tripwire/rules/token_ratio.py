@@ -9,7 +9,7 @@ from pydantic import Field
 
 from tripwire.registry import register
 from tripwire.rule import Limit, Need, Rule, RuleParams, Verdict
-from tripwire.stats import Sample
+from tripwire.stats import CATALOGUE, Sample
 
 _PAD_ADVICE = ("pad each batch to its longest sequence instead of a fixed max_length (dynamic padding, "
                "DataCollatorWithPadding), bucket or sort sequences by length, pack short sequences, or lower "
@@ -38,7 +38,7 @@ class TokenRatio(Rule):
         min_tokens: tokens to see before judging. Defaults to 1000.
 
     Example:
-        >>> from tripwire.stats import Sample
+        >>> from tripwire.stats import CATALOGUE, Sample
         >>> rule = TokenRatio("token_ratio")
         >>> rule.needs()[0].key
         'token_count[token=0]'
@@ -49,13 +49,13 @@ class TokenRatio(Rule):
 
     kind = "token_ratio"
     summary = "share of one token id (pad 0) in the integer inputs > threshold"
-    frameworks: ClassVar[tuple[str, ...]] = ("torch", "keras")
     limits: ClassVar[tuple[Limit, ...]] = (Limit("threshold", "upper", "linear"),)
 
     class Params(RuleParams):
         """Parameters of `token_ratio`."""
 
-        token: int = Field(0, description="token id to watch (0: the usual padding id)")
+        token: int = Field(CATALOGUE["token_count"].default("token"),
+                           description="token id to watch (0: the usual padding id)")
         threshold: float = Field(0.5, gt=0, le=1, description="largest acceptable share of the input tokens")
         min_tokens: int = Field(1000, ge=1, description="input tokens to see before judging")
 

@@ -38,7 +38,6 @@ class TreeDepth(Rule):
 
     kind = "tree_depth"
     summary = "the deepest boosted tree is deeper than max_depth"
-    frameworks: ClassVar[tuple[str, ...]] = ("xgboost",)
     limits: ClassVar[tuple[Limit, ...]] = (Limit("max_depth", "upper", "int"),)
 
     class Params(RuleParams):

@@ -11,7 +11,7 @@ from tripwire.rule import Limit, Need, Rule, Verdict
 from tripwire.rules._layers import LayerParams, finite_items, judge_layers, remember_ndims
 from tripwire.rules._schedule import at_rest
 from tripwire.rules._streak import Streak
-from tripwire.stats import Sample
+from tripwire.stats import CATALOGUE, Sample
 
 
 @register
@@ -51,7 +51,7 @@ class UnchangedTensor(Rule):
         ignore: glob patterns of parameter names to skip. Defaults to none.
 
     Example:
-        >>> from tripwire.stats import Sample
+        >>> from tripwire.stats import CATALOGUE, Sample
         >>> rule = UnchangedTensor("unchanged_tensor", UnchangedTensor.Params(patience=2))
         >>> key = rule.needs()[0].key
         >>> key
@@ -64,7 +64,6 @@ class UnchangedTensor(Rule):
 
     kind = "unchanged_tensor"
     summary = "a trainable parameter stays allclose to its previous value for patience samples"
-    frameworks: ClassVar[tuple[str, ...]] = ("torch", "keras")
     limits: ClassVar[tuple[Limit, ...]] = (Limit("patience", "upper", "int"),)
 
     class Params(LayerParams):
@@ -72,8 +71,10 @@ class UnchangedTensor(Rule):
 
         renamed: ClassVar[dict[str, str]] = {"num_steps": "patience"}
         patience: int = Field(3, ge=1, description="samples in a row without change before firing")
-        rtol: float = Field(1e-5, ge=0, description="relative tolerance of allclose")
-        atol: float = Field(1e-8, ge=0, description="absolute tolerance of allclose")
+        rtol: float = Field(CATALOGUE["weight_unchanged"].default("rtol"), ge=0,
+                            description="relative tolerance of allclose")
+        atol: float = Field(CATALOGUE["weight_unchanged"].default("atol"), ge=0,
+                            description="absolute tolerance of allclose")
         include_biases: bool = Field(False, description="also evaluate 1-D parameters: biases and normalization "
                                                         "scales/shifts (a bias before BatchNorm has no effect on the "
                                                         "loss)")

@@ -56,7 +56,6 @@ class Underfit(Rule):
 
     kind = "underfit"
     summary = "after min_steps the training loss plateaued above ratio x its initial value"
-    frameworks: ClassVar[tuple[str, ...]] = ("torch", "keras", "xgboost")
     limits: ClassVar[tuple[Limit, ...]] = (Limit("ratio", "upper", "log"), Limit("min_delta", "lower", "log"))
 
     class Params(RuleParams):

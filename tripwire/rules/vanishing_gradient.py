@@ -64,7 +64,6 @@ class VanishingGradient(Rule):
 
     kind = "vanishing_gradient"
     summary = "a parameter's mean |grad| < threshold, or its grad norm < ratio x the largest one"
-    frameworks: ClassVar[tuple[str, ...]] = ("torch", "keras")
     limits: ClassVar[tuple[Limit, ...]] = (Limit("threshold", "lower", "log"), Limit("ratio", "lower", "log"))
 
     class Params(LayerParams):

@@ -18,7 +18,7 @@ A probe hands the activation's output to ``record(site, y)`` and returns it unch
 collector keeps it for the sampled step only and reduces it inside the same compiled step.
 Per unit means per feature (last axis) or per channel (axis 1 for ``channels_first`` layers);
 every other position is a sample. A per-unit share ("active in < 1% of the samples") from
-fewer than :data:`PER_UNIT_MIN_SAMPLES` samples is not reported: on a batch of one, a healthy
+fewer than :data:`~tripwire.stats.PER_UNIT_MIN_SAMPLES` samples is not reported: on a batch of one, a healthy
 unit that happens to be off would look dead. Layers that produce the model's outputs are left
 out: a confident sigmoid output is saturated by design. :meth:`ActivationProbes.remove` puts
 every original back. A probe that fails (wrapping its layer, recording its output, or building
@@ -44,14 +44,13 @@ import keras
 from keras import ops
 
 from tripwire.callbacks.keras import math as km
-from tripwire.callbacks.keras.buffer import Layout
+from tripwire.callbacks.keras.buffer import Layout, reduction
 from tripwire.failopen import FailOpen
-from tripwire.stats import Need
+from tripwire.stats import ACTIVATION_STATS, PER_UNIT_MIN_SAMPLES, UNIT_SHARES, Need, measured_on
 
-#: The "relu" family: activations with a flat zero region where a unit passes no gradient (relu,
-#: relu6, hard-swish below -3); a unit is active where its output is not 0. leaky_relu, elu, selu
-#: and celu ("leaky") keep a gradient for negative inputs: their units cannot die, only the
-#: statistics of every family watch them (as in PyTorch's FAMILIES).
+#: The activation family (:data:`tripwire.stats.ACTIVATION_FAMILIES`, which also says which
+#: statistics each family gets) of each activation function and activation layer: "relu" for relu,
+#: relu6 and hard-swish (0 below -3), "leaky" for leaky_relu, elu, selu and celu.
 FAMILY_OF_FUNCTION = {
     "relu": "relu", "relu6": "relu", "hard_swish": "relu", "hard_silu": "relu",
     "leaky_relu": "leaky", "elu": "leaky", "selu": "leaky", "celu": "leaky",
@@ -59,13 +58,6 @@ FAMILY_OF_FUNCTION = {
     "sigmoid": "sigmoid", "hard_sigmoid": "sigmoid",
 }
 FAMILY_OF_LAYER = {"ReLU": "relu", "LeakyReLU": "leaky", "ELU": "leaky", "PReLU": "leaky"}
-#: Which family each statistic applies to (None: every family).
-STAT_FAMILY: dict[str, str | None] = {"act_dead_frac": "relu", "act_tanh_sat_frac": "tanh",
-                                      "act_sigmoid_sat_frac": "sigmoid", "act_zero_frac": None, "act_var": None}
-_DEFAULTS = {"inactive_below": 0.01, "level": 0.99, "share": 0.99}
-#: Per-unit shares need samples: from fewer, the value of a site is left out of the sample.
-PER_UNIT_MIN_SAMPLES = 8
-_PER_UNIT = ("act_dead_frac", "act_tanh_sat_frac", "act_sigmoid_sat_frac")
 _SAMPLES = "__act_samples__"
 
 
@@ -179,18 +171,17 @@ class ActivationProbes:
     def __init__(self, model, needs: Iterable[Need], layout: Layout, guard: FailOpen | None = None) -> None:
         #: a site whose probe fails is switched off alone, with one warning naming its layer
         self.guard = guard or FailOpen()
-        act_needs = [n for n in needs if n.stat in STAT_FAMILY]
+        act_needs = [n for n in needs if n.stat in ACTIVATION_STATS]
         self.sites = find_sites(model, self.guard) if act_needs else []
         self.slots: list[tuple[Need, int, int]] = []
         for need in act_needs:
-            family = STAT_FAMILY[need.stat]
             for i, site in enumerate(self.sites):
-                if family is None or site.family == family:
-                    self.slots.append((need, i, layout.add(need.key, site.name, "mean")))
-        self.per_unit_keys = {need.key for need, _, _ in self.slots if need.stat in _PER_UNIT}
+                if measured_on(need.stat, site.family):
+                    self.slots.append((need, i, layout.add(need.key, site.name, reduction(need.stat))))
+        self.per_unit_keys = {need.key for need, _, _ in self.slots if need.stat in UNIT_SHARES}
         #: {site index: slot of its sample count}, for the sites with a per-unit share
         self.samples = {i: layout.add(_SAMPLES, self.sites[i].name, "min")
-                        for i in sorted({i for need, i, _ in self.slots if need.stat in _PER_UNIT})}
+                        for i in sorted({i for need, i, _ in self.slots if need.stat in UNIT_SHARES})}
         self._installed: list[tuple[Site, object]] = []
 
     @property
@@ -290,15 +281,16 @@ def _restore(site: Site, original) -> None:
 
 
 def _stat(need: Need, y, axis: int):
-    opt = {k: float(need.option(k, v)) for k, v in _DEFAULTS.items()}
     if need.stat == "act_dead_frac":
-        return km.unit_share_below(ops.not_equal(y, 0), axis, opt["inactive_below"])
-    if need.stat == "act_tanh_sat_frac":
-        return km.unit_share_at_least(ops.greater_equal(ops.abs(km.f32(y)), opt["level"]), axis, opt["share"])
-    if need.stat == "act_sigmoid_sat_frac":
+        return km.unit_share_below(ops.not_equal(y, 0), axis, float(need.setting("inactive_below")))
+    if need.stat in ("act_tanh_sat_frac", "act_sigmoid_sat_frac"):
+        level, share = float(need.setting("level")), float(need.setting("share"))
         y = km.f32(y)
-        saturated = ops.logical_or(ops.less_equal(y, 1.0 - opt["level"]), ops.greater_equal(y, opt["level"]))
-        return km.unit_share_at_least(saturated, axis, opt["share"])
+        if need.stat == "act_tanh_sat_frac":
+            saturated = ops.greater_equal(ops.abs(y), level)
+        else:
+            saturated = ops.logical_or(ops.less_equal(y, 1.0 - level), ops.greater_equal(y, level))
+        return km.unit_share_at_least(saturated, axis, share)
     if need.stat == "act_zero_frac":
         return km.zero_frac(y)
     return km.variance(y)

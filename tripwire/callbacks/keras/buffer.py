@@ -1,25 +1,28 @@
 """All statistics of a collector packed into one non-trainable Keras variable.
 
-A :class:`Layout` names the slots of one part (series key, subject, how replicas combine)
-before training; slot 0 of each part holds the optimizer step its values belong to, so the
-host can tell a fresh sample from one it has already read. A :class:`PackedBuffer` lays the
-parts end to end in one float32 variable: the compiled step writes a part with one
-``assign`` and the host reads everything with **one** copy per flush.
+A :class:`Layout` names the slots of one part (series key, subject, how replicas combine: the
+statistic's reduction in :data:`tripwire.stats.CATALOGUE`, :func:`reduction`) before training;
+slot 0 of each part holds the optimizer step its values belong to, so the host can tell a fresh
+sample from one it has already read. A :class:`PackedBuffer` lays the parts end to end in one
+float32 variable: the compiled step writes a part with one ``assign`` and the host reads
+everything with **one** copy per flush.
 
 A part with ``accumulate=True`` is a running total between reads instead of the latest
 sample: ``sum`` slots add up, ``min``/``max`` slots keep the extremes.
 
 Under ``tf.distribute`` the variable is ``synchronization="on_read"``: each replica writes its
-own copy with no communication, and the host combines the copies per slot (``sum`` for
-counts, ``max``/``min`` for extremes, ``mean`` for everything else). On JAX the current value
-lives in the trainer's state, not in the variable: a ``state``
-(:class:`~tripwire.callbacks.keras.jax.JaxState`) reads it from there.
+own copy with no communication, and the host combines the copies per slot
+(:func:`combine_replicas`: ``sum`` for counts, ``max``/``min`` for extremes and flags, the mean
+for ``mean`` and ``same``). On JAX the current value lives in the trainer's state, not in the
+variable: a ``state`` (:class:`~tripwire.callbacks.keras.jax.JaxState`) reads it from there.
 
 Example:
     >>> import numpy as np
     >>> grads = Layout("grads")
-    >>> grads.add("grad_norm", "dense/kernel", "same"), grads.add("grad_nonfinite", None, "max")
-    (1, 2)
+    >>> grads.add("grad_norm", "dense/kernel", reduction("grad_norm"))
+    1
+    >>> grads.add("grad_nonfinite", None, reduction("grad_nonfinite"))
+    2
     >>> buf = PackedBuffer([grads], strategy=None)
     >>> buf.write(grads, {1: np.float32(0.5), 2: np.float32(0.0)}, stamp=10)
     >>> buf.take(grads, buf.read())
@@ -36,7 +39,33 @@ import keras
 import numpy as np
 from keras import ops
 
-_COMBINE = {"sum": np.sum, "max": np.max, "min": np.min}
+from tripwire.stats import CATALOGUE
+
+#: How the replicas' copies of a slot combine, per reduction. ``same`` (state every replica shares)
+#: is their mean: the value itself for mirrored weights, and the mean of the replicas' own measures
+#: for a gradient statistic, which each replica takes before ``MirroredStrategy`` sums the gradients.
+_COMBINE = {"sum": np.sum, "max": np.max, "min": np.min, "mean": np.mean, "same": np.mean}
+
+
+def reduction(stat: str) -> str:
+    """The reduction of a statistic's slots: its catalogue reduction.
+
+    Example:
+        >>> reduction("label_count"), reduction("act_var"), reduction("grad_norm")
+        ('sum', 'mean', 'same')
+    """
+    return CATALOGUE[stat].reduce
+
+
+def combine_replicas(rows: np.ndarray, reduce: str) -> np.ndarray:
+    """Combine per-replica values ``(replicas, ...)`` with one reduction (over axis 0).
+
+    Example:
+        >>> rows = np.array([[1.0, 4.0], [3.0, 2.0]])
+        >>> [combine_replicas(rows, how).tolist() for how in ("sum", "min", "same")]
+        [[4.0, 6.0], [1.0, 2.0], [2.0, 3.0]]
+    """
+    return _COMBINE[reduce](rows, axis=0)
 
 
 @dataclass
@@ -105,10 +134,11 @@ class Layout:
         """Combine per-replica rows ``(replicas, slots)`` into one vector."""
         if rows.shape[0] == 1:
             return rows[0]
-        out = np.mean(rows, axis=0)
-        for i, slot in enumerate(self.slots):
-            if slot.reduce in _COMBINE:
-                out[i] = _COMBINE[slot.reduce](rows[:, i])
+        reduce = np.array([slot.reduce for slot in self.slots])
+        out = np.empty(rows.shape[1], rows.dtype)
+        for how in set(reduce.tolist()):
+            chosen = reduce == how
+            out[chosen] = combine_replicas(rows[:, chosen], how)
         return out
 
     def decode(self, values: np.ndarray) -> dict[str, dict[str | None, float]]:

@@ -35,18 +35,18 @@ from tripwire.callbacks.keras import data as keras_data
 from tripwire.callbacks.keras import optimizer as keras_optimizer
 from tripwire.callbacks.keras.buffer import to_numpy
 from tripwire.callbacks.keras.collector import SETUP, Collector
-from tripwire.callbacks.keras.init import init_stats
+from tripwire.callbacks.keras.init import INIT_STATS, init_stats
 from tripwire.callbacks.keras.jax import JaxState
 from tripwire.callbacks.no_gradient import NoGradientNotice
 from tripwire.config import FROM_CONFIG
 from tripwire.errors import RuleTriggered
 from tripwire.finding import Finding
 from tripwire.monitor import Decision, Monitor
-from tripwire.stats import Sample
+from tripwire.stats import INPUT_STATS, Sample
 
 log = logging.getLogger("tripwire")
 
-_DATA_STATS = {"label_count", "token_count", "token_total", *keras_data.INPUT_STATS}
+_DATA_STATS = {"label_count", "token_count", "token_total", *INPUT_STATS}
 
 
 def _cleaning_up(hook):
@@ -170,10 +170,9 @@ class KerasTripwire(keras.callbacks.Callback):
 
         drain()  # values observed before training came from Keras tracing the model and the loss
         first = Sample(step=self._micro // self._k, epoch=0)
-        if self._micro == 0 and self._wanted & {"init_weight_gain", "init_identical_rows"}:
-            for key, values in guard.call("initialization statistics", init_stats, model, fallback={}).items():
-                if key in self._wanted:
-                    first.add(key, values)
+        if self._micro == 0 and self._wanted & set(INIT_STATS):
+            for key, values in guard.call("initialization statistics", init_stats, model, needs, fallback={}).items():
+                first.add(key, values)
         if self.train_data is not None and self._wanted & _DATA_STATS:
             stats = guard.call("data statistics of train_data", keras_data.host_stats, self.train_data, self._spec,
                                needs, model, fallback={})

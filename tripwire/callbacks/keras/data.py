@@ -36,14 +36,19 @@ import numpy as np
 from keras import ops
 
 from tripwire.callbacks.keras import math as km
-from tripwire.callbacks.keras.buffer import Layout, local_values, make_variable, reset, to_numpy
-from tripwire.stats import MAX_CLASSES, Need, one_label_per_example
+from tripwire.callbacks.keras.buffer import (
+    Layout,
+    combine_replicas,
+    local_values,
+    make_variable,
+    reduction,
+    reset,
+    to_numpy,
+)
+from tripwire.stats import INPUT_STATS, MAX_CLASSES, Need, one_label_per_example, token_keys
 
 log = logging.getLogger("tripwire")
 
-INPUT_STATS = ("input_count", "input_sum", "input_sumsq", "input_min", "input_max")
-_INPUT_REDUCE = {"input_count": "sum", "input_sum": "sum", "input_sumsq": "sum", "input_min": "min",
-                 "input_max": "max"}
 MAX_FEATURES = 4096  # per-feature input statistics are skipped for wider inputs
 MAX_CONFUSION_CLASSES = 256
 
@@ -122,10 +127,12 @@ class DataStats:
         self.spec = spec
         self.labels = None
         if "label_count" in stats and spec is not None and spec.classes <= MAX_CLASSES:
-            self.labels = layout.add_block("label_count", [str(c) for c in range(spec.classes)], "sum")
+            self.labels = layout.add_block("label_count", [str(c) for c in range(spec.classes)],
+                                           reduction("label_count"))
         self.inputs: list[tuple[int, int, dict[str, int]]] = []  # (input index, feature axis, {stat: slot})
-        self.tokens = sorted({int(n.option("token", 0)) for n in needs if n.stat == "token_count"})
-        self.token_slots: dict[int, int] = {}
+        self.token_keys = token_keys(needs)
+        self.tokens = sorted(self.token_keys)
+        self.token_slots: dict[int, list[int]] = {}  # token id -> the slots of its keys (one count each)
         self.token_total = None
         specs = _input_specs(model)
         self.preprocess = {j: leading_preprocessing(model, j) for j in range(len(specs))}
@@ -135,9 +142,10 @@ class DataStats:
             if "int" in dtype and (self.tokens or "token_total" in stats):
                 for t in self.tokens:
                     if t not in self.token_slots:
-                        self.token_slots[t] = layout.add(Need("token_count", (("token", t),)).key, None, "sum")
+                        self.token_slots[t] = [layout.add(key, None, reduction("token_count"))
+                                               for key in self.token_keys[t]]
                 if "token_total" in stats and self.token_total is None:
-                    self.token_total = layout.add("token_total", None, "sum")
+                    self.token_total = layout.add("token_total", None, reduction("token_total"))
             elif "float" in dtype and wants_inputs:
                 axis = feature_axis(len(shape))
                 width = 1 if len(shape) < 2 else shape[axis]
@@ -145,7 +153,7 @@ class DataStats:
                     log.info("tripwire: input %d has %s features; per-feature input statistics skipped", j, width)
                     continue
                 names = [f"{j}:{f}" if many else str(f) for f in range(width)]
-                self.inputs.append((j, axis, {s: layout.add_block(s, names, _INPUT_REDUCE[s]) for s in wants_inputs}))
+                self.inputs.append((j, axis, {s: layout.add_block(s, names, reduction(s)) for s in wants_inputs}))
         self.token_inputs = [j for j, (_, dtype) in enumerate(specs) if "int" in dtype]
 
     @property
@@ -168,8 +176,9 @@ class DataStats:
                 values[slot] = stats[stat]
         ints = [xs[j] for j in self.token_inputs if j < len(xs)]
         if ints:
-            for t, slot in self.token_slots.items():
-                values[slot] = ops.sum(ops.stack([ops.sum(ops.cast(ops.equal(v, t), "float32")) for v in ints]))
+            for t, slots in self.token_slots.items():
+                count = ops.sum(ops.stack([ops.sum(ops.cast(ops.equal(v, t), "float32")) for v in ints]))
+                values.update({slot: count for slot in slots})
             if self.token_total is not None:
                 values[self.token_total] = ops.sum(ops.stack([ops.sum(ops.ones_like(v, "float32")) for v in ints]))
         return values
@@ -237,9 +246,10 @@ class Confusion:
         reset(self.variable, self.strategy)
 
     def read(self) -> dict[str | None, float]:
-        """``{"t,p": count}`` summed over replicas (one host copy per replica)."""
-        total = sum(to_numpy(v).astype(np.float64) for v in local_values(self.variable, self.strategy))
-        return matrix_series(np.asarray(total).reshape(self.spec.classes, self.spec.classes))
+        """``{"t,p": count}`` combined over replicas (summed; one host copy per replica)."""
+        rows = np.stack([to_numpy(v).astype(np.float64) for v in local_values(self.variable, self.strategy)])
+        total = combine_replicas(rows, reduction("confusion"))
+        return matrix_series(total.reshape(self.spec.classes, self.spec.classes))
 
 
 def matrix_series(matrix: np.ndarray) -> dict[str | None, float]:
@@ -274,22 +284,23 @@ def _ids(y: np.ndarray, kind: str, threshold: float) -> np.ndarray:
 def host_stats(data, spec: LabelSpec | None, needs: Iterable[Need], model=None) -> dict[str, dict[str | None, float]]:
     """Label counts and input statistics of explicitly given training data (inputs after the
     ``model``'s leading preprocessing layers, when a model is given)."""
+    needs = list(needs)
     stats = {n.stat for n in needs}
-    tokens = sorted({int(n.option("token", 0)) for n in needs if n.stat == "token_count"})
+    tokens = token_keys(needs)
     out: dict[str, dict[str | None, float]] = {}
 
-    def add(key: str, subject: str | None, value: float, how: str = "sum") -> None:
+    def add(key: str, subject: str | None, value: float, stat: str) -> None:
+        """Add one batch's value, combined with the batches before by the statistic's reduction."""
         series = out.setdefault(key, {})
         old = series.get(subject)
-        series[subject] = value if old is None else {"sum": old + value, "min": min(old, value),
-                                                     "max": max(old, value)}[how]
+        series[subject] = value if old is None else float(combine_replicas(np.array([old, value]), reduction(stat)))
 
     for x, y in batches(data):
         if ("label_count" in stats and spec is not None and y is not None
                 and one_label_per_example(np.shape(y), onehot=spec.kind == "onehot")):
             found = np.bincount(np.clip(_ids(_np(y), spec.kind, spec.threshold), 0, None), minlength=spec.classes)
             for c in range(spec.classes):
-                add("label_count", str(c), float(found[c]))
+                add("label_count", str(c), float(found[c]), "label_count")
         xs = keras.tree.flatten(x)
         if model is not None:
             xs = [preprocessed(v, leading_preprocessing(model, j)) if np.issubdtype(_np(v).dtype, np.floating) else v
@@ -298,10 +309,11 @@ def host_stats(data, spec: LabelSpec | None, needs: Iterable[Need], model=None) 
         for j, v in enumerate(xs):
             prefix = f"{j}:" if len(xs) > 1 else ""
             if np.issubdtype(v.dtype, np.integer):
-                for t in tokens:
-                    add(Need("token_count", (("token", t),)).key, None, float(np.sum(v == t)))
+                for t, keys in tokens.items():
+                    for key in keys:
+                        add(key, None, float(np.sum(v == t)), "token_count")
                 if "token_total" in stats:
-                    add("token_total", None, float(v.size))
+                    add("token_total", None, float(v.size), "token_total")
             elif np.issubdtype(v.dtype, np.floating) and any(s in stats for s in INPUT_STATS):
                 rows = np.moveaxis(v, feature_axis(v.ndim), -1).reshape(-1, v.shape[feature_axis(v.ndim)]) \
                     if v.ndim >= 2 else v.reshape(-1, 1)
@@ -313,7 +325,7 @@ def host_stats(data, spec: LabelSpec | None, needs: Iterable[Need], model=None) 
                 for stat in INPUT_STATS:
                     if stat in stats:
                         for f in range(rows.shape[1]):
-                            add(stat, f"{prefix}{f}", float(per[stat][f]), _INPUT_REDUCE[stat])
+                            add(stat, f"{prefix}{f}", float(per[stat][f]), stat)
     return out
 
 

@@ -5,24 +5,32 @@ For a kernel with one column per output unit (``Dense``: ``(in, out)``; ``ConvND
 
 - ``init_weight_gain`` = ``std(W) * sqrt(fan_in)``, the factor a layer multiplies the scale of
   its inputs by (He: 1.41, LeCun: 1.0);
-- ``init_identical_rows`` = share of units whose incoming weights equal the mean row (all of
-  them for a constant initialization); 0 for a layer with one unit, where it means nothing.
+- ``init_identical_rows`` = share of units whose incoming weights are allclose (options ``rtol``,
+  ``atol``) to the mean row (all of them for a constant initialization); 0 for a layer with one
+  unit, where it means nothing.
 
 Example:
     >>> import keras
+    >>> from tripwire.stats import Need
     >>> model = keras.Sequential([keras.Input((16,)),
     ...                           keras.layers.Dense(8, kernel_initializer="ones", name="const")], name="net")
-    >>> init_stats(model)
-    {'init_weight_gain': {'net/const/kernel': 0.0}, 'init_identical_rows': {'net/const/kernel': 1.0}}
+    >>> init_stats(model, [Need("init_weight_gain"), Need("init_identical_rows")])
+    {'init_identical_rows': {'net/const/kernel': 1.0}, 'init_weight_gain': {'net/const/kernel': 0.0}}
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import keras
 import numpy as np
 
 from tripwire.callbacks.keras.activations import walk
 from tripwire.callbacks.keras.buffer import to_numpy
+from tripwire.stats import Need
+
+#: the statistics computed here
+INIT_STATS = ("init_weight_gain", "init_identical_rows")
 
 _KERNEL_LAYERS = ("Dense", "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose")
 
@@ -50,23 +58,26 @@ def gain(rows: np.ndarray) -> float:
     return float(np.std(rows) * np.sqrt(rows.shape[1]))
 
 
-def identical_share(rows: np.ndarray) -> float:
-    """Share of units whose incoming weights equal the mean row (0 with a single unit)."""
+def identical_share(rows: np.ndarray, rtol: float, atol: float) -> float:
+    """Share of units whose incoming weights are allclose to the mean row (0 with a single unit)."""
     if rows.shape[0] < 2:
         return 0.0
     mean = rows.mean(axis=0, keepdims=True)
-    tol = 1e-6 * max(float(np.max(np.abs(rows))), 1e-12)
-    return float(np.mean(np.all(np.abs(rows - mean) <= tol, axis=1)))
+    return float(np.mean(np.all(np.abs(rows - mean) <= atol + rtol * np.abs(mean), axis=1)))
 
 
-def init_stats(model) -> dict[str, dict[str | None, float]]:
-    """``init_weight_gain`` and ``init_identical_rows`` per kernel path (one host read per kernel)."""
-    gains: dict[str | None, float] = {}
-    same: dict[str | None, float] = {}
+def init_stats(model, needs: Iterable[Need]) -> dict[str, dict[str | None, float]]:
+    """The ``init_weight_gain`` and ``init_identical_rows`` needs, per kernel path (one host read
+    per kernel); other needs are ignored."""
+    needs = sorted({n for n in needs if n.stat in INIT_STATS}, key=lambda n: n.key)
+    if not needs:
+        return {}
+    out: dict[str, dict[str | None, float]] = {n.key: {} for n in needs}
     transposed = {id(getattr(layer, "kernel", None)) for layer in walk(model)
                   if type(layer).__name__.endswith("Transpose")}
     for kernel in kernels(model):
         rows = unit_rows(to_numpy(kernel), id(kernel) in transposed)
-        gains[kernel.path] = gain(rows)
-        same[kernel.path] = identical_share(rows)
-    return {"init_weight_gain": gains, "init_identical_rows": same}
+        for need in needs:
+            out[need.key][kernel.path] = gain(rows) if need.stat == "init_weight_gain" else identical_share(
+                rows, float(need.setting("rtol")), float(need.setting("atol")))
+    return out

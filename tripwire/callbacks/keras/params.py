@@ -8,7 +8,9 @@ What the gradients are, exactly:
 - **once per real step** under ``gradient_accumulation_steps=k``: the mean of the k micro-batch
   gradients, taken on the micro-step that updates the weights;
 - under ``tf.distribute``: each replica's own gradient times the replica count (Keras divides
-  the loss by it), i.e. the gradient of that replica's batch; replicas are averaged on read;
+  the loss by it), i.e. the gradient of that replica's batch; replicas combine on read with the
+  statistic's reduction (:func:`~tripwire.callbacks.keras.buffer.combine_replicas`: averaged,
+  NaN/Inf flags by their maximum);
 - sparse (``IndexedSlices``) gradients of embeddings: the touched rows only, so untouched rows
   do not read as a vanishing gradient.
 
@@ -40,7 +42,7 @@ import keras
 from keras import ops
 
 from tripwire.callbacks.keras import math as km
-from tripwire.callbacks.keras.buffer import Layout, make_variable
+from tripwire.callbacks.keras.buffer import Layout, make_variable, reduction
 from tripwire.callbacks.keras.optimizer import accumulation_steps, counting_optimizer, is_loss_scaled
 from tripwire.stats import Need
 
@@ -73,28 +75,31 @@ class ParamStats:
         names = self.names = _unique([v.path for v in self.variables])
 
         def block(layout: Layout, stat: str) -> int | None:
-            return layout.add_block(stat, names, "same") if stat in stats and names else None
+            return layout.add_block(stat, names, reduction(stat)) if stat in stats and names else None
+
+        def one(layout: Layout, stat: str) -> int:
+            return layout.add(stat, None, reduction(stat))
 
         self.pre, self.post = pre, post
         self.grad_norm = block(pre, "grad_norm")
         self.grad_abs_mean = block(pre, "grad_abs_mean")
         self.grad_zero_frac = block(pre, "grad_zero_frac")
         self.grad_var = block(pre, "grad_var")
-        self.global_norm = pre.add("grad_global_norm", None, "same") if "grad_global_norm" in stats else None
-        self.grad_nonfinite = pre.add("grad_nonfinite", None, "max") if "grad_nonfinite" in stats else None
-        self.amp_skipped = pre.add("amp_skipped", None, "max") if loss_scaled else None
+        self.global_norm = one(pre, "grad_global_norm") if "grad_global_norm" in stats else None
+        self.grad_nonfinite = one(pre, "grad_nonfinite") if "grad_nonfinite" in stats else None
+        self.amp_skipped = one(pre, "amp_skipped") if loss_scaled else None
         self.weight_norm = block(post, "weight_norm")
         self.weight_zero_frac = block(post, "weight_zero_frac")
         self.weight_var = block(post, "weight_var")
         self.ratio = block(post, "update_ratio")
-        self.unchanged = [(n, pre.add_block(n.key, names, "same")) for n in needs
+        self.unchanged = [(n, pre.add_block(n.key, names, reduction(n.stat))) for n in needs
                           if n.stat == "weight_unchanged" and names]
         snapshots = self.ratio is not None or bool(self.unchanged)
-        self.snap_sumsq = pre.add_block(SNAP_SUMSQ, names, "same") if snapshots and names else None
+        self.snap_sumsq = pre.add_block(SNAP_SUMSQ, names, "same") if snapshots and names else None  # mirrored
         # with snapshots, NaN/Inf weights are seen from the snapshot's sum of squares (no extra pass)
         self.weight_nonfinite = None
         if "weight_nonfinite" in stats:
-            self.weight_nonfinite = (pre if snapshots else post).add("weight_nonfinite", None, "max")
+            self.weight_nonfinite = one(pre if snapshots else post, "weight_nonfinite")
         self.unchanged_keys = {n.key for n, _ in self.unchanged}
         self.snapshots: list = []
         #: variables that got no gradient (left out of ``update_ratio`` and ``weight_unchanged``)
@@ -222,7 +227,7 @@ class ParamStats:
             sizes = ops.convert_to_tensor([float(_size(x)) for x in self.variables], "float32")
             moved = ops.abs(ops.sqrt(sumsq) - ops.sqrt(previous_sumsq))
             for need, start in self.unchanged:
-                rtol, atol = float(need.option("rtol", 1e-5)), float(need.option("atol", 1e-8))
+                rtol, atol = float(need.setting("rtol")), float(need.setting("atol"))
                 bound = atol * ops.sqrt(sizes) + rtol * ops.sqrt(previous_sumsq)
 
                 def elementwise(rtol=rtol, atol=atol):

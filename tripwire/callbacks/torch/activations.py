@@ -40,36 +40,24 @@ from collections.abc import Callable, Iterable, Sequence
 import torch
 from torch import nn
 
+from tripwire.callbacks.torch.packing import op
 from tripwire.callbacks.torch.parts import hook_part, probe_part
 from tripwire.callbacks.torch.reductions import active_share, extreme_share, reduce_dims
 from tripwire.failopen import FailOpen, try_each
-from tripwire.stats import Need, pooled_map
+from tripwire.stats import ACTIVATION_STATS, PER_UNIT_MIN_SAMPLES, UNIT_SHARES, Need, measured_on, pooled_map
 
-#: Module classes per family. The "relu" family is the activations with a flat zero region, where
-#: a unit passes no gradient: ReLU, ReLU6 and hard-swish (0 below -3: MobileNetV3's main path). A
-#: unit is active where its output is not 0. The "leaky" family (LeakyReLU, PReLU, ELU/SELU/CELU)
-#: keeps a gradient for negative inputs, so its units cannot die: only the statistics of every
-#: family (zeros, variance) watch it. GELU/SiLU are smooth and not hooked.
+#: Module classes per activation family (:data:`tripwire.stats.ACTIVATION_FAMILIES`, which also
+#: says which statistics each family gets). "relu": ReLU, ReLU6 and hard-swish (0 below -3:
+#: MobileNetV3's main path). "leaky": LeakyReLU, PReLU, RReLU, ELU/SELU/CELU. GELU/SiLU are smooth
+#: and not hooked. A per-unit share is not counted from a call with fewer than
+#: :data:`~tripwire.stats.PER_UNIT_MIN_SAMPLES` samples, nor from a squeeze-excitation gate's
+#: (see :func:`gate_relus`).
 FAMILIES: dict[str, tuple[type[nn.Module], ...]] = {
     "relu": (nn.ReLU, nn.ReLU6, nn.Hardswish),
     "leaky": (nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.SELU, nn.CELU),
     "tanh": (nn.Tanh,),
     "sigmoid": (nn.Sigmoid,),
 }
-#: Which family each activation statistic applies to (None: every hooked family).
-STAT_FAMILY: dict[str, str | None] = {
-    "act_dead_frac": "relu",
-    "act_tanh_sat_frac": "tanh",
-    "act_sigmoid_sat_frac": "sigmoid",
-    "act_zero_frac": None,
-    "act_var": None,
-}
-_DEFAULTS = {"inactive_below": 0.01, "level": 0.99, "share": 0.99}
-#: Per-unit shares ("active in < 1% of the samples") need samples: from a call with fewer (a
-#: batch of 1) a healthy unit that happened to be off looks dead, so such calls are not counted;
-#: nor are a squeeze-excitation gate's (see :func:`gate_relus`).
-PER_UNIT_MIN_SAMPLES = 8
-_PER_UNIT = ("act_dead_frac", "act_tanh_sat_frac", "act_sigmoid_sat_frac")
 
 Stat = Callable[[torch.Tensor, tuple[int, ...]], torch.Tensor]
 
@@ -110,20 +98,16 @@ def gate_relus(model: nn.Module) -> set[str]:
     return gated
 
 
-def _opt(need: Need, name: str) -> float:
-    return float(need.option(name, _DEFAULTS[name]))
-
-
 def stat_fn(need: Need) -> Stat:
     """The layer-level reduction for one activation need: output tensor -> scalar tensor."""
     if need.stat == "act_dead_frac":
-        below = _opt(need, "inactive_below")
+        below = float(need.setting("inactive_below"))
         return lambda y, dims: (active_share(y, dims) < below).float().mean()
     if need.stat == "act_tanh_sat_frac":
-        level, share = _opt(need, "level"), _opt(need, "share")
+        level, share = float(need.setting("level")), float(need.setting("share"))
         return lambda y, dims: (extreme_share(y, dims, level) >= share).float().mean()
     if need.stat == "act_sigmoid_sat_frac":
-        level, share = _opt(need, "level"), _opt(need, "share")
+        level, share = float(need.setting("level")), float(need.setting("share"))
         # y <= 1 - level or y >= level  <=>  |y - 0.5| >= level - 0.5
         return lambda y, dims: (extreme_share(y, dims, level - 0.5, center=0.5) >= share).float().mean()
     if need.stat == "act_zero_frac":
@@ -138,9 +122,9 @@ class ActivationProbe:
 
     The accumulator holds, per hooked module and statistic, its sum over the sampled forward
     calls and the number of calls that measured it (a per-unit share skips calls with fewer
-    than :data:`PER_UNIT_MIN_SAMPLES` samples); :meth:`read` divides. Counts and sums add up
-    across ranks (the collector reduces them with SUM), so the result is the mean over every
-    rank's sampled calls.
+    than :data:`~tripwire.stats.PER_UNIT_MIN_SAMPLES` samples); :meth:`read` divides. Each
+    statistic is a ``mean`` in the catalogue: its pairs add up across ranks (:attr:`ops`), so the
+    result is the mean over every rank's sampled calls.
 
     Args:
         module: the model; every matching submodule of it is hooked.
@@ -149,7 +133,7 @@ class ActivationProbe:
     """
 
     def __init__(self, module: nn.Module, needs: Iterable[Need], guard: FailOpen | None = None) -> None:
-        wanted = sorted((n for n in needs if n.stat in STAT_FAMILY), key=lambda n: n.key)
+        wanted = sorted((n for n in needs if n.stat in ACTIVATION_STATS), key=lambda n: n.key)
         self.guard = guard if guard is not None else FailOpen()
         self.active = False
         self.accumulator: torch.Tensor | None = None
@@ -159,7 +143,7 @@ class ActivationProbe:
         offset = 0
         for name, sub in module.named_modules():
             family = family_of(sub)
-            mine = [n for n in wanted if STAT_FAMILY[n.stat] in (None, family)] if family else []
+            mine = [n for n in wanted if measured_on(n.stat, family)] if family else []
             if not mine:
                 continue
             self.layout.append((name, mine))  # the slot stays when the hook cannot be registered
@@ -167,9 +151,11 @@ class ActivationProbe:
                 self._handles.append(sub.register_forward_hook(self._hook(name, offset, mine, name in gated)))
             offset += 2 * len(mine)
         self.size = offset
+        #: how each element of the accumulator combines across ranks: a (sum, calls) pair per statistic
+        self.ops = [op(n.stat) for _, mine in self.layout for n in mine for _ in range(2)]
 
     def _hook(self, name: str, offset: int, needs: Sequence[Need], gate: bool = False):  # noqa: ANN202 - returns a hook closure
-        fns = [(stat_fn(n), n.stat in _PER_UNIT) for n in needs]
+        fns = [(stat_fn(n), n.stat in UNIT_SHARES) for n in needs]
         end = offset + 2 * len(fns)
         part, guard = probe_part(name), self.guard
 

@@ -26,17 +26,16 @@ from typing import Any
 
 import torch
 
-from tripwire.callbacks.torch.packing import Piece, Series
+from tripwire.callbacks.torch.packing import Piece, Series, op, ops
 from tripwire.callbacks.torch.parts import CONFUSION
 from tripwire.callbacks.torch.reductions import class_counts, feature_axis_size, feature_stats
 from tripwire.failopen import FailOpen
-from tripwire.stats import MAX_CLASSES, Need, one_label_per_example
+from tripwire.stats import INPUT_STATS, MAX_CLASSES, Need, one_label_per_example, token_keys
 
 log = logging.getLogger("tripwire")
 
 INPUT_KEYS = ("input_ids", "x", "inputs", "input", "features", "image", "images", "pixel_values")
 LABEL_KEYS = ("labels", "label", "y", "target", "targets")
-INPUT_STATS = ("input_count", "input_sum", "input_sumsq", "input_min", "input_max")
 MAX_FEATURES = 4096  # per-feature input statistics are skipped for wider inputs
 MAX_CONFUSION_CLASSES = 256
 #: input statistics reach the rules at flushes 1, 2, 4, ..., INPUT_GAP_MAX, then every INPUT_GAP_MAX-th:
@@ -124,7 +123,8 @@ class DataProbe:
         needs = set(needs)
         self.labels = any(n.stat == "label_count" for n in needs)
         self.input_stats = sorted({n.stat for n in needs if n.stat in INPUT_STATS})
-        self.tokens = sorted({int(n.option("token", 0)) for n in needs if n.stat == "token_count"})
+        self.token_keys = token_keys(needs)  # the token ids counted, and the keys of each one's count
+        self.tokens = sorted(self.token_keys)
         self.token_total = any(n.stat == "token_total" for n in needs)
         self.capacity = 32  # label classes counted; grows from the largest label seen
         self.classes_seen = 0  # report classes 0..classes_seen-1 (a class missing so far counts 0)
@@ -232,14 +232,15 @@ class DataProbe:
         self._flushes += 1
         if self._label_acc is not None:
             acc, self._label_acc = self._label_acc, None
-            out.append(Piece(acc, ["sum"] * (acc.numel() - 1) + ["max"], self._read_labels))
+            # the last element is the largest label seen (bookkeeping: the largest over the ranks)
+            out.append(Piece(acc, [op("label_count")] * (acc.numel() - 1) + ["max"], self._read_labels))
         if self._input_acc is not None and inputs_due(self._flushes):
             acc, self._input_acc = self._input_acc, None
-            ops = [op for op in ("sum", "sum", "sum", "min", "max") for _ in range(acc.shape[1])]
-            out.append(Piece(acc.reshape(-1), ops, self._read_inputs))
+            out.append(Piece(acc.reshape(-1), ops([s for s in INPUT_STATS for _ in range(acc.shape[1])]),
+                             self._read_inputs))
         if self._token_acc is not None:
             acc, self._token_acc = self._token_acc, None
-            out.append(Piece(acc, "sum", self._read_tokens))
+            out.append(Piece(acc, ops(["token_count"] * len(self.tokens) + ["token_total"]), self._read_tokens))
         return out
 
     def _read_labels(self, values: list[float]) -> Series:
@@ -265,7 +266,7 @@ class DataProbe:
     def _read_tokens(self, values: list[float]) -> Series:
         if not values[-1]:  # no token counted (on any rank)
             return {}
-        out: Series = {Need("token_count", (("token", t),)).key: {None: values[i]} for i, t in enumerate(self.tokens)}
+        out: Series = {key: {None: values[i]} for i, t in enumerate(self.tokens) for key in self.token_keys[t]}
         if self.token_total:
             out["token_total"] = {None: values[-1]}
         return out
@@ -409,4 +410,4 @@ class ConfusionProbe:
             cells = {f"{i // classes},{i % classes}": v for i, v in enumerate(values) if v}
             return {"confusion": cells} if cells else {}
 
-        return [Piece(acc, "sum", read)]
+        return [Piece(acc, op("confusion"), read)]

@@ -61,9 +61,9 @@ import torch
 from torch import nn
 
 from tripwire.callbacks.no_gradient import NoGradientNotice
-from tripwire.callbacks.torch.activations import STAT_FAMILY, ActivationProbe
+from tripwire.callbacks.torch.activations import ActivationProbe
 from tripwire.callbacks.torch.batch import BatchFn, ConfusionProbe, DataProbe, split_batch
-from tripwire.callbacks.torch.packing import Gather, Packed, Piece, Series, pack
+from tripwire.callbacks.torch.packing import Gather, Packed, Piece, Series, ops, pack
 from tripwire.callbacks.torch.params import INIT_STATS, ParamProbe
 from tripwire.callbacks.torch.parts import (
     ACTIVATIONS,
@@ -82,7 +82,7 @@ from tripwire.callbacks.torch.parts import (
 )
 from tripwire.failopen import FailOpen, try_each
 from tripwire.observe import drain
-from tripwire.stats import Need, Sample
+from tripwire.stats import ACTIVATION_STATS, Need, Sample
 
 
 class Flush:
@@ -187,7 +187,7 @@ class TorchCollector:
         self._modules = frozenset(id(m) for m in module.modules())
         self._shapes_due = any(n.stat == "param_ndim" for n in self.needs)
         self.params = self.guard.call(PARAMS, ParamProbe, module, self.needs)
-        if any(n.stat in STAT_FAMILY for n in self.needs):
+        if any(n.stat in ACTIVATION_STATS for n in self.needs):
             self.activations = self.guard.call(ACTIVATIONS, ActivationProbe, module, self.needs, self.guard)
         if self.confusion is not None:
             with self.guard.attempt(CONFUSION):
@@ -288,7 +288,7 @@ class TorchCollector:
         """Losses, activations and data: reduced across ranks, so packed even when their part failed."""
         pieces = self._loss_pieces()
         if self.activations is not None and self.activations.size:
-            pieces.append(Piece(self.activations.accumulator, "sum", self.activations.read))
+            pieces.append(Piece(self.activations.accumulator, self.activations.ops, self.activations.read))
         with self.guard.attempt(DATA):
             pieces.extend(self.data.pieces())
         return pieces
@@ -322,7 +322,7 @@ class TorchCollector:
                 out["loss_nonfinite"] = {None: v[2]}
             return out
 
-        return [Piece(values, "sum", read)]
+        return [Piece(values, ops(["loss", "loss", "loss_nonfinite"]), read)]  # loss: a (total, count) pair
 
     def _user_pieces(self) -> list[Piece]:
         observed = drain()
@@ -382,7 +382,7 @@ class TorchCollector:
             with self.guard.attempt(CONFUSION):
                 pieces.extend(self.confusion.pieces())
         if self.val_loss:
-            pieces.append(Piece(self._val_loss_pair(val_loss), "sum",
+            pieces.append(Piece(self._val_loss_pair(val_loss), ops(["val_loss", "val_loss"]),  # (total, count)
                                 lambda v: {"val_loss": {None: v[0] / v[1]}} if v[1] else {}))
         packed = self.guard.call(FLUSH, pack, pieces, self.gather)
         return Flush(packed, step, epoch, self._read)

@@ -3,14 +3,16 @@
 Every probe hands the collector :class:`Piece` objects: a 1-D float32 device tensor, how each
 element combines across ranks (``sum``, ``max``, ``min``, or ``same`` for values every rank
 already agrees on, such as DDP-averaged gradients), and a function that turns the host values
-back into named series. :func:`pack` concatenates the pieces that need a reduction, reduces
+back into named series. The op of a statistic's elements is its catalogue reduction
+(:func:`op`; :data:`tripwire.stats.CATALOGUE`), a ``mean`` travelling as a (total, count) pair
+that sums. :func:`pack` concatenates the pieces that need a reduction, reduces
 them with **one** ``all_gather`` (then sum/max/min per element on the device), appends the
 ``same`` pieces, and starts **one** host copy: non-blocking into pinned memory on CUDA, so the
 training thread does not wait. :meth:`Packed.read` waits for that copy (an event) and unpacks.
 
 Example:
     >>> import torch
-    >>> piece = Piece(torch.tensor([2.0, 3.0]), "sum", lambda v: {"loss": {None: v[0] / v[1]}})
+    >>> piece = Piece(torch.tensor([2.0, 3.0]), op("loss"), lambda v: {"loss": {None: v[0] / v[1]}})
     >>> pack([piece]).read()
     {'loss': {None: 0.6666666666666666}}
 """
@@ -23,11 +25,36 @@ from dataclasses import dataclass
 import torch
 
 from tripwire.callbacks.torch.reductions import device_tensor
+from tripwire.stats import CATALOGUE
 
 Series = dict[str, dict[str | None, float]]
 Reader = Callable[[list[float]], Series]
 Gather = Callable[[torch.Tensor], torch.Tensor]  # [K] -> [world, K]
 _OPS = {"sum": 0, "max": 1, "min": 2}
+#: The packing op of each catalogue reduction; a ``mean`` is packed as a (total, count) pair whose
+#: two elements sum across ranks, so the reader divides the totals of every rank's values.
+_PACKED = {"sum": "sum", "max": "max", "min": "min", "mean": "sum", "same": "same"}
+
+
+def op(stat: str) -> str:
+    """How the elements of statistic ``stat`` combine across ranks in a :class:`Piece`, from its
+    catalogue reduction (both elements of a mean's (total, count) pair: ``sum``).
+
+    Example:
+        >>> op("label_count"), op("input_min"), op("loss"), op("tree_depth")
+        ('sum', 'min', 'sum', 'same')
+    """
+    return _PACKED[CATALOGUE[stat].reduce]
+
+
+def ops(stats: Sequence[str]) -> list[str]:
+    """:func:`op` of each element, given the statistic each element belongs to.
+
+    Example:
+        >>> ops(["loss", "loss", "loss_nonfinite"])
+        ['sum', 'sum', 'sum']
+    """
+    return [op(stat) for stat in stats]
 
 
 @dataclass

@@ -60,6 +60,11 @@ WEIGHT_STATS = {"weight_norm": "norm", "weight_zero_frac": "zero_frac", "weight_
                 "weight_nonfinite": "nonfinite"}
 INIT_STATS = ("init_weight_gain", "init_identical_rows")
 INIT_MODULES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+#: How the pieces of this module cross ranks: they do not. Every rank of a DDP run holds the same
+#: gradients (averaged before they are read), weights and optimizer state, so any catalogue
+#: reduction of its values (``max`` for the NaN/Inf flags, the loss scaler's skips and the learning
+#: rate; ``same`` for the rest) is the value itself, and no collective is needed.
+ON_EVERY_RANK = "same"
 
 
 def per_subject(keys: Sequence[str], names: Sequence[str]) -> Reader:
@@ -205,7 +210,7 @@ class ParamProbe:
             self._l2.append(stats["norm"])
         if self.grad_keys:
             values = torch.cat([stats[GRAD_STATS[k]] for k in self.grad_keys])
-            self._grad_pieces.append(Piece(values, "same", per_subject(self.grad_keys, names)))
+            self._grad_pieces.append(Piece(values, ON_EVERY_RANK, per_subject(self.grad_keys, names)))
 
     def _add_amp_skip(self, optimizer: Any, scaler: Any) -> None:
         try:  # private GradScaler API: found-inf flags of this optimizer after unscale_
@@ -223,12 +228,12 @@ class ParamProbe:
                       and all(a.shape == b.shape and a.device == b.device for a, b in zip(self._snap, params)))
         if comparable and self.unchanged:
             for i, need in enumerate(self.unchanged):
-                rtol, atol = float(need.option("rtol", 1e-5)), float(need.option("atol", 1e-8))
+                rtol, atol = float(need.setting("rtol")), float(need.setting("atol"))
                 if i == len(self.unchanged) - 1:  # the last comparison may use the snapshot as scratch
                     flags = unchanged_flags(params, self._snap, self._snap_norms, rtol, atol)
                 else:
                     flags = allclose_flags(params, self._snap, rtol, atol)
-                self._unchanged_pieces.append(Piece(flags, "same", per_subject([need.key], names)))
+                self._unchanged_pieces.append(Piece(flags, ON_EVERY_RANK, per_subject([need.key], names)))
         self._keep_snapshot(names, params, reuse=comparable)
         self._snap_fresh = True
 
@@ -269,14 +274,15 @@ class ParamProbe:
             stats = tensor_stats(params, {WEIGHT_STATS[k] for k in self.weight_keys})
             per = [k for k in self.weight_keys if k != "weight_nonfinite"]
             if per:
-                out.append(Piece(torch.cat([stats[WEIGHT_STATS[k]] for k in per]), "same", per_subject(per, names)))
+                values = torch.cat([stats[WEIGHT_STATS[k]] for k in per])
+                out.append(Piece(values, ON_EVERY_RANK, per_subject(per, names)))
             if "weight_nonfinite" in self.weight_keys:
                 run["weight_nonfinite"] = stats["nonfinite"].amax()
         if self.update_ratio and self._snap_fresh and params and self._snap_names == names:
             out.extend(self._update_ratios(named, params))
         if run:
             keys = sorted(run)
-            out.append(Piece(torch.stack([run[k] for k in keys]), "same", run_wide(keys)))
+            out.append(Piece(torch.stack([run[k] for k in keys]), ON_EVERY_RANK, run_wide(keys)))
         return out
 
     def _update_ratios(self, named: list[tuple[str, torch.Tensor]], params: list[torch.Tensor]) -> list[Piece]:
@@ -290,7 +296,7 @@ class ParamProbe:
         snap = [self._snap[i] for i in keep]  # type: ignore[index]
         scale = self._snap_norms[keep]  # type: ignore[index]
         ratios = step_ratios([params[i] for i in keep], snap, scale, restore=bool(self.unchanged))
-        return [Piece(ratios, "same", per_subject(["update_ratio"], [named[i][0] for i in keep]))]
+        return [Piece(ratios, ON_EVERY_RANK, per_subject(["update_ratio"], [named[i][0] for i in keep]))]
 
     def remember_weights(self) -> None:
         """Take the weights as they are now as the previous sample's (a resumed run has lost them)."""
@@ -313,6 +319,6 @@ class ParamProbe:
             if need.stat == "init_weight_gain":
                 values = init_gains(weights)
             else:
-                values = identical_rows(weights, float(need.option("rtol", 1e-5)), float(need.option("atol", 1e-8)))
-            out.append(Piece(values, "same", per_subject([need.key], names)))
+                values = identical_rows(weights, float(need.setting("rtol")), float(need.setting("atol")))
+            out.append(Piece(values, ON_EVERY_RANK, per_subject([need.key], names)))
         return out

@@ -373,10 +373,11 @@ def init_gains(weights: Sequence[Tensor]) -> Tensor:
     return torch.stack(out)
 
 
-def identical_rows(weights: Sequence[Tensor], rtol: float = 1e-5, atol: float = 1e-8) -> Tensor:
+def identical_rows(weights: Sequence[Tensor], rtol: float, atol: float) -> Tensor:
     """Share of output units (rows of the weight seen as ``[out, fan_in]``) whose incoming
-    weights equal the mean row: 1.0 for a constant or row-replicated init, ~0 for a random one.
-    A single output unit (a regression or binary head) has nothing to be identical to: 0."""
+    weights are allclose (``rtol``, ``atol``) to the mean row: 1.0 for a constant or
+    row-replicated init, ~0 for a random one. A single output unit (a regression or binary head)
+    has nothing to be identical to: 0."""
     out = []
     for w in weights:
         rows = w.detach().float().reshape(w.shape[0], -1)
