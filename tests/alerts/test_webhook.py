@@ -136,8 +136,10 @@ def test_send_never_blocks_on_a_hanging_server(hanging_server, caplog):
 
     print(f"send(): median {statistics.median(durations) * 1e6:.0f} us, max {max(durations) * 1e6:.0f} us; "
           f"close(timeout_s=0.5) took {closing:.3f} s")
-    assert max(durations) < 0.005
-    assert statistics.median(durations) < 0.001
+    # blocking would mean waiting on the server's 10 s timeout; the bounds leave room for a machine
+    # busy with other work (a scheduler pause of a few ms), which is not what this measures
+    assert max(durations) < 0.25
+    assert statistics.median(durations) < 0.005
     assert 0.45 <= closing < 0.5 + 0.25
     assert d.delivered == {"log": 101, "webhook": 0}
     assert d.unsent == {"log": 0, "webhook": 101} and d.undelivered == {"log": 0, "webhook": 101}
