@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from tripwire import Config, ConfigError, Monitor, Sample
+from tripwire import Config, ConfigError, Monitor, RuleTriggered, Sample
 from tripwire.config import RuleSpec
 
 CALLS = []
@@ -125,3 +125,105 @@ def test_strict_keyword_overrides_the_yaml_both_ways():
                                    ("strict: true\n", None, True), ("strict: false\n", None, False)]:
         monitor = Monitor(yaml, strict=strict, log_dir=False)
         assert monitor.engine.strict is expected and monitor.guard.strict is expected, (yaml, strict)
+
+
+class RecordingSink:
+    """A framework stand-in: records what a decision asked of it, in order."""
+
+    checkpoint_suffix = ".pt"
+
+    def __init__(self, root, fail_saving=False):
+        self.checkpoint_root, self.fail_saving, self.effects = str(root), fail_saving, []
+
+    def stop(self, finding):
+        self.effects.append(("stop", finding.rule))
+
+    def save_checkpoint(self, path):
+        if self.fail_saving:
+            raise OSError("disk full")
+        self.effects.append(("checkpoint", path))
+
+
+def every_action(**kwargs):
+    return Monitor({"rules": {"nonfinite": {"actions": ["raise", "stop", "checkpoint"]}}}, framework="torch", **kwargs)
+
+
+def test_execute_checkpoints_then_stops_then_raises(tmp_path):
+    m = every_action(log_dir=False)
+    sink = RecordingSink(tmp_path)
+    with pytest.raises(RuleTriggered) as err:
+        m.execute(m.process(loss_nan(7)), sink)
+    path = tmp_path / "tripwire_checkpoints" / "tripwire-nonfinite-step7.pt"
+    assert sink.effects == [("checkpoint", str(path)), ("stop", "nonfinite")]
+    assert path.parent.is_dir() and err.value.finding is m.stopped_by
+
+
+def test_a_checkpoint_goes_beside_the_run_record(tmp_path):
+    m = Monitor({"rules": {"nonfinite": {"actions": ["checkpoint"]}}}, log_dir=tmp_path, run_name="run")
+    sink = RecordingSink(tmp_path / "elsewhere")
+    m.execute(m.process(loss_nan(3)), sink)
+    assert sink.effects == [("checkpoint", str(tmp_path / "run" / "tripwire-nonfinite-step3.pt"))]
+    m.close(print_summary=False)
+
+
+def test_a_failed_checkpoint_is_logged_and_the_stop_still_happens(tmp_path, caplog):
+    m = Monitor({"rules": {"nonfinite": {"actions": ["checkpoint", "stop"]}}}, log_dir=False)
+    sink = RecordingSink(tmp_path, fail_saving=True)
+    m.execute(m.process(loss_nan(3)), sink)
+    assert sink.effects == [("stop", "nonfinite")]
+    assert any("cannot save a checkpoint" in r.getMessage() and "disk full" in r.getMessage() for r in caplog.records)
+
+
+def test_an_empty_decision_does_nothing(tmp_path):
+    m = every_action(log_dir=False)
+    sink = RecordingSink(tmp_path)
+    m.execute(m.process(Sample(step=1, stats={"loss_nonfinite": {None: 0.0}})), sink)
+    assert sink.effects == [] and m.stopped_by is None
+
+
+def test_agreed_gives_a_rank_whose_rules_stayed_silent_the_other_ranks_effects(tmp_path):
+    m = every_action(log_dir=False, is_main=False)
+    quiet = m.process(Sample(step=5, epoch=1, stats={"loss_nonfinite": {None: 0.0}}))
+    asked = []
+
+    def some_rank_fired(flag):
+        asked.append(flag)
+        return True
+
+    agreed = m.agreed(quiet, some_rank_fired)
+    assert asked == [False, False, False]  # stop, checkpoint, raise: one collective each
+    assert agreed.stop.rule == agreed.raise_.rule == agreed.checkpoint[0].rule == "tripwire"
+    assert (agreed.stop.step, agreed.stop.epoch) == (5, 1) and "another rank" in agreed.stop.message
+    sink = RecordingSink(tmp_path)
+    with pytest.raises(RuleTriggered):
+        m.execute(agreed, sink)
+    assert [e[0] for e in sink.effects] == ["checkpoint", "stop"] and m.stopped_by == agreed.stop
+    assert not (tmp_path / "tripwire_checkpoints").exists()  # only the main process makes the folder
+
+
+def test_agreed_asks_only_about_the_actions_some_rule_has():
+    m = Monitor({"rules": {"nonfinite": {}}}, log_dir=False)  # alert and stop
+    asked = []
+    agreed = m.agreed(m.process(loss_nan(2)), lambda flag: asked.append(flag) or flag, stop=True)
+    assert asked == [] and agreed.stop.rule == "nonfinite" and agreed.checkpoint == [] and agreed.raise_ is None
+
+
+def test_restart_begins_a_fresh_run_with_the_same_settings():
+    m = Monitor({"rules": {"nonfinite": {}}}, stop_on=["nonfinite"], interval=3, log_dir=False)
+    m.process(loss_nan(1))
+    m.guard.fail("a part", RuntimeError("broke"))
+    m.restart(is_main=False)
+    assert (m.findings, m.stopped_by, m.guard.disabled, m.is_main) == ([], None, {}, False)
+    assert m.interval == 3 and m.stop_on == ("nonfinite",)
+    assert m.process(loss_nan(2)).stop is not None  # the latch was reset too
+
+
+def test_a_copy_of_an_open_monitor_keeps_findings_but_not_the_open_record(tmp_path):
+    import copy
+    import pickle
+
+    m = Monitor({"rules": {"nonfinite": {}}}, log_dir=tmp_path)
+    m.process(loss_nan(1))
+    for twin in (pickle.loads(pickle.dumps(m)), copy.deepcopy(m)):
+        assert twin.findings == m.findings and twin._record is None and twin.record_path == m.record_path
+    m.close(print_summary=False)

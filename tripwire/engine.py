@@ -70,6 +70,7 @@ class Engine:
         if unknown:
             raise ConfigError(f"stop_on names rules that are not enabled: {', '.join(unknown)}; "
                               f"enabled: {', '.join(specs)}", path="stop_on")
+        self.stop_on: tuple[str, ...] = tuple(stop_on)
         configured = set(specs) if config.rules is not None else set()
         if config.shadow:  # every other built-in rule too, under its own name
             kinds = {spec.type for spec in specs.values()}

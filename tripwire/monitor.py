@@ -2,7 +2,8 @@
 
 A callback hands it :class:`~tripwire.stats.Sample` objects; the monitor runs the engine,
 records series and findings, sends alerts (main process only), calls user actions, and returns
-a :class:`Decision` the callback carries out in its framework (stop, checkpoint, raise).
+a :class:`~tripwire.decision.Decision`, which :meth:`Monitor.execute` carries out through the
+callback's :class:`~tripwire.decision.DecisionSink` (checkpoint, stop, raise).
 
 Example:
     >>> m = Monitor({"rules": {"nonfinite": {}}, "log_dir": None}, framework="torch")
@@ -20,27 +21,20 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import replace
 from typing import Any
 
 from tripwire.config import FROM_CONFIG, ChannelsConfig, Config
+from tripwire.decision import CHECKPOINT_FOLDER, Decision, DecisionSink, checkpoint_name, stand_in
 from tripwire.engine import Engine
-from tripwire.errors import ConfigError
+from tripwire.errors import ConfigError, RuleTriggered
 from tripwire.failopen import FailOpen
 from tripwire.finding import Finding
 from tripwire.stats import Need, Sample
 
 log = logging.getLogger("tripwire")
 
-
-@dataclass
-class Decision:
-    """What the callback must do after a sample."""
-
-    findings: list[Finding] = field(default_factory=list)
-    stop: Finding | None = None
-    checkpoint: list[Finding] = field(default_factory=list)
-    raise_: Finding | None = None
+__all__ = ["Decision", "DecisionSink", "Monitor"]
 
 
 class Monitor:
@@ -91,6 +85,11 @@ class Monitor:
         self._opened = False
 
     @property
+    def stop_on(self) -> tuple[str, ...]:
+        """The rule names given as ``stop_on``."""
+        return self.engine.stop_on
+
+    @property
     def interval(self) -> int:
         """Optimizer steps between sampled steps."""
         return self.config.interval
@@ -137,7 +136,7 @@ class Monitor:
         self.sampled_steps.add(sample.step)
         if self._record is not None:
             self._record.add_sample(sample)
-        decision = Decision(findings=self.engine.evaluate(sample))
+        decision = Decision(findings=self.engine.evaluate(sample), step=sample.step, epoch=sample.epoch)
         for finding in decision.findings:
             self.findings.append(finding)
             actions = self.engine.actions[finding.rule]
@@ -157,6 +156,64 @@ class Monitor:
         if decision.stop is not None and self.stopped_by is None:
             self.stopped_by = decision.stop
         return decision
+
+    def uses(self, action: str) -> bool:
+        """Whether some enabled rule has ``action`` (``stop``, ``checkpoint``, ``raise``, ...)."""
+        return any(action in actions for actions in self.engine.actions.values())
+
+    def agreed(self, decision: Decision, any_rank: Callable[[bool], bool], *, stop: bool | None = None) -> Decision:
+        """The decision every rank of a data-parallel run carries out: each effect that any rank's
+        decision holds, with a :func:`~tripwire.decision.stand_in` finding on a rank whose own
+        rules did not fire.
+
+        Args:
+            decision: this rank's decision.
+            any_rank: ``flag -> bool``, true on every rank when ``flag`` is true on any (one collective).
+            stop: the stop agreement, when the adapter has made it already; None: asked here.
+
+        Only the actions some rule has cost a collective; every rank makes the same calls.
+        """
+        stop = any_rank(decision.stop is not None) if stop is None else stop
+        checkpoint = self.uses("checkpoint") and any_rank(bool(decision.checkpoint))
+        raise_ = self.uses("raise") and any_rank(decision.raise_ is not None)
+        return replace(decision, stop=(decision.stop or stand_in(decision, "stop")) if stop else None,
+                       checkpoint=(decision.checkpoint or [stand_in(decision, "checkpoint")]) if checkpoint else [],
+                       raise_=(decision.raise_ or stand_in(decision, "raise")) if raise_ else None)
+
+    def execute(self, decision: Decision, sink: DecisionSink) -> None:
+        """Carry out ``decision`` through the adapter's ``sink``: checkpoint, then stop, then raise
+        (see :mod:`tripwire.decision`).
+
+        Raises:
+            RuleTriggered: the decision holds a finding with the ``raise`` action.
+        """
+        if decision.checkpoint:
+            self._save_checkpoint(decision.checkpoint[0], sink)
+        if decision.stop is not None:
+            if self.stopped_by is None:  # a stand-in: another rank's rule stopped the run
+                self.stopped_by = decision.stop
+            sink.stop(decision.stop)
+        if decision.raise_ is not None:
+            raise RuleTriggered(decision.raise_)
+
+    def checkpoint_path(self, finding: Finding, sink: DecisionSink) -> str:
+        """Where the checkpoint for ``finding`` goes: the run record's directory, else
+        ``<sink.checkpoint_root>/tripwire_checkpoints``."""
+        record = self.record_path
+        folder = os.path.dirname(record) if record else os.path.join(sink.checkpoint_root, CHECKPOINT_FOLDER)
+        return os.path.join(folder, checkpoint_name(finding, sink.checkpoint_suffix))
+
+    def _save_checkpoint(self, finding: Finding, sink: DecisionSink) -> None:
+        path = self.checkpoint_path(finding, sink)
+        try:
+            if self.is_main:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+            sink.save_checkpoint(path)
+        except Exception as exc:  # noqa: BLE001 - a failed checkpoint must not stop training
+            log.error("tripwire: %s: cannot save a checkpoint to %s: %s", finding.rule, path, exc)
+            return
+        if self.is_main:
+            log.info("tripwire: %s: saved a checkpoint to %s", finding.rule, path)
 
     def _call(self, ref: str, finding: Finding) -> None:
         try:
@@ -183,6 +240,26 @@ class Monitor:
             self._record.close()
             self._record = None
         self._opened = False
+
+    def restart(self, *, is_main: bool | None = None) -> None:
+        """Begin another run with the same settings: fresh rule state, no findings, every part of
+        the instrumentation on again; the current run, if open, is closed first (no summary).
+        XGBoost starts each ``train``/``fit`` this way."""
+        self.close(print_summary=False)
+        self.engine = Engine(self.config, stop_on=self.engine.stop_on, framework=self.framework)
+        self.guard = FailOpen(strict=self.engine.strict)
+        self.findings, self.stopped_by, self.sampled_steps = [], None, set()
+        self._last_record_path = None
+        if is_main is not None:
+            self.is_main = is_main
+
+    def __getstate__(self) -> dict[str, Any]:
+        """A copy (pickle, deep copy: the sklearn API clones its callbacks, dask ships them to the
+        workers) keeps the settings, the rule state and the findings, never the alert threads or
+        the open run record."""
+        state = self.__dict__.copy()
+        state.update(_alerts=None, _record=None, _opened=False, _last_record_path=self.record_path)
+        return state
 
     def state_dict(self) -> dict[str, Any]:
         """Plain-Python state: rule states and the findings so far."""

@@ -51,10 +51,10 @@ def only_located_config_errors(make, config, options) -> None:
         check("configs.non_config_errors", tally("configs.non_config_errors", 1))
         raise
     tally("configs.non_config_errors", 0)
-    cfg = cb.monitor.config if hasattr(cb, "monitor") else cb._monitor(is_main=False).config
+    cfg = cb.monitor.config
     assert type(cfg.interval) is int and cfg.interval >= 1, cfg.interval
     assert type(cfg.strict) is bool and (cfg.log_dir is None or type(cfg.log_dir) is str)
-    run_name = cb.monitor.run_name if hasattr(cb, "monitor") else cb._monitor(is_main=False).run_name
+    run_name = cb.monitor.run_name
     assert run_name is None or (type(run_name) is str and "/" not in run_name), run_name
 
 

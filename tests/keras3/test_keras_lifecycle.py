@@ -83,7 +83,7 @@ def test_checkpoint_action_saves_a_loadable_model(tmp_path):
     model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
     tw = KerasTripwire(config, interval=2, log_dir=tmp_path, run_name="run")
     model.fit(x, y, epochs=1, verbose=0, callbacks=[tw])
-    saved = tmp_path / "run" / "poor_initialization-step0.keras"
+    saved = tmp_path / "run" / "tripwire-poor_initialization-step0.keras"
     assert saved.is_file()
     assert type(keras.models.load_model(saved).optimizer) is keras.optimizers.Adam
     assert os.path.isfile(tw.monitor.config.log_dir + "/run/record.sqlite")

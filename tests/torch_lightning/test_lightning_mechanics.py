@@ -146,7 +146,7 @@ def test_checkpoint_action_saves_a_loadable_checkpoint(data, tmp_path):
     x = data[0].clone()
     x[64:] = float("nan")
     fit(Task(mlp()), loader(x, data[1], shuffle=False), callback=cb, max_steps=10, default_root_dir=tmp_path)
-    saved = sorted((tmp_path / "tripwire").glob("*.ckpt"))
+    saved = sorted((tmp_path / "tripwire_checkpoints").glob("*.ckpt"))  # no run record: under default_root_dir
     assert [p.name for p in saved] == ["tripwire-nonfinite-step2.ckpt"]
     ckpt = torch.load(saved[0], weights_only=True)
     assert ckpt["callbacks"]["LightningTripwire"]["monitor"]["findings"][0]["rule"] == "nonfinite"

@@ -69,7 +69,7 @@ def test_checkpoint_action_saves_the_booster_in_the_run_directory(tmp_path):
                          run_name="ckpt")
     bst = xgb.train({}, dmatrix(), 30, callbacks=[Rounds({3: 8}), cb])
     [saved] = (tmp_path / "ckpt").glob("*.ubj")
-    assert saved.name == "xgboost-round9-tree_depth.ubj"
+    assert saved.name == "tripwire-tree_depth-step9.ubj"
     assert xgb.Booster(model_file=str(saved)).num_boosted_rounds() == 10
     assert bst.num_boosted_rounds() == 30  # checkpoint alone does not stop
 

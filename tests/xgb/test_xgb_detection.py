@@ -124,7 +124,7 @@ def test_a_healthy_run_is_silent_with_the_default_rules(data, tmp_path):
     X, y = data(n=12000, features=12, informative=12, noise=0.5)
     dtrain, dval = xgb.DMatrix(X[:8000], y[:8000]), xgb.DMatrix(X[8000:], y[8000:])
     cb = XGBoostTripwire(labels=y[:8000], log_dir=tmp_path)
-    default_rules = set(cb._monitor(is_main=False).engine.rules)
+    default_rules = set(cb.monitor.engine.rules)
     assert {"tree_depth", "low_feature_importance", "overfit", "overtraining", "underfit",
             "class_imbalance"} <= default_rules
     xgb.train({"max_depth": 4, "eta": 0.1, "eval_metric": ["auc", "logloss"]}, dtrain, 120,

@@ -36,5 +36,5 @@ def test_log_dir_none_survives_the_sklearn_copies(data, tmp_path, monkeypatch):
 @pytest.mark.parametrize("yaml, strict, expected", [("strict: true\n", False, False), ("strict: false\n", True, True),
                                                     ("strict: true\n", None, True)])
 def test_strict_keyword_overrides_the_yaml(yaml, strict, expected):
-    monitor = XGBoostTripwire(yaml, strict=strict, log_dir=False)._monitor(is_main=False)
+    monitor = XGBoostTripwire(yaml, strict=strict, log_dir=False).monitor
     assert monitor.engine.strict is expected and monitor.guard.strict is expected

@@ -21,7 +21,6 @@ import contextlib
 import functools
 import logging
 import math
-from pathlib import Path
 from typing import Any
 
 from tripwire.callbacks.missing_framework import missing_framework
@@ -39,7 +38,6 @@ from tripwire.callbacks.keras.init import INIT_STATS, init_stats
 from tripwire.callbacks.keras.jax import JaxState
 from tripwire.callbacks.no_gradient import NoGradientNotice
 from tripwire.config import FROM_CONFIG
-from tripwire.errors import RuleTriggered
 from tripwire.finding import Finding
 from tripwire.monitor import Decision, Monitor
 from tripwire.stats import INPUT_STATS, Sample
@@ -332,28 +330,27 @@ class KerasTripwire(keras.callbacks.Callback):
                                 key)
 
     def _act(self, decision: Decision) -> None:
-        for finding in decision.checkpoint:
-            self._checkpoint(finding)
-        if decision.stop is not None and self._fit_model is not None:
-            self._fit_model.stop_training = True
-        if decision.raise_ is not None:
-            self._teardown()
-            raise RuleTriggered(decision.raise_)
+        self.monitor.execute(decision, _ModelSink(self))
 
-    def _checkpoint(self, finding: Finding) -> None:
-        record = self.monitor.record_path
-        folder = Path(record).parent if record else Path(self.monitor.config.log_dir or "tripwire_checkpoints")
-        path = folder / f"{finding.rule}-step{finding.step}.keras"
-        model = self._fit_model
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            # saved exactly as the user's optimizer: its own class and variables
-            with self.collector.saving() if self.collector is not None else contextlib.nullcontext():
-                if keras.backend.backend() == "jax":
-                    model.jax_state_sync()  # the values are in the trainer's state
-                if not model.optimizer.built and model.trainable_variables:
-                    model.optimizer.build(model.trainable_variables)  # saved with its (fresh) slots
-                model.save(path)
-            log.info("tripwire: saved %s after %s", path, finding.rule)
-        except Exception as exc:  # noqa: BLE001 - a failed checkpoint must not stop training
-            log.error("tripwire: checkpoint for %s failed: %s", finding.rule, exc)
+
+class _ModelSink:
+    """Carries out decisions on the model ``fit`` trains."""
+
+    checkpoint_suffix, checkpoint_root = ".keras", "."
+
+    def __init__(self, callback: KerasTripwire) -> None:
+        self.callback = callback
+
+    def stop(self, finding: Finding) -> None:
+        if self.callback._fit_model is not None:
+            self.callback._fit_model.stop_training = True
+
+    def save_checkpoint(self, path: str) -> None:
+        """Saved exactly as the user's optimizer: its own class and variables."""
+        model, collector = self.callback._fit_model, self.callback.collector
+        with collector.saving() if collector is not None else contextlib.nullcontext():
+            if keras.backend.backend() == "jax":
+                model.jax_state_sync()  # the values are in the trainer's state
+            if not model.optimizer.built and model.trainable_variables:
+                model.optimizer.build(model.trainable_variables)  # saved with its (fresh) slots
+            model.save(path)

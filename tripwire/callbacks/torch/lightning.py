@@ -15,7 +15,8 @@ Schedule (every rank follows it, so DDP ranks decide at the same points):
   train end, whichever comes first), so the GPU never waits for the host: rules then decide
   one batch later;
 - every decision is agreed with ``trainer.strategy.reduce_boolean_decision(flag, all=False)``
-  on every rank, then carried out on every rank (stop, checkpoint, raise).
+  on every rank (:meth:`Monitor.agreed <tripwire.monitor.Monitor.agreed>`), then carried out on
+  every rank by :meth:`Monitor.execute <tripwire.monitor.Monitor.execute>` (checkpoint, stop, raise).
 
 Failures of tripwire's own instrumentation never reach the training loop: the collector runs each
 part under ``monitor.guard`` (:mod:`tripwire.callbacks.torch.parts`) and this adapter guards
@@ -28,13 +29,12 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
 from tripwire.callbacks.torch.parts import COLLECTOR, FLUSH, GRADIENTS, LOSS
 from tripwire.config import FROM_CONFIG, FromConfig
-from tripwire.errors import RuleError, RuleTriggered
+from tripwire.errors import RuleError
 from tripwire.finding import Finding
 from tripwire.monitor import Decision, Monitor
 from tripwire.stats import CATALOGUE, Sample
@@ -69,9 +69,6 @@ class TripwireCallbackImpl:
         self._batch_step = 0
         self._batches_since_val = 0  # training batches since the previous validation: epochs_since_val
         self._collector_state: dict[str, Any] = {}
-        actions = {a for acts in self.monitor.engine.actions.values() for a in acts}
-        self._checkpoints = "checkpoint" in actions
-        self._raises = "raise" in actions
 
     # public ----------------------------------------------------------------------------------------
     @property
@@ -289,7 +286,7 @@ class TripwireCallbackImpl:
         try:
             decision, failed = self.monitor.process(sample), None
         except RuleError as exc:  # strict=True
-            decision, failed = Decision(), exc
+            decision, failed = Decision(step=sample.step, epoch=sample.epoch), exc
         # A rank-local failure (a rule over a rank-local statistic) must end every rank, or the
         # others would wait in their next collective until the process group times out.
         if self.monitor.engine.strict and agree(failed is not None, all=False):
@@ -299,14 +296,8 @@ class TripwireCallbackImpl:
         stop, switch_off = self._agree(trainer, decision.stop is not None, self._collector_broken(trainer))
         if switch_off:
             self._switch_off_collector(trainer)
-        if stop:
-            trainer.should_stop = True
-            if self.monitor.stopped_by is None:  # a rank-local statistic fired on another rank only
-                self.monitor.stopped_by = _elsewhere(sample, "stop")
-        if self._checkpoints and agree(bool(decision.checkpoint), all=False):
-            trainer.save_checkpoint(self._checkpoint_path(trainer, decision, sample))
-        if self._raises and agree(decision.raise_ is not None, all=False):
-            raise RuleTriggered(decision.raise_ or _elsewhere(sample, "raise"))
+        decision = self.monitor.agreed(decision, lambda flag: agree(flag, all=False), stop=stop)
+        self.monitor.execute(decision, _TrainerSink(trainer))
 
     @staticmethod
     def _agree(trainer: Any, stop: bool, broken: bool) -> tuple[bool, bool]:
@@ -342,12 +333,6 @@ class TripwireCallbackImpl:
             self.monitor.guard.fail(COLLECTOR, RuntimeError(
                 f"a part of it failed {where}; it is off on every rank so that the ranks stay in step"))
 
-    def _checkpoint_path(self, trainer: Any, decision: Decision, sample: Sample) -> str:
-        record = self.monitor.record_path
-        folder = os.path.dirname(record) if record else os.path.join(trainer.default_root_dir, "tripwire")
-        rule = decision.checkpoint[0].rule if decision.checkpoint else "rule"
-        return os.path.join(folder, f"tripwire-{rule}-step{sample.step}.ckpt")
-
     def _log_stats(self, trainer: Any, sample: Sample) -> None:
         flat = {}
         for key, series in sample.stats.items():
@@ -362,8 +347,17 @@ class TripwireCallbackImpl:
                 log.warning("tripwire: could not log statistics to %s: %s", type(logger).__name__, exc)
 
 
-def _elsewhere(sample: Sample, action: str) -> Finding:
-    """Stand-in finding for a rank whose own engine did not fire while another rank's did."""
-    return Finding(rule="tripwire", kind=action, step=sample.step, epoch=sample.epoch, severity="error",
-                   subject=None, value=None, threshold=None, message=f"a rule with the {action} action fired on "
-                   "another rank", suggestion="see the findings logged by the other ranks")
+class _TrainerSink:
+    """Carries out decisions on a Lightning ``Trainer`` (every rank: its checkpoint is a collective)."""
+
+    checkpoint_suffix = ".ckpt"
+
+    def __init__(self, trainer: Any) -> None:
+        self.trainer = trainer
+        self.checkpoint_root = trainer.default_root_dir
+
+    def stop(self, finding: Finding) -> None:
+        self.trainer.should_stop = True
+
+    def save_checkpoint(self, path: str) -> None:
+        self.trainer.save_checkpoint(path)

@@ -53,7 +53,6 @@ import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from tripwire.callbacks.missing_framework import missing_framework
@@ -67,10 +66,10 @@ from tripwire.callbacks.xgboost.evals import EvalReader
 from tripwire.callbacks.xgboost.labels import count_labels
 from tripwire.callbacks.xgboost.trees import TreeTracker, booster_kind, learning_rate
 from tripwire.config import FROM_CONFIG, Config
-from tripwire.errors import ConfigError, RuleTriggered
+from tripwire.errors import ConfigError
 from tripwire.failopen import FailOpen
 from tripwire.finding import Finding
-from tripwire.monitor import Decision, Monitor
+from tripwire.monitor import Monitor
 from tripwire.stats import Need, Sample
 
 __all__ = ["XGBoostTripwire"]
@@ -94,7 +93,6 @@ PUBLISH = "storing the findings in the booster"
 class _Session:
     """State of one training session; never pickled (dropped by ``__getstate__``)."""
 
-    monitor: Monitor
     needs: dict[str, list[Need]]
     reader: EvalReader
     tracker: TreeTracker | None
@@ -161,23 +159,42 @@ class XGBoostTripwire(TrainingCallback):
                  labels: Any = None, train_set: str | None = None, val_set: str | None = None,
                  metric: str | None = None, maximize: bool | None = None, run_name: str | None = None) -> None:
         super().__init__()
-        self.config = Config.load(config)
-        self.stop_on = tuple(stop_on) if isinstance(stop_on, Iterable) and not isinstance(stop_on, str) else stop_on
-        self.interval_override, self.log_dir, self.strict, self.run_name = interval, log_dir, strict, run_name
+        #: one monitor for the callback's life, restarted by each training (it pickles without its
+        #: open record and alert threads, for the sklearn API's copies and the dask workers)
+        self.monitor = Monitor(config, stop_on=stop_on, interval=interval, log_dir=log_dir, strict=strict,
+                               framework="xgboost", run_name=run_name)
         self.train_set, self.val_set, self.metric, self.maximize = train_set, val_set, metric, maximize
-        self.findings: list[Finding] = []
-        self.stopped_by: Finding | None = None
-        self.record_path: str | None = None
-        self.switched_off: dict[str, str] = {}
-        checked = self._monitor(is_main=False)  # validates stop_on and the rules now
-        self.interval = checked.interval
-        self.label_counts = None if labels is None else _count(checked.guard, labels)
-        self._switched_off = dict(checked.guard.disabled)  # named again after each training
+        self.label_counts = None if labels is None else _count(self.monitor.guard, labels)
+        self._off_from_the_start = dict(self.monitor.guard.disabled)  # named again after each restart
         self._session: _Session | None = None
 
-    def _monitor(self, is_main: bool) -> Monitor:
-        return Monitor(self.config, stop_on=self.stop_on, interval=self.interval_override, log_dir=self.log_dir,
-                       strict=self.strict, framework="xgboost", is_main=is_main, run_name=self.run_name)
+    @property
+    def config(self) -> Config:
+        return self.monitor.config
+
+    @property
+    def stop_on(self) -> tuple[str, ...]:
+        return self.monitor.stop_on
+
+    @property
+    def interval(self) -> int:
+        return self.monitor.interval
+
+    @property
+    def findings(self) -> list[Finding]:
+        return self.monitor.findings
+
+    @property
+    def stopped_by(self) -> Finding | None:
+        return self.monitor.stopped_by
+
+    @property
+    def record_path(self) -> str | None:
+        return self.monitor.record_path
+
+    @property
+    def switched_off(self) -> dict[str, str]:
+        return dict(self.monitor.guard.disabled)
 
     # pickling (sklearn clone, dask): drop the per-training state, keep settings and results
     def __getstate__(self) -> dict[str, Any]:
@@ -190,8 +207,9 @@ class XGBoostTripwire(TrainingCallback):
 
     # TrainingCallback
     def before_training(self, model: Any) -> Any:
-        monitor = self._monitor(is_main=_rank() == 0)
-        monitor.guard.disabled.update(self._switched_off)
+        monitor = self.monitor
+        monitor.restart(is_main=_rank() == 0)
+        monitor.guard.disabled.update(self._off_from_the_start)
         needs: dict[str, list[Need]] = {}
         for need in monitor.needs():
             needs.setdefault(need.stat, []).append(need)
@@ -204,8 +222,7 @@ class XGBoostTripwire(TrainingCallback):
             log.info("tripwire: no tree statistics for a %s model; tree rules stay silent", kind or "cross-validation")
         reader = EvalReader(train_set=self.train_set, val_set=self.val_set, metric=self.metric,
                             maximize=self.maximize)
-        self.findings, self.stopped_by, self.record_path, self.switched_off = [], None, None, {}
-        self._session = _Session(monitor, needs, reader, tracker, sampled=model.num_boosted_rounds() - 1,
+        self._session = _Session(needs, reader, tracker, sampled=model.num_boosted_rounds() - 1,
                                  eta=learning_rate(model) if "epochs_since_val" in needs else None)
         return model
 
@@ -215,57 +232,53 @@ class XGBoostTripwire(TrainingCallback):
             return False
         s.round, s.evals_log = model.num_boosted_rounds() - 1, evals_log
         try:
-            if evals_log and not s.reader.resolved and s.monitor.guard.ok(LOSSES):
+            if evals_log and not s.reader.resolved and self.monitor.guard.ok(LOSSES):
                 self._resolve(s, evals_log)
-            if (s.round + 1) % s.monitor.interval:
+            if (s.round + 1) % self.monitor.interval:
                 return False
-            decision = s.monitor.process(self._sample(model, s))
-            stop = self._act(model, s, decision)
+            return self._decide(model, s)
         except BaseException:  # training ends here without after_training: flush what we have
-            self._close(model, s)
+            self._close(model)
             raise
-        if decision.raise_ is not None:
-            self._close(model, s)
-            raise RuleTriggered(decision.raise_)
-        return stop
 
     def after_training(self, model: Any) -> Any:
         s = self._session
         if s is None:
             return model
-        decision = Decision()
         try:
             if s.round > s.sampled:  # the rounds after the last sample: recorded, too late to stop
-                decision = s.monitor.process(self._sample(model, s))
-                self._act(model, s, decision)
+                self._decide(model, s)
         finally:
-            self._close(model, s)
-        if decision.raise_ is not None:
-            raise RuleTriggered(decision.raise_)
+            self._close(model)
         return model
 
-    def _close(self, model: Any, s: _Session) -> None:
+    def _decide(self, model: Any, s: _Session) -> bool:
+        """Evaluate a sample and act on it; True when training must stop."""
+        decision = self.monitor.process(self._sample(model, s))
+        if decision.findings:
+            self._publish(model)  # before a checkpoint: the saved booster carries the findings
+        sink = _BoosterSink(model, self.monitor.is_main)
+        self.monitor.execute(decision, sink)
+        return sink.stopping
+
+    def _close(self, model: Any) -> None:
         """End the session: findings into the booster, alerts and the run record flushed."""
         try:
-            self._publish(model, s)
+            self._publish(model)
         finally:  # strict: the error goes on, the session still ends
-            self.record_path = s.monitor.record_path
-            self.switched_off = dict(s.monitor.guard.disabled)
-            s.monitor.close()
+            self.monitor.close()
             self._session = None
 
-    # internals
-    @staticmethod
-    def _resolve(s: _Session, evals_log: dict) -> None:
+    def _resolve(self, s: _Session, evals_log: dict) -> None:
         """Pick the eval sets and the metric; a name the user gave that the run lacks is raised."""
         try:
             s.reader.resolve(evals_log)
         except ConfigError:
             raise
         except Exception as exc:  # noqa: BLE001 - switched off with a warning (strict: raised)
-            s.monitor.guard.fail(LOSSES, exc)
+            self.monitor.guard.fail(LOSSES, exc)
             return
-        if s.monitor.is_main and ({"loss", "val_loss"} & s.needs.keys()):
+        if self.monitor.is_main and ({"loss", "val_loss"} & s.needs.keys()):
             log.info("tripwire: XGBoost losses: %s", s.reader.description)
 
     def _sample(self, model: Any, s: _Session) -> Sample:
@@ -277,7 +290,7 @@ class XGBoostTripwire(TrainingCallback):
             self._add(sample, s, "feature_importance", trees.get("importance"))
             self._add(sample, s, "feature_chances", trees.get("chances"))
         if "loss" in s.needs or "val_loss" in s.needs:
-            train, val = s.monitor.guard.call(LOSSES, s.reader.losses, s.evals_log, fallback=(None, None))
+            train, val = self.monitor.guard.call(LOSSES, s.reader.losses, s.evals_log, fallback=(None, None))
             self._add(sample, s, "loss", train)
             self._add(sample, s, "val_loss", val)
             if val is not None and s.eta is not None:
@@ -288,10 +301,9 @@ class XGBoostTripwire(TrainingCallback):
             self._add(sample, s, "label_count", dict(self.label_counts))
         return sample
 
-    @staticmethod
-    def _trees(model: Any, s: _Session) -> dict[str, Any]:
+    def _trees(self, model: Any, s: _Session) -> dict[str, Any]:
         """Depth and importance of the rounds since the previous sample, each part on its own."""
-        guard, tracker, out = s.monitor.guard, s.tracker, {}
+        guard, tracker, out = self.monitor.guard, s.tracker, {}
         wanted = [(key, part, fn) for key, part, want, fn in (("depth", DEPTH, tracker.want_depth, tracker.depth),
                                                               ("importance", IMPORTANCE, tracker.want_importance,
                                                                tracker.importance))
@@ -314,40 +326,17 @@ class XGBoostTripwire(TrainingCallback):
         for need in s.needs.get(stat, ()):
             sample.add(need, value)
 
-    def _act(self, model: Any, s: _Session, decision: Decision) -> bool:
-        """Record new findings, save checkpoints; True when training must stop."""
-        if not decision.findings:
-            return False
-        self.findings = list(s.monitor.findings)
-        self.stopped_by = s.monitor.stopped_by
-        self._publish(model, s)
-        for finding in decision.checkpoint:
-            self._checkpoint(model, s, finding)
-        return decision.stop is not None
-
-    def _publish(self, model: Any, s: _Session) -> None:
+    def _publish(self, model: Any) -> None:
         """Write the findings into the booster's attributes (they travel with the model)."""
-        s.monitor.guard.call(PUBLISH, lambda: model.set_attr(**self._attributes(s)))
+        self.monitor.guard.call(PUBLISH, lambda: model.set_attr(**self._attributes()))
 
-    def _attributes(self, s: _Session) -> dict[str, str | None]:
+    def _attributes(self) -> dict[str, str | None]:
+        reader = self._session.reader
         return {
             FINDINGS_ATTR: json.dumps([f.to_dict() for f in self.findings]),
             STOPPED_ATTR: None if self.stopped_by is None else self.stopped_by.to_json(),
-            LOSSES_ATTR: s.reader.description if s.reader.resolved else None,
+            LOSSES_ATTR: reader.description if reader.resolved else None,
         }
-
-    def _checkpoint(self, model: Any, s: _Session, finding: Finding) -> None:
-        if not s.monitor.is_main or not hasattr(model, "save_model"):
-            return
-        record = s.monitor.record_path
-        directory = Path(record).parent if record else Path(s.monitor.config.log_dir or ".")
-        path = directory / f"xgboost-round{finding.step}-{finding.rule}.ubj"
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-            model.save_model(str(path))
-            log.info("tripwire: %s: saved the booster to %s", finding.rule, path)
-        except Exception as exc:  # noqa: BLE001 - a failed checkpoint must not stop training
-            log.error("tripwire: %s: cannot save the booster to %s: %s", finding.rule, path, exc)
 
     # reading findings back from a model (dask workers, a saved model)
     @staticmethod
@@ -363,3 +352,20 @@ class XGBoostTripwire(TrainingCallback):
         booster = model.get_booster() if hasattr(model, "get_booster") else model
         text = booster.attr(STOPPED_ATTR)
         return Finding.from_dict(json.loads(text)) if text else None
+
+
+class _BoosterSink:
+    """Carries out decisions on the booster: the main worker saves it; a stop is the return value
+    of ``after_iteration``."""
+
+    checkpoint_suffix, checkpoint_root = ".ubj", "."
+
+    def __init__(self, model: Any, is_main: bool) -> None:
+        self.model, self.is_main, self.stopping = model, is_main, False
+
+    def stop(self, finding: Finding) -> None:
+        self.stopping = True
+
+    def save_checkpoint(self, path: str) -> None:
+        if self.is_main and hasattr(self.model, "save_model"):  # cross-validation's model has none
+            self.model.save_model(path)
