@@ -24,7 +24,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
-from tripwire.config import FROM_CONFIG, ChannelsConfig, Config
+from tripwire.arguments import shared_arguments
+from tripwire.config import FROM_CONFIG, ChannelsConfig, Config, FromConfig
 from tripwire.decision import CHECKPOINT_FOLDER, Decision, DecisionSink, checkpoint_name, stand_in
 from tripwire.engine import Engine
 from tripwire.errors import ConfigError, RuleTriggered
@@ -37,21 +38,15 @@ log = logging.getLogger("tripwire")
 __all__ = ["Decision", "DecisionSink", "Monitor"]
 
 
+@shared_arguments
 class Monitor:
     """Engine + actions + run record for one training run.
 
     Args:
         config: path, YAML text, dict, :class:`~tripwire.config.Config` or None (defaults).
-        stop_on: rule names that also stop training.
-        interval: statistics are collected every ``interval`` optimizer steps (overrides config).
-        log_dir: run record directory (overrides config); ``None`` (or ``False``) writes no record,
-            like ``log_dir: null`` in YAML; left out (:data:`~tripwire.config.FROM_CONFIG`), the
-            config's ``log_dir`` (default ``tripwire_runs``).
-        strict: re-raise rule failures (and failures of the instrumentation); None: the config's
-            ``strict``.
+        {shared arguments}
         framework: ``torch``, ``keras`` or ``xgboost``.
         is_main: whether this process alerts and writes the record (rank 0).
-        run_name: name of the run record directory under ``log_dir``; defaults to a timestamp.
 
     Raises:
         ConfigError: an invalid config, or a ``package.module:function`` action that does not
@@ -59,7 +54,7 @@ class Monitor:
     """
 
     def __init__(self, config: Any = None, *, stop_on: Iterable[str] = (), interval: int | None = None,
-                 log_dir: str | os.PathLike | bool | None = FROM_CONFIG, strict: bool | None = None,
+                 log_dir: str | bool | FromConfig | None = FROM_CONFIG, strict: bool | None = None,
                  framework: str | None = None, is_main: bool = True, run_name: str | None = None) -> None:
         cfg = Config.load(config)
         overrides: dict[str, Any] = {"interval": interval, "strict": strict}

@@ -93,6 +93,7 @@ model:
     cb = next(c for c in cli.trainer.callbacks if isinstance(c, LightningTripwire))
     assert cb.monitor.interval == 2 and cb.stopped_by is not None and cb.stopped_by.rule == "dead_relu"
     assert cli.trainer.global_step < 6
+    assert cb.monitor.config.log_dir is None  # YAML's false, not a directory named "False"
 
 
 def test_quickstart_example_stops_the_faulty_run(tmp_path, monkeypatch):

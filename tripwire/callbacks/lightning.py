@@ -23,11 +23,13 @@ try:
 except ModuleNotFoundError as exc:
     raise missing_framework("LightningTripwire", exc) from exc
 
+from tripwire.arguments import shared_arguments
 from tripwire.callbacks.torch.lightning import TripwireCallbackImpl
 
 __all__ = ["LightningTripwire"]  # PLTripwire: see the module __getattr__
 
 
+@shared_arguments
 class LightningTripwire(TripwireCallbackImpl, pl.Callback):
     """Catch broken training runs while they happen (``lightning.pytorch``).
 
@@ -39,17 +41,10 @@ class LightningTripwire(TripwireCallbackImpl, pl.Callback):
     Args:
         config: YAML path or text, a dict, a :class:`tripwire.Config`, or None for the
             default rule set (tuned to stay silent on healthy runs).
-        stop_on: rule names that also stop training.
-        interval: optimizer steps between sampled steps (overrides the config).
-        log_dir: run record directory (overrides the config); ``None`` (or ``False``) writes no
-            record, like ``log_dir: null`` in YAML; left out, the config's (default ``tripwire_runs``).
-        strict: re-raise a rule's internal error instead of disabling the rule (and a failure of
-            the instrumentation instead of switching that part off); None: the config's ``strict``.
+        {shared arguments}
         batch_fn: ``batch -> (inputs, labels)`` for batches that are not ``(x, y)`` or a dict
             with common keys (``input_ids``/``x``/``inputs`` and ``labels``/``y``/``target``).
         name: distinguishes two instances in one Trainer (their checkpoint ``state_key``).
-        run_name: name of the run record directory under ``log_dir``; defaults to a timestamp.
-            A run resumed from a checkpoint continues the record of the run it resumes.
 
     Attributes:
         findings: every :class:`tripwire.Finding` so far.

@@ -19,11 +19,13 @@ try:
 except ModuleNotFoundError as exc:
     raise missing_framework("PLTripwire", exc) from exc
 
+from tripwire.arguments import shared_arguments
 from tripwire.callbacks.torch.lightning import TripwireCallbackImpl
 
 __all__ = ["LightningTripwire", "PLTripwire"]
 
 
+@shared_arguments
 class PLTripwire(TripwireCallbackImpl, pl.Callback):
     """:class:`tripwire.LightningTripwire` for ``pytorch_lightning``; same arguments and behaviour."""
 

@@ -21,6 +21,7 @@ import contextlib
 import functools
 import logging
 import math
+from collections.abc import Iterable
 from typing import Any
 
 from tripwire.callbacks.missing_framework import missing_framework
@@ -30,6 +31,7 @@ try:
 except ModuleNotFoundError as exc:
     raise missing_framework("KerasTripwire", exc) from exc
 
+from tripwire.arguments import shared_arguments
 from tripwire.callbacks.keras import data as keras_data
 from tripwire.callbacks.keras import optimizer as keras_optimizer
 from tripwire.callbacks.keras.buffer import to_numpy
@@ -37,7 +39,7 @@ from tripwire.callbacks.keras.collector import SETUP, Collector
 from tripwire.callbacks.keras.init import INIT_STATS, init_stats
 from tripwire.callbacks.keras.jax import JaxState
 from tripwire.callbacks.no_gradient import NoGradientNotice
-from tripwire.config import FROM_CONFIG
+from tripwire.config import FROM_CONFIG, FromConfig
 from tripwire.finding import Finding
 from tripwire.monitor import Decision, Monitor
 from tripwire.stats import INPUT_STATS, Sample
@@ -62,6 +64,7 @@ def _cleaning_up(hook):
     return guarded
 
 
+@shared_arguments
 class KerasTripwire(keras.callbacks.Callback):
     """Watch a ``model.fit`` run with tripwire rules; stop, alert, checkpoint or raise on findings.
 
@@ -88,19 +91,13 @@ class KerasTripwire(keras.callbacks.Callback):
     Args:
         config: path of a YAML file, YAML text, a dict, a :class:`tripwire.Config`, or None for the
             default rule set.
-        stop_on: rule names that also stop training.
-        interval: optimizer steps between sampled steps (overrides the config).
-        log_dir: run record directory (overrides the config); ``None`` (or ``False``) writes no
-            record, like ``log_dir: null`` in YAML; left out, the config's (default ``tripwire_runs``).
-        strict: re-raise a rule's internal error instead of disabling the rule (and a failure of
-            the instrumentation instead of switching that part off); None: the config's ``strict``.
+        {shared arguments}
         train_data: ``(x, y)`` arrays or an iterable of ``(x, y)`` batches to compute the data
             statistics (class counts, input scale, token share) from, once, before training.
             Without it they come from the batches ``fit`` trains on (sampled steps).
         validation_data: ``(x, y)`` arrays or batches to compute the confusion matrix from at the
             end of each epoch (with ``model.predict``). Without it the confusion matrix comes from
             the validation run of ``fit``, when there is one.
-        run_name: name of the run record; defaults to a timestamp.
 
     Attributes:
         findings: every finding so far, in order.
@@ -108,9 +105,9 @@ class KerasTripwire(keras.callbacks.Callback):
         monitor: the :class:`tripwire.Monitor` behind the callback.
     """
 
-    def __init__(self, config: Any = None, *, stop_on=(), interval: int | None = None,
-                 log_dir=FROM_CONFIG, strict: bool | None = None, train_data=None, validation_data=None,
-                 run_name: str | None = None) -> None:
+    def __init__(self, config: Any = None, *, stop_on: Iterable[str] = (), interval: int | None = None,
+                 log_dir: str | bool | FromConfig | None = FROM_CONFIG, strict: bool | None = None,
+                 train_data=None, validation_data=None, run_name: str | None = None) -> None:
         super().__init__()
         self.monitor = Monitor(config, stop_on=stop_on, interval=interval, log_dir=log_dir, strict=strict,
                                framework="keras", run_name=run_name)

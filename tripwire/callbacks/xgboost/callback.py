@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,10 +61,11 @@ try:
 except ModuleNotFoundError as exc:
     raise missing_framework("XGBoostTripwire", exc) from exc
 
+from tripwire.arguments import shared_arguments
 from tripwire.callbacks.xgboost.evals import EvalReader
 from tripwire.callbacks.xgboost.labels import count_labels
 from tripwire.callbacks.xgboost.trees import TreeTracker, booster_kind, learning_rate
-from tripwire.config import FROM_CONFIG, Config
+from tripwire.config import FROM_CONFIG, Config, FromConfig
 from tripwire.errors import ConfigError
 from tripwire.failopen import FailOpen
 from tripwire.finding import Finding
@@ -123,20 +123,14 @@ def _rank() -> int:
         return 0
 
 
+@shared_arguments
 class XGBoostTripwire(TrainingCallback):
     """Catch broken boosting runs while they train: tree depth, feature importance, losses, labels.
 
     Args:
         config: path, YAML text, dict, :class:`~tripwire.config.Config`, or None for the default
             rule set (the rules that apply to XGBoost).
-        stop_on: rule names that also stop training.
-        interval: boosting rounds between samples (overrides the config; default 10). Rules see
-            one sample per ``interval`` rounds, so ``patience`` counts samples.
-        log_dir: run record directory (overrides the config); ``None`` (or ``False``) writes no
-            record, like ``log_dir: null`` in YAML; left out, the config's (default ``tripwire_runs``).
-        strict: re-raise rule failures, and failures of tripwire's own code (reading the trees,
-            ``evals_log``, the labels), instead of switching the rule or part off with a warning;
-            None: the config's ``strict``.
+        {shared arguments}
         labels: the training labels, for ``class_imbalance``; counted once, only counts are kept.
         train_set: name of the eval set that is the training data (default: the first named
             like ``train``; sklearn: ``validation_0`` when there are two or more).
@@ -144,7 +138,6 @@ class XGBoostTripwire(TrainingCallback):
         metric: the metric used as the loss (default: the last lower-is-better one reported).
         maximize: whether ``metric`` rises as the model improves (default: known for the built-in
             metrics; rising metrics are used as ``1 - value``).
-        run_name: name of the run record.
 
     Attributes (of the latest training): ``findings``, ``stopped_by``, ``record_path``, and
     ``switched_off``: ``{part: "Error: message"}`` of the parts of tripwire that failed and were
@@ -155,7 +148,7 @@ class XGBoostTripwire(TrainingCallback):
     """
 
     def __init__(self, config: Any = None, *, stop_on: Iterable[str] = (), interval: int | None = None,
-                 log_dir: str | os.PathLike | bool | None = FROM_CONFIG, strict: bool | None = None,
+                 log_dir: str | bool | FromConfig | None = FROM_CONFIG, strict: bool | None = None,
                  labels: Any = None, train_set: str | None = None, val_set: str | None = None,
                  metric: str | None = None, maximize: bool | None = None, run_name: str | None = None) -> None:
         super().__init__()
