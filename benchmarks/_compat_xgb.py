@@ -107,22 +107,22 @@ def _params(objective: str, booster: str) -> dict[str, Any]:
 
 
 def _callback(config: dict | None) -> tuple[list, XGBoostTripwire | None, list, list]:
-    """``(callbacks, callback, samples, monitors)``: the callback makes one monitor per training
-    (copies made by the sklearn API included); every sample of each is kept."""
+    """``(callbacks, callback, samples, monitors)``: the monitor of each training (of copies made by
+    the sklearn API too) and every sample it processes are kept."""
     if config is None:
         return [], None, [], []
-    tw = XGBoostTripwire(config, log_dir=False)
     samples: list = []
     monitors: list = []
-    make = tw._monitor
 
-    def monitor(is_main: bool):
-        m = make(is_main)
-        monitors.append(m)
-        keep_samples(m, samples)
-        return m
+    class Watched(XGBoostTripwire):
+        def before_training(self, model):
+            model = super().before_training(model)
+            vars(self.monitor).pop("process", None)  # a copy's monitor: the watch of the one it copied
+            monitors.append(self.monitor)
+            keep_samples(self.monitor, samples)
+            return model
 
-    tw._monitor = monitor
+    tw = Watched(config, log_dir=False)
     return [tw], tw, samples, monitors
 
 

@@ -227,3 +227,13 @@ def test_a_copy_of_an_open_monitor_keeps_findings_but_not_the_open_record(tmp_pa
     for twin in (pickle.loads(pickle.dumps(m)), copy.deepcopy(m)):
         assert twin.findings == m.findings and twin._record is None and twin.record_path == m.record_path
     m.close(print_summary=False)
+
+
+def test_the_schedule_samples_the_first_step_then_every_interval_th():
+    m = Monitor({"interval": 4}, log_dir=False)
+    assert [s for s in range(13) if m.due(s)] == [0, 4, 8, 12]
+    # several steps between two callbacks: the latest sampled one of each stretch, None when none is
+    stretches = [(0, 3), (3, 8), (8, 9), (9, 12), (12, 20), (5, 5)]
+    assert [m.latest_due(a, b) for a, b in stretches] == [0, 4, 8, None, 16, None]
+    assert all(m.latest_due(a, b) == max([s for s in range(a, b) if m.due(s)], default=None)
+               for a in range(30) for b in range(a, 40))

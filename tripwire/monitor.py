@@ -42,6 +42,16 @@ __all__ = ["Decision", "DecisionSink", "Monitor"]
 class Monitor:
     """Engine + actions + run record for one training run.
 
+    Steps: a step is the 0-based index of an optimizer step (XGBoost: of a boosting round), which
+    is also the number of steps completed before it; Lightning's ``trainer.global_step`` when the
+    step's batch starts, XGBoost's ``epoch``. The schedule is the monitor's: step ``S`` is sampled
+    when :meth:`due` says so (``S % interval == 0``: 0, 10, 20, ...), so the first sample comes
+    with the first step, and a run resumed at step ``S`` samples the steps an uninterrupted run
+    would. A sample of a sampled step holds that step's statistics (its batch, gradients, the
+    weights it updated) and carries its step. A sample taken between steps (the initial weights
+    and data, a validation, the end of an epoch) carries the number of steps completed so far,
+    which is the next step's index. A finding's ``step`` is its sample's.
+
     Args:
         config: path, YAML text, dict, :class:`~tripwire.config.Config` or None (defaults).
         {shared arguments}
@@ -88,6 +98,29 @@ class Monitor:
     def interval(self) -> int:
         """Optimizer steps between sampled steps."""
         return self.config.interval
+
+    def due(self, step: int) -> bool:
+        """Whether step ``step`` (0-based) is sampled: 0, ``interval``, 2 ``interval``, ...
+
+        Example:
+            >>> m = Monitor(interval=10, log_dir=False)
+            >>> [s for s in range(35) if m.due(s)]
+            [0, 10, 20, 30]
+        """
+        return step % self.interval == 0
+
+    def latest_due(self, start: int, stop: int) -> int | None:
+        """The latest sampled step of ``range(start, stop)``, or None: for a framework that runs
+        several steps between two of its callbacks (Keras with ``steps_per_execution > 1``).
+
+        Example:
+            >>> m = Monitor(interval=10, log_dir=False)
+            >>> m.latest_due(0, 1), m.latest_due(1, 10), m.latest_due(1, 25), m.latest_due(5, 5)
+            (0, None, 20, None)
+        """
+        last = stop - 1
+        due = last - last % self.interval
+        return due if last >= start and due >= start else None
 
     def needs(self) -> set[Need]:
         """Statistics the enabled rules need."""

@@ -19,7 +19,7 @@ def test_runs_on_jax(result):
 
 
 def test_gradients_equal_jax_grad(result):
-    assert result["sampled"] == [1]
+    assert result["sampled"] == [0]
     assert result["grad_norm"] == pytest.approx(result["grad_norm_reference"], rel=1e-4)
 
 
@@ -34,14 +34,15 @@ def test_activation_statistics_match_numpy(result):
 
 
 def test_only_interval_steps_are_sampled_and_the_state_is_read_without_a_sync(result):
-    # 2 epochs of 32 micro-batches, 2 per optimizer step: 32 steps, sampled every 5
-    assert result["accumulated_steps"] == [5, 10, 15, 20, 25, 30]
+    # 2 epochs of 32 micro-batches, 2 per optimizer step: 32 steps, sampled every 5 from the first
+    assert result["accumulated_steps"] == [0, 5, 10, 15, 20, 25, 30]
     assert result["unsynced_syncs"] == 2  # fit's own, once per epoch
-    # the learning rate as Keras computes it: the schedule at the optimizer's iteration count, which
-    # under gradient accumulation (2 here) counts micro-batches; fresh, although nothing synced
+    # the learning rate the sampled step applied, as Keras computes it: the schedule at the optimizer's
+    # iteration count, which under gradient accumulation (2 here) counts micro-batches (step S updates
+    # at its second, count 2S + 1); fresh, although nothing synced
     assert [step for step, _ in result["lr"]][:-1] == result["accumulated_steps"]  # + the final flush
     for step, lr in result["lr"][:-1]:
-        assert lr == pytest.approx(1e-3 * 0.99 ** (2 * step), rel=1e-4), step
+        assert lr == pytest.approx(1e-3 * 0.99 ** (2 * step + 1), rel=1e-4), step
 
 
 def test_planted_faults_fire(result):
@@ -51,10 +52,10 @@ def test_planted_faults_fire(result):
 
 
 def test_checkpoint_action_saves_the_model_during_training(result):
-    # saved at the finding (step 4, mid-epoch: the values were in the trainer's state), with the
+    # saved at the finding (step 2, mid-epoch: the values were in the trainer's state), with the
     # user's Adam variables only (2 + 2 per weight of the 3-layer MLP)
-    assert result["checkpoint_action"] == [["dead_relu-step4.keras"], 14]
-    assert result["checkpoint_trained"]  # the weights after 4 steps (the head's bias starts at 0)
+    assert result["checkpoint_action"] == [["tripwire-dead_relu-step2.keras"], 14]
+    assert result["checkpoint_trained"]  # the weights after 3 steps (the head's bias starts at 0)
 
 
 def test_healthy_run_is_silent_and_checkpoints_load(result):

@@ -62,7 +62,7 @@ def test_stop_action_ends_fit_within_the_interval():
     model = mlp(bias_initializer=keras.initializers.Constant(-10.0))
     tw, _, history = fit(model, x, y, config={"rules": {"dead_relu": {"patience": 1}}}, epochs=5,
                          callback_kwargs={"stop_on": ["dead_relu"]})
-    assert tw.stopped_by.rule == "dead_relu" and tw.stopped_by.step == 2
+    assert tw.stopped_by.rule == "dead_relu" and tw.stopped_by.step == 0  # the first step is sampled
     assert len(history.history["loss"]) == 1
     _assert_clean(model)
 
@@ -112,7 +112,7 @@ def test_only_sampled_steps_run_the_instrumented_train_function():
     tw = KerasTripwire({"rules": {"vanishing_gradient": {}, "small_updates": {}}}, interval=5, log_dir=False)
     spy = Spy(tw)
     model.fit(x, y, batch_size=64, epochs=1, verbose=0, callbacks=[tw, spy])
-    assert [i + 1 for i, hit in enumerate(spy.instrumented) if hit] == [5, 10, 15, 20]
+    assert [step for step, hit in enumerate(spy.instrumented) if hit] == [0, 5, 10, 15]
 
 
 def test_subclassed_model_gets_gradient_and_activation_statistics():
@@ -137,10 +137,10 @@ def test_state_dict_resumes_patience_in_a_new_callback():
     x, y = classification(n=128)
     model = mlp(bias_initializer=keras.initializers.Constant(-10.0))
     config = {"rules": {"dead_relu": {"patience": 3}}}
-    first, _, _ = fit(model, x, y, config=config, interval=2, epochs=1, batch_size=64)  # one sample (step 2)
+    first, _, _ = fit(model, x, y, config=config, interval=2, epochs=1, batch_size=64)  # one sample (step 0)
     assert first.findings == []
     state = json.loads(json.dumps(first.state_dict()))  # plain JSON: store it next to your checkpoint
     second = KerasTripwire(config, interval=2, log_dir=False)
     second.load_state_dict(state)
-    model.fit(x, y, batch_size=64, epochs=2, verbose=0, callbacks=[second])  # samples at steps 4 and 6
-    assert [f.step for f in second.findings] == [6]  # the third dead sample in a row, counting the first run's
+    model.fit(x, y, batch_size=64, epochs=2, verbose=0, callbacks=[second])  # samples at steps 2 and 4
+    assert [f.step for f in second.findings] == [4]  # the third dead sample in a row, counting the first run's

@@ -48,7 +48,7 @@ def test_an_unused_head_gets_one_warning_and_no_learning_rate_advice(config, cap
     tw, rec, _ = fit(model, x, y, config=config, epochs=1)
     assert tw.findings == []
     (warning,) = warnings_about_no_gradient(caplog)
-    assert warning.startswith("tripwire: 2 trainable parameters got no gradient at step 2 (net/spare/kernel, "
+    assert warning.startswith("tripwire: 2 trainable parameters got no gradient at step 0 (net/spare/kernel, "
                               "net/spare/bias)")
     used = {"net/hidden/kernel", "net/hidden/bias", "net/head/kernel", "net/head/bias"}
     ratios = rec.with_key("update_ratio")

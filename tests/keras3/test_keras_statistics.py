@@ -59,7 +59,7 @@ def _check_grads(sample, ref, rel=1e-4):
 
 def test_gradients_equal_a_gradient_tape_reference():
     _, _, _, ref, steps = one_step(keras.optimizers.SGD(0.1))
-    assert [s.step for s in steps] == [1]
+    assert [s.step for s in steps] == [0]
     _check_grads(steps[0], ref)
 
 
@@ -88,7 +88,7 @@ def test_mixed_precision_gradients_are_unscaled():
 
 def test_gradient_accumulation_reports_the_mean_gradient_once_per_real_step():
     _, _, _, ref, steps = one_step(keras.optimizers.SGD(0.1, gradient_accumulation_steps=2), micro_batches=2)
-    assert [s.step for s in steps] == [1]  # two micro-batches, one optimizer step
+    assert [s.step for s in steps] == [0]  # two micro-batches, one optimizer step
     _check_grads(steps[0], ref)
 
 
@@ -154,10 +154,10 @@ def test_update_ratio_between_samples_uses_the_step_before():
     rec, weights = Recorder(tw), Weights()
     model.fit(x, y, batch_size=64, epochs=1, verbose=0, callbacks=[weights, tw])
     got = rec.series("update_ratio", "net/hidden0/kernel")
-    assert [step for step, _ in got] == [4, 8, 12]
-    w = weights.seen
+    assert [step for step, _ in got] == [0, 4, 8]
+    w = weights.seen  # w[t]: the weights step t starts from
     assert [v for _, v in got] == pytest.approx(
-        [np.linalg.norm(w[t] - w[t - 1]) / np.linalg.norm(w[t - 1]) for t in (4, 8, 12)], rel=1e-4)
+        [np.linalg.norm(w[t + 1] - w[t]) / np.linalg.norm(w[t]) for t in (0, 4, 8)], rel=1e-4)
 
 
 def test_unchanged_check_settles_by_norms_then_distance_then_elementwise():

@@ -23,8 +23,8 @@ def test_gradients_equal_autograd(result):
 
 
 def test_only_interval_steps_are_sampled(result):
-    # 32 micro-batches, 2 per optimizer step: 16 steps, sampled at 5, 10, 15
-    assert result["sampled_steps"] == [5, 10, 15]
+    # 32 micro-batches, 2 per optimizer step: 16 steps, sampled at 0, 5, 10, 15
+    assert result["sampled_steps"] == [0, 5, 10, 15]
 
 
 def test_planted_faults_fire(result):

@@ -43,9 +43,9 @@ def test_stop_returns_true_at_the_sampled_round_after_recording(tmp_path):
     cb = XGBoostTripwire(DEPTH, stop_on=["tree_depth"], interval=5, log_dir=tmp_path)
     bst = xgb.train({}, dmatrix(), 50, callbacks=[Rounds({7: 9}), cb, later])
 
-    assert cb.stopped_by is not None and cb.stopped_by.step == 9 and cb.stopped_by.value == 9
-    assert bst.num_boosted_rounds() == 10
-    assert later.seen == 9  # XGBoost skipped the callbacks after ours in the stopping round
+    assert cb.stopped_by is not None and cb.stopped_by.step == 10 and cb.stopped_by.value == 9  # rounds 0, 5, 10
+    assert bst.num_boosted_rounds() == 11
+    assert later.seen == 10  # XGBoost skipped the callbacks after ours in the stopping round
     assert XGBoostTripwire.findings_of(bst) == cb.findings
     assert XGBoostTripwire.stopped_by_of(bst) == cb.stopped_by
     with Run(cb.record_path) as run:
@@ -57,11 +57,11 @@ def test_raise_action_raises_rule_triggered_and_keeps_the_record(tmp_path):
                          run_name="raised")
     with pytest.raises(RuleTriggered) as err:
         xgb.train({}, dmatrix(), 30, callbacks=[Rounds({12: 8}), cb])
-    assert err.value.finding.kind == "tree_depth" and err.value.finding.step == 19
+    assert err.value.finding.kind == "tree_depth" and err.value.finding.step == 20
     assert cb.findings == [err.value.finding]
     assert cb.record_path is not None
     with Run(tmp_path / "raised") as run:  # closed and flushed before raising
-        assert [f.step for f in run.findings] == [19]
+        assert [f.step for f in run.findings] == [20]
 
 
 def test_checkpoint_action_saves_the_booster_in_the_run_directory(tmp_path):
@@ -69,8 +69,8 @@ def test_checkpoint_action_saves_the_booster_in_the_run_directory(tmp_path):
                          run_name="ckpt")
     bst = xgb.train({}, dmatrix(), 30, callbacks=[Rounds({3: 8}), cb])
     [saved] = (tmp_path / "ckpt").glob("*.ubj")
-    assert saved.name == "tripwire-tree_depth-step9.ubj"
-    assert xgb.Booster(model_file=str(saved)).num_boosted_rounds() == 10
+    assert saved.name == "tripwire-tree_depth-step10.ubj"
+    assert xgb.Booster(model_file=str(saved)).num_boosted_rounds() == 11
     assert bst.num_boosted_rounds() == 30  # checkpoint alone does not stop
 
 
@@ -132,7 +132,7 @@ def test_user_action_is_called_at_the_first_finding_and_a_misspelled_one_fails_a
     cb = XGBoostTripwire({"rules": {"tree_depth": {"max_depth": 5, "actions": ["test_xgb_actions:notify"]}}},
                          interval=5, log_dir=False)
     xgb.train({}, dmatrix(), 10, callbacks=[Rounds({2: 8}), cb])
-    assert NOTIFIED == [("tree_depth", 4)] and [f.step for f in cb.findings] == [4]
+    assert NOTIFIED == [("tree_depth", 5)] and [f.step for f in cb.findings] == [5]
     with pytest.raises(ConfigError) as err:
         XGBoostTripwire({"rules": {"tree_depth": {"actions": ["test_xgb_actions:notfy"]}}})
     assert err.value.path == "rules.tree_depth.actions.0"

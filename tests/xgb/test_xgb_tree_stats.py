@@ -88,8 +88,8 @@ def test_sampling_every_interval_covers_every_round(data, tmp_path):
     steps, depths = recorded(cb, "tree_depth")
     per_round = reference_depths(bst, 1)
     assert per_round[2] == 9 and max(per_round[5:]) == 3
-    assert steps.tolist() == [4, 9]
-    assert depths.astype(int).tolist() == [9, 3]
+    assert steps.tolist() == [0, 5, 9]  # round 5 covers rounds 1..5, the last sample rounds 6..9
+    assert depths.astype(int).tolist() == [2, 9, 3]
 
 
 def test_importance_is_normalized_total_gain_with_zeros_and_names(data, tmp_path):
@@ -105,11 +105,11 @@ def test_importance_is_normalized_total_gain_with_zeros_and_names(data, tmp_path
     with Run(cb.record_path) as run:
         assert run.subjects("feature_importance") == sorted(names)
         shares = {n: run.series("feature_importance", n)[1] for n in names}
-    assert all(len(v) == 3 for v in shares.values())  # rounds 3, 7, 11
+    assert all(len(v) == 4 for v in shares.values())  # rounds 0, 4, 8, and 11 at the end
     assert sum(v[-1] for v in shares.values()) == pytest.approx(1.0)
     for n in names:
         assert shares[n][-1] == pytest.approx(full.get(n, 0.0) / total, rel=1e-5)
-    assert "col_7" not in full and shares["col_7"].tolist() == [0.0, 0.0, 0.0]
+    assert "col_7" not in full and shares["col_7"].tolist() == [0.0] * 4
 
 
 def test_continued_training_counts_only_new_trees_for_depth_and_all_for_importance(data):

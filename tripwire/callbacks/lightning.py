@@ -51,7 +51,8 @@ class LightningTripwire(TripwireCallbackImpl, pl.Callback):
         stopped_by: the finding that stopped training, or None.
         monitor: the :class:`tripwire.Monitor` (engine, alerts, run record).
 
-    Schedule: step ``S`` is sampled when ``S % interval == 0``; its statistics are flushed after
+    Schedule: step ``S`` (``trainer.global_step`` when its batch starts) is sampled when
+    :meth:`tripwire.Monitor.due` says so (0, ``interval``, ...); its statistics are flushed after
     its optimizer step. On CUDA the host copy is non-blocking and the rules see it at the next
     training batch end (one batch later), so the GPU never waits for tripwire. Under DDP every
     rank reduces the per-rank statistics with one collective per flush and agrees on each

@@ -140,19 +140,18 @@ class KerasTripwire(keras.callbacks.Callback):
         model = self._fit_model = self.model  # read once: on JAX every read syncs the state
         needs = self.monitor.needs()
         self._wanted = {n.stat for n in needs}
-        self._interval = self.monitor.interval
         self._loss_key = self.monitor.config.metrics.train_loss
         self._k = keras_optimizer.accumulation_steps(model.optimizer)
         counter = keras_optimizer.counting_optimizer(model.optimizer)
         self._micro = int(to_numpy(counter._iterations))
-        self._flushed_at = self._micro // self._k
+        self._flushed_at = self._micro // self._k  # optimizer steps completed at the latest flush
         self._epoch, self._batches, self._cum = 0, 0, 0.0
         self._pending_sum, self._pending_n, self._nonfinite = 0.0, 0, 0
         self._shapes_sent = False  # param_ndim goes with the first sample that has parameter statistics
         self._nan_flushed = False
         self._validated = False
         guard = self.monitor.guard
-        self.collector = guard.call(SETUP, Collector, model, needs, self._interval, data=self.train_data is None,
+        self.collector = guard.call(SETUP, Collector, model, needs, self.monitor.interval, data=self.train_data is None,
                                     confusion=self.validation_data is None, selects=True, guard=guard)
         self._no_gradient = NoGradientNotice()
         if self.collector is not None:
@@ -183,10 +182,8 @@ class KerasTripwire(keras.callbacks.Callback):
 
     def on_train_batch_begin(self, batch: int, logs=None) -> None:
         if self.collector is not None:
-            upcoming = self._micro + 1
-            update = upcoming % self._k == 0
-            step = upcoming // self._k
-            self.collector.select(update and step % self._interval == 0, steps_done=self._micro)
+            update = (self._micro + 1) % self._k == 0  # this batch completes an optimizer step
+            self.collector.select(update and self.monitor.due(self._micro // self._k), steps_done=self._micro)
 
     @_cleaning_up
     def on_train_batch_end(self, batch: int, logs=None) -> None:
@@ -205,10 +202,10 @@ class KerasTripwire(keras.callbacks.Callback):
             if not math.isfinite(float(loss)):
                 self._nonfinite += delta
                 nan_now = not self._nan_flushed
-        step = self._micro // self._k
-        if step // self._interval > self._flushed_at // self._interval or nan_now:
+        due = self.monitor.latest_due(self._flushed_at, self._micro // self._k)  # a sampled step ended
+        if due is not None or nan_now:
             self._nan_flushed = self._nan_flushed or nan_now
-            self._flush(step)
+            self._flush(self._current_step() if due is None else due)
 
     @_cleaning_up
     def on_test_begin(self, logs=None) -> None:
@@ -240,7 +237,7 @@ class KerasTripwire(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None) -> None:
         try:
-            self._flush(self._micro // self._k, final=True)
+            self._flush(self._current_step(), final=True)
         finally:
             self._teardown()
 
@@ -266,8 +263,12 @@ class KerasTripwire(keras.callbacks.Callback):
             sample.add("loss_nonfinite", float(self._nonfinite))
         self._pending_sum, self._pending_n, self._nonfinite = 0.0, 0, 0
 
+    def _current_step(self) -> int:
+        """The step (0-based) the latest batch belongs to."""
+        return max(self._micro - 1, 0) // self._k
+
     def _flush(self, step: int, final: bool = False) -> None:
-        self._flushed_at = step
+        self._flushed_at = self._micro // self._k
         sample = Sample(step=step, epoch=self._epoch)
         if self.collector is not None:
             stats = self.monitor.guard.call("reading the statistics", self._read_statistics, step, final)
@@ -293,13 +294,14 @@ class KerasTripwire(keras.callbacks.Callback):
         return stats
 
     def _add_learning_rate(self, sample: Sample) -> None:
-        """The learning rate the optimizer applies now (a schedule at its step count)."""
+        """The learning rate of the sample's step: the one the latest update applied."""
         if "lr" not in self._wanted:
             return
         optimizer = getattr(self._fit_model, "optimizer", None)  # not self.model: on JAX each read syncs
         if optimizer is None:
             return
-        rate = self.monitor.guard.call("learning rate", keras_optimizer.learning_rate, optimizer, self._reader())
+        rate = self.monitor.guard.call("learning rate", keras_optimizer.learning_rate, optimizer,
+                                       self._reader(), applied=True)
         if rate is not None:
             sample.add("lr", rate)
 

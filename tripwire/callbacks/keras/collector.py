@@ -97,7 +97,8 @@ class Collector:
     Args:
         model: a compiled Keras model.
         needs: the statistics the enabled rules need (others are ignored).
-        interval: optimizer steps between sampled steps.
+        interval: optimizer steps between sampled steps (the monitor's; the in-graph gate, used
+            where the caller does not :meth:`select`, applies :meth:`tripwire.Monitor.due`'s test).
         data: compute label/input/token statistics from the training batches.
         confusion: fill a confusion matrix from the validation batches.
         selects: the caller calls :meth:`select` before every training step.
@@ -412,8 +413,9 @@ class Collector:
             st.outputs[site] = y
 
     def _gate(self, optimizer):
-        """``(sampled, step)``: whether this optimizer step is sampled (a Python bool where the
-        caller decides, else a tensor) and its 1-based number."""
+        """``(sampled, stamp)``: whether this optimizer step is sampled (a Python bool where the
+        caller decides, else a tensor: the test of :meth:`tripwire.Monitor.due` on its 0-based
+        index) and its 1-based number, the stamp that tells a fresh sample from one already read."""
         if self.eager_gate and not self.sampling:
             return False, None
         counter = kopt.counting_optimizer(optimizer)
@@ -424,7 +426,7 @@ class Collector:
             return True, step
         if self.selected:  # this function runs on sampled steps only (see select)
             return True, step
-        sampled = ops.equal(step % self.interval, 0)
+        sampled = ops.equal((step - 1) % self.interval, 0)
         if k > 1:
             sampled = ops.logical_and(ops.equal(done % k, 0), sampled)
         return sampled, step

@@ -87,23 +87,28 @@ def is_loss_scaled(optimizer) -> bool:
     return isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
 
 
-def learning_rate(optimizer, read) -> float:
+def learning_rate(optimizer, read, *, applied: bool = False) -> float:
     """The learning rate ``optimizer`` applies at its current step, with variables read through
     ``read(variable) -> array`` (on JAX, from the trainer's state: no state sync), as Keras's own
-    ``learning_rate`` property computes it (a schedule called with the step count).
+    ``learning_rate`` property computes it (a schedule called with the step count). With
+    ``applied``: the rate its latest update applied (a schedule called with the count before it
+    went up; under gradient accumulation the count is of micro-batches, and the update is the
+    last micro-batch's), so that a sample's rate is its step's.
 
     Example:
         >>> import numpy as np
         >>> schedule = keras.optimizers.schedules.ExponentialDecay(0.1, decay_steps=1, decay_rate=0.5)
         >>> opt = keras.optimizers.SGD(schedule)
         >>> _ = opt.iterations.assign(2)
-        >>> round(learning_rate(opt, lambda v: np.asarray(v.value)), 6)
-        0.025
+        >>> read = lambda v: np.asarray(v.value)
+        >>> round(learning_rate(opt, read), 6), round(learning_rate(opt, read, applied=True), 6)
+        (0.025, 0.05)
     """
     inner = counting_optimizer(optimizer)
     rate = inner._learning_rate
     if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
-        rate = rate(read(inner._iterations))
+        count = read(inner._iterations)
+        rate = rate(count - 1 if applied and count > 0 else count)
     elif isinstance(rate, keras.Variable):
         rate = read(rate)
     elif callable(rate):

@@ -6,8 +6,9 @@ package's ``Callback``. Lightning calls hooks by name, so this mixin imports nei
 
 Schedule (every rank follows it, so DDP ranks decide at the same points):
 
-- step ``S`` is sampled when ``S % interval == 0`` (``S`` = ``trainer.global_step`` when its
-  batch starts; under gradient accumulation every micro-batch of that step is sampled);
+- step ``S`` = ``trainer.global_step`` when its batch starts is sampled when
+  :meth:`Monitor.due <tripwire.monitor.Monitor.due>` says so (under gradient accumulation every
+  micro-batch of that step is sampled);
 - gradients in ``on_before_optimizer_step`` (unscaled, pre-clip, once per real step);
 - the flush at the ``on_train_batch_end`` where that step's optimizer ran: one packed vector,
   one collective, one host copy. On CPU the sample is evaluated right away; on CUDA the copy
@@ -197,7 +198,7 @@ class TripwireCallbackImpl:
         if self.collector is None:
             return
         self._batch_step = trainer.global_step
-        self._sampled = self._batch_step % self.monitor.interval == 0
+        self._sampled = self.monitor.due(self._batch_step)
         self._stepped = False
         self.collector.begin_batch(batch, self._sampled)
 

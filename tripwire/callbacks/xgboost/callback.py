@@ -1,7 +1,8 @@
 """`XGBoostTripwire`: tripwire as an ``xgboost.callback.TrainingCallback``.
 
-Every ``interval`` boosting rounds the callback builds one :class:`~tripwire.stats.Sample` of
-what the enabled rules need, and nothing else:
+Every ``interval`` boosting rounds (rounds 0, ``interval``, ...: :meth:`tripwire.Monitor.due`,
+with XGBoost's 0-based round index as the step) the callback builds one
+:class:`~tripwire.stats.Sample` of what the enabled rules need, and nothing else:
 
 - ``tree_depth``: the deepest tree added since the previous sample, read from a JSON dump of a
   slice holding only those rounds (``booster[a:b]``), never the whole model;
@@ -43,7 +44,7 @@ Example:
     >>> bst = xgb.train({"max_depth": 3}, xgb.DMatrix(X, X.sum(axis=1)), 50, callbacks=[cb])  # doctest: +ELLIPSIS
     tripwire: 1 finding ...
     >>> cb.stopped_by.rule, bst.num_boosted_rounds(), XGBoostTripwire.findings_of(bst) == cb.findings
-    ('tree_depth', 10, True)
+    ('tree_depth', 1, True)
 """
 
 from __future__ import annotations
@@ -227,7 +228,7 @@ class XGBoostTripwire(TrainingCallback):
         try:
             if evals_log and not s.reader.resolved and self.monitor.guard.ok(LOSSES):
                 self._resolve(s, evals_log)
-            if (s.round + 1) % self.monitor.interval:
+            if not self.monitor.due(s.round):
                 return False
             return self._decide(model, s)
         except BaseException:  # training ends here without after_training: flush what we have
