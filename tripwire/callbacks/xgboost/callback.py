@@ -142,7 +142,8 @@ class XGBoostTripwire(TrainingCallback):
 
     Attributes (of the latest training): ``findings``, ``stopped_by``, ``record_path``, and
     ``switched_off``: ``{part: "Error: message"}`` of the parts of tripwire that failed and were
-    switched off (also listed in the end-of-run summary).
+    switched off (also listed in the end-of-run summary); ``monitor``: the :class:`tripwire.Monitor`
+    behind them, restarted by each training.
 
     Put it first in ``callbacks``: XGBoost stops calling the later callbacks of a round once one
     returns True. One instance serves one training at a time; each ``train``/``fit`` starts fresh.
