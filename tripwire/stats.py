@@ -162,6 +162,9 @@ CATALOGUE: dict[str, StatInfo] = {
     "feature_chances": StatInfo("same", "run", "splits so far at which each feature was a candidate, on average "
                                                "(splits x the colsample fractions)",
                                 collected_by=frozenset({"xgboost"})),
+    "boosting_progress": StatInfo("same", "run", "rounds so far times eta: the full-strength trees the model "
+                                                 "amounts to (10 rounds at the default eta 0.3 are 3.0)",
+                                  collected_by=frozenset({"xgboost"})),
 }
 
 #: The activation statistics (those measured on activation families).

@@ -99,7 +99,8 @@ def _tracked(x, y, params, rounds):
     tracker = TreeTracker(booster, depth=False, importance=True)
     booster = xgb.train({**params, "nthread": 1, "verbosity": 0}, dtrain, num_boost_round=rounds, xgb_model=booster)
     out = tracker.update(booster)
-    return {"feature_importance": out["importance"], "feature_chances": {None: out["chances"]}}
+    return {"feature_importance": out["importance"], "feature_chances": {None: out["chances"]},
+            "boosting_progress": {None: out["progress"]}}
 
 
 @pytest.mark.parametrize("rounds", [10, 20, 40, 100])
@@ -123,3 +124,41 @@ def test_pure_noise_columns_are_useless_once_judged(params):
     stats = _tracked(noisy, y, {"objective": "binary:logistic", **params}, 60)
     fired = {v.subject for v in LowFeatureImportance("l").check(Sample(60, stats=stats)) if v.fired}
     assert fired == {"useless"}
+
+
+
+def test_the_dominance_test_waits_until_the_model_amounts_to_min_progress_full_trees():
+    leak = {f"f{i}": 0.0 for i in range(20)} | {"leak": 1.0}
+    rule = LowFeatureImportance("l")
+
+    def dominant(progress):
+        sample = Sample(20, stats={"feature_importance": leak, "boosting_progress": {None: progress}})
+        return {v.subject: v.fired for v in rule.check(sample)}.get("dominant")
+
+    assert dominant(0.6) is None  # 20 rounds at eta 0.03: the first trees split on the strongest features
+    assert dominant(3.0) is True
+
+
+@pytest.mark.parametrize("rounds", [11, 41, 101, 120])
+def test_a_small_eta_run_on_diabetes_is_not_dominated(rounds):
+    # eta 0.03, depth 3: the top 3 of 10 features hold 0.93 after 11 rounds, 0.80 after 120
+    pytest.importorskip("xgboost")
+    from sklearn.datasets import load_diabetes
+
+    x, y = load_diabetes(return_X_y=True)
+    params = {"objective": "reg:squarederror", "eta": 0.03, "max_depth": 3}
+    stats = _tracked(x, y, params, rounds)
+    assert stats["boosting_progress"][None] == pytest.approx(0.03 * rounds)
+    assert not [v for v in LowFeatureImportance("l").check(Sample(rounds - 1, stats=stats)) if v.fired]
+
+
+def test_a_leaked_label_is_dominant_once_the_small_eta_run_has_progressed():
+    pytest.importorskip("xgboost")
+    from sklearn.datasets import load_breast_cancer
+
+    x, y = load_breast_cancer(return_X_y=True)
+    leaked = np.c_[x, y + np.random.default_rng(0).normal(0, 0.01, len(y))]
+    params = {"objective": "binary:logistic", "eta": 0.05, "max_depth": 4, "colsample_bytree": 0.8}
+    stats = _tracked(leaked, y, params, 61)
+    out = {v.subject: v for v in LowFeatureImportance("l").check(Sample(60, stats=stats))}
+    assert out["dominant"].fired and "f30" in out["dominant"].message

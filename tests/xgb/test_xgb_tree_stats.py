@@ -139,3 +139,14 @@ def test_gblinear_gets_no_tree_statistics_and_trains(data, tmp_path):
     with Run(cb.record_path) as run:
         assert "tree_depth" not in run.names() and "feature_importance" not in run.names()
     assert cb.findings == []
+
+
+def test_boosting_progress_is_rounds_times_eta_and_follows_a_schedule(data, tmp_path):
+    X, y = data(n=600, features=6, informative=3)
+    schedule = xgb.callback.LearningRateScheduler(lambda i: 0.1 if i <= 5 else 0.3)
+    cb = XGBoostTripwire(ALL_TREE_STATS, interval=5, log_dir=tmp_path)
+    xgb.train({"max_depth": 2}, xgb.DMatrix(X, y), 11, callbacks=[schedule, cb])
+    steps, progress = recorded(cb, "boosting_progress")
+    assert steps.tolist() == [0, 5, 10]
+    # rounds 0-5 at eta 0.1, rounds 6-10 at 0.3
+    assert progress == pytest.approx([0.1, 0.6, 0.6 + 5 * 0.3])

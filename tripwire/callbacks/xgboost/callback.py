@@ -284,6 +284,7 @@ class XGBoostTripwire(TrainingCallback):
             self._add(sample, s, "tree_depth", trees.get("depth"))
             self._add(sample, s, "feature_importance", trees.get("importance"))
             self._add(sample, s, "feature_chances", trees.get("chances"))
+            self._add(sample, s, "boosting_progress", trees.get("progress"))
         if "loss" in s.needs or "val_loss" in s.needs:
             train, val = self.monitor.guard.call(LOSSES, s.reader.losses, s.evals_log, fallback=(None, None))
             self._add(sample, s, "loss", train)
@@ -312,6 +313,7 @@ class XGBoostTripwire(TrainingCallback):
                 out[key] = value
         if "importance" in out:
             out["chances"] = tracker.chances
+            out["progress"] = tracker.boosting_progress
         return out
 
     @staticmethod
