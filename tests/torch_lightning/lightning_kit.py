@@ -2,40 +2,71 @@
 
 Everything is CPU-sized: a run is a few hundred optimizer steps of a model with a few
 thousand parameters, seconds of wall time.
+
+``Task`` and ``trainer`` are ``lightning.pytorch``'s; ``task_class("pytorch_lightning")`` and
+``trainer(..., package="pytorch_lightning")`` are the same on the standalone package, and
+``fit`` trains a task with the Trainer of its own package.
 """
 
 from __future__ import annotations
 
+import functools
+from types import ModuleType
+
 import lightning.pytorch as pl
+import pytest
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from tripwire import LightningTripwire
 
+#: the two Lightning packages, as tests name them (``lightning`` stands for ``lightning.pytorch``)
+PACKAGES = ("lightning", "pytorch_lightning")
 
-class Task(pl.LightningModule):
-    """Classification around any ``nn.Module``; logs ``val_loss`` in validation."""
 
-    def __init__(self, net: nn.Module, lr: float = 0.05, optimizer: str = "sgd") -> None:
-        super().__init__()
-        self.net, self.lr, self.optimizer_name = net, lr, optimizer
+def lightning(package: str = "lightning") -> ModuleType:
+    """``lightning.pytorch`` or ``pytorch_lightning``; the test is skipped when it is not installed."""
+    return pytest.importorskip("lightning.pytorch" if package == "lightning" else package)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
 
-    def training_step(self, batch, batch_idx):
-        x, y = batch
-        return nn.functional.cross_entropy(self(x), y)
+def package_of(task: object) -> str:
+    """The package, as in :data:`PACKAGES`, whose ``LightningModule`` ``task`` is (or wraps: ``torch.compile``)."""
+    module = getattr(task, "_orig_mod", task)
+    return next(package for package in PACKAGES if isinstance(module, lightning(package).LightningModule))
 
-    def validation_step(self, batch, batch_idx):
-        x, y = batch
-        self.log("val_loss", nn.functional.cross_entropy(self(x), y))
 
-    def configure_optimizers(self):
-        if self.optimizer_name == "adam":
-            return torch.optim.Adam(self.parameters(), lr=self.lr)
-        return torch.optim.SGD(self.parameters(), lr=self.lr, momentum=0.9)
+@functools.cache
+def task_class(package: str = "lightning") -> type:
+    """``Task`` on ``package``'s ``LightningModule``."""
+
+    class Task(lightning(package).LightningModule):
+        """Classification around any ``nn.Module``; logs ``val_loss`` in validation."""
+
+        def __init__(self, net: nn.Module, lr: float = 0.05, optimizer: str = "sgd") -> None:
+            super().__init__()
+            self.net, self.lr, self.optimizer_name = net, lr, optimizer
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net(x)
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            return nn.functional.cross_entropy(self(x), y)
+
+        def validation_step(self, batch, batch_idx):
+            x, y = batch
+            self.log("val_loss", nn.functional.cross_entropy(self(x), y))
+
+        def configure_optimizers(self):
+            if self.optimizer_name == "adam":
+                return torch.optim.Adam(self.parameters(), lr=self.lr)
+            return torch.optim.SGD(self.parameters(), lr=self.lr, momentum=0.9)
+
+    return Task
+
+
+Task = task_class()
 
 
 def mlp(features: int = 8, hidden: int = 32, classes: int = 3, depth: int = 2, act: type[nn.Module] = nn.ReLU,
@@ -124,20 +155,21 @@ def tripwire(config: object = None, **kwargs: object) -> LightningTripwire:
     return LightningTripwire(config, **kwargs)
 
 
-def trainer(callbacks: list, max_steps: int = 200, **kwargs: object) -> pl.Trainer:
-    """A quiet CPU Trainer."""
+def trainer(callbacks: list, max_steps: int = 200, *, package: str = "lightning", **kwargs: object) -> pl.Trainer:
+    """A quiet CPU Trainer of ``package``."""
     options = dict(accelerator="cpu", devices=1, max_steps=max_steps, max_epochs=-1, logger=False,
                    enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                    num_sanity_val_steps=0, deterministic=False)
     options.update(kwargs)
-    return pl.Trainer(callbacks=callbacks, **options)
+    return lightning(package).Trainer(callbacks=callbacks, **options)
 
 
 def fit(task: pl.LightningModule, train: DataLoader, val: DataLoader | None = None, *,
         callback: LightningTripwire | None = None, max_steps: int = 200, **kwargs: object) -> LightningTripwire:
-    """Train ``task`` with ``callback`` (default: the default config) and return the callback."""
+    """Train ``task`` with ``callback`` (default: the default config) on a Trainer of the task's
+    package, and return the callback."""
     callback = callback if callback is not None else tripwire()
-    trainer(callbacks=[callback], max_steps=max_steps, **kwargs).fit(task, train, val)
+    trainer(callbacks=[callback], max_steps=max_steps, package=package_of(task), **kwargs).fit(task, train, val)
     return callback
 
 
