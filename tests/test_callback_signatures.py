@@ -15,7 +15,6 @@ from tripwire.arguments import SHARED, shared_arguments
 from tripwire.config import FROM_CONFIG, FromConfig
 
 ADAPTERS = [("tripwire.callbacks.lightning", "LightningTripwire", "lightning"),
-            ("tripwire.callbacks.pytorch_lightning", "PLTripwire", "pytorch_lightning"),
             ("tripwire.callbacks.keras", "KerasTripwire", "keras"),
             ("tripwire.callbacks.xgboost", "XGBoostTripwire", "xgboost")]
 
@@ -43,8 +42,7 @@ def test_each_callback_takes_the_shared_arguments_and_documents_them(module, nam
     cls = getattr(importlib.import_module(module), name)
     assert list(inspect.signature(cls.__init__).parameters)[:2] == ["self", "config"]
     assert shared_of(cls) == EXPECTED
-    if "Args:" in cls.__doc__:  # PLTripwire refers to LightningTripwire's
-        assert all(f"        {arg.name}: {arg.doc[:40]}" in cls.__doc__ for arg in SHARED)
+    assert all(f"        {arg.name}: {arg.doc[:40]}" in cls.__doc__ for arg in SHARED)
     assert "{shared arguments}" not in cls.__doc__
 
 

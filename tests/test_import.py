@@ -58,16 +58,15 @@ for statement in sys.argv[1:]:
 print(json.dumps(errors))
 """
 
-LIGHTNING = ('LightningTripwire needs PyTorch Lightning: pip install "tripwire[lightning]"', "lightning")
+LIGHTNING = ('LightningTripwire needs PyTorch Lightning: pip install "tripwire[lightning]", or '
+             '"tripwire[pytorch-lightning]" for the standalone pytorch_lightning package', "lightning")
 KERAS = ('KerasTripwire needs Keras 3: pip install "tripwire[keras]", or "tripwire[keras-jax]" for the JAX backend',
          "keras")
 XGBOOST = ('XGBoostTripwire needs XGBoost: pip install "tripwire[xgboost]"', "xgboost")
 MISSING = {
     "from tripwire import LightningTripwire": LIGHTNING,
     "from tripwire.callbacks.lightning import LightningTripwire": LIGHTNING,
-    "from tripwire.callbacks.pytorch_lightning import PLTripwire":
-        ('PLTripwire needs the pytorch_lightning package: pip install "tripwire[pytorch-lightning]"',
-         "pytorch_lightning"),
+    "from tripwire.callbacks.pytorch_lightning import PLTripwire": LIGHTNING,  # the same class, by its old name
     "from tripwire import KerasTripwire": KERAS,
     "from tripwire.callbacks.keras import KerasTripwire": KERAS,
     "import tripwire.callbacks.keras.collector": KERAS,  # any module of the wing: its package imports Keras
@@ -97,7 +96,7 @@ def test_the_extras_named_exist_in_pyproject():
 # whatever the modules behind them are called: (module, class, where else it is public, framework).
 PUBLIC = [
     ("tripwire.callbacks.lightning", "LightningTripwire", "tripwire", "lightning"),
-    ("tripwire.callbacks.lightning", "PLTripwire", "tripwire.callbacks.pytorch_lightning", "pytorch_lightning"),
+    ("tripwire.callbacks.lightning", "PLTripwire", "tripwire.callbacks.pytorch_lightning", "lightning"),
     ("tripwire.callbacks.keras", "KerasTripwire", "tripwire", "keras"),
     ("tripwire.callbacks.xgboost", "XGBoostTripwire", "tripwire", "xgboost"),
 ]

@@ -1,8 +1,9 @@
-"""The Lightning callback logic, shared by the ``lightning.pytorch`` and ``pytorch_lightning`` adapters.
+"""The Lightning callback logic behind :class:`tripwire.LightningTripwire`.
 
-The two packages have distinct class hierarchies, so :mod:`tripwire.callbacks.lightning` and
-:mod:`tripwire.callbacks.pytorch_lightning` each define a class from this mixin and their
-package's ``Callback``. Lightning calls hooks by name, so this mixin imports neither.
+:mod:`tripwire.callbacks.lightning` makes the public class from this mixin and the ``Callback`` of
+each Lightning package installed. Lightning calls hooks by name, and this mixin touches the
+Trainer only through attributes that ``lightning.pytorch`` and ``pytorch_lightning`` share, so it
+imports neither and works with whichever package's Trainer it is handed.
 
 Schedule (every rank follows it, so DDP ranks decide at the same points):
 
@@ -31,7 +32,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 from tripwire.callbacks.torch.parts import COLLECTOR, FLUSH, GRADIENTS, LOSS
 from tripwire.config import FROM_CONFIG, FromConfig
@@ -49,8 +50,6 @@ _NOT_LOGGED = frozenset(k for k, info in CATALOGUE.items() if info.per in ("feat
 
 class TripwireCallbackImpl:
     """Checks training health with the configured rules; see :class:`tripwire.LightningTripwire`."""
-
-    _package: ClassVar[str] = ""  # "lightning" or "pytorch_lightning": the Trainer this adapter belongs to
 
     def __init__(self, config: str | dict | None = None, *, stop_on: Iterable[str] = (),
                  interval: int | None = None, log_dir: str | bool | FromConfig | None = FROM_CONFIG,
@@ -111,17 +110,8 @@ class TripwireCallbackImpl:
             data.classes_seen = int(state.get("classes_seen", 0))
 
     # setup and teardown ----------------------------------------------------------------------------
-    def _check_package(self, trainer: Any) -> None:
-        root = type(trainer).__module__.split(".")[0]
-        if self._package and root != self._package:
-            right = ("tripwire.LightningTripwire (lightning.pytorch)" if root == "lightning" else
-                     "tripwire.callbacks.pytorch_lightning.PLTripwire (pytorch_lightning)")
-            raise TypeError(f"{type(self).__name__} is the {self._package} adapter but the Trainer comes from "
-                            f"{root}; use {right} with this Trainer")
-
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         """Register hooks (before ``torch.compile`` traces the model) when fitting."""
-        self._check_package(trainer)
         if stage != "fit":
             return
         self.monitor.is_main = trainer.is_global_zero
