@@ -16,6 +16,11 @@ MODULES = {  # module -> the package its examples need
     "tripwire.callbacks.torch.batch": "torch",
     "tripwire.callbacks.torch.packing": "torch",
     "tripwire.callbacks.torch.collector": "torch",
+    "tripwire.callbacks.torch.driver": "torch",
+    "tripwire.callbacks.torch.ranks": "torch",
+    "tripwire.callbacks.torch.unwrap": "torch",
+    "tripwire.callbacks.torch.loop": "torch",
+    "tripwire.torch": "torch",
     "tripwire.callbacks.lightning": "lightning",
     "tripwire.callbacks.pytorch_lightning": "pytorch_lightning",
 }
