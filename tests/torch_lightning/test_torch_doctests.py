@@ -16,6 +16,8 @@ MODULES = {  # module -> the package its examples need
     "tripwire.callbacks.torch.batch": "torch",
     "tripwire.callbacks.torch.packing": "torch",
     "tripwire.callbacks.torch.collector": "torch",
+    "tripwire.callbacks.torch.driver": "torch",
+    "tripwire.callbacks.torch.ranks": "torch",
     "tripwire.callbacks.lightning": "lightning",
     "tripwire.callbacks.pytorch_lightning": "pytorch_lightning",
 }
