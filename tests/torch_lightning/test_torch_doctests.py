@@ -18,6 +18,9 @@ MODULES = {  # module -> the package its examples need
     "tripwire.callbacks.torch.collector": "torch",
     "tripwire.callbacks.torch.driver": "torch",
     "tripwire.callbacks.torch.ranks": "torch",
+    "tripwire.callbacks.torch.unwrap": "torch",
+    "tripwire.callbacks.torch.loop": "torch",
+    "tripwire.torch": "torch",
     "tripwire.callbacks.lightning": "lightning",
     "tripwire.callbacks.pytorch_lightning": "pytorch_lightning",
 }

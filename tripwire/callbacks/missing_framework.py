@@ -25,6 +25,7 @@ INSTALL = {
     "KerasTripwire": ("Keras 3", 'pip install "tripwire[keras]", or "tripwire[keras-jax]" for the JAX backend'),
     "XGBoostTripwire": ("XGBoost", 'pip install "tripwire[xgboost]"'),
     "TripwireCallback": ("Hugging Face transformers", 'pip install "tripwire[transformers]"'),
+    "tripwire.torch.Tripwire": ("PyTorch", 'pip install "tripwire[torch]"'),
 }
 
 
