@@ -24,7 +24,7 @@ INSTALL = {
     "PLTripwire": ("the pytorch_lightning package", 'pip install "tripwire[pytorch-lightning]"'),
     "KerasTripwire": ("Keras 3", 'pip install "tripwire[keras]", or "tripwire[keras-jax]" for the JAX backend'),
     "XGBoostTripwire": ("XGBoost", 'pip install "tripwire[xgboost]"'),
-    "TripwireCallback": ("Hugging Face transformers", 'pip install "tripwire[transformers]"'),
+    "tripwire.transformers.TripwireCallback": ("Hugging Face transformers", 'pip install "tripwire[transformers]"'),
     "tripwire.torch.Tripwire": ("PyTorch", 'pip install "tripwire[torch]"'),
 }
 

@@ -67,7 +67,7 @@ from tripwire.callbacks.missing_framework import missing_framework
 try:
     from transformers import TrainerCallback
 except ModuleNotFoundError as exc:
-    raise missing_framework("TripwireCallback", exc) from exc
+    raise missing_framework("tripwire.transformers.TripwireCallback", exc) from exc
 
 import torch
 
@@ -75,6 +75,7 @@ from tripwire.arguments import shared_arguments
 from tripwire.callbacks.torch.driver import TorchDriver
 from tripwire.callbacks.torch.parts import COLLECTOR, LOSS
 from tripwire.callbacks.torch.ranks import torch_distributed_ranks
+from tripwire.callbacks.torch.unwrap import inner_optimizer
 from tripwire.config import FROM_CONFIG, FromConfig
 from tripwire.finding import Finding
 from tripwire.monitor import Monitor
@@ -182,9 +183,8 @@ class TripwireCallback(TrainerCallback):
     def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, optimizer: Any = None,
                               **kwargs: Any) -> None:
         if self._training and optimizer is not None:
-            # Accelerate's wrapper: the loss scaler's found-inf flags are kept per torch optimizer
-            self.driver.before_optimizer_step(getattr(optimizer, "optimizer", optimizer),
-                                              getattr(optimizer, "scaler", None))
+            # Accelerate's wrapper holds the loss scaler, whose found-inf flags are per torch optimizer
+            self.driver.before_optimizer_step(inner_optimizer(optimizer), getattr(optimizer, "scaler", None))
 
     def on_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """The step's optimizer ran: keep its loss, and flush and decide when it is sampled."""
