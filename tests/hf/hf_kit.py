@@ -29,15 +29,16 @@ def examples(n: int, seed: int = 0, positive: float = 0.5) -> list[dict[str, tor
 
 
 def train(callbacks: list, tmp_path, *, steps: int = 200, lr: float = 1e-3, model=None, train_set=None,
-          eval_steps: int | None = 50, **overrides) -> Trainer:
-    """Fine-tune ``model`` (default: :func:`bert`) for ``steps`` optimizer steps on CPU."""
+          eval_steps: int | None = 50, compute_loss_func=None, **overrides) -> Trainer:
+    """Fine-tune ``model`` (default: :func:`bert`) for ``steps`` optimizer steps on CPU; ``overrides``
+    go to ``TrainingArguments``."""
     settings = {"per_device_train_batch_size": 32, "per_device_eval_batch_size": 64, "logging_steps": 25,
                 "lr_scheduler_type": "constant", "save_strategy": "no", "disable_tqdm": True, **overrides}
     args = TrainingArguments(output_dir=str(tmp_path / "out"), use_cpu=True, report_to=[], max_steps=steps,
                              learning_rate=lr, eval_strategy="steps" if eval_steps else "no", eval_steps=eval_steps,
                              dataloader_num_workers=0, seed=0, **settings)
     trainer = Trainer(model=model or bert(), args=args, train_dataset=train_set or examples(2048),
-                      eval_dataset=examples(256, seed=1), callbacks=callbacks)
+                      eval_dataset=examples(256, seed=1), callbacks=callbacks, compute_loss_func=compute_loss_func)
     trainer.train()
     return trainer
 

@@ -91,10 +91,20 @@ def test_the_training_loss_is_the_trainers_under_gradient_accumulation(tmp_path,
     assert np.allclose(record(cb).series("loss", None)[1], logged, rtol=1e-4)
 
 
-def test_a_raise_action_leaves_train_with_the_hooks_removed(tmp_path):
-    cb = TripwireCallback({"rules": {"nonfinite": {"actions": ["raise"]}}}, log_dir=False)
+def test_without_a_model_loss_the_trainers_logged_loss_is_used(tmp_path):
+    cb = TripwireCallback({"rules": {"underfit": {}}}, interval=5, log_dir=str(tmp_path / "runs"))
+    ce = lambda outputs, labels, num_items_in_batch=None: torch.nn.functional.cross_entropy(outputs.logits, labels)
+    trainer = train([cb], tmp_path, steps=30, eval_steps=None, logging_steps=10, compute_loss_func=ce)
+    logged = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+    steps, losses = record(cb).series("loss", None)  # the Trainer popped the labels: the model gave no loss
+    assert list(steps) == [10, 20] and np.allclose(losses, logged[:2])  # logged after steps 9, 19: next flush
+
+
+def test_checkpoint_then_raise_saves_the_model_and_leaves_train_with_the_hooks_removed(tmp_path):
+    cb = TripwireCallback({"rules": {"nonfinite": {"actions": ["checkpoint", "raise"]}}}, log_dir=False)
     model = bert()
     with pytest.raises(RuleTriggered):
         train([PoisonEmbedding(at=5), cb], tmp_path, steps=50, eval_steps=None, model=model)
     assert cb.findings[0].step == 10
+    assert (tmp_path / "out" / "tripwire_checkpoints" / "tripwire-nonfinite-step10" / "config.json").exists()
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())

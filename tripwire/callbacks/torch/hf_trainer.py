@@ -30,7 +30,9 @@ Callbacks get the model and the optimizer, never a batch, a loss or the predicti
   ``logging_nan_inf_filter``, hides a NaN). A micro-batch loss that the model normalised over the
   whole accumulated batch (it was given ``num_items_in_batch``) is summed over the step's
   micro-batches, as the Trainer does. When the model returns no loss (a custom ``compute_loss``,
-  ``compute_loss_func``, label smoothing), the ``loss`` of the Trainer's logs (``on_log``) is used;
+  ``compute_loss_func``, label smoothing), the ``loss`` of the Trainer's logs (``on_log``, every
+  ``logging_steps``) goes into the next sample instead; the Trainer then also keeps the labels
+  from the model, so the label statistics and the confusion matrix get none;
 - **validation**: ``eval_loss`` from ``on_evaluate``'s metrics (or the config's
   ``metrics.val_loss`` key when the metrics hold it), ``epochs_since_val`` from ``state.epoch``,
   and the confusion matrix from the evaluation forwards (model in eval mode): logits from the
@@ -47,7 +49,8 @@ with the Trainer's state and checkpoints. The statistics themselves go to the ru
 Trainer gives callbacks no way to log through its loggers).
 
 Not covered: resuming rule state from a Trainer checkpoint (a resumed run starts the rules
-afresh), and ``torch_compile=True`` (hooks are attached after Accelerate compiled the model).
+afresh: no initial-weight sample, fresh patience counters). ``torch_compile=True`` is untested:
+the hooks are attached after Accelerate compiled the model.
 
 Example:
     >>> import transformers
