@@ -37,3 +37,5 @@ def test_labels_of_one_rank_stop_both_ranks_at_the_same_step(tmp_path):
     # rank 0's own labels are balanced: only the counts reduced across ranks show the imbalance
     counts = reports[0]["findings"][0]["evidence"]["counts"]
     assert counts["0"] == pytest.approx(3 * counts["1"], rel=0.15)
+    # the training loss, reduced across ranks, is the one the Trainer logs
+    assert reports[0]["losses"] == pytest.approx(reports[0]["trainer_losses"], rel=1e-4)

@@ -82,13 +82,18 @@ def test_imbalanced_labels_are_read_from_the_model_inputs(tmp_path):
     assert trainer.state.global_step == 16
 
 
-@pytest.mark.parametrize("accumulation", [1, 2])
-def test_the_training_loss_is_the_trainers_under_gradient_accumulation(tmp_path, accumulation):
+@pytest.mark.parametrize("accumulation, loss_kwargs", [(1, True), (2, True), (2, False)])
+def test_the_training_loss_is_the_trainers_under_gradient_accumulation(tmp_path, accumulation, loss_kwargs):
+    model = bert()
+    if not loss_kwargs:  # the Trainer then averages the micro-batch losses instead of summing them
+        model.accepts_loss_kwargs = False
     cb = TripwireCallback({"rules": {"underfit": {}}}, interval=1, log_dir=str(tmp_path / "runs"))  # needs the loss
-    trainer = train([cb], tmp_path, steps=6, eval_steps=None, logging_steps=1,
+    trainer = train([cb], tmp_path, steps=6, eval_steps=None, logging_steps=1, model=model,
                     gradient_accumulation_steps=accumulation, per_device_train_batch_size=16)
     logged = [e["loss"] for e in trainer.state.log_history if "loss" in e]
-    assert np.allclose(record(cb).series("loss", None)[1], logged, rtol=1e-4)
+    losses = record(cb).series("loss", None)[1]
+    assert np.allclose(losses, logged, rtol=1e-4)
+    assert 0.6 * (accumulation if loss_kwargs else 1) < losses[0] < 0.8 * (accumulation if loss_kwargs else 1)
 
 
 def test_without_a_model_loss_the_trainers_logged_loss_is_used(tmp_path):

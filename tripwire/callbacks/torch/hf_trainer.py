@@ -27,12 +27,19 @@ Callbacks get the model and the optimizer, never a batch, a loss or the predicti
   ``batch_fn``) on the training forwards of sampled steps;
 - **loss**: the ``loss`` the model returns on each training forward, kept on the device (the
   Trainer's logged loss is read on the host only every ``logging_steps`` and, with
-  ``logging_nan_inf_filter``, hides a NaN). A micro-batch loss that the model normalised over the
-  whole accumulated batch (it was given ``num_items_in_batch``) is summed over the step's
-  micro-batches, as the Trainer does. When the model returns no loss (a custom ``compute_loss``,
-  ``compute_loss_func``, label smoothing), the ``loss`` of the Trainer's logs (``on_log``, every
-  ``logging_steps``) goes into the next sample instead; the Trainer then also keeps the labels
-  from the model, so the label statistics and the confusion matrix get none;
+  ``logging_nan_inf_filter``, hides a NaN), combined over the step's micro-batches the way the
+  Trainer combines them into the loss it backpropagates and logs: when it gave the model
+  ``num_items_in_batch`` it takes the model's loss as normalised over the whole accumulated batch
+  (and, with ``average_tokens_across_devices``, over every rank's), so the micro-batch losses are
+  summed (and multiplied by the world size); otherwise they are averaged. A model that accepts
+  ``**kwargs`` but ignores ``num_items_in_batch`` (``BertForSequenceClassification`` in
+  transformers 5.x) then has a training loss, in the Trainer's logs and here, of accumulation
+  steps x ranks times its mean, unlike ``eval_loss``; ``model.accepts_loss_kwargs = False``
+  before building the Trainer fixes both (and the gradients' scale). When the model returns no
+  loss (a custom ``compute_loss``, ``compute_loss_func``, label smoothing), the ``loss`` of the
+  Trainer's logs (``on_log``, every ``logging_steps``) goes into the next sample instead; the
+  Trainer then also keeps the labels from the model, so the label statistics and the confusion
+  matrix get none;
 - **validation**: ``eval_loss`` from ``on_evaluate``'s metrics (or the config's
   ``metrics.val_loss`` key when the metrics hold it), ``epochs_since_val`` from ``state.epoch``,
   and the confusion matrix from the evaluation forwards (model in eval mode): logits from the
@@ -265,7 +272,7 @@ class TripwireCallback(TrainerCallback):
         if isinstance(loss, torch.Tensor):
             self._model_loss = True
             self._normalised = kwargs.get("num_items_in_batch") is not None
-            self._losses.append(loss.detach())
+            self._losses.append(loss.detach().clone())  # compute_loss may scale it in place afterwards
 
     # acting ----------------------------------------------------------------------------------------
     def _acting(self, state: Any, control: Any, call: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
