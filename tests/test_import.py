@@ -44,7 +44,7 @@ import importlib.abc, json, sys
 
 class Refuse(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("lightning", "pytorch_lightning", "keras", "xgboost", "transformers"):
+        if name.split(".")[0] in ("lightning", "pytorch_lightning", "keras", "xgboost", "torch", "transformers"):
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
         return None
 
@@ -62,6 +62,7 @@ LIGHTNING = ('LightningTripwire needs PyTorch Lightning: pip install "tripwire[l
 KERAS = ('KerasTripwire needs Keras 3: pip install "tripwire[keras]", or "tripwire[keras-jax]" for the JAX backend',
          "keras")
 XGBOOST = ('XGBoostTripwire needs XGBoost: pip install "tripwire[xgboost]"', "xgboost")
+TORCH = ('tripwire.torch.Tripwire needs PyTorch: pip install "tripwire[torch]"', "torch")
 TRANSFORMERS = ('tripwire.transformers.TripwireCallback needs Hugging Face transformers: '
                 'pip install "tripwire[transformers]"', "transformers")
 MISSING = {
@@ -75,6 +76,8 @@ MISSING = {
     "import tripwire.callbacks.keras.collector": KERAS,  # any module of the wing: its package imports Keras
     "from tripwire import XGBoostTripwire": XGBOOST,
     "from tripwire.callbacks.xgboost import XGBoostTripwire": XGBOOST,
+    "from tripwire.torch import Tripwire": TORCH,
+    "from tripwire.callbacks.torch.loop import Tripwire": TORCH,
     "from tripwire.transformers import TripwireCallback": TRANSFORMERS,
 }
 
@@ -103,6 +106,7 @@ PUBLIC = [
     ("tripwire.callbacks.lightning", "PLTripwire", "tripwire.callbacks.pytorch_lightning", "pytorch_lightning"),
     ("tripwire.callbacks.keras", "KerasTripwire", "tripwire", "keras"),
     ("tripwire.callbacks.xgboost", "XGBoostTripwire", "tripwire", "xgboost"),
+    ("tripwire.callbacks.torch.loop", "Tripwire", "tripwire.torch", "torch"),
     ("tripwire.callbacks.torch.hf_trainer", "TripwireCallback", "tripwire.transformers", "transformers"),
 ]
 
@@ -121,13 +125,15 @@ WINGS = [
      {"lightning", "pytorch_lightning", "torch"}, {"transformers"}),  # Lightning loads it when installed
     (["tripwire.callbacks.keras"], {"keras", "tensorflow"}, {"jax"}),
     (["tripwire.callbacks.xgboost"], {"xgboost"}, set()),
+    (["tripwire.torch"], {"torch"}, set()),
     (["tripwire.transformers"], {"transformers", "torch"}, set()),  # the real transformers, not shadowed
 ]
 LOADED = ("import importlib, json, sys\nfor module in sys.argv[1:]:\n    importlib.import_module(module)\n"
           "print(json.dumps(list(sys.modules)))")
 
 
-@pytest.mark.parametrize("modules, needed, allowed", WINGS, ids=["torch", "keras", "xgboost", "transformers"])
+@pytest.mark.parametrize("modules, needed, allowed", WINGS,
+                         ids=["lightning", "keras", "xgboost", "torch", "transformers"])
 def test_each_wing_imports_its_own_framework_only(modules, needed, allowed):
     missing = [name for name in needed if importlib.util.find_spec(name) is None]
     if missing:

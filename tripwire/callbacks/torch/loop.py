@@ -75,9 +75,11 @@ class Tripwire:
     ``S`` is sampled when :meth:`tripwire.Monitor.due` says so (0, ``interval``, ...). Call
     :meth:`step` once per batch, after the optimizer step: under gradient accumulation, on every
     micro-batch (the counter moves only when the optimizer stepped, so every micro-batch of a
-    sampled step is sampled). A step that ``GradScaler`` skipped (Inf gradients) is not an
-    optimizer step: the counter does not move. Data statistics (class counts, input scale, token
-    share) come from the ``inputs``/``labels`` given to :meth:`step` on sampled steps.
+    sampled step is sampled). With ``torch.amp.GradScaler``, pass it as ``scaler``: a step it
+    skipped (Inf gradients, its optimizer step not run) then counts as a step too, as in every
+    adapter, so a loss that stays NaN is still sampled and caught; without it such steps are not
+    counted. Data statistics (class counts, input scale, token share) come from the
+    ``inputs``/``labels`` given to :meth:`step` on sampled steps.
 
     Under ``torch.distributed`` (DDP, Fabric, Accelerate) every rank reduces the per-rank
     statistics with one collective per flush and agrees on each decision with one boolean
@@ -102,6 +104,7 @@ class Tripwire:
         config: YAML path or text, a dict, a :class:`tripwire.Config`, or None for the default rule
             set (tuned to stay silent on healthy runs).
         {shared arguments}
+        scaler: the loop's ``torch.amp.GradScaler``, if any (see the steps above).
 
     Attributes:
         should_stop: whether a ``stop`` action fired (on every rank at once).
@@ -112,7 +115,7 @@ class Tripwire:
 
     def __init__(self, model: torch.nn.Module, optimizer: Any, config: Any = None, *, stop_on: Iterable[str] = (),
                  interval: int | None = None, log_dir: str | bool | FromConfig | None = FROM_CONFIG,
-                 strict: bool | None = None, run_name: str | None = None) -> None:
+                 strict: bool | None = None, run_name: str | None = None, scaler: Any = None) -> None:
         self.monitor = Monitor(config, stop_on=stop_on, interval=interval, log_dir=log_dir, strict=strict,
                                framework="torch", run_name=run_name)
         self.model = inner_module(model)
@@ -121,6 +124,8 @@ class Tripwire:
         self.steps = 0
         self.should_stop = False
         self._optimizer_stepped = False
+        self.scaler = scaler
+        self._scale_version = self._scaler_version()
         self._val_losses: list[Any] = []
         self._handles: list[Any] = []
         self._closed = False
@@ -146,6 +151,19 @@ class Tripwire:
 
     def _after_optimizer_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         self._optimizer_stepped = True
+
+    def _scaler_version(self) -> int | None:
+        """How often the scaler's scale was written in place: ``GradScaler.update`` writes it once
+        per optimizer step, taken or skipped (a host-side counter: nothing is read from the device)."""
+        scale = getattr(self.scaler, "_scale", None)
+        return scale._version if isinstance(scale, torch.Tensor) else None
+
+    def _scaler_skipped(self) -> bool:
+        """Whether the scaler skipped an optimizer step since the last call (its scale was updated)."""
+        version = self._scaler_version()
+        updated = version != self._scale_version
+        self._scale_version = version
+        return updated and not self._optimizer_stepped
 
     # public ----------------------------------------------------------------------------------------
     @property
@@ -175,10 +193,13 @@ class Tripwire:
         """
         if self._closed:
             return self.should_stop
-        stepped = self._optimizer_stepped if self._hooked else True
+        skipped = self._scaler_skipped()
+        stepped = self._optimizer_stepped or skipped if self._hooked else True
         self._optimizer_stepped = False
         if inputs is not None or labels is not None:
             self.driver.add_batch((inputs, labels))
+        if skipped:
+            self.driver.stepped = True  # flushed like any step: losses, data and weights, no gradients
         self.driver.end_batch(lambda: loss, epoch=None)
         if stepped:
             self.steps += 1
