@@ -17,7 +17,8 @@ from tripwire.config import FROM_CONFIG, FromConfig
 ADAPTERS = [("tripwire.callbacks.lightning", "LightningTripwire", "lightning"),
             ("tripwire.callbacks.keras", "KerasTripwire", "keras"),
             ("tripwire.callbacks.xgboost", "XGBoostTripwire", "xgboost"),
-            ("tripwire.torch", "Tripwire", "torch")]
+            ("tripwire.torch", "Tripwire", "torch"),
+            ("tripwire.transformers", "TripwireCallback", "transformers")]
 
 
 def shared_of(cls) -> dict[str, tuple]:

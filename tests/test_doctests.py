@@ -8,7 +8,8 @@ import pytest
 
 import tripwire
 
-FRAMEWORK_PACKAGES = ("tripwire.callbacks", "tripwire.report", "tripwire.demo", "tripwire.torch")
+FRAMEWORK_PACKAGES = ("tripwire.callbacks", "tripwire.report", "tripwire.demo", "tripwire.torch",
+                      "tripwire.transformers")
 FRAMEWORK_FREE_CALLBACK_MODULES = ("tripwire.callbacks.no_gradient", "tripwire.callbacks.missing_framework",
                                    "tripwire.callbacks.torch", "tripwire.callbacks.torch.parts")
 

@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-HEAVY = ("torch", "tensorflow", "keras", "xgboost", "lightning", "pytorch_lightning", "jax", "dask")
+HEAVY = ("torch", "tensorflow", "keras", "xgboost", "lightning", "pytorch_lightning", "jax", "dask", "transformers")
 
 
 def test_import_tripwire_loads_no_framework():
@@ -44,7 +44,7 @@ import importlib.abc, json, sys
 
 class Refuse(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("lightning", "pytorch_lightning", "keras", "xgboost", "torch"):
+        if name.split(".")[0] in ("lightning", "pytorch_lightning", "keras", "xgboost", "torch", "transformers"):
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
         return None
 
@@ -64,6 +64,8 @@ KERAS = ('KerasTripwire needs Keras 3: pip install "tripwire[keras]", or "tripwi
          "keras")
 XGBOOST = ('XGBoostTripwire needs XGBoost: pip install "tripwire[xgboost]"', "xgboost")
 TORCH = ('tripwire.torch.Tripwire needs PyTorch: pip install "tripwire[torch]"', "torch")
+TRANSFORMERS = ('tripwire.transformers.TripwireCallback needs Hugging Face transformers: '
+                'pip install "tripwire[transformers]"', "transformers")
 MISSING = {
     "from tripwire import LightningTripwire": LIGHTNING,
     "from tripwire.callbacks.lightning import LightningTripwire": LIGHTNING,
@@ -75,6 +77,7 @@ MISSING = {
     "from tripwire.callbacks.xgboost import XGBoostTripwire": XGBOOST,
     "from tripwire.torch import Tripwire": TORCH,
     "from tripwire.callbacks.torch.loop import Tripwire": TORCH,
+    "from tripwire.transformers import TripwireCallback": TRANSFORMERS,
 }
 
 
@@ -103,6 +106,7 @@ PUBLIC = [
     ("tripwire.callbacks.keras", "KerasTripwire", "tripwire", "keras"),
     ("tripwire.callbacks.xgboost", "XGBoostTripwire", "tripwire", "xgboost"),
     ("tripwire.callbacks.torch.loop", "Tripwire", "tripwire.torch", "torch"),
+    ("tripwire.callbacks.torch.hf_trainer", "TripwireCallback", "tripwire.transformers", "transformers"),
 ]
 
 
@@ -117,16 +121,18 @@ def test_the_public_import_paths_name_the_same_class(module, name, also, framewo
 # Keras itself may load JAX when it is installed): modules -> (needed, allowed besides).
 WINGS = [
     (["tripwire.callbacks.lightning", "tripwire.callbacks.pytorch_lightning"],
-     {"lightning", "pytorch_lightning", "torch"}, set()),
+     {"lightning", "pytorch_lightning", "torch"}, {"transformers"}),  # Lightning loads it when installed
     (["tripwire.callbacks.keras"], {"keras", "tensorflow"}, {"jax"}),
     (["tripwire.callbacks.xgboost"], {"xgboost"}, set()),
     (["tripwire.torch"], {"torch"}, set()),
+    (["tripwire.transformers"], {"transformers", "torch"}, set()),  # the real transformers, not shadowed
 ]
 LOADED = ("import importlib, json, sys\nfor module in sys.argv[1:]:\n    importlib.import_module(module)\n"
           "print(json.dumps(list(sys.modules)))")
 
 
-@pytest.mark.parametrize("modules, needed, allowed", WINGS, ids=["lightning", "keras", "xgboost", "torch"])
+@pytest.mark.parametrize("modules, needed, allowed", WINGS,
+                         ids=["lightning", "keras", "xgboost", "torch", "transformers"])
 def test_each_wing_imports_its_own_framework_only(modules, needed, allowed):
     missing = [name for name in needed if importlib.util.find_spec(name) is None]
     if missing:

@@ -24,6 +24,7 @@ INSTALL = {
                                                "for the standalone pytorch_lightning package"),
     "KerasTripwire": ("Keras 3", 'pip install "tripwire[keras]", or "tripwire[keras-jax]" for the JAX backend'),
     "XGBoostTripwire": ("XGBoost", 'pip install "tripwire[xgboost]"'),
+    "tripwire.transformers.TripwireCallback": ("Hugging Face transformers", 'pip install "tripwire[transformers]"'),
     "tripwire.torch.Tripwire": ("PyTorch", 'pip install "tripwire[torch]"'),
 }
 
