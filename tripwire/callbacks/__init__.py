@@ -4,8 +4,10 @@ Nothing here is imported eagerly: each callback module imports its framework on 
 (``from tripwire import LightningTripwire`` loads :mod:`tripwire.callbacks.lightning`), so
 ``import tripwire.callbacks`` stays as light as ``import tripwire``.
 
-- :mod:`tripwire.callbacks.torch`: the torch collector (usable from any torch loop) and the
-  Lightning callback logic; :mod:`tripwire.callbacks.lightning` is the thin public face over it,
+- :mod:`tripwire.callbacks.torch`: the torch collector, the driver every torch adapter shares, the
+  plain loop (public face :mod:`tripwire.torch`), the Hugging Face Trainer callback (public face
+  :mod:`tripwire.transformers`) and the Lightning callback logic; :mod:`tripwire.callbacks.lightning`
+  is the thin public face over the last,
   for ``lightning.pytorch`` and ``pytorch_lightning`` alike (:mod:`tripwire.callbacks.pytorch_lightning`
   keeps the old name ``PLTripwire`` for it).
 - :mod:`tripwire.callbacks.keras`: ``KerasTripwire`` and its in-graph collector.

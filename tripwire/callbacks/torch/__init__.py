@@ -1,4 +1,5 @@
-"""The torch wing: statistics collected from any torch training loop, and the Lightning adapter.
+"""The torch wing: statistics collected from any torch training loop, and its adapters (Lightning,
+a plain loop, the Hugging Face Trainer).
 
 Nothing is imported eagerly, so ``import tripwire.callbacks.torch`` imports no torch (the part
 names of :mod:`~tripwire.callbacks.torch.parts` need none either).
@@ -15,7 +16,11 @@ names of :mod:`~tripwire.callbacks.torch.parts` need none either).
   monitor (schedule, flush, decision, rank agreement);
 - :mod:`~tripwire.callbacks.torch.lightning`: the callback logic behind
   :class:`tripwire.LightningTripwire` (:mod:`tripwire.callbacks.lightning`), one class for both
-  Lightning packages.
+  Lightning packages;
+- :mod:`~tripwire.callbacks.torch.loop`: the plain loop behind :class:`tripwire.torch.Tripwire`
+  (also under Lightning Fabric and Accelerate);
+- :mod:`~tripwire.callbacks.torch.hf_trainer`: the Hugging Face Trainer callback behind
+  :class:`tripwire.transformers.TripwireCallback`.
 
 Example:
     >>> from tripwire.callbacks.torch.parts import GRADIENTS, probe_part
