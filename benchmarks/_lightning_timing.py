@@ -1,12 +1,12 @@
-"""Interleaved step timing of Lightning fits, shared by the Lightning benchmarks.
+"""Step timing of Lightning fits, shared by the Lightning benchmarks (the interleaving, the block
+reduction and the medians are ``_timing.py``'s, shared with the plain-loop benchmark).
 
 - :class:`StepTimer`: a timestamp at every batch start (CUDA events on a GPU), reduced to
-  per-step times of blocks of ``block`` steps; the median block is robust to load spikes and
-  still contains every sampled step (a block spans ``block`` steps starting at a multiple of it).
+  per-step times of blocks of ``block`` steps (:func:`_timing.block_times`).
 - :class:`HookTime`: the time spent inside a monitor's own hooks (a lower bound of its cost
   that a loaded machine blurs much less than whole-step ratios).
-- :func:`interleaved`: per repetition, each variant next to its own no-callback run (A/B, then
-  B/A), ratios against that neighbour, medians over repetitions.
+- :func:`interleaved`: :func:`_timing.interleave` over Lightning fits: per repetition, each
+  variant next to its own no-callback fit (A/B, then B/A), ratios against that neighbour, medians.
 
 Example (tiny, CPU):
     >>> from _lightning_workloads import SCALES
@@ -17,14 +17,10 @@ Example (tiny, CPU):
 
 from __future__ import annotations
 
-import math
 import shutil
-import statistics
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import lightning.pytorch as pl
@@ -32,6 +28,7 @@ import torch
 
 from _lightning_monitors import VARIANTS
 from _lightning_workloads import Classifier, Workload, quiet, trainer
+from _timing import CLOCKS, FitResult, Overhead, block_times, drain_background, interleave
 from tripwire import LightningTripwire
 
 
@@ -48,7 +45,7 @@ class StepTimer(pl.Callback):
 
     def __init__(self, device: str = "cpu", clock: str = "wall") -> None:
         self.cuda = torch.device(device).type == "cuda"
-        self.clock = time.process_time if clock == "cpu" else time.perf_counter
+        self.clock = CLOCKS[clock]
         self.marks: list[Any] = []
 
     def _mark(self) -> None:
@@ -77,16 +74,7 @@ class StepTimer(pl.Callback):
 
     def block_times(self, warmup: int, block: int) -> list[float]:
         """Seconds per step of each full block of ``block`` steps after the first ``warmup`` steps."""
-        t = self.seconds()[warmup:]
-        return [(t[i + block] - t[i]) / block for i in range(0, len(t) - block, block)]
-
-
-def drain_background(timeout_s: float = 120.0) -> None:
-    """Wait for tripwire's background threads (run record writer, alert senders) of finished fits, so
-    that none of them still runs, and competes for the CPU, while the next fit is timed."""
-    for thread in threading.enumerate():
-        if thread.name.startswith("tripwire-") and thread is not threading.current_thread():
-            thread.join(timeout_s)
+        return block_times(self.seconds(), warmup, block)
 
 
 class HookTime:
@@ -159,15 +147,6 @@ def time_forward_hooks() -> bool:
     return True
 
 
-@dataclass
-class FitResult:
-    """Per-step block times of one fit, the monitors' in-hook ms/step and tripwire's findings."""
-
-    blocks: list[float]
-    hook_ms: float = 0.0
-    findings: list[str] = field(default_factory=list)
-
-
 def fit_once(workload: Workload, variant: str, steps: int, warmup: int, block: int, device: str = "cpu",
              precision: str = "32-true", record_dir: str | None = None, seed: int = 0,
              clock: str = "wall") -> FitResult:
@@ -193,77 +172,24 @@ def fit_once(workload: Workload, variant: str, steps: int, warmup: int, block: i
     return FitResult(blocks, hooks.ms_per_step(warmup, steps), findings)
 
 
-@dataclass
-class Overhead:
-    """Interleaved measurements of one workload: median baseline ms/step, median ratio per variant,
-    and each variant's per-repetition ratios (to judge the spread)."""
-
-    workload: str
-    baseline_ms: float
-    ratio: dict[str, float]
-    per_rep: dict[str, list[float]]
-    findings: dict[str, list[str]]
-    hook_ms: dict[str, float] = field(default_factory=dict)  # median in-hook ms/step (see HookTime)
-
-    def cost(self, variant: str) -> float:
-        """Step time above the baseline, as a fraction of the baseline (ratio - 1)."""
-        return self.ratio[variant] - 1.0
-
-
 def interleaved(workload: Workload, variants: Sequence[str], reps: int, steps: int, warmup: int, block: int,
                 device: str = "cpu", precision: str = "32-true", record: bool = True, warm_round: bool = False,
                 deadline: float | None = None, clock: str = "wall") -> Overhead:
-    """Per repetition, every variant runs right next to a no-callback run (A/B, then B/A in the next
-    repetition), in a rotating order; the variant's ratio for that repetition is its median block
-    time over that neighbouring baseline's, so slow drifts in the machine's load cancel out.
+    """:func:`_timing.interleave` over Lightning fits of ``workload``: per repetition, every variant
+    right next to a no-callback fit, ratios against it, medians over repetitions. Each fit is
+    ``warmup + steps`` steps (``warmup + block`` in the untimed warm round); tripwire writes its run
+    record to a temporary folder unless ``record`` is False.
 
     ``deadline`` (a ``time.monotonic()`` value) stops adding repetitions once passed (at least one runs).
     """
-    others = [v for v in variants if v != "none"]
     record_dir = tempfile.mkdtemp(prefix="tripwire-bench-") if record else None
 
-    def run(v: str) -> float:
-        res = fit_once(workload, v, steps, warmup, block, device, precision, record_dir, clock=clock)
-        findings[v].update(res.findings)
-        hook_ms[v].append(res.hook_ms)
-        return statistics.median(res.blocks)
+    def fit(v: str, timed: bool) -> FitResult:
+        return fit_once(workload, v, steps if timed else block, warmup, block, device, precision, record_dir,
+                        clock=clock)
 
-    findings: dict[str, set[str]] = {v: set() for v in ["none", *others]}
-    hook_ms: dict[str, list[float]] = {v: [] for v in ["none", *others]}
-    baselines: list[float] = []
-    per_rep: dict[str, list[float]] = {v: [] for v in ["none", *others]}
     try:
-        if warm_round:  # first fits pay one-time costs (imports, allocator growth); not timed
-            for v in ["none", *others]:
-                fit_once(workload, v, block, warmup, block, device, precision, record_dir, clock=clock)
-        for rep in range(reps):
-            if rep and deadline is not None and time.monotonic() > deadline:
-                break
-            shift = rep % max(len(others), 1)
-            for v in others[shift:] + others[:shift]:
-                if rep % 2 == 0:
-                    base, t = run("none"), run(v)
-                else:
-                    t, base = run(v), run("none")
-                baselines.append(base)
-                per_rep[v].append(t / base)
-            per_rep["none"].append(1.0)
+        return interleave(workload.name, variants, reps, fit, warm_round, deadline)
     finally:
         if record_dir:
             shutil.rmtree(record_dir, ignore_errors=True)
-    return Overhead(workload.name, 1e3 * statistics.median(baselines) if baselines else math.nan,
-                    {v: statistics.median(r) if r else math.nan for v, r in per_rep.items()}, per_rep,
-                    {v: sorted(f) for v, f in findings.items()},
-                    {v: statistics.median(h) if h else math.nan for v, h in hook_ms.items()})
-
-
-def spread(values: Sequence[float]) -> float:
-    """Half the distance between the 25th and 75th percentiles (0 for fewer than 2 values)."""
-    if len(values) < 2:
-        return 0.0
-    q = statistics.quantiles(values, n=4, method="inclusive")
-    return (q[2] - q[0]) / 2
-
-
-def fmt_ratio(value: float) -> str:
-    return "n/a" if math.isnan(value) else f"{value:.3f}x"

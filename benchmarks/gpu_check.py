@@ -397,8 +397,9 @@ def _err(line: str) -> float:
 # 4: overhead ----------------------------------------------------------------------------------------
 def section_overhead(device: str, quick: bool, reps: int, deadline: float) -> bool | None:
     from _lightning_monitors import VARIANTS
-    from _lightning_timing import fmt_ratio, interleaved, spread
+    from _lightning_timing import interleaved
     from _lightning_workloads import SCALES
+    from _timing import fmt_ratio, spread
 
     scale = SCALES["quick" if quick else ("gpu" if device == "cuda" else "cpu")]
     steps, warmup, block = (20, 2, 10) if quick else (60, 10, 10)  # fits are short: Trainer setup dominates
