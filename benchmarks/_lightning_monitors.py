@@ -69,6 +69,14 @@ def fused_norms(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
     return [torch.linalg.vector_norm(t) for t in tensors]
 
 
+def fused_floor(module: torch.nn.Module) -> torch.Tensor:
+    """The floor's work: one fused norm pass over the gradients and one over the parameters of
+    ``module``, stacked and left on the device (no host read)."""
+    params = [p for p in module.parameters() if p.grad is not None]
+    grads = [p.grad.detach() for p in params]
+    return torch.stack(fused_norms(grads) + fused_norms([p.detach() for p in params]))
+
+
 class FusedFloor(pl.Callback):
     """The floor: one fused norm pass over the gradients and the parameters, left on the device."""
 
@@ -76,9 +84,7 @@ class FusedFloor(pl.Callback):
         self.last: torch.Tensor | None = None
 
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any) -> None:
-        params = [p for p in pl_module.parameters() if p.grad is not None]
-        grads = [p.grad.detach() for p in params]
-        self.last = torch.stack(fused_norms(grads) + fused_norms([p.detach() for p in params]))
+        self.last = fused_floor(pl_module)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,9 @@
-"""The Lightning benchmark scripts run end to end at their ``--quick`` setting, so they cannot rot,
-and the CPU-runnable parts of ``gpu_check.py`` (host-sync counting, the statistics comparison)
-do what they claim, including failing when they should."""
+"""The torch benchmark scripts (Lightning, plain loop) run end to end at their ``--quick`` setting,
+so they cannot rot, and the CPU-runnable parts of ``gpu_check.py`` (host-sync counting, the
+statistics comparison) do what they claim, including failing when they should."""
 
+import importlib.util
+import math
 import os
 import re
 import subprocess
@@ -58,6 +60,27 @@ def test_overhead_lightning_quick_prints_full_tables_and_the_verdicts():
     for row in in_hooks[1:]:
         ms = [float(re.fullmatch(r"(\d+\.\d{3}) ms \(\d+\.\d%\)", c).group(1)) for c in row[1:]]
         assert all(x > 0 for x in ms)  # each monitor's hooks ran and were timed (tripwire's included)
+    assert re.search(r"default config <= 1\.02x: mlp .* -> (HOLDS|FAILS)", r.stdout)
+    assert re.search(r"every rule every step cost <= 1\.5x the floor's cost: .* -> (HOLDS|FAILS|UNDECIDED)", r.stdout)
+
+
+def test_overhead_torch_quick_prints_every_column_with_finite_ratios():
+    r = run_script("overhead_torch.py", "--quick")
+    assert r.returncode == 0, r.stderr[-3000:]
+    (ratios,) = markdown_tables(r.stdout)
+    labels = ["no monitor (A/A)", "tripwire default", "tripwire every rule, every step", "wandb.watch all, log_freq=1",
+              "wandb.watch all, log_freq=10", "wandb.log(loss) only", "grad_norm .item()", "floor (fused norms)"]
+    assert ratios[0] == ["workload", "baseline ms/step", *labels]
+    assert [row[0] for row in ratios[1:]] == ["mlp", "cnn", "transformer"]
+    has_wandb = importlib.util.find_spec("wandb") is not None  # not a dependency: its columns may be absent
+    for row in ratios[1:]:
+        assert float(row[1]) > 0
+        for label, cell in zip(labels, row[2:], strict=True):
+            if label.startswith("wandb") and not has_wandb:
+                assert cell == "wandb not installed"
+                continue
+            value = float(re.fullmatch(r"(\d+\.\d{3})x ±\d+\.\d{3}", cell).group(1))
+            assert math.isfinite(value) and 0 < value < 1000, (label, cell)
     assert re.search(r"default config <= 1\.02x: mlp .* -> (HOLDS|FAILS)", r.stdout)
     assert re.search(r"every rule every step cost <= 1\.5x the floor's cost: .* -> (HOLDS|FAILS|UNDECIDED)", r.stdout)
 
