@@ -14,9 +14,7 @@ pytestmark = pytest.mark.torch
 
 
 def dead_mlp():
-    net = mlp()
-    nn.init.constant_(net[0].bias, -20.0)
-    return net
+    return mlp(dead=0)
 
 
 def test_compiled_model_keeps_activation_hooks():

@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 
 from torch import nn
 
-from lightning_kit import Task, TinyTransformer, blobs, fit, loader, mlp, rules_fired, tokens, tripwire
+from lightning_kit import Task, Transformer, blobs, fit, loader, mlp, rules_fired, tokens, tripwire
 
 pytestmark = pytest.mark.torch
 
@@ -61,9 +61,7 @@ def test_nan_inputs_stop_training(data):
 
 
 def test_negative_bias_relu_is_dead(data):
-    net = mlp()
-    nn.init.constant_(net[0].bias, -20.0)
-    cb = fit(Task(net), loader(*data), callback=tripwire(interval=5), max_steps=10)
+    cb = fit(Task(mlp(dead=0)), loader(*data), callback=tripwire(interval=5), max_steps=10)
     dead = [f for f in cb.findings if f.rule == "dead_relu"]
     assert dead and "net.1" in dead[0].subject and dead[0].value == 1.0
 
@@ -138,7 +136,7 @@ def test_unscaled_features_are_not_normalized(data):
 
 def test_padded_token_sequences(data):
     ids, y = tokens(n=512, pad_share=0.75)
-    cb = fit(Task(TinyTransformer(), lr=0.003, optimizer="adam"), loader(ids, y), callback=tripwire(interval=5),
+    cb = fit(Task(Transformer(), lr=0.003, optimizer="adam"), loader(ids, y), callback=tripwire(interval=5),
              max_steps=20)
     found = [f for f in cb.findings if f.rule == "token_ratio"]
     assert found and found[0].value == pytest.approx(0.75)

@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("lightning")
 torch = pytest.importorskip("torch")
 
-from lightning_kit import CNN, Task, TinyTransformer, blobs, fit, images, loader, mlp, tokens, tripwire
+from lightning_kit import CNN, Task, Transformer, blobs, fit, images, loader, mlp, tokens, tripwire
 
 pytestmark = pytest.mark.torch
 
@@ -38,7 +38,7 @@ def test_healthy_run_is_silent(kind, tmp_path):
     elif kind == "cnn":
         task, train, val = Task(CNN(), lr=0.01, optimizer="adam"), images(n=4096), images(n=384, seed=1)
     else:
-        task, train, val = (Task(TinyTransformer(), lr=0.003, optimizer="adam"), tokens(n=4096),
+        task, train, val = (Task(Transformer(), lr=0.003, optimizer="adam"), tokens(n=4096),
                             tokens(n=384, seed=1))
     cb = watched(log_dir=tmp_path)
     fit(task, loader(*train), loader(*val, shuffle=False), callback=cb, max_steps=120, val_check_interval=40)

@@ -18,6 +18,7 @@ MODULES = {  # module -> the package its examples need
     "tripwire.callbacks.torch.collector": "torch",
     "tripwire.callbacks.lightning": "lightning",
     "tripwire.callbacks.pytorch_lightning": "pytorch_lightning",
+    "tripwire.kit.lightning": "lightning",
 }
 
 
