@@ -72,11 +72,16 @@ class Workload:
     batch: int
     distinct: int = 8  # different batches; a loader cycles through them
 
+    def tensors(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` samples and their labels as tensors."""
+        x, y = self.data(n)
+        return torch.as_tensor(x), torch.as_tensor(y)
+
     def loader(self, batches: int, device: str = "cpu") -> Batches:
         """``batches`` batches on ``device``, the same ones for every variant (made once, then cached)."""
         key = (self.name, self.batch, self.distinct, self.data, str(device))  # the function itself: no id reuse
         if key not in _BATCHES:
-            x, y = (torch.as_tensor(a).to(device) for a in self.data(self.batch * self.distinct))
+            x, y = (t.to(device) for t in self.tensors(self.batch * self.distinct))
             _BATCHES[key] = [(x[i * self.batch:(i + 1) * self.batch], y[i * self.batch:(i + 1) * self.batch])
                              for i in range(self.distinct)]
         return Batches(_BATCHES[key], batches)

@@ -168,7 +168,7 @@ def collector_loop(workload, device: str, steps: int, interval: int, bf16: bool,
     rehearsing, torch_reductions.accelerator_path_on_cpu = torch_reductions.accelerator_path_on_cpu, True
     torch.manual_seed(seed)
     net = workload.net().to(device)
-    x, y = workload.data(workload.batch * steps)
+    x, y = workload.tensors(workload.batch * steps)
     batches = [(x[i * workload.batch:(i + 1) * workload.batch].to(device),
                 y[i * workload.batch:(i + 1) * workload.batch].to(device)) for i in range(steps)]
     opt = torch.optim.SGD(net.parameters(), lr=0.05)
