@@ -15,9 +15,10 @@ from tripwire.arguments import SHARED, shared_arguments
 from tripwire.config import FROM_CONFIG, FromConfig
 
 ADAPTERS = [("tripwire.callbacks.lightning", "LightningTripwire", "lightning"),
-            ("tripwire.callbacks.pytorch_lightning", "PLTripwire", "pytorch_lightning"),
             ("tripwire.callbacks.keras", "KerasTripwire", "keras"),
-            ("tripwire.callbacks.xgboost", "XGBoostTripwire", "xgboost")]
+            ("tripwire.callbacks.xgboost", "XGBoostTripwire", "xgboost"),
+            ("tripwire.torch", "Tripwire", "torch"),
+            ("tripwire.transformers", "TripwireCallback", "transformers")]
 
 
 def shared_of(cls) -> dict[str, tuple]:
@@ -41,10 +42,10 @@ def test_the_monitor_takes_the_shared_arguments_and_documents_them():
 def test_each_callback_takes_the_shared_arguments_and_documents_them(module, name, framework):
     pytest.importorskip(framework)
     cls = getattr(importlib.import_module(module), name)
-    assert list(inspect.signature(cls.__init__).parameters)[:2] == ["self", "config"]
+    watched = ["model", "optimizer"] if name == "Tripwire" else []  # the plain loop takes what it watches first
+    assert list(inspect.signature(cls.__init__).parameters)[:len(watched) + 2] == ["self", *watched, "config"]
     assert shared_of(cls) == EXPECTED
-    if "Args:" in cls.__doc__:  # PLTripwire refers to LightningTripwire's
-        assert all(f"        {arg.name}: {arg.doc[:40]}" in cls.__doc__ for arg in SHARED)
+    assert all(f"        {arg.name}: {arg.doc[:40]}" in cls.__doc__ for arg in SHARED)
     assert "{shared arguments}" not in cls.__doc__
 
 
@@ -122,3 +123,21 @@ def test_the_config_value_sentinel_reads_well_and_survives_copies():
 
     assert repr(FROM_CONFIG) == "FROM_CONFIG"
     assert copy.deepcopy(FROM_CONFIG) is FROM_CONFIG and pickle.loads(pickle.dumps(FROM_CONFIG)) is FROM_CONFIG
+
+
+def test_the_objects_an_adapter_watches_may_come_before_config_without_defaults():
+    class Watching:
+        def __init__(self, model, optimizer, config=None, *, stop_on: Iterable[str] = (),
+                     interval: int | None = None, log_dir: str | bool | FromConfig | None = FROM_CONFIG,
+                     strict: bool | None = None, run_name: str | None = None) -> None:
+            pass
+
+    class Defaulted:
+        def __init__(self, model=None, config=None, *, stop_on: Iterable[str] = (),
+                     interval: int | None = None, log_dir: str | bool | FromConfig | None = FROM_CONFIG,
+                     strict: bool | None = None, run_name: str | None = None) -> None:
+            pass
+
+    assert shared_arguments(Watching) is Watching
+    with pytest.raises(TypeError, match="must take `config=None` as its first argument"):
+        shared_arguments(Defaulted)

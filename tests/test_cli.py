@@ -117,3 +117,11 @@ def test_module_entry_point_prints_no_traceback(tmp_path):
     assert "Traceback" not in proc.stderr and f"{path}:2:3" in proc.stderr and "did you mean 'nonfinite'" in proc.stderr
     proc = subprocess.run([sys.executable, "-m", "tripwire", "--help"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "rules" in proc.stdout and "check" in proc.stdout
+
+
+def test_version_is_the_package_version(capsys):
+    import tripwire
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.strip() == f"tripwire {tripwire.__version__}"

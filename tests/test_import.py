@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-HEAVY = ("torch", "tensorflow", "keras", "xgboost", "lightning", "pytorch_lightning", "jax", "dask")
+HEAVY = ("torch", "tensorflow", "keras", "xgboost", "lightning", "pytorch_lightning", "jax", "dask", "transformers")
 
 
 def test_import_tripwire_loads_no_framework():
@@ -44,7 +44,7 @@ import importlib.abc, json, sys
 
 class Refuse(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("lightning", "pytorch_lightning", "keras", "xgboost"):
+        if name.split(".")[0] in ("lightning", "pytorch_lightning", "keras", "xgboost", "torch", "transformers"):
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
         return None
 
@@ -58,21 +58,26 @@ for statement in sys.argv[1:]:
 print(json.dumps(errors))
 """
 
-LIGHTNING = ('LightningTripwire needs PyTorch Lightning: pip install "tripwire[lightning]"', "lightning")
+LIGHTNING = ('LightningTripwire needs PyTorch Lightning: pip install "tripwire[lightning]", or '
+             '"tripwire[pytorch-lightning]" for the standalone pytorch_lightning package', "lightning")
 KERAS = ('KerasTripwire needs Keras 3: pip install "tripwire[keras]", or "tripwire[keras-jax]" for the JAX backend',
          "keras")
 XGBOOST = ('XGBoostTripwire needs XGBoost: pip install "tripwire[xgboost]"', "xgboost")
+TORCH = ('tripwire.torch.Tripwire needs PyTorch: pip install "tripwire[torch]"', "torch")
+TRANSFORMERS = ('tripwire.transformers.TripwireCallback needs Hugging Face transformers: '
+                'pip install "tripwire[transformers]"', "transformers")
 MISSING = {
     "from tripwire import LightningTripwire": LIGHTNING,
     "from tripwire.callbacks.lightning import LightningTripwire": LIGHTNING,
-    "from tripwire.callbacks.pytorch_lightning import PLTripwire":
-        ('PLTripwire needs the pytorch_lightning package: pip install "tripwire[pytorch-lightning]"',
-         "pytorch_lightning"),
+    "from tripwire.callbacks.pytorch_lightning import PLTripwire": LIGHTNING,  # the same class, by its old name
     "from tripwire import KerasTripwire": KERAS,
     "from tripwire.callbacks.keras import KerasTripwire": KERAS,
     "import tripwire.callbacks.keras.collector": KERAS,  # any module of the wing: its package imports Keras
     "from tripwire import XGBoostTripwire": XGBOOST,
     "from tripwire.callbacks.xgboost import XGBoostTripwire": XGBOOST,
+    "from tripwire.torch import Tripwire": TORCH,
+    "from tripwire.callbacks.torch.loop import Tripwire": TORCH,
+    "from tripwire.transformers import TripwireCallback": TRANSFORMERS,
 }
 
 
@@ -97,9 +102,11 @@ def test_the_extras_named_exist_in_pyproject():
 # whatever the modules behind them are called: (module, class, where else it is public, framework).
 PUBLIC = [
     ("tripwire.callbacks.lightning", "LightningTripwire", "tripwire", "lightning"),
-    ("tripwire.callbacks.lightning", "PLTripwire", "tripwire.callbacks.pytorch_lightning", "pytorch_lightning"),
+    ("tripwire.callbacks.lightning", "PLTripwire", "tripwire.callbacks.pytorch_lightning", "lightning"),
     ("tripwire.callbacks.keras", "KerasTripwire", "tripwire", "keras"),
     ("tripwire.callbacks.xgboost", "XGBoostTripwire", "tripwire", "xgboost"),
+    ("tripwire.callbacks.torch.loop", "Tripwire", "tripwire.torch", "torch"),
+    ("tripwire.callbacks.torch.hf_trainer", "TripwireCallback", "tripwire.transformers", "transformers"),
 ]
 
 
@@ -115,15 +122,18 @@ def test_the_public_import_paths_name_the_same_class(module, name, also, framewo
 # allowed besides).
 WINGS = [
     (["tripwire.callbacks.lightning", "tripwire.callbacks.pytorch_lightning", "tripwire.kit.lightning"],
-     {"lightning", "pytorch_lightning", "torch"}, set()),
+     {"lightning", "pytorch_lightning", "torch"}, {"transformers"}),  # Lightning loads it when installed
     (["tripwire.callbacks.keras", "tripwire.kit.keras"], {"keras", "tensorflow"}, {"jax"}),
     (["tripwire.callbacks.xgboost"], {"xgboost"}, set()),
+    (["tripwire.torch"], {"torch"}, set()),
+    (["tripwire.transformers"], {"transformers", "torch"}, set()),  # the real transformers, not shadowed
 ]
 LOADED = ("import importlib, json, sys\nfor module in sys.argv[1:]:\n    importlib.import_module(module)\n"
           "print(json.dumps(list(sys.modules)))")
 
 
-@pytest.mark.parametrize("modules, needed, allowed", WINGS, ids=["torch", "keras", "xgboost"])
+@pytest.mark.parametrize("modules, needed, allowed", WINGS,
+                         ids=["lightning", "keras", "xgboost", "torch", "transformers"])
 def test_each_wing_imports_its_own_framework_only(modules, needed, allowed):
     missing = [name for name in needed if importlib.util.find_spec(name) is None]
     if missing:

@@ -89,14 +89,19 @@ def shared_arguments(cls: T) -> T:
     ``cls.__doc__`` (at its ``{shared arguments}`` line).
 
     Raises:
-        TypeError: ``__init__`` does not take ``config`` first and every shared argument
+        TypeError: ``__init__`` does not take ``config`` first (the plain PyTorch loop's takes the
+            model and optimizer it watches before it) and every shared argument
             keyword-only with the shared default and annotation, or the docstring documents
             arguments (``Args:``) without the ``{shared arguments}`` line.
     """
     where = f"{cls.__name__}.__init__"
     parameters = list(inspect.signature(cls.__init__).parameters.values())
-    if [p.name for p in parameters[:2]] != ["self", "config"] or parameters[1].default is not None:
-        raise TypeError(f"{where} must take `config=None` as its first argument")
+    names = [p.name for p in parameters]
+    watched = parameters[1:names.index("config")] if "config" in names else []
+    if ("config" not in names or parameters[len(watched) + 1].default is not None
+            or any(p.default is not p.empty or p.kind is p.KEYWORD_ONLY for p in watched)):
+        raise TypeError(f"{where} must take `config=None` as its first argument (after the objects it watches, "
+                        "which have no default)")
     given = {p.name: p for p in parameters}
     for arg in SHARED:
         p = given.get(arg.name)

@@ -24,6 +24,7 @@ from typing import Any
 
 from pydantic_core import PydanticUndefined
 
+from tripwire import __version__
 from tripwire.errors import ConfigError, TripwireError
 
 # ---- the rule catalogue --------------------------------------------------------------------
@@ -197,6 +198,7 @@ def _fail(message: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser; a new subcommand is a ``_cmd_*`` function and a few lines here."""
     parser = argparse.ArgumentParser(prog="tripwire", description="Catch broken training runs while they happen.")
+    parser.add_argument("--version", action="version", version=f"tripwire {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("rules", help="list the rule types with their defaults and parameters")

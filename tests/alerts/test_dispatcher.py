@@ -114,3 +114,42 @@ def test_monitor_sends_its_findings_to_the_webhook(hook_server):
     body = body_json(request)
     assert body["finding"]["rule"] == "nonfinite" and body["finding"]["step"] == 7
     assert "NaN/Inf in the loss at step 7" in body["text"]
+
+
+def _lone_logger(name: str) -> logging.Logger:
+    """A logger whose records reach no handler of the test session (Python's last resort prints them)."""
+    logger = logging.getLogger(name)
+    logger.propagate, logger.handlers = False, []
+    return logger
+
+
+def test_console_and_log_print_a_finding_once_on_the_terminal(capsys):
+    _lone_logger("once.run")
+    d = AlertDispatcher({"log": {"logger": "once.run"}, "console": {}})
+    d.send(make_finding())
+    d.close(timeout_s=1)
+    lines = [line for line in capsys.readouterr().err.splitlines() if "dead_relu" in line]
+    assert len(lines) == 1
+
+
+def test_without_the_console_the_log_channel_still_reaches_the_terminal(capsys):
+    _lone_logger("alone.run")
+    d = AlertDispatcher({"log": {"logger": "alone.run"}})
+    d.send(make_finding())
+    d.close(timeout_s=1)
+    assert sum("dead_relu" in line for line in capsys.readouterr().err.splitlines()) == 1
+
+
+def test_with_the_console_a_log_file_still_gets_its_record(tmp_path, capsys):
+    logger = _lone_logger("file.run")
+    handler = logging.FileHandler(tmp_path / "run.log")
+    logger.addHandler(handler)
+    try:
+        d = AlertDispatcher({"log": {"logger": "file.run"}, "console": {}})
+        d.send(make_finding())
+        d.close(timeout_s=1)
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    assert "dead_relu" in (tmp_path / "run.log").read_text()
+    assert sum("dead_relu" in line for line in capsys.readouterr().err.splitlines()) == 1

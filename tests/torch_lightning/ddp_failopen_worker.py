@@ -82,15 +82,15 @@ def one_run(scenario: str, rank: int) -> dict:
                  use_distributed_sampler=False)
     switched_off, series = [], set()
     if callback is not None:
-        switch_off, process = callback._switch_off_collector, callback.monitor.process
+        switch_off, process = callback.driver.switch_off_collector, callback.monitor.process
         callback.monitor.process = lambda sample: (series.update(k.split("[")[0] for k in sample.stats),
                                                    process(sample))[1]
 
-        def recording(trainer_):
-            switched_off.append(trainer_.global_step)
-            return switch_off(trainer_)
+        def recording():
+            switched_off.append(tr.global_step)
+            return switch_off()
 
-        callback._switch_off_collector = recording
+        callback.driver.switch_off_collector = recording
     fault = FAULTS.get(scenario) if rank == 1 else None
     with failing_from(*fault) if fault else contextlib.nullcontext():
         tr.fit(task, loader(x, y, batch_size=16, shuffle=False), loader(x, y, batch_size=32, shuffle=False))

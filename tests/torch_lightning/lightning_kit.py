@@ -4,21 +4,52 @@ helper.
 
 Everything is CPU-sized: a run is a few hundred optimizer steps of a model with a few
 thousand parameters, seconds of wall time.
+
+``Task`` and ``trainer`` are ``lightning.pytorch``'s; ``task_class("pytorch_lightning")`` and
+``trainer(..., package="pytorch_lightning")`` are the same on the standalone package, and
+``fit`` trains a task with the Trainer of its own package.
 """
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import lightning.pytorch as pl
+import pytest
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
 from tripwire import LightningTripwire
-from tripwire.kit.lightning import Classifier as Task
-from tripwire.kit.lightning import Transformer, blobs, loader, mlp, tokens, trainer
+from tripwire.kit import lightning as kit
+from tripwire.kit.lightning import Transformer as TinyTransformer
+from tripwire.kit.lightning import blobs, loader, mlp, tokens
 
-__all__ = ["CNN", "Task", "Transformer", "blobs", "fit", "images", "loader", "mlp", "rules_fired", "tokens",
-           "trainer", "tripwire"]
+__all__ = ["CNN", "PACKAGES", "Task", "TinyTransformer", "blobs", "fit", "images", "lightning", "loader", "mlp",
+           "package_of", "rules_fired", "task_class", "tokens", "trainer", "tripwire"]
+
+#: the two Lightning packages, as tests name them (``lightning`` stands for ``lightning.pytorch``)
+PACKAGES = ("lightning", "pytorch_lightning")
+
+
+def lightning(package: str = "lightning") -> ModuleType:
+    """``lightning.pytorch`` or ``pytorch_lightning``; the test is skipped when it is not installed."""
+    return pytest.importorskip("lightning.pytorch" if package == "lightning" else package)
+
+
+def package_of(task: object) -> str:
+    """The package, as in :data:`PACKAGES`, whose ``LightningModule`` ``task`` is (or wraps: ``torch.compile``)."""
+    module = getattr(task, "_orig_mod", task)
+    return next(package for package in PACKAGES if isinstance(module, lightning(package).LightningModule))
+
+
+def task_class(package: str = "lightning") -> type:
+    """``Task`` on ``package``'s ``LightningModule``."""
+    lightning(package)  # skips the test when the package is not installed
+    return kit.classifier_class(package)
+
+
+Task = task_class()
 
 
 class CNN(nn.Module):
@@ -50,11 +81,18 @@ def tripwire(config: object = None, **kwargs: object) -> LightningTripwire:
     return LightningTripwire(config, **kwargs)
 
 
+def trainer(callbacks: list, max_steps: int = 200, *, package: str = "lightning", **kwargs: object) -> pl.Trainer:
+    """The kit's quiet CPU Trainer of ``package``."""
+    lightning(package)  # skips the test when the package is not installed
+    return kit.trainer(callbacks, max_steps, package=package, **kwargs)
+
+
 def fit(task: pl.LightningModule, train: DataLoader, val: DataLoader | None = None, *,
         callback: LightningTripwire | None = None, max_steps: int = 200, **kwargs: object) -> LightningTripwire:
-    """Train ``task`` with ``callback`` (default: the default config) and return the callback."""
+    """Train ``task`` with ``callback`` (default: the default config) on a Trainer of the task's
+    package, and return the callback."""
     callback = callback if callback is not None else tripwire()
-    trainer(callbacks=[callback], max_steps=max_steps, **kwargs).fit(task, train, val)
+    trainer(callbacks=[callback], max_steps=max_steps, package=package_of(task), **kwargs).fit(task, train, val)
     return callback
 
 

@@ -1,13 +1,12 @@
-"""torch.compile, the standalone pytorch_lightning package, and LightningCLI."""
+"""torch.compile, LightningCLI of either Lightning package, and the quickstart example."""
 
 import pytest
 
 pytest.importorskip("lightning")
 torch = pytest.importorskip("torch")
 
-from torch import nn
 
-from lightning_kit import Task, blobs, fit, loader, mlp, rules_fired, tripwire
+from lightning_kit import PACKAGES, Task, blobs, fit, lightning, loader, mlp, task_class, tripwire
 from tripwire import LightningTripwire
 
 pytestmark = pytest.mark.torch
@@ -26,48 +25,25 @@ def test_compiled_model_keeps_activation_hooks():
     assert dead and "net.1" in dead[0].subject  # the hook ran inside the compiled forward
 
 
-def test_pytorch_lightning_package():
-    pl = pytest.importorskip("pytorch_lightning")
-    from tripwire.callbacks.lightning import PLTripwire
+def cli_model(package: str) -> type:
+    """A Task of ``package`` that LightningCLI can build from plain arguments."""
 
-    class PLTask(pl.LightningModule):
-        def __init__(self, net):
-            super().__init__()
-            self.net = net
+    class CLIModel(task_class(package)):
+        def __init__(self, hidden: int = 16, dead: bool = False) -> None:
+            super().__init__(dead_mlp() if dead else mlp(hidden=hidden))
 
-        def training_step(self, batch, batch_idx):
-            x, y = batch
-            return nn.functional.cross_entropy(self.net(x), y)
+        def train_dataloader(self):
+            return loader(*blobs(n=128))
 
-        def configure_optimizers(self):
-            return torch.optim.SGD(self.parameters(), lr=0.05)
-
-    torch.manual_seed(0)
-    cb = PLTripwire({"rules": {"dead_relu": {}}}, interval=2, log_dir=False)
-    pl.Trainer(accelerator="cpu", max_steps=6, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-               enable_model_summary=False, callbacks=[cb]).fit(PLTask(dead_mlp()), loader(*blobs(n=128)))
-    assert rules_fired(cb) == {"dead_relu"}
-
-    wrong = LightningTripwire(log_dir=False)
-    with pytest.raises(TypeError, match="pytorch_lightning"):
-        pl.Trainer(accelerator="cpu", max_steps=1, logger=False, enable_checkpointing=False,
-                   callbacks=[wrong]).fit(PLTask(mlp()), loader(*blobs(n=64)))
+    return CLIModel
 
 
-class CLIModel(Task):
-    """A Task LightningCLI can build from plain arguments."""
-
-    def __init__(self, hidden: int = 16, dead: bool = False) -> None:
-        super().__init__(dead_mlp() if dead else mlp(hidden=hidden))
-
-    def train_dataloader(self):
-        return loader(*blobs(n=128))
-
-
-@pytest.mark.parametrize("class_path", ["tripwire.LightningTripwire", "tripwire.callbacks.lightning.LightningTripwire"])
-def test_lightning_cli_builds_the_callback_from_yaml(tmp_path, class_path):
+@pytest.mark.parametrize("package", PACKAGES)
+@pytest.mark.parametrize("class_path", ["tripwire.LightningTripwire", "tripwire.callbacks.lightning.LightningTripwire",
+                                        "tripwire.callbacks.pytorch_lightning.PLTripwire"])
+def test_lightning_cli_builds_the_callback_from_yaml(tmp_path, class_path, package):
     pytest.importorskip("jsonargparse")
-    from lightning.pytorch.cli import LightningCLI
+    LightningCLI = pytest.importorskip(f"{lightning(package).__name__}.cli").LightningCLI
 
     config = tmp_path / "cli.yaml"
     config.write_text(f"""
@@ -87,7 +63,8 @@ model:
   dead: true
 """)
     torch.manual_seed(0)
-    cli = LightningCLI(CLIModel, args=["fit", "--config", str(config)], save_config_kwargs={"overwrite": True})
+    cli = LightningCLI(cli_model(package), args=["fit", "--config", str(config)],
+                       save_config_kwargs={"overwrite": True})
     cb = next(c for c in cli.trainer.callbacks if isinstance(c, LightningTripwire))
     assert cb.monitor.interval == 2 and cb.stopped_by is not None and cb.stopped_by.rule == "dead_relu"
     assert cli.trainer.global_step < 6

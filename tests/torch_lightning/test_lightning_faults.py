@@ -11,7 +11,19 @@ torch = pytest.importorskip("torch")
 
 from torch import nn
 
-from lightning_kit import Task, Transformer, blobs, fit, loader, mlp, rules_fired, tokens, tripwire
+from lightning_kit import (
+    PACKAGES,
+    Task,
+    TinyTransformer,
+    blobs,
+    fit,
+    loader,
+    mlp,
+    rules_fired,
+    task_class,
+    tokens,
+    tripwire,
+)
 
 pytestmark = pytest.mark.torch
 
@@ -52,10 +64,11 @@ def test_huge_learning_rate_reaches_nan_and_stops(data):
     assert cb.stopped_by.step < 200
 
 
-def test_nan_inputs_stop_training(data):
+@pytest.mark.parametrize("package", PACKAGES)
+def test_nan_inputs_stop_training(data, package):
     x, y = data[0].clone(), data[1]
     x[100:110] = float("nan")  # batch 3
-    cb = fit(Task(mlp()), loader(x, y, shuffle=False), callback=tripwire(interval=5), max_steps=100)
+    cb = fit(task_class(package)(mlp()), loader(x, y, shuffle=False), callback=tripwire(interval=5), max_steps=100)
     assert cb.stopped_by is not None and cb.stopped_by.rule == "nonfinite" and cb.stopped_by.step == 5
     assert "loss" in cb.stopped_by.subject
 
@@ -136,7 +149,7 @@ def test_unscaled_features_are_not_normalized(data):
 
 def test_padded_token_sequences(data):
     ids, y = tokens(n=512, pad_share=0.75)
-    cb = fit(Task(Transformer(), lr=0.003, optimizer="adam"), loader(ids, y), callback=tripwire(interval=5),
+    cb = fit(Task(TinyTransformer(), lr=0.003, optimizer="adam"), loader(ids, y), callback=tripwire(interval=5),
              max_steps=20)
     found = [f for f in cb.findings if f.rule == "token_ratio"]
     assert found and found[0].value == pytest.approx(0.75)

@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("lightning")
 torch = pytest.importorskip("torch")
 
-from lightning_kit import CNN, Task, Transformer, blobs, fit, images, loader, mlp, tokens, tripwire
+from lightning_kit import CNN, Task, TinyTransformer, blobs, fit, images, loader, mlp, task_class, tokens, tripwire
 
 pytestmark = pytest.mark.torch
 
@@ -30,15 +30,16 @@ def watched(**kwargs):
     return cb
 
 
-@pytest.mark.parametrize("kind", ["mlp", "cnn", "transformer"])
-def test_healthy_run_is_silent(kind, tmp_path):
+@pytest.mark.parametrize("kind, package", [("mlp", "lightning"), ("cnn", "lightning"), ("transformer", "lightning"),
+                                           ("mlp", "pytorch_lightning")])
+def test_healthy_run_is_silent(kind, package, tmp_path):
     torch.manual_seed(0)
     if kind == "mlp":
-        task, train, val = Task(mlp()), blobs(n=4096, spread=2.0), blobs(n=384, seed=1, spread=2.0)
+        task, train, val = task_class(package)(mlp()), blobs(n=4096, spread=2.0), blobs(n=384, seed=1, spread=2.0)
     elif kind == "cnn":
         task, train, val = Task(CNN(), lr=0.01, optimizer="adam"), images(n=4096), images(n=384, seed=1)
     else:
-        task, train, val = (Task(Transformer(), lr=0.003, optimizer="adam"), tokens(n=4096),
+        task, train, val = (Task(TinyTransformer(), lr=0.003, optimizer="adam"), tokens(n=4096),
                             tokens(n=384, seed=1))
     cb = watched(log_dir=tmp_path)
     fit(task, loader(*train), loader(*val, shuffle=False), callback=cb, max_steps=120, val_check_interval=40)

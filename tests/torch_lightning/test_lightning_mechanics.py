@@ -10,7 +10,7 @@ import lightning.pytorch as pl
 from torch import nn
 
 import tripwire as tw
-from lightning_kit import Task, blobs, fit, loader, mlp, rules_fired, trainer, tripwire
+from lightning_kit import PACKAGES, Task, blobs, fit, loader, mlp, rules_fired, task_class, trainer, tripwire
 
 pytestmark = pytest.mark.torch
 
@@ -141,24 +141,27 @@ def test_raise_action_raises_rule_triggered(data):
     assert info.value.finding.rule == "nonfinite"
 
 
-def test_checkpoint_action_saves_a_loadable_checkpoint(data, tmp_path):
+@pytest.mark.parametrize("package", PACKAGES)
+def test_checkpoint_action_saves_a_loadable_checkpoint(data, tmp_path, package):
     cb = tripwire({"rules": {"nonfinite": {"actions": ["checkpoint", "stop"]}}}, interval=1)
     x = data[0].clone()
     x[64:] = float("nan")
-    fit(Task(mlp()), loader(x, data[1], shuffle=False), callback=cb, max_steps=10, default_root_dir=tmp_path)
+    fit(task_class(package)(mlp()), loader(x, data[1], shuffle=False), callback=cb, max_steps=10,
+        default_root_dir=tmp_path)
     saved = sorted((tmp_path / "tripwire_checkpoints").glob("*.ckpt"))  # no run record: under default_root_dir
     assert [p.name for p in saved] == ["tripwire-nonfinite-step2.ckpt"]
     ckpt = torch.load(saved[0], weights_only=True)
     assert ckpt["callbacks"]["LightningTripwire"]["monitor"]["findings"][0]["rule"] == "nonfinite"
 
 
-def test_resume_continues_patience_and_keeps_findings(data, tmp_path):
+@pytest.mark.parametrize("package", PACKAGES)
+def test_resume_continues_patience_and_keeps_findings(data, tmp_path, package):
     config = {"rules": {"small_updates": {"patience": 3}, "poor_initialization": {}}}
     net = mlp()
     nn.init.constant_(net[0].weight, 0.1)  # poor_initialization fires at step 0 of the first run
     first = tripwire(config, interval=5)
-    tr = trainer([first], max_steps=6)
-    tr.fit(Task(net, lr=1e-9), loader(*data))
+    tr = trainer([first], max_steps=6, package=package)
+    tr.fit(task_class(package)(net, lr=1e-9), loader(*data))
     path = tmp_path / "mid.ckpt"
     tr.save_checkpoint(path)
     assert rules_fired(first) == {"poor_initialization"}  # small_updates: 2 of 3 samples so far
@@ -166,7 +169,8 @@ def test_resume_continues_patience_and_keeps_findings(data, tmp_path):
     assert state["monitor"]["rules"]["small_updates"]["state"]["runs"]
 
     second = tripwire(config, interval=5)
-    trainer([second], max_steps=15).fit(Task(mlp(), lr=1e-9), loader(*data), ckpt_path=path)
+    trainer([second], max_steps=15, package=package).fit(task_class(package)(mlp(), lr=1e-9), loader(*data),
+                                                         ckpt_path=path)
     assert [f.rule for f in second.findings].count("poor_initialization") == 1  # restored, not re-fired
     small = [f for f in second.findings if f.rule == "small_updates"]
     assert small and small[0].step == 10  # third sample in a row: steps 0, 5 (first run) and 10

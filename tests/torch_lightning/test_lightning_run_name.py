@@ -24,13 +24,6 @@ def test_run_name_names_the_run_record(tmp_path):
         assert run.meta["run_name"] == "lr-0.05" and run.meta["framework"] == "torch"
 
 
-def test_the_pytorch_lightning_adapter_takes_it_too():
-    pytest.importorskip("pytorch_lightning")
-    from tripwire.callbacks.pytorch_lightning import PLTripwire
-
-    assert PLTripwire(log_dir=False, run_name="baseline").monitor.run_name == "baseline"
-
-
 @pytest.mark.parametrize("run_name", ["runs/a", "..", "", 7])
 def test_a_run_name_that_is_not_a_directory_name_is_refused(run_name):
     with pytest.raises(ConfigError) as info:

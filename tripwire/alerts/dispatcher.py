@@ -48,7 +48,7 @@ def build_channels(config: ChannelsConfig) -> list[Channel]:
     """The channels ``config`` enables, inline ones first."""
     built: list[Channel] = []
     if config.log is not None:
-        built.append(LogChannel(config.log))
+        built.append(LogChannel(config.log, console=config.console is not None))
     if config.console is not None:
         built.append(ConsoleChannel(config.console))
     if config.webhook is not None:

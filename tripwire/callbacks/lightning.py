@@ -1,4 +1,10 @@
-"""`LightningTripwire`: training-health rules as a ``lightning.pytorch`` callback.
+"""`LightningTripwire`: training-health rules as a Lightning callback, for either Lightning package.
+
+``lightning.pytorch`` and the standalone ``pytorch_lightning`` are separate distributions with
+separate class hierarchies. This one class derives from the ``Callback`` of each of them that
+imports, so it works with either package's ``Trainer`` (with both installed, with both in one
+process) and LightningCLI of either accepts ``class_path: tripwire.LightningTripwire``.
+``PLTripwire``, the name it once had for ``pytorch_lightning``, is the same class.
 
 Example:
     >>> import lightning.pytorch as pl
@@ -6,32 +12,45 @@ Example:
     >>> cb = LightningTripwire({"interval": 5, "rules": {"dead_relu": {}}}, stop_on=["dead_relu"], log_dir=False)
     >>> isinstance(cb, pl.Callback), cb.monitor.interval, cb.findings
     (True, 5, [])
-
-For the standalone ``pytorch_lightning`` package use
-:class:`tripwire.callbacks.pytorch_lightning.PLTripwire` (also importable from here as
-``PLTripwire``); the two packages' classes are distinct, so each needs its own adapter.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from tripwire.callbacks.missing_framework import missing_framework
-
-try:
-    import lightning.pytorch as pl
-except ModuleNotFoundError as exc:
-    raise missing_framework("LightningTripwire", exc) from exc
+import importlib
 
 from tripwire.arguments import shared_arguments
+from tripwire.callbacks.missing_framework import missing_framework
 from tripwire.callbacks.torch.lightning import TripwireCallbackImpl
 
-__all__ = ["LightningTripwire"]  # PLTripwire: see the module __getattr__
+__all__ = ["LightningTripwire", "PLTripwire"]
+
+#: the Lightning packages, as imported: the one named first is the one a missing framework names
+PACKAGES = ("lightning.pytorch", "pytorch_lightning")
+
+
+def _callback_classes() -> tuple[type, ...]:
+    """The ``Callback`` class of each Lightning package that imports (one or both).
+
+    A package that fails to import is left out, so a broken install of the package you do not use
+    does not break the one you do; when neither imports, the first one's error is raised.
+    """
+    found, errors = [], []
+    for package in PACKAGES:
+        try:
+            found.append(importlib.import_module(package).Callback)
+        except ImportError as exc:
+            errors.append(exc)
+    if found:
+        return tuple(found)
+    first = errors[0]
+    if isinstance(first, ModuleNotFoundError):
+        raise missing_framework("LightningTripwire", first) from first
+    raise first
 
 
 @shared_arguments
-class LightningTripwire(TripwireCallbackImpl, pl.Callback):
-    """Catch broken training runs while they happen (``lightning.pytorch``).
+class LightningTripwire(TripwireCallbackImpl, *_callback_classes()):
+    """Catch broken training runs while they happen (``lightning.pytorch`` or ``pytorch_lightning``).
 
     Every ``interval`` optimizer steps it computes, on the device and only for the enabled
     rules, the statistics they need (gradients, weights, activations, losses, data), reads
@@ -64,12 +83,5 @@ class LightningTripwire(TripwireCallbackImpl, pl.Callback):
     other models return ``{"preds": logits_or_ids, "target": y, ...}`` from ``validation_step``.
     """
 
-    _package = "lightning"
 
-
-def __getattr__(name: str) -> Any:
-    if name == "PLTripwire":
-        from tripwire.callbacks.pytorch_lightning import PLTripwire
-
-        return PLTripwire
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+PLTripwire = LightningTripwire

@@ -20,10 +20,12 @@ from __future__ import annotations
 
 #: callback -> (its framework, as users call it; how to install it: the extras of pyproject.toml)
 INSTALL = {
-    "LightningTripwire": ("PyTorch Lightning", 'pip install "tripwire[lightning]"'),
-    "PLTripwire": ("the pytorch_lightning package", 'pip install "tripwire[pytorch-lightning]"'),
+    "LightningTripwire": ("PyTorch Lightning", 'pip install "tripwire[lightning]", or "tripwire[pytorch-lightning]" '
+                                               "for the standalone pytorch_lightning package"),
     "KerasTripwire": ("Keras 3", 'pip install "tripwire[keras]", or "tripwire[keras-jax]" for the JAX backend'),
     "XGBoostTripwire": ("XGBoost", 'pip install "tripwire[xgboost]"'),
+    "tripwire.transformers.TripwireCallback": ("Hugging Face transformers", 'pip install "tripwire[transformers]"'),
+    "tripwire.torch.Tripwire": ("PyTorch", 'pip install "tripwire[torch]"'),
 }
 
 

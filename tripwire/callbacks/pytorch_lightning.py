@@ -1,35 +1,18 @@
-"""`PLTripwire`: the same callback for the standalone ``pytorch_lightning`` package.
+"""`PLTripwire`: the name :class:`tripwire.LightningTripwire` had for the standalone ``pytorch_lightning``.
 
-``lightning.pytorch`` and ``pytorch_lightning`` are separate distributions with separate
-class hierarchies; use this class with a ``pytorch_lightning.Trainer``.
+One class now serves both Lightning packages; this name stays so that imports and LightningCLI
+``class_path`` entries written for it keep working.
 
 Example:
     >>> import pytorch_lightning as pl
+    >>> from tripwire import LightningTripwire
     >>> from tripwire.callbacks.pytorch_lightning import PLTripwire
-    >>> isinstance(PLTripwire(log_dir=False), pl.Callback)
-    True
+    >>> PLTripwire is LightningTripwire, isinstance(PLTripwire(log_dir=False), pl.Callback)
+    (True, True)
 """
 
 from __future__ import annotations
 
-from tripwire.callbacks.missing_framework import missing_framework
-
-try:
-    import pytorch_lightning as pl
-except ModuleNotFoundError as exc:
-    raise missing_framework("PLTripwire", exc) from exc
-
-from tripwire.arguments import shared_arguments
-from tripwire.callbacks.torch.lightning import TripwireCallbackImpl
+from tripwire.callbacks.lightning import LightningTripwire, PLTripwire
 
 __all__ = ["LightningTripwire", "PLTripwire"]
-
-
-@shared_arguments
-class PLTripwire(TripwireCallbackImpl, pl.Callback):
-    """:class:`tripwire.LightningTripwire` for ``pytorch_lightning``; same arguments and behaviour."""
-
-    _package = "pytorch_lightning"
-
-
-LightningTripwire = PLTripwire

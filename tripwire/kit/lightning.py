@@ -1,5 +1,6 @@
 """A tiny classifier under Lightning: the module, its networks, torch-seeded data, loaders and a
-quiet CPU Trainer (imports torch and Lightning).
+quiet CPU Trainer (imports torch and ``lightning.pytorch``; ``classifier_class`` and ``trainer``
+take the standalone ``pytorch_lightning`` package too).
 
 Example:
     >>> net = mlp(features=4, hidden=8, classes=3, dead=1)
@@ -15,7 +16,10 @@ Example:
 
 from __future__ import annotations
 
+import functools
+import importlib
 from collections.abc import Sequence
+from types import ModuleType
 from typing import Any
 
 import lightning.pytorch as pl
@@ -25,35 +29,55 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 OPTIMIZERS = ("sgd", "adam")
+#: the two Lightning packages: the name a caller gives -> the module imported
+PACKAGES = {"lightning": "lightning.pytorch", "pytorch_lightning": "pytorch_lightning"}
 
 
-class Classifier(pl.LightningModule):
-    """Cross-entropy classification around any ``nn.Module``; logs ``val_loss`` in validation.
+def lightning(package: str = "lightning") -> ModuleType:
+    """``lightning.pytorch`` or the standalone ``pytorch_lightning``."""
+    if package not in PACKAGES:
+        raise ValueError(f"package={package!r}; valid: {', '.join(PACKAGES)}")
+    return importlib.import_module(PACKAGES[package])
 
-    ``optimizer`` is ``"sgd"`` (with ``momentum``) or ``"adam"``.
-    """
 
-    def __init__(self, net: nn.Module, lr: float = 0.05, optimizer: str = "sgd", momentum: float = 0.9) -> None:
-        super().__init__()
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer={optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
-        self.net, self.lr, self.optimizer_name, self.momentum = net, lr, optimizer, momentum
+@functools.cache
+def classifier_class(package: str = "lightning") -> type:
+    """:class:`Classifier` on ``package``'s ``LightningModule``."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+    class Classifier(lightning(package).LightningModule):
+        """Cross-entropy classification around any ``nn.Module``; logs ``val_loss`` in validation.
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        x, y = batch
-        return nn.functional.cross_entropy(self(x), y)
+        ``optimizer`` is ``"sgd"`` (with ``momentum``) or ``"adam"``.
+        """
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        x, y = batch
-        self.log("val_loss", nn.functional.cross_entropy(self(x), y))
+        def __init__(self, net: nn.Module, lr: float = 0.05, optimizer: str = "sgd", momentum: float = 0.9,
+                     ) -> None:
+            super().__init__()
+            if optimizer not in OPTIMIZERS:
+                raise ValueError(f"optimizer={optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
+            self.net, self.lr, self.optimizer_name, self.momentum = net, lr, optimizer, momentum
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        if self.optimizer_name == "adam":
-            return torch.optim.Adam(self.parameters(), lr=self.lr)
-        return torch.optim.SGD(self.parameters(), lr=self.lr, momentum=self.momentum)
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net(x)
+
+        def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+            x, y = batch
+            return nn.functional.cross_entropy(self(x), y)
+
+        def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+            x, y = batch
+            self.log("val_loss", nn.functional.cross_entropy(self(x), y))
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            if self.optimizer_name == "adam":
+                return torch.optim.Adam(self.parameters(), lr=self.lr)
+            return torch.optim.SGD(self.parameters(), lr=self.lr, momentum=self.momentum)
+
+    return Classifier
+
+
+#: the classifier on ``lightning.pytorch``
+Classifier = classifier_class()
 
 
 def mlp(features: int = 8, hidden: int | Sequence[int] = 32, classes: int = 3, depth: int = 2,
@@ -132,11 +156,11 @@ def loader(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor, batch_siz
                       generator=torch.Generator().manual_seed(0) if shuffle else None)
 
 
-def trainer(callbacks: list, max_steps: int = 200, **kwargs: Any) -> pl.Trainer:
-    """A quiet CPU Trainer: no logger, checkpoints, progress bar, model summary or sanity
-    validation; ``kwargs`` override any option."""
+def trainer(callbacks: list, max_steps: int = 200, *, package: str = "lightning", **kwargs: Any) -> pl.Trainer:
+    """A quiet CPU Trainer of ``package``: no logger, checkpoints, progress bar, model summary or
+    sanity validation; ``kwargs`` override any option."""
     options: dict[str, Any] = dict(accelerator="cpu", devices=1, max_steps=max_steps, max_epochs=-1, logger=False,
                                    enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                                    num_sanity_val_steps=0, deterministic=False)
     options.update(kwargs)
-    return pl.Trainer(callbacks=callbacks, **options)
+    return lightning(package).Trainer(callbacks=callbacks, **options)

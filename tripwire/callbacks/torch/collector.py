@@ -226,11 +226,18 @@ class TorchCollector:
 
     # training ------------------------------------------------------------------------------------
     def begin_batch(self, batch: Any, sampled: bool) -> None:
-        """Start a training batch; on sampled ones, turn the hooks on and read the batch's data."""
+        """Start a training batch; on sampled ones, turn the hooks on and read the batch's data
+        (``batch=None``: none to read yet, see :meth:`add_batch`)."""
         self.sampling = sampled
         if self.activations is not None:
             self.activations.active = sampled
-        if sampled and self.data.wanted:
+        if sampled and batch is not None:
+            self.add_batch(batch)
+
+    def add_batch(self, batch: Any) -> None:
+        """Read the data of a batch of the sampled step in progress: from :meth:`begin_batch`, or
+        from a driver that sees the batch only after its forward pass (a plain loop)."""
+        if self.sampling and self.data.wanted:
             self.guard.call(DATA, self._add_data, batch)
 
     def _add_data(self, batch: Any) -> None:

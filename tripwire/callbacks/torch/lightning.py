@@ -1,29 +1,22 @@
-"""The Lightning callback logic, shared by the ``lightning.pytorch`` and ``pytorch_lightning`` adapters.
+"""The Lightning callback logic behind :class:`tripwire.LightningTripwire`.
 
-The two packages have distinct class hierarchies, so :mod:`tripwire.callbacks.lightning` and
-:mod:`tripwire.callbacks.pytorch_lightning` each define a class from this mixin and their
-package's ``Callback``. Lightning calls hooks by name, so this mixin imports neither.
+:mod:`tripwire.callbacks.lightning` makes the public class from this mixin and the ``Callback`` of
+each Lightning package installed. Lightning calls hooks by name, and this mixin touches the
+Trainer only through attributes that ``lightning.pytorch`` and ``pytorch_lightning`` share, so it
+imports neither and works with whichever package's Trainer it is handed.
 
-Schedule (every rank follows it, so DDP ranks decide at the same points):
+The schedule, the flush and the decision are the :class:`~tripwire.callbacks.torch.driver.TorchDriver`'s,
+shared with the plain-loop adapter; this mixin maps Lightning's hooks onto it:
 
-- step ``S`` = ``trainer.global_step`` when its batch starts is sampled when
-  :meth:`Monitor.due <tripwire.monitor.Monitor.due>` says so (under gradient accumulation every
-  micro-batch of that step is sampled);
+- step ``S`` = ``trainer.global_step`` when its batch starts (``on_train_batch_start``);
 - gradients in ``on_before_optimizer_step`` (unscaled, pre-clip, once per real step);
-- the flush at the ``on_train_batch_end`` where that step's optimizer ran: one packed vector,
-  one collective, one host copy. On CPU the sample is evaluated right away; on CUDA the copy
-  is left in flight and evaluated at the next ``on_train_batch_end`` (or at validation end /
-  train end, whichever comes first), so the GPU never waits for the host: rules then decide
-  one batch later;
-- every decision is agreed with ``trainer.strategy.reduce_boolean_decision(flag, all=False)``
-  on every rank (:meth:`Monitor.agreed <tripwire.monitor.Monitor.agreed>`), then carried out on
-  every rank by :meth:`Monitor.execute <tripwire.monitor.Monitor.execute>` (checkpoint, stop, raise).
+- the flush at the ``on_train_batch_end`` where that step's optimizer ran (on CUDA decided at the
+  next one, at validation end or at train end, whichever comes first);
+- every decision is agreed with ``trainer.strategy.reduce_boolean_decision(flag, all=False)`` on
+  every rank, then carried out on every rank (checkpoint, stop, raise).
 
-Failures of tripwire's own instrumentation never reach the training loop: the collector runs each
-part under ``monitor.guard`` (:mod:`tripwire.callbacks.torch.parts`) and this adapter guards
-building it and reading the loss. A failure that would put one rank out of step with the others
-(a part whose statistics are gathered, or the flush itself) switches the collector off on every
-rank at the decision of that flush: see :meth:`TripwireCallbackImpl._agree`.
+Failures of tripwire's own instrumentation never reach the training loop (see the driver); this
+adapter guards reading the loss through it.
 """
 
 from __future__ import annotations
@@ -31,13 +24,13 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, ClassVar
+from typing import Any
 
-from tripwire.callbacks.torch.parts import COLLECTOR, FLUSH, GRADIENTS, LOSS
+from tripwire.callbacks.torch.driver import TorchDriver
+from tripwire.callbacks.torch.ranks import Ranks
 from tripwire.config import FROM_CONFIG, FromConfig
-from tripwire.errors import RuleError
 from tripwire.finding import Finding
-from tripwire.monitor import Decision, Monitor
+from tripwire.monitor import Monitor
 from tripwire.stats import CATALOGUE, Sample
 
 log = logging.getLogger("tripwire")
@@ -50,8 +43,6 @@ _NOT_LOGGED = frozenset(k for k, info in CATALOGUE.items() if info.per in ("feat
 class TripwireCallbackImpl:
     """Checks training health with the configured rules; see :class:`tripwire.LightningTripwire`."""
 
-    _package: ClassVar[str] = ""  # "lightning" or "pytorch_lightning": the Trainer this adapter belongs to
-
     def __init__(self, config: str | dict | None = None, *, stop_on: Iterable[str] = (),
                  interval: int | None = None, log_dir: str | bool | FromConfig | None = FROM_CONFIG,
                  strict: bool | None = None,
@@ -60,16 +51,9 @@ class TripwireCallbackImpl:
         super().__init__()
         self.monitor = Monitor(config, stop_on=stop_on, interval=interval, log_dir=log_dir,
                                strict=strict, framework="torch", run_name=run_name)
-        self.batch_fn = batch_fn
         self.name = name
-        self.collector: Any = None
-        self._pending: Any = None
-        self._defer = False
-        self._sampled = False
-        self._stepped = False
-        self._batch_step = 0
+        self.driver = TorchDriver(self.monitor, batch_fn=batch_fn)
         self._batches_since_val = 0  # training batches since the previous validation: epochs_since_val
-        self._collector_state: dict[str, Any] = {}
 
     # public ----------------------------------------------------------------------------------------
     @property
@@ -83,6 +67,11 @@ class TripwireCallbackImpl:
         return self.monitor.stopped_by
 
     @property
+    def collector(self) -> Any:
+        """The :class:`~tripwire.callbacks.torch.collector.TorchCollector`, or None (not set up, or off)."""
+        return self.driver.collector
+
+    @property
     def state_key(self) -> str:
         """Checkpoint key; give two instances different ``name`` to use both in one Trainer."""
         if self.name is None:
@@ -91,140 +80,65 @@ class TripwireCallbackImpl:
 
     def state_dict(self) -> dict[str, Any]:
         """Rule state, latches and findings, plus collector bookkeeping: plain Python types only."""
-        data = self.collector.data if self.collector is not None else None
-        collector = ({"label_capacity": data.capacity, "classes_seen": data.classes_seen} if data is not None
-                     else dict(self._collector_state))
-        return {"monitor": self.monitor.state_dict(), "collector": collector,
+        return {"monitor": self.monitor.state_dict(), "collector": self.driver.state_dict(),
                 "batches_since_val": self._batches_since_val}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Resume patience counters, latches and findings from a checkpoint."""
         self.monitor.load_state_dict(state_dict.get("monitor", {}))
         self._batches_since_val = int(state_dict.get("batches_since_val", 0))
-        self._collector_state = dict(state_dict.get("collector", {}))
-        self._restore_collector_state()
-
-    def _restore_collector_state(self) -> None:
-        if self.collector is not None and self._collector_state:
-            data, state = self.collector.data, self._collector_state
-            data.capacity = int(state.get("label_capacity", data.capacity))
-            data.classes_seen = int(state.get("classes_seen", 0))
+        self.driver.load_state_dict(state_dict.get("collector", {}))
 
     # setup and teardown ----------------------------------------------------------------------------
-    def _check_package(self, trainer: Any) -> None:
-        root = type(trainer).__module__.split(".")[0]
-        if self._package and root != self._package:
-            right = ("tripwire.LightningTripwire (lightning.pytorch)" if root == "lightning" else
-                     "tripwire.callbacks.pytorch_lightning.PLTripwire (pytorch_lightning)")
-            raise TypeError(f"{type(self).__name__} is the {self._package} adapter but the Trainer comes from "
-                            f"{root}; use {right} with this Trainer")
-
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         """Register hooks (before ``torch.compile`` traces the model) when fitting."""
-        self._check_package(trainer)
         if stage != "fit":
             return
-        self.monitor.is_main = trainer.is_global_zero
-        self.collector = self.monitor.guard.call(COLLECTOR, self._build_collector, pl_module)
-        self._restore_collector_state()
-
-    def _build_collector(self, pl_module: Any) -> Any:
-        from tripwire.callbacks.torch.collector import TorchCollector
-
-        collector = TorchCollector(self.monitor.needs(), batch_fn=self.batch_fn, guard=self.monitor.guard)
-        collector.attach(pl_module)
-        return collector
+        self.driver.connect(Ranks(trainer.world_size, trainer.is_global_zero,
+                                  lambda flag, every: trainer.strategy.reduce_boolean_decision(flag, all=every)),
+                            _TrainerSink(trainer), on_sample=lambda sample: self._log_stats(trainer, sample))
+        self.driver.build(pl_module)
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
-        """Allocate device buffers on the model's device; pick up modules made in ``configure_model``.
-
-        Under DDP the ranks then agree that each has a working collector (one boolean decision per
-        fit): a part that failed while setting up on one rank only switches it off on every rank.
-        """
-        if self.collector is not None:
-            self.monitor.guard.call(COLLECTOR, self._prepare, trainer, pl_module)
-        healthy = self.collector is not None and not self._collector_broken(trainer)
-        if trainer.world_size > 1:
-            healthy = trainer.strategy.reduce_boolean_decision(healthy, all=True)
-        if not healthy:
-            self._switch_off_collector(trainer)
-
-    def _prepare(self, trainer: Any, pl_module: Any) -> None:
-        from tripwire.callbacks.torch.packing import torch_distributed_gather
-
-        if not self.collector.attached_to(pl_module):
-            self.collector.attach(pl_module)
-        self.collector.gather = torch_distributed_gather() if trainer.world_size > 1 else None
-        self.collector.allocate(pl_module.device)
-        self._defer = pl_module.device.type == "cuda"
+        """Allocate device buffers on the model's device; pick up modules made in ``configure_model``;
+        under DDP, the ranks agree that each has a working collector."""
+        self.driver.start(pl_module, pl_module.device)
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         """Initial-weight statistics, once, when training starts from scratch."""
-        if self.collector is None:
-            return
         if trainer.global_step > 0:  # resumed: `weight_unchanged` compares with the restored weights
-            if self.collector.params is not None:  # the snapshot is the gradient statistics' part
-                self.monitor.guard.call(GRADIENTS, self.collector.params.remember_weights)
-            self.collector.shapes_sent()  # the rules' restored state holds them already
-            return
-        flush = self.collector.init_flush(step=trainer.global_step, epoch=trainer.current_epoch)
-        if flush is not None:
-            self._decide(trainer, flush.sample())
+            self.driver.resume()
+        else:
+            self.driver.initial_sample(step=trainer.global_step, epoch=trainer.current_epoch)
 
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
-        self._process_pending(trainer)
+        self.driver.process_pending()
 
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
-        self._process_pending(trainer)
-        self._finish(trainer)
+        self.driver.process_pending()
+        self.driver.finish()
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
-        self._finish(trainer)
+        self.driver.finish()
 
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
         """Remove hooks and close alerts and the run record."""
         if stage != "fit":
             return
-        if self.collector is not None:
-            self.collector.detach()
-        self._finish(trainer)
-
-    def _finish(self, trainer: Any) -> None:
-        self._pending = None
-        self.monitor.close()  # prints the end-of-run summary on rank 0; a second call does nothing
+        self.driver.detach()
+        self.driver.finish()
 
     # training --------------------------------------------------------------------------------------
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
-        if self.collector is None:
-            return
-        self._batch_step = trainer.global_step
-        self._sampled = self.monitor.due(self._batch_step)
-        self._stepped = False
-        self.collector.begin_batch(batch, self._sampled)
+        self.driver.begin_step(trainer.global_step, batch)
 
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
-        if self.collector is None:
-            return
-        self._stepped = True
-        self.collector.before_optimizer_step(optimizer, getattr(trainer.precision_plugin, "scaler", None))
+        self.driver.before_optimizer_step(optimizer, getattr(trainer.precision_plugin, "scaler", None))
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.collector is None:
-            return
-        self._batches_since_val += 1
-        self._process_pending(trainer)
-        if self.collector is None:  # switched off by that decision
-            return
-        self.collector.add_loss(self.monitor.guard.call(LOSS, self._train_loss, trainer, pl_module, outputs))
-        if not (self._sampled and self._stepped):
-            self.collector.end_batch()
-            return
-        self._sampled = False
-        flush = self.collector.flush(step=self._batch_step, epoch=trainer.current_epoch)
-        if self._defer:
-            self._pending = flush
-        else:
-            self._decide(trainer, flush.sample())
+        if self.collector is not None:
+            self._batches_since_val += 1
+        self.driver.end_batch(lambda: self._train_loss(trainer, pl_module, outputs), epoch=trainer.current_epoch)
 
     def _train_loss(self, trainer: Any, pl_module: Any, outputs: Any) -> Any:
         key = self.monitor.config.metrics.train_loss
@@ -239,14 +153,9 @@ class TripwireCallbackImpl:
             loss = loss * accumulate  # Lightning hands on_train_batch_end the loss divided by it
         return loss
 
-    def _process_pending(self, trainer: Any) -> None:
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            self._decide(trainer, pending.sample())
-
     # validation ------------------------------------------------------------------------------------
     def _validating(self, trainer: Any) -> bool:
-        return self.collector is not None and self.collector.validation_wanted and not trainer.sanity_checking
+        return self.driver.validating and not trainer.sanity_checking
 
     def on_validation_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int,
                                   dataloader_idx: int = 0) -> None:
@@ -261,14 +170,9 @@ class TripwireCallbackImpl:
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
         if not self._validating(trainer):
             return
-        self._process_pending(trainer)
-        if self.collector is None:  # switched off by that decision
-            return
         val_loss = trainer.callback_metrics.get(self.monitor.config.metrics.val_loss)
-        flush = self.collector.end_validation(val_loss, step=trainer.global_step, epoch=trainer.current_epoch)
-        sample = flush.sample()
-        self._add_epochs_since_val(trainer, sample)
-        self._decide(trainer, sample)
+        self.driver.validation_end(val_loss, step=trainer.global_step, epoch=trainer.current_epoch,
+                                   complete=lambda sample: self._add_epochs_since_val(trainer, sample))
 
     def _add_epochs_since_val(self, trainer: Any, sample: Sample) -> None:
         """``epochs_since_val``: training batches since the previous validation over the batches of
@@ -280,61 +184,11 @@ class TripwireCallbackImpl:
         if self.monitor.wants("epochs_since_val") and math.isfinite(per_epoch) and per_epoch > 0:
             sample.add("epochs_since_val", batches / per_epoch)
 
-    # acting ----------------------------------------------------------------------------------------
-    def _decide(self, trainer: Any, sample: Sample) -> None:
-        """Evaluate a sample and act; every rank calls this at the same points with the same sample."""
-        agree = trainer.strategy.reduce_boolean_decision
-        try:
-            decision, failed = self.monitor.process(sample), None
-        except RuleError as exc:  # strict=True
-            decision, failed = Decision(step=sample.step, epoch=sample.epoch), exc
-        # A rank-local failure (a rule over a rank-local statistic) must end every rank, or the
-        # others would wait in their next collective until the process group times out.
-        if self.monitor.engine.strict and agree(failed is not None, all=False):
-            raise failed or RuleError("a rule failed on another rank (strict=True); see that rank's error")
-        if self.monitor.config.log_stats and trainer.is_global_zero and sample.stats:
-            self._log_stats(trainer, sample)
-        stop, switch_off = self._agree(trainer, decision.stop is not None, self._collector_broken(trainer))
-        if switch_off:
-            self._switch_off_collector(trainer)
-        decision = self.monitor.agreed(decision, lambda flag: agree(flag, all=False), stop=stop)
-        self.monitor.execute(decision, _TrainerSink(trainer))
-
-    @staticmethod
-    def _agree(trainer: Any, stop: bool, broken: bool) -> tuple[bool, bool]:
-        """(stop, switch the collector off), each true on every rank when it is true on any.
-
-        This costs no collective beyond the stop decision that every flush makes anyway: that one
-        boolean decision asks "stop or broken?", and only when some rank says yes (a rule fired, a
-        part failed: rare) do one or two more tell the two apart. Every rank takes the same branch.
-        """
-        agree = trainer.strategy.reduce_boolean_decision
-        if not agree(stop or broken, all=False):
-            return False, False
-        if not agree(broken, all=False):
-            return True, False
-        return agree(stop, all=False), True
-
-    def _collector_broken(self, trainer: Any) -> bool:
-        """Whether this rank's collector must go: building, preparing or flushing it failed, or (DDP)
-        a part failed that would put this rank's gathered statistics out of step with the others'."""
-        guard = self.monitor.guard
-        if not (guard.ok(COLLECTOR) and guard.ok(FLUSH)):
-            return True
-        return trainer.world_size > 1 and self.collector is not None and self.collector.failed_shared
-
-    def _switch_off_collector(self, trainer: Any) -> None:
-        """No more statistics in this run: hooks removed, nothing collected or gathered. Under DDP
-        every rank does this at the same decision, so the ranks keep doing the same collectives."""
-        where = "here" if self._collector_broken(trainer) else "on another rank"
-        collector, self.collector, self._pending = self.collector, None, None
-        if collector is not None:
-            collector.detach()
-        if trainer.world_size > 1:
-            self.monitor.guard.fail(COLLECTOR, RuntimeError(
-                f"a part of it failed {where}; it is off on every rank so that the ranks stay in step"))
-
+    # logging -------------------------------------------------------------------------------------------
     def _log_stats(self, trainer: Any, sample: Sample) -> None:
+        """Each statistic of a sample to the Trainer's loggers (rank 0, unless ``log_stats: false``)."""
+        if not (self.monitor.config.log_stats and trainer.is_global_zero):
+            return
         flat = {}
         for key, series in sample.stats.items():
             if key.split("[")[0] in _NOT_LOGGED:

@@ -35,6 +35,7 @@ VAL_LOSS = "validation loss"
 USER = "user statistics"
 FLUSH = "statistics flush"
 DETACH = "removing hooks"
+OPTIMIZER_HOOKS = "optimizer step hooks"
 
 #: parts whose failure on one rank would put that rank's packed vector out of step with the others'
 SHARED = (ACTIVATIONS, DATA, CONFUSION, FLUSH)

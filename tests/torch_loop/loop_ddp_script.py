@@ -1,0 +1,70 @@
+"""One rank of a 2-process plain-loop DDP run on CPU (gloo) whose fault is in rank 1's data only.
+
+Run twice by ``test_loop_ddp.py`` as ``python loop_ddp_script.py OUT_DIR SCENARIO`` with ``RANK``,
+``WORLD_SIZE``, ``MASTER_ADDR`` and ``MASTER_PORT`` set. Scenarios:
+
+- ``labels``: rank 1's labels are all class 0, so only the label counts reduced across ranks are
+  imbalanced (``class_imbalance``, with the ``alert`` and ``stop`` actions);
+- ``nan``: rank 1's inputs turn NaN from step 13 (``nonfinite``; gradients are averaged by DDP,
+  so both ranks see them, and the loss only on rank 1).
+
+Each rank writes ``rank<N>.json``: where it stopped and what it found.
+"""
+
+import json
+import os
+import sys
+from datetime import timedelta
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from loop_kit import batches, blobs, mlp
+from tripwire.torch import Tripwire
+
+MAX_STEPS = 120
+
+
+def main(out_dir: str, scenario: str) -> None:
+    dist.init_process_group("gloo", timeout=timedelta(seconds=60))
+    rank = dist.get_rank()
+    torch.manual_seed(0)
+    model = nn.parallel.DistributedDataParallel(mlp(classes=2))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    x, y = blobs(n=1024, classes=2, seed=rank)
+    if scenario == "labels":
+        if rank == 1:
+            y = torch.zeros_like(y)
+        config = {"interval": 5, "rules": {"class_imbalance": {"threshold": 2.0, "min_samples": 200,
+                                                               "actions": ["alert", "stop"]}},
+                  "actions": {"console": {}}}
+    else:
+        config = {"interval": 5, "rules": {"nonfinite": {}}, "actions": {"console": {}}}
+    tw = Tripwire(model, optimizer, config, log_dir=os.path.join(out_dir, "runs"), run_name="run")
+    data = batches(x, y)
+    stopped_at = None
+    for step in range(MAX_STEPS):
+        xb, yb = next(data)
+        if scenario == "nan" and rank == 1 and step >= 13:
+            xb = xb * float("nan")
+        loss = nn.functional.cross_entropy(model(xb), yb)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        if tw.step(loss, inputs=xb, labels=yb):
+            stopped_at = step
+            break
+    tw.close()
+    report = {"rank": rank, "stopped_at": stopped_at, "steps": tw.steps,
+              "stopped_by": tw.stopped_by.rule if tw.stopped_by else None,
+              "findings": [f.to_dict() for f in tw.findings], "record": tw.monitor.record_path}
+    with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as fh:
+        json.dump(report, fh)
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

@@ -1,0 +1,312 @@
+"""`TorchDriver`: what every torch adapter does between its framework's hooks and the monitor.
+
+The Lightning callback (:mod:`~tripwire.callbacks.torch.lightning`) and the plain-loop
+:class:`~tripwire.callbacks.torch.loop.Tripwire` subscribe to different hooks, then call the driver
+at the same points of a training step, so the schedule, the flush and the decision are written once:
+
+- schedule: :meth:`~TorchDriver.begin_step` starts a batch of optimizer step ``S`` (0-based); the
+  step is sampled when :meth:`Monitor.due <tripwire.monitor.Monitor.due>` says so (under gradient
+  accumulation every micro-batch of that step is sampled);
+- gradients: :meth:`~TorchDriver.before_optimizer_step`, where they are final (unscaled, pre-clip);
+- flush: :meth:`~TorchDriver.end_batch` of the batch whose optimizer step ran: one packed vector,
+  one collective, one host copy. On CPU the sample is decided at once; on CUDA the copy is left in
+  flight and decided at the next :meth:`~TorchDriver.end_batch` (or validation end, or the end of
+  training), so the GPU never waits for the host: rules then decide one batch later;
+- decision: :meth:`~TorchDriver.decide` evaluates a sample, makes every rank hold the same decision
+  (:class:`~tripwire.callbacks.torch.ranks.Ranks`, :meth:`Monitor.agreed
+  <tripwire.monitor.Monitor.agreed>`) and carries it out through the adapter's sink (checkpoint,
+  stop, raise: :meth:`Monitor.execute <tripwire.monitor.Monitor.execute>`).
+
+Failures of tripwire's own instrumentation never reach the training loop: the collector runs each
+part under ``monitor.guard`` (:mod:`~tripwire.callbacks.torch.parts`) and the driver guards building
+it and reading the loss. A failure that would put one rank out of step with the others (a part
+whose statistics are gathered, or the flush itself) switches the collector off on every rank at
+the decision of that flush (:meth:`TorchDriver.agree`).
+
+Example (a single process; the plain loop drives it this way):
+    >>> import torch
+    >>> from tripwire import Monitor
+    >>> _ = torch.manual_seed(0)
+    >>> net = torch.nn.Linear(4, 2)
+    >>> opt = torch.optim.SGD(net.parameters(), lr=1e9)                 # a learning rate that blows up
+    >>> class Sink:
+    ...     checkpoint_suffix, checkpoint_root, stopped = ".pt", ".", False
+    ...     def stop(self, finding): self.stopped = True
+    ...     def save_checkpoint(self, path): pass
+    >>> driver = TorchDriver(Monitor({"interval": 2, "rules": {"nonfinite": {}}}, log_dir=False))
+    >>> driver.connect(Ranks(), Sink())
+    >>> driver.build(net); driver.start(net, torch.device("cpu"))
+    >>> for step in range(6):
+    ...     driver.begin_step(step)
+    ...     loss = net(torch.randn(8, 4)).square().mean()
+    ...     opt.zero_grad(); loss.backward()
+    ...     driver.before_optimizer_step(opt); opt.step()
+    ...     driver.end_batch(lambda: loss, epoch=None)
+    ...     if driver.sink.stopped:
+    ...         break
+    >>> step, driver.monitor.stopped_by.rule
+    (2, 'nonfinite')
+    >>> driver.detach(); driver.finish()
+    tripwire: 1 finding (1 error); training stopped at step 2 by nonfinite
+    ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from tripwire.callbacks.torch.parts import COLLECTOR, FLUSH, GRADIENTS, LOSS
+from tripwire.callbacks.torch.ranks import Ranks
+from tripwire.decision import DecisionSink
+from tripwire.errors import RuleError
+from tripwire.monitor import Decision, Monitor
+from tripwire.stats import Sample
+
+
+class TorchDriver:
+    """Drives a :class:`~tripwire.callbacks.torch.collector.TorchCollector` and a monitor from a
+    torch adapter's hooks.
+
+    Args:
+        monitor: the adapter's monitor (rules, actions, record, the guard).
+        batch_fn: ``batch -> (inputs, labels)`` for batches the collector cannot read.
+
+    Attributes:
+        collector: the collector, or None (not built yet, or switched off).
+        step: the optimizer step in progress; sampled: whether it is sampled; stepped: whether
+            its optimizer step ran.
+    """
+
+    def __init__(self, monitor: Monitor, *, batch_fn: Callable[[Any], Any] | None = None) -> None:
+        self.monitor = monitor
+        self.batch_fn = batch_fn
+        self.ranks = Ranks()
+        self.sink: DecisionSink | None = None
+        self.on_sample: Callable[[Sample], None] | None = None
+        self.collector: Any = None
+        self.step = 0
+        self.sampled = False
+        self.stepped = False
+        self._pending: Any = None
+        self._defer = False
+        self._collector_state: dict[str, Any] = {}
+
+    def connect(self, ranks: Ranks, sink: DecisionSink, on_sample: Callable[[Sample], None] | None = None) -> None:
+        """The ranks to agree with, the sink that carries out decisions, and ``on_sample(sample)``,
+        called with every sample before it is decided (Lightning: its loggers)."""
+        self.ranks, self.sink, self.on_sample = ranks, sink, on_sample
+        self.monitor.is_main = ranks.is_main
+
+    # state -----------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """The collector's bookkeeping (label classes seen), plain Python types only."""
+        data = self.collector.data if self.collector is not None else None
+        if data is None:
+            return dict(self._collector_state)
+        return {"label_capacity": data.capacity, "classes_seen": data.classes_seen}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` (now, or into the collector once it is built)."""
+        self._collector_state = dict(state)
+        self._restore_collector_state()
+
+    def _restore_collector_state(self) -> None:
+        if self.collector is not None and self._collector_state:
+            data, state = self.collector.data, self._collector_state
+            data.capacity = int(state.get("label_capacity", data.capacity))
+            data.classes_seen = int(state.get("classes_seen", 0))
+
+    # setup and teardown ----------------------------------------------------------------------------
+    def build(self, module: Any) -> None:
+        """Build the collector and hook ``module`` (before ``torch.compile`` traces it)."""
+        self.collector = self.monitor.guard.call(COLLECTOR, self._build_collector, module)
+        self._restore_collector_state()
+
+    def _build_collector(self, module: Any) -> Any:
+        from tripwire.callbacks.torch.collector import TorchCollector
+
+        collector = TorchCollector(self.monitor.needs(), batch_fn=self.batch_fn, guard=self.monitor.guard)
+        collector.attach(module)
+        return collector
+
+    def start(self, module: Any, device: Any) -> None:
+        """Allocate device buffers on ``device``, hooking ``module`` again when its submodules changed
+        since :meth:`build` (Lightning's ``configure_model``).
+
+        Under DDP the ranks then agree that each has a working collector (one boolean decision per
+        run): a part that failed while setting up on one rank only switches it off on every rank.
+        """
+        if self.collector is not None:
+            self.monitor.guard.call(COLLECTOR, self._prepare, module, device)
+        healthy = self.collector is not None and not self.collector_broken()
+        if self.ranks.distributed:
+            healthy = self.ranks.all(healthy)
+        if not healthy:
+            self.switch_off_collector()
+
+    def _prepare(self, module: Any, device: Any) -> None:
+        import torch
+
+        from tripwire.callbacks.torch.packing import torch_distributed_gather
+
+        if not self.collector.attached_to(module):
+            self.collector.attach(module)
+        self.collector.gather = torch_distributed_gather() if self.ranks.world_size > 1 else None
+        self.collector.allocate(torch.device(device))
+        self._defer = torch.device(device).type == "cuda"
+
+    def initial_sample(self, *, step: int, epoch: int | None, defer: bool = False) -> None:
+        """Initial-weight statistics, once, when training starts from scratch; decided now, or at
+        the next :meth:`end_batch` when ``defer`` (a caller that must not act yet)."""
+        if self.collector is None:
+            return
+        flush = self.collector.init_flush(step=step, epoch=epoch)
+        if flush is None:
+            return
+        if defer:
+            self._pending = flush
+        else:
+            self.decide(flush.sample())
+
+    def resume(self) -> None:
+        """Training resumes from saved state: no initial-weight sample (``weight_unchanged``
+        compares with the weights as they are now), and no parameter shapes to send (the rules'
+        restored state holds them)."""
+        self._pending = None
+        if self.collector is None:
+            return
+        if self.collector.params is not None:  # the snapshot is the gradient statistics' part
+            self.monitor.guard.call(GRADIENTS, self.collector.params.remember_weights)
+        self.collector.shapes_sent()
+
+    def detach(self) -> None:
+        """Remove the collector's hooks from the model."""
+        if self.collector is not None:
+            self.collector.detach()
+
+    def finish(self) -> None:
+        """Close alerts and the run record (the summary is printed on rank 0); a second call does nothing."""
+        self._pending = None
+        self.monitor.close()
+
+    # training --------------------------------------------------------------------------------------
+    def begin_step(self, step: int, batch: Any = None) -> None:
+        """A batch of optimizer step ``step`` starts (``batch``: its data, when known before its forward)."""
+        if self.collector is None:
+            return
+        self.step = step
+        self.sampled = self.monitor.due(step)
+        self.stepped = False
+        self.collector.begin_batch(batch, self.sampled)
+
+    def add_batch(self, batch: Any) -> None:
+        """The data of a batch of the step in progress, read after its forward (sampled steps only)."""
+        if self.collector is not None:
+            self.collector.add_batch(batch)
+
+    def before_optimizer_step(self, optimizer: Any, scaler: Any = None) -> None:
+        """The optimizer step of the step in progress is about to run: its gradients are final."""
+        if self.collector is None:
+            return
+        self.stepped = True
+        self.collector.before_optimizer_step(optimizer, scaler)
+
+    def end_batch(self, read_loss: Callable[[], Any], epoch: int | None) -> None:
+        """A training batch ended: decide a pending sample, keep the batch's loss (``read_loss()``,
+        under the guard), and flush when this batch's optimizer step of a sampled step ran."""
+        if self.collector is None:
+            return
+        self.process_pending()
+        if self.collector is None:  # switched off by that decision
+            return
+        self.collector.add_loss(self.monitor.guard.call(LOSS, read_loss))
+        if not (self.sampled and self.stepped):
+            self.collector.end_batch()
+            return
+        self.sampled = False
+        flush = self.collector.flush(step=self.step, epoch=epoch)
+        if self._defer:
+            self._pending = flush
+        else:
+            self.decide(flush.sample())
+
+    def process_pending(self) -> None:
+        """Decide the sample whose host copy was left in flight, if any."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self.decide(pending.sample())
+
+    # validation ------------------------------------------------------------------------------------
+    @property
+    def validating(self) -> bool:
+        """Whether validation runs produce samples (``val_loss`` or ``confusion`` is needed)."""
+        return self.collector is not None and self.collector.validation_wanted
+
+    def validation_end(self, val_loss: Any, *, step: int, epoch: int | None,
+                       complete: Callable[[Sample], None] | None = None) -> None:
+        """Decide the sample of a validation run: ``val_loss`` (a scalar, or None) and the confusion
+        matrix of its batches; ``complete(sample)`` adds what the adapter knows besides."""
+        if not self.validating:
+            return
+        self.process_pending()
+        if self.collector is None:  # switched off by that decision
+            return
+        sample = self.collector.end_validation(val_loss, step=step, epoch=epoch).sample()
+        if complete is not None:
+            complete(sample)
+        self.decide(sample)
+
+    # acting ----------------------------------------------------------------------------------------
+    def decide(self, sample: Sample) -> None:
+        """Evaluate a sample and act; every rank calls this at the same points with the same sample."""
+        try:
+            decision, failed = self.monitor.process(sample), None
+        except RuleError as exc:  # strict=True
+            decision, failed = Decision(step=sample.step, epoch=sample.epoch), exc
+        # A rank-local failure (a rule over a rank-local statistic) must end every rank, or the
+        # others would wait in their next collective until the process group times out.
+        if self.monitor.engine.strict and self._any_rank(failed is not None):
+            raise failed or RuleError("a rule failed on another rank (strict=True); see that rank's error")
+        if self.on_sample is not None and sample.stats:
+            self.on_sample(sample)
+        stop, switch_off = self.agree(decision.stop is not None, self.collector_broken())
+        if switch_off:
+            self.switch_off_collector()
+        decision = self.monitor.agreed(decision, self._any_rank, stop=stop)
+        self.monitor.execute(decision, self.sink)  # type: ignore[arg-type]
+
+    def _any_rank(self, flag: bool) -> bool:
+        return self.ranks.any(flag)
+
+    def agree(self, stop: bool, broken: bool) -> tuple[bool, bool]:
+        """(stop, switch the collector off), each true on every rank when it is true on any.
+
+        This costs no collective beyond the stop decision that every flush makes anyway: that one
+        boolean decision asks "stop or broken?", and only when some rank says yes (a rule fired, a
+        part failed: rare) do one or two more tell the two apart. Every rank takes the same branch.
+        """
+        if not self._any_rank(stop or broken):
+            return False, False
+        if not self._any_rank(broken):
+            return True, False
+        return self._any_rank(stop), True
+
+    def collector_broken(self) -> bool:
+        """Whether this rank's collector must go: building, preparing or flushing it failed, or (DDP)
+        a part failed that would put this rank's gathered statistics out of step with the others'."""
+        guard = self.monitor.guard
+        if not (guard.ok(COLLECTOR) and guard.ok(FLUSH)):
+            return True
+        return self.ranks.world_size > 1 and self.collector is not None and self.collector.failed_shared
+
+    def switch_off_collector(self) -> None:
+        """No more statistics in this run: hooks removed, nothing collected or gathered. Under DDP
+        every rank does this at the same decision, so the ranks keep doing the same collectives."""
+        where = "here" if self.collector_broken() else "on another rank"
+        collector, self.collector, self._pending = self.collector, None, None
+        if collector is not None:
+            collector.detach()
+        if self.ranks.world_size > 1:
+            self.monitor.guard.fail(COLLECTOR, RuntimeError(
+                f"a part of it failed {where}; it is off on every rank so that the ranks stay in step"))
