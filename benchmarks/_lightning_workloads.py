@@ -30,7 +30,8 @@ from torch import nn
 
 from tripwire.kit import lightning as kit
 from tripwire.kit.data import bands, linear_classes
-from tripwire.kit.lightning import Classifier, Transformer, mlp, tokens
+from tripwire.kit.lightning import Classifier
+from tripwire.kit.torch import Transformer, mlp, tokens
 
 __all__ = ["SCALES", "Batches", "Classifier", "Transformer", "Workload", "cnn", "mlp", "quiet", "tokens",
            "trainer"]

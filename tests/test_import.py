@@ -125,7 +125,7 @@ WINGS = [
      {"lightning", "pytorch_lightning", "torch"}, {"transformers"}),  # Lightning loads it when installed
     (["tripwire.callbacks.keras", "tripwire.kit.keras"], {"keras", "tensorflow"}, {"jax"}),
     (["tripwire.callbacks.xgboost"], {"xgboost"}, set()),
-    (["tripwire.torch"], {"torch"}, set()),
+    (["tripwire.torch", "tripwire.kit.torch"], {"torch"}, set()),
     (["tripwire.transformers"], {"transformers", "torch"}, set()),  # the real transformers, not shadowed
 ]
 LOADED = ("import importlib, json, sys\nfor module in sys.argv[1:]:\n    importlib.import_module(module)\n"

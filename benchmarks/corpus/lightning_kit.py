@@ -1,5 +1,5 @@
 """What the Lightning entries share: a classification task around any network, loaders and a quiet
-CPU Trainer (those two from :mod:`tripwire.kit.lightning`), and the faults more than one entry plants.
+CPU Trainer (those two from :mod:`tripwire.kit`), and the faults more than one entry plants.
 
 Imported only inside training functions (it imports torch and Lightning).
 """
@@ -19,7 +19,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from tripwire.kit.lightning import loader, trainer
+from tripwire.kit.lightning import trainer
+from tripwire.kit.torch import loader
 
 __all__ = ["Classifier", "cosine", "fit", "loader", "logits_of", "quiet", "seeded", "warmup_cosine", "warmup_linear"]
 

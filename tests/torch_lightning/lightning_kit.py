@@ -1,6 +1,6 @@
-"""What the Lightning tests share: the kit's classifier (:mod:`tripwire.kit.lightning`, here as
-``Task``), networks, data, loaders and Trainer, plus a small CNN on 8x8 images and the `fit`
-helper.
+"""What the Lightning tests share: the kit's classifier and Trainer (:mod:`tripwire.kit.lightning`,
+the classifier here as ``Task``), its networks, data and loaders (:mod:`tripwire.kit.torch`), plus
+a small CNN on 8x8 images and the `fit` helper.
 
 Everything is CPU-sized: a run is a few hundred optimizer steps of a model with a few
 thousand parameters, seconds of wall time.
@@ -22,8 +22,8 @@ from torch.utils.data import DataLoader
 
 from tripwire import LightningTripwire
 from tripwire.kit import lightning as kit
-from tripwire.kit.lightning import Transformer as TinyTransformer
-from tripwire.kit.lightning import blobs, loader, mlp, tokens
+from tripwire.kit.torch import Transformer as TinyTransformer
+from tripwire.kit.torch import blobs, loader, mlp, tokens
 
 __all__ = ["CNN", "PACKAGES", "Task", "TinyTransformer", "blobs", "fit", "images", "lightning", "loader", "mlp",
            "package_of", "rules_fired", "task_class", "tokens", "trainer", "tripwire"]

@@ -1,4 +1,4 @@
-"""The Lightning demo: the kit's small classifier (:mod:`tripwire.kit.lightning`) with four planted faults.
+"""The Lightning demo: the kit's small classifier (:mod:`tripwire.kit`) with four planted faults.
 
 The data are imbalanced (one class is 90% of the labels) and one feature is on a raw scale
 (an age in years: mean 50, std 20); the second hidden layer starts with a bias of -20, so its ReLUs never fire. With
@@ -15,7 +15,8 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from tripwire.callbacks.lightning import LightningTripwire
-from tripwire.kit.lightning import Classifier, mlp, trainer
+from tripwire.kit.lightning import Classifier, trainer
+from tripwire.kit.torch import mlp
 
 CLASS_SHARES = (0.90, 0.06, 0.03, 0.01)
 CONFIG = {
