@@ -126,6 +126,11 @@ class Monitor:
         """Statistics the enabled rules need."""
         return self.engine.needs()
 
+    def waiting(self, stats: Iterable[str]) -> bool:
+        """Whether a rule that reads one of ``stats`` still waits for its first verdict
+        (:meth:`tripwire.engine.Engine.waiting`)."""
+        return self.engine.waiting(stats)
+
     def wants(self, stat: str) -> list[Need]:
         """The needs for one statistic name (several when rules ask for different options)."""
         return [n for n in self.needs() if n.stat == stat]
