@@ -80,6 +80,7 @@ class Engine:
         for name, spec in specs.items():
             cls = rule_class(spec.type)
             rule = cls(name, cls.Params.model_validate(spec.params))
+            rule.framework = framework
             declared = self._declared(rule, spec.type)
             why = self._cannot_run(rule, spec.type, declared, framework)
             if why:

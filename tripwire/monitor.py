@@ -32,6 +32,7 @@ from tripwire.errors import ConfigError, RuleTriggered
 from tripwire.failopen import FailOpen
 from tripwire.finding import Finding
 from tripwire.stats import Need, Sample
+from tripwire.wording import step_word
 
 log = logging.getLogger("tripwire")
 
@@ -148,7 +149,8 @@ class Monitor:
         from tripwire.alerts import AlertDispatcher
 
         # shadow: log-only, whatever channels the config names
-        self._alerts = AlertDispatcher(ChannelsConfig() if self.config.shadow else self.config.actions)
+        self._alerts = AlertDispatcher(ChannelsConfig() if self.config.shadow else self.config.actions,
+                                       step_word=step_word(self.framework))
         if self.config.log_dir:
             from tripwire.record import RunRecord
 
@@ -259,7 +261,8 @@ class Monitor:
         from tripwire.report.summary import format_summary
 
         return format_summary(self.findings, self.record_path, sampled_steps=len(self.sampled_steps),
-                              stopped_by=self.stopped_by, switched_off=self.guard.disabled)
+                              stopped_by=self.stopped_by, switched_off=self.guard.disabled,
+                              step_word=step_word(self.framework))
 
     def close(self, timeout_s: float = 5.0, *, print_summary: bool = True) -> None:
         """Flush alerts (bounded wait) and the run record; print the summary (main process)."""
