@@ -89,6 +89,9 @@ class Monitor:
         self._record = None
         self._last_record_path: str | None = None
         self._opened = False
+        #: whether :meth:`close` prints the end-of-run summary (a caller that prints it later, with
+        #: the report it writes, turns this off)
+        self.print_summary = True
 
     @property
     def stop_on(self) -> tuple[str, ...]:
@@ -256,17 +259,19 @@ class Monitor:
         except Exception as exc:  # noqa: BLE001 - a user's action must not break training
             log.error("tripwire: action %s failed for %s: %s", ref, finding.rule, exc)
 
-    def summary(self) -> str:
-        """The end-of-run text: one line when nothing fired, else a table of findings."""
+    def summary(self, report_path: str | os.PathLike | None = None) -> str:
+        """The end-of-run text: one line when nothing fired, else a table of findings; it names
+        ``report_path`` when the HTML report was written, else the command that writes it."""
         from tripwire.report.summary import format_summary
 
-        return format_summary(self.findings, self.record_path, sampled_steps=len(self.sampled_steps),
+        return format_summary(self.findings, self.record_path, report_path, sampled_steps=len(self.sampled_steps),
                               stopped_by=self.stopped_by, switched_off=self.guard.disabled,
                               step_word=step_word(self.framework))
 
-    def close(self, timeout_s: float = 5.0, *, print_summary: bool = True) -> None:
-        """Flush alerts (bounded wait) and the run record; print the summary (main process)."""
-        if print_summary and self.is_main and self._opened:
+    def close(self, timeout_s: float = 5.0, *, print_summary: bool | None = None) -> None:
+        """Flush alerts (bounded wait) and the run record; print the summary (main process; None:
+        as :attr:`print_summary` says)."""
+        if (self.print_summary if print_summary is None else print_summary) and self.is_main and self._opened:
             print(self.summary(), flush=True)
         if self._alerts is not None:
             self._alerts.close(timeout_s=timeout_s)
