@@ -137,7 +137,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
             specs = config.rule_specs()
             Engine(config)  # builds every rule: each statistic it needs must exist
         except ConfigError as exc:
-            status = _fail(f"{exc}{_excerpt(exc)}")
+            status = _fail("\n".join(f"{error.args[0]}{_excerpt(error)}" for error in exc.errors))
             continue
         except Exception as exc:  # noqa: BLE001 - e.g. a user rule module that fails to import
             status = _fail(f"{name}: cannot load the config: {type(exc).__name__}: {exc}")

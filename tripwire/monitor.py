@@ -32,6 +32,7 @@ from tripwire.errors import ConfigError, RuleTriggered
 from tripwire.failopen import FailOpen
 from tripwire.finding import Finding
 from tripwire.stats import Need, Sample
+from tripwire.wording import step_word
 
 log = logging.getLogger("tripwire")
 
@@ -88,6 +89,9 @@ class Monitor:
         self._record = None
         self._last_record_path: str | None = None
         self._opened = False
+        #: whether :meth:`close` prints the end-of-run summary (a caller that prints it later, with
+        #: the report it writes, turns this off)
+        self.print_summary = True
 
     @property
     def stop_on(self) -> tuple[str, ...]:
@@ -126,6 +130,11 @@ class Monitor:
         """Statistics the enabled rules need."""
         return self.engine.needs()
 
+    def waiting(self, stats: Iterable[str]) -> bool:
+        """Whether a rule that reads one of ``stats`` still waits for its first verdict
+        (:meth:`tripwire.engine.Engine.waiting`)."""
+        return self.engine.waiting(stats)
+
     def wants(self, stat: str) -> list[Need]:
         """The needs for one statistic name (several when rules ask for different options)."""
         return [n for n in self.needs() if n.stat == stat]
@@ -143,7 +152,8 @@ class Monitor:
         from tripwire.alerts import AlertDispatcher
 
         # shadow: log-only, whatever channels the config names
-        self._alerts = AlertDispatcher(ChannelsConfig() if self.config.shadow else self.config.actions)
+        self._alerts = AlertDispatcher(ChannelsConfig() if self.config.shadow else self.config.actions,
+                                       step_word=step_word(self.framework))
         if self.config.log_dir:
             from tripwire.record import RunRecord
 
@@ -249,16 +259,19 @@ class Monitor:
         except Exception as exc:  # noqa: BLE001 - a user's action must not break training
             log.error("tripwire: action %s failed for %s: %s", ref, finding.rule, exc)
 
-    def summary(self) -> str:
-        """The end-of-run text: one line when nothing fired, else a table of findings."""
+    def summary(self, report_path: str | os.PathLike | None = None) -> str:
+        """The end-of-run text: one line when nothing fired, else a table of findings; it names
+        ``report_path`` when the HTML report was written, else the command that writes it."""
         from tripwire.report.summary import format_summary
 
-        return format_summary(self.findings, self.record_path, sampled_steps=len(self.sampled_steps),
-                              stopped_by=self.stopped_by, switched_off=self.guard.disabled)
+        return format_summary(self.findings, self.record_path, report_path, sampled_steps=len(self.sampled_steps),
+                              stopped_by=self.stopped_by, switched_off=self.guard.disabled,
+                              step_word=step_word(self.framework))
 
-    def close(self, timeout_s: float = 5.0, *, print_summary: bool = True) -> None:
-        """Flush alerts (bounded wait) and the run record; print the summary (main process)."""
-        if print_summary and self.is_main and self._opened:
+    def close(self, timeout_s: float = 5.0, *, print_summary: bool | None = None) -> None:
+        """Flush alerts (bounded wait) and the run record; print the summary (main process; None:
+        as :attr:`print_summary` says)."""
+        if (self.print_summary if print_summary is None else print_summary) and self.is_main and self._opened:
             print(self.summary(), flush=True)
         if self._alerts is not None:
             self._alerts.close(timeout_s=timeout_s)

@@ -19,6 +19,7 @@ from tripwire.rules._loss_history import (
 from tripwire.rules._streak import advance
 from tripwire.rules._validation_streak import EPOCHS_SINCE_VAL, in_a_row, validation_weight
 from tripwire.stats import Sample
+from tripwire.wording import for_framework
 
 _EPS = 1e-12
 
@@ -128,9 +129,14 @@ relative to the scale the loss started from, that gap is small.
             return [self.clear(None)]
         return [self.fire(
             None, value=r, threshold=p.ratio,
-            message=f"validation loss {val:.4g} is {r:.0%} above the training loss {train:.4g} at step "
-                    f"{sample.step} (limit {p.ratio:.0%}), for {in_a_row(streak.count, streak.length)}",
-            suggestion="the model memorizes the training set: add regularization (weight decay, dropout, data "
-                       "augmentation), use more training data or a smaller model, and keep the checkpoint with "
-                       "the best val_loss (early stopping)",
+            message=f"validation loss {val:.4g} is {r:.0%} above the training loss {train:.4g} at {self.step_word} "
+                    f"{sample.step} (limit {p.ratio:.0%}), for {in_a_row(streak.count, streak.length, self.framework)}",
+            suggestion=for_framework(
+                self.framework,
+                "the model memorizes the training set: add regularization (weight decay, dropout, data "
+                "augmentation), use more training data or a smaller model, and keep the checkpoint with "
+                "the best val_loss (early stopping)",
+                xgboost="the trees memorize the training set: lower max_depth (3..8 is typical), raise "
+                        "min_child_weight or gamma, set subsample / colsample_bytree below 1, lower eta with more "
+                        "rounds, and stop at the best round (early_stopping_rounds on the validation set)"),
             val_loss=val, train_loss=train, validations_over=streak.count, epochs_over=streak.length)]

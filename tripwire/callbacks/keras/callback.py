@@ -284,7 +284,7 @@ class KerasTripwire(keras.callbacks.Callback):
             self._act(self.monitor.process(sample))
 
     def _read_statistics(self, step: int, final: bool) -> dict[str, dict[str | None, float]]:
-        stats = self.collector.read(final=final)
+        stats = self.collector.read(final=final, data=self.monitor.waiting(self.collector.data.stats))
         params = self.collector.params
         if params is not None:
             self._no_gradient.see(params.no_gradient, step)
