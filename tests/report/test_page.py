@@ -16,6 +16,7 @@ from tripwire.report import ReportError, write_report
 from tripwire.report.build import MAX_TABLE_ROWS
 from tripwire.report.html import script_json
 from tripwire.report.plots import MAX_COLUMNS, MAX_POINTS
+from tripwire.run_end import RunEnd
 from tripwire.stats import Sample
 
 
@@ -176,3 +177,31 @@ def test_a_flapping_rule_is_listed_up_to_a_limit(tmp_path, data):
 
 def figures_in(text):
     return json.loads(re.search(r'id="tw-figures">(.*?)</script>', text, re.S).group(1))
+
+
+@pytest.mark.parametrize(("end", "state", "says"), [
+    (RunEnd("finished", step=40, at="2024-05-01T14:22:33+0000"), "finished",
+     "Run finished; last sample at step 40 (ended 2024-05-01T14:22:33+0000)."),
+    (RunEnd("stopped", step=30, rule="overfit", at="2024-05-01T14:22:33+0000"), "stopped",
+     "Run stopped by rule overfit at step 30 (ended 2024-05-01T14:22:33+0000)."),
+    (RunEnd("crashed", step=40, error="ValueError", at="2024-05-01T14:22:33+0000"), "crashed",
+     "Run crashed: ValueError left training; last sample at step 40 (ended 2024-05-01T14:22:33+0000)."),
+    (None, "in_progress", "Run in progress, last sample at step 40."),
+    ("old", "unknown", "Run end state unknown (this record was written by a tripwire that did not keep it); "
+                       "last sample at step 40."),
+])
+def test_the_header_says_how_the_run_ended(tmp_path, end, state, says):
+    import sqlite3
+    from contextlib import closing
+
+    from tripwire.record import RunRecord
+
+    rec = RunRecord.create(tmp_path, None, run_name="r")
+    for step in (0, 20, 40):
+        rec.add_sample(Sample(step=step, epoch=0, stats={"loss": {None: 1.0}}))
+    rec.close(end=end if isinstance(end, RunEnd) else None)
+    if end == "old":
+        with closing(sqlite3.connect(rec.path)) as conn, conn:
+            conn.execute("DELETE FROM meta WHERE key = 'end'")
+    text = write_report(rec.directory).read_text(encoding="utf-8")
+    assert f'<p id="run-end" class="end end-{state}">{html.escape(says)}</p>' in text

@@ -10,6 +10,8 @@ Example:
     >>> text = build_page(Run(rec.directory))
     >>> 'id="findings"' in text and "No findings" in text and 'id="config"' in text
     True
+    >>> '<p id="run-end" class="end end-in_progress">Run in progress, last sample at step 10.</p>' in text
+    True
 """
 
 from __future__ import annotations
@@ -66,7 +68,9 @@ def build_page(run: Run) -> str:
             sections.append(Section(section_id, heading, body, figs.take()))
     sections.append(Section("config", "Config", _config_body(run.config)))
     title = f"tripwire report · {run.name}"
-    return page(title, _header(run, meta, findings, steps), sections, plotly.offline.get_plotlyjs())
+    end = run.end
+    return page(title, _header(run, meta, findings, steps), sections, plotly.offline.get_plotlyjs(),
+                end=(end.state, end.headline()))
 
 
 def _sampled_steps(run: Run, names: Sequence[str]) -> np.ndarray:
