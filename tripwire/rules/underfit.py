@@ -9,6 +9,7 @@ from pydantic import Field
 from tripwire.registry import register
 from tripwire.rule import Limit, Need, Rule, RuleParams, Verdict
 from tripwire.rules._loss_history import add_to_window, finite_scalar, new_window, relative_drop
+from tripwire.rules._percent import percent
 from tripwire.rules._streak import advance
 from tripwire.stats import Sample
 
@@ -104,8 +105,8 @@ class Underfit(Rule):
         share = after / initial if initial else float("inf")
         return [self.fire(
             None, value=share, threshold=p.ratio,
-            message=f"training loss plateaued at {after:.4g} by step {sample.step}, still {share:.0%} of its "
-                    f"initial {initial:.4g} (limit {p.ratio:.0%}); under a {p.min_delta:.1%} drop per "
+            message=f"training loss plateaued at {after:.4g} by step {sample.step}, still {percent(share, p.ratio)} of "
+                    f"its initial {initial:.4g} (limit {percent(p.ratio)}); under a {p.min_delta:.1%} drop per "
                     f"{p.window} steps for {streak.count} windows",
             suggestion="the model is not learning: raise the learning rate, give the model more capacity "
                        "(width, depth), lower weight decay / dropout, check that inputs are normalized and that "
