@@ -57,7 +57,7 @@ def test_findings_table_rows_in_step_order_with_message_and_suggestion(page, hos
     assert len(rows) == len(findings) == 4
     for row, f in zip(rows, findings):
         assert row.startswith(f'<td class="num">{f.step}</td>')
-        assert f"<b>{html.escape(f.rule)}</b>" in row
+        assert f"<b>{html.escape(f.rule).replace('_', '_<wbr>')}</b>" in row
         assert html.escape(f.message) in row and html.escape(f.suggestion) in row
     assert '<span class="sev sev-error">error</span>' in table
 
@@ -205,3 +205,37 @@ def test_the_header_says_how_the_run_ended(tmp_path, end, state, says):
             conn.execute("DELETE FROM meta WHERE key = 'end'")
     text = write_report(rec.directory).read_text(encoding="utf-8")
     assert f'<p id="run-end" class="end end-{state}">{html.escape(says)}</p>' in text
+
+
+def _rule_figure(text, figures, rule):
+    figs = {f["id"]: f["figure"] for f in figures(text)}
+    return figs[re.search(rf'<h3 id="rule-{rule}">.*?<div class="plot" id="([^"]+)"', text, re.S).group(1)]
+
+
+def test_not_normalized_draws_its_limits_on_log_axes_with_decade_ticks(zoo_run, figures):
+    text = write_report(zoo_run).read_text(encoding="utf-8")
+    fig = _rule_figure(text, figures, "not_normalized")
+    layout = fig["layout"]
+    limits = [(s["y0"], s["line"]["dash"], s["line"]["color"]) for s in layout["shapes"]]
+    assert limits == [(3.0, "dash", "#c62828"), (0.01, "dash", "#c62828"), (10.0, "dash", "#c62828")]
+    assert [a["text"] for a in layout["annotations"] if "limit" in a["text"]] == [
+        "threshold: |mean| limit 3", "std lower limit 0.01", "std upper limit 10"]
+    means, stds = layout["yaxis"], layout["yaxis2"]
+    assert means["type"] == stds["type"] == "log"
+    assert means["ticktext"][0] == "0" and "10<sup>5</sup>" in means["ticktext"]  # x's |mean| is 0: a zero row
+    assert means["range"][1] >= 5  # the largest bar (1e5) is not cut off
+    assert stds["range"][0] < -2 < 1 < stds["range"][1]  # both std limits inside the axis
+    caption = text[text.index('<h3 id="rule-not_normalized">'):].split('<p class="caption">')[1].split("</p>")[0]
+    assert caption.startswith("Dashed red: the threshold and the rule&#x27;s limits.") and "Dotted" not in caption
+    row = text[text.index("<b>not_<wbr>normalized</b>"):].split("</tr>")[0]
+    assert '<td class="num">1e+05</td><td class="num">3</td>' in row  # value and threshold: price's |mean|, limit
+
+
+def test_step_axes_tick_whole_steps_and_all_zero_panels_span_zero_to_one(zoo_run, figures):
+    text = write_report(zoo_run).read_text(encoding="utf-8")
+    for figure in figures(text):
+        for name, axis in figure["figure"]["layout"].items():
+            if name.startswith("xaxis") and axis.get("title", {}).get("text") == "step":
+                assert axis.get("tickformat") == "d", figure["id"]
+    identical = _rule_figure(text, figures, "poor_initialization")["layout"]["yaxis2"]  # every value 0
+    assert identical["range"][0] <= 0 and 1 <= identical["range"][1] < 1.2

@@ -122,11 +122,19 @@ h3 { margin: 24px 0 4px; }
 table { border-collapse: collapse; width: 100%; font-size: 13px; }
 th, td { border-bottom: 1px solid #e0e0e0; padding: 5px 8px; text-align: left; vertical-align: top; }
 th { background: #fafafa; white-space: nowrap; }
-table.findings td:nth-child(n+8) { overflow-wrap: anywhere; min-width: 16em; }
+table.findings td:nth-child(8) { overflow-wrap: anywhere; min-width: 18em; }
+table.findings .fix { color: #555; margin-top: 4px; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 td code, .subject { font-family: ui-monospace, Menlo, Consolas, monospace; font-size: 12px;
                     overflow-wrap: anywhere; }
 table.findings td:nth-child(5) { min-width: 14em; }
+@media (max-width: 1000px) {  /* a laptop half-screen: every column stays on the page */
+  header, nav, main { padding-left: 12px; padding-right: 12px; }
+  table.findings th, table.findings td { padding: 4px 5px; }
+  table.findings th:nth-child(2), table.findings td:nth-child(2) { display: none; }  /* epoch */
+  table.findings td:nth-child(5) { min-width: 6em; }
+  table.findings td:nth-child(8) { min-width: 12em; }
+}
 .sev { display: inline-block; white-space: nowrap; padding: 1px 8px; border-radius: 10px; color: #fff;
        font-size: 12px; }
 .sev-error { background: #c62828; } .sev-warning { background: #ef6c00; } .sev-info { background: #1565c0; }
