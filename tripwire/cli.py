@@ -159,9 +159,11 @@ def _excerpt(exc: ConfigError) -> str:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from tripwire.report import write_report
+    from tripwire.report import open_run, write_report
 
-    print(f"tripwire: report written to {write_report(args.run, args.out)}")
+    with open_run(args.run) as run:
+        print(f"tripwire: report written to {write_report(run, args.out)}")
+        print(f"  {run.name}: {run.end.headline()}")
     return 0
 
 

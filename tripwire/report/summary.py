@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from tripwire.finding import SEVERITIES, Finding
+from tripwire.run_end import RunEnd
 
 _SUBJECT_WIDTH = 40
 _MESSAGE_WIDTH = 100
@@ -35,7 +36,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # a layer name must not move the
 def format_summary(findings: Iterable[Finding], record_path: str | os.PathLike | None = None,
                    report_path: str | os.PathLike | None = None, *, sampled_steps: int | None = None,
                    stopped_by: Finding | None = None, switched_off: dict[str, str] | None = None,
-                   step_word: str = "step") -> str:
+                   step_word: str = "step", end: RunEnd | None = None) -> str:
     """Text to print at the end of training.
 
     Args:
@@ -46,6 +47,11 @@ def format_summary(findings: Iterable[Finding], record_path: str | os.PathLike |
         stopped_by: the finding that stopped training, if one did.
         switched_off: instrumentation parts that failed and were switched off (``{part: reason}``).
         step_word: what a step is called (``round`` for XGBoost; see :mod:`tripwire.wording`).
+        end: how the run ended; a crash, or an exit with tripwire open, is named in the first line.
+
+    Example:
+        >>> print(format_summary([], sampled_steps=3, end=RunEnd("crashed", step=20, error="ValueError")))
+        tripwire: no findings in 3 sampled steps; training crashed: ValueError left training; last sample at step 20
     """
     findings = list(findings)
     where = _where(record_path, report_path)
@@ -54,7 +60,7 @@ def format_summary(findings: Iterable[Finding], record_path: str | os.PathLike |
     if not findings:
         plural = "" if sampled_steps == 1 else "s"
         in_steps = f" in {sampled_steps} sampled {step_word}{plural}" if sampled_steps else ""
-        line = f"tripwire: no findings{in_steps}"
+        line = f"tripwire: no findings{in_steps}{_ending(end)}"
         return "\n".join([line + (f" (record: {_clean(str(record_path))})" if record_path else ""), *off])
 
     counts = {s: sum(f.severity == s for f in findings) for s in reversed(SEVERITIES)}
@@ -62,6 +68,8 @@ def format_summary(findings: Iterable[Finding], record_path: str | os.PathLike |
     head = f"tripwire: {len(findings)} finding{'' if len(findings) == 1 else 's'} ({by_severity})"
     if stopped_by is not None:
         head += f"; training stopped at {step_word} {stopped_by.step} by {_clean(stopped_by.rule)}"
+    else:
+        head += _ending(end)
 
     rows = _rows(findings)
     header = ("rule", "subject", f"first {step_word}", "message")
@@ -70,6 +78,13 @@ def format_summary(findings: Iterable[Finding], record_path: str | os.PathLike |
     lines += ["  " + _row(r, widths) for r in rows]
     lines += ["  " + w for w in where]
     return "\n".join(lines + off)
+
+
+def _ending(end: RunEnd | None) -> str:
+    """The end of the first line for a run that did not end the ordinary way."""
+    if end is None or end.state not in ("crashed", "exited"):
+        return ""
+    return f"; training {_clean(end.describe())}" if end.state == "crashed" else f"; {_clean(end.describe())}"
 
 
 def _rows(findings: list[Finding]) -> list[tuple[str, str, str, str]]:

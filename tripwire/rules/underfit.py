@@ -9,6 +9,7 @@ from pydantic import Field
 from tripwire.registry import register
 from tripwire.rule import Limit, Need, Rule, RuleParams, Verdict
 from tripwire.rules._loss_history import add_to_window, finite_scalar, new_window, relative_drop
+from tripwire.rules._percent import percent
 from tripwire.rules._streak import advance
 from tripwire.stats import Sample
 from tripwire.wording import for_framework
@@ -105,9 +106,9 @@ class Underfit(Rule):
         share = after / initial if initial else float("inf")
         return [self.fire(
             None, value=share, threshold=p.ratio,
-            message=f"training loss plateaued at {after:.4g} by {self.step_word} {sample.step}, still {share:.0%} "
-                    f"of its initial {initial:.4g} (limit {p.ratio:.0%}); under a {p.min_delta:.1%} drop per "
-                    f"{p.window} {self.step_word}s for {streak.count} windows",
+            message=f"training loss plateaued at {after:.4g} by {self.step_word} {sample.step}, still "
+                    f"{percent(share, p.ratio)} of its initial {initial:.4g} (limit {percent(p.ratio)}); under a "
+                    f"{p.min_delta:.1%} drop per {p.window} {self.step_word}s for {streak.count} windows",
             suggestion=for_framework(
                 self.framework,
                 "the model is not learning: raise the learning rate, give the model more capacity "

@@ -56,9 +56,9 @@ def _cleaning_up(hook):
     def guarded(self, *args, **kwargs):
         try:
             return hook(self, *args, **kwargs)
-        except BaseException:
+        except BaseException as exc:
             with contextlib.suppress(Exception):  # the original exception is the one to see
-                self._teardown()
+                self._teardown(error=exc)
             raise
 
     return guarded
@@ -243,12 +243,12 @@ class KerasTripwire(keras.callbacks.Callback):
 
     # ---- helpers -------------------------------------------------------------------------
 
-    def _teardown(self) -> None:
+    def _teardown(self, error: BaseException | None = None) -> None:
         try:
             if self.collector is not None:
                 self.collector.uninstall()
         finally:
-            self.monitor.close()
+            self.monitor.close(error=error)
 
     def _drop_broken_collector(self) -> None:
         """After a failure of the in-graph statistics: remove every hook, go on without them."""

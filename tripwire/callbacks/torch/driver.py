@@ -188,10 +188,11 @@ class TorchDriver:
         if self.collector is not None:
             self.collector.detach()
 
-    def finish(self) -> None:
-        """Close alerts and the run record (the summary is printed on rank 0); a second call does nothing."""
+    def finish(self, error: BaseException | None = None) -> None:
+        """Close alerts and the run record (the summary is printed on rank 0); a second call does
+        nothing. ``error``: the exception leaving training, when the adapter sees one."""
         self._pending = None
-        self.monitor.close()
+        self.monitor.close(error=error)
 
     # training --------------------------------------------------------------------------------------
     def begin_step(self, step: int, batch: Any = None) -> None:

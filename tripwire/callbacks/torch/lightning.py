@@ -121,7 +121,8 @@ class TripwireCallbackImpl:
         self.driver.finish()
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
-        self.driver.finish()
+        """An exception leaves ``fit``: the run record says the run crashed (or a ``raise`` action stopped it)."""
+        self.driver.finish(error=exception)
 
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
         """Remove hooks and close alerts and the run record."""
