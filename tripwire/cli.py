@@ -160,10 +160,11 @@ def _excerpt(exc: ConfigError) -> str:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from tripwire.report import open_run, write_report
+    from tripwire.wording import step_word
 
     with open_run(args.run) as run:
         print(f"tripwire: report written to {write_report(run, args.out)}")
-        print(f"  {run.name}: {run.end.headline()}")
+        print(f"  {run.name}: {run.end.headline(step_word(run.meta.get('framework')))}")
     return 0
 
 

@@ -96,28 +96,29 @@ class RunEnd:
         """The ``end`` meta entry (JSON-safe)."""
         return asdict(self)
 
-    def headline(self) -> str:
+    def headline(self, step_word: str = "step") -> str:
         """:meth:`describe` as a sentence about the run, with the time it ended when known.
 
         Example:
             >>> RunEnd("finished", step=90, at="2024-05-01T14:22:33+0000").headline()
             'Run finished; last sample at step 90 (ended 2024-05-01T14:22:33+0000).'
         """
-        return f"Run {self.describe()}" + (f" (ended {self.at})." if self.at else ".")
+        return f"Run {self.describe(step_word)}" + (f" (ended {self.at})." if self.at else ".")
 
-    def describe(self) -> str:
-        """One line a person reads: how the run ended and at which step."""
-        last = "" if self.step is None else f"; last sample at step {self.step}"
+    def describe(self, step_word: str = "step") -> str:
+        """One line a person reads: how the run ended and at which step (``step_word``: ``round`` for
+        XGBoost, see :mod:`tripwire.wording`)."""
+        last = "" if self.step is None else f"; last sample at {step_word} {self.step}"
         if self.state == "stopped":
             how = f" (it raised {self.error})" if self.error == "RuleTriggered" else (
                 f" (then {self.error} left training)" if self.error else "")
-            return f"stopped by rule {self.rule} at step {self.step}{how}"
+            return f"stopped by rule {self.rule} at {step_word} {self.step}{how}"
         if self.state == "crashed":
             return f"crashed: {self.error} left training{last}"
         if self.state == "exited":
             return f"the process exited with tripwire still open (no exception seen){last}"
         if self.state == "in_progress":
-            return "in progress" + ("" if self.step is None else f", last sample at step {self.step}")
+            return "in progress" + ("" if self.step is None else f", last sample at {step_word} {self.step}")
         if self.state == "unknown":
             return f"end state unknown (this record was written by a tripwire that did not keep it){last}"
         return f"finished{last}"

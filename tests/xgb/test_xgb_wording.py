@@ -57,3 +57,17 @@ def test_a_booster_that_does_not_learn_hears_of_eta_and_depth(data):
                  "underfit": {"window": 20, "patience": 2, "min_steps": 60, "early_steps": 60}}, data)
     _assert_tree_words(tw, {"loss_not_decreasing", "underfit"})
     assert all(re.search(r"\brounds?\b", f.message) for f in tw.findings)
+
+
+def test_the_report_and_the_record_say_where_a_boosting_run_stopped_in_rounds(data, tmp_path, capsys):
+    from tripwire.cli import main
+
+    x, y = data(n=600, features=6)
+    tw = XGBoostTripwire({"interval": 5, "log_dir": str(tmp_path), "rules": {"tree_depth": {"max_depth": 2}}},
+                         stop_on=["tree_depth"])
+    xgb.train({"objective": "binary:logistic", "max_depth": 6}, xgb.DMatrix(x, y), 30, callbacks=[tw])
+    assert tw.stopped_by is not None and tw.stopped_by.step == 0
+    assert "training stopped at round 0 by tree_depth" in capsys.readouterr().out
+    assert main(["report", str(tw.monitor.record_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "stopped by rule tree_depth at round 0" in printed and not re.search(r"\bsteps?\b", printed), printed

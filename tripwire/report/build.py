@@ -28,6 +28,7 @@ from tripwire.record import Run
 from tripwire.report import plots, rule_figure
 from tripwire.report.evidence import panels_for
 from tripwire.report.html import Figure, Section, esc, figure_div, page, table
+from tripwire.wording import step_word
 
 MAX_TABLE_ROWS = 1000
 MAX_PER_RULE = 50
@@ -70,7 +71,7 @@ def build_page(run: Run) -> str:
     title = f"tripwire report · {run.name}"
     end = run.end
     return page(title, _header(run, meta, findings, steps), sections, plotly.offline.get_plotlyjs(),
-                end=(end.state, end.headline()))
+                end=(end.state, end.headline(step_word(meta.get("framework")))))
 
 
 def _sampled_steps(run: Run, names: Sequence[str]) -> np.ndarray:

@@ -60,7 +60,7 @@ def format_summary(findings: Iterable[Finding], record_path: str | os.PathLike |
     if not findings:
         plural = "" if sampled_steps == 1 else "s"
         in_steps = f" in {sampled_steps} sampled {step_word}{plural}" if sampled_steps else ""
-        line = f"tripwire: no findings{in_steps}{_ending(end)}"
+        line = f"tripwire: no findings{in_steps}{_ending(end, step_word)}"
         return "\n".join([line + (f" (record: {_clean(str(record_path))})" if record_path else ""), *off])
 
     counts = {s: sum(f.severity == s for f in findings) for s in reversed(SEVERITIES)}
@@ -69,7 +69,7 @@ def format_summary(findings: Iterable[Finding], record_path: str | os.PathLike |
     if stopped_by is not None:
         head += f"; training stopped at {step_word} {stopped_by.step} by {_clean(stopped_by.rule)}"
     else:
-        head += _ending(end)
+        head += _ending(end, step_word)
 
     rows = _rows(findings)
     header = ("rule", "subject", f"first {step_word}", "message")
@@ -80,11 +80,12 @@ def format_summary(findings: Iterable[Finding], record_path: str | os.PathLike |
     return "\n".join(lines + off)
 
 
-def _ending(end: RunEnd | None) -> str:
+def _ending(end: RunEnd | None, step_word: str) -> str:
     """The end of the first line for a run that did not end the ordinary way."""
     if end is None or end.state not in ("crashed", "exited"):
         return ""
-    return f"; training {_clean(end.describe())}" if end.state == "crashed" else f"; {_clean(end.describe())}"
+    told = _clean(end.describe(step_word))
+    return f"; training {told}" if end.state == "crashed" else f"; {told}"
 
 
 def _rows(findings: list[Finding]) -> list[tuple[str, str, str, str]]:
