@@ -152,7 +152,7 @@ def fit_once(workload: Workload, variant: str, steps: int, warmup: int, block: i
              clock: str = "wall") -> FitResult:
     """Train a fresh model (same seed and data for every variant) for ``warmup + steps`` steps."""
     torch.manual_seed(seed)
-    module = Classifier(workload.net())
+    module = Classifier(workload.net(), lr=1e-3, optimizer="adam")
     data = workload.loader(warmup + steps, device=device)
     timer = StepTimer(device, clock)
     extra = VARIANTS[variant].callbacks(record_dir)

@@ -1,8 +1,9 @@
-"""Models, synthetic data and a bare Trainer shared by the Lightning benchmarks.
+"""Workloads and a bare Trainer shared by the Lightning benchmarks.
 
 Used by ``overhead_lightning.py`` and ``gpu_check.py``; not a test module, not part of the
 package. :data:`SCALES` holds an MLP, a CNN and a small transformer at three sizes: ``quick``
-(the smoke test), ``cpu`` (the CPU benchmark) and ``gpu`` (an H200-class device). Batches are
+(the smoke test), ``cpu`` (the CPU benchmark) and ``gpu`` (an H200-class device); the MLP, the
+transformer, the classifier around them and the data come from :mod:`tripwire.kit`. Batches are
 made once and cycled (:class:`Batches`), so no data loading happens inside a timed step.
 
 Example:
@@ -18,105 +19,31 @@ import contextlib
 import io
 import logging
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 from lightning.pytorch.loggers.logger import DummyLogger
 from torch import nn
 
+from tripwire.kit import lightning as kit
+from tripwire.kit.data import bands, linear_classes
+from tripwire.kit.lightning import Classifier
+from tripwire.kit.torch import Transformer, mlp, tokens
 
-# models ---------------------------------------------------------------------------------------------
-class Classifier(pl.LightningModule):
-    """Cross-entropy classification around any ``nn.Module``; ``val_loss`` in validation."""
-
-    def __init__(self, net: nn.Module, lr: float = 1e-3, optimizer: str = "adam") -> None:
-        super().__init__()
-        self.net, self.lr, self.optimizer_name = net, lr, optimizer
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
-    def training_step(self, batch, batch_idx):
-        x, y = batch
-        return nn.functional.cross_entropy(self(x), y)
-
-    def validation_step(self, batch, batch_idx):
-        x, y = batch
-        self.log("val_loss", nn.functional.cross_entropy(self(x), y))
-
-    def configure_optimizers(self):
-        if self.optimizer_name == "sgd":
-            return torch.optim.SGD(self.parameters(), lr=self.lr)
-        return torch.optim.Adam(self.parameters(), lr=self.lr)
+__all__ = ["SCALES", "Batches", "Classifier", "Transformer", "Workload", "cnn", "mlp", "quiet", "tokens",
+           "trainer"]
 
 
-def mlp(features: int, hidden: Sequence[int], classes: int, acts: Sequence[type[nn.Module]] = (nn.ReLU,)) -> nn.Module:
-    """Linear layers, each hidden one followed by its own activation module (cycling ``acts``)."""
-    layers: list[nn.Module] = []
-    width = features
-    for i, h in enumerate(hidden):
-        layers += [nn.Linear(width, h), acts[i % len(acts)]()]
-        width = h
-    layers.append(nn.Linear(width, classes))
-    return nn.Sequential(*layers)
-
-
+# models and data ------------------------------------------------------------------------------------
 def cnn(channels: int, c1: int, c2: int, size: int, classes: int) -> nn.Module:
     """Two conv + ReLU + max-pool blocks and a two-layer head, for ``(N, channels, size, size)``."""
     side = ((size - 2) // 2 - 2) // 2
     return nn.Sequential(nn.Conv2d(channels, c1, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(c1, c2, 3), nn.ReLU(),
                          nn.MaxPool2d(2), nn.Flatten(), nn.Linear(c2 * side * side, 4 * c2), nn.ReLU(),
                          nn.Linear(4 * c2, classes))
-
-
-class Transformer(nn.Module):
-    """Token embedding, ``layers`` encoder layers (ReLU modules, so activation hooks see them), mean pooling."""
-
-    def __init__(self, vocab: int, dim: int, layers: int, heads: int, classes: int = 2, bias: bool = True) -> None:
-        super().__init__()
-        self.embed = nn.Embedding(vocab, dim)
-        self.encoder = nn.ModuleList(
-            nn.TransformerEncoderLayer(dim, heads, dim_feedforward=4 * dim, dropout=0.0, batch_first=True,
-                                       activation=nn.ReLU(), bias=bias) for _ in range(layers))
-        self.head = nn.Linear(dim, classes)
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        h = self.embed(ids)
-        for layer in self.encoder:
-            h = layer(h)
-        return self.head(h.mean(1))
-
-
-# data -----------------------------------------------------------------------------------------------
-def vectors(n: int, features: int, classes: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Standardized features with labels from a fixed random linear map (learnable, balanced enough)."""
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, features, generator=g)
-    y = (x @ torch.randn(features, classes, generator=g)).argmax(1)
-    return x, y
-
-
-def images(n: int, channels: int, size: int, classes: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images in [0, 1] whose class is the brightest of ``classes`` horizontal bands."""
-    g = torch.Generator().manual_seed(seed)
-    y = torch.randint(0, classes, (n,), generator=g)
-    x = torch.rand(n, channels, size, size, generator=g) * 0.5
-    band = size // classes
-    for c in range(classes):
-        x[y == c, :, c * band:(c + 1) * band] += 0.5
-    return x, y
-
-
-def tokens(n: int, length: int, vocab: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token ids with a padded tail (id 0); the class is whether token 1 or 2 was sprinkled in."""
-    g = torch.Generator().manual_seed(seed)
-    y = torch.randint(0, 2, (n,), generator=g)
-    ids = torch.randint(3, vocab, (n, length), generator=g)
-    ids = torch.where(torch.rand(n, length, generator=g) < 0.2, (y + 1).unsqueeze(1), ids)
-    ids[:, length - length // 5:] = 0
-    return ids, y
 
 
 class Batches:
@@ -138,20 +65,24 @@ class Batches:
 
 @dataclass(frozen=True)
 class Workload:
-    """A model and its data: ``net()`` builds the model, ``data(n)`` makes ``n`` samples."""
+    """A model and its data: ``net()`` builds the model, ``data(n)`` makes ``n`` samples (arrays or tensors)."""
 
     name: str
     net: Callable[[], nn.Module]
-    data: Callable[[int], tuple[torch.Tensor, torch.Tensor]]
+    data: Callable[[int], tuple[np.ndarray | torch.Tensor, np.ndarray | torch.Tensor]]
     batch: int
     distinct: int = 8  # different batches; a loader cycles through them
+
+    def tensors(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` samples and their labels as tensors."""
+        x, y = self.data(n)
+        return torch.as_tensor(x), torch.as_tensor(y)
 
     def loader(self, batches: int, device: str = "cpu") -> Batches:
         """``batches`` batches on ``device``, the same ones for every variant (made once, then cached)."""
         key = (self.name, self.batch, self.distinct, self.data, str(device))  # the function itself: no id reuse
         if key not in _BATCHES:
-            x, y = self.data(self.batch * self.distinct)
-            x, y = x.to(device), y.to(device)
+            x, y = (t.to(device) for t in self.tensors(self.batch * self.distinct))
             _BATCHES[key] = [(x[i * self.batch:(i + 1) * self.batch], y[i * self.batch:(i + 1) * self.batch])
                              for i in range(self.distinct)]
         return Batches(_BATCHES[key], batches)
@@ -160,23 +91,28 @@ class Workload:
 _BATCHES: dict[tuple, list[tuple[torch.Tensor, torch.Tensor]]] = {}
 
 
+def _images(size: int, classes: int, channels: int = 1) -> Callable[[int], tuple[np.ndarray, np.ndarray]]:
+    return lambda n: bands(n, size, classes, channels, channels_last=False)
+
+
 SCALES: dict[str, dict[str, Workload]] = {
     "quick": {
-        "mlp": Workload("mlp", lambda: mlp(32, [32, 16], 4), lambda n: vectors(n, 32, 4), 16),
-        "cnn": Workload("cnn", lambda: cnn(1, 4, 8, 12, 3), lambda n: images(n, 1, 12, 3), 8),
-        "transformer": Workload("transformer", lambda: Transformer(50, 16, 1, 2), lambda n: tokens(n, 8, 50), 8),
+        "mlp": Workload("mlp", lambda: mlp(32, [32, 16], 4), lambda n: linear_classes(n, 32, 4), 16),
+        "cnn": Workload("cnn", lambda: cnn(1, 4, 8, 12, 3), _images(12, 3), 8),
+        "transformer": Workload("transformer", lambda: Transformer(50, 16, 1, 2, ff=64), lambda n: tokens(n, 8, 50),
+                                8),
     },
     "cpu": {
-        "mlp": Workload("mlp", lambda: mlp(784, [512, 256], 10), lambda n: vectors(n, 784, 10), 128),
-        "cnn": Workload("cnn", lambda: cnn(1, 32, 64, 28, 10), lambda n: images(n, 1, 28, 10), 32),
-        "transformer": Workload("transformer", lambda: Transformer(1000, 64, 2, 4), lambda n: tokens(n, 32, 1000),
-                                16),
+        "mlp": Workload("mlp", lambda: mlp(784, [512, 256], 10), lambda n: linear_classes(n, 784, 10), 128),
+        "cnn": Workload("cnn", lambda: cnn(1, 32, 64, 28, 10), _images(28, 10), 32),
+        "transformer": Workload("transformer", lambda: Transformer(1000, 64, 2, 4, ff=256),
+                                lambda n: tokens(n, 32, 1000), 16),
     },
     "gpu": {
-        "mlp": Workload("mlp", lambda: mlp(256, [4096, 4096, 4096], 10), lambda n: vectors(n, 256, 10), 1024),
-        "cnn": Workload("cnn", lambda: cnn(3, 64, 128, 64, 10), lambda n: images(n, 3, 64, 10), 256),
-        "transformer": Workload("transformer", lambda: Transformer(8000, 512, 4, 8), lambda n: tokens(n, 256, 8000),
-                                32),
+        "mlp": Workload("mlp", lambda: mlp(256, [4096, 4096, 4096], 10), lambda n: linear_classes(n, 256, 10), 1024),
+        "cnn": Workload("cnn", lambda: cnn(3, 64, 128, 64, 10), _images(64, 10, channels=3), 256),
+        "transformer": Workload("transformer", lambda: Transformer(8000, 512, 4, 8, ff=2048),
+                                lambda n: tokens(n, 256, 8000), 32),
     },
 }
 
@@ -205,8 +141,6 @@ def trainer(max_steps: int, callbacks: list[pl.Callback], device: str = "cpu", p
             val_batches: int = 0, root: str | None = None) -> pl.Trainer:
     """A bare Trainer: a logger that drops what it gets (so ``self.log`` does its usual work every
     step), no checkpoints, progress bar, model summary or sanity validation."""
-    return pl.Trainer(accelerator="gpu" if torch.device(device).type == "cuda" else "cpu", devices=1,
-                      precision=precision, max_steps=max_steps, logger=DummyLogger(), log_every_n_steps=1,
-                      enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                      num_sanity_val_steps=0, limit_val_batches=val_batches, callbacks=callbacks,
-                      default_root_dir=root)
+    return kit.trainer(callbacks, max_steps, accelerator="gpu" if torch.device(device).type == "cuda" else "cpu",
+                       precision=precision, logger=DummyLogger(), log_every_n_steps=1, limit_val_batches=val_batches,
+                       default_root_dir=root)

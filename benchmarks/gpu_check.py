@@ -116,14 +116,15 @@ def full_fp32() -> Iterator[None]:
 # workloads for the correctness sections ------------------------------------------------------------------
 def check_workloads():  # dict of Workload
     """Small models covering every hooked family: ReLU/Tanh/Sigmoid MLP on floats, a transformer on tokens."""
-    from _lightning_workloads import Transformer, Workload, mlp, tokens, vectors
+    from _lightning_workloads import Transformer, Workload, mlp, tokens
+    from tripwire.kit.data import linear_classes
 
     return {
-        "mlp": Workload("mlp", lambda: mlp(24, [64, 64, 64], 5, acts=(nn.ReLU, nn.Tanh, nn.Sigmoid)),
-                        lambda n: vectors(n, 24, 5), 64),
+        "mlp": Workload("mlp", lambda: mlp(24, [64, 64, 64], 5, act=(nn.ReLU, nn.Tanh, nn.Sigmoid)),
+                        lambda n: linear_classes(n, 24, 5), 64),
         # no biases: the key bias of attention has an exactly-zero gradient in exact arithmetic, so its share
         # of exact zeros depends on rounding (device, dtype) and would make zero-share comparisons flaky
-        "transformer": Workload("transformer", lambda: Transformer(100, 32, 1, 2, bias=False),
+        "transformer": Workload("transformer", lambda: Transformer(100, 32, 1, 2, ff=128, bias=False),
                                 lambda n: tokens(n, 16, 100), 32),
     }
 
@@ -167,7 +168,7 @@ def collector_loop(workload, device: str, steps: int, interval: int, bf16: bool,
     rehearsing, torch_reductions.accelerator_path_on_cpu = torch_reductions.accelerator_path_on_cpu, True
     torch.manual_seed(seed)
     net = workload.net().to(device)
-    x, y = workload.data(workload.batch * steps)
+    x, y = workload.tensors(workload.batch * steps)
     batches = [(x[i * workload.batch:(i + 1) * workload.batch].to(device),
                 y[i * workload.batch:(i + 1) * workload.batch].to(device)) for i in range(steps)]
     opt = torch.optim.SGD(net.parameters(), lr=0.05)
@@ -236,7 +237,7 @@ def lightning_fit(workload, device: str, precision: str, steps: int, callbacks: 
     from _lightning_workloads import Classifier, quiet, trainer
 
     torch.manual_seed(seed)
-    module = Classifier(workload.net(), lr=lr, optimizer="sgd")
+    module = Classifier(workload.net(), lr=lr, optimizer="sgd", momentum=0.0)
     train = workload.loader(steps, device=device)
     val = workload.loader(max(val_batches, 1), device=device)  # training batches: only exercises the hooks
     with quiet():

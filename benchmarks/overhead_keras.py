@@ -45,6 +45,8 @@ import keras
 import numpy as np
 
 from tripwire import KerasTripwire
+from tripwire.kit.data import linear_classes
+from tripwire.kit.keras import mlp
 
 INTERVAL = 10  # the default config's
 
@@ -83,11 +85,6 @@ class StepTimer(keras.callbacks.Callback):
         return (float(np.median(durations[phase == 0])) - quiet) / INTERVAL, quiet
 
 
-def mlp() -> keras.Model:
-    return keras.Sequential([keras.Input((784,)), keras.layers.Dense(512, activation="relu"),
-                             keras.layers.Dense(256, activation="relu"), keras.layers.Dense(10)])
-
-
 def cnn() -> keras.Model:
     return keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Conv2D(32, 3, activation="relu"),
                              keras.layers.MaxPooling2D(), keras.layers.Conv2D(64, 3, activation="relu"),
@@ -95,14 +92,12 @@ def cnn() -> keras.Model:
                              keras.layers.Dense(128, activation="relu"), keras.layers.Dense(10)])
 
 
-WORKLOADS = {"mlp": (mlp, (784,), 128), "cnn": (cnn, (28, 28, 1), 64)}
+WORKLOADS = {"mlp": (lambda: mlp(784, 10, (512, 256), head=None), (784,), 128), "cnn": (cnn, (28, 28, 1), 64)}
 
 
 def measure(name: str, steps: int, repeats: int, warmup: int, jit: bool, log_dir: str | None) -> dict[str, float]:
     build, shape, batch = WORKLOADS[name]
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(steps * batch, *shape)).astype(np.float32)
-    y = (x.reshape(len(x), -1) @ rng.normal(size=(int(np.prod(shape)), 10))).argmax(1)  # learnable labels
+    x, y = linear_classes(steps * batch, shape, 10, map_seed=None)  # learnable labels
     keras.utils.set_random_seed(0)
     model = build()
     # "auto": TensorFlow on CPU and torch run without XLA / torch.compile, JAX jits

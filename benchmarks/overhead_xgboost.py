@@ -1,6 +1,6 @@
 """XGBoostTripwire overhead: per-round cost vs model size, and total cost vs an unmonitored run.
 
-Two measurements, in one process, on synthetic data (no download):
+Two measurements, in one process, on synthetic data (``tripwire.kit.data.tabular``, no download):
 
 1. **Per-round cost is flat.** A training of ``--long-rounds`` (default 2000) rounds with every
    XGBoost statistic enabled (tree depth, feature importance, losses, labels) gives the wall
@@ -32,6 +32,7 @@ import numpy as np
 import xgboost as xgb
 
 from tripwire import XGBoostTripwire
+from tripwire.kit.data import tabular
 
 EVERY_STAT = {"rules": {"tree_depth": {}, "low_feature_importance": {}, "overfit": {}, "overtraining": {},
                         "loss_not_decreasing": {}, "underfit": {}, "class_imbalance": {}}}
@@ -53,9 +54,8 @@ class Timed(XGBoostTripwire):
 
 
 def data(rows: int, features: int = 50, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(rows, features)).astype(np.float32)
-    y = (X[:, :10] @ rng.normal(size=10) + rng.normal(size=rows) > 0).astype(np.int32)
+    """80% training, 20% validation rows of a binary target that 10 of the ``features`` columns predict."""
+    X, y = tabular(rows, features, informative=10, noise=1.0, seed=seed)
     split = int(rows * 0.8)
     return X[:split], y[:split], X[split:], y[split:]
 

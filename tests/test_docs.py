@@ -18,15 +18,26 @@ def test_readme_rule_table_is_the_generated_overview():
     assert table in readme, "README's rule table is stale: paste `rules_markdown(details=False, link='docs/rules.md')`"
 
 
-def test_readme_yaml_example_is_valid(tmp_path, monkeypatch):
+def test_readme_yaml_example_is_valid_as_pasted(tmp_path, monkeypatch):
     from tripwire import Config
 
     readme = (ROOT / "README.md").read_text()
     block = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
-    monkeypatch.setenv("TRIPWIRE_WEBHOOK", "http://127.0.0.1:9/hook")
     path = tmp_path / "tripwire.yaml"
     path.write_text(block)
-    assert Config.load(path).rules
+    monkeypatch.delenv("TRIPWIRE_WEBHOOK", raising=False)
+    assert Config.load(path).rules and Config.load(path).actions.webhook is None  # the webhook waits for its URL
+    monkeypatch.setenv("TRIPWIRE_WEBHOOK", "http://127.0.0.1:9/hook")
+    assert Config.load(path).actions.webhook.url == "http://127.0.0.1:9/hook"
+
+
+def test_every_readme_quickstart_names_its_install_extra():
+    readme = (ROOT / "README.md").read_text()
+    quickstart = readme.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
+    sections = quickstart.split("\n### ")[1:]
+    assert len(sections) == 5  # the plain loop, Lightning, Keras, XGBoost, the HF Trainer
+    for section in sections:
+        assert 'pip install -e ".[' in section.split("```", 1)[0], section.splitlines()[0]
 
 
 def test_example_yaml_is_valid():

@@ -9,7 +9,8 @@ import pytest
 import tripwire
 
 FRAMEWORK_PACKAGES = ("tripwire.callbacks", "tripwire.report", "tripwire.demo", "tripwire.torch",
-                      "tripwire.transformers")
+                      "tripwire.transformers", "tripwire.kit.torch", "tripwire.kit.lightning",
+                      "tripwire.kit.keras")
 FRAMEWORK_FREE_CALLBACK_MODULES = ("tripwire.callbacks.no_gradient", "tripwire.callbacks.missing_framework",
                                    "tripwire.callbacks.torch", "tripwire.callbacks.torch.parts")
 

@@ -1,4 +1,4 @@
-"""`import tripwire` must import no ML framework; the core env must not even have one."""
+"""`import tripwire` (and `tripwire.kit`) must import no ML framework; the core env must not even have one."""
 
 import importlib.util
 import json
@@ -16,7 +16,7 @@ HEAVY = ("torch", "tensorflow", "keras", "xgboost", "lightning", "pytorch_lightn
 
 
 def test_import_tripwire_loads_no_framework():
-    code = ("import sys, tripwire, tripwire.rules, tripwire.cli; "
+    code = ("import sys, tripwire, tripwire.rules, tripwire.cli, tripwire.kit, tripwire.kit.data; "
             "tripwire.Config.load({'rules': {'nonfinite': {'actions': ['alert', 'json:dumps']}, "
             "'mine': {'type': 'tripwire.rules.nonfinite:Nonfinite'}}}); "
             f"print(sorted(set(sys.modules) & set({HEAVY!r})))")
@@ -117,14 +117,15 @@ def test_the_public_import_paths_name_the_same_class(module, name, also, framewo
     assert isinstance(cls, type) and getattr(importlib.import_module(also), name) is cls
 
 
-# Each wing imports its own framework and none of the others' (Keras with the TensorFlow backend;
-# Keras itself may load JAX when it is installed): modules -> (needed, allowed besides).
+# Each wing, and the kit's module for it, imports its own framework and none of the others' (Keras
+# with the TensorFlow backend; Keras itself may load JAX when it is installed): modules -> (needed,
+# allowed besides).
 WINGS = [
-    (["tripwire.callbacks.lightning", "tripwire.callbacks.pytorch_lightning"],
+    (["tripwire.callbacks.lightning", "tripwire.callbacks.pytorch_lightning", "tripwire.kit.lightning"],
      {"lightning", "pytorch_lightning", "torch"}, {"transformers"}),  # Lightning loads it when installed
-    (["tripwire.callbacks.keras"], {"keras", "tensorflow"}, {"jax"}),
+    (["tripwire.callbacks.keras", "tripwire.kit.keras"], {"keras", "tensorflow"}, {"jax"}),
     (["tripwire.callbacks.xgboost"], {"xgboost"}, set()),
-    (["tripwire.torch"], {"torch"}, set()),
+    (["tripwire.torch", "tripwire.kit.torch"], {"torch"}, set()),
     (["tripwire.transformers"], {"transformers", "torch"}, set()),  # the real transformers, not shadowed
 ]
 LOADED = ("import importlib, json, sys\nfor module in sys.argv[1:]:\n    importlib.import_module(module)\n"

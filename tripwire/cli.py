@@ -137,7 +137,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
             specs = config.rule_specs()
             Engine(config)  # builds every rule: each statistic it needs must exist
         except ConfigError as exc:
-            status = _fail(f"{exc}{_excerpt(exc)}")
+            status = _fail("\n".join(f"{error.args[0]}{_excerpt(error)}" for error in exc.errors))
             continue
         except Exception as exc:  # noqa: BLE001 - e.g. a user rule module that fails to import
             status = _fail(f"{name}: cannot load the config: {type(exc).__name__}: {exc}")
@@ -159,9 +159,12 @@ def _excerpt(exc: ConfigError) -> str:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from tripwire.report import write_report
+    from tripwire.report import open_run, write_report
+    from tripwire.wording import step_word
 
-    print(f"tripwire: report written to {write_report(args.run, args.out)}")
+    with open_run(args.run) as run:
+        print(f"tripwire: report written to {write_report(run, args.out)}")
+        print(f"  {run.name}: {run.end.headline(step_word(run.meta.get('framework')))}")
     return 0
 
 

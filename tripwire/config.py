@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tripwire.errors import ConfigError
 from tripwire.references import resolve
@@ -133,6 +133,18 @@ class ChannelsConfig(BaseModel):
     email: EmailConfig | None = None
     queue_size: int = Field(1000, ge=1)
 
+    @field_validator("webhook", mode="after")
+    @classmethod
+    def _no_url_no_webhook(cls, webhook: WebhookConfig | None) -> WebhookConfig | None:
+        """A webhook whose url is empty is off: ``url: "${TRIPWIRE_WEBHOOK:-}"`` sends alerts where the
+        variable is set and skips the channel where it is not.
+
+        Example:
+            >>> ChannelsConfig(webhook={"url": ""}).webhook is None
+            True
+        """
+        return None if webhook is not None and not webhook.url.strip() else webhook
+
 
 class MetricsConfig(BaseModel):
     """Names under which the framework reports losses."""
@@ -160,16 +172,24 @@ class Config(BaseModel):
 
     @classmethod
     def load(cls, config: Config | dict | str | os.PathLike | None = None) -> Config:
-        """Build from a file path, YAML text, a dict, a Config (returned as is) or None."""
-        if config is None:
-            return cls()
-        if isinstance(config, Config):
-            return config
-        if isinstance(config, dict):
-            return _from_data(config, "<dict>", {})
-        text, source = _read(config)
-        data, marks = _parse_yaml(text, source)
-        return _from_data(data, source, marks)
+        """Build from a file path, YAML text, a dict, a Config (returned as is) or None.
+
+        Raises:
+            ConfigError: the first problem of the config; ``errors`` holds every problem found
+                (``tripwire check`` prints them all).
+        """
+        try:
+            if config is None:
+                return cls()
+            if isinstance(config, Config):
+                return config
+            if isinstance(config, dict):
+                return _from_data(config, "<dict>", {})
+            text, source = _read(config)
+            data, marks = _parse_yaml(text, source)
+            return _from_data(data, source, marks)
+        except ConfigError as exc:  # its traceback starts here: the parser's and validators' frames say nothing
+            raise exc.with_traceback(None) from None
 
     def rule_specs(self) -> dict[str, RuleSpec]:
         """Configured rules, or the default set when ``rules`` is None; disabled ones dropped."""
@@ -251,18 +271,61 @@ def _parse_yaml(text: str, source: str) -> tuple[Any, dict[tuple, tuple[int, int
     return ({} if data is None else data), marks
 
 
+#: what PyYAML's context of a syntax error opened, for the message
+_OPENED = {"while parsing a flow mapping": "{", "while parsing a flow sequence": "["}
+
+
 def _yaml_error(exc: yaml.YAMLError, source: str) -> ConfigError:
+    """A located ConfigError for a YAML syntax error. Where the problem began elsewhere (an
+    unclosed bracket, noticed lines later), that place is named too.
+
+    Example:
+        >>> try:
+        ...     yaml.safe_load("rules:\\n  dead_relu: {patience: 3\\n  overfit: {}\\n")
+        ... except yaml.YAMLError as exc:
+        ...     print(_yaml_error(exc, "t.yaml"))
+        t.yaml:3:10: invalid YAML: expected ',' or '}', but got ':' (the '{' at line 2, column 14 is not closed)
+    """
     mark = getattr(exc, "problem_mark", None)
     problem = getattr(exc, "problem", None) or str(exc)
+    began = getattr(exc, "context_mark", None)
+    if began is not None and (mark is None or (began.line, began.column) != (mark.line, mark.column)):
+        where = f"line {began.line + 1}, column {began.column + 1}"
+        bracket = _OPENED.get(getattr(exc, "context", None) or "")
+        problem += f" (the '{bracket}' at {where} is not closed)" if bracket else f" ({exc.context} at {where})"
     return ConfigError(f"invalid YAML: {problem}", source=source, line=mark.line + 1 if mark else None,
                        column=mark.column + 1 if mark else None)
 
 
 class _Ctx:
-    """Raises ConfigErrors located by key path."""
+    """Makes ConfigErrors located by key path, and collects the problems of one config, so that
+    one pass reports every one (:meth:`finish`)."""
 
     def __init__(self, source: str, marks: dict[tuple, tuple[int, int]]) -> None:
         self.source, self.marks = source, marks
+        self.found: list[ConfigError] = []
+
+    def report(self, error: ConfigError) -> None:
+        """Keep ``error``, unless it lies at or under a key already reported (a consequence of
+        that problem, such as the bad value an unset variable left behind)."""
+        if not any(error.path == e.path or error.path.startswith(e.path + ".") or not e.path for e in self.found):
+            self.found.append(error)
+
+    def attempt(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)``, or None with its ConfigError reported."""
+        try:
+            return fn(*args)
+        except ConfigError as exc:
+            for error in exc.errors:
+                self.report(error)
+            return None
+
+    def finish(self) -> None:
+        """Raise the first problem found, carrying the others (:attr:`ConfigError.more`)."""
+        if self.found:
+            first, *more = sorted(self.found, key=lambda e: (e.line is None, e.line or 0, e.column or 0))
+            first.more = more
+            raise first
 
     def error(self, path: tuple, problem: str) -> ConfigError:
         probe = path
@@ -278,9 +341,14 @@ class _Ctx:
 
     def pydantic(self, exc: ValidationError, base: tuple, fields: Any,
                  given_as: dict[str, str] | None = None) -> ConfigError:
-        """The first error of ``exc``, located under ``base``; ``given_as`` maps a field to the key the
-        input used for it (a parameter's former name)."""
-        err = exc.errors()[0]
+        """The errors of ``exc``, located under ``base``: the first, carrying the others
+        (:attr:`ConfigError.more`); ``given_as`` maps a field to the key the input used for it (a
+        parameter's former name)."""
+        first, *more = [self._pydantic(err, base, fields, given_as) for err in exc.errors()]
+        first.more = more
+        return first
+
+    def _pydantic(self, err: Any, base: tuple, fields: Any, given_as: dict[str, str] | None) -> ConfigError:
         loc = tuple(err["loc"])
         if loc and given_as:
             loc = (given_as.get(str(loc[0]), loc[0]), *loc[1:])
@@ -311,7 +379,9 @@ def _interpolate(value: Any, path: tuple, ctx: _Ctx) -> Any:
                 return os.environ[name]
             if default is not None:
                 return default
-            raise ctx.error(path, f"environment variable {name} is not set (referenced as ${{{name}}})")
+            ctx.report(ctx.error(path, f"environment variable {name} is not set (referenced as ${{{name}}}; "
+                                       f"${{{name}:-}} makes it optional)"))
+            return ""
         return _ENV.sub(sub, value)
     return value
 
@@ -323,16 +393,23 @@ def _from_data(data: Any, source: str, marks: dict) -> Config:
     data = _interpolate(data, (), ctx)
     raw_rules = data.get("rules", None)
     top = {k: v for k, v in data.items() if k != "rules"}
-    try:
-        base = Config.model_validate(top)
-    except ValidationError as exc:
-        raise ctx.pydantic(exc, (), Config.model_fields.keys() - {"source"}) from None
+    base = ctx.attempt(_validated, Config, top, (), ctx)
     rules = None
     if raw_rules is not None or "rules" in data:
         if not isinstance(raw_rules, dict):
-            raise ctx.error(("rules",), f"'rules' must map rule names to settings (got {_show(raw_rules)})")
-        rules = {str(name): _rule_spec(str(name), body, ctx) for name, body in raw_rules.items()}
+            ctx.report(ctx.error(("rules",), f"'rules' must map rule names to settings (got {_show(raw_rules)})"))
+        else:
+            rules = {str(name): ctx.attempt(_rule_spec, str(name), body, ctx) for name, body in raw_rules.items()}
+    ctx.finish()
     return base.model_copy(update={"rules": rules, "source": source})
+
+
+def _validated(model: type[BaseModel], data: dict, path: tuple, ctx: _Ctx) -> BaseModel:
+    """``model`` validated from ``data``; a ConfigError at ``path`` carrying every problem."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ctx.pydantic(exc, path, model.model_fields.keys() - {"source"}) from None
 
 
 def _user_action(ref: str, path: tuple, ctx: _Ctx) -> Callable[..., Any]:
@@ -385,19 +462,21 @@ def _rule_spec(name: str, body: Any, ctx: _Ctx) -> RuleSpec:
         if isinstance(actions, str):
             actions = [actions]
         if not isinstance(actions, list):
-            raise ctx.error(path + ("actions",), f"actions must be a list (got {_show(actions)})")
-        for i, action in enumerate(actions):
+            ctx.report(ctx.error(path + ("actions",), f"actions must be a list (got {_show(actions)})"))
+            actions = None
+        for i, action in enumerate(actions or ()):
             if isinstance(action, str) and ":" in action:
-                _user_action(action, path + ("actions", i), ctx)
+                ctx.attempt(_user_action, action, path + ("actions", i), ctx)
             elif action not in ACTIONS:
-                raise ctx.error(path + ("actions", i),
-                                f"unknown action {_show(action)}{suggest(str(action), ACTIONS)}; {_VALID_ACTIONS}")
+                ctx.report(ctx.error(path + ("actions", i), f"unknown action {_show(action)}"
+                                                            f"{suggest(str(action), ACTIONS)}; {_VALID_ACTIONS}"))
     severity = body.get("severity")
     if severity is not None and severity not in ("info", "warning", "error"):
-        raise ctx.error(path + ("severity",), f"unknown severity {_show(severity)}; valid: info, warning, error")
+        ctx.report(ctx.error(path + ("severity",), f"unknown severity {_show(severity)}; valid: info, warning, error"))
     enabled = body.get("enabled", True)
     if not isinstance(enabled, bool):
-        raise ctx.error(path + ("enabled",), f"enabled must be true or false (got {_show(enabled)})")
+        ctx.report(ctx.error(path + ("enabled",), f"enabled must be true or false (got {_show(enabled)})"))
+        enabled = True
     params, given_as = _current_names({k: v for k, v in body.items() if k not in _RULE_COMMON}, cls, path, ctx)
     try:
         validated = cls.Params.model_validate(params)
@@ -405,4 +484,5 @@ def _rule_spec(name: str, body: Any, ctx: _Ctx) -> RuleSpec:
         fields = list(cls.Params.model_fields) + list(_RULE_COMMON)
         raise ctx.pydantic(exc, path, fields, given_as) from None
     return RuleSpec(type=kind, params=validated.model_dump(exclude_unset=True),
-                    actions=None if actions is None else tuple(actions), enabled=enabled, severity=severity)
+                    actions=None if actions is None else tuple(map(str, actions)), enabled=enabled,
+                    severity=None if severity is None else str(severity))

@@ -59,6 +59,8 @@ class Engine:
         self.disabled: dict[str, str] = {}
         self.not_run: dict[str, str] = {}  # explicitly configured rules left out: why, in one line
         self._latched: dict[str, set[str | None]] = {}
+        self._reads: dict[str, set[str]] = {}  # the statistics each rule reads
+        self._judged: set[str] = set()  # rules that have returned a verdict
         specs = config.rule_specs()
         if isinstance(stop_on, str):  # stop_on="dead_relu" means that one rule, not its letters
             stop_on = [stop_on]
@@ -78,7 +80,9 @@ class Engine:
         for name, spec in specs.items():
             cls = rule_class(spec.type)
             rule = cls(name, cls.Params.model_validate(spec.params))
-            why = self._cannot_run(rule, spec.type, self._declared(rule, spec.type), framework)
+            rule.framework = framework
+            declared = self._declared(rule, spec.type)
+            why = self._cannot_run(rule, spec.type, declared, framework)
             if why:
                 if name in configured:  # the default set leaves other frameworks' rules out quietly
                     self.not_run[name] = why
@@ -92,6 +96,7 @@ class Engine:
             self.actions[name] = tuple(actions)
             self.severities[name] = spec.severity or cls.severity
             self._latched[name] = set()
+            self._reads[name] = {n.stat for n in declared or ()}
 
     def _declared(self, rule: Rule, kind: str) -> list[Need] | None:
         """The rule's needs, checked against the statistics collectors provide; None when
@@ -138,6 +143,25 @@ class Engine:
                 self._fail(name, exc)
         return out
 
+    def waiting(self, stats: Iterable[str]) -> bool:
+        """Whether an active rule that reads one of ``stats`` has not judged yet (returned no
+        verdict so far: a data rule before ``min_samples``). A collector that hands some statistics
+        to the host less often than every flush (the data totals of wide inputs) hands them at every
+        flush while this holds, so such a rule judges at the first sample that holds enough data.
+
+        Example:
+            >>> from tripwire.config import Config
+            >>> engine = Engine(Config.load({"rules": {"class_imbalance": {"min_samples": 10}}}))
+            >>> engine.waiting({"label_count"}), engine.waiting({"loss"})
+            (True, False)
+            >>> _ = engine.evaluate(Sample(step=0, stats={"label_count": {"0": 8.0, "1": 4.0}}))
+            >>> engine.waiting({"label_count"})
+            False
+        """
+        stats = set(stats)
+        return any(name not in self._judged and name not in self.disabled and self._reads[name] & stats
+                   for name in self.rules)
+
     def evaluate(self, sample: Sample) -> list[Finding]:
         """Run every active rule on ``sample``; return the new findings in rule order."""
         findings: list[Finding] = []
@@ -146,6 +170,8 @@ class Engine:
                 continue
             try:  # a user's rule may also return junk or evidence that JSON cannot hold
                 verdicts = rule.check(sample)
+                if verdicts:
+                    self._judged.add(name)
                 latched = self._latched[name]
                 new: list[Verdict] = []
                 for v in verdicts:

@@ -18,8 +18,10 @@ Example:
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
@@ -31,7 +33,9 @@ from tripwire.engine import Engine
 from tripwire.errors import ConfigError, RuleTriggered
 from tripwire.failopen import FailOpen
 from tripwire.finding import Finding
+from tripwire.run_end import RunEnd
 from tripwire.stats import Need, Sample
+from tripwire.wording import step_word
 
 log = logging.getLogger("tripwire")
 
@@ -81,6 +85,8 @@ class Monitor:
         self.run_name = _check_run_name(run_name)
         self.findings: list[Finding] = []
         self.stopped_by: Finding | None = None
+        #: how the run ended, once :meth:`close` has run (also in the run record)
+        self.end: RunEnd | None = None
         self.sampled_steps: set[int] = set()
         #: the ``package.module:function`` actions, resolved now: a finding imports nothing
         self._callables: dict[str, Callable[[Finding], Any]] = self.config.user_actions()
@@ -88,6 +94,10 @@ class Monitor:
         self._record = None
         self._last_record_path: str | None = None
         self._opened = False
+        #: whether :meth:`close` prints the end-of-run summary (a caller that prints it later, with
+        #: the report it writes, turns this off)
+        self.print_summary = True
+        self._seen_error: BaseException | None = None
 
     @property
     def stop_on(self) -> tuple[str, ...]:
@@ -126,6 +136,11 @@ class Monitor:
         """Statistics the enabled rules need."""
         return self.engine.needs()
 
+    def waiting(self, stats: Iterable[str]) -> bool:
+        """Whether a rule that reads one of ``stats`` still waits for its first verdict
+        (:meth:`tripwire.engine.Engine.waiting`)."""
+        return self.engine.waiting(stats)
+
     def wants(self, stat: str) -> list[Need]:
         """The needs for one statistic name (several when rules ask for different options)."""
         return [n for n in self.needs() if n.stat == stat]
@@ -135,7 +150,7 @@ class Monitor:
         rules that cannot run under this framework are logged here, once per run."""
         if self._opened:
             return
-        self._opened = True
+        self._opened, self.end = True, None
         if not self.is_main:
             return
         for why in self.engine.not_run.values():
@@ -143,7 +158,8 @@ class Monitor:
         from tripwire.alerts import AlertDispatcher
 
         # shadow: log-only, whatever channels the config names
-        self._alerts = AlertDispatcher(ChannelsConfig() if self.config.shadow else self.config.actions)
+        self._alerts = AlertDispatcher(ChannelsConfig() if self.config.shadow else self.config.actions,
+                                       step_word=step_word(self.framework))
         if self.config.log_dir:
             from tripwire.record import RunRecord
 
@@ -152,6 +168,10 @@ class Monitor:
                                                 framework=self.framework)
             except Exception as exc:  # noqa: BLE001 - losing the record must not stop training
                 log.error("tripwire: cannot open the run record in %s: %s", self.config.log_dir, exc)
+        # a process leaving with the run open still records how it ended; registered after the
+        # record, whose own exit handler would otherwise close it first (they run last-in, first-out)
+        atexit.register(self._at_exit)
+        self._seen_error = getattr(sys, "last_value", None)  # an old one: not this run's
 
     @property
     def record_path(self) -> str | None:
@@ -249,15 +269,45 @@ class Monitor:
         except Exception as exc:  # noqa: BLE001 - a user's action must not break training
             log.error("tripwire: action %s failed for %s: %s", ref, finding.rule, exc)
 
-    def summary(self) -> str:
-        """The end-of-run text: one line when nothing fired, else a table of findings."""
+    def summary(self, report_path: str | os.PathLike | None = None) -> str:
+        """The end-of-run text: one line when nothing fired, else a table of findings; it names
+        ``report_path`` when the HTML report was written, else the command that writes it."""
         from tripwire.report.summary import format_summary
 
-        return format_summary(self.findings, self.record_path, sampled_steps=len(self.sampled_steps),
-                              stopped_by=self.stopped_by, switched_off=self.guard.disabled)
+        return format_summary(self.findings, self.record_path, report_path, sampled_steps=len(self.sampled_steps),
+                              stopped_by=self.stopped_by, switched_off=self.guard.disabled, end=self.end,
+                              step_word=step_word(self.framework))
 
-    def close(self, timeout_s: float = 5.0, *, print_summary: bool = True) -> None:
-        """Flush alerts (bounded wait) and the run record; print the summary (main process)."""
+    def close(self, timeout_s: float = 5.0, *, print_summary: bool | None = None,
+              error: BaseException | None = None) -> None:
+        """Record how the run ended (:attr:`end`), flush alerts (bounded wait) and the run record, and
+        print the summary (main process; None: as :attr:`print_summary` says). A second call does nothing.
+
+        Args:
+            error: the exception leaving training, when the adapter sees one (the run ``crashed``,
+                or a ``raise`` action stopped it).
+
+        Example:
+            >>> m = Monitor({"rules": {"nonfinite": {}}, "log_dir": None})
+            >>> _ = m.process(Sample(step=30, stats={"loss_nonfinite": {None: 0.0}}))
+            >>> m.close(error=ValueError("bad batch"), print_summary=False)
+            >>> m.end.describe()
+            'crashed: ValueError left training; last sample at step 30'
+        """
+        self._close(timeout_s, self.print_summary if print_summary is None else print_summary, error, exited=False)
+
+    def _at_exit(self) -> None:
+        """The process exits with the run open: an exception that went uncaught since the run
+        opened (``sys.last_value``, set before exit handlers run) is a crash, anything else an
+        exit without ``close``."""
+        error = getattr(sys, "last_value", None)
+        self._close(2.0, self.print_summary, None if error is self._seen_error else error, exited=True)
+
+    def _close(self, timeout_s: float, print_summary: bool, error: BaseException | None, *, exited: bool) -> None:
+        if self._opened and self.end is None:
+            self.end = RunEnd.closing(stopped_by=self.stopped_by, error=error, exited=exited,
+                                      last_step=max(self.sampled_steps, default=None))
+        atexit.unregister(self._at_exit)
         if print_summary and self.is_main and self._opened:
             print(self.summary(), flush=True)
         if self._alerts is not None:
@@ -265,9 +315,10 @@ class Monitor:
             self._alerts = None
         if self._record is not None:
             self._last_record_path = str(self._record.path)  # still reported after close
-            self._record.close()
+            self._record.close(end=self.end)
             self._record = None
         self._opened = False
+        self._seen_error = None
 
     def restart(self, *, is_main: bool | None = None) -> None:
         """Begin another run with the same settings: fresh rule state, no findings, every part of
@@ -276,7 +327,7 @@ class Monitor:
         self.close(print_summary=False)
         self.engine = Engine(self.config, stop_on=self.engine.stop_on, framework=self.framework)
         self.guard = FailOpen(strict=self.engine.strict)
-        self.findings, self.stopped_by, self.sampled_steps = [], None, set()
+        self.findings, self.stopped_by, self.sampled_steps, self.end = [], None, set(), None
         self._last_record_path = None
         if is_main is not None:
             self.is_main = is_main
@@ -286,7 +337,7 @@ class Monitor:
         workers) keeps the settings, the rule state and the findings, never the alert threads or
         the open run record."""
         state = self.__dict__.copy()
-        state.update(_alerts=None, _record=None, _opened=False, _last_record_path=self.record_path)
+        state.update(_alerts=None, _record=None, _opened=False, _seen_error=None, _last_record_path=self.record_path)
         return state
 
     def state_dict(self) -> dict[str, Any]:

@@ -44,6 +44,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from tripwire.stats import FRAMEWORKS, Need, Sample, frameworks_for
+from tripwire.wording import step_word
 
 __all__ = ["Limit", "Need", "Rule", "RuleParams", "SupportedFrameworks", "Verdict"]
 
@@ -178,6 +179,12 @@ class Rule:
             from :meth:`needs` (see :class:`SupportedFrameworks`); a rule may set it to run in
             fewer places.
         limits: the parameters that are thresholds (see :class:`Limit`), for ``tripwire calibrate``.
+
+    Instance attribute:
+        framework: the framework whose training the rule judges now (``torch``, ``keras`` or
+            ``xgboost``), set by the engine; None where unknown. Messages name its steps and
+            suggestions speak its terms (:mod:`tripwire.wording`): XGBoost findings say "round"
+            and suggest tree parameters.
     """
 
     kind: ClassVar[str] = ""
@@ -188,6 +195,7 @@ class Rule:
     in_default_set: ClassVar[bool] = True
     frameworks: ClassVar[tuple[str, ...]] = SupportedFrameworks()  # type: ignore[assignment]
     limits: ClassVar[tuple[Limit, ...]] = ()
+    framework: str | None = None
 
     def __init__(self, name: str, params: RuleParams | None = None) -> None:
         self.name = name
@@ -207,6 +215,11 @@ class Rule:
         raise NotImplementedError
 
     # helpers for subclasses
+    @property
+    def step_word(self) -> str:
+        """What one step is called in this rule's messages: ``round`` under XGBoost, else ``step``."""
+        return step_word(self.framework)
+
     def fire(self, subject: str | None, *, value: float | None, threshold: float | None,
              message: str, suggestion: str, severity: str | None = None, **evidence: Any) -> Verdict:
         """Verdict: the condition holds for ``subject``."""

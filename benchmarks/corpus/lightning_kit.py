@@ -1,5 +1,5 @@
-"""What the Lightning entries share: a classification task around any network, loaders, a quiet
-CPU Trainer, and the faults more than one entry plants.
+"""What the Lightning entries share: a classification task around any network, loaders and a quiet
+CPU Trainer (those two from :mod:`tripwire.kit`), and the faults more than one entry plants.
 
 Imported only inside training functions (it imports torch and Lightning).
 """
@@ -17,7 +17,12 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
+
+from tripwire.kit.lightning import trainer
+from tripwire.kit.torch import loader
+
+__all__ = ["Classifier", "cosine", "fit", "loader", "logits_of", "quiet", "seeded", "warmup_cosine", "warmup_linear"]
 
 Schedule = Callable[[torch.optim.Optimizer, int], Any]
 
@@ -87,13 +92,6 @@ def cosine(opt: torch.optim.Optimizer, total: int) -> Any:
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
 
 
-def loader(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor, batch_size: int = 32, shuffle: bool = True,
-           ) -> DataLoader:
-    tensors = [torch.as_tensor(a) for a in (x, y)]
-    return DataLoader(TensorDataset(*tensors), batch_size=batch_size, shuffle=shuffle,
-                      generator=torch.Generator().manual_seed(0) if shuffle else None)
-
-
 @contextlib.contextmanager
 def quiet() -> Iterator[None]:
     """Lightning's banners and the usual CPU warnings off; tripwire's summary still prints."""
@@ -115,14 +113,12 @@ def fit(task: pl.LightningModule, train: DataLoader, val: DataLoader | None, mak
     """Train ``task`` for ``max_steps`` optimizer steps on CPU with the runner's callback; validate
     every ``val_every`` batches (default: every epoch). Returns the callback."""
     callback = make_callback()
-    options: dict[str, Any] = {"accelerator": "cpu", "devices": 1, "max_steps": max_steps, "max_epochs": -1,
-                               "logger": False, "enable_checkpointing": False, "enable_progress_bar": False,
-                               "enable_model_summary": False, "num_sanity_val_steps": 0}
+    options: dict[str, Any] = {}
     if val_every is not None:
         options.update(val_check_interval=val_every, check_val_every_n_epoch=None)
     options.update(trainer_args)
     with quiet():
-        pl.Trainer(callbacks=[callback], **options).fit(task, train, val)
+        trainer([callback], max_steps, **options).fit(task, train, val)
     return callback
 
 

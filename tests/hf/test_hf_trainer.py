@@ -111,5 +111,6 @@ def test_checkpoint_then_raise_saves_the_model_and_leaves_train_with_the_hooks_r
     with pytest.raises(RuleTriggered):
         train([PoisonEmbedding(at=5), cb], tmp_path, steps=50, eval_steps=None, model=model)
     assert cb.findings[0].step == 10
+    assert cb.monitor.end.describe() == "stopped by rule nonfinite at step 10 (it raised RuleTriggered)"
     assert (tmp_path / "out" / "tripwire_checkpoints" / "tripwire-nonfinite-step10" / "config.json").exists()
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())

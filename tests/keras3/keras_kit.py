@@ -1,4 +1,5 @@
-"""Tiny Keras models, synthetic data and a `fit` helper shared by the Keras tests.
+"""Tiny Keras models, synthetic data and a `fit` helper shared by the Keras tests (the dense
+model and the data from :mod:`tripwire.kit`).
 
 Every run is a few hundred optimizer steps of a model with a few thousand parameters: seconds.
 """
@@ -11,37 +12,13 @@ import keras
 import numpy as np
 
 from tripwire import KerasTripwire
+from tripwire.kit.data import bands as images
+from tripwire.kit.data import linear_classes as classification
+from tripwire.kit.keras import mlp
 from tripwire.stats import Sample
 
-
-def classification(n: int = 2048, features: int = 20, classes: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Standardized features and labels a linear model can learn (argmax of a fixed projection)."""
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, features)).astype("float32")
-    y = (x @ np.random.default_rng(99).normal(size=(features, classes))).argmax(1)
-    return x, y
-
-
-def images(n: int = 1024, classes: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """16x16 grayscale images in [0, 1] whose class is the brightest of `classes` vertical bands."""
-    rng = np.random.default_rng(seed)
-    x = rng.random((n, 16, 16, 1), dtype=np.float32) * 0.5
-    y = rng.integers(0, classes, n)
-    width = 16 // classes
-    for i, c in enumerate(y):
-        x[i, :, c * width:(c + 1) * width, 0] += 0.5
-    return x, y
-
-
-def mlp(features: int = 20, classes: int = 3, hidden: tuple[int, ...] = (32, 32), activation: str = "relu",
-        seed: int = 0, head: str | None = "softmax", **dense_kwargs) -> keras.Model:
-    """Dense stack with a ``head`` activation (``dense_kwargs`` go to the hidden layers)."""
-    keras.utils.set_random_seed(seed)
-    layers = [keras.Input((features,))]
-    layers += [keras.layers.Dense(h, activation=activation, name=f"hidden{i}", **dense_kwargs)
-               for i, h in enumerate(hidden)]
-    layers.append(keras.layers.Dense(classes, activation=head, name="head"))
-    return keras.Sequential(layers, name="net")
+__all__ = ["RECURRENT", "Recorder", "classification", "cnn", "fired", "fit", "fit_with_failure", "images", "mlp",
+           "planted_failure", "recurrent_data", "recurrent_model", "stacked_recurrent_model", "subjects"]
 
 
 def cnn(classes: int = 3, seed: int = 0) -> keras.Model:

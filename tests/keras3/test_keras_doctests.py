@@ -8,12 +8,13 @@ import pytest
 pytestmark = pytest.mark.keras
 pytest.importorskip("keras")
 
-MODULES = ["", ".callback", ".activations", ".buffer", ".collector", ".data", ".fallback", ".init", ".jax", ".math",
-           ".optimizer", ".params"]
+MODULES = [f"tripwire.callbacks.keras{name}" for name in ("", ".callback", ".activations", ".buffer", ".collector",
+                                                          ".data", ".fallback", ".init", ".jax", ".math", ".optimizer",
+                                                          ".params")] + ["tripwire.kit.keras"]
 
 
 @pytest.mark.parametrize("name", MODULES)
 def test_docstring_examples(name):
-    module = importlib.import_module(f"tripwire.callbacks.keras{name}")
+    module = importlib.import_module(name)
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0

@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_kit import Recorder, classification
+from keras_kit import Recorder, classification, mlp
 from tripwire import KerasTripwire
 from tripwire.callbacks.keras import activations as keras_activations
 from tripwire.callbacks.keras import callback as keras_callback
@@ -136,10 +136,7 @@ POINTS = [
 
 
 def tiny_model(compile_kwargs):
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="relu", name="hidden0"),
-                              keras.layers.Dense(8, activation="relu", name="hidden1"),
-                              keras.layers.Dense(3, activation="softmax", name="head")], name="net")
+    model = mlp(features=6, hidden=(8, 8))
     model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy", **compile_kwargs)
     model.optimizer.build(model.trainable_variables)  # else the first trace builds it, and the step is traced twice
     return model

@@ -9,6 +9,7 @@ import pytest
 from keras_kit import classification, fired, fit, mlp
 from tripwire import KerasTripwire, RuleTriggered
 from tripwire.callbacks.keras.optimizer import TripwireApply
+from tripwire.record import Run
 
 pytestmark = pytest.mark.keras
 pytest.importorskip("keras")
@@ -74,6 +75,23 @@ def test_raise_action_raises_rule_triggered_and_removes_the_hooks():
         fit(model, x, y, optimizer=keras.optimizers.SGD(1e8), config={"rules": {"nonfinite": {"actions": ["raise"]}}})
     assert info.value.finding.rule == "nonfinite"
     _assert_clean(model)
+
+
+def test_the_end_of_fit_is_recorded_finished_or_stopped_by_a_raise(tmp_path):
+    x, y = classification()
+    model = mlp()
+    model.compile(keras.optimizers.SGD(1e8), "sparse_categorical_crossentropy")
+    tw = KerasTripwire({"rules": {"nonfinite": {"actions": ["raise"]}}}, interval=2, log_dir=tmp_path, run_name="r")
+    with pytest.raises(RuleTriggered):
+        model.fit(x, y, batch_size=64, epochs=3, verbose=0, callbacks=[tw])
+    end = tw.monitor.end
+    assert (end.state, end.rule, end.step, end.error) == ("stopped", "nonfinite", tw.findings[0].step, "RuleTriggered")
+    model = mlp()
+    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+    tw = KerasTripwire({"rules": {"nonfinite": {}}}, interval=2, log_dir=tmp_path, run_name="f")
+    model.fit(x, y, batch_size=64, epochs=1, verbose=0, callbacks=[tw])
+    with Run(tmp_path / "f") as run:
+        assert run.end.state == "finished" and run.end.step == max(tw.monitor.sampled_steps)
 
 
 def test_checkpoint_action_saves_a_loadable_model(tmp_path):

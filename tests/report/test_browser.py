@@ -8,6 +8,7 @@ check sees errors. Skipped when Chromium is not installed.
 
 from __future__ import annotations
 
+import itertools
 import re
 import shutil
 import struct
@@ -100,3 +101,73 @@ def test_the_check_sees_a_script_error(tmp_path):
     assert "data-tw-rendered" not in body
     assert "boom from plotly" in body
     assert any("boom from plotly" in ln for ln in uncaught(done.stderr))
+
+
+RED = (198, 40, 40)  # the threshold's color (#c62828); a warning finding is orange, so nothing else is red
+ORANGE = (239, 108, 0)  # the "stopped" banner (#ef6c00)
+
+
+def zero_variance_run(log_dir):
+    """One warning: weights whose variance is 0 for 3 samples, against low_variance's 1e-10."""
+    from tripwire import Monitor, Sample
+
+    m = Monitor({"rules": {"low_variance": {"on": "weights", "actions": ["alert", "stop"]}}}, log_dir=log_dir,
+                run_name="flat")
+    for step in range(0, 60, 10):
+        m.process(Sample(step=step, epoch=0, stats={"weight_var": {"fc3.weight": 0.0, "fc1.weight": 0.02}}))
+    m.close(print_summary=False)
+    return log_dir / "flat"
+
+
+def rule_figure_dom(dom: str, rule: str) -> str:
+    """The DOM plotly drew for one rule's evidence figure."""
+    start = dom.index(f'<h3 id="rule-{rule}">')
+    end = dom.find("<h3", start + 1)
+    return dom[start:end if end > 0 else None]
+
+
+def test_the_threshold_is_drawn_and_the_end_state_shown(tmp_path, figures):
+    run_dir = zero_variance_run(tmp_path)
+    dom = rendered(run_dir, tmp_path / "profile", figures)
+    assert '<p id="run-end" class="end end-stopped">Run stopped by rule low_variance at step 20 (ended ' in dom
+    drawn = rule_figure_dom(dom, "low_variance")
+    # plotly drew a dashed red line (the 1e-10 threshold) and a "0" tick for the zero row below it
+    assert re.search(r'class="js-line"[^>]*stroke: rgb\(198, 40, 40\)[^>]*stroke-dasharray', drawn), drawn[:2000]
+    assert re.search(r'<text text-anchor="end"[^>]*data-unformatted="0"', drawn)  # a y tick
+
+
+def test_screenshot_shows_the_threshold_line_and_the_end_banner(tmp_path):
+    image = pytest.importorskip("PIL.Image")
+    path = write_report(zero_variance_run(tmp_path))
+    png = tmp_path / "flat.png"
+    done = chromium(path.as_uri(), tmp_path / "profile", f"--screenshot={png}")
+    assert png.exists(), done.stderr[-2000:]
+    pixels = image.open(png).convert("RGB")
+    width, height = pixels.size
+    rows = [sum(1 for x in range(width) if _near(pixels.getpixel((x, y)), RED)) for y in range(height)]
+    # a dashed horizontal line across the plot: one row with hundreds of red pixels, in dashes
+    line = max(range(height), key=rows.__getitem__)
+    assert rows[line] > 0.25 * width, rows[line]
+    reds = [_near(pixels.getpixel((x, line)), RED) for x in range(width)]
+    assert sum(1 for a, b in itertools.pairwise(reds) if a and not b) > 20  # dashes, not one solid bar
+    header = [pixels.getpixel((x, y)) for x in range(0, width, 2) for y in range(0, 160, 2)]
+    assert sum(_near(p, ORANGE) for p in header) > 500  # the "stopped" banner
+
+
+def test_the_findings_table_fits_a_900_pixel_window(zoo_run, tmp_path):
+    page_path = write_report(zoo_run)
+    frame = tmp_path / "frame.html"
+    frame.write_text(f'<!DOCTYPE html><html><body><iframe id="f" src="{page_path.as_uri()}" width="900" '
+                     'height="1500"></iframe><script>document.getElementById("f").onload = function () {'
+                     "var d = this.contentDocument; var t = d.querySelector('table.findings');"
+                     "document.body.setAttribute('data-widths', d.documentElement.scrollWidth + ',' + t.scrollWidth);"
+                     "};</script></body></html>", encoding="utf-8")
+    done = chromium(frame.as_uri(), tmp_path / "profile", "--allow-file-access-from-files", "--dump-dom")
+    widths = re.search(r'data-widths="(\d+),(\d+)"', done.stdout)
+    assert widths, done.stdout[:500] + done.stderr[-2000:]
+    page, table = map(int, widths.groups())
+    assert page <= 900 and table <= 900, (page, table)
+
+
+def _near(pixel, color, tolerance=30):
+    return all(abs(a - b) <= tolerance for a, b in zip(pixel, color))

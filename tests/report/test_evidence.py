@@ -18,7 +18,7 @@ from tripwire.stats import Sample
 # kinds whose value the report plots exactly; the others get the threshold on the table's panel or a note
 MEASURED = {"poor_initialization", "tanh_saturation", "vanishing_gradient", "all_zero", "low_variance",
             "small_updates", "class_imbalance", "token_ratio", "classifier_confusion", "dead_relu", "tree_depth",
-            "overfit", "exploding_gradient", "nonfinite"}
+            "overfit", "exploding_gradient", "nonfinite", "underfit", "loss_not_decreasing", "not_normalized"}
 
 
 @pytest.fixture
@@ -107,7 +107,8 @@ def test_every_built_in_kind_that_fires_gets_its_evidence_and_threshold(zoo_run)
             drawn = [p for p in panels if p.threshold is not None]
             if f.kind in MEASURED:
                 assert drawn and drawn[0].threshold == f.threshold, f.kind
-                assert any(ln.categories is None and f.step in ln.steps and np.isclose(value_at(ln, f.step), f.value)
+                assert any(np.isclose(ln.values, f.value).any() if ln.categories is not None else
+                           f.step in ln.steps and np.isclose(value_at(ln, f.step), f.value)
                            for ln in drawn[0].lines), f.kind
             else:
                 assert drawn or f"threshold {f.threshold:g} is on a quantity" in panels[0].note, f.kind
@@ -116,10 +117,38 @@ def test_every_built_in_kind_that_fires_gets_its_evidence_and_threshold(zoo_run)
 def test_bar_panels_show_the_latest_feature_importance_and_input_moments(zoo_run):
     with Run(zoo_run) as run:
         (importance,) = panels_for([the(run, "low_feature_importance")], run)
-        (moments,) = panels_for([the(run, "not_normalized")], run)
+        finding = the(run, "not_normalized")
+        means, stds = panels_for([finding], run)
     (bars,) = importance.lines
     assert bars.categories[:3] == ["f0", "f1", "f2"] and bars.values[0] == pytest.approx(0.6, rel=1e-3)
-    assert importance.bars and moments.bars
-    mean, std = moments.lines
+    assert importance.bars and means.bars and stds.bars
+    (mean,), (std,) = means.lines, stds.lines
     assert mean.categories[0] == "price"  # the feature the finding named comes first
     assert mean.values[0] == pytest.approx(1e5) and std.values[0] == pytest.approx(1e4, rel=1e-3)
+    # the finding's value is price's |mean|, its threshold the |mean| limit; the std panel has the std range
+    assert (finding.value, finding.threshold) == (pytest.approx(1e5), 3.0)
+    assert means.limits() == [(3.0, "threshold: |mean| limit 3")]
+    assert stds.limits() == [(0.01, "std lower limit 0.01"), (10.0, "std upper limit 10")]
+
+
+def test_a_floored_overfit_gap_is_plotted_with_the_floor_the_rule_used(tmp_path, data):
+    from tripwire.config import Config
+    from tripwire.engine import Engine
+
+    samples = []
+    for step in range(10, 1010, 10):  # memorizes: train 2.25 -> 3e-6, val climbs from 1.2
+        samples.append(Sample(step, step // 100, {"loss": {None: 2.25 * np.exp(-step / 30) + 2.7e-6}}))
+        if step % 100 == 0:
+            samples.append(Sample(step, step // 100, {"val_loss": {None: 1.0 + step / 250}}))
+    engine = Engine(Config.load({"rules": {"overfit": {"floor": 0.2}}}))
+    findings = [f for s in samples for f in engine.evaluate(s)]
+    (finding,) = findings
+    assert finding.evidence["floored"]
+    run_dir = data.write_run(tmp_path, samples, findings, "memorized", {"rules": {"overfit": {"floor": 0.2}}})
+    with Run(run_dir) as run:
+        _, gap = panels_for([finding], run)
+    (line,) = gap.lines
+    assert value_at(line, finding.step) == pytest.approx(finding.value)  # not the ~1e6 of val / 3e-6
+    assert gap.threshold == finding.threshold
+    assert line.label == f"(val_loss − loss) / max(loss, {finding.evidence['denominator']:.3g})"
+    assert f"by {finding.value:.4g} x {finding.evidence['denominator']:.4g}, the floor" in finding.message

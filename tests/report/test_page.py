@@ -16,6 +16,7 @@ from tripwire.report import ReportError, write_report
 from tripwire.report.build import MAX_TABLE_ROWS
 from tripwire.report.html import script_json
 from tripwire.report.plots import MAX_COLUMNS, MAX_POINTS
+from tripwire.run_end import RunEnd
 from tripwire.stats import Sample
 
 
@@ -56,7 +57,7 @@ def test_findings_table_rows_in_step_order_with_message_and_suggestion(page, hos
     assert len(rows) == len(findings) == 4
     for row, f in zip(rows, findings):
         assert row.startswith(f'<td class="num">{f.step}</td>')
-        assert f"<b>{html.escape(f.rule)}</b>" in row
+        assert f"<b>{html.escape(f.rule).replace('_', '_<wbr>')}</b>" in row
         assert html.escape(f.message) in row and html.escape(f.suggestion) in row
     assert '<span class="sev sev-error">error</span>' in table
 
@@ -176,3 +177,65 @@ def test_a_flapping_rule_is_listed_up_to_a_limit(tmp_path, data):
 
 def figures_in(text):
     return json.loads(re.search(r'id="tw-figures">(.*?)</script>', text, re.S).group(1))
+
+
+@pytest.mark.parametrize(("end", "state", "says"), [
+    (RunEnd("finished", step=40, at="2024-05-01T14:22:33+0000"), "finished",
+     "Run finished; last sample at step 40 (ended 2024-05-01T14:22:33+0000)."),
+    (RunEnd("stopped", step=30, rule="overfit", at="2024-05-01T14:22:33+0000"), "stopped",
+     "Run stopped by rule overfit at step 30 (ended 2024-05-01T14:22:33+0000)."),
+    (RunEnd("crashed", step=40, error="ValueError", at="2024-05-01T14:22:33+0000"), "crashed",
+     "Run crashed: ValueError left training; last sample at step 40 (ended 2024-05-01T14:22:33+0000)."),
+    (None, "in_progress", "Run in progress, last sample at step 40."),
+    ("old", "unknown", "Run end state unknown (this record was written by a tripwire that did not keep it); "
+                       "last sample at step 40."),
+])
+def test_the_header_says_how_the_run_ended(tmp_path, end, state, says):
+    import sqlite3
+    from contextlib import closing
+
+    from tripwire.record import RunRecord
+
+    rec = RunRecord.create(tmp_path, None, run_name="r")
+    for step in (0, 20, 40):
+        rec.add_sample(Sample(step=step, epoch=0, stats={"loss": {None: 1.0}}))
+    rec.close(end=end if isinstance(end, RunEnd) else None)
+    if end == "old":
+        with closing(sqlite3.connect(rec.path)) as conn, conn:
+            conn.execute("DELETE FROM meta WHERE key = 'end'")
+    text = write_report(rec.directory).read_text(encoding="utf-8")
+    assert f'<p id="run-end" class="end end-{state}">{html.escape(says)}</p>' in text
+
+
+def _rule_figure(text, figures, rule):
+    figs = {f["id"]: f["figure"] for f in figures(text)}
+    return figs[re.search(rf'<h3 id="rule-{rule}">.*?<div class="plot" id="([^"]+)"', text, re.S).group(1)]
+
+
+def test_not_normalized_draws_its_limits_on_log_axes_with_decade_ticks(zoo_run, figures):
+    text = write_report(zoo_run).read_text(encoding="utf-8")
+    fig = _rule_figure(text, figures, "not_normalized")
+    layout = fig["layout"]
+    limits = [(s["y0"], s["line"]["dash"], s["line"]["color"]) for s in layout["shapes"]]
+    assert limits == [(3.0, "dash", "#c62828"), (0.01, "dash", "#c62828"), (10.0, "dash", "#c62828")]
+    assert [a["text"] for a in layout["annotations"] if "limit" in a["text"]] == [
+        "threshold: |mean| limit 3", "std lower limit 0.01", "std upper limit 10"]
+    means, stds = layout["yaxis"], layout["yaxis2"]
+    assert means["type"] == stds["type"] == "log"
+    assert means["ticktext"][0] == "0" and "10<sup>5</sup>" in means["ticktext"]  # x's |mean| is 0: a zero row
+    assert means["range"][1] >= 5  # the largest bar (1e5) is not cut off
+    assert stds["range"][0] < -2 < 1 < stds["range"][1]  # both std limits inside the axis
+    caption = text[text.index('<h3 id="rule-not_normalized">'):].split('<p class="caption">')[1].split("</p>")[0]
+    assert caption.startswith("Dashed red: the threshold and the rule&#x27;s limits.") and "Dotted" not in caption
+    row = text[text.index("<b>not_<wbr>normalized</b>"):].split("</tr>")[0]
+    assert '<td class="num">1e+05</td><td class="num">3</td>' in row  # value and threshold: price's |mean|, limit
+
+
+def test_step_axes_tick_whole_steps_and_all_zero_panels_span_zero_to_one(zoo_run, figures):
+    text = write_report(zoo_run).read_text(encoding="utf-8")
+    for figure in figures(text):
+        for name, axis in figure["figure"]["layout"].items():
+            if name.startswith("xaxis") and axis.get("title", {}).get("text") == "step":
+                assert axis.get("tickformat") == "d", figure["id"]
+    identical = _rule_figure(text, figures, "poor_initialization")["layout"]["yaxis2"]  # every value 0
+    assert identical["range"][0] <= 0 and 1 <= identical["range"][1] < 1.2

@@ -11,7 +11,8 @@ from tripwire.cli import main
 def test_report_command_writes_the_page_of_a_run_directory(quiet_run, capsys):
     assert main(["report", str(quiet_run)]) == 0
     out = capsys.readouterr().out
-    assert out == f"tripwire: report written to {quiet_run / 'report.html'}\n"
+    assert out == (f"tripwire: report written to {quiet_run / 'report.html'}\n"
+                   "  quiet: Run in progress, last sample at step 500.\n")  # written without an end
     assert "No findings" in (quiet_run / "report.html").read_text(encoding="utf-8")
 
 
@@ -33,3 +34,15 @@ def test_python_dash_m_tripwire_report(quiet_run, tmp_path):
                            "--out", str(out)], capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert out.stat().st_size > 1_000_000
+
+
+def test_report_command_says_how_the_run_ended(tmp_path, capsys):
+    from tripwire import Monitor, Sample
+
+    m = Monitor({"rules": {"nonfinite": {}}}, log_dir=tmp_path, run_name="nan")
+    m.process(Sample(step=0, stats={"loss_nonfinite": {None: 0.0}}))
+    m.process(Sample(step=4, stats={"loss_nonfinite": {None: 1.0}}))
+    m.close(print_summary=False)
+    assert main(["report", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].startswith("  nan: Run stopped by rule nonfinite at step 4 (ended ")

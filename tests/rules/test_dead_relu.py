@@ -69,3 +69,9 @@ def test_yaml_config_and_engine_report_the_dead_layers_once():
     assert [(f.step, f.subject) for f in findings] == [(20, "fc1.act, fc2.act")]
     assert findings[0].evidence["subjects"] == {"fc1.act": 0.8, "fc2.act": 0.4}
     assert "dead_relu" not in Engine(Config.load(None), framework="xgboost").rules
+
+
+def test_a_share_just_over_the_limit_does_not_print_as_the_limit():
+    rule = DeadRelu("dead_relu", DeadRelu.Params(patience=1))
+    (v,) = [v for v in rule.check(Sample(10, stats={KEY: {"fc1.act": 0.504}})) if v.fired]
+    assert v.message.startswith("50.4% of the units") and "limit 50%)" in v.message

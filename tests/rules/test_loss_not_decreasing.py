@@ -74,7 +74,7 @@ def test_engine_reports_once_and_rearms_after_progress():
     # flat from the start: misses at 300, 400; the drop clears at 1600; flat again: misses at 1700, 1800
     assert [f.step for f in findings] == [400, 1800]
     assert findings[0].kind == "loss_not_decreasing" and findings[0].subject is None
-    assert "stayed flat" in findings[0].message and "learning rate" in findings[0].suggestion
+    assert "stayed flat" in findings[0].message and "raise eta" in findings[0].suggestion  # XGBoost advice
 
 
 def test_missing_and_nonfinite_loss_are_skipped():

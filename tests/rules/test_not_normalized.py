@@ -58,11 +58,21 @@ def test_normalized_or_scaled_inputs_stay_silent(name):
 def test_raw_prices_fire_and_are_named():
     make = lambda rng, n: {"price": rng.normal(1e5, 3e4, n), "x": rng.standard_normal(n)}
     (v, *_) = fired(stream(make))
-    assert v.value == 1 and v.subject is None
+    assert v.subject is None and v.evidence["features_off"] == 1
+    # value and threshold are the worst feature's broken limit, as the message says
+    assert v.value == pytest.approx(1e5, rel=0.05) and v.threshold == 3.0
+    assert f"the worst, price, has |mean| {v.value:.3g} > 3 " in v.message
     assert [f["feature"] for f in v.evidence["features"]] == ["price"]
     assert v.evidence["features"][0]["mean"] == pytest.approx(1e5, rel=0.05)
     assert re.search(r"price \(mean 9\.\d+e\+04, std 2\.\d+e\+04\)", v.message)
     assert "StandardScaler" in v.suggestion
+
+
+def test_a_too_narrow_feature_is_judged_by_the_lower_std_limit():
+    make = lambda rng, n: {"id": 5.0 + 1e-4 * rng.standard_normal(n), "x": rng.standard_normal(n) * 3}
+    (v, *_) = fired(stream(make))
+    assert (v.evidence["worst"]["quantity"], v.threshold) == ("std", 0.01) and v.value < 0.01
+    assert f"has std {v.value:.3g} < 0.01 " in v.message
 
 
 def test_mixed_scales_fire_on_the_wide_feature_only():

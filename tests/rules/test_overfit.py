@@ -157,3 +157,28 @@ def test_a_gap_within_the_noise_of_a_tiny_validation_set_does_not_count():
             r.check(Sample(i * 100 + 50, stats={"loss": {None: 1.1 if i == 0 else 0.055}}))
             sink += [i for v in r.check(Sample(i * 100 + 100, stats={"val_loss": {None: val}})) if v.fired]
     assert fired_without_noise and not fired
+
+
+def fired_finding(rule, samples):
+    return next(v for s in samples for v in rule.check(s) if v.fired)
+
+
+def test_a_floored_gap_says_so_and_the_message_shows_the_value():
+    # the training loss falls to ~3e-6 (memorized); the gap is measured against the floor, not against 3e-6
+    train = lambda s: 2.25 * np.exp(-s / 30) + 2.7e-6
+    val = lambda e: [1.2, 1.3, 1.6, 2.0, 2.4, 2.8, 3.2, 3.6][e]
+    v = fired_finding(Overfit("overfit"), epochs(train, val, 8))
+    floor = v.evidence["denominator"]
+    assert v.evidence["floored"] and v.evidence["denominator"] > 1000 * v.evidence["train_loss"]
+    assert v.value == pytest.approx((v.evidence["val_loss"] - v.evidence["train_loss"]) / floor)
+    said = f"by {v.value:.4g} x {floor:.4g}, the floor that replaces a training loss below 0.1 x the initial"
+    assert said in v.message
+    assert "(limit 0.5)" in v.message and "%" not in v.message
+
+
+def test_an_unfloored_gap_is_relative_to_the_training_loss():
+    train = lambda s: 1.0 - s / 2000
+    val = lambda e: [1.1, 1.2, 1.6, 2.0, 2.4, 2.8, 3.2, 3.6][e]
+    v = fired_finding(Overfit("overfit"), epochs(train, val, 8))
+    assert not v.evidence["floored"] and v.evidence["denominator"] == v.evidence["train_loss"]
+    assert f"by {v.value:.4g} x the training loss (limit 0.5)" in v.message

@@ -57,8 +57,6 @@ def test_units_die_where_the_activation_is_flat_zero(act, fires):
     # hard-swish is 0 below -3 (MobileNetV3's main path): a unit pushed there passes no gradient;
     # LeakyReLU and ELU keep a gradient for negative inputs, so their units cannot die
     torch.manual_seed(0)
-    net = mlp(act=act)
-    with torch.no_grad():
-        net[0].bias.fill_(-20.0)
+    net = mlp(act=act, dead=0)
     cb = fit(Task(net, lr=0.01, optimizer="adam"), loader(*blobs(n=512)), callback=tripwire(DEAD), max_steps=30)
     assert any(f.rule == "dead_relu" for f in cb.findings) == fires

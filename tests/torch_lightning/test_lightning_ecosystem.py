@@ -5,7 +5,6 @@ import pytest
 pytest.importorskip("lightning")
 torch = pytest.importorskip("torch")
 
-from torch import nn
 
 from lightning_kit import PACKAGES, Task, blobs, fit, lightning, loader, mlp, task_class, tripwire
 from tripwire import LightningTripwire
@@ -14,9 +13,7 @@ pytestmark = pytest.mark.torch
 
 
 def dead_mlp():
-    net = mlp()
-    nn.init.constant_(net[0].bias, -20.0)
-    return net
+    return mlp(dead=0)
 
 
 def test_compiled_model_keeps_activation_hooks():

@@ -74,9 +74,7 @@ def test_nan_inputs_stop_training(data, package):
 
 
 def test_negative_bias_relu_is_dead(data):
-    net = mlp()
-    nn.init.constant_(net[0].bias, -20.0)
-    cb = fit(Task(net), loader(*data), callback=tripwire(interval=5), max_steps=10)
+    cb = fit(Task(mlp(dead=0)), loader(*data), callback=tripwire(interval=5), max_steps=10)
     dead = [f for f in cb.findings if f.rule == "dead_relu"]
     assert dead and "net.1" in dead[0].subject and dead[0].value == 1.0
 

@@ -139,6 +139,30 @@ def test_raise_action_raises_rule_triggered(data):
     with pytest.raises(tw.RuleTriggered) as info:
         fit(Task(mlp()), loader(x, data[1]), callback=cb, max_steps=5)
     assert info.value.finding.rule == "nonfinite"
+    end = cb.monitor.end
+    assert (end.state, end.rule, end.error) == ("stopped", "nonfinite", "RuleTriggered")
+
+
+class CrashingTask(Task):
+    def training_step(self, batch, batch_idx):
+        if batch_idx == 3:
+            raise ValueError("a bad batch")
+        return super().training_step(batch, batch_idx)
+
+
+def test_an_exception_leaving_fit_is_recorded_as_a_crash(data, tmp_path):
+    cb = tripwire({"rules": {"nonfinite": {}}}, interval=2, log_dir=tmp_path, run_name="run")
+    with pytest.raises(ValueError, match="a bad batch"):
+        fit(CrashingTask(mlp()), loader(*data), callback=cb, max_steps=10)
+    with tw.record.Run(tmp_path / "run") as run:
+        assert (run.end.state, run.end.step, run.end.error) == ("crashed", 2, "ValueError")
+
+
+def test_a_fit_that_ends_normally_is_recorded_as_finished(data, tmp_path):
+    cb = tripwire({"rules": {"nonfinite": {}}}, interval=2, log_dir=tmp_path, run_name="run")
+    fit(Task(mlp()), loader(*data), callback=cb, max_steps=5)
+    with tw.record.Run(tmp_path / "run") as run:
+        assert (run.end.state, run.end.step) == ("finished", 4)
 
 
 @pytest.mark.parametrize("package", PACKAGES)

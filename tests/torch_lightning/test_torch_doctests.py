@@ -23,6 +23,8 @@ MODULES = {  # module -> the package its examples need
     "tripwire.torch": "torch",
     "tripwire.callbacks.lightning": "lightning",
     "tripwire.callbacks.pytorch_lightning": "pytorch_lightning",
+    "tripwire.kit.torch": "torch",
+    "tripwire.kit.lightning": "lightning",
 }
 
 

@@ -1,4 +1,5 @@
-"""Tiny models, synthetic data and a plain training loop shared by the plain-loop tests.
+"""Tiny models, synthetic data (both from :mod:`tripwire.kit.torch`) and a plain training loop
+shared by the plain-loop tests.
 
 Everything is CPU-sized: a run is at most a few hundred optimizer steps of a model with a few
 thousand parameters, a second or two of wall time.
@@ -6,27 +7,21 @@ thousand parameters, a second or two of wall time.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
 
+from tripwire.kit import torch as kit
+from tripwire.kit.torch import mlp
 from tripwire.torch import Tripwire
 
-
-def blobs(n: int = 512, features: int = 8, classes: int = 3, seed: int = 0, spread: float = 2.0,
-          ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Standardized Gaussian blobs: a learnable, balanced classification problem."""
-    centers = torch.randn(classes, features, generator=torch.Generator().manual_seed(1234)) * 1.5
-    g = torch.Generator().manual_seed(seed)
-    y = torch.arange(n) % classes
-    x = centers[y] + spread * torch.randn(n, features, generator=g)
-    return (x - x.mean(0)) / x.std(0), y
+__all__ = ["batches", "blobs", "mlp", "quiet", "train"]
 
 
-def mlp(features: int = 8, hidden: int = 32, classes: int = 3) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(features, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
-                         nn.Linear(hidden, classes))
+#: the kit's Gaussian blobs, spread 2.0 unless told otherwise
+blobs = functools.partial(kit.blobs, spread=2.0)
 
 
 def batches(x: torch.Tensor, y: torch.Tensor, batch_size: int = 32, seed: int = 0,

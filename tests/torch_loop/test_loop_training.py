@@ -133,6 +133,26 @@ def test_raise_action_raises_and_closes():
         train(tw, model, optimizer, batches(x, y), steps=20, fault=lambda step, b: b * float("nan") if step >= 3 else b)
     assert caught.value.finding.step == 4
     assert not any(m._forward_hooks for m in model.modules()) and not optimizer._optimizer_step_pre_hooks
+    assert tw.monitor.end.describe() == "stopped by rule nonfinite at step 4 (it raised RuleTriggered)"
+
+
+def test_an_exception_leaving_the_with_block_is_recorded_as_a_crash(tmp_path):
+    from tripwire.record import Run
+
+    torch.manual_seed(0)
+    model, (x, y) = mlp(), blobs()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+
+    def crash(step, batch):
+        if step == 7:
+            raise ValueError("a bad batch")
+        return batch
+
+    with pytest.raises(ValueError), quiet(model, optimizer, {"interval": 2}, log_dir=tmp_path, run_name="run") as tw:
+        train(tw, model, optimizer, batches(x, y), steps=20, fault=crash)
+    with Run(tmp_path / "run") as run:
+        assert (run.end.state, run.end.step, run.end.error) == ("crashed", 6, "ValueError")
+    assert not any(m._forward_hooks for m in model.modules())
 
 
 def test_checkpoint_action_saves_model_optimizer_and_tripwire_state(tmp_path):

@@ -62,6 +62,7 @@ def test_raise_action_raises_rule_triggered_and_keeps_the_record(tmp_path):
     assert cb.record_path is not None
     with Run(tmp_path / "raised") as run:  # closed and flushed before raising
         assert [f.step for f in run.findings] == [20]
+        assert run.end.describe() == "stopped by rule tree_depth at step 20 (it raised RuleTriggered)"
 
 
 def test_checkpoint_action_saves_the_booster_in_the_run_directory(tmp_path):

@@ -36,9 +36,10 @@ class Channel(Protocol):
     def deliver(self, finding: Finding, abort: threading.Event) -> None: ...
 
 
-def summary_line(finding: Finding) -> str:
-    """One readable line: severity, rule, step, subject, message and suggestion."""
+def summary_line(finding: Finding, step_word: str = "step") -> str:
+    """One readable line: severity, rule, step (``step_word``: ``round`` for XGBoost, see
+    :mod:`tripwire.wording`), subject, message and suggestion."""
     where = f" on {finding.subject}" if finding.subject else ""
-    text = (f"tripwire {finding.severity}: {finding.rule} at step {finding.step}{where}: {finding.message}"
+    text = (f"tripwire {finding.severity}: {finding.rule} at {step_word} {finding.step}{where}: {finding.message}"
             f" | try: {finding.suggestion}")
     return " ".join(text.split())  # a message with newlines must not break the one-line promise

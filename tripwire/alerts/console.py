@@ -22,12 +22,13 @@ class ConsoleChannel:
     name = "console"
     inline = True
 
-    def __init__(self, config: ConsoleConfig) -> None:
+    def __init__(self, config: ConsoleConfig, *, step_word: str = "step") -> None:
         self.config = config
+        self.step_word = step_word
 
     def deliver(self, finding: Finding, abort: threading.Event | None = None) -> None:
         stream = sys.stderr
         if stream is None:  # pythonw and some daemons run without one
             raise OSError("no stderr stream")
-        stream.write(summary_line(finding) + "\n")
+        stream.write(summary_line(finding, self.step_word) + "\n")
         stream.flush()

@@ -44,17 +44,17 @@ CLOSE_STALL_S = 1.0  # at close, a delivery in flight for this long ends its cha
 _CLOSE_GRACE_S = 0.05  # ... but not before a delivery waiting to retry has seen the abort and ended
 
 
-def build_channels(config: ChannelsConfig) -> list[Channel]:
-    """The channels ``config`` enables, inline ones first."""
+def build_channels(config: ChannelsConfig, step_word: str = "step") -> list[Channel]:
+    """The channels ``config`` enables, inline ones first; their text calls a step ``step_word``."""
     built: list[Channel] = []
     if config.log is not None:
-        built.append(LogChannel(config.log, console=config.console is not None))
+        built.append(LogChannel(config.log, console=config.console is not None, step_word=step_word))
     if config.console is not None:
-        built.append(ConsoleChannel(config.console))
+        built.append(ConsoleChannel(config.console, step_word=step_word))
     if config.webhook is not None:
-        built.append(WebhookChannel(config.webhook))
+        built.append(WebhookChannel(config.webhook, step_word=step_word))
     if config.email is not None:
-        built.append(EmailChannel(config.email))
+        built.append(EmailChannel(config.email, step_word=step_word))
     return built
 
 
@@ -115,17 +115,18 @@ class AlertDispatcher:
     Args:
         config: the ``actions`` section of the configuration (a ``ChannelsConfig``, a dict or None
             for the default: the ``tripwire`` logger only).
+        step_word: what the alerts call a step (``round`` for XGBoost; :mod:`tripwire.wording`).
 
     Counters (dicts keyed by channel name): :attr:`delivered`, :attr:`dropped` (queue full),
     :attr:`failed` (delivery failed, after retries), :attr:`unsent` (still queued or in flight
     when :meth:`close` gave up) and :attr:`undelivered`, the sum of the last three.
     """
 
-    def __init__(self, config: ChannelsConfig | dict | None = None) -> None:
+    def __init__(self, config: ChannelsConfig | dict | None = None, *, step_word: str = "step") -> None:
         if not isinstance(config, ChannelsConfig):
             config = ChannelsConfig.model_validate(config or {})
         self.config = config
-        self.channels = build_channels(config)
+        self.channels = build_channels(config, step_word)
         self._lock = threading.Lock()
         self._progress = threading.Condition(self._lock)  # a queued delivery ended or a lane stopped
         self._abort = threading.Event()  # set when close begins: no more retries

@@ -45,11 +45,12 @@ def subject(finding: Finding) -> str:
     return text if len(text) <= SUBJECT_MAX else text[: SUBJECT_MAX - 1] + "…"
 
 
-def body(finding: Finding) -> str:
+def body(finding: Finding, step_word: str = "step") -> str:
     """Plain-text body: what is wrong, what to try, where, and the evidence."""
     lines = [finding.message, "", f"What to try: {finding.suggestion}", "",
              f"Rule: {finding.rule} (type {finding.kind}), severity {finding.severity}",
-             f"Step: {finding.step}" + ("" if finding.epoch is None else f", epoch {finding.epoch}")]
+             f"{step_word.capitalize()}: {finding.step}"
+             + ("" if finding.epoch is None else f", epoch {finding.epoch}")]
     if finding.subject:
         lines.append(f"Subject: {finding.subject}")
     if finding.value is not None:
@@ -66,8 +67,9 @@ class EmailChannel:
     name = "email"
     inline = False
 
-    def __init__(self, config: EmailConfig) -> None:
+    def __init__(self, config: EmailConfig, *, step_word: str = "step") -> None:
         self.config = config
+        self.step_word = step_word
 
     def message(self, finding: Finding) -> EmailMessage:
         """The e-mail for one finding."""
@@ -75,7 +77,7 @@ class EmailChannel:
         msg["Subject"] = subject(finding)
         msg["From"] = self.config.sender
         msg["To"] = ", ".join(self.config.to)
-        msg.set_content(body(finding))
+        msg.set_content(body(finding, self.step_word))
         return msg
 
     def deliver(self, finding: Finding, abort: threading.Event | None = None) -> None:

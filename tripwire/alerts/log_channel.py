@@ -31,7 +31,8 @@ class LogChannel:
     name = "log"
     inline = True
 
-    def __init__(self, config: LogConfig, *, console: bool = False) -> None:
+    def __init__(self, config: LogConfig, *, console: bool = False, step_word: str = "step") -> None:
+        self.step_word = step_word
         self.logger = logging.getLogger(config.logger)
         self.console = console  # the console channel prints every finding to stderr too
 
@@ -39,7 +40,7 @@ class LogChannel:
         level = LEVELS.get(finding.severity, logging.WARNING)
         if self.console and not _reaches_beyond_the_terminal(self.logger, level):
             return
-        self.logger.log(level, "%s", summary_line(finding), extra={"tripwire_finding": finding})
+        self.logger.log(level, "%s", summary_line(finding, self.step_word), extra={"tripwire_finding": finding})
 
 
 def _reaches_beyond_the_terminal(logger: logging.Logger, level: int) -> bool:

@@ -64,9 +64,9 @@ def basic_auth(url: str) -> tuple[str, str | None]:
     return urllib.parse.urlunsplit(parts._replace(netloc=host)), f"Basic {token}"
 
 
-def payload(finding: Finding) -> dict:
+def payload(finding: Finding, step_word: str = "step") -> dict:
     """The JSON body: ``text`` for chat tools, ``finding`` for programs."""
-    return {"text": summary_line(finding), "finding": finding.to_dict()}
+    return {"text": summary_line(finding, step_word), "finding": finding.to_dict()}
 
 
 class WebhookChannel:
@@ -81,8 +81,9 @@ class WebhookChannel:
     name = "webhook"
     inline = False
 
-    def __init__(self, config: WebhookConfig) -> None:
+    def __init__(self, config: WebhookConfig, *, step_word: str = "step") -> None:
         self.config = config
+        self.step_word = step_word
         self.redacted = redact_url(config.url)
         self._url, auth = basic_auth(config.url)
         self._headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": "tripwire",
@@ -101,7 +102,7 @@ class WebhookChannel:
                                 f"{self._scrub(str(exc))}") from None
 
     def _deliver(self, finding: Finding, abort: threading.Event) -> None:
-        body = json.dumps(payload(finding), default=str).encode("utf-8")
+        body = json.dumps(payload(finding, self.step_word), default=str).encode("utf-8")
         attempts = self.config.retries + 1
         reason = ""
         for attempt in range(attempts):

@@ -26,6 +26,10 @@ def available() -> list[str]:
 def run_demo(framework: str | None = None, out_dir: str | Path = "tripwire_demo", *, report: bool = True) -> dict:
     """Train with planted faults, print the summary, write the run record and (optionally) the report.
 
+    The demo's own output is tripwire's: an alert line per finding as it fires, then the summary
+    naming the run record (under ``out_dir``) and the report; the framework's start-up chatter is
+    left out.
+
     Returns:
         dict with ``findings`` (list of Finding), ``stopped_by``, ``record`` (run directory) and
         ``report`` (HTML path or None).
@@ -45,7 +49,7 @@ def run_demo(framework: str | None = None, out_dir: str | Path = "tripwire_demo"
     if framework not in names:
         raise RuntimeError(f"{framework} is not installed: pip install -e '.[{framework},report]'")
     module = importlib.import_module(FRAMEWORKS[framework][1])
-    result = module.run(Path(out_dir))
+    result = module.run(Path(out_dir))  # the monitor's summary waits for the report
     result["report"] = None
     if report and result.get("record"):
         from tripwire.report import write_report
@@ -54,6 +58,5 @@ def run_demo(framework: str | None = None, out_dir: str | Path = "tripwire_demo"
             result["report"] = write_report(result["record"])
         except ImportError as exc:  # plotly missing: the record is still there
             print(f"tripwire: no report ({exc}); pip install -e '.[report]' then: tripwire report {result['record']}")
-        else:
-            print(f"tripwire: report written to {result['report']}")
+    print(result.pop("monitor").summary(report_path=result["report"]))
     return result

@@ -1,4 +1,4 @@
-"""The Lightning demo: a small classifier with four planted faults.
+"""The Lightning demo: the kit's small classifier (:mod:`tripwire.kit`) with four planted faults.
 
 The data are imbalanced (one class is 90% of the labels) and one feature is on a raw scale
 (an age in years: mean 50, std 20); the second hidden layer starts with a bias of -20, so its ReLUs never fire. With
@@ -8,15 +8,19 @@ and what follows from it (its weights never change, its gradients are zero), the
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
-import lightning.pytorch as pl
 import numpy as np
 import torch
-from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from tripwire.callbacks.lightning import LightningTripwire
+from tripwire.kit.lightning import Classifier, trainer
+from tripwire.kit.torch import mlp
 
 CLASS_SHARES = (0.90, 0.06, 0.03, 0.01)
 CONFIG = {
@@ -35,27 +39,22 @@ def make_data(n: int, seed: int) -> TensorDataset:
     return TensorDataset(torch.tensor(x, dtype=torch.float32), torch.tensor(y))
 
 
-class Classifier(pl.LightningModule):
-    """MLP whose second hidden layer is dead from the start (bias -20)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 4))
-        nn.init.constant_(self.net[2].bias, -20.0)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        x, y = batch
-        return nn.functional.cross_entropy(self(x), y)
-
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        x, y = batch
-        self.log("val_loss", nn.functional.cross_entropy(self(x), y))
-
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=1e-3)
+@contextlib.contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Lightning's start-up notes (accelerators, a logger tip) and a deprecation warning it triggers
+    in torch, left out of the demo's output."""
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning",
+                                                    "lightning_fabric")]  # either package logs its notes
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning, message=".*treespec.*")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def run(out_dir: Path) -> dict:
@@ -64,19 +63,20 @@ def run(out_dir: Path) -> dict:
     from tripwire.registry import builtin_rules
 
     torch.manual_seed(0)
-    rules = {kind: {} for kind, cls in builtin_rules().items() if cls.in_default_set}
+    rules = {kind: {} for kind, cls in builtin_rules().items() if cls.in_default_set and "torch" in cls.frameworks}
     # dead_relu stops training; its patience lets the data rules (which wait for 500 samples) speak first
     rules["dead_relu"] = {"patience": 8, "actions": ["alert", "stop"]}
     callback = LightningTripwire(Config.load({**CONFIG, "rules": rules, "log_dir": str(out_dir)}))
+    callback.monitor.print_summary = False  # run_demo prints it with the report
     train = DataLoader(make_data(8192, 1), batch_size=128, shuffle=True)
     val = DataLoader(make_data(1024, 2), batch_size=256)
-    trainer = pl.Trainer(max_epochs=3, accelerator="cpu", devices=1, callbacks=[callback], logger=False,
-                         enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=str(out_dir),
-                         val_check_interval=32)
     print("tripwire demo: training a 4-class MLP with planted faults (imbalanced labels, an unscaled feature, "
           "a dead ReLU layer); dead_relu is set to stop training.")
-    trainer.fit(Classifier(), train, val)
-    return {"findings": callback.findings, "stopped_by": callback.stopped_by,
+    model = Classifier(mlp(16, hidden=64, classes=4, dead=1), lr=1e-3, optimizer="adam")  # the second layer is dead
+    with quiet_lightning():
+        fitting = trainer([callback], max_steps=-1, max_epochs=3, default_root_dir=str(out_dir),
+                          val_check_interval=32)
+        fitting.fit(model, train, val)
+    return {"findings": callback.findings, "stopped_by": callback.stopped_by, "monitor": callback.monitor,
             "record": callback.monitor.record_path and str(Path(callback.monitor.record_path).parent),
-            "steps": trainer.global_step}
+            "steps": fitting.global_step}

@@ -23,11 +23,13 @@ def run(out_dir: Path) -> dict:
                                random_state=0)
     dtrain, dval = xgb.DMatrix(x[:1500], y[:1500]), xgb.DMatrix(x[1500:], y[1500:])
     callback = XGBoostTripwire({"interval": 5, "log_dir": str(out_dir)}, stop_on=["overfit"], labels=y[:1500])
+    callback.monitor.print_summary = False  # run_demo prints it with the report
     print("tripwire demo: boosting depth-16 trees on 1500 noisy, imbalanced rows; overfit is set to stop training.")
     booster = xgb.train({"max_depth": 16, "min_child_weight": 0, "reg_lambda": 0, "eta": 0.3,
                          "objective": "binary:logistic", "eval_metric": "logloss"},
                         dtrain, num_boost_round=500, evals=[(dtrain, "train"), (dval, "validation")],
                         callbacks=[callback], verbose_eval=False)
     record = callback.record_path and str(Path(callback.record_path).parent)
-    return {"findings": callback.findings, "stopped_by": callback.stopped_by, "record": record,
+    return {"findings": callback.findings, "stopped_by": callback.stopped_by, "monitor": callback.monitor,
+            "record": record,
             "steps": booster.num_boosted_rounds()}

@@ -28,6 +28,7 @@ import numpy as np
 
 from tripwire.finding import Finding
 from tripwire.record.schema import FILENAME, check_version
+from tripwire.run_end import RunEnd
 from tripwire.stats import Sample
 
 
@@ -78,6 +79,32 @@ class Run:
     def meta(self) -> dict[str, Any]:
         """Everything in the meta table (schema_version, created_at, framework, config, ...)."""
         return {k: json.loads(v) for k, v in self._conn.execute("SELECT key, value FROM meta ORDER BY key")}
+
+    @property
+    def end(self) -> RunEnd:
+        """How the run ended; ``in_progress`` while it is still being written, ``unknown`` for a
+        record that kept no end.
+
+        Example:
+            >>> import tempfile
+            >>> from tripwire.record import RunRecord
+            >>> rec = RunRecord.create(tempfile.mkdtemp(), None, run_name="a")
+            >>> rec.add_sample(Sample(step=30, epoch=0, stats={"loss": {None: 2.0}}))
+            >>> rec.flush()
+            True
+            >>> Run(rec.path).end.describe()
+            'in progress, last sample at step 30'
+            >>> rec.close(end=RunEnd("finished", step=30))
+            >>> Run(rec.path).end.describe()
+            'finished; last sample at step 30'
+        """
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'end'").fetchone()
+        last = self.last_step()
+        return RunEnd.from_meta(json.loads(row[0]), last) if row else RunEnd.from_meta(last_step=last)
+
+    def last_step(self) -> int | None:
+        """The latest step anything was recorded at, or None."""
+        return self._conn.execute("SELECT MAX(step) FROM series").fetchone()[0]
 
     @property
     def config(self) -> dict[str, Any]:

@@ -3,8 +3,9 @@
 One SQLite file per run, ``<log_dir>/<run_name>/record.sqlite``:
 
 - ``meta(key, value)``: ``schema_version``, ``created_at``, ``run_name``, ``framework``,
-  ``tripwire_version``, ``config`` (redacted), ``resumed_at`` (list of times the run continued);
-  every value is JSON text.
+  ``tripwire_version``, ``config`` (redacted), ``resumed_at`` (list of times the run continued),
+  ``end`` (how the run ended, :meth:`tripwire.run_end.RunEnd.to_meta`; null while the run is
+  being written; absent in records written before tripwire kept it); every value is JSON text.
 - ``series(step, epoch, name, subject, value, is_nan)``: one row per scalar. SQLite turns a bound
   NaN into NULL, so NaN is stored as ``value NULL, is_nan 1``; ±Inf is stored as REAL. Missing
   values are never stored, so NULL means NaN and nothing else.

@@ -9,11 +9,12 @@ Example:
     >>> import tempfile
     >>> from tripwire.stats import Sample
     >>> from tripwire.record import Run
+    >>> from tripwire.run_end import RunEnd
     >>> rec = RunRecord.create(tempfile.mkdtemp(), {"interval": 5}, run_name="demo")
     >>> rec.add_sample(Sample(step=5, epoch=0, stats={"loss": {None: 0.7}}))
-    >>> rec.close()
-    >>> Run(rec.directory).series("loss")
-    (array([5]), array([0.7]))
+    >>> rec.close(end=RunEnd("finished", step=5))
+    >>> Run(rec.directory).series("loss"), Run(rec.directory).end.state
+    ((array([5]), array([0.7])), 'finished')
 """
 
 from __future__ import annotations
@@ -42,11 +43,13 @@ from tripwire.record.schema import (
     check_version,
     redact_config,
 )
+from tripwire.run_end import RunEnd
 from tripwire.stats import Sample
 
 log = logging.getLogger("tripwire")
 
-_SERIES, _FINDING, _SAMPLE = 0, 1, 2
+_SERIES, _FINDING, _SAMPLE, _META = 0, 1, 2, 3
+_META_UPSERT = "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)"
 
 
 def default_run_name() -> str:
@@ -99,8 +102,8 @@ class RunRecord:
                 fresh = conn.execute("SELECT COUNT(*) FROM meta").fetchone()[0] == 0
                 if not fresh:
                     check_version(conn, str(path))
-                conn.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                                 [(k, json.dumps(v)) for k, v in _meta(conn, cfg, framework, fresh, directory).items()])
+                meta = _meta(conn, cfg, framework, fresh, directory)
+                conn.executemany(_META_UPSERT, [(k, json.dumps(v)) for k, v in meta.items()])
         finally:
             conn.close()
         return cls(path, **options)
@@ -144,10 +147,20 @@ class RunRecord:
             return False
         return done.wait(timeout_s)
 
-    def close(self, timeout_s: float = 10.0) -> None:
-        """Write what is queued and stop the writer, waiting at most ``timeout_s``; idempotent."""
+    def close(self, timeout_s: float = 10.0, *, end: RunEnd | None = None) -> None:
+        """Write what is queued and stop the writer, waiting at most ``timeout_s``; idempotent.
+
+        Args:
+            end: how the run ended, kept in the ``end`` meta entry (None: the record keeps
+                saying the run is in progress, as when the process dies).
+        """
         if self._closed:
             return
+        if end is not None:
+            try:
+                self._queue.put((_META, [("end", json.dumps(end.to_meta()))]), timeout=timeout_s)
+            except queue.Full:
+                log.error("tripwire: the run record %s is too far behind to record how the run ended", self.path)
         self._closed = True
         atexit.unregister(self.close)
         try:
@@ -163,7 +176,7 @@ class RunRecord:
     # ---- writer thread ---------------------------------------------------------------------
     def _run(self) -> None:
         conn = None
-        pending: dict[int, list[tuple]] = {_SERIES: [], _FINDING: []}
+        pending: dict[int, list[tuple]] = {_SERIES: [], _FINDING: [], _META: []}
         waiters: list[threading.Event] = []
         deadline = time.monotonic() + self._flush_s
         stopping = False
@@ -180,11 +193,11 @@ class RunRecord:
                 pending[_SERIES].extend(_series_rows(*item[1]))
             elif item:
                 pending[item[0]].extend(item[1])
-            size = len(pending[_SERIES]) + len(pending[_FINDING])
+            size = sum(map(len, pending.values()))
             if stopping or waiters or size >= self._batch_rows or time.monotonic() >= deadline:
                 if size:
                     conn = self._write(conn, pending)
-                pending = {_SERIES: [], _FINDING: []}
+                pending = {_SERIES: [], _FINDING: [], _META: []}
                 for event in waiters:
                     event.set()
                 waiters = []
@@ -205,12 +218,13 @@ class RunRecord:
             with conn:
                 conn.executemany(SERIES_INSERT, pending[_SERIES])
                 conn.executemany(FINDING_INSERT, pending[_FINDING])
+                conn.executemany(_META_UPSERT, pending[_META])
             self.batches += 1
             if self._failed:
                 log.warning("tripwire: the run record %s is writable again", self.path)
             self._failed = False
         except Exception as exc:  # noqa: BLE001 - the record must never break training
-            self.dropped += len(pending[_SERIES]) + len(pending[_FINDING])
+            self.dropped += sum(map(len, pending.values()))
             if not self._failed:
                 log.error("tripwire: cannot write the run record %s (%s: %s); dropping its rows until it "
                           "works again", self.path, type(exc).__name__, exc)
@@ -240,11 +254,13 @@ def _series_rows(step: int, epoch: int | None, stats: dict[str, dict[str | None,
 
 def _meta(conn: sqlite3.Connection, cfg: Config, framework: str | None, fresh: bool,
           directory: Path) -> dict[str, Any]:
-    """Meta rows to write: everything for a new record; config, version and the resume time otherwise."""
+    """Meta rows to write: everything for a new record; config, version and the resume time otherwise.
+    Either way the run is in progress again (``end`` null) until it closes."""
     from tripwire import __version__
 
     now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    meta: dict[str, Any] = {"config": redact_config(cfg.model_dump(mode="json")), "tripwire_version": __version__}
+    meta: dict[str, Any] = {"config": redact_config(cfg.model_dump(mode="json")), "tripwire_version": __version__,
+                            "end": None}
     if framework is not None or fresh:
         meta["framework"] = framework
     if fresh:

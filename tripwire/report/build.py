@@ -10,6 +10,8 @@ Example:
     >>> text = build_page(Run(rec.directory))
     >>> 'id="findings"' in text and "No findings" in text and 'id="config"' in text
     True
+    >>> '<p id="run-end" class="end end-in_progress">Run in progress, last sample at step 10.</p>' in text
+    True
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ import yaml
 
 from tripwire.finding import Finding
 from tripwire.record import Run
-from tripwire.report import plots
+from tripwire.report import plots, rule_figure
 from tripwire.report.evidence import panels_for
 from tripwire.report.html import Figure, Section, esc, figure_div, page, table
+from tripwire.wording import step_word
 
 MAX_TABLE_ROWS = 1000
 MAX_PER_RULE = 50
@@ -66,7 +69,9 @@ def build_page(run: Run) -> str:
             sections.append(Section(section_id, heading, body, figs.take()))
     sections.append(Section("config", "Config", _config_body(run.config)))
     title = f"tripwire report · {run.name}"
-    return page(title, _header(run, meta, findings, steps), sections, plotly.offline.get_plotlyjs())
+    end = run.end
+    return page(title, _header(run, meta, findings, steps), sections, plotly.offline.get_plotlyjs(),
+                end=(end.state, end.headline(step_word(meta.get("framework")))))
 
 
 def _sampled_steps(run: Run, names: Sequence[str]) -> np.ndarray:
@@ -98,10 +103,11 @@ def _findings_section(run: Run, findings: Sequence[Finding], names: Sequence[str
         kind = f" <small>({esc(f.kind)})</small>" if f.kind != f.rule else ""
         rows.append([str(f.step), esc("" if f.epoch is None else f.epoch),
                      f'<span class="sev sev-{esc(f.severity)}">{esc(f.severity)}</span>',
-                     f"<b>{esc(f.rule)}</b>{kind}", f'<span class="subject">{esc(f.subject or "—")}</span>',
-                     esc(_num(f.value)), esc(_num(f.threshold)), esc(f.message), esc(f.suggestion)])
+                     f"<b>{_breakable(f.rule)}</b>{kind}", f'<span class="subject">{esc(f.subject or "—")}</span>',
+                     esc(_num(f.value)), esc(_num(f.threshold)),
+                     f'{esc(f.message)}<div class="fix">Try: {esc(f.suggestion)}</div>'])
     body = figs.add(plots.timeline_figure(findings), "Each point is a finding; hover for the message.")
-    body += table(["step", "epoch", "severity", "rule", "subject", "value", "threshold", "message", "suggestion"],
+    body += table(["step", "epoch", "severity", "rule", "subject", "value", "threshold", "message and what to try"],
                   rows, cls="findings", numeric={0, 1, 5, 6})
     if len(findings) > MAX_TABLE_ROWS:
         body += f'<p class="note">The first {MAX_TABLE_ROWS} of {len(findings)} findings are listed.</p>'
@@ -127,8 +133,8 @@ def _rules_section(run: Run, findings: Sequence[Finding], names: Sequence[str], 
             body += '<p class="note">No recorded series behind this rule.</p>'
             continue
         notes = " ".join(p.note for p in panels if p.note)
-        caption = "Dashed red: the threshold. Dotted: the steps where this rule fired. " + esc(notes)
-        body += figs.add(plots.panels_figure(panels, group), caption)
+        caption = f"{rule_figure.caption(panels)} {notes}".strip()
+        body += figs.add(rule_figure.panels_figure(panels, group), esc(caption))
     return "rules", "Evidence per rule", body
 
 
@@ -158,6 +164,11 @@ def _config_body(config: dict) -> str:
     text = yaml.safe_dump(config, sort_keys=False, allow_unicode=True, default_flow_style=False)
     return ('<p class="note">As recorded for this run; secrets (webhook URL, headers, e-mail credentials) '
             f"were redacted before it was written.</p><pre>{esc(text)}</pre>")
+
+
+def _breakable(name: str) -> str:
+    """A rule name that may wrap after its underscores (``low_<wbr>variance``) in a narrow column."""
+    return esc(name).replace("_", "_<wbr>")
 
 
 def _num(value: float | None) -> str:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -59,34 +60,83 @@ def _per_subject(run: Run, name: str, subjects: Sequence[str]) -> tuple[np.ndarr
     return steps, np.where(np.isfinite(grid), grid, np.nan)
 
 
+def rule_params(run: Run, finding: Finding) -> Any:
+    """The parameters the finding's rule ran with (the recorded config, defaults filled in), or
+    None for a rule that cannot be resolved here (a user's rule whose module is not importable)."""
+    from tripwire.registry import rule_class
+
+    entry = (run.config.get("rules") or {}).get(finding.rule) or {}
+    try:
+        return rule_class(entry.get("type") or finding.kind).Params(**(entry.get("params") or {}))
+    except Exception:  # noqa: BLE001 - a record from another version or another machine: plot without it
+        return None
+
+
 def overfit_gap(run: Run, findings: Sequence[Finding]) -> list[Line]:
-    """(val - train) / |train| at each validation, train being the mean loss since the previous one,
-    as the ``overfit`` rule computes it."""
+    """(val - train) / max(|train|, floor x initial) at each validation, as the ``overfit`` rule
+    computes it: train is the mean loss since the previous validation (or the mean before, when
+    none arrived in between), initial the first training loss, floor the rule's parameter."""
     ts, tv = run.series("loss")
     vs, vv = run.series("val_loss")
-    steps, gaps, prev = [], [], -np.inf
+    ok = np.isfinite(tv)
+    params = rule_params(run, findings[0]) if findings else None
+    floor = float(getattr(params, "floor", 0.0)) * (abs(float(tv[ok][0])) if ok.any() else 0.0)
+    steps, gaps, prev, train = [], [], -np.inf, None
     for s, v in zip(vs, vv):
-        window = (ts > prev) & (ts <= s) & np.isfinite(tv)
+        window = (ts > prev) & (ts <= s) & ok
         prev = s
-        if window.any() and np.isfinite(v):
+        if window.any():
             train = float(tv[window].mean())
+        if train is not None and np.isfinite(v):
             steps.append(s)
-            gaps.append((v - train) / max(abs(train), _EPS))
+            gaps.append((v - train) / max(abs(train), floor, _EPS))
     if not steps:
         return []
-    return [Line("(val_loss − loss) / loss", np.asarray(steps, dtype=np.int64), np.asarray(gaps, dtype=float))]
+    label = f"(val_loss − loss) / max(loss, {floor:.3g})" if floor > 0 else "(val_loss − loss) / loss"
+    return [Line(label, np.asarray(steps, dtype=np.int64), np.asarray(gaps, dtype=float))]
 
 
-def loss_vs_start(run: Run, findings: Sequence[Finding], initial_samples: int = 3) -> list[Line]:
-    """The training loss over the mean of its first samples (``underfit`` compares this with ``ratio``)."""
+def loss_vs_start(run: Run, findings: Sequence[Finding]) -> list[Line]:
+    """The mean training loss of each ``window`` of steps over the mean of its first
+    ``initial_samples`` samples: what ``underfit`` compares with ``ratio``, windowed by the rule's
+    own bookkeeping."""
+    from tripwire.rules._loss_history import add_to_window, new_window
+
+    params = rule_params(run, findings[0]) if findings else None
+    width, first = int(getattr(params, "window", 200)), int(getattr(params, "initial_samples", 3))
     steps, values = run.series("loss")
     ok = np.isfinite(values)
-    if not ok.any():
+    if not ok.any() or float(values[ok][:first].mean()) == 0:
         return []
-    initial = float(values[ok][:initial_samples].mean())
-    if initial == 0:
-        return []
-    return [Line("loss / initial loss", steps[ok], values[ok] / initial)]
+    initial = float(values[ok][:first].mean())
+    window, ends, means = new_window(0), [], []
+    for step, value in zip(steps[ok].tolist(), values[ok].tolist()):
+        closed = add_to_window(window, step, value, width)
+        if closed is not None:
+            ends.append(step)
+            means.append(closed[1] / initial)
+    return [Line(f"mean loss per {width} steps / initial loss", np.asarray(ends, dtype=np.int64),
+                 np.asarray(means, dtype=float))] if ends else []
+
+
+def window_drop(run: Run, findings: Sequence[Finding]) -> list[Line]:
+    """The relative drop of the mean training loss from one ``window`` of steps to the next, after
+    ``warmup``: what ``loss_not_decreasing`` compares with ``min_delta``, windowed by the rule's
+    own bookkeeping."""
+    from tripwire.rules._loss_history import add_to_window, new_window, relative_drop
+
+    params = rule_params(run, findings[0]) if findings else None
+    width, warmup = int(getattr(params, "window", 200)), int(getattr(params, "warmup", 100))
+    steps, values = run.series("loss")
+    ok = np.isfinite(values)
+    window, ends, drops = new_window(warmup), [], []
+    for step, value in zip(steps[ok].tolist(), values[ok].tolist()):
+        closed = add_to_window(window, step, value, width)
+        if closed is not None and closed[0] is not None:
+            ends.append(step)
+            drops.append(relative_drop(*closed))
+    return [Line(f"drop of the mean loss per {width} steps", np.asarray(ends, dtype=np.int64),
+                 np.asarray(drops, dtype=float))] if ends else []
 
 
 def token_share(run: Run, findings: Sequence[Finding]) -> list[Line]:
@@ -168,6 +218,31 @@ def latest_importance(run: Run, findings: Sequence[Finding]) -> list[Line]:
                                                        if len(features) > MAX_BARS else "")
     return [Line(label, np.zeros(len(shown), dtype=np.int64), np.nan_to_num(last[shown] / total, nan=0.0),
                  categories=[features[i] for i in shown])]
+
+
+def input_abs_mean(run: Run, findings: Sequence[Finding]) -> list[Line]:
+    """Bars: each input feature's |mean| over the whole run (see :func:`input_moments`)."""
+    return input_moments(run, findings)[:1]
+
+
+def input_std(run: Run, findings: Sequence[Finding]) -> list[Line]:
+    """Bars: each input feature's std over the whole run (see :func:`input_moments`)."""
+    return input_moments(run, findings)[1:]
+
+
+def mean_limit(run: Run, findings: Sequence[Finding]) -> list[tuple[float, str]]:
+    """``not_normalized``'s limit on |mean|, as it ran."""
+    params = rule_params(run, findings[0]) if findings else None
+    return [] if params is None else [(float(params.threshold_mean), f"|mean| limit {params.threshold_mean:g}")]
+
+
+def std_limits(run: Run, findings: Sequence[Finding]) -> list[tuple[float, str]]:
+    """``not_normalized``'s acceptable std range, as it ran."""
+    params = rule_params(run, findings[0]) if findings else None
+    if params is None:
+        return []
+    low, high = params.std_range
+    return [(float(low), f"std lower limit {low:g}"), (float(high), f"std upper limit {high:g}")]
 
 
 def input_moments(run: Run, findings: Sequence[Finding]) -> list[Line]:

@@ -43,13 +43,15 @@ _MAX_GENERIC_PANELS = 4
 class Spec:
     """A panel to build: the statistics it shows (a series matches ``stat`` or ``stat[options]``),
     or a ``derive`` function of (run, findings); ``threshold`` draws the finding's threshold here
-    even when no plotted value equals the finding's value."""
+    even when no plotted value equals the finding's value; ``bounds`` gives the rule's other
+    limits on this panel's scale, as (value, label)."""
 
     title: str
     stats: tuple[str, ...] = ()
     log_y: bool = False
     derive: Callable[[Run, Sequence[Finding]], list[Line]] | None = None
     threshold: bool = False
+    bounds: Callable[[Run, Sequence[Finding]], list[tuple[float, str]]] | None = None
 
 
 _LOSSES = Spec("loss", ("loss", "val_loss"))
@@ -57,7 +59,8 @@ _LOSSES = Spec("loss", ("loss", "val_loss"))
 #: kind -> panels. Statistic names are keys of :data:`tripwire.stats.CATALOGUE`.
 SPECS: dict[str, tuple[Spec, ...]] = {
     "nonfinite": (Spec("non-finite flags", ("loss_nonfinite", "grad_nonfinite", "weight_nonfinite")), _LOSSES),
-    "loss_not_decreasing": (_LOSSES,),
+    "loss_not_decreasing": (_LOSSES, Spec("relative drop between windows", derive=derived.window_drop,
+                                          threshold=True)),
     "underfit": (_LOSSES, Spec("loss relative to its start", derive=derived.loss_vs_start, threshold=True)),
     "overfit": (_LOSSES, Spec("generalization gap", derive=derived.overfit_gap, threshold=True)),
     "overtraining": (_LOSSES,),
@@ -78,7 +81,10 @@ SPECS: dict[str, tuple[Spec, ...]] = {
     "class_imbalance": (Spec("class imbalance", derive=derived.class_ratio, threshold=True),
                         Spec("labels per class per sample", ("label_count",))),
     "token_ratio": (Spec("token share", derive=derived.token_share, threshold=True),),
-    "not_normalized": (Spec("input feature moments", derive=derived.input_moments, log_y=True),),
+    "not_normalized": (Spec("|mean| of each input feature", derive=derived.input_abs_mean, log_y=True,
+                            bounds=derived.mean_limit),
+                       Spec("std of each input feature", derive=derived.input_std, log_y=True,
+                            bounds=derived.std_limits)),
     "classifier_confusion": (Spec("per-class recall and confusion", derive=derived.class_recall),),
     "tree_depth": (Spec("tree depth", ("tree_depth",), threshold=True),),
     "low_feature_importance": (Spec("feature importance", derive=derived.latest_importance),),
@@ -109,6 +115,8 @@ def matching(stat: str, names: Sequence[str]) -> list[str]:
 def _build(spec: Spec, run: Run, findings: Sequence[Finding], names: Sequence[str],
            named: Sequence[str | None]) -> Panel:
     panel = Panel(spec.title, log_y=spec.log_y, threshold_home=spec.threshold)
+    if spec.bounds is not None:
+        panel.bounds = spec.bounds(run, findings)
     if spec.derive is not None:
         panel.lines = spec.derive(run, findings)
         return panel
@@ -163,12 +171,15 @@ def _generic(findings: Sequence[Finding], run: Run, names: Sequence[str], named:
 
 
 def _takes_value(line: Line, finding: Finding) -> bool:
-    """Whether a line equals the finding's value (NaN matching NaN) at the finding's step."""
-    if finding.value is None or line.categories is not None:
+    """Whether a line equals the finding's value (NaN matching NaN) at the finding's step; bars
+    (values at one time) when one of them does."""
+    if finding.value is None:
         return False
-    at = line.values[line.steps == finding.step]
+    at = line.values if line.categories is not None else line.values[line.steps == finding.step]
     if not len(at):
         return False
+    if line.categories is not None:
+        return bool(np.isclose(at, finding.value, rtol=1e-6, atol=1e-12).any())
     if np.isnan(finding.value):
         return bool(np.isnan(at[-1]))
     return bool(np.isclose(at[-1], finding.value, rtol=1e-6, atol=1e-12))

@@ -6,6 +6,8 @@ Text goes through :func:`esc` (``html.escape``). Figures travel as JSON inside a
 ``</script><script>alert(1)</script>`` stays data. The plotting library's JavaScript is inlined:
 the page fetches nothing.
 
+The header's ``<p id="run-end" class="end end-<state>">`` says how the run ended.
+
 When every figure has been drawn the page sets ``data-tw-rendered="<count>"`` on ``<body>``;
 a script error anywhere sets ``data-tw-errors``. A headless browser's DOM dump checks both.
 
@@ -108,6 +110,10 @@ header { background: #263238; color: #fff; padding: 18px 32px; }
 header h1 { margin: 0 0 6px; font-size: 22px; }
 header .meta { color: #cfd8dc; font-size: 13px; }
 header .meta span { margin-right: 18px; }
+header .end { margin: 8px 0 0; font-size: 15px; padding: 4px 10px; border-radius: 4px; display: inline-block;
+              background: #455a64; }
+header .end-finished { background: #2e7d32; } header .end-stopped { background: #ef6c00; }
+header .end-crashed, header .end-exited { background: #c62828; } header .end-in_progress { background: #1565c0; }
 nav { padding: 8px 32px; background: #eceff1; font-size: 13px; }
 nav a { margin-right: 16px; color: #37474f; }
 main { padding: 8px 32px 40px; max-width: 1400px; }
@@ -116,11 +122,19 @@ h3 { margin: 24px 0 4px; }
 table { border-collapse: collapse; width: 100%; font-size: 13px; }
 th, td { border-bottom: 1px solid #e0e0e0; padding: 5px 8px; text-align: left; vertical-align: top; }
 th { background: #fafafa; white-space: nowrap; }
-table.findings td:nth-child(n+8) { overflow-wrap: anywhere; min-width: 16em; }
+table.findings td:nth-child(8) { overflow-wrap: anywhere; min-width: 18em; }
+table.findings .fix { color: #555; margin-top: 4px; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 td code, .subject { font-family: ui-monospace, Menlo, Consolas, monospace; font-size: 12px;
                     overflow-wrap: anywhere; }
 table.findings td:nth-child(5) { min-width: 14em; }
+@media (max-width: 1000px) {  /* a laptop half-screen: every column stays on the page */
+  header, nav, main { padding-left: 12px; padding-right: 12px; }
+  table.findings th, table.findings td { padding: 4px 5px; }
+  table.findings th:nth-child(2), table.findings td:nth-child(2) { display: none; }  /* epoch */
+  table.findings td:nth-child(5) { min-width: 6em; }
+  table.findings td:nth-child(8) { min-width: 12em; }
+}
 .sev { display: inline-block; white-space: nowrap; padding: 1px 8px; border-radius: 10px; color: #fff;
        font-size: 12px; }
 .sev-error { background: #c62828; } .sev-warning { background: #ef6c00; } .sev-info { background: #1565c0; }
@@ -131,19 +145,22 @@ pre { background: #f5f5f5; padding: 12px; overflow: auto; font-size: 12px; }
 """
 
 
-def page(title: str, meta: list[tuple[str, str]], sections: list[Section], plotly_js: str) -> str:
-    """The whole document. ``meta`` is (label, value) text shown under the title."""
+def page(title: str, meta: list[tuple[str, str]], sections: list[Section], plotly_js: str,
+         end: tuple[str, str] | None = None) -> str:
+    """The whole document. ``meta`` is (label, value) text shown under the title; ``end`` is
+    (state, sentence): how the run ended, shown below it."""
     import json
 
     figures = [f for s in sections for f in s.figures]
     data = script_json("[" + ",".join(f'{{"id": {json.dumps(f.id)}, "figure": {f.json}}}' for f in figures) + "]")
     meta_html = "".join(f"<span>{esc(k)}: <b>{esc(v)}</b></span>" for k, v in meta)
+    end_html = f'<p id="run-end" class="end end-{esc(end[0])}">{esc(end[1])}</p>' if end is not None else ""
     nav = "".join(f'<a href="#{esc(s.id)}">{esc(s.title)}</a>' for s in sections)
     body = "".join(f'<section id="{esc(s.id)}"><h2>{esc(s.title)}</h2>{s.body}</section>' for s in sections)
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<title>{esc(title)}</title><style>{_CSS}</style>{inline_script(_BOOT)}</head>"
-        f"<body><header><h1>{esc(title)}</h1><div class=\"meta\">{meta_html}</div></header>"
+        f"<body><header><h1>{esc(title)}</h1><div class=\"meta\">{meta_html}</div>{end_html}</header>"
         f"<nav>{nav}</nav><main>{body}</main>"
         f'<script type="application/json" id="tw-figures">{data}</script>'
         f"{inline_script(plotly_js)}{inline_script(_DRAW)}</body></html>\n"

@@ -37,7 +37,8 @@ class Line:
 
 @dataclass
 class Panel:
-    """One plot: lines on a shared scale, the threshold when it belongs on this scale."""
+    """One plot: lines on a shared scale, the threshold when it belongs on this scale, and the
+    rule's other limits on this scale (``bounds``: (value, label))."""
 
     title: str
     lines: list[Line] = field(default_factory=list)
@@ -45,6 +46,20 @@ class Panel:
     threshold: float | None = None
     note: str = ""
     threshold_home: bool = False  # draw the threshold here when no plotted value equals the finding's
+    bounds: list[tuple[float, str]] = field(default_factory=list)
+
+    def limits(self) -> list[tuple[float, str]]:
+        """Every limit drawn on the panel: the finding's threshold, then the other bounds.
+
+        Example:
+            >>> Panel("std", threshold=10.0, bounds=[(0.01, "std ≥ 0.01"), (10.0, "std ≤ 10")]).limits()
+            [(10.0, 'threshold: std ≤ 10'), (0.01, 'std ≥ 0.01')]
+        """
+        if self.threshold is None:
+            return list(self.bounds)
+        same = next((label for v, label in self.bounds if v == self.threshold), None)
+        first = (self.threshold, f"threshold: {same}" if same else f"threshold {self.threshold:g}")
+        return [first, *((v, label) for v, label in self.bounds if v != self.threshold)]
 
     @property
     def bars(self) -> bool:

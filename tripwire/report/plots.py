@@ -27,11 +27,11 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
-from plotly.subplots import make_subplots
 
 from tripwire.finding import Finding
 from tripwire.record import Run
-from tripwire.report.panel import Line, Panel, natural_key
+from tripwire.report.axes import YAxis
+from tripwire.report.panel import Line, natural_key
 
 MAX_POINTS = 2000  # per line
 MAX_COLUMNS = 400  # heatmap steps; more are averaged into buckets
@@ -39,8 +39,8 @@ MAX_ROWS = 150  # heatmap layers
 MAX_MARKED = 30  # findings drawn as vertical lines on one plot
 
 SEVERITY_COLORS = {"error": "#c62828", "warning": "#ef6c00", "info": "#1565c0"}
-_TEMPLATE = "plotly_white"
-_PANEL_HEIGHT = 280
+TEMPLATE = "plotly_white"
+PANEL_HEIGHT = 280
 
 
 def text(value: object) -> str:
@@ -78,79 +78,25 @@ def downsample(steps: np.ndarray, values: np.ndarray, limit: int = MAX_POINTS) -
     return steps[idx], values[idx]
 
 
-# ---- rule panels -----------------------------------------------------------------------------
+# ---- lines over steps ------------------------------------------------------------------------
+
+#: the threshold and every other limit of a rule
+LIMIT_STYLE = {"color": "#c62828", "dash": "dash", "width": 2}
 
 
-def panels_figure(panels: Sequence[Panel], findings: Sequence[Finding]) -> go.Figure:
-    """One row per panel, each with its own legend; lines share the step axis, the threshold is
-    dashed red, the finding steps dotted. A panel whose series hold one step each (values taken
-    before training) is drawn as bars, one per subject."""
-    panels = [_as_bars(p) if not p.bars and all(len(ln.steps) <= 1 for ln in p.lines) else p for p in panels]
-    over_steps = not any(p.bars for p in panels)
-    fig = make_subplots(rows=len(panels), cols=1, shared_xaxes=over_steps,
-                        subplot_titles=[text(p.title) for p in panels])
-    for row, panel in enumerate(panels, start=1):
-        # a log axis would hide zeros, and a zero is often the point (a variance of 0, a dead gradient)
-        log_y = panel.log_y and all((ln.values[np.isfinite(ln.values)] > 0).all() for ln in panel.lines)
-        legend = "legend" if row == 1 else f"legend{row}"
-        traces = _bar_traces(panel) if panel.bars else _line_traces(panel, row, log_y)
-        for trace in traces:
-            trace.legend = legend
-            fig.add_trace(trace, row=row, col=1)
-        if log_y:
-            fig.update_yaxes(type="log", row=row, col=1)
-        if panel.bars:
-            if panel.threshold is not None:  # a shape: y in log10 on a log axis
-                y = np.log10(panel.threshold) if log_y and panel.threshold > 0 else panel.threshold
-                fig.add_hline(y=y, row=row, col=1, line={"color": "#c62828", "dash": "dash", "width": 2},
-                              annotation_text=text(f"threshold {panel.threshold:g}"))
-        else:
-            _mark_findings(fig, findings, row=row)
-        top = fig.layout[f"yaxis{'' if row == 1 else row}"].domain[1]
-        fig.update_layout({legend: {"y": top, "yanchor": "top", "x": 1.01, "xanchor": "left", "font": {"size": 11}}})
-    if over_steps:
-        fig.update_xaxes(title_text="step", row=len(panels), col=1)
-    fig.update_layout(template=_TEMPLATE, height=_PANEL_HEIGHT * len(panels) + 60,
-                      margin={"l": 60, "r": 20, "t": 40, "b": 40})
-    return fig
-
-
-def _line_traces(panel: Panel, row: int, log_y: bool) -> list[go.Scatter]:
-    traces, x_all = [], []
-    for i, line in enumerate(panel.lines):
-        traces += line_traces(line, log_y=log_y, legendgroup=f"p{row}l{i}")
-        if len(line.steps):
-            x_all += [line.steps.min(), line.steps.max()]
-    if panel.threshold is not None and x_all:  # a trace, not a shape: it follows a log axis as it is
-        traces.append(go.Scatter(x=[min(x_all), max(x_all)], y=[panel.threshold] * 2, mode="lines",
-                                 name=text(f"threshold {panel.threshold:g}"),
-                                 line={"color": "#c62828", "dash": "dash", "width": 2}))
-    return traces
-
-
-def _bar_traces(panel: Panel) -> list[go.Bar]:
-    return [go.Bar(x=_unique_labels(line.categories or []), y=line.values, name=text(line.label))
-            for line in panel.lines]
-
-
-def _as_bars(panel: Panel) -> Panel:
-    """One bar per line, for series recorded at a single step."""
-    lines = [ln for ln in panel.lines if len(ln.steps)]
-    step = lines[0].steps[0] if lines else 0
-    bars = Line(f"at step {step}", np.zeros(len(lines), dtype=np.int64),
-                np.array([ln.values[0] for ln in lines], dtype=float), categories=[ln.label for ln in lines])
-    return Panel(panel.title, [bars], log_y=panel.log_y, threshold=panel.threshold, note=panel.note)
-
-
-def line_traces(line: Line, *, log_y: bool = False, legendgroup: str | None = None) -> list[go.Scatter]:
+def line_traces(line: Line, *, axis: YAxis | None = None, legendgroup: str | None = None, dash: str = "solid",
+                symbol: str | None = None) -> list[go.Scatter]:
     """A line (downsampled), plus red crosses at steps where it was NaN/Inf, placed at the
-    nearest earlier finite value so they show on a log axis too."""
+    nearest earlier finite value so they show on a log axis too. ``axis`` places zeros on a log
+    axis; ``dash`` and ``symbol`` tell apart lines that coincide (markers on every point)."""
     steps, values = downsample(line.steps, line.values)
-    shown = np.where(np.isfinite(values) & ((values > 0) | (not log_y)), values, np.nan)
-    style = {"width": 1, "color": "#9e9e9e"} if line.context else {"width": 2}
-    mode = "lines+markers" if len(steps) <= 30 else "lines"
-    traces = [go.Scatter(x=steps, y=shown, mode=mode, name=text(line.label), line=style,
-                         opacity=0.5 if line.context else 1.0, legendgroup=legendgroup)]
+    shown = (axis or YAxis(log=False)).place(np.where(np.isfinite(values), values, np.nan))
+    style = {"width": 1, "color": "#9e9e9e"} if line.context else {"width": 2, "dash": dash}
+    mode = "lines+markers" if len(steps) <= 30 or symbol else "lines"
+    marker = {"symbol": symbol, "size": 7} if symbol else {}
+    traces = [go.Scatter(x=steps, y=shown, mode=mode, name=text(line.label), line=style, marker=marker,
+                         opacity=0.5 if line.context else 1.0, legendgroup=legendgroup,
+                         hovertext=[f"{v:.4g}" for v in values], hoverinfo="x+text+name")]
     bad = np.flatnonzero(~np.isfinite(values))
     if len(bad):
         filled = _forward_fill(shown)
@@ -160,6 +106,12 @@ def line_traces(line: Line, *, log_y: bool = False, legendgroup: str | None = No
             traces.append(go.Scatter(x=steps[bad][ok], y=at[ok], mode="markers", name=text(f"{line.label}: NaN/Inf"),
                                      marker={"symbol": "x", "size": 9, "color": "#c62828"}, legendgroup=legendgroup))
     return traces
+
+
+def integer_steps(fig: go.Figure, steps: np.ndarray) -> None:
+    """Step axes tick at whole steps (one per step over a short run)."""
+    span = int(steps.max() - steps.min()) if len(steps) else 0
+    fig.update_xaxes(tickformat="d", **({"dtick": 1} if span <= 10 else {}))
 
 
 def _forward_fill(values: np.ndarray) -> np.ndarray:
@@ -173,7 +125,8 @@ def _forward_fill(values: np.ndarray) -> np.ndarray:
     return values[idx]
 
 
-def _mark_findings(fig: go.Figure, findings: Sequence[Finding], *, row: int | None = None) -> None:
+def mark_findings(fig: go.Figure, findings: Sequence[Finding], *, row: int | None = None) -> None:
+    """Dotted vertical lines (severity color) at the steps of the first findings."""
     for f in sorted(findings, key=lambda f: f.step)[:MAX_MARKED]:
         kwargs = {"row": row, "col": 1} if row is not None else {}
         fig.add_vline(x=f.step, line={"color": SEVERITY_COLORS.get(f.severity, "#555"), "dash": "dot", "width": 1},
@@ -197,7 +150,8 @@ def timeline_figure(findings: Sequence[Finding]) -> go.Figure:
                                  name=severity, marker={"color": color, "size": 13, "symbol": "diamond"},
                                  hovertext=hover, hoverinfo="text"))
     fig.update_yaxes(type="category", categoryorder="array", categoryarray=[text(r) for r in rules][::-1])
-    fig.update_layout(template=_TEMPLATE, height=120 + 36 * len(rules), xaxis_title="step",
+    integer_steps(fig, np.asarray([f.step for f in findings], dtype=np.int64))
+    fig.update_layout(template=TEMPLATE, height=120 + 36 * len(rules), xaxis_title="step",
                       margin={"l": 140, "r": 20, "t": 20, "b": 40})
     return fig
 
@@ -215,7 +169,7 @@ def loss_figure(run: Run, findings: Sequence[Finding], names: Sequence[str]) -> 
     for line in lines:
         for trace in line_traces(line):
             fig.add_trace(trace)
-    _mark_findings(fig, findings)
+    mark_findings(fig, findings)
     train = next((ln for ln in lines if ln.label == "loss" and np.isfinite(ln.values).any()), None)
     if train is not None and findings:  # hoverable markers on the curve where each rule fired
         ok = np.isfinite(train.values)
@@ -228,7 +182,8 @@ def loss_figure(run: Run, findings: Sequence[Finding], names: Sequence[str]) -> 
                     name=f"findings ({severity})", marker={"color": color, "size": 11, "symbol": "diamond"},
                     hovertext=[f"<b>{text(f.rule)}</b> at step {f.step}<br>{wrapped(f.message)}" for f in chosen],
                     hoverinfo="text"))
-    fig.update_layout(template=_TEMPLATE, height=380, xaxis_title="step", yaxis_title="loss",
+    integer_steps(fig, np.concatenate([ln.steps for ln in lines]))
+    fig.update_layout(template=TEMPLATE, height=380, xaxis_title="step", yaxis_title="loss",
                       margin={"l": 60, "r": 20, "t": 20, "b": 40})
     return fig
 
@@ -262,18 +217,19 @@ def heatmap_figure(run: Run, name: str, *, log10: bool, zrange: tuple[float, flo
             grid = np.stack([np.nanmean(grid[:, a:b], axis=1) for a, b in itertools.pairwise(edges)], axis=1)
         steps = steps[edges[:-1]]
         note += f"{len(edges) - 1} step buckets (mean of each) shown. "
-    labels = _unique_labels(subjects)
+    labels = unique_labels(subjects)
     zopts = {"zmin": zrange[0], "zmax": zrange[1]} if zrange else {}
     fig = go.Figure(go.Heatmap(z=grid, x=steps, y=labels, colorscale=colorscale, hoverongaps=False,
                                colorbar={"title": {"text": text(f"log10 {name}" if log10 else name)}}, **zopts))
     fig.update_yaxes(type="category", autorange="reversed")
-    fig.update_layout(template=_TEMPLATE, height=min(1400, 160 + 16 * len(labels)), xaxis_title="step",
+    integer_steps(fig, steps)
+    fig.update_layout(template=TEMPLATE, height=min(1400, 160 + 16 * len(labels)), xaxis_title="step",
                       plot_bgcolor="#d5d5d5", margin={"l": 20, "r": 20, "t": 32, "b": 40})  # gray = no value
     fig.update_yaxes(automargin=True)
     return fig, note
 
 
-def _unique_labels(subjects: Sequence[str]) -> list[str]:
+def unique_labels(subjects: Sequence[str]) -> list[str]:
     """Escaped axis labels, long names shortened in the middle, kept distinct."""
     out: list[str] = []
     for s in subjects:

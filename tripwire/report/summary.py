@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from tripwire.finding import SEVERITIES, Finding
+from tripwire.run_end import RunEnd
 
 _SUBJECT_WIDTH = 40
 _MESSAGE_WIDTH = 100
@@ -34,7 +35,8 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # a layer name must not move the
 
 def format_summary(findings: Iterable[Finding], record_path: str | os.PathLike | None = None,
                    report_path: str | os.PathLike | None = None, *, sampled_steps: int | None = None,
-                   stopped_by: Finding | None = None, switched_off: dict[str, str] | None = None) -> str:
+                   stopped_by: Finding | None = None, switched_off: dict[str, str] | None = None,
+                   step_word: str = "step", end: RunEnd | None = None) -> str:
     """Text to print at the end of training.
 
     Args:
@@ -44,29 +46,46 @@ def format_summary(findings: Iterable[Finding], record_path: str | os.PathLike |
         sampled_steps: how many steps were sampled (named in the no-findings line).
         stopped_by: the finding that stopped training, if one did.
         switched_off: instrumentation parts that failed and were switched off (``{part: reason}``).
+        step_word: what a step is called (``round`` for XGBoost; see :mod:`tripwire.wording`).
+        end: how the run ended; a crash, or an exit with tripwire open, is named in the first line.
+
+    Example:
+        >>> print(format_summary([], sampled_steps=3, end=RunEnd("crashed", step=20, error="ValueError")))
+        tripwire: no findings in 3 sampled steps; training crashed: ValueError left training; last sample at step 20
     """
     findings = list(findings)
     where = _where(record_path, report_path)
     off = [f"  switched off after an internal error: {_clean(part)} ({_clean(why)})"
            for part, why in (switched_off or {}).items()]
     if not findings:
-        in_steps = f" in {sampled_steps} sampled step{'' if sampled_steps == 1 else 's'}" if sampled_steps else ""
-        line = f"tripwire: no findings{in_steps}"
+        plural = "" if sampled_steps == 1 else "s"
+        in_steps = f" in {sampled_steps} sampled {step_word}{plural}" if sampled_steps else ""
+        line = f"tripwire: no findings{in_steps}{_ending(end, step_word)}"
         return "\n".join([line + (f" (record: {_clean(str(record_path))})" if record_path else ""), *off])
 
     counts = {s: sum(f.severity == s for f in findings) for s in reversed(SEVERITIES)}
     by_severity = ", ".join(f"{n} {s}{'' if n == 1 else 's'}" for s, n in counts.items() if n)
     head = f"tripwire: {len(findings)} finding{'' if len(findings) == 1 else 's'} ({by_severity})"
     if stopped_by is not None:
-        head += f"; training stopped at step {stopped_by.step} by {_clean(stopped_by.rule)}"
+        head += f"; training stopped at {step_word} {stopped_by.step} by {_clean(stopped_by.rule)}"
+    else:
+        head += _ending(end, step_word)
 
     rows = _rows(findings)
-    header = ("rule", "subject", "first step", "message")
+    header = ("rule", "subject", f"first {step_word}", "message")
     widths = [max(len(header[i]), *(len(r[i]) for r in rows)) for i in range(3)]
     lines = [head, "  " + _row(header, widths)]
     lines += ["  " + _row(r, widths) for r in rows]
     lines += ["  " + w for w in where]
     return "\n".join(lines + off)
+
+
+def _ending(end: RunEnd | None, step_word: str) -> str:
+    """The end of the first line for a run that did not end the ordinary way."""
+    if end is None or end.state not in ("crashed", "exited"):
+        return ""
+    told = _clean(end.describe(step_word))
+    return f"; training {told}" if end.state == "crashed" else f"; {told}"
 
 
 def _rows(findings: list[Finding]) -> list[tuple[str, str, str, str]]:

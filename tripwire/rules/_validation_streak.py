@@ -34,6 +34,8 @@ Example:
     2.0 True
     >>> in_a_row(4, 2.0), in_a_row(3, 3.0)
     ('4 validations in a row (2 epochs of training)', '3 validations in a row')
+    >>> in_a_row(6, 1.8, "xgboost")
+    '6 validations in a row (1.8 rounds x eta)'
 """
 
 from __future__ import annotations
@@ -54,10 +56,12 @@ def validation_weight(sample: Sample) -> float:
     return min(max(value, 0.0), 1.0)
 
 
-def in_a_row(validations: int, epochs: float) -> str:
+def in_a_row(validations: int, epochs: float, framework: str | None = None) -> str:
     """How long a streak is, for a finding's message: validations, and the training they cover
-    when that differs."""
+    when that differs (in epochs; for XGBoost, which has none, in rounds x eta)."""
     text = f"{validations} validation{'s' if validations != 1 else ''} in a row"
     if abs(validations - epochs) > TOLERANCE:
-        text += f" ({epochs:.3g} epoch{'s' if abs(epochs - 1) > TOLERANCE else ''} of training)"
+        plural = "s" if abs(epochs - 1) > TOLERANCE else ""
+        text += f" ({epochs:.3g} rounds x eta)" if framework == "xgboost" else \
+            f" ({epochs:.3g} epoch{plural} of training)"
     return text

@@ -10,6 +10,7 @@ from pydantic import Field
 from tripwire.registry import register
 from tripwire.rule import Limit, Need, Rule, RuleParams, Verdict
 from tripwire.stats import Sample
+from tripwire.wording import for_framework
 
 
 @register
@@ -77,7 +78,16 @@ class ClassImbalance(Rule):
             message=f"class {major} has {counts[major]:.0f} training labels and class {minor} only "
                     f"{counts[minor]:.0f} (ratio {ratio:.3g} > {self.params.threshold:g} after {total:.0f} labels): "
                     f"the model can score well by ignoring class {minor}",
-            suggestion="resample (torch WeightedRandomSampler, class-balanced batches), weight the loss "
-                       "(CrossEntropyLoss(weight=...), Keras class_weight, XGBoost scale_pos_weight / "
-                       "sample_weight), and track per-class recall or F1 rather than accuracy",
+            suggestion=for_framework(
+                self.framework,
+                "resample (torch WeightedRandomSampler, class-balanced batches), weight the loss "
+                "(CrossEntropyLoss(weight=...), Keras class_weight, XGBoost scale_pos_weight / "
+                "sample_weight), and track per-class recall or F1 rather than accuracy",
+                torch="resample (WeightedRandomSampler, class-balanced batches), weight the loss "
+                      "(CrossEntropyLoss(weight=...)), and track per-class recall or F1 rather than accuracy",
+                keras="weight the classes (fit(class_weight=...) or sample_weight), resample to class-balanced "
+                      "batches, and track per-class recall or F1 rather than accuracy",
+                xgboost="weight the rare class (scale_pos_weight = negatives / positives for binary, else a "
+                        "per-class sample_weight), and evaluate with aucpr or per-class recall / F1 rather than "
+                        "error or accuracy"),
             counts=dict(counts), majority=major, minority=minor, total=total)]

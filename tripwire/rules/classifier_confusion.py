@@ -10,6 +10,7 @@ from pydantic import Field
 from tripwire.registry import register
 from tripwire.rule import Limit, Need, Rule, RuleParams, Verdict
 from tripwire.rules._loss_history import finite_scalar
+from tripwire.rules._percent import percent
 from tripwire.rules._streak import advance
 from tripwire.rules._validation_streak import EPOCHS_SINCE_VAL, validation_weight
 from tripwire.stats import Sample
@@ -156,8 +157,9 @@ class ClassifierConfusion(Rule):
             if not advance(failing, t, fails, sample.step, weight).reached(p.patience):
                 out.append(self.clear(t))
                 continue
-            why = (f"{share:.0%} of them predicted as class {worst} (limit {p.max_off_diag:.0%})"
-                   if confused else f"recall {recall:.0%} < {p.min_diag:.0%}")
+            why = (f"{percent(share, p.max_off_diag)} of them predicted as class {worst} (limit "
+                   f"{percent(p.max_off_diag)})" if confused else f"recall {percent(recall, p.min_diag)} < "
+                   f"{percent(p.min_diag)}")
             top = f"; most often mistaken for class {worst} ({share:.0%})" if not confused else ""
             out.append(self.fire(
                 t, value=share if confused else recall,

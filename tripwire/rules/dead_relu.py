@@ -9,6 +9,7 @@ from pydantic import Field
 from tripwire.registry import register
 from tripwire.rule import Limit, Need, Rule, Verdict
 from tripwire.rules._layers import LayerParams, finite_items, judge_layers
+from tripwire.rules._percent import percent
 from tripwire.rules._streak import Streak
 from tripwire.stats import CATALOGUE, Sample
 
@@ -77,8 +78,9 @@ class DeadRelu(Rule):
         p = self.params
         return self.fire(
             layer, value=frac, threshold=p.threshold_layer,
-            message=f"{frac:.0%} of the units of ReLU layer {layer} are dead (active in < "
-                    f"{p.threshold_inactivity:.0%} of the samples; limit {p.threshold_layer:.0%}) for {streak.count} "
+            message=f"{percent(frac, p.threshold_layer)} of the units of ReLU layer {layer} are dead (active in < "
+                    f"{percent(p.threshold_inactivity)} of the samples; limit {percent(p.threshold_layer)}) for "
+                    f"{streak.count} "
                     f"samples ({streak.steps}): they pass no gradient and no longer learn",
             suggestion="lower the learning rate, use LeakyReLU/GELU, check the bias init (not strongly "
                        "negative) and the input scale, add BatchNorm before the activation",

@@ -11,6 +11,7 @@ from tripwire.rule import Limit, Need, Rule, RuleParams, Verdict
 from tripwire.rules._loss_history import add_to_window, finite_scalar, new_window, relative_drop
 from tripwire.rules._streak import advance
 from tripwire.stats import Sample
+from tripwire.wording import for_framework
 
 
 @register
@@ -80,11 +81,16 @@ class LossNotDecreasing(Rule):
         trend = "rose" if after > before else "stayed flat"
         return [self.fire(
             None, value=drop, threshold=p.min_delta,
-            message=f"training loss {trend}: mean {after:.4g} over the {p.window} steps to step {sample.step} "
-                    f"vs {before:.4g} before ({-drop:+.1%}); under a {p.min_delta:.1%} drop for "
-                    f"{streak.count} windows in a row",
-            suggestion="if the loss is flat from the start, raise the learning rate (try 1e-4..1e-3 for Adam) and "
-                       "check that gradients reach the parameters (requires_grad, optimizer param groups, "
-                       "zero_grad placement); if it rises, lower the learning rate; if the run has converged, "
-                       "stop early or decay the learning rate",
+            message=f"training loss {trend}: mean {after:.4g} over the {p.window} {self.step_word}s to "
+                    f"{self.step_word} {sample.step} vs {before:.4g} before ({-drop:+.1%}); under a "
+                    f"{p.min_delta:.1%} drop for {streak.count} windows in a row",
+            suggestion=for_framework(
+                self.framework,
+                "if the loss is flat from the start, raise the learning rate (try 1e-4..1e-3 for Adam) and "
+                "check that gradients reach the parameters (requires_grad, optimizer param groups, "
+                "zero_grad placement); if it rises, lower the learning rate; if the run has converged, "
+                "stop early or decay the learning rate",
+                xgboost="if the loss is flat from the start, raise eta or max_depth and check the objective and "
+                        "the labels; if it rises, lower eta; if the model has converged, stop at the best round "
+                        "(early_stopping_rounds on a validation set)"),
             window_mean=after, previous_mean=before, relative_drop=drop, misses=streak.count)]

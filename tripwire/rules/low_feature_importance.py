@@ -9,6 +9,7 @@ from pydantic import Field
 
 from tripwire.registry import register
 from tripwire.rule import Limit, Need, Rule, RuleParams, Verdict
+from tripwire.rules._percent import percent
 from tripwire.stats import Sample
 
 
@@ -117,8 +118,8 @@ class LowFeatureImportance(Rule):
                 names = ", ".join(f"{f} ({v:.0%})" for f, v in top)
                 out.append(self.fire(
                     "dominant", value=held, threshold=p.max_share,
-                    message=f"the top {p.n} of {count} features hold {held:.0%} of the importance at round "
-                            f"{sample.step} (limit {p.max_share:.0%}): {names}",
+                    message=f"the top {p.n} of {count} features hold {percent(held, p.max_share)} of the "
+                            f"importance at round {sample.step} (limit {percent(p.max_share)}): {names}",
                     suggestion=f"check {top[0][0]} for target leakage (a column computed from the label, an ID or "
                                "timestamp that encodes it); if legitimate, the other features add little",
                     top={f: v for f, v in top}, features=count))
@@ -131,9 +132,9 @@ class LowFeatureImportance(Rule):
             if share > p.max_useless_share:
                 out.append(self.fire(
                     "useless", value=share, threshold=p.max_useless_share, severity="info",
-                    message=f"{len(useless)} of {count} features ({share:.0%}) have importance < {p.threshold:g} "
-                            f"at round {sample.step} (limit {p.max_useless_share:.0%}), e.g. "
-                            f"{', '.join(sorted(useless)[:5])}",
+                    message=f"{len(useless)} of {count} features ({percent(share, p.max_useless_share)}) have "
+                            f"importance < {p.threshold:g} at round {sample.step} (limit "
+                            f"{percent(p.max_useless_share)}), e.g. {', '.join(sorted(useless)[:5])}",
                     suggestion="drop features the model does not use, or check the feature pipeline (constant or "
                                "all-missing columns, a broken join or encoding)",
                     useless=sorted(useless)[:50], features=count))

@@ -100,15 +100,17 @@ class NotNormalized(Rule):
         low, high = p.std_range
         named = ", ".join(f"{f['feature']} (mean {f['mean']:.3g}, std {f['std']:.3g})" for f in off[:_SHOWN])
         more = f" and {len(order) - _SHOWN} more" if len(order) > _SHOWN else ""
+        worst = _worst(off[0], p)
         return [self.fire(
-            None, value=len(order), threshold=0,
+            None, value=worst["value"], threshold=worst["limit"],
             message=f"{len(order)} of {len(st['count'])} input features are far from zero mean / unit scale at "
-                    f"step {sample.step}: {named}{more} (limits |mean| <= {p.threshold_mean:g}, std in "
-                    f"[{low:g}, {high:g}]); unscaled inputs slow or stall training",
+                    f"step {sample.step}: {named}{more}; the worst, {worst['feature']}, has {worst['quantity']} "
+                    f"{worst['value']:.3g} {worst['compare']} {worst['limit']:g} (limits |mean| <= "
+                    f"{p.threshold_mean:g}, std in [{low:g}, {high:g}]); unscaled inputs slow or stall training",
             suggestion="standardize each feature with training-set statistics (sklearn StandardScaler, "
                        "keras.layers.Normalization adapted on the training data, torchvision Normalize), "
                        "log-transform heavy-tailed positive features (prices, counts), scale images to [0, 1]",
-            features=off)]
+            features=off, worst=worst, features_off=len(order))]
 
     def _accumulate(self, sample: Sample) -> None:
         """Add the sample's per-feature totals (non-finite values are left out) with numpy: wide
@@ -163,6 +165,26 @@ class NotNormalized(Rule):
         lo, hi = st["min"][i], st["max"][i]
         return {"feature": st["features"][i], "mean": float(mean[i]), "std": float(std[i]),
                 "min": None if math.isnan(lo) else lo, "max": None if math.isnan(hi) else hi, "score": score}
+
+
+def _worst(feature: dict[str, Any], p: NotNormalized.Params) -> dict[str, Any]:
+    """The limit the worst feature breaks most: its ``quantity`` (``|mean|`` or ``std``), ``value``
+    and ``limit`` are the finding's value and threshold.
+
+    Example:
+        >>> p = NotNormalized.Params()
+        >>> _worst({"feature": "price", "mean": 1e5, "std": 1e4}, p)["quantity"]
+        '|mean|'
+        >>> w = _worst({"feature": "id", "mean": 0.0, "std": 0.001}, p)
+        >>> w["quantity"], w["compare"], w["limit"]
+        ('std', '<', 0.01)
+    """
+    low, high = p.std_range
+    mean, std = abs(feature["mean"]), feature["std"]
+    ways = [(mean / p.threshold_mean, "|mean|", mean, ">", p.threshold_mean), (std / high, "std", std, ">", high),
+            (low / std if std > 0 else math.inf, "std", std, "<", low)]
+    _, quantity, value, compare, limit = max(ways, key=lambda w: w[0])
+    return {"feature": feature["feature"], "quantity": quantity, "value": value, "compare": compare, "limit": limit}
 
 
 def _aligned(series: dict, names: list[str]) -> np.ndarray:

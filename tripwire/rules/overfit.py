@@ -19,6 +19,7 @@ from tripwire.rules._loss_history import (
 from tripwire.rules._streak import advance
 from tripwire.rules._validation_streak import EPOCHS_SINCE_VAL, in_a_row, validation_weight
 from tripwire.stats import Sample
+from tripwire.wording import for_framework
 
 _EPS = 1e-12
 
@@ -35,7 +36,9 @@ class Overfit(Rule):
 
 where ``initial`` is the first training loss seen. The floor keeps a model that has all but
 reached zero training loss on easy data (train 0.009, val 0.05) from counting as a 5x gap:
-relative to the scale the loss started from, that gap is small.
+relative to the scale the loss started from, that gap is small. The finding's ``value`` is
+``r``; its message says which denominator was used (``evidence["floored"]``), and the report
+plots ``r`` with the same floor.
 
     ``patience`` epochs of validations in a row with ``r > ratio`` *and* no new best validation
     loss fire; one with ``r <= ratio`` or a new best clears. Each validation counts for the
@@ -115,7 +118,8 @@ relative to the scale the loss started from, that gap is small.
         vals = self.state.setdefault("vals", [])
         vals.append(val)
         del vals[:-NOISE_WINDOW]
-        denominator = max(abs(train), p.floor * (self.state.get("initial") or 0.0), _EPS)
+        initial = self.state.get("initial") or 0.0
+        denominator = max(abs(train), p.floor * initial, _EPS)
         r = (val - train) / denominator
         within_noise = val - train <= p.ratio * denominator + p.z * noise(vals)
         best = self.state.get("best_val")
@@ -126,11 +130,21 @@ relative to the scale the loss started from, that gap is small.
         streak = advance(self.state, "over", over, sample.step, weight=validation_weight(sample))
         if not streak.reached(p.patience):
             return [self.clear(None)]
+        floored = denominator > abs(train)
+        unit = (f"{denominator:.4g}, the floor that replaces a training loss below {p.floor:g} x the initial "
+                f"{initial:.4g}" if floored else "the training loss")
         return [self.fire(
             None, value=r, threshold=p.ratio,
-            message=f"validation loss {val:.4g} is {r:.0%} above the training loss {train:.4g} at step "
-                    f"{sample.step} (limit {p.ratio:.0%}), for {in_a_row(streak.count, streak.length)}",
-            suggestion="the model memorizes the training set: add regularization (weight decay, dropout, data "
-                       "augmentation), use more training data or a smaller model, and keep the checkpoint with "
-                       "the best val_loss (early stopping)",
-            val_loss=val, train_loss=train, validations_over=streak.count, epochs_over=streak.length)]
+            message=f"validation loss {val:.4g} is above the training loss {train:.4g} by {r:.4g} x {unit} "
+                    f"(limit {p.ratio:g}) at {self.step_word} {sample.step}, for "
+                    f"{in_a_row(streak.count, streak.length, self.framework)}",
+            suggestion=for_framework(
+                self.framework,
+                "the model memorizes the training set: add regularization (weight decay, dropout, data "
+                "augmentation), use more training data or a smaller model, and keep the checkpoint with "
+                "the best val_loss (early stopping)",
+                xgboost="the trees memorize the training set: lower max_depth (3..8 is typical), raise "
+                        "min_child_weight or gamma, set subsample / colsample_bytree below 1, lower eta with more "
+                        "rounds, and stop at the best round (early_stopping_rounds on the validation set)"),
+            val_loss=val, train_loss=train, denominator=denominator, floored=floored, validations_over=streak.count,
+            epochs_over=streak.length)]

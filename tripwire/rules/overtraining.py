@@ -21,6 +21,7 @@ from tripwire.rules._loss_history import (
 from tripwire.rules._streak import advance, end
 from tripwire.rules._validation_streak import EPOCHS_SINCE_VAL, in_a_row, validation_weight
 from tripwire.stats import Sample
+from tripwire.wording import for_framework
 
 
 @register
@@ -97,7 +98,7 @@ class Overtraining(Rule):
         return [Need("loss"), Need("val_loss"), EPOCHS_SINCE_VAL]
 
     def check(self, sample: Sample) -> list[Verdict]:
-        st, p = self.state, self.params
+        st, p, at = self.state, self.params, self.step_word
         loss = finite_scalar(sample, "loss")
         if loss is not None:
             add_train(st["train"], loss)
@@ -125,15 +126,21 @@ class Overtraining(Rule):
         just_improved = latest < st["best"] - p.min_delta * abs(st["best"])
         if train_drop < p.min_delta or (sigma > 0 and val <= st["best"] + p.z * sigma) or just_improved:
             return [self.clear(None)]
+        streak_text = in_a_row(streak.count, streak.length, self.framework)
         return [self.fire(
             None, value=streak.length, threshold=p.patience,
-            message=f"val_loss has not improved by {p.min_delta:.0%} for {in_a_row(streak.count, streak.length)} (best "
-                    f"{st['best']:.4g} at step {st['best_step']}, now {latest:.4g} at step {sample.step}, level "
+            message=f"val_loss has not improved by {p.min_delta:.0%} for {streak_text} (best "
+                    f"{st['best']:.4g} at {at} {st['best_step']}, now {latest:.4g} at {at} {sample.step}, level "
                     f"{val:.4g} as the median of the last 3) while the training loss fell {train_drop:.0%} "
                     f"({st['train_at_best']:.4g} -> {train:.4g})",
-            suggestion="further training only fits the training set: stop early and keep the best-val_loss "
-                       "checkpoint (EarlyStopping / ModelCheckpoint on val_loss), decay the learning rate, or add "
-                       "regularization (weight decay, dropout, augmentation)",
+            suggestion=for_framework(
+                self.framework,
+                "further training only fits the training set: stop early and keep the best-val_loss "
+                "checkpoint (EarlyStopping / ModelCheckpoint on val_loss), decay the learning rate, or add "
+                "regularization (weight decay, dropout, augmentation)",
+                xgboost="further rounds only fit the training set: stop at the best round (early_stopping_rounds "
+                        "on the validation set keeps best_iteration), or lower eta with more rounds, and "
+                        "regularize the trees (lower max_depth, raise min_child_weight, subsample below 1)"),
             best_val_loss=st["best"], best_step=st["best_step"], val_loss=latest, val_level=val,
             val_noise=sigma,
             train_loss_at_best=st["train_at_best"], train_loss=train)]

@@ -10,6 +10,7 @@ from pydantic import Field
 from tripwire.registry import register
 from tripwire.rule import Limit, Need, Rule, Verdict
 from tripwire.rules._layers import LayerParams, finite_items, judge_layers
+from tripwire.rules._percent import percent
 from tripwire.rules._streak import Streak
 from tripwire.stats import CATALOGUE, Sample
 
@@ -53,9 +54,9 @@ class _Saturation(Rule):
         p = self.params
         return self.fire(
             layer, value=frac, threshold=p.threshold_layer,
-            message=f"{frac:.0%} of the units of {self.function} layer {layer} are saturated "
+            message=f"{percent(frac, p.threshold_layer)} of the units of {self.function} layer {layer} are saturated "
                     f"(output within {1 - p.level:g} of its limits in >= {p.share:.0%} of the samples; limit "
-                    f"{p.threshold_layer:.0%} of the layer) for {streak.count} samples ({streak.steps}): "
+                    f"{percent(p.threshold_layer)} of the layer) for {streak.count} samples ({streak.steps}): "
                     f"their gradient is ~0, so the layers before {layer} stop learning",
             suggestion="normalize the inputs (zero mean, unit variance), initialize with Glorot/Xavier, lower "
                        "the learning rate, add BatchNorm/LayerNorm before the activation, or use ReLU/GELU",

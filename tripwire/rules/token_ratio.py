@@ -9,6 +9,7 @@ from pydantic import Field
 
 from tripwire.registry import register
 from tripwire.rule import Limit, Need, Rule, RuleParams, Verdict
+from tripwire.rules._percent import percent
 from tripwire.stats import CATALOGUE, Sample
 
 _PAD_ADVICE = ("pad each batch to its longest sequence instead of a fixed max_length (dynamic padding, "
@@ -80,8 +81,8 @@ class TokenRatio(Rule):
             return [self.clear(None)]
         return [self.fire(
             None, value=share, threshold=p.threshold,
-            message=f"token id {p.token} is {share:.0%} of the {st['total']:.0f} input tokens seen by step "
-                    f"{sample.step} (limit {p.threshold:.0%}): most of each batch is "
+            message=f"token id {p.token} is {percent(share, p.threshold)} of the {st['total']:.0f} input tokens "
+                    f"seen by step {sample.step} (limit {percent(p.threshold)}): most of each batch is "
                     f"{'padding' if p.token == 0 else f'token {p.token}'}",
             suggestion=_PAD_ADVICE if p.token == 0 else _OTHER_ADVICE,
             token=p.token, token_count=st["count"], token_total=st["total"])]

@@ -9,8 +9,10 @@ from pydantic import Field
 from tripwire.registry import register
 from tripwire.rule import Limit, Need, Rule, RuleParams, Verdict
 from tripwire.rules._loss_history import add_to_window, finite_scalar, new_window, relative_drop
+from tripwire.rules._percent import percent
 from tripwire.rules._streak import advance
 from tripwire.stats import Sample
+from tripwire.wording import for_framework
 
 
 @register
@@ -104,10 +106,15 @@ class Underfit(Rule):
         share = after / initial if initial else float("inf")
         return [self.fire(
             None, value=share, threshold=p.ratio,
-            message=f"training loss plateaued at {after:.4g} by step {sample.step}, still {share:.0%} of its "
-                    f"initial {initial:.4g} (limit {p.ratio:.0%}); under a {p.min_delta:.1%} drop per "
-                    f"{p.window} steps for {streak.count} windows",
-            suggestion="the model is not learning: raise the learning rate, give the model more capacity "
-                       "(width, depth), lower weight decay / dropout, check that inputs are normalized and that "
-                       "labels match the inputs (shuffled or misaligned labels look like this)",
+            message=f"training loss plateaued at {after:.4g} by {self.step_word} {sample.step}, still "
+                    f"{percent(share, p.ratio)} of its initial {initial:.4g} (limit {percent(p.ratio)}); under a "
+                    f"{p.min_delta:.1%} drop per {p.window} {self.step_word}s for {streak.count} windows",
+            suggestion=for_framework(
+                self.framework,
+                "the model is not learning: raise the learning rate, give the model more capacity "
+                "(width, depth), lower weight decay / dropout, check that inputs are normalized and that "
+                "labels match the inputs (shuffled or misaligned labels look like this)",
+                xgboost="the trees are not learning: raise eta or max_depth, lower min_child_weight, gamma and "
+                        "reg_lambda / reg_alpha, check that the objective fits the task and that the labels match "
+                        "the features (shuffled or misaligned labels look like this)"),
             initial_loss=initial, window_mean=after, previous_mean=before, relative_drop=drop)]

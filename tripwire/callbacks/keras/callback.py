@@ -56,9 +56,9 @@ def _cleaning_up(hook):
     def guarded(self, *args, **kwargs):
         try:
             return hook(self, *args, **kwargs)
-        except BaseException:
+        except BaseException as exc:
             with contextlib.suppress(Exception):  # the original exception is the one to see
-                self._teardown()
+                self._teardown(error=exc)
             raise
 
     return guarded
@@ -243,12 +243,12 @@ class KerasTripwire(keras.callbacks.Callback):
 
     # ---- helpers -------------------------------------------------------------------------
 
-    def _teardown(self) -> None:
+    def _teardown(self, error: BaseException | None = None) -> None:
         try:
             if self.collector is not None:
                 self.collector.uninstall()
         finally:
-            self.monitor.close()
+            self.monitor.close(error=error)
 
     def _drop_broken_collector(self) -> None:
         """After a failure of the in-graph statistics: remove every hook, go on without them."""
@@ -284,7 +284,7 @@ class KerasTripwire(keras.callbacks.Callback):
             self._act(self.monitor.process(sample))
 
     def _read_statistics(self, step: int, final: bool) -> dict[str, dict[str | None, float]]:
-        stats = self.collector.read(final=final)
+        stats = self.collector.read(final=final, data=self.monitor.waiting(self.collector.data.stats))
         params = self.collector.params
         if params is not None:
             self._no_gradient.see(params.no_gradient, step)

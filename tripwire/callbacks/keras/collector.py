@@ -144,7 +144,8 @@ class Collector:
         self.buffer: PackedBuffer | None = None
         #: the data totals (kept summing on the device) are decoded after `data_every` reads, then
         #: after twice as many, and so on up to every 64 reads: per-feature statistics of wide
-        #: inputs are thousands of values, which would otherwise dominate the host's work
+        #: inputs are thousands of values, which would otherwise dominate the host's work; at every
+        #: read while a rule that reads them has not judged yet (see :meth:`read`)
         self.data_every = max(1, -(-len(self.data.layout) // 256))
         self._reads = 0
         self._data_gap = self._next_data = self.data_every
@@ -502,9 +503,10 @@ class Collector:
 
     # ---- host side -----------------------------------------------------------------------
 
-    def read(self, final: bool = False) -> dict[str, dict[str | None, float]]:
-        """Statistics of the latest sampled step not read yet and, when due (or ``final``), the data
-        totals since they were last decoded: one host copy."""
+    def read(self, final: bool = False, *, data: bool = False) -> dict[str, dict[str | None, float]]:
+        """Statistics of the latest sampled step not read yet and, when due (or ``final``, or
+        ``data``: a rule that reads them still waits for its first verdict), the data totals since
+        they were last decoded: one host copy."""
         if self.buffer is None:
             return {}
         self._reads += 1
@@ -515,10 +517,12 @@ class Collector:
             rows = buffer.read()
             for layout in buffer.layouts:
                 if layout is self.data.layout:
-                    if not (final or self._reads >= self._next_data):
+                    due = final or self._reads >= self._next_data
+                    if due:
+                        self._data_gap = min(2 * self._data_gap, max(64, self.data_every))
+                        self._next_data = self._reads + self._data_gap
+                    elif not data:
                         continue
-                    self._data_gap = min(2 * self._data_gap, max(64, self.data_every))
-                    self._next_data = self._reads + self._data_gap
                 stats.update(buffer.take(layout, rows))
         self.acts.drop_unmeasured(stats)
         return {k: v for k, v in stats.items() if not k.startswith("__")}

@@ -157,6 +157,11 @@ class DataStats:
         self.token_inputs = [j for j, (_, dtype) in enumerate(specs) if "int" in dtype]
 
     @property
+    def stats(self) -> set[str]:
+        """The statistics laid out (``label_count``, ``input_sum``, ...)."""
+        return {slot.key.split("[")[0] for slot in self.layout.slots[1:]}
+
+    @property
     def wanted(self) -> bool:
         return bool(self.labels is not None or self.inputs or self.token_slots or self.token_total is not None)
 

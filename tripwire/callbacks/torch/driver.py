@@ -60,6 +60,7 @@ from tripwire.callbacks.torch.parts import COLLECTOR, FLUSH, GRADIENTS, LOSS
 from tripwire.callbacks.torch.ranks import Ranks
 from tripwire.decision import DecisionSink
 from tripwire.errors import RuleError
+from tripwire.finding import Finding
 from tripwire.monitor import Decision, Monitor
 from tripwire.stats import Sample
 
@@ -92,9 +93,11 @@ class TorchDriver:
         self._defer = False
         self._collector_state: dict[str, Any] = {}
 
-    def connect(self, ranks: Ranks, sink: DecisionSink, on_sample: Callable[[Sample], None] | None = None) -> None:
-        """The ranks to agree with, the sink that carries out decisions, and ``on_sample(sample)``,
-        called with every sample before it is decided (Lightning: its loggers)."""
+    def connect(self, ranks: Ranks, sink: DecisionSink,
+                on_sample: Callable[[Sample, list[Finding]], None] | None = None) -> None:
+        """The ranks to agree with, the sink that carries out decisions, and ``on_sample(sample,
+        findings)``, called with every sample and the findings it raised before the decision is
+        carried out (Lightning: its loggers)."""
         self.ranks, self.sink, self.on_sample = ranks, sink, on_sample
         self.monitor.is_main = ranks.is_main
 
@@ -185,10 +188,11 @@ class TorchDriver:
         if self.collector is not None:
             self.collector.detach()
 
-    def finish(self) -> None:
-        """Close alerts and the run record (the summary is printed on rank 0); a second call does nothing."""
+    def finish(self, error: BaseException | None = None) -> None:
+        """Close alerts and the run record (the summary is printed on rank 0); a second call does
+        nothing. ``error``: the exception leaving training, when the adapter sees one."""
         self._pending = None
-        self.monitor.close()
+        self.monitor.close(error=error)
 
     # training --------------------------------------------------------------------------------------
     def begin_step(self, step: int, batch: Any = None) -> None:
@@ -269,7 +273,7 @@ class TorchDriver:
         if self.monitor.engine.strict and self._any_rank(failed is not None):
             raise failed or RuleError("a rule failed on another rank (strict=True); see that rank's error")
         if self.on_sample is not None and sample.stats:
-            self.on_sample(sample)
+            self.on_sample(sample, decision.findings)
         stop, switch_off = self.agree(decision.stop is not None, self.collector_broken())
         if switch_off:
             self.switch_off_collector()

@@ -176,13 +176,13 @@ class TripwireCallback(TrainerCallback):
             self._acting(state, control, self.driver.process_pending)
             self._finish()
 
-    def _finish(self) -> None:
+    def _finish(self, error: BaseException | None = None) -> None:
         self._training = False
         handles, self._handles = self._handles, []
         for handle in handles:
             handle.remove()
         self.driver.detach()
-        self.driver.finish()
+        self.driver.finish(error=error)
 
     # training --------------------------------------------------------------------------------------
     def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -282,9 +282,9 @@ class TripwireCallback(TrainerCallback):
         self._sink.control = control
         try:
             call(*args, **kwargs)
-        except BaseException:
+        except BaseException as exc:
             self._publish(state)
-            self._finish()
+            self._finish(error=exc)
             raise
         self._publish(state)
 

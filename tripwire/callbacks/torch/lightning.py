@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from tripwire.callbacks.torch.driver import TorchDriver
+from tripwire.callbacks.torch.logger_findings import log_findings
 from tripwire.callbacks.torch.ranks import Ranks
 from tripwire.config import FROM_CONFIG, FromConfig
 from tripwire.finding import Finding
@@ -96,7 +97,8 @@ class TripwireCallbackImpl:
             return
         self.driver.connect(Ranks(trainer.world_size, trainer.is_global_zero,
                                   lambda flag, every: trainer.strategy.reduce_boolean_decision(flag, all=every)),
-                            _TrainerSink(trainer), on_sample=lambda sample: self._log_stats(trainer, sample))
+                            _TrainerSink(trainer),
+                            on_sample=lambda sample, findings: self._log_sample(trainer, sample, findings))
         self.driver.build(pl_module)
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
@@ -119,7 +121,8 @@ class TripwireCallbackImpl:
         self.driver.finish()
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
-        self.driver.finish()
+        """An exception leaves ``fit``: the run record says the run crashed (or a ``raise`` action stopped it)."""
+        self.driver.finish(error=exception)
 
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
         """Remove hooks and close alerts and the run record."""
@@ -185,10 +188,17 @@ class TripwireCallbackImpl:
             sample.add("epochs_since_val", batches / per_epoch)
 
     # logging -------------------------------------------------------------------------------------------
-    def _log_stats(self, trainer: Any, sample: Sample) -> None:
-        """Each statistic of a sample to the Trainer's loggers (rank 0, unless ``log_stats: false``)."""
-        if not (self.monitor.config.log_stats and trainer.is_global_zero):
+    def _log_sample(self, trainer: Any, sample: Sample, findings: list[Finding]) -> None:
+        """A sample's statistics (unless ``log_stats: false``) and findings to the Trainer's loggers
+        (rank 0; see :mod:`~tripwire.callbacks.torch.logger_findings`)."""
+        if not trainer.is_global_zero:
             return
+        if self.monitor.config.log_stats:
+            self._log_stats(trainer, sample)
+        log_findings(trainer.loggers, findings, len(self.monitor.findings), sample.step)
+
+    def _log_stats(self, trainer: Any, sample: Sample) -> None:
+        """Each statistic of a sample to the Trainer's loggers."""
         flat = {}
         for key, series in sample.stats.items():
             if key.split("[")[0] in _NOT_LOGGED:

@@ -55,8 +55,8 @@ def _closing_on_error(method: F) -> F:
     def guarded(self: Tripwire, *args: Any, **kwargs: Any) -> Any:
         try:
             return method(self, *args, **kwargs)
-        except BaseException:
-            self._teardown()
+        except BaseException as exc:
+            self._teardown(error=exc)
             raise
 
     return guarded  # type: ignore[return-value]
@@ -255,7 +255,7 @@ class Tripwire:
         finally:
             self._teardown()
 
-    def _teardown(self) -> None:
+    def _teardown(self, error: BaseException | None = None) -> None:
         if self._closed:
             return
         self._closed = True
@@ -263,7 +263,7 @@ class Tripwire:
         for handle in handles:
             handle.remove()
         self.driver.detach()
-        self.driver.finish()
+        self.driver.finish(error=error)
 
     def __enter__(self) -> Tripwire:
         return self
@@ -271,8 +271,8 @@ class Tripwire:
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if exc_type is None:
             self.close()
-        else:  # the loop's own exception is the one to see
-            self._teardown()
+        else:  # the loop's own exception is the one to see; the record says the run crashed
+            self._teardown(error=exc)
 
     # state -------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

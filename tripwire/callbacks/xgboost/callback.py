@@ -232,8 +232,8 @@ class XGBoostTripwire(TrainingCallback):
             if not self.monitor.due(s.round):
                 return False
             return self._decide(model, s)
-        except BaseException:  # training ends here without after_training: flush what we have
-            self._close(model)
+        except BaseException as exc:  # training ends here without after_training: flush what we have
+            self._close(model, error=exc)
             raise
 
     def after_training(self, model: Any) -> Any:
@@ -256,12 +256,13 @@ class XGBoostTripwire(TrainingCallback):
         self.monitor.execute(decision, sink)
         return sink.stopping
 
-    def _close(self, model: Any) -> None:
-        """End the session: findings into the booster, alerts and the run record flushed."""
+    def _close(self, model: Any, error: BaseException | None = None) -> None:
+        """End the session: findings into the booster, alerts and the run record flushed, how it
+        ended (``error``: the exception leaving training) recorded."""
         try:
             self._publish(model)
         finally:  # strict: the error goes on, the session still ends
-            self.monitor.close()
+            self.monitor.close(error=error)
             self._session = None
 
     def _resolve(self, s: _Session, evals_log: dict) -> None:
