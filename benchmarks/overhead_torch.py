@@ -1,9 +1,10 @@
 """Step-time overhead of `tripwire.torch.Tripwire` and its peers in a plain PyTorch loop on CPU.
 
 The three workloads of ``overhead_lightning.py`` (MLP, CNN, small transformer: the same models
-and batches, from ``_lightning_workloads.py``) train with Adam in a plain loop, in one process,
-with beside the model one of: nothing (the baseline, run twice: the A/A column shows the noise),
-tripwire with the default config, tripwire with every torch rule type sampled every step,
+and batches, from ``_lightning_workloads.py`` and :mod:`tripwire.kit`) train with Adam in a
+plain loop, in one process, with beside the model one of: nothing (the baseline, run twice:
+the A/A column shows the noise), tripwire with the default config, tripwire with every torch
+rule type sampled every step,
 ``wandb.watch(model, log="all")`` with ``log_freq=1`` and ``log_freq=10`` plus
 ``wandb.log({"loss": loss})`` every step (offline), ``wandb.log`` alone, Lightning's ``grad_norm``
 read with ``.item()`` every step, and the floor (one fused norm pass over parameters and gradients
