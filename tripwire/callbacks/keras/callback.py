@@ -38,6 +38,7 @@ from tripwire.callbacks.keras.buffer import to_numpy
 from tripwire.callbacks.keras.collector import SETUP, Collector
 from tripwire.callbacks.keras.init import INIT_STATS, init_stats
 from tripwire.callbacks.keras.jax import JaxState
+from tripwire.callbacks.keras.tensorboard import FindingWriter
 from tripwire.callbacks.no_gradient import NoGradientNotice
 from tripwire.config import FROM_CONFIG, FromConfig
 from tripwire.finding import Finding
@@ -46,6 +47,7 @@ from tripwire.stats import INPUT_STATS, Sample
 
 log = logging.getLogger("tripwire")
 
+TENSORBOARD = "writing findings to TensorBoard"
 _DATA_STATS = {"label_count", "token_count", "token_total", *INPUT_STATS}
 
 
@@ -98,6 +100,9 @@ class KerasTripwire(keras.callbacks.Callback):
         validation_data: ``(x, y)`` arrays or batches to compute the confusion matrix from at the
             end of each epoch (with ``model.predict``). Without it the confusion matrix comes from
             the validation run of ``fit``, when there is one.
+        tensorboard: the ``keras.callbacks.TensorBoard`` of the same ``fit``, or its ``log_dir``: the
+            findings go into its training run as text, with their count as the scalar
+            ``tripwire/findings`` (see :mod:`tripwire.callbacks.keras.tensorboard`; needs TensorFlow).
 
     Attributes:
         findings: every finding so far, in order.
@@ -107,12 +112,14 @@ class KerasTripwire(keras.callbacks.Callback):
 
     def __init__(self, config: Any = None, *, stop_on: Iterable[str] = (), interval: int | None = None,
                  log_dir: str | bool | FromConfig | None = FROM_CONFIG, strict: bool | None = None,
-                 train_data=None, validation_data=None, run_name: str | None = None) -> None:
+                 train_data=None, validation_data=None, run_name: str | None = None, tensorboard: Any = None,
+                 ) -> None:
         super().__init__()
         self.monitor = Monitor(config, stop_on=stop_on, interval=interval, log_dir=log_dir, strict=strict,
                                framework="keras", run_name=run_name)
         self.train_data = train_data
         self.validation_data = validation_data
+        self.tensorboard = None if tensorboard is None else FindingWriter(tensorboard)
         self.collector: Collector | None = None
         self._spec = None
         self._fit_model = None
@@ -248,6 +255,8 @@ class KerasTripwire(keras.callbacks.Callback):
             if self.collector is not None:
                 self.collector.uninstall()
         finally:
+            if self.tensorboard is not None:
+                self.monitor.guard.call(TENSORBOARD, self.tensorboard.close)
             self.monitor.close(error=error)
 
     def _drop_broken_collector(self) -> None:
@@ -329,6 +338,9 @@ class KerasTripwire(keras.callbacks.Callback):
                                 key)
 
     def _act(self, decision: Decision) -> None:
+        if self.tensorboard is not None:
+            self.monitor.guard.call(TENSORBOARD, self.tensorboard.write, decision.findings, len(self.findings),
+                                    decision.step)
         self.monitor.execute(decision, _ModelSink(self))
 
 
