@@ -3,7 +3,10 @@ parameters (the XGBoost side: tests/xgb/test_xgb_wording.py)."""
 
 import re
 
-import torch
+import pytest
+
+torch = pytest.importorskip("torch")
+
 from torch import nn
 
 from tripwire.torch import Tripwire

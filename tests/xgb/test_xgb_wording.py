@@ -6,7 +6,9 @@ import logging
 import re
 
 import numpy as np
-import xgboost as xgb
+import pytest
+
+xgb = pytest.importorskip("xgboost")
 
 from tripwire import XGBoostTripwire
 
