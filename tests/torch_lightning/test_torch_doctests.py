@@ -12,6 +12,7 @@ pytest.importorskip("torch")
 MODULES = {  # module -> the package its examples need
     "tripwire.callbacks.torch.reductions": "torch",
     "tripwire.callbacks.torch.params": "torch",
+    "tripwire.callbacks.torch.element_sample": "torch",
     "tripwire.callbacks.torch.activations": "torch",
     "tripwire.callbacks.torch.batch": "torch",
     "tripwire.callbacks.torch.packing": "torch",

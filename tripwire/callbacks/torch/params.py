@@ -7,7 +7,10 @@ them with the fused kernels of :mod:`~tripwire.callbacks.torch.reductions` and, 
 across samples: first ``weight_unchanged`` compares the weights with the snapshot (taken at the
 previous sampled step), then the weights become the new snapshot. :meth:`ParamProbe.pieces`
 runs after the step: weight statistics and ``||Δw|| / ||w||`` against the snapshot (taken in
-place, the snapshot restored for the next comparison). One model-sized buffer serves both.
+place, the snapshot restored for the next comparison). One snapshot serves both; it keeps tensors
+of up to :data:`~tripwire.callbacks.torch.element_sample.SNAPSHOT_ELEMENTS` elements whole and a
+fixed sample of that many elements of larger ones (:mod:`~tripwire.callbacks.torch.element_sample`),
+so its memory is bounded per tensor, not a copy of the model.
 Subjects are parameter names from ``named_parameters()``; frozen parameters
 (``requires_grad=False``) are left out. So are, from ``update_ratio`` and ``weight_unchanged``,
 trainable parameters that an optimizer stepped without a gradient (``.grad is None``: not used
@@ -42,6 +45,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from tripwire.callbacks.torch.element_sample import ElementSample
 from tripwire.callbacks.torch.packing import Piece, Reader, Series
 from tripwire.callbacks.torch.reductions import (
     abs_sums,
@@ -154,7 +158,8 @@ class ParamProbe:
         #: trainable parameters an optimizer stepped without a gradient in the last sampled batch
         #: (left out of ``update_ratio`` and ``weight_unchanged`` there)
         self.no_gradient: list[str] = []
-        self._snap: list[torch.Tensor] | None = None  # weights at the last sampled step, before its update
+        self.elements = ElementSample()  # which elements of each tensor the snapshot keeps
+        self._snap: list[torch.Tensor] | None = None  # kept weights at the last sampled step, before its update
         self._snap_names: list[str] = []
         self._snap_norms: torch.Tensor | None = None
         self._snap_fresh = False  # taken in this sampled step (update_ratio can be measured against it)
@@ -223,7 +228,7 @@ class ParamProbe:
     def _take_snapshot(self) -> None:
         """``weight_unchanged`` against the snapshot, then the weights as they are as the new one."""
         named = self._named = self.trainable()
-        names, params = [n for n, _ in named], [p.detach() for _, p in named]
+        names, params = [n for n, _ in named], self.elements.views([p.detach() for _, p in named])
         comparable = (self._snap is not None and self._snap_names == names and bool(params)
                       and all(a.shape == b.shape and a.device == b.device for a, b in zip(self._snap, params)))
         if comparable and self.unchanged:
@@ -295,14 +300,16 @@ class ParamProbe:
             return []
         snap = [self._snap[i] for i in keep]  # type: ignore[index]
         scale = self._snap_norms[keep]  # type: ignore[index]
-        ratios = step_ratios([params[i] for i in keep], snap, scale, restore=bool(self.unchanged))
+        ratios = step_ratios(self.elements.views([params[i] for i in keep]), snap, scale,
+                             restore=bool(self.unchanged))
         return [Piece(ratios, ON_EVERY_RANK, per_subject(["update_ratio"], [named[i][0] for i in keep]))]
 
     def remember_weights(self) -> None:
         """Take the weights as they are now as the previous sample's (a resumed run has lost them)."""
         if self.unchanged:
             named = self.trainable()
-            self._keep_snapshot([n for n, _ in named], [p.detach() for _, p in named], reuse=False)
+            self._keep_snapshot([n for n, _ in named], self.elements.views([p.detach() for _, p in named]),
+                                reuse=False)
             self._snap_fresh = False
 
     def init_pieces(self) -> list[Piece]:
