@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tripwire.errors import ConfigError
 from tripwire.references import resolve
@@ -159,6 +159,11 @@ class Config(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     interval: int = Field(10, ge=1)
+    #: share of training time sampling may take; with it (and no ``interval`` given) the interval
+    #: adapts to the measured cost of a sampled step (see :mod:`tripwire.schedule`)
+    overhead_budget: float | None = Field(None, gt=0, lt=1)
+    min_interval: int = Field(1, ge=1)
+    max_interval: int = Field(100, ge=1)
     log_dir: str | None = "tripwire_runs"
     strict: bool = False
     #: every built-in rule runs, log-only (findings logged and recorded; no stop, raise, checkpoint
@@ -169,6 +174,20 @@ class Config(BaseModel):
     actions: ChannelsConfig = ChannelsConfig()
     metrics: MetricsConfig = MetricsConfig()
     source: str = Field("<dict>", exclude=True)
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> Config:
+        if self.min_interval > self.max_interval:
+            raise ValueError(f"min_interval ({self.min_interval}) is above max_interval ({self.max_interval})")
+        if self.overhead_budget is not None and "interval" in self.model_fields_set:
+            raise ValueError("give either interval (sample every N steps) or overhead_budget (the interval "
+                             "adapts to the measured cost), not both")
+        return self
+
+    @property
+    def budgeted(self) -> bool:
+        """Whether the sampling interval follows ``overhead_budget`` (``interval`` pins it)."""
+        return self.overhead_budget is not None
 
     @classmethod
     def load(cls, config: Config | dict | str | os.PathLike | None = None) -> Config:
@@ -215,8 +234,12 @@ class Config(BaseModel):
         """Copy with top-level fields replaced (``None`` values are ignored), validated like the file's
         (``interval=0`` would otherwise reach the training loop)."""
         changes = {k: v for k, v in changes.items() if v is not None}
+        # only the fields given so far stay given: ``interval`` pins the schedule only when set
+        given = {k: v for k, v in dict(self).items() if k in self.model_fields_set or k == "source"}
+        if "interval" in changes:  # a keyword interval overrides a config's budget
+            given["overhead_budget"] = None
         try:
-            return type(self).model_validate({**dict(self), **changes})
+            return type(self).model_validate({**given, **changes})
         except ValidationError as exc:
             raise _Ctx("<keyword arguments>", {}).pydantic(exc, (), list(changes)) from None
 

@@ -34,6 +34,7 @@ from tripwire.errors import ConfigError, RuleTriggered
 from tripwire.failopen import FailOpen
 from tripwire.finding import Finding
 from tripwire.run_end import RunEnd
+from tripwire.schedule import Schedule
 from tripwire.stats import Need, Sample
 from tripwire.wording import step_word
 
@@ -77,6 +78,10 @@ class Monitor:
         elif log_dir is not FROM_CONFIG:
             overrides["log_dir"] = os.fspath(log_dir) if isinstance(log_dir, os.PathLike) else log_dir
         self.config = cfg.with_overrides(**overrides)
+        if self.config.budgeted and framework not in (None, "torch"):
+            raise ConfigError(f"overhead_budget is not supported by the {framework} adapter yet (its interval is "
+                              f"fixed when training starts); give interval instead (the default is 10)",
+                              source=self.config.source, path="overhead_budget")
         self.framework = framework
         self.engine = Engine(self.config, stop_on=stop_on, framework=framework)
         #: the adapters' instrumentation runs under this guard (see :mod:`tripwire.failopen`)
@@ -88,6 +93,8 @@ class Monitor:
         #: how the run ended, once :meth:`close` has run (also in the run record)
         self.end: RunEnd | None = None
         self.sampled_steps: set[int] = set()
+        #: which steps are sampled (pinned, or following ``overhead_budget``)
+        self.schedule = self._new_schedule()
         #: the ``package.module:function`` actions, resolved now: a finding imports nothing
         self._callables: dict[str, Callable[[Finding], Any]] = self.config.user_actions()
         self._alerts = None
@@ -106,8 +113,12 @@ class Monitor:
 
     @property
     def interval(self) -> int:
-        """Optimizer steps between sampled steps."""
-        return self.config.interval
+        """Optimizer steps between sampled steps (the current one, under ``overhead_budget``)."""
+        return self.schedule.interval
+
+    def _new_schedule(self) -> Schedule:
+        cfg = self.config
+        return Schedule(cfg.interval, cfg.overhead_budget, cfg.min_interval, cfg.max_interval)
 
     def due(self, step: int) -> bool:
         """Whether step ``step`` (0-based) is sampled: 0, ``interval``, 2 ``interval``, ...
@@ -117,7 +128,7 @@ class Monitor:
             >>> [s for s in range(35) if m.due(s)]
             [0, 10, 20, 30]
         """
-        return step % self.interval == 0
+        return self.schedule.due(step)
 
     def latest_due(self, start: int, stop: int) -> int | None:
         """The latest sampled step of ``range(start, stop)``, or None: for a framework that runs
@@ -128,9 +139,7 @@ class Monitor:
             >>> m.latest_due(0, 1), m.latest_due(1, 10), m.latest_due(1, 25), m.latest_due(5, 5)
             (0, None, 20, None)
         """
-        last = stop - 1
-        due = last - last % self.interval
-        return due if last >= start and due >= start else None
+        return self.schedule.latest_due(start, stop)
 
     def needs(self) -> set[Need]:
         """Statistics the enabled rules need."""
@@ -274,9 +283,10 @@ class Monitor:
         ``report_path`` when the HTML report was written, else the command that writes it."""
         from tripwire.report.summary import format_summary
 
+        word = step_word(self.framework)
         return format_summary(self.findings, self.record_path, report_path, sampled_steps=len(self.sampled_steps),
                               stopped_by=self.stopped_by, switched_off=self.guard.disabled, end=self.end,
-                              step_word=step_word(self.framework))
+                              step_word=word, schedule=self.schedule.summary(word) if self.config.budgeted else None)
 
     def close(self, timeout_s: float = 5.0, *, print_summary: bool | None = None,
               error: BaseException | None = None) -> None:
@@ -328,6 +338,7 @@ class Monitor:
         self.engine = Engine(self.config, stop_on=self.engine.stop_on, framework=self.framework)
         self.guard = FailOpen(strict=self.engine.strict)
         self.findings, self.stopped_by, self.sampled_steps, self.end = [], None, set(), None
+        self.schedule = self._new_schedule()
         self._last_record_path = None
         if is_main is not None:
             self.is_main = is_main
@@ -348,6 +359,7 @@ class Monitor:
             "findings": [f.to_dict() for f in self.findings],
             "stopped_by": None if self.stopped_by is None else self.stopped_by.to_dict(),
             "run_name": self.run_name or self._record_name(),  # a resumed run continues this record
+            "schedule": self.schedule.state_dict(),
         }
 
     def _record_name(self) -> str | None:
@@ -362,6 +374,7 @@ class Monitor:
         self.stopped_by = None if stopped is None else Finding.from_dict(stopped)
         if state.get("run_name") and self.run_name is None:
             self.run_name = state["run_name"]
+        self.schedule.load_state_dict(state.get("schedule", {}))
 
 
 def _check_run_name(name: Any) -> str | None:

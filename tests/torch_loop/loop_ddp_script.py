@@ -6,7 +6,10 @@ Run twice by ``test_loop_ddp.py`` as ``python loop_ddp_script.py OUT_DIR SCENARI
 - ``labels``: rank 1's labels are all class 0, so only the label counts reduced across ranks are
   imbalanced (``class_imbalance``, with the ``alert`` and ``stop`` actions);
 - ``nan``: rank 1's inputs turn NaN from step 13 (``nonfinite``; gradients are averaged by DDP,
-  so both ranks see them, and the loss only on rank 1).
+  so both ranks see them, and the loss only on rank 1);
+- ``budget``: ``overhead_budget`` sets the interval, and rank 1's sampled steps take 50 ms longer
+  (rank 0 waits for it in the next collective, so both measure about the same; their intervals
+  still come from one value, reduced with ``max`` in the packed vector).
 
 Each rank writes ``rank<N>.json``: where it stopped and what it found.
 """
@@ -14,6 +17,7 @@ Each rank writes ``rank<N>.json``: where it stopped and what it found.
 import json
 import os
 import sys
+import time
 from datetime import timedelta
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -41,6 +45,8 @@ def main(out_dir: str, scenario: str) -> None:
         config = {"interval": 5, "rules": {"class_imbalance": {"threshold": 2.0, "min_samples": 200,
                                                                "actions": ["alert", "stop"]}},
                   "actions": {"console": {}}}
+    elif scenario == "budget":
+        config = {"overhead_budget": 0.5, "max_interval": 25, "rules": {"nonfinite": {}}, "actions": {"console": {}}}
     else:
         config = {"interval": 5, "rules": {"nonfinite": {}}, "actions": {"console": {}}}
     tw = Tripwire(model, optimizer, config, log_dir=os.path.join(out_dir, "runs"), run_name="run")
@@ -54,13 +60,16 @@ def main(out_dir: str, scenario: str) -> None:
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
+        if scenario == "budget" and rank == 1 and tw.driver.sampled:
+            time.sleep(0.05)
         if tw.step(loss, inputs=xb, labels=yb):
             stopped_at = step
             break
     tw.close()
     report = {"rank": rank, "stopped_at": stopped_at, "steps": tw.steps,
               "stopped_by": tw.stopped_by.rule if tw.stopped_by else None,
-              "findings": [f.to_dict() for f in tw.findings], "record": tw.monitor.record_path}
+              "findings": [f.to_dict() for f in tw.findings], "record": tw.monitor.record_path,
+              "sampled": sorted(tw.monitor.sampled_steps), "interval": tw.monitor.interval}
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as fh:
         json.dump(report, fh)
     dist.destroy_process_group()

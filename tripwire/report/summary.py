@@ -36,7 +36,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # a layer name must not move the
 def format_summary(findings: Iterable[Finding], record_path: str | os.PathLike | None = None,
                    report_path: str | os.PathLike | None = None, *, sampled_steps: int | None = None,
                    stopped_by: Finding | None = None, switched_off: dict[str, str] | None = None,
-                   step_word: str = "step", end: RunEnd | None = None) -> str:
+                   step_word: str = "step", end: RunEnd | None = None, schedule: str | None = None) -> str:
     """Text to print at the end of training.
 
     Args:
@@ -48,6 +48,7 @@ def format_summary(findings: Iterable[Finding], record_path: str | os.PathLike |
         switched_off: instrumentation parts that failed and were switched off (``{part: reason}``).
         step_word: what a step is called (``round`` for XGBoost; see :mod:`tripwire.wording`).
         end: how the run ended; a crash, or an exit with tripwire open, is named in the first line.
+        schedule: what sampling cost and how often it ran (under ``overhead_budget``), a line of its own.
 
     Example:
         >>> print(format_summary([], sampled_steps=3, end=RunEnd("crashed", step=20, error="ValueError")))
@@ -57,6 +58,8 @@ def format_summary(findings: Iterable[Finding], record_path: str | os.PathLike |
     where = _where(record_path, report_path)
     off = [f"  switched off after an internal error: {_clean(part)} ({_clean(why)})"
            for part, why in (switched_off or {}).items()]
+    if schedule:
+        off.insert(0, f"  {schedule}")
     if not findings:
         plural = "" if sampled_steps == 1 else "s"
         in_steps = f" in {sampled_steps} sampled {step_word}{plural}" if sampled_steps else ""

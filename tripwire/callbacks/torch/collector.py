@@ -54,7 +54,7 @@ Example (a plain PyTorch loop):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
@@ -262,13 +262,14 @@ class TorchCollector:
         if self.activations is not None:
             self.activations.active = False
 
-    def flush(self, step: int, epoch: int | None = None) -> Flush:
+    def flush(self, step: int, epoch: int | None = None, extra: Sequence[Piece] = ()) -> Flush:
         """Pack everything since the last flush, reduce across ranks, start the host copy.
 
         A part that fails is left out of the sample; the pieces that cross ranks are packed
-        whatever failed (see :mod:`~tripwire.callbacks.torch.parts`).
+        whatever failed (see :mod:`~tripwire.callbacks.torch.parts`). ``extra``: pieces the driver
+        adds (the sampling cost), packed with the gathered ones.
         """
-        pieces = self._gathered_pieces() + self._local_pieces(step)
+        pieces = self._gathered_pieces() + list(extra) + self._local_pieces(step)
         packed = self.guard.call(FLUSH, pack, pieces, self.gather)
         if self.activations is not None:
             with self.guard.attempt(ACTIVATIONS):

@@ -12,6 +12,10 @@ at the same points of a training step, so the schedule, the flush and the decisi
   one collective, one host copy. On CPU the sample is decided at once; on CUDA the copy is left in
   flight and decided at the next :meth:`~TorchDriver.end_batch` (or validation end, or the end of
   training), so the GPU never waits for the host: rules then decide one batch later;
+- cost: under ``overhead_budget`` a :class:`~tripwire.step_clock.StepClock` times the steps; each
+  flush carries the last sampled step's cost (the slowest rank's, in the packed vector), and
+  :meth:`~TorchDriver.decide` hands it to the monitor's :class:`~tripwire.schedule.Schedule`, so every
+  rank sets the same interval;
 - decision: :meth:`~TorchDriver.decide` evaluates a sample, makes every rank hold the same decision
   (:class:`~tripwire.callbacks.torch.ranks.Ranks`, :meth:`Monitor.agreed
   <tripwire.monitor.Monitor.agreed>`) and carries it out through the adapter's sink (checkpoint,
@@ -63,6 +67,10 @@ from tripwire.errors import RuleError
 from tripwire.finding import Finding
 from tripwire.monitor import Decision, Monitor
 from tripwire.stats import Sample
+from tripwire.step_clock import StepClock
+
+#: the series under which a flush carries the sampling cost to :meth:`TorchDriver.decide` (never a statistic)
+TIMING = "__schedule_timing__"
 
 
 class TorchDriver:
@@ -92,6 +100,7 @@ class TorchDriver:
         self._pending: Any = None
         self._defer = False
         self._collector_state: dict[str, Any] = {}
+        self.clock = StepClock() if monitor.config.budgeted else None
 
     def connect(self, ranks: Ranks, sink: DecisionSink,
                 on_sample: Callable[[Sample, list[Finding]], None] | None = None) -> None:
@@ -199,8 +208,11 @@ class TorchDriver:
         """A batch of optimizer step ``step`` starts (``batch``: its data, when known before its forward)."""
         if self.collector is None:
             return
+        if step != self.step or not self.sampled:  # a later micro-batch of a sampled step stays sampled
+            self.sampled = self.monitor.due(step)
         self.step = step
-        self.sampled = self.monitor.due(step)
+        if self.clock is not None:
+            self.clock.begin(step, self.sampled)
         self.stepped = False
         self.collector.begin_batch(batch, self.sampled)
 
@@ -229,11 +241,24 @@ class TorchDriver:
             self.collector.end_batch()
             return
         self.sampled = False
-        flush = self.collector.flush(step=self.step, epoch=epoch)
+        flush = self.collector.flush(step=self.step, epoch=epoch, extra=self._timing_pieces())
         if self._defer:
             self._pending = flush
         else:
             self.decide(flush.sample())
+
+    def _timing_pieces(self) -> list[Any]:
+        """Under ``overhead_budget``: the last sampled step's cost, reduced with ``max`` across ranks
+        (NaN when none was measured; a NaN on any rank leaves the schedule as it is)."""
+        if self.clock is None:
+            return []
+        import torch
+
+        from tripwire.callbacks.torch.packing import Piece
+
+        taken = self.clock.take() or (float("nan"), float("nan"))
+        values = torch.tensor(taken, dtype=torch.float32, device=self.collector.device)
+        return [Piece(values, "max", lambda v: {TIMING: {"cost": v[0], "plain": v[1]}})]
 
     def process_pending(self) -> None:
         """Decide the sample whose host copy was left in flight, if any."""
@@ -251,6 +276,8 @@ class TorchDriver:
                        complete: Callable[[Sample], None] | None = None) -> None:
         """Decide the sample of a validation run: ``val_loss`` (a scalar, or None) and the confusion
         matrix of its batches; ``complete(sample)`` adds what the adapter knows besides."""
+        if self.clock is not None:
+            self.clock.interrupt()
         if not self.validating:
             return
         self.process_pending()
@@ -264,6 +291,9 @@ class TorchDriver:
     # acting ----------------------------------------------------------------------------------------
     def decide(self, sample: Sample) -> None:
         """Evaluate a sample and act; every rank calls this at the same points with the same sample."""
+        timing = sample.stats.pop(TIMING, None)
+        if timing:
+            self.monitor.schedule.measured(timing["cost"], timing["plain"])
         try:
             decision, failed = self.monitor.process(sample), None
         except RuleError as exc:  # strict=True
