@@ -8,9 +8,9 @@ across samples: first ``weight_unchanged`` compares the weights with the snapsho
 previous sampled step), then the weights become the new snapshot. :meth:`ParamProbe.pieces`
 runs after the step: weight statistics and ``||Δw|| / ||w||`` against the snapshot (taken in
 place, the snapshot restored for the next comparison). One snapshot serves both; it keeps tensors
-of up to :data:`~tripwire.callbacks.torch.element_sample.SNAPSHOT_ELEMENTS` elements whole and a
-fixed sample of that many elements of larger ones (:mod:`~tripwire.callbacks.torch.element_sample`),
-so its memory is bounded per tensor, not a copy of the model.
+of up to :data:`~tripwire.element_sample.SNAPSHOT_ELEMENTS` elements whole and a fixed sample of
+that many elements of larger ones (:mod:`tripwire.element_sample`), so its memory is bounded per
+tensor, not a copy of the model.
 Subjects are parameter names from ``named_parameters()``; frozen parameters
 (``requires_grad=False``) are left out. So are, from ``update_ratio`` and ``weight_unchanged``,
 trainable parameters that an optimizer stepped without a gradient (``.grad is None``: not used
