@@ -296,7 +296,7 @@ class Collector:
         params.allocate(self.strategy)
         if params.wants_snapshot and not traced:
             # the weights as training begins: what weight_unchanged compares the first sample against
-            weights = [to_numpy(var) for var in params.variables]
+            weights = params.keep_host([to_numpy(var) for var in params.variables])
             for w, snap in zip(weights, params.snapshots):
                 reset(snap, self.strategy, w)
             if params.snap_sumsq is not None:

@@ -44,9 +44,11 @@ from keras import ops
 from tripwire.callbacks.keras import math as km
 from tripwire.callbacks.keras.buffer import Layout, make_variable, reduction
 from tripwire.callbacks.keras.optimizer import accumulation_steps, counting_optimizer, is_loss_scaled
+from tripwire.element_sample import sampled, stratified_index
 from tripwire.stats import Need
 
-#: slots of the pre part: the squared norms of the weights before the update (the snapshot's)
+#: slots of the pre part: the squared norms of the snapshot (the kept elements of the weights before
+#: the update)
 SNAP_SUMSQ = "__snapshot_sumsq__"
 
 
@@ -63,6 +65,10 @@ class ParamStats:
     A variable whose gradient is None (the loss does not depend on it) is left out of
     ``update_ratio`` and ``weight_unchanged`` (:meth:`note_gradients`): it does not move because
     nothing asks it to, not because the learning rate is too low.
+
+    The snapshot keeps a variable of up to :data:`~tripwire.element_sample.SNAPSHOT_ELEMENTS`
+    elements whole and a fixed sample of that many elements of a larger one
+    (:mod:`tripwire.element_sample`): ``update_ratio`` and ``weight_unchanged`` compare those.
     """
 
     def __init__(self, needs: Iterable[Need], variables: list, pre: Layout, post: Layout, loss_scaled: bool,
@@ -102,6 +108,8 @@ class ParamStats:
             self.weight_nonfinite = one(pre if snapshots else post, "weight_nonfinite")
         self.unchanged_keys = {n.key for n, _ in self.unchanged}
         self.snapshots: list = []
+        #: per variable, the flat indices of the elements the snapshot keeps (None: all of them)
+        self.kept = [stratified_index(_size(v)) if sampled(_size(v)) else None for v in self.variables]
         #: variables that got no gradient (left out of ``update_ratio`` and ``weight_unchanged``)
         self.no_gradient: list[str] = []
 
@@ -122,8 +130,17 @@ class ParamStats:
     def allocate(self, strategy) -> None:
         """Create the weight snapshots (only when ``update_ratio``/``weight_unchanged`` are needed)."""
         if self.wants_snapshot and not self.snapshots:
-            self.snapshots = [make_variable(tuple(v.shape), f"tripwire_snapshot_{i}", strategy)
-                              for i, v in enumerate(self.variables)]
+            self.snapshots = [make_variable(tuple(v.shape) if idx is None else (len(idx),), f"tripwire_snapshot_{i}",
+                                            strategy) for i, (v, idx) in enumerate(zip(self.variables, self.kept))]
+
+    def keep(self, weights: list) -> list:
+        """The part of each weight (backend tensors) the snapshot keeps: the weight itself, or its
+        sampled elements."""
+        return [w if idx is None else ops.take(ops.reshape(w, (-1,)), idx) for w, idx in zip(weights, self.kept)]
+
+    def keep_host(self, weights: list) -> list:
+        """:meth:`keep` of weights read to the host (numpy arrays)."""
+        return [w if idx is None else w.reshape(-1)[idx] for w, idx in zip(weights, self.kept)]
 
     @staticmethod
     def grad_scale(optimizer):
@@ -221,10 +238,12 @@ class ParamStats:
         backend, whose ``cond`` reads its predicate on the host) always runs it.
         """
         values: dict[int, object] = {}
-        w, s = [x.value for x in self.variables], [x.value for x in self.snapshots]
-        sumsq = ops.stack([km.sumsq(x, self.fused) for x in w]) if self.snap_sumsq is not None else None
+        full, s = [x.value for x in self.variables], [x.value for x in self.snapshots]
+        w = self.keep(full)
+        kept_sumsq = [km.sumsq(x, self.fused) for x in w]
+        sumsq = ops.stack(kept_sumsq) if self.snap_sumsq is not None else None
         if self.unchanged:
-            sizes = ops.convert_to_tensor([float(_size(x)) for x in self.variables], "float32")
+            sizes = ops.convert_to_tensor([float(_size(x)) for x in w], "float32")
             moved = ops.abs(ops.sqrt(sumsq) - ops.sqrt(previous_sumsq))
             for need, start in self.unchanged:
                 rtol, atol = float(need.setting("rtol")), float(need.setting("atol"))
@@ -244,13 +263,16 @@ class ParamStats:
                     continue
                 values[start] = ops.cond(ops.all(ops.greater(moved, bound)),
                                          lambda: ops.zeros((len(w),), "float32"), by_distance)
-        for var, snap in zip(self.variables, self.snapshots):
-            snap.assign(km.f32(var.value))
+        for kept, snap in zip(w, self.snapshots):
+            snap.assign(km.f32(kept))
         if sumsq is not None:
             values[self.snap_sumsq] = sumsq
             if self.weight_nonfinite is not None:
-                # NaN/Inf anywhere makes the sum of squares non-finite (so do weights beyond ~1e19)
-                values[self.weight_nonfinite] = 1.0 - ops.cast(ops.all(ops.isfinite(sumsq)), "float32")
+                # NaN/Inf anywhere makes the sum of squares non-finite (so do weights beyond ~1e19); a
+                # sampled weight needs its own pass for it, which replaces the whole copy it no longer gets
+                whole = ops.stack([sq if idx is None else km.sumsq(x, self.fused)
+                                   for x, idx, sq in zip(full, self.kept, kept_sumsq)])
+                values[self.weight_nonfinite] = 1.0 - ops.cast(ops.all(ops.isfinite(whole)), "float32")
         return values
 
     def after_update(self, snapshot_sumsq) -> dict[int, object]:
@@ -265,7 +287,7 @@ class ParamStats:
         if self.weight_var is not None:
             values[self.weight_var] = ops.stack([km.variance(x) for x in w])
         if self.ratio is not None:
-            delta = ops.stack([km.norm(km.f32(x) - s.value, self.fused) for x, s in zip(w, self.snapshots)])
+            delta = ops.stack([km.norm(km.f32(x) - s.value, self.fused) for x, s in zip(self.keep(w), self.snapshots)])
             values[self.ratio] = delta / ops.sqrt(ops.maximum(snapshot_sumsq, 1e-30))
         if self.weight_nonfinite is not None and not self.snapshots:
             check = ops.stack([km.abs_mean(x) for x in w])
