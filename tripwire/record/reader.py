@@ -172,9 +172,17 @@ class Run:
         the steps after its checkpoint) is listed once.
         """
         rows = self._conn.execute("SELECT json FROM findings ORDER BY rowid")
-        found = [Finding.from_dict(json.loads(r[0])) for r in rows]
-        firsts = {(f.rule, f.step, f.subject): i for i, f in reversed(list(enumerate(found)))}
-        return [f for i, f in enumerate(found) if firsts[f.rule, f.step, f.subject] == i]
+        return _once([Finding.from_dict(json.loads(r[0])) for r in rows])
+
+    @property
+    def repeats(self) -> list[Finding]:
+        """Findings that fired again before their rule re-armed them (``rearm_after``), in the order
+        they were recorded: every occurrence, though none was alerted or acted on. Empty for a
+        record written before tripwire kept them."""
+        if not self._conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'repeats'").fetchone():
+            return []
+        rows = self._conn.execute("SELECT json FROM repeats ORDER BY rowid")
+        return _once([Finding.from_dict(json.loads(r[0])) for r in rows])
 
     def close(self) -> None:
         """Release the file."""
@@ -193,3 +201,15 @@ class Run:
 
     def __repr__(self) -> str:
         return f"Run({str(self.directory)!r})"
+
+
+def _once(found: list[Finding]) -> list[Finding]:
+    """``found`` without a finding recorded again for the same rule, step and subject (a resumed
+    run repeating the steps after its checkpoint)."""
+    seen: set[tuple[str, int, str | None]] = set()
+    out = []
+    for f in found:
+        if (f.rule, f.step, f.subject) not in seen:
+            seen.add((f.rule, f.step, f.subject))
+            out.append(f)
+    return out

@@ -11,6 +11,9 @@ One SQLite file per run, ``<log_dir>/<run_name>/record.sqlite``:
   values are never stored, so NULL means NaN and nothing else.
 - ``findings(step, epoch, rule, kind, severity, subject, message, json)``: ``json`` is
   :meth:`tripwire.Finding.to_json`, the lossless form.
+- ``repeats``, the same columns: a finding that fired again before its rule re-armed it
+  (``rearm_after``), kept so that every occurrence is on record though it was not acted on.
+  Absent in records written before tripwire kept repeats; readers treat that as none.
 
 Example:
     >>> cfg = {"actions": {"webhook": {"url": "https://hooks.example/T0/SECRET", "headers": {"X": "k"}}}}
@@ -37,11 +40,15 @@ CREATE INDEX IF NOT EXISTS series_name ON series (name, subject, step);
 CREATE TABLE IF NOT EXISTS findings (
     step INTEGER NOT NULL, epoch INTEGER, rule TEXT NOT NULL, kind TEXT NOT NULL, severity TEXT NOT NULL,
     subject TEXT, message TEXT NOT NULL, json TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS repeats (
+    step INTEGER NOT NULL, epoch INTEGER, rule TEXT NOT NULL, kind TEXT NOT NULL, severity TEXT NOT NULL,
+    subject TEXT, message TEXT NOT NULL, json TEXT NOT NULL);
 """
 
 SERIES_INSERT = "INSERT INTO series (step, epoch, name, subject, value, is_nan) VALUES (?, ?, ?, ?, ?, ?)"
 FINDING_INSERT = ("INSERT INTO findings (step, epoch, rule, kind, severity, subject, message, json) "
                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+REPEAT_INSERT = FINDING_INSERT.replace("INTO findings", "INTO repeats")
 
 
 class RecordError(RuntimeError):

@@ -38,6 +38,7 @@ from tripwire.record.schema import (
     DDL,
     FILENAME,
     FINDING_INSERT,
+    REPEAT_INSERT,
     SCHEMA_VERSION,
     SERIES_INSERT,
     check_version,
@@ -48,7 +49,7 @@ from tripwire.stats import Sample
 
 log = logging.getLogger("tripwire")
 
-_SERIES, _FINDING, _SAMPLE, _META = 0, 1, 2, 3
+_SERIES, _FINDING, _SAMPLE, _META, _REPEAT = 0, 1, 2, 3, 4
 _META_UPSERT = "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)"
 
 
@@ -120,11 +121,11 @@ class RunRecord:
         if n:
             self._put((_SAMPLE, (int(sample.step), None if sample.epoch is None else int(sample.epoch), stats)), n)
 
-    def add_finding(self, finding: Finding) -> None:
-        """Queue one finding."""
+    def add_finding(self, finding: Finding, *, repeat: bool = False) -> None:
+        """Queue one finding; ``repeat``: one that fired again before its rule re-armed it."""
         row = (finding.step, finding.epoch, finding.rule, finding.kind, finding.severity, finding.subject,
                finding.message, finding.to_json())
-        self._put((_FINDING, [row]), 1)
+        self._put((_REPEAT if repeat else _FINDING, [row]), 1)
 
     def _put(self, item: tuple[int, list[tuple]], n: int) -> None:
         if self._closed:
@@ -176,7 +177,7 @@ class RunRecord:
     # ---- writer thread ---------------------------------------------------------------------
     def _run(self) -> None:
         conn = None
-        pending: dict[int, list[tuple]] = {_SERIES: [], _FINDING: [], _META: []}
+        pending: dict[int, list[tuple]] = {_SERIES: [], _FINDING: [], _META: [], _REPEAT: []}
         waiters: list[threading.Event] = []
         deadline = time.monotonic() + self._flush_s
         stopping = False
@@ -197,7 +198,7 @@ class RunRecord:
             if stopping or waiters or size >= self._batch_rows or time.monotonic() >= deadline:
                 if size:
                     conn = self._write(conn, pending)
-                pending = {_SERIES: [], _FINDING: [], _META: []}
+                pending = {_SERIES: [], _FINDING: [], _META: [], _REPEAT: []}
                 for event in waiters:
                     event.set()
                 waiters = []
@@ -218,6 +219,7 @@ class RunRecord:
             with conn:
                 conn.executemany(SERIES_INSERT, pending[_SERIES])
                 conn.executemany(FINDING_INSERT, pending[_FINDING])
+                conn.executemany(REPEAT_INSERT, pending[_REPEAT])
                 conn.executemany(_META_UPSERT, pending[_META])
             self.batches += 1
             if self._failed:

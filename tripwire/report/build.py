@@ -106,7 +106,9 @@ def _findings_section(run: Run, findings: Sequence[Finding], names: Sequence[str
                      f"<b>{_breakable(f.rule)}</b>{kind}", f'<span class="subject">{esc(f.subject or "—")}</span>',
                      esc(_num(f.value)), esc(_num(f.threshold)),
                      f'{esc(f.message)}<div class="fix">Try: {esc(f.suggestion)}</div>'])
-    body = figs.add(plots.timeline_figure(findings), "Each point is a finding; hover for the message.")
+    body = figs.add(plots.timeline_figure(findings, run.repeats),
+                    "Each point is a finding, each band one that fired again (from its first to its last "
+                    "occurrence); hover for the message and the count.")
     body += table(["step", "epoch", "severity", "rule", "subject", "value", "threshold", "message and what to try"],
                   rows, cls="findings", numeric={0, 1, 5, 6})
     if len(findings) > MAX_TABLE_ROWS:

@@ -136,18 +136,43 @@ def mark_findings(fig: go.Figure, findings: Sequence[Finding], *, row: int | Non
 # ---- findings timeline -------------------------------------------------------------------------
 
 
-def timeline_figure(findings: Sequence[Finding]) -> go.Figure:
-    """Findings as points: step across, rule down, color by severity; hover tells the rest."""
-    rules = list(dict.fromkeys(f.rule for f in sorted(findings, key=lambda f: f.step)))
+def timeline_figure(findings: Sequence[Finding], repeats: Sequence[Finding] = ()) -> go.Figure:
+    """Findings across steps, rule down, color by severity; hover tells the rest. A finding that
+    fired more than once (re-armed and fired again, or repeated before it re-armed) is one band
+    per rule and subject from its first to its last occurrence, not a point per occurrence.
+
+    Example:
+        >>> f = Finding(rule="exploding_gradient", kind="exploding_gradient", step=10, epoch=0,
+        ...             severity="warning", subject=None, value=3.0, threshold=1.0, message="m", suggestion="s")
+        >>> from dataclasses import replace
+        >>> fig = timeline_figure([f, replace(f, step=90)], [replace(f, step=50)])
+        >>> [(t.x, t.name) for t in fig.data]
+        [((10, 90, None), 'warning')]
+    """
+    episodes: dict[tuple[str, str | None], list[Finding]] = {}
+    for f in sorted([*findings, *repeats], key=lambda f: f.step):
+        episodes.setdefault((f.rule, f.subject), []).append(f)
+    rules = list(dict.fromkeys(rule for rule, _ in episodes))
     fig = go.Figure()
     for severity, color in SEVERITY_COLORS.items():
-        chosen = [f for f in findings if f.severity == severity]
+        chosen = [group for group in episodes.values() if group[0].severity == severity]
         if not chosen:
             continue
-        hover = [f"<b>{text(f.rule)}</b> at step {f.step}" + (f"<br>{wrapped(f.subject)}" if f.subject else "")
-                 + f"<br>{wrapped(f.message)}" for f in chosen]
-        fig.add_trace(go.Scatter(x=[f.step for f in chosen], y=[text(f.rule) for f in chosen], mode="markers",
-                                 name=severity, marker={"color": color, "size": 13, "symbol": "diamond"},
+        xs: list = []
+        ys: list = []
+        hover: list = []
+        for group in chosen:
+            first, last = group[0], group[-1]
+            text_ = (f"<b>{text(first.rule)}</b> at step {first.step}"
+                     + (f"<br>{wrapped(first.subject)}" if first.subject else "") + f"<br>{wrapped(first.message)}"
+                     + (f"<br>fired {len(group)} times, last at step {last.step}" if len(group) > 1 else ""))
+            ends = [first.step] if last.step == first.step else [first.step, last.step]
+            xs += [*ends, None]
+            ys += [text(first.rule)] * len(ends) + [None]
+            hover += [text_] * len(ends) + [None]
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=severity, connectgaps=False,
+                                 line={"color": color, "width": 8}, opacity=0.8,
+                                 marker={"color": color, "size": 13, "symbol": "diamond"},
                                  hovertext=hover, hoverinfo="text"))
     fig.update_yaxes(type="category", categoryorder="array", categoryarray=[text(r) for r in rules][::-1])
     integer_steps(fig, np.asarray([f.step for f in findings], dtype=np.int64))
