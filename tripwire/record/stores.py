@@ -2,9 +2,10 @@
 row per sample) and `RowStore` (schema 1, one row per value).
 
 Both answer the same questions: the series names, the subjects of one, one series by step, the
-samples in the order written, the last step. `PackedStore` decodes every sample once into three
-arrays (key id, step, value) indexed by key, and reads only the rows added since when the run is
-still being written, so a report that asks for hundreds of series reads the file once.
+samples in the order written, the last step. `PackedStore` decodes the samples once, a matrix per
+layout (a row per sample, a column per series), so a series is a column of each layout that holds
+it; while the run is still being written it reads only the rows added since. A report that asks
+for hundreds of series reads the file once.
 
 Example:
     >>> import sqlite3
@@ -48,6 +49,21 @@ def _last_per_step(steps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, n
     return steps, values
 
 
+class _Block:
+    """The samples of one layout: write order (rowids), steps, and values (a row per sample)."""
+
+    def __init__(self, width: int) -> None:
+        self.rowids = np.zeros(0, dtype=np.int64)
+        self.steps = np.zeros(0, dtype=np.int64)
+        self.values = np.zeros((0, width))
+
+    def extend(self, rowids: list[int], steps: list[int], blobs: list[bytes]) -> None:
+        values = unpack_values(b"".join(blobs)).reshape(len(blobs), self.values.shape[1])
+        self.rowids = np.concatenate([self.rowids, np.asarray(rowids, dtype=np.int64)])
+        self.steps = np.concatenate([self.steps, np.asarray(steps, dtype=np.int64)])
+        self.values = np.concatenate([self.values, values]) if len(self.values) else values
+
+
 class PackedStore:
     """Schema 2: ``keys``, ``layouts`` and ``samples`` (see :mod:`tripwire.record.schema`)."""
 
@@ -55,8 +71,8 @@ class PackedStore:
         self._conn = conn
         self._read_upto = 0  # rowid of the last sample decoded
         self._layouts: dict[int, np.ndarray] = {}
-        self._chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (key ids, steps, values)
-        self._index: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._blocks: dict[int, _Block] = {}
+        self._columns: dict[int, list[tuple[int, int]]] = {}  # key id -> (layout, column) of each layout holding it
 
     def names(self) -> list[str]:
         return [r[0] for r in self._conn.execute("SELECT DISTINCT name FROM keys ORDER BY name")]
@@ -69,12 +85,18 @@ class PackedStore:
 
     def series(self, name: str, subject: str | None) -> tuple[np.ndarray, np.ndarray]:
         row = self._conn.execute("SELECT id FROM keys WHERE name = ? AND subject IS ?", (name, subject)).fetchone()
-        if row is None:
+        self._read_new()
+        held = self._columns.get(row[0], []) if row is not None else []
+        if not held:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
-        keys, order, steps, values = self._indexed()
-        lo, hi = np.searchsorted(keys, row[0], "left"), np.searchsorted(keys, row[0], "right")
-        chosen = order[lo:hi]  # this key's values in the order written
-        return _last_per_step(steps[chosen], values[chosen])
+        blocks = [(self._blocks[layout], column) for layout, column in held]
+        rowids = np.concatenate([b.rowids for b, _ in blocks])
+        steps = np.concatenate([b.steps for b, _ in blocks])
+        values = np.concatenate([b.values[:, column] for b, column in blocks])
+        if len(blocks) > 1:  # back into the order written
+            order = np.argsort(rowids, kind="stable")
+            steps, values = steps[order], values[order]
+        return _last_per_step(steps, values)
 
     def samples(self) -> Iterator[tuple[int, int | None, Stats]]:
         names = {i: (n, s) for i, n, s in self._conn.execute("SELECT id, name, subject FROM keys")}
@@ -100,25 +122,27 @@ class PackedStore:
             ids = self._layouts[layout]
         return ids
 
-    def _indexed(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(sorted key ids, order that sorts them, steps, values) over every sample written so far."""
+    def _read_new(self) -> None:
+        """Decode the samples written since the last call into the blocks of their layouts."""
         rows = self._conn.execute("SELECT rowid, step, layout, vals FROM samples WHERE rowid > ? ORDER BY rowid",
                                   (self._read_upto,)).fetchall()
-        if rows or self._index is None:
-            if rows:
-                self._read_upto = rows[-1][0]
-                layouts = [self._layout(r[2]) for r in rows]
-                counts = np.fromiter((len(ids) for ids in layouts), dtype=np.int64, count=len(rows))
-                steps = np.repeat(np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows)), counts)
-                self._chunks.append((np.concatenate(layouts), steps, unpack_values(b"".join(r[3] for r in rows))))
-            keys = np.concatenate([c[0] for c in self._chunks]) if self._chunks else np.zeros(0, dtype=np.int64)
-            order = np.argsort(keys, kind="stable")
-            steps = np.concatenate([c[1] for c in self._chunks]) if self._chunks else np.zeros(0, dtype=np.int64)
-            values = np.concatenate([c[2] for c in self._chunks]) if self._chunks else np.zeros(0)
-            if len(self._chunks) > 1:
-                self._chunks = [(keys, steps, values)]
-            self._index = (keys[order], order, steps, values)
-        return self._index
+        if not rows:
+            return
+        self._read_upto = rows[-1][0]
+        by_layout: dict[int, tuple[list[int], list[int], list[bytes]]] = {}
+        for rowid, step, layout, blob in rows:
+            part = by_layout.setdefault(layout, ([], [], []))
+            part[0].append(rowid)
+            part[1].append(step)
+            part[2].append(blob)
+        for layout, (rowids, steps, blobs) in by_layout.items():
+            block = self._blocks.get(layout)
+            if block is None:
+                ids = self._layout(layout)
+                block = self._blocks[layout] = _Block(len(ids))
+                for column, kid in enumerate(ids.tolist()):
+                    self._columns.setdefault(kid, []).append((layout, column))
+            block.extend(rowids, steps, blobs)
 
 
 class RowStore:
