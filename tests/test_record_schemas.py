@@ -136,3 +136,18 @@ def test_a_value_costs_close_to_its_8_bytes(tmp_path):
 @pytest.mark.parametrize("version", [SCHEMA_VERSION])
 def test_the_current_schema_is_what_new_records_say(tmp_path, version):
     assert write_schema_2(tmp_path).meta["schema_version"] == version
+
+
+def test_a_live_reader_sees_new_series_and_layouts_as_they_are_written(tmp_path):
+    rec = RunRecord.create(tmp_path, None, run_name="live")
+    run = Run(rec.directory)
+    rec.add_sample(Sample(step=0, stats={"loss": {None: 3.0}}))
+    assert rec.flush() and run.series("loss")[1].tolist() == [3.0]
+    rec.add_sample(Sample(step=10, stats={"loss": {None: 2.0}, "grad_norm": {"fc": 0.5}}))  # a second layout
+    rec.add_sample(Sample(step=20, stats={"loss": {None: 1.0}}))  # the first again
+    assert rec.flush()
+    assert run.series("loss")[0].tolist() == [0, 10, 20] and run.series("loss")[1].tolist() == [3.0, 2.0, 1.0]
+    assert run.series("grad_norm", "fc")[0].tolist() == [10] and run.names() == ["grad_norm", "loss"]
+    assert [s.step for s in run.samples()] == [0, 10, 20]
+    rec.close()
+    run.close()

@@ -18,8 +18,8 @@ Example:
     [1, 1, 0, 0, 0]
     >>> now[0] = 3600.0
     >>> [summary] = limiter.due()
-    >>> summary.message.split(" since ")[0], summary.message.split(") ")[0].endswith("per rule per hour")
-    ('exploding_gradient fired 3 more times on 3 subjects', False)
+    >>> summary.message.split(" since ")[0], summary.evidence["subjects"]
+    ('exploding_gradient fired 3 more times on 3 subjects', ['fc0', 'fc1', 'fc2'])
     >>> summary.message.endswith("(alerts are limited to 2 per rule per hour)"), limiter.due()
     (True, [])
 """

@@ -100,6 +100,7 @@ class PackedStore:
 
     def samples(self) -> Iterator[tuple[int, int | None, Stats]]:
         names = {i: (n, s) for i, n, s in self._conn.execute("SELECT id, name, subject FROM keys")}
+        named: set[int] = set()  # layouts whose keys are all in names
         current: tuple[int, int | None, Stats] | None = None
         for step, epoch, layout, blob in self._conn.execute(
                 "SELECT step, epoch, layout, vals FROM samples ORDER BY rowid"):
@@ -108,7 +109,12 @@ class PackedStore:
                     yield current
                 current = (step, epoch, {})
             stats = current[2]
-            for kid, value in zip(self._layout(layout).tolist(), unpack_values(blob).tolist()):
+            ids = self._layout(layout).tolist()
+            if layout not in named:
+                if not names.keys() >= set(ids):  # keys a live run added since this read began
+                    names = {i: (n, s) for i, n, s in self._conn.execute("SELECT id, name, subject FROM keys")}
+                named.add(layout)
+            for kid, value in zip(ids, unpack_values(blob).tolist()):
                 name, subject = names[kid]
                 stats.setdefault(name, {})[subject] = value
         if current is not None:
