@@ -191,6 +191,9 @@ def test_repeated_firings_are_one_band_per_finding_and_a_single_one_a_point(tmp_
     timeline = figures(write_report(rec.directory).read_text(encoding="utf-8"))[0]["figure"]["data"]
     assert [(t["name"], t["x"]) for t in timeline] == [("error", [500, None]), ("warning", [100, 1890, None])]
     assert "fired 92 times, last at step 1890" in timeline[1]["hovertext"][0]
+    text = (rec.directory / "report.html").read_text(encoding="utf-8")
+    assert "2 findings and 90 repeats (fired again before it re-armed), first at step 100" in text
+    assert "1 finding, first at step 500" in text  # dead_relu: no repeats, none told
 
 
 def figures_in(text):

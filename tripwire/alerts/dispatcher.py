@@ -122,7 +122,6 @@ class AlertDispatcher:
         config: the ``actions`` section of the configuration (a ``ChannelsConfig``, a dict or None
             for the default: the ``tripwire`` logger only).
         step_word: what the alerts call a step (``round`` for XGBoost; :mod:`tripwire.wording`).
-
         clock: wall-clock seconds for the rate limit's windows (tests pass their own).
 
     Counters (dicts keyed by channel name): :attr:`delivered`, :attr:`dropped` (queue full),
