@@ -45,12 +45,35 @@ def x(step, **values):
 
 
 def test_fires_once_per_subject_and_rearms_after_clear():
-    e = engine({"a": {"type": "test_engine:Above"}})
+    e = engine({"a": {"type": "test_engine:Above", "rearm_after": 1}})
     assert [f.subject for f in e.evaluate(x(1, l1=2.0, l2=0.0))] == ["l1"]
     assert e.evaluate(x(2, l1=3.0, l2=0.0)) == []          # still latched
-    assert e.evaluate(x(3, l1=0.0)) == []                  # clears l1
+    assert e.evaluate(x(3, l1=0.0)) == []                  # clears l1: one clear re-arms it
     again = e.evaluate(x(4, l1=5.0))
     assert [(f.subject, f.step, f.value) for f in again] == [("l1", 4, 5.0)]
+
+
+def test_a_subject_rearms_only_after_rearm_after_clear_samples_in_a_row():
+    e = engine({"a": {"type": "test_engine:Above", "rearm_after": 3}})
+    assert len(e.judge(x(1, l1=2.0))[0]) == 1
+    assert e.judge(x(2, l1=0.0)) == ([], []) and e.judge(x(3, l1=0.0)) == ([], [])
+    new, again = e.judge(x(4, l1=2.0))  # two clears, not three: the same fault, flapping
+    assert new == [] and [(f.subject, f.step) for f in again] == [("l1", 4)]
+    assert e.judge(x(5, l1=2.0)) == ([], [])  # still firing: neither new nor a repeat
+    for step in (6, 7, 8):
+        assert e.judge(x(step, l1=0.0)) == ([], [])
+    new, again = e.judge(x(9, l1=2.0))  # clear three samples in a row: a new finding
+    assert [(f.subject, f.step) for f in new] == [("l1", 9)] and again == []
+
+
+def test_the_rearm_count_survives_a_state_round_trip():
+    e = engine({"a": {"type": "test_engine:Above", "rearm_after": 2}})
+    e.judge(x(1, l1=2.0))
+    e.judge(x(2, l1=0.0))
+    resumed = engine({"a": {"type": "test_engine:Above", "rearm_after": 2}})
+    resumed.load_state_dict(json.loads(json.dumps(e.state_dict())))
+    assert [f.step for f in resumed.judge(x(3, l1=0.0))[0]] == []
+    assert [f.step for f in resumed.judge(x(4, l1=2.0))[0]] == [4]  # the second clear re-armed it
 
 
 def test_several_subjects_in_one_sample_make_one_finding_naming_them():

@@ -8,7 +8,7 @@ they never print a traceback.
 
 Example:
     >>> main(["rules", "nonfinite"])  # doctest: +ELLIPSIS
-    nonfinite  default set: yes; severity: error; actions: alert, stop; frameworks: torch, keras
+    nonfinite  default set: yes; severity: error; actions: alert, stop; frameworks: torch, keras; rearm_after: 10
     ...
     0
 """
@@ -61,7 +61,8 @@ def _describe(cls: Any) -> dict[str, Any]:
         params.append({"name": name, "type": _type_name(field.annotation), "default": default,
                        "description": description})
     return {"kind": cls.kind, "summary": cls.summary, "default_set": cls.in_default_set, "severity": cls.severity,
-            "actions": list(cls.default_actions), "frameworks": list(cls.frameworks), "params": params}
+            "actions": list(cls.default_actions), "frameworks": list(cls.frameworks), "params": params,
+            "rearm_after": cls.rearm_after}
 
 
 def _type_name(annotation: Any) -> str:
@@ -76,7 +77,7 @@ def rules_text(kinds: Sequence[str] = ()) -> str:
     for rule in catalogue(kinds):
         lines.append(f"{rule['kind']}  default set: {'yes' if rule['default_set'] else 'no'}; "
                      f"severity: {rule['severity']}; actions: {', '.join(rule['actions'])}; "
-                     f"frameworks: {', '.join(rule['frameworks'])}")
+                     f"frameworks: {', '.join(rule['frameworks'])}; rearm_after: {rule['rearm_after']}")
         lines.append(f"    {rule['summary']}")
         for p in rule["params"]:
             lines.append(f"    {p['name']} = {p['default']}  ({p['type']}) {p['description']}".rstrip())
@@ -100,7 +101,9 @@ def rules_markdown(kinds: Sequence[str] = (), *, details: bool = True, link: str
     for r in rules if details else ():
         out += ["", f"### {r['kind']}", "", r["summary"], "",
                 f"Default set: {'yes' if r['default_set'] else 'no'}. Severity: {r['severity']}. "
-                f"Default actions: {', '.join(r['actions'])}. Frameworks: {', '.join(r['frameworks'])}.", ""]
+                f"Default actions: {', '.join(r['actions'])}. Frameworks: {', '.join(r['frameworks'])}. "
+                f"Re-arms after `rearm_after: {r['rearm_after']}` clear "
+                f"{'validations' if r['rearm_after'] == 1 else 'samples'} in a row.", ""]
         if r["params"]:
             out += ["| parameter | type | default | description |", "|---|---|---|---|"]
             out += [f"| `{p['name']}` | {_cell(p['type'])} | `{_cell(p['default'])}` | {_cell(p['description'])} |"

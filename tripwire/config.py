@@ -40,7 +40,7 @@ import os
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -71,7 +71,7 @@ class FromConfig(enum.Enum):
 #: ``log_dir: null`` does in YAML, while leaving the argument out keeps the config's directory.
 FROM_CONFIG = FromConfig.FROM_CONFIG
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_RULE_COMMON = ("type", "actions", "enabled", "severity")
+_RULE_COMMON = ("type", "actions", "enabled", "severity", "rearm_after")
 _MAX_NODES = 100_000
 
 
@@ -84,6 +84,8 @@ class RuleSpec(BaseModel):
     actions: tuple[str, ...] | None = None
     enabled: bool = True
     severity: str | None = None
+    #: clear verdicts in a row before a subject may fire again; None: the rule type's ``rearm_after``
+    rearm_after: int | None = Field(None, ge=1)
 
 
 class WebhookConfig(BaseModel):
@@ -123,6 +125,15 @@ class ConsoleConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class RateLimitConfig(BaseModel):
+    """At most ``alerts`` alerts per rule in each ``window_s`` seconds, on every channel; the rest
+    are counted and told in one summary alert when the window ends (and at the end of the run)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    alerts: int = Field(5, ge=1)
+    window_s: float = Field(3600.0, gt=0)
+
+
 class ChannelsConfig(BaseModel):
     """Alert channels used by the ``alert`` action."""
 
@@ -132,6 +143,8 @@ class ChannelsConfig(BaseModel):
     webhook: WebhookConfig | None = None
     email: EmailConfig | None = None
     queue_size: int = Field(1000, ge=1)
+    #: ``null``: every finding is alerted, however often its rule fires
+    rate_limit: RateLimitConfig | None = RateLimitConfig()
 
     @field_validator("webhook", mode="after")
     @classmethod
@@ -378,10 +391,30 @@ class _Ctx:
         loc = base + loc
         if err["type"] == "extra_forbidden":
             key = str(err["loc"][-1])
+            if isinstance(fields, type) and issubclass(fields, BaseModel):
+                fields = _keys_at(fields, tuple(err["loc"][:-1]))
             valid = sorted(fields) if fields is not None else []
             return self.error(loc, f"unknown key '{key}'{suggest(key, valid)}; valid keys: {', '.join(valid)}")
         got = err.get("input")
         return self.error(loc, f"{err['msg']} (got {_show(got)})")
+
+
+def _keys_at(model: type[BaseModel], loc: tuple) -> set[str]:
+    """The keys valid at ``loc`` inside ``model`` (the nested section's own keys, e.g. those of
+    ``actions.rate_limit``).
+
+    Example:
+        >>> sorted(_keys_at(Config, ("actions", "rate_limit")))
+        ['alerts', 'window_s']
+    """
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        kinds = () if field is None else (field.annotation, *get_args(field.annotation))
+        nested = [t for t in kinds if isinstance(t, type) and issubclass(t, BaseModel)]
+        if not nested:
+            break
+        model = nested[0]
+    return set(model.model_fields) - {"source"}
 
 
 def _show(value: Any) -> str:
@@ -432,7 +465,7 @@ def _validated(model: type[BaseModel], data: dict, path: tuple, ctx: _Ctx) -> Ba
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ctx.pydantic(exc, path, model.model_fields.keys() - {"source"}) from None
+        raise ctx.pydantic(exc, path, model) from None
 
 
 def _user_action(ref: str, path: tuple, ctx: _Ctx) -> Callable[..., Any]:
@@ -496,6 +529,13 @@ def _rule_spec(name: str, body: Any, ctx: _Ctx) -> RuleSpec:
     severity = body.get("severity")
     if severity is not None and severity not in ("info", "warning", "error"):
         ctx.report(ctx.error(path + ("severity",), f"unknown severity {_show(severity)}; valid: info, warning, error"))
+    rearm_after = body.get("rearm_after")
+    if rearm_after is not None and (isinstance(rearm_after, bool) or not isinstance(rearm_after, int)
+                                    or rearm_after < 1):
+        ctx.report(ctx.error(path + ("rearm_after",), f"rearm_after must be a whole number of samples >= 1 "
+                                                      f"(got {_show(rearm_after)}); valid: 1 (re-arm at the first "
+                                                      f"clear sample) or more, default {cls.rearm_after}"))
+        rearm_after = None
     enabled = body.get("enabled", True)
     if not isinstance(enabled, bool):
         ctx.report(ctx.error(path + ("enabled",), f"enabled must be true or false (got {_show(enabled)})"))
@@ -508,4 +548,4 @@ def _rule_spec(name: str, body: Any, ctx: _Ctx) -> RuleSpec:
         raise ctx.pydantic(exc, path, fields, given_as) from None
     return RuleSpec(type=kind, params=validated.model_dump(exclude_unset=True),
                     actions=None if actions is None else tuple(map(str, actions)), enabled=enabled,
-                    severity=None if severity is None else str(severity))
+                    severity=None if severity is None else str(severity), rearm_after=rearm_after)

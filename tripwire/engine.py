@@ -58,7 +58,9 @@ class Engine:
         self.severities: dict[str, str] = {}
         self.disabled: dict[str, str] = {}
         self.not_run: dict[str, str] = {}  # explicitly configured rules left out: why, in one line
-        self._latched: dict[str, set[str | None]] = {}
+        self.rearm_after: dict[str, int] = {}
+        #: per rule, the subjects that fired and have not re-armed: how many clear verdicts in a row since
+        self._latched: dict[str, dict[str | None, int]] = {}
         self._reads: dict[str, set[str]] = {}  # the statistics each rule reads
         self._judged: set[str] = set()  # rules that have returned a verdict
         specs = config.rule_specs()
@@ -95,7 +97,8 @@ class Engine:
             self.rules[name] = rule
             self.actions[name] = tuple(actions)
             self.severities[name] = spec.severity or cls.severity
-            self._latched[name] = set()
+            self.rearm_after[name] = spec.rearm_after or cls.rearm_after
+            self._latched[name] = {}
             self._reads[name] = {n.stat for n in declared or ()}
 
     def _declared(self, rule: Rule, kind: str) -> list[Need] | None:
@@ -164,7 +167,25 @@ class Engine:
 
     def evaluate(self, sample: Sample) -> list[Finding]:
         """Run every active rule on ``sample``; return the new findings in rule order."""
+        return self.judge(sample)[0]
+
+    def judge(self, sample: Sample) -> tuple[list[Finding], list[Finding]]:
+        """Run every active rule on ``sample``: ``(new findings, repeats)``, each in rule order.
+
+        A subject that fired stays latched until the rule has cleared it ``rearm_after`` verdicts in
+        a row; firing again before that is a *repeat* of its finding: kept in the run record and
+        counted in the summary, but neither alerted nor acted on.
+
+        Example:
+            >>> from tripwire.config import Config
+            >>> engine = Engine(Config.load({"rules": {"nonfinite": {"rearm_after": 2}}}))
+            >>> flag = lambda step, v: Sample(step=step, stats={"loss_nonfinite": {None: v}})
+            >>> [(len(new), len(again)) for new, again in map(engine.judge, [flag(0, 1.0), flag(1, 0.0),
+            ...  flag(2, 1.0), flag(3, 0.0), flag(4, 0.0), flag(5, 1.0)])]
+            [(1, 0), (0, 0), (0, 1), (0, 0), (0, 0), (1, 0)]
+        """
         findings: list[Finding] = []
+        repeats: list[Finding] = []
         for name, rule in self.rules.items():
             if name in self.disabled:
                 continue
@@ -172,21 +193,32 @@ class Engine:
                 verdicts = rule.check(sample)
                 if verdicts:
                     self._judged.add(name)
-                latched = self._latched[name]
+                latched, rearm_after = self._latched[name], self.rearm_after[name]
                 new: list[Verdict] = []
+                again: list[Verdict] = []
                 for v in verdicts:
+                    clears = latched.get(v.subject)
                     if not v.fired:
-                        latched.discard(v.subject)
-                    elif v.subject not in latched:
-                        latched.add(v.subject)
+                        if clears is not None:
+                            if clears + 1 >= rearm_after:
+                                del latched[v.subject]
+                            else:
+                                latched[v.subject] = clears + 1
+                    elif clears is None:
+                        latched[v.subject] = 0
                         new.append(v)
-                if new:
-                    finding = self._finding(name, rule, sample, new)
-                    finding.to_json()  # the record and checkpoints store it as JSON
-                    findings.append(finding)
+                    else:
+                        if clears:  # fired, cleared, fires again: the same fault flapping
+                            again.append(v)
+                        latched[v.subject] = 0
+                for chosen, out in ((new, findings), (again, repeats)):
+                    if chosen:
+                        finding = self._finding(name, rule, sample, chosen)
+                        finding.to_json()  # the record and checkpoints store it as JSON
+                        out.append(finding)
             except Exception as exc:  # noqa: BLE001 - isolate rule failures
                 self._fail(name, exc)
-        return findings
+        return findings, repeats
 
     def _finding(self, name: str, rule: Rule, sample: Sample, verdicts: list[Verdict]) -> Finding:
         """One finding per rule and sample: several layers that fired together are named in one."""
@@ -223,6 +255,7 @@ class Engine:
             out[name] = {
                 "state": state,
                 "latched": sorted(self._latched[name], key=lambda s: (s is not None, s or "")),
+                "clear_for": [[s, n] for s, n in self._latched[name].items() if n],  # re-arming subjects
                 "disabled": self.disabled.get(name),
             }
         return out
@@ -233,6 +266,7 @@ class Engine:
             if name not in self.rules:
                 continue
             self.rules[name].state = json.loads(json.dumps(entry.get("state", {})))
-            self._latched[name] = set(entry.get("latched", []))
+            self._latched[name] = dict.fromkeys(entry.get("latched", []), 0)
+            self._latched[name].update((s, n) for s, n in entry.get("clear_for", []) if s in self._latched[name])
             if entry.get("disabled"):
                 self.disabled[name] = entry["disabled"]

@@ -89,6 +89,9 @@ class Monitor:
         self.is_main = is_main
         self.run_name = _check_run_name(run_name)
         self.findings: list[Finding] = []
+        #: how often each finding fired again before it re-armed, by ``(rule, subject)`` (not acted on;
+        #: every repeat is in the run record)
+        self.repeats: dict[tuple[str, str | None], int] = {}
         self.stopped_by: Finding | None = None
         #: how the run ended, once :meth:`close` has run (also in the run record)
         self.end: RunEnd | None = None
@@ -193,7 +196,15 @@ class Monitor:
         self.sampled_steps.add(sample.step)
         if self._record is not None:
             self._record.add_sample(sample)
-        decision = Decision(findings=self.engine.evaluate(sample), step=sample.step, epoch=sample.epoch)
+        findings, repeats = self.engine.judge(sample)
+        decision = Decision(findings=findings, step=sample.step, epoch=sample.epoch)
+        for repeat in repeats:
+            key = (repeat.rule, repeat.subject)
+            self.repeats[key] = self.repeats.get(key, 0) + 1
+            if self._record is not None:
+                self._record.add_finding(repeat, repeat=True)
+        if self._alerts is not None:
+            self._alerts.tick()  # a rate-limited rule's summary goes out when its window ends
         for finding in decision.findings:
             self.findings.append(finding)
             actions = self.engine.actions[finding.rule]
@@ -285,6 +296,7 @@ class Monitor:
 
         word = step_word(self.framework)
         return format_summary(self.findings, self.record_path, report_path, sampled_steps=len(self.sampled_steps),
+                              repeats=self.repeats,
                               stopped_by=self.stopped_by, switched_off=self.guard.disabled, end=self.end,
                               step_word=word, schedule=self.schedule.summary(word) if self.config.budgeted else None)
 
@@ -339,6 +351,7 @@ class Monitor:
         self.guard = FailOpen(strict=self.engine.strict)
         self.findings, self.stopped_by, self.sampled_steps, self.end = [], None, set(), None
         self.schedule = self._new_schedule()
+        self.repeats = {}
         self._last_record_path = None
         if is_main is not None:
             self.is_main = is_main
@@ -357,6 +370,7 @@ class Monitor:
             "version": 1,
             "rules": self.engine.state_dict(),
             "findings": [f.to_dict() for f in self.findings],
+            "repeats": [[rule, subject, n] for (rule, subject), n in self.repeats.items()],
             "stopped_by": None if self.stopped_by is None else self.stopped_by.to_dict(),
             "run_name": self.run_name or self._record_name(),  # a resumed run continues this record
             "schedule": self.schedule.state_dict(),
@@ -370,6 +384,7 @@ class Monitor:
         """Restore :meth:`state_dict`; resuming continues patience counters and latches."""
         self.engine.load_state_dict(state.get("rules", {}))
         self.findings = [Finding.from_dict(f) for f in state.get("findings", [])]
+        self.repeats = {(rule, subject): n for rule, subject, n in state.get("repeats", [])}
         stopped = state.get("stopped_by")
         self.stopped_by = None if stopped is None else Finding.from_dict(stopped)
         if state.get("run_name") and self.run_name is None:

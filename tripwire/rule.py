@@ -7,10 +7,13 @@ Python values, so it survives checkpoints loaded with ``weights_only=True``.
 
 Verdicts, not findings: a rule says for each subject it evaluated whether the condition holds
 (:meth:`Rule.fire`) or not (:meth:`Rule.clear`). The engine turns the first ``fire`` for a
-(rule, subject) into a :class:`~tripwire.finding.Finding` and re-arms only after a ``clear``,
-so a persistent fault is reported once. A rule with patience clears while it is still counting
-(the subject was judged and is not at fault yet) and returns no verdict for a subject only when
-the sample does not let it judge that subject; see :mod:`tripwire.rules._streak`.
+(rule, subject) into a :class:`~tripwire.finding.Finding` and re-arms only after ``rearm_after``
+``clear`` verdicts in a row, so a persistent fault is reported once and a flapping one (fires,
+clears, fires again a few samples later) is reported once per episode; a ``fire`` while the
+subject re-arms is recorded as a repeat of that finding, not acted on. A rule with patience
+clears while it is still counting (the subject was judged and is not at fault yet) and returns
+no verdict for a subject only when the sample does not let it judge that subject; see
+:mod:`tripwire.rules._streak`.
 
 Example:
     >>> from tripwire.stats import Sample
@@ -179,6 +182,9 @@ class Rule:
             from :meth:`needs` (see :class:`SupportedFrameworks`); a rule may set it to run in
             fewer places.
         limits: the parameters that are thresholds (see :class:`Limit`), for ``tripwire calibrate``.
+        rearm_after: how many verdicts in a row a subject must be clear (samples; validations for
+            the validation rules) before it may fire again; ``rearm_after:`` in a rule's YAML
+            overrides it.
 
     Instance attribute:
         framework: the framework whose training the rule judges now (``torch``, ``keras`` or
@@ -195,6 +201,7 @@ class Rule:
     in_default_set: ClassVar[bool] = True
     frameworks: ClassVar[tuple[str, ...]] = SupportedFrameworks()  # type: ignore[assignment]
     limits: ClassVar[tuple[Limit, ...]] = ()
+    rearm_after: ClassVar[int] = 10
     framework: str | None = None
 
     def __init__(self, name: str, params: RuleParams | None = None) -> None:

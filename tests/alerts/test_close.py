@@ -21,7 +21,7 @@ from .conftest import SECRET, make_finding, wait_until
 
 
 def webhook(url: str, **options) -> AlertDispatcher:
-    return AlertDispatcher({"log": None, "webhook": {"url": url, **options}})
+    return AlertDispatcher({"log": None, "webhook": {"url": url, **options}, "rate_limit": None})  # every alert queued
 
 
 def abandoned(caplog) -> list[str]:
@@ -121,7 +121,7 @@ def test_the_time_limit_still_bounds_a_slow_healthy_endpoint(hook_server, caplog
 
 def test_monitor_close_after_a_fit_with_a_dead_webhook_is_quick(refused_port):
     """What a callback does at the end of fit(): Monitor.close() with its default limit."""
-    monitor = Monitor({"rules": {"nonfinite": {}}, "log_dir": None,
+    monitor = Monitor({"rules": {"nonfinite": {"rearm_after": 1}}, "log_dir": None,
                        "actions": {"log": None, "webhook": {"url": f"http://127.0.0.1:{refused_port}/x"}}},
                       framework="torch")
     for step in range(10):  # fires, clears, fires ...: 5 alerts

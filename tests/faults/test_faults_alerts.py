@@ -91,8 +91,9 @@ def one_fit(actions: dict, caplog: pytest.LogCaptureFixture, close_s: float | No
     """One fit; ``close_s`` shortens the wait for queued alerts at the end (after the loop)."""
     torch.manual_seed(0)
     caplog.clear()
-    config = {"interval": 1, "rules": {"flap": {"type": "user_rules:Flapping", "actions": ["alert"]}},
-              "actions": {**actions, "queue_size": QUEUE}}
+    # re-armed at every clear and never rate-limited: every firing reaches the channel under test
+    config = {"interval": 1, "rules": {"flap": {"type": "user_rules:Flapping", "actions": ["alert"], "rearm_after": 1}},
+              "actions": {**actions, "queue_size": QUEUE, "rate_limit": None}}
     cb = tripwire(config)
     if close_s is not None:
         cb.monitor.close = functools.partial(cb.monitor.close, timeout_s=close_s)

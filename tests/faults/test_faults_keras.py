@@ -59,9 +59,11 @@ def test_hanging_webhook_costs_the_fit_nothing_but_the_bounded_wait_at_close(cap
     caplog.set_level(logging.INFO, logger="tripwire")
     proc, port = fault_servers.start("hang")
     try:
-        cb = KerasTripwire({"interval": 1, "rules": {"flap": {"type": "user_rules:Flapping", "actions": ["alert"]}},
+        # re-armed at every clear and never rate-limited: every firing reaches the hanging webhook
+        cb = KerasTripwire({"interval": 1, "rules": {"flap": {"type": "user_rules:Flapping", "actions": ["alert"],
+                                                              "rearm_after": 1}},
                             "actions": {"log": None, "webhook": {"url": f"http://127.0.0.1:{port}/hook"},
-                                        "queue_size": 4}}, log_dir=False)
+                                        "queue_size": 4, "rate_limit": None}}, log_dir=False)
         history = fit(cb)
     finally:
         proc.kill()

@@ -6,12 +6,13 @@ import html
 import json
 import re
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from tripwire.finding import Finding
-from tripwire.record import Run
+from tripwire.record import Run, RunRecord
 from tripwire.report import ReportError, write_report
 from tripwire.report.build import MAX_TABLE_ROWS
 from tripwire.report.html import script_json
@@ -173,6 +174,26 @@ def test_a_flapping_rule_is_listed_up_to_a_limit(tmp_path, data):
     table = text[text.index('<table class="findings">'):text.index("</table>")]
     assert table.count("<tr>") == MAX_TABLE_ROWS + 1
     assert f"The first {MAX_TABLE_ROWS} of {len(flaps)} findings are listed." in text
+
+
+def test_repeated_firings_are_one_band_per_finding_and_a_single_one_a_point(tmp_path, data, figures):
+    samples = [Sample(s, 0, {"grad_global_norm": {None: 1.0}}) for s in range(0, 2000, 10)]
+    spike = Finding("exploding_gradient", "exploding_gradient", 100, 0, "warning", None, 30.0, 10.0, "spike", "clip")
+    dead = Finding("dead_relu", "dead_relu", 500, 0, "error", "fc1", 0.9, 0.5, "dead", "lower the LR")
+    rec = RunRecord.create(tmp_path, None, run_name="bands")
+    for s in samples:
+        rec.add_sample(s)
+    for f in (spike, replace(spike, step=700), dead):
+        rec.add_finding(f)
+    for step in range(110, 1900, 20):  # 90 repeats before the finding re-armed
+        rec.add_finding(replace(spike, step=step), repeat=True)
+    rec.close()
+    timeline = figures(write_report(rec.directory).read_text(encoding="utf-8"))[0]["figure"]["data"]
+    assert [(t["name"], t["x"]) for t in timeline] == [("error", [500, None]), ("warning", [100, 1890, None])]
+    assert "fired 92 times, last at step 1890" in timeline[1]["hovertext"][0]
+    text = (rec.directory / "report.html").read_text(encoding="utf-8")
+    assert "2 findings and 90 repeats (fired again before it re-armed), first at step 100" in text
+    assert "1 finding, first at step 500" in text  # dead_relu: no repeats, none told
 
 
 def figures_in(text):

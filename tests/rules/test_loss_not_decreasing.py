@@ -68,7 +68,7 @@ def test_rise_during_warmup_is_ignored():
 
 
 def test_engine_reports_once_and_rearms_after_progress():
-    engine = Engine(Config.load({"rules": {"loss_not_decreasing": {"window": 100, "patience": 2}}}),
+    engine = Engine(Config.load({"rules": {"loss_not_decreasing": {"window": 100, "patience": 2, "rearm_after": 1}}}),
                     framework="xgboost")
     findings = [f for s in stream(lambda s: 1.0 if s <= 1500 else 0.5, 3000) for f in engine.evaluate(s)]
     # flat from the start: misses at 300, 400; the drop clears at 1600; flat again: misses at 1700, 1800

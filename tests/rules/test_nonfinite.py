@@ -41,5 +41,6 @@ def test_engine_reports_a_persistent_nan_once_and_stops():
     assert engine.actions["nonfinite"] == ("alert", "stop")
     findings = [f for step in range(10, 60, 10) for f in engine.evaluate(flags(step, loss_nonfinite=1))]
     assert [(f.step, f.subject, f.severity) for f in findings] == [(10, "loss", "error")]
-    engine.evaluate(flags(60, loss_nonfinite=0))  # recovers: re-arms
-    assert [f.step for f in engine.evaluate(flags(70, loss_nonfinite=1))] == [70]
+    for step in range(60, 160, 10):  # recovers for rearm_after (10) samples: re-arms
+        assert engine.evaluate(flags(step, loss_nonfinite=0)) == []
+    assert [f.step for f in engine.evaluate(flags(160, loss_nonfinite=1))] == [160]

@@ -178,3 +178,15 @@ def test_compare_accepts_bf16_noise_and_rejects_real_differences():
     miscounted = [sample(0, grad_norm={"w": 1.0, "b": 0.01}, label_count={"0": 5.0, "1": 4.0},
                          confusion={"0,0": 4.0, "0,1": 1.0, "1,1": 3.0})]
     assert not gpu_check.compare(ref, miscounted, bf16=True)[0]  # counts are exact even under bf16
+
+
+def test_long_run_quick_measures_both_parts(tmp_path):
+    r = run_script("long_run.py", "--quick", "--log-dir", str(tmp_path))
+    assert r.returncode == 0, r.stderr[-3000:]
+    [table] = markdown_tables(r.stdout)
+    header, train, stream = table
+    assert header[:3] == ["part", "tripwire", "schema"]
+    assert train[0].startswith("train:") and stream[0].startswith("stream:")
+    row = dict(zip(header, stream))
+    assert row["schema"] == "2" and float(row["bytes_per_value"]) < 16 and float(row["report_mb"]) > 1
+    assert (tmp_path / "stream" / "report.html").is_file() and (tmp_path / "train" / "record.sqlite").is_file()

@@ -5,6 +5,10 @@ Every other channel (webhook, e-mail) gets a bounded queue and a daemon thread o
 slow or dead server delays only its own alerts. :meth:`AlertDispatcher.send` only appends to
 those queues; when one is full the alert is dropped for that channel and counted.
 
+Each rule gets at most ``rate_limit.alerts`` alerts per ``rate_limit.window_s`` (default 5 per
+hour), the same on every channel; what is held back is told in one summary alert per rule and
+window (:mod:`tripwire.alerts.rate_limit`), also at close.
+
 At the end of training :meth:`AlertDispatcher.close` delivers what is still queued, but only
 what can still succeed: from then on each alert gets one attempt (no retries, no backoff), and
 a channel is abandoned (its queue counted as unsent, with one warning saying why) as soon as
@@ -29,12 +33,14 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from tripwire.alerts.channel import Channel, DeliveryError
 from tripwire.alerts.console import ConsoleChannel
 from tripwire.alerts.email_channel import EmailChannel
 from tripwire.alerts.log_channel import LogChannel
+from tripwire.alerts.rate_limit import RateLimiter
 from tripwire.alerts.webhook import WebhookChannel
 from tripwire.config import ChannelsConfig
 
@@ -116,13 +122,16 @@ class AlertDispatcher:
         config: the ``actions`` section of the configuration (a ``ChannelsConfig``, a dict or None
             for the default: the ``tripwire`` logger only).
         step_word: what the alerts call a step (``round`` for XGBoost; :mod:`tripwire.wording`).
+        clock: wall-clock seconds for the rate limit's windows (tests pass their own).
 
     Counters (dicts keyed by channel name): :attr:`delivered`, :attr:`dropped` (queue full),
     :attr:`failed` (delivery failed, after retries), :attr:`unsent` (still queued or in flight
-    when :meth:`close` gave up) and :attr:`undelivered`, the sum of the last three.
+    when :meth:`close` gave up) and :attr:`undelivered`, the sum of the last three;
+    :attr:`held_back`: findings the rate limit did not alert (each counted in a summary alert).
     """
 
-    def __init__(self, config: ChannelsConfig | dict | None = None, *, step_word: str = "step") -> None:
+    def __init__(self, config: ChannelsConfig | dict | None = None, *, step_word: str = "step",
+                 clock: Callable[[], float] = time.time) -> None:
         if not isinstance(config, ChannelsConfig):
             config = ChannelsConfig.model_validate(config or {})
         self.config = config
@@ -139,9 +148,32 @@ class AlertDispatcher:
         self._warned_full: set[str] = set()
         self._inline = [c for c in self.channels if c.inline]
         self._lanes = [_Lane(c, config.queue_size, self) for c in self.channels if not c.inline]
+        self._limiter = None if config.rate_limit is None else RateLimiter(config.rate_limit, clock=clock)
+
+    @property
+    def held_back(self) -> int:
+        """Findings the rate limit kept from the channels (told in summary alerts instead)."""
+        return 0 if self._limiter is None else self._limiter.held
 
     def send(self, finding: Any) -> None:
-        """Alert every channel about ``finding``; never blocks on a server and never raises."""
+        """Alert every channel about ``finding`` unless its rule is over the rate limit; never blocks
+        on a server and never raises."""
+        try:
+            items = [finding] if self._limiter is None else self._limiter.admit(finding)
+        except Exception:  # noqa: BLE001 - a limiter that cannot read it must not lose the alert
+            items = [finding]
+        for item in items:
+            self._send(item)
+
+    def tick(self) -> None:
+        """Send the summaries of rate-limit windows that have ended (the monitor calls it every sample)."""
+        try:
+            for summary in [] if self._limiter is None else self._limiter.due():
+                self._send(summary)
+        except Exception as exc:  # noqa: BLE001 - alerting must never break training
+            log.error("tripwire: could not dispatch an alert: %s", type(exc).__name__)
+
+    def _send(self, finding: Any) -> None:
         try:
             for channel in self._inline:
                 self._finish(channel.name, finding, _attempt(channel, finding, self._abort))
@@ -216,8 +248,14 @@ class AlertDispatcher:
         A channel is abandoned, and what it still holds counted as unsent, when its last delivery
         failed (before or during close), when a delivery has been in flight for ``stall_s``, or
         when ``timeout_s`` in all is up. Each abandoned channel is logged once, with the reason.
-        Calling it again does nothing.
+        Calling it again does nothing. What the rate limit held back is summarised first.
         """
+        if not self._closed and self._limiter is not None:
+            try:
+                for summary in self._limiter.flush():
+                    self._send(summary)
+            except Exception as exc:  # noqa: BLE001 - alerting must never break training
+                log.error("tripwire: could not dispatch an alert: %s", type(exc).__name__)
         with self._lock:
             if self._closed:
                 return
@@ -270,7 +308,8 @@ class AlertDispatcher:
                 part += (f" ({self._dropped[name]} dropped: queue full, {self._failed[name]} failed, "
                          f"{self._unsent[name]} unsent at close)")
             parts.append(part)
-        return "tripwire: alerts: " + ("; ".join(parts) if parts else "no channel configured")
+        held = f"; {self.held_back} held back by the rate limit (told in summaries)" if self.held_back else ""
+        return "tripwire: alerts: " + ("; ".join(parts) if parts else "no channel configured") + held
 
     @property
     def delivered(self) -> dict[str, int]:

@@ -28,6 +28,7 @@ import numpy as np
 
 from tripwire.finding import Finding
 from tripwire.record.schema import FILENAME, check_version
+from tripwire.record.stores import PackedStore, RowStore
 from tripwire.run_end import RunEnd
 from tripwire.stats import Sample
 
@@ -52,10 +53,12 @@ class Run:
         self._conn = sqlite3.connect(self.path, timeout=5.0, check_same_thread=False)
         try:
             self._conn.execute("PRAGMA query_only=ON")
-            check_version(self._conn, str(self.path))
+            #: the record's schema version (1: one row per value, before the compact record; 2: packed)
+            self.schema_version = check_version(self._conn, str(self.path))
         except Exception:
             self._conn.close()
             raise
+        self._store = RowStore(self._conn) if self.schema_version == 1 else PackedStore(self._conn)
 
     @classmethod
     def latest(cls, log_dir: str | os.PathLike) -> Run:
@@ -104,7 +107,7 @@ class Run:
 
     def last_step(self) -> int | None:
         """The latest step anything was recorded at, or None."""
-        return self._conn.execute("SELECT MAX(step) FROM series").fetchone()[0]
+        return self._store.last_step()
 
     @property
     def config(self) -> dict[str, Any]:
@@ -113,12 +116,11 @@ class Run:
 
     def names(self) -> list[str]:
         """Names of the recorded series, sorted."""
-        return [r[0] for r in self._conn.execute("SELECT DISTINCT name FROM series ORDER BY name")]
+        return self._store.names()
 
     def subjects(self, name: str) -> list[str | None]:
         """Subjects of one series (``None``, the run-wide value, first)."""
-        rows = self._conn.execute("SELECT DISTINCT subject FROM series WHERE name = ?", (name,))
-        return sorted((r[0] for r in rows), key=lambda s: (s is not None, s or ""))
+        return self._store.subjects(name)
 
     def series(self, name: str, subject: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``(steps, values)`` of one series for one subject (``None``: the run-wide value), by step.
@@ -126,15 +128,7 @@ class Run:
         A step written twice (a resumed run repeating steps after its checkpoint) keeps the
         value written last.
         """
-        rows = self._conn.execute(
-            "SELECT step, CASE WHEN is_nan THEN NULL ELSE value END FROM series "
-            "WHERE name = ? AND subject IS ? ORDER BY step, rowid", (name, subject)).fetchall()
-        steps = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        values = np.fromiter((np.nan if r[1] is None else r[1] for r in rows), dtype=np.float64, count=len(rows))
-        if len(steps) > 1:
-            last = np.append(steps[1:] != steps[:-1], True)
-            steps, values = steps[last], values[last]
-        return steps, values
+        return self._store.series(name, subject)
 
     def samples(self) -> Iterator[Sample]:
         """The recorded samples in the order they were written, each with every series it held.
@@ -152,17 +146,8 @@ class Run:
             >>> [(s.step, s.stats) for s in Run(rec.path).samples()]
             [(0, {'loss': {None: 2.0}, 'grad_norm': {'fc.weight': 0.5}}), (10, {'loss': {None: nan}})]
         """
-        current: Sample | None = None
-        rows = self._conn.execute("SELECT step, epoch, name, subject, CASE WHEN is_nan THEN NULL ELSE value END "
-                                  "FROM series ORDER BY rowid")
-        for step, epoch, name, subject, value in rows:
-            if current is None or step != current.step:
-                if current is not None:
-                    yield current
-                current = Sample(step=step, epoch=epoch)
-            current.stats.setdefault(name, {})[subject] = float("nan") if value is None else value
-        if current is not None:
-            yield current
+        for step, epoch, stats in self._store.samples():
+            yield Sample(step=step, epoch=epoch, stats=stats)
 
     @property
     def findings(self) -> list[Finding]:
@@ -172,9 +157,17 @@ class Run:
         the steps after its checkpoint) is listed once.
         """
         rows = self._conn.execute("SELECT json FROM findings ORDER BY rowid")
-        found = [Finding.from_dict(json.loads(r[0])) for r in rows]
-        firsts = {(f.rule, f.step, f.subject): i for i, f in reversed(list(enumerate(found)))}
-        return [f for i, f in enumerate(found) if firsts[f.rule, f.step, f.subject] == i]
+        return _once([Finding.from_dict(json.loads(r[0])) for r in rows])
+
+    @property
+    def repeats(self) -> list[Finding]:
+        """Findings that fired again before their rule re-armed them (``rearm_after``), in the order
+        they were recorded: every occurrence, though none was alerted or acted on. Empty for a
+        record written before tripwire kept them."""
+        if not self._conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'repeats'").fetchone():
+            return []
+        rows = self._conn.execute("SELECT json FROM repeats ORDER BY rowid")
+        return _once([Finding.from_dict(json.loads(r[0])) for r in rows])
 
     def close(self) -> None:
         """Release the file."""
@@ -193,3 +186,15 @@ class Run:
 
     def __repr__(self) -> str:
         return f"Run({str(self.directory)!r})"
+
+
+def _once(found: list[Finding]) -> list[Finding]:
+    """``found`` without a finding recorded again for the same rule, step and subject (a resumed
+    run repeating the steps after its checkpoint)."""
+    seen: set[tuple[str, int, str | None]] = set()
+    out = []
+    for f in found:
+        if (f.rule, f.step, f.subject) not in seen:
+            seen.add((f.rule, f.step, f.subject))
+            out.append(f)
+    return out

@@ -1,16 +1,27 @@
 """The run record's on-disk layout: tables, schema version, and what may be stored from a config.
 
-One SQLite file per run, ``<log_dir>/<run_name>/record.sqlite``:
+One SQLite file per run, ``<log_dir>/<run_name>/record.sqlite`` (schema 2):
 
 - ``meta(key, value)``: ``schema_version``, ``created_at``, ``run_name``, ``framework``,
   ``tripwire_version``, ``config`` (redacted), ``resumed_at`` (list of times the run continued),
   ``end`` (how the run ended, :meth:`tripwire.run_end.RunEnd.to_meta`; null while the run is
   being written; absent in records written before tripwire kept it); every value is JSON text.
-- ``series(step, epoch, name, subject, value, is_nan)``: one row per scalar. SQLite turns a bound
-  NaN into NULL, so NaN is stored as ``value NULL, is_nan 1``; ±Inf is stored as REAL. Missing
-  values are never stored, so NULL means NaN and nothing else.
+- ``keys(id, name, subject)``: the dictionary of series: one row per ``(name, subject)`` pair.
+- ``layouts(id, ids)``: the key ids of a sample, packed (:mod:`tripwire.record.packing`); samples
+  with the same series share one layout.
+- ``samples(step, epoch, layout, vals)``: one row per sample, its values packed in the layout's
+  order as float64 (NaN and ±Inf as they are; a missing value is simply not in the layout). A
+  value costs 8 bytes and its share of the row.
 - ``findings(step, epoch, rule, kind, severity, subject, message, json)``: ``json`` is
   :meth:`tripwire.Finding.to_json`, the lossless form.
+- ``repeats``, the same columns: a finding that fired again before its rule re-armed it
+  (``rearm_after``), kept so that every occurrence is on record though it was not acted on.
+  Absent in records written before tripwire kept repeats; readers treat that as none.
+
+Schema 1 (tripwire before the compact record) stored one row per value in ``series(step, epoch,
+name, subject, value, is_nan)``, about 100 bytes a value. :class:`tripwire.Run` reads it as it
+is; a run that continues such a record converts it to schema 2 first
+(:mod:`tripwire.record.migrate`).
 
 Example:
     >>> cfg = {"actions": {"webhook": {"url": "https://hooks.example/T0/SECRET", "headers": {"X": "k"}}}}
@@ -24,24 +35,29 @@ import copy
 import sqlite3
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE = (1, 2)  # schema versions Run reads
 FILENAME = "record.sqlite"
 REDACTED = "<redacted>"
 
 DDL = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS series (
-    step INTEGER NOT NULL, epoch INTEGER, name TEXT NOT NULL, subject TEXT,
-    value REAL, is_nan INTEGER NOT NULL DEFAULT 0);
-CREATE INDEX IF NOT EXISTS series_name ON series (name, subject, step);
+CREATE TABLE IF NOT EXISTS keys (id INTEGER PRIMARY KEY, name TEXT NOT NULL, subject TEXT);
+CREATE TABLE IF NOT EXISTS layouts (id INTEGER PRIMARY KEY, ids BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS samples (step INTEGER NOT NULL, epoch INTEGER, layout INTEGER NOT NULL, vals BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS samples_step ON samples (step);
 CREATE TABLE IF NOT EXISTS findings (
+    step INTEGER NOT NULL, epoch INTEGER, rule TEXT NOT NULL, kind TEXT NOT NULL, severity TEXT NOT NULL,
+    subject TEXT, message TEXT NOT NULL, json TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS repeats (
     step INTEGER NOT NULL, epoch INTEGER, rule TEXT NOT NULL, kind TEXT NOT NULL, severity TEXT NOT NULL,
     subject TEXT, message TEXT NOT NULL, json TEXT NOT NULL);
 """
 
-SERIES_INSERT = "INSERT INTO series (step, epoch, name, subject, value, is_nan) VALUES (?, ?, ?, ?, ?, ?)"
+SAMPLE_INSERT = "INSERT INTO samples (step, epoch, layout, vals) VALUES (?, ?, ?, ?)"
 FINDING_INSERT = ("INSERT INTO findings (step, epoch, rule, kind, severity, subject, message, json) "
                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+REPEAT_INSERT = FINDING_INSERT.replace("INTO findings", "INTO repeats")
 
 
 class RecordError(RuntimeError):

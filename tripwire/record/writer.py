@@ -1,9 +1,10 @@
 """`RunRecord`: writes a run's statistics and findings to SQLite without slowing training.
 
-The training thread only flattens a sample into rows and puts them on a queue; a daemon writer
-thread inserts them in batches (one transaction per batch, every ``flush_s`` seconds or
-``batch_rows`` rows). A disk that fails (directory removed, disk full, file locked) costs the
-rows of that batch and one logged error; nothing is ever raised into training.
+The training thread only puts a reference to each sample on a queue; a daemon writer thread
+encodes it (one packed row per sample, see :mod:`tripwire.record.schema`) and inserts the rows in
+batches (one transaction per batch, every ``flush_s`` seconds or ``batch_rows`` queued items). A
+disk that fails (directory removed, disk full, file locked) costs the values of that batch and one
+logged error; nothing is ever raised into training.
 
 Example:
     >>> import tempfile
@@ -22,7 +23,6 @@ from __future__ import annotations
 import atexit
 import json
 import logging
-import math
 import os
 import queue
 import secrets
@@ -34,12 +34,15 @@ from typing import Any
 
 from tripwire.config import Config
 from tripwire.finding import Finding
+from tripwire.record.encoder import SampleEncoder
+from tripwire.record.migrate import migrate
 from tripwire.record.schema import (
     DDL,
     FILENAME,
     FINDING_INSERT,
+    REPEAT_INSERT,
+    SAMPLE_INSERT,
     SCHEMA_VERSION,
-    SERIES_INSERT,
     check_version,
     redact_config,
 )
@@ -48,7 +51,7 @@ from tripwire.stats import Sample
 
 log = logging.getLogger("tripwire")
 
-_SERIES, _FINDING, _SAMPLE, _META = 0, 1, 2, 3
+_SAMPLE, _FINDING, _META, _REPEAT = 0, 1, 2, 3
 _META_UPSERT = "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)"
 
 
@@ -63,7 +66,7 @@ class RunRecord:
     Attributes:
         directory: the run directory ``<log_dir>/<run_name>``.
         path: the SQLite file inside it.
-        dropped: rows lost to a full queue or a failing disk.
+        dropped: values and findings lost to a full queue or a failing disk.
         batches: transactions written so far.
     """
 
@@ -77,6 +80,7 @@ class RunRecord:
         self._queue: queue.Queue = queue.Queue(maxsize=max_queued)
         self._closed = False
         self._failed = False  # one error logged per failure streak
+        self._encoder: SampleEncoder | None = None  # the keys and layouts committed; None: read them again
         self._thread = threading.Thread(target=self._run, name=f"tripwire-record-{path.parent.name}", daemon=True)
         self._thread.start()
         atexit.register(self.close)
@@ -90,6 +94,9 @@ class RunRecord:
         Raises:
             OSError, sqlite3.Error: the directory or file cannot be created.
             tripwire.record.RecordError: the file exists but is not a record this version can extend.
+
+        A record of an older schema is converted to the current one first
+        (:mod:`tripwire.record.migrate`).
         """
         directory = Path(log_dir) / (run_name or default_run_name())
         directory.mkdir(parents=True, exist_ok=True)
@@ -97,11 +104,12 @@ class RunRecord:
         cfg = Config.load(config)
         conn = _connect(path)
         try:
+            conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            fresh = conn.execute("SELECT COUNT(*) FROM meta").fetchone()[0] == 0
+            if not fresh and check_version(conn, str(path)) < SCHEMA_VERSION:
+                migrate(conn)
             with conn:
                 conn.executescript(DDL)
-                fresh = conn.execute("SELECT COUNT(*) FROM meta").fetchone()[0] == 0
-                if not fresh:
-                    check_version(conn, str(path))
                 meta = _meta(conn, cfg, framework, fresh, directory)
                 conn.executemany(_META_UPSERT, [(k, json.dumps(v)) for k, v in meta.items()])
         finally:
@@ -118,13 +126,13 @@ class RunRecord:
         stats = dict(sample.stats)  # series added to the sample later are not this sample's
         n = sum(len(values) for values in stats.values())
         if n:
-            self._put((_SAMPLE, (int(sample.step), None if sample.epoch is None else int(sample.epoch), stats)), n)
+            self._put((_SAMPLE, [(int(sample.step), None if sample.epoch is None else int(sample.epoch), stats)]), n)
 
-    def add_finding(self, finding: Finding) -> None:
-        """Queue one finding."""
+    def add_finding(self, finding: Finding, *, repeat: bool = False) -> None:
+        """Queue one finding; ``repeat``: one that fired again before its rule re-armed it."""
         row = (finding.step, finding.epoch, finding.rule, finding.kind, finding.severity, finding.subject,
                finding.message, finding.to_json())
-        self._put((_FINDING, [row]), 1)
+        self._put((_REPEAT if repeat else _FINDING, [row]), 1)
 
     def _put(self, item: tuple[int, list[tuple]], n: int) -> None:
         if self._closed:
@@ -176,7 +184,7 @@ class RunRecord:
     # ---- writer thread ---------------------------------------------------------------------
     def _run(self) -> None:
         conn = None
-        pending: dict[int, list[tuple]] = {_SERIES: [], _FINDING: [], _META: []}
+        pending: dict[int, list[tuple]] = {_SAMPLE: [], _FINDING: [], _META: [], _REPEAT: []}
         waiters: list[threading.Event] = []
         deadline = time.monotonic() + self._flush_s
         stopping = False
@@ -189,15 +197,13 @@ class RunRecord:
                 stopping = True
             elif isinstance(item, threading.Event):
                 waiters.append(item)
-            elif item and item[0] == _SAMPLE:
-                pending[_SERIES].extend(_series_rows(*item[1]))
             elif item:
                 pending[item[0]].extend(item[1])
             size = sum(map(len, pending.values()))
             if stopping or waiters or size >= self._batch_rows or time.monotonic() >= deadline:
                 if size:
                     conn = self._write(conn, pending)
-                pending = {_SERIES: [], _FINDING: [], _META: []}
+                pending = {_SAMPLE: [], _FINDING: [], _META: [], _REPEAT: []}
                 for event in waiters:
                     event.set()
                 waiters = []
@@ -216,15 +222,21 @@ class RunRecord:
             if conn is None:
                 conn = _connect(self.path)
             with conn:
-                conn.executemany(SERIES_INSERT, pending[_SERIES])
+                if self._encoder is None:
+                    self._encoder = SampleEncoder.load(conn)
+                rows = (self._encoder.row(conn, *sample) for sample in pending[_SAMPLE])
+                conn.executemany(SAMPLE_INSERT, [r for r in rows if r is not None])
                 conn.executemany(FINDING_INSERT, pending[_FINDING])
+                conn.executemany(REPEAT_INSERT, pending[_REPEAT])
                 conn.executemany(_META_UPSERT, pending[_META])
             self.batches += 1
             if self._failed:
                 log.warning("tripwire: the run record %s is writable again", self.path)
             self._failed = False
         except Exception as exc:  # noqa: BLE001 - the record must never break training
-            self.dropped += sum(map(len, pending.values()))
+            self._encoder = None  # ids handed out in the rolled-back transaction do not exist
+            self.dropped += sum(len(values) for _, _, stats in pending[_SAMPLE] for values in stats.values())
+            self.dropped += len(pending[_FINDING]) + len(pending[_REPEAT]) + len(pending[_META])
             if not self._failed:
                 log.error("tripwire: cannot write the run record %s (%s: %s); dropping its rows until it "
                           "works again", self.path, type(exc).__name__, exc)
@@ -236,20 +248,6 @@ class RunRecord:
                     pass
             conn = None
         return conn
-
-
-def _series_rows(step: int, epoch: int | None, stats: dict[str, dict[str | None, float]]) -> list[tuple]:
-    """Rows of the series table for one sample's values."""
-    rows = []
-    for name, values in stats.items():
-        for subject, value in values.items():
-            if value is None:
-                continue
-            value = float(value)
-            nan = math.isnan(value)
-            rows.append((step, epoch, name, None if subject is None else str(subject), None if nan else value,
-                         int(nan)))
-    return rows
 
 
 def _meta(conn: sqlite3.Connection, cfg: Config, framework: str | None, fresh: bool,
@@ -275,4 +273,5 @@ def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, timeout=5.0, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA cache_size=-512")  # KiB: the writer only appends; SQLite's 2 MiB default is not needed
     return conn

@@ -106,7 +106,9 @@ def _findings_section(run: Run, findings: Sequence[Finding], names: Sequence[str
                      f"<b>{_breakable(f.rule)}</b>{kind}", f'<span class="subject">{esc(f.subject or "—")}</span>',
                      esc(_num(f.value)), esc(_num(f.threshold)),
                      f'{esc(f.message)}<div class="fix">Try: {esc(f.suggestion)}</div>'])
-    body = figs.add(plots.timeline_figure(findings), "Each point is a finding; hover for the message.")
+    body = figs.add(plots.timeline_figure(findings, run.repeats),
+                    "Each point is a finding, each band one that fired again (from its first to its last "
+                    "occurrence); hover for the message and the count.")
     body += table(["step", "epoch", "severity", "rule", "subject", "value", "threshold", "message and what to try"],
                   rows, cls="findings", numeric={0, 1, 5, 6})
     if len(findings) > MAX_TABLE_ROWS:
@@ -121,13 +123,17 @@ def _rules_section(run: Run, findings: Sequence[Finding], names: Sequence[str], 
     by_rule: dict[str, list[Finding]] = {}
     for f in findings:
         by_rule.setdefault(f.rule, []).append(f)
+    repeats: dict[str, int] = {}
+    for f in run.repeats:
+        repeats[f.rule] = repeats.get(f.rule, 0) + 1
     body = ""
     for rule, group in by_rule.items():
-        first = group[0]
+        first, again = group[0], repeats.get(rule, 0)
         body += (f'<h3 id="rule-{esc(rule)}">{esc(rule)}'
                  + (f" <small>({esc(first.kind)})</small>" if first.kind != rule else "")
-                 + f'</h3><p class="note">{len(group)} finding{"s" if len(group) > 1 else ""}, first at step '
-                 f"{first.step}: {esc(first.message)}</p>")
+                 + f'</h3><p class="note">{len(group)} finding{"s" if len(group) > 1 else ""}'
+                 + (f" and {again} repeat{'s' if again > 1 else ''} (fired again before it re-armed)" if again else "")
+                 + f", first at step {first.step}: {esc(first.message)}</p>")
         panels = panels_for(group[:MAX_PER_RULE], run)  # a flapping rule re-fires; its first findings tell
         if not panels:
             body += '<p class="note">No recorded series behind this rule.</p>'

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from tripwire.finding import SEVERITIES, Finding
@@ -36,7 +36,8 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # a layer name must not move the
 def format_summary(findings: Iterable[Finding], record_path: str | os.PathLike | None = None,
                    report_path: str | os.PathLike | None = None, *, sampled_steps: int | None = None,
                    stopped_by: Finding | None = None, switched_off: dict[str, str] | None = None,
-                   step_word: str = "step", end: RunEnd | None = None, schedule: str | None = None) -> str:
+                   step_word: str = "step", end: RunEnd | None = None,
+                   repeats: Mapping[tuple[str, str | None], int] | None = None, schedule: str | None = None) -> str:
     """Text to print at the end of training.
 
     Args:
@@ -48,6 +49,7 @@ def format_summary(findings: Iterable[Finding], record_path: str | os.PathLike |
         switched_off: instrumentation parts that failed and were switched off (``{part: reason}``).
         step_word: what a step is called (``round`` for XGBoost; see :mod:`tripwire.wording`).
         end: how the run ended; a crash, or an exit with tripwire open, is named in the first line.
+        repeats: how often each ``(rule, subject)`` fired again before it re-armed (counted in its row).
         schedule: what sampling cost and how often it ran (under ``overhead_budget``), a line of its own.
 
     Example:
@@ -74,7 +76,7 @@ def format_summary(findings: Iterable[Finding], record_path: str | os.PathLike |
     else:
         head += _ending(end, step_word)
 
-    rows = _rows(findings)
+    rows = _rows(findings, repeats or {})
     header = ("rule", "subject", f"first {step_word}", "message")
     widths = [max(len(header[i]), *(len(r[i]) for r in rows)) for i in range(3)]
     lines = [head, "  " + _row(header, widths)]
@@ -91,8 +93,8 @@ def _ending(end: RunEnd | None, step_word: str) -> str:
     return f"; training {told}" if end.state == "crashed" else f"; {told}"
 
 
-def _rows(findings: list[Finding]) -> list[tuple[str, str, str, str]]:
-    """One row per (rule, subject): the first step it fired, and how often when it re-armed."""
+def _rows(findings: list[Finding], repeats: Mapping[tuple[str, str | None], int]) -> list[tuple[str, str, str, str]]:
+    """One row per (rule, subject): the first step it fired, and how often when it fired again."""
     first: dict[tuple[str, str | None], tuple[Finding, int]] = {}
     for f in findings:
         key = (f.rule, f.subject)
@@ -100,6 +102,7 @@ def _rows(findings: list[Finding]) -> list[tuple[str, str, str, str]]:
         first[key] = (seen if seen.step <= f.step else f, n + 1)
     rows = []
     for (rule, subject), (f, n) in sorted(first.items(), key=lambda kv: (kv[1][0].step, kv[0][0])):
+        n += repeats.get((rule, subject), 0)
         message = _clean(f.message) + (f" (fired {n} times)" if n > 1 else "")
         rows.append((_clean(rule), _cut(_clean(subject or "-"), _SUBJECT_WIDTH), str(f.step),
                      _cut(message, _MESSAGE_WIDTH)))

@@ -87,6 +87,7 @@ class ClassifierConfusion(Rule):
 
     kind = "classifier_confusion"
     summary = "a class predicted as one other class > max_off_diag of the time, or its recall < min_diag"
+    rearm_after = 1  # patience already spaces its findings: epochs of validations over the limit
     limits: ClassVar[tuple[Limit, ...]] = (
         Limit("max_off_diag", "upper", "linear"),
         Limit("min_diag", "lower", "linear"),

@@ -80,6 +80,7 @@ plots ``r`` with the same floor.
 
     kind = "overfit"
     summary = "(val_loss - train loss) / train loss > ratio for patience validations"
+    rearm_after = 1  # patience already spaces its findings: epochs of validations over the limit
     limits: ClassVar[tuple[Limit, ...]] = (Limit("ratio", "upper", "log"),)
 
     class Params(RuleParams):

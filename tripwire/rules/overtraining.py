@@ -76,6 +76,7 @@ class Overtraining(Rule):
 
     kind = "overtraining"
     summary = "no val_loss improvement >= min_delta for patience validations while the training loss still falls"
+    rearm_after = 1  # patience already spaces its findings: epochs of validations over the limit
     limits: ClassVar[tuple[Limit, ...]] = (Limit("patience", "upper", "int"),)
 
     class Params(RuleParams):
