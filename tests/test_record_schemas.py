@@ -91,6 +91,7 @@ def test_a_schema_1_record_reads_like_a_schema_2_one(tmp_path):
 
 
 def test_report_and_calibrate_read_a_schema_1_record(tmp_path):
+    pytest.importorskip("plotly")  # the report's extra; the framework-free environment has none
     write_schema_1(tmp_path / "old")
     write_schema_2(tmp_path)
     text = write_report(tmp_path / "old").read_text(encoding="utf-8")
