@@ -70,7 +70,7 @@ from tripwire.arguments import shared_arguments
 from tripwire.callbacks.xgboost.evals import EvalReader
 from tripwire.callbacks.xgboost.heldout import HeldOut
 from tripwire.callbacks.xgboost.labels import count_labels
-from tripwire.callbacks.xgboost.trees import TreeTracker, booster_kind, learning_rate
+from tripwire.callbacks.xgboost.trees import TreeTracker, booster_kind, learning_rate, normalized
 from tripwire.config import FROM_CONFIG, Config, FromConfig
 from tripwire.errors import ConfigError
 from tripwire.failopen import FailOpen
@@ -268,9 +268,24 @@ class XGBoostTripwire(TrainingCallback):
         try:
             if s.round > s.sampled:  # the rounds after the last sample: recorded, too late to stop
                 self._decide(model, s, final=True)
+            elif s.heldout is not None and s.heldout.due(s.round + 1, final=True) and self.monitor.guard.ok(HELDOUT):
+                self._final_heldout(model, s)
         finally:
             self._close(model)
         return model
+
+    def _final_heldout(self, model: Any, s: _Session) -> None:
+        """The last round was a sampled one, measured on the held-out rows earlier (the model was
+        smaller then): measure the final model and hand the rule its importance again, nothing else."""
+        shares = normalized(s.tracker.gain, s.tracker.features)
+        if not shares:
+            return
+        heldout = self.monitor.guard.call(HELDOUT, s.heldout.zscores, model, s.tracker.features, s.tracker.gain)
+        sample = Sample(step=s.round, epoch=None)
+        for stat, value in (("feature_importance", shares), ("feature_chances", s.tracker.chances),
+                            ("boosting_progress", s.tracker.boosting_progress), ("heldout_importance", heldout)):
+            self._add(sample, s, stat, value)
+        self.monitor.execute(self.monitor.process(sample), _BoosterSink(model, self.monitor.is_main))
 
     def _decide(self, model: Any, s: _Session, final: bool = False) -> bool:
         """Evaluate a sample (``final``: the last, after training) and act on it; True when training must stop."""

@@ -9,10 +9,10 @@ noise column does nothing, so :class:`HeldOut` measures each feature there, by p
     z   = mean(d) / (std(d) / sqrt(n))          (paired over the n held-out rows)
 
 ``z`` says how many standard errors the feature's effect on the held-out loss sits above zero;
-a feature with ``z <= 2`` has no effect the held-out rows can tell from noise (``heldout_z`` of
-``low_feature_importance``). The standard error comes from the rows, not from the shuffles: with
-few rows a weak real feature cannot prove itself, and the rule's share limit allows for that
-(healthy diabetes, 111 held-out rows: 4 of 10 features at ``z <= 2``).
+``low_feature_importance`` calls a feature with ``z <= heldout_z`` (1) useless: its effect is one
+the held-out rows cannot tell from noise. The standard error comes from the rows, not from the
+shuffles: with few rows a weak real feature cannot prove itself, and the rule's share limit
+allows for that (healthy diabetes, 111 held-out rows: 2 of 10 features at ``z <= 1``, 4 at 2).
 
 **Correlated features are shuffled together.** Shuffling one of two redundant columns costs
 nothing, because its partner still carries the information (the known blind spot of permutation
