@@ -30,7 +30,8 @@ True, after recording it), ``raise`` raises :class:`~tripwire.errors.RuleTrigger
 
 Distributed (``xgboost.dask``, spark): every worker runs its own copy of the callback. The
 statistics come from the model and ``evals_log``, which are identical on every worker, so all
-workers reach the same findings and stop at the same round. Only rank 0 sends alerts, writes
+workers reach the same findings and stop at the same round; ``eval_data`` travels with the pickled
+callback and its shuffles are seeded, so its held-out importance is the same on every worker too. Only rank 0 sends alerts, writes
 the run record and saves checkpoints.
 
 Failures of tripwire's own code (reading the trees, ``evals_log``, the labels, the booster's
@@ -142,7 +143,7 @@ class XGBoostTripwire(TrainingCallback):
         labels: the training labels, for ``class_imbalance``; counted once, only counts are kept.
         eval_data: ``(X_val, y_val)``, held-out rows never trained on (the validation set), for the
             held-out importance ``low_feature_importance`` reads (a callback never sees the
-            eval DMatrix, so the rows are handed over; at most 2000 are kept).
+            eval DMatrix, so the rows are handed over; at most 1000 are kept).
         train_set: name of the eval set that is the training data (default: the first named
             like ``train``; sklearn: ``validation_0`` when there are two or more).
         val_set: name of the validation eval set (default: the last other one).
