@@ -31,8 +31,8 @@ True, after recording it), ``raise`` raises :class:`~tripwire.errors.RuleTrigger
 Distributed (``xgboost.dask``, spark): every worker runs its own copy of the callback. The
 statistics come from the model and ``evals_log``, which are identical on every worker, so all
 workers reach the same findings and stop at the same round; ``eval_data`` travels with the pickled
-callback and its shuffles are seeded, so its held-out importance is the same on every worker too. Only rank 0 sends alerts, writes
-the run record and saves checkpoints.
+callback and its shuffles are seeded, so its held-out importance is the same on every worker too.
+Only rank 0 sends alerts, writes the run record and saves checkpoints.
 
 Failures of tripwire's own code (reading the trees, ``evals_log``, the labels, the booster's
 attributes) never end the training: each part runs under ``monitor.guard`` and is switched off
