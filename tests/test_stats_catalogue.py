@@ -33,7 +33,7 @@ def test_collected_is_what_the_catalogue_says_each_callback_sends():
     for framework in FRAMEWORKS:
         assert COLLECTED[framework] == {s for s, info in CATALOGUE.items() if framework in info.collected_by}
     assert COLLECTED["xgboost"] == {"loss", "val_loss", "epochs_since_val", "label_count", "tree_depth",
-                                    "feature_importance", "feature_chances", "boosting_progress"}
+                                    "feature_importance", "feature_chances", "boosting_progress", "heldout_importance"}
     assert COLLECTED["torch"] - COLLECTED["keras"] == {"epochs_since_val"}  # Keras validates at epoch ends
     assert UNIT_SHARES <= ACTIVATION_STATS
 

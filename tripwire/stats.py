@@ -165,6 +165,9 @@ CATALOGUE: dict[str, StatInfo] = {
     "boosting_progress": StatInfo("same", "run", "rounds so far times eta: the full-strength trees the model "
                                                  "amounts to (10 rounds at the default eta 0.3 are 3.0)",
                                   collected_by=frozenset({"xgboost"})),
+    "heldout_importance": StatInfo("same", "feature", "permutation importance on held-out rows (eval_data), in "
+                                                      "standard errors above zero; correlated features are "
+                                                      "shuffled together", collected_by=frozenset({"xgboost"})),
 }
 
 #: The activation statistics (those measured on activation families).

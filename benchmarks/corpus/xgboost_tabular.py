@@ -1,6 +1,10 @@
 """XGBoost on tabular data: scikit-learn's bundled sets (breast cancer, diabetes, digits, wine)
 and generated ones (``make_regression``, ``make_classification`` with redundant, correlated
-features), with and without early stopping, column subsampling and the sklearn API."""
+features), with and without early stopping, column subsampling and the sklearn API.
+
+Every entry hands its validation rows to the callback (``eval_data``) as well as to XGBoost's
+``evals``: a callback never sees the eval DMatrix, and ``low_feature_importance`` reads a
+held-out importance from them."""
 
 from __future__ import annotations
 
@@ -25,7 +29,7 @@ def _train(make_callback: Callable[..., Any], x: Any, y: Any, params: dict[str, 
     xt, xv, yt, yv = _split(x, y)
     if train_rows is not None:
         xt, yt = xt[:train_rows], yt[:train_rows]
-    callback = make_callback(labels=yt) if classes else make_callback()
+    callback = make_callback(labels=yt, eval_data=(xv, yv)) if classes else make_callback(eval_data=(xv, yv))
     xgb.train({"nthread": 1, "seed": 0, **params}, xgb.DMatrix(xt, yt), rounds,
               evals=[(xgb.DMatrix(xt, yt), "train"), (xgb.DMatrix(xv, yv), "validation")],
               early_stopping_rounds=early_stopping, verbose_eval=False, callbacks=[callback])
@@ -85,7 +89,7 @@ def _correlated(make_callback: Callable[..., Any], *, train_rows: int | None = N
     xt, xv, yt, yv = _split(x, y)
     if train_rows is not None:
         xt, yt = xt[:train_rows], yt[:train_rows]
-    callback = make_callback(labels=yt)
+    callback = make_callback(labels=yt, eval_data=(xv, yv))
     model = xgb.XGBClassifier(n_estimators=300, learning_rate=0.05, max_depth=5, subsample=0.8,
                               colsample_bytree=0.6, n_jobs=1, random_state=0, eval_metric="mlogloss",
                               callbacks=[callback])

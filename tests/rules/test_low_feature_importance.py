@@ -162,3 +162,35 @@ def test_a_leaked_label_is_dominant_once_the_small_eta_run_has_progressed():
     stats = _tracked(leaked, y, params, 61)
     out = {v.subject: v for v in LowFeatureImportance("l").check(Sample(60, stats=stats))}
     assert out["dominant"].fired and "f30" in out["dominant"].message
+
+
+def _heldout_sample(z_noise, progress=5.0, step=100):
+    """10 real features with gain and held-out effect, 40 noise columns with gain (2% each) and held-out ``z_noise``."""
+    gain = {f"r{i}": 0.02 for i in range(10)} | {f"n{i}": 0.02 for i in range(40)}
+    heldout = {f"r{i}": 8.0 for i in range(10)} | {f"n{i}": z_noise for i in range(40)}
+    return Sample(step, stats={"feature_importance": gain, "feature_chances": {None: 500.0},
+                               "boosting_progress": {None: progress}, "heldout_importance": heldout})
+
+
+def test_features_without_a_held_out_effect_count_as_useless():
+    rule = LowFeatureImportance("l")
+    out = {v.subject: v for v in rule.check(_heldout_sample(z_noise=0.5))}
+    assert out["useless"].fired and out["useless"].value == pytest.approx(0.8)
+    assert "no effect on the held-out loss" in out["useless"].message and "40 of them" in out["useless"].message
+    assert out["useless"].evidence["no_gain"] == 0 and out["useless"].evidence["heldout_checked"]
+    # the same gains with a held-out effect beyond heldout_z: every column pulls its weight
+    fresh = LowFeatureImportance("l")
+    assert not {v.subject: v for v in fresh.check(_heldout_sample(z_noise=2.5))}["useless"].fired
+    # without held-out rows the gains alone say nothing is wrong (the miss this test exists for)
+    gain_only = LowFeatureImportance("l")
+    sample = _heldout_sample(z_noise=0.5)
+    del sample.stats["heldout_importance"]
+    assert not {v.subject: v for v in gain_only.check(sample)}["useless"].fired
+
+
+def test_the_held_out_test_waits_for_min_progress_and_ignores_non_finite_scores():
+    assert not {v.subject: v for v in LowFeatureImportance("l").check(_heldout_sample(0.5, progress=1.0))}[
+        "useless"].fired  # 20 rounds at eta 0.05: weak real features have not moved the predictions yet
+    rule = LowFeatureImportance("l", LowFeatureImportance.Params(heldout_z=1.0))
+    assert not {v.subject: v for v in rule.check(_heldout_sample(float("nan")))}["useless"].fired
+    assert {v.subject: v for v in rule.check(_heldout_sample(1.0, step=110))}["useless"].fired  # z <= heldout_z

@@ -21,9 +21,10 @@ def test_the_callback_sends_exactly_the_statistics_the_catalogue_claims_for_xgbo
     process = Monitor.process
     monkeypatch.setattr(Monitor, "process", lambda self, sample: samples.append(sample) or process(self, sample))
     X, y = data(n=400)
-    callback = XGBoostTripwire({"rules": {}}, interval=1, log_dir=False, labels=y)
+    callback = XGBoostTripwire({"rules": {}}, interval=1, log_dir=False, labels=y, eval_data=(X[300:], y[300:]))
     train, val = xgb.DMatrix(X[:300], y[:300]), xgb.DMatrix(X[300:], y[300:])
-    xgb.train({"objective": "binary:logistic", "max_depth": 3}, train, 4, evals=[(train, "train"), (val, "val")],
+    # 11 rounds: the held-out importance is first measured at round 10
+    xgb.train({"objective": "binary:logistic", "max_depth": 3}, train, 11, evals=[(train, "train"), (val, "val")],
               verbose_eval=False, callbacks=[callback])
     sent = {key for s in samples for key in s.stats}
     claimed = {need.key for need in needs if need.stat in COLLECTED["xgboost"]}

@@ -8,7 +8,7 @@ import pytest
 pytestmark = pytest.mark.xgboost
 pytest.importorskip("xgboost")
 
-MODULES = ["", ".callback", ".evals", ".labels", ".trees"]
+MODULES = ["", ".callback", ".evals", ".heldout", ".labels", ".trees"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -21,6 +21,7 @@ from tripwire import XGBoostTripwire
 from tripwire.callbacks.xgboost import callback as adapter
 from tripwire.callbacks.xgboost import trees as xgboost_trees
 from tripwire.callbacks.xgboost.evals import EvalReader
+from tripwire.callbacks.xgboost.heldout import HeldOut
 from tripwire.callbacks.xgboost.trees import TreeTracker
 
 pytestmark = pytest.mark.xgboost
@@ -52,6 +53,7 @@ POINTS = [
     Point(TreeTracker, "new_rounds", "reading the trees", "feature_importance", "loss"),
     Point(xgboost_trees, "tree_depth", "tree depth", "tree_depth", "feature_importance"),
     Point(TreeTracker, "_add_gain", "feature importance", "feature_importance", "tree_depth"),
+    Point(HeldOut, "zscores", "held-out importance", "heldout_importance", "feature_importance"),
     Point(EvalReader, "resolve", "losses from evals_log", "val_loss", "tree_depth"),
     Point(EvalReader, "losses", "losses from evals_log", "loss", "label_count"),
     Point(XGBoostTripwire, "_attributes", "storing the findings in the booster", None, "tree_depth"),
@@ -90,8 +92,8 @@ def recorded(monkeypatch) -> list:
     samples: list = []
     build = XGBoostTripwire._sample
 
-    def keep(self, model, s):
-        samples.append(build(self, model, s))
+    def keep(self, model, s, *final):
+        samples.append(build(self, model, s, *final))
         return samples[-1]
 
     monkeypatch.setattr(XGBoostTripwire, "_sample", keep)
@@ -105,7 +107,7 @@ def test_a_failing_part_is_switched_off_alone_and_the_model_is_unchanged(point, 
     samples = recorded(monkeypatch)
     inject(monkeypatch, point)
     with caplog.at_level(logging.WARNING, logger="tripwire"):
-        callback = XGBoostTripwire(CONFIG, labels=sets[0][1], log_dir=False)
+        callback = XGBoostTripwire(CONFIG, labels=sets[0][1], log_dir=False, eval_data=sets[1])
         predictions, booster = train(api, sets, callback)
     assert booster.num_boosted_rounds() == ROUNDS
     np.testing.assert_array_equal(predictions, untouched)
@@ -125,7 +127,8 @@ def test_a_failing_part_is_switched_off_alone_and_the_model_is_unchanged(point, 
 def test_strict_lets_the_failure_reach_the_user(point, api, sets, monkeypatch):
     inject(monkeypatch, point)
     with pytest.raises(Injected, match="planted in"):
-        train(api, sets, XGBoostTripwire(CONFIG, labels=sets[0][1], log_dir=False, strict=True))
+        train(api, sets, XGBoostTripwire(CONFIG, labels=sets[0][1], log_dir=False, strict=True,
+                                      eval_data=sets[1]))
 
 
 def test_regression_labels_are_still_a_setting_error_not_a_part_switched_off():

@@ -13,7 +13,11 @@ with XGBoost's 0-based round index as the step) the callback builds one
   and metric are used, or pass ``train_set``, ``val_set``, ``metric``. What was chosen is logged
   once and kept in the booster attribute ``tripwire_losses`` (``loss = train-logloss, ...``);
 - ``label_count``: the class counts of ``labels=``, once (callbacks never see the DMatrix, so
-  ``class_imbalance`` needs the labels handed over).
+  ``class_imbalance`` needs the labels handed over);
+- ``heldout_importance``: with ``eval_data=(X_val, y_val)``, each feature's permutation importance
+  on those held-out rows as a z-score (:mod:`tripwire.callbacks.xgboost.heldout`), at round 10,
+  then each time the model has doubled, and at the last sample; ``low_feature_importance``
+  then also calls a feature useless when it does nothing measurable on rows the trees never saw.
 
 The trees are read only on sampled rounds, from a slice of the rounds since the previous sample,
 so nothing is missed between samples and the cost per round does not grow with the model.
@@ -26,8 +30,9 @@ True, after recording it), ``raise`` raises :class:`~tripwire.errors.RuleTrigger
 
 Distributed (``xgboost.dask``, spark): every worker runs its own copy of the callback. The
 statistics come from the model and ``evals_log``, which are identical on every worker, so all
-workers reach the same findings and stop at the same round. Only rank 0 sends alerts, writes
-the run record and saves checkpoints.
+workers reach the same findings and stop at the same round; ``eval_data`` travels with the pickled
+callback and its shuffles are seeded, so its held-out importance is the same on every worker too.
+Only rank 0 sends alerts, writes the run record and saves checkpoints.
 
 Failures of tripwire's own code (reading the trees, ``evals_log``, the labels, the booster's
 attributes) never end the training: each part runs under ``monitor.guard`` and is switched off
@@ -64,8 +69,9 @@ except ModuleNotFoundError as exc:
 
 from tripwire.arguments import shared_arguments
 from tripwire.callbacks.xgboost.evals import EvalReader
+from tripwire.callbacks.xgboost.heldout import HeldOut
 from tripwire.callbacks.xgboost.labels import count_labels
-from tripwire.callbacks.xgboost.trees import TreeTracker, booster_kind, learning_rate
+from tripwire.callbacks.xgboost.trees import TreeTracker, booster_kind, learning_rate, normalized
 from tripwire.config import FROM_CONFIG, Config, FromConfig
 from tripwire.errors import ConfigError
 from tripwire.failopen import FailOpen
@@ -86,6 +92,7 @@ LABELS = "label statistics"
 TREES = "reading the trees"  # preparing the tree statistics and slicing the new rounds: both off
 DEPTH = "tree depth"
 IMPORTANCE = "feature importance"
+HELDOUT = "held-out importance"
 LOSSES = "losses from evals_log"
 PUBLISH = "storing the findings in the booster"
 
@@ -102,6 +109,7 @@ class _Session:
     evals_log: dict = field(default_factory=dict)
     labels_sent: bool = False
     eta: float | None = None
+    heldout: HeldOut | None = None
 
 
 def _count(guard: FailOpen, labels: Any) -> dict[str, float] | None:
@@ -133,6 +141,9 @@ class XGBoostTripwire(TrainingCallback):
             rule set (the rules that apply to XGBoost).
         {shared arguments}
         labels: the training labels, for ``class_imbalance``; counted once, only counts are kept.
+        eval_data: ``(X_val, y_val)``, held-out rows never trained on (the validation set), for the
+            held-out importance ``low_feature_importance`` reads (a callback never sees the
+            eval DMatrix, so the rows are handed over; at most 1000 are kept).
         train_set: name of the eval set that is the training data (default: the first named
             like ``train``; sklearn: ``validation_0`` when there are two or more).
         val_set: name of the validation eval set (default: the last other one).
@@ -152,7 +163,8 @@ class XGBoostTripwire(TrainingCallback):
     def __init__(self, config: Any = None, *, stop_on: Iterable[str] = (), interval: int | None = None,
                  log_dir: str | bool | FromConfig | None = FROM_CONFIG, strict: bool | None = None,
                  labels: Any = None, train_set: str | None = None, val_set: str | None = None,
-                 metric: str | None = None, maximize: bool | None = None, run_name: str | None = None) -> None:
+                 metric: str | None = None, maximize: bool | None = None, run_name: str | None = None,
+                 eval_data: Any = None) -> None:
         super().__init__()
         #: one monitor for the callback's life, restarted by each training (it pickles without its
         #: open record and alert threads, for the sklearn API's copies and the dask workers)
@@ -160,6 +172,7 @@ class XGBoostTripwire(TrainingCallback):
                                framework="xgboost", run_name=run_name)
         self.train_set, self.val_set, self.metric, self.maximize = train_set, val_set, metric, maximize
         self.label_counts = None if labels is None else _count(self.monitor.guard, labels)
+        self.eval_data = None if eval_data is None else HeldOut(eval_data)
         self._off_from_the_start = dict(self.monitor.guard.disabled)  # named again after each restart
         self._session: _Session | None = None
 
@@ -218,8 +231,21 @@ class XGBoostTripwire(TrainingCallback):
         reader = EvalReader(train_set=self.train_set, val_set=self.val_set, metric=self.metric,
                             maximize=self.maximize)
         self._session = _Session(needs, reader, tracker, sampled=model.num_boosted_rounds() - 1,
-                                 eta=learning_rate(model) if "epochs_since_val" in needs else None)
+                                 eta=learning_rate(model) if "epochs_since_val" in needs else None,
+                                 heldout=self._heldout(model, tracker, needs))
         return model
+
+    def _heldout(self, model: Any, tracker: TreeTracker | None, needs: dict[str, list[Need]]) -> HeldOut | None:
+        """The held-out rows, bound to this model, when a rule reads them and the model allows."""
+        held = self.eval_data
+        if held is None or tracker is None or "heldout_importance" not in needs:
+            return None
+        held.bind(model)  # a column count that differs from the model's is a ConfigError, raised
+        held.restart()
+        if not held.usable:
+            log.info("tripwire: no held-out importance for objective %r", held.objective or "unknown")
+            return None
+        return held
 
     def after_iteration(self, model: Any, epoch: int, evals_log: dict) -> bool:
         s = self._session
@@ -242,14 +268,29 @@ class XGBoostTripwire(TrainingCallback):
             return model
         try:
             if s.round > s.sampled:  # the rounds after the last sample: recorded, too late to stop
-                self._decide(model, s)
+                self._decide(model, s, final=True)
+            elif s.heldout is not None and s.heldout.due(s.round + 1, final=True) and self.monitor.guard.ok(HELDOUT):
+                self._final_heldout(model, s)
         finally:
             self._close(model)
         return model
 
-    def _decide(self, model: Any, s: _Session) -> bool:
-        """Evaluate a sample and act on it; True when training must stop."""
-        decision = self.monitor.process(self._sample(model, s))
+    def _final_heldout(self, model: Any, s: _Session) -> None:
+        """The last round was a sampled one, measured on the held-out rows earlier (the model was
+        smaller then): measure the final model and hand the rule its importance again, nothing else."""
+        shares = normalized(s.tracker.gain, s.tracker.features)
+        if not shares:
+            return
+        heldout = self.monitor.guard.call(HELDOUT, s.heldout.zscores, model, s.tracker.features, s.tracker.gain)
+        sample = Sample(step=s.round, epoch=None)
+        for stat, value in (("feature_importance", shares), ("feature_chances", s.tracker.chances),
+                            ("boosting_progress", s.tracker.boosting_progress), ("heldout_importance", heldout)):
+            self._add(sample, s, stat, value)
+        self.monitor.execute(self.monitor.process(sample), _BoosterSink(model, self.monitor.is_main))
+
+    def _decide(self, model: Any, s: _Session, final: bool = False) -> bool:
+        """Evaluate a sample (``final``: the last, after training) and act on it; True when training must stop."""
+        decision = self.monitor.process(self._sample(model, s, final))
         if decision.findings:
             self._publish(model)  # before a checkpoint: the saved booster carries the findings
         sink = _BoosterSink(model, self.monitor.is_main)
@@ -277,7 +318,7 @@ class XGBoostTripwire(TrainingCallback):
         if self.monitor.is_main and ({"loss", "val_loss"} & s.needs.keys()):
             log.info("tripwire: XGBoost losses: %s", s.reader.description)
 
-    def _sample(self, model: Any, s: _Session) -> Sample:
+    def _sample(self, model: Any, s: _Session, final: bool = False) -> Sample:
         sample = Sample(step=s.round, epoch=None)
         rounds, s.sampled = s.round - s.sampled, s.round
         if s.tracker is not None:
@@ -286,6 +327,11 @@ class XGBoostTripwire(TrainingCallback):
             self._add(sample, s, "feature_importance", trees.get("importance"))
             self._add(sample, s, "feature_chances", trees.get("chances"))
             self._add(sample, s, "boosting_progress", trees.get("progress"))
+            if s.heldout is not None and "importance" in trees and s.heldout.due(s.round + 1, final) \
+                    and self.monitor.guard.ok(HELDOUT):
+                self._add(sample, s, "heldout_importance",
+                          self.monitor.guard.call(HELDOUT, s.heldout.zscores, model, s.tracker.features,
+                                                         s.tracker.gain))
         if "loss" in s.needs or "val_loss" in s.needs:
             train, val = self.monitor.guard.call(LOSSES, s.reader.losses, s.evals_log, fallback=(None, None))
             self._add(sample, s, "loss", train)
