@@ -119,7 +119,7 @@ class Schedule:
         """One phrase for the end-of-run summary: the interval, and the measured overhead if any."""
         every = f"sampled every {self.interval} {step_word}s"
         if self.budgeted:
-            every += f" (overhead budget {self.budget:.0%})"
+            every += f" (overhead budget {self.budget * 100:.3g}%)"
         used = self.overhead
         return every if used is None else f"tripwire used {used:.1%} of training time; {every}"
 
