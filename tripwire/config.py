@@ -19,7 +19,15 @@ when the config loads, so a reference that does not resolve fails here, not at t
     ...
     tripwire.errors.ConfigError: <dict> at 'rules.nonfinite.actions.1': cannot load action 'json:laods':
     module 'json' has no attribute 'laods' (did you mean 'loads'?); valid: alert, stop, raise, checkpoint,
-    or 'package.module:function'
+    skip_step, or 'package.module:function'
+
+A remediation (``skip_step``) goes only on a rule that can drive it:
+
+    >>> Config.load({"rules": {"exploding_gradient": {"actions": ["alert", "skip_step"]}}})
+    Traceback (most recent call last):
+    ...
+    tripwire.errors.ConfigError: <dict> at 'rules.exploding_gradient.actions.1': rule type 'exploding_gradient'
+    cannot skip_step: it needs a verdict at every step, before the update; rule types that can: loss_spike
 
 Keyword arguments of the callbacks override the config; ``log_dir`` defaults to
 :data:`FROM_CONFIG` because its ``None`` means "no run record", as in YAML:
@@ -52,7 +60,10 @@ from tripwire.rule import both_names, deprecated_name
 
 log = logging.getLogger("tripwire")
 
-ACTIONS = ("alert", "stop", "raise", "checkpoint")
+#: actions that repair training in place; a rule carries one only where its class lists it
+#: (:attr:`tripwire.Rule.remediations`), and an adapter only where it can carry it out
+REMEDIATIONS = ("skip_step",)
+ACTIONS = ("alert", "stop", "raise", "checkpoint", *REMEDIATIONS)
 _VALID_ACTIONS = f"valid: {', '.join(ACTIONS)}, or 'package.module:function'"
 
 
@@ -470,6 +481,11 @@ def _rule_spec(name: str, body: Any, ctx: _Ctx) -> RuleSpec:
             elif action not in ACTIONS:
                 ctx.report(ctx.error(path + ("actions", i), f"unknown action {_show(action)}"
                                                             f"{suggest(str(action), ACTIONS)}; {_VALID_ACTIONS}"))
+            elif action in REMEDIATIONS and action not in getattr(cls, "remediations", ()):
+                able = ", ".join(k for k, c in builtin_rules().items() if action in c.remediations)
+                ctx.report(ctx.error(path + ("actions", i), f"rule type '{kind}' cannot {action}: it needs a verdict "
+                                                            f"at every step, before the update; rule types that "
+                                                            f"can: {able}"))
     severity = body.get("severity")
     if severity is not None and severity not in ("info", "warning", "error"):
         ctx.report(ctx.error(path + ("severity",), f"unknown severity {_show(severity)}; valid: info, warning, error"))

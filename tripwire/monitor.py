@@ -27,7 +27,7 @@ from dataclasses import replace
 from typing import Any
 
 from tripwire.arguments import shared_arguments
-from tripwire.config import FROM_CONFIG, ChannelsConfig, Config, FromConfig
+from tripwire.config import ACTIONS, FROM_CONFIG, REMEDIATIONS, ChannelsConfig, Config, FromConfig
 from tripwire.decision import CHECKPOINT_FOLDER, Decision, DecisionSink, checkpoint_name, stand_in
 from tripwire.engine import Engine
 from tripwire.errors import ConfigError, RuleTriggered
@@ -61,15 +61,18 @@ class Monitor:
         {shared arguments}
         framework: ``torch``, ``keras`` or ``xgboost``.
         is_main: whether this process alerts and writes the record (rank 0).
+        remediations: the remediation actions (``skip_step``) the adapter can carry out.
 
     Raises:
-        ConfigError: an invalid config, or a ``package.module:function`` action that does not
-            resolve to a callable (actions are imported here, never at a finding).
+        ConfigError: an invalid config, a ``package.module:function`` action that does not
+            resolve to a callable (actions are imported here, never at a finding), or a
+            remediation the adapter cannot carry out.
     """
 
     def __init__(self, config: Any = None, *, stop_on: Iterable[str] = (), interval: int | None = None,
                  log_dir: str | bool | FromConfig | None = FROM_CONFIG, strict: bool | None = None,
-                 framework: str | None = None, is_main: bool = True, run_name: str | None = None) -> None:
+                 framework: str | None = None, is_main: bool = True, run_name: str | None = None,
+                 remediations: Iterable[str] = ()) -> None:
         cfg = Config.load(config)
         overrides: dict[str, Any] = {"interval": interval, "strict": strict}
         if log_dir is None or log_dir is False:
@@ -90,6 +93,7 @@ class Monitor:
         self.sampled_steps: set[int] = set()
         #: the ``package.module:function`` actions, resolved now: a finding imports nothing
         self._callables: dict[str, Callable[[Finding], Any]] = self.config.user_actions()
+        self._check_remediations(frozenset(remediations))
         self._alerts = None
         self._record = None
         self._last_record_path: str | None = None
@@ -98,6 +102,25 @@ class Monitor:
         #: the report it writes, turns this off)
         self.print_summary = True
         self._seen_error: BaseException | None = None
+
+    def _check_remediations(self, able: frozenset[str]) -> None:
+        """Refuse a remediation this adapter cannot carry out: a ConfigError now, not a silent no-op.
+
+        Example:
+            >>> Monitor({"rules": {"loss_spike": {"actions": ["alert", "skip_step"]}}}, framework="keras")
+            Traceback (most recent call last):
+            ...
+            tripwire.errors.ConfigError: <dict> at 'rules.loss_spike.actions': this callback cannot carry out
+            skip_step; valid here: alert, stop, raise, checkpoint
+            (skip_step: LightningTripwire, tripwire.torch.Tripwire)
+        """
+        for name, spec in self.config.rule_specs().items():
+            for action in spec.actions or ():
+                if action in REMEDIATIONS and action not in able:
+                    valid = ", ".join(a for a in ACTIONS if a not in REMEDIATIONS or a in able)
+                    raise ConfigError(f"this callback cannot carry out {action}; valid here: {valid} "
+                                      f"({action}: LightningTripwire, tripwire.torch.Tripwire)",
+                                      source=self.config.source, path=f"rules.{name}.actions")
 
     @property
     def stop_on(self) -> tuple[str, ...]:

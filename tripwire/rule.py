@@ -179,6 +179,8 @@ class Rule:
             from :meth:`needs` (see :class:`SupportedFrameworks`); a rule may set it to run in
             fewer places.
         limits: the parameters that are thresholds (see :class:`Limit`), for ``tripwire calibrate``.
+        remediations: the remediation actions (:data:`tripwire.config.REMEDIATIONS`) its findings can
+            drive: ``skip_step`` needs a verdict at every step, on the device, before the update.
 
     Instance attribute:
         framework: the framework whose training the rule judges now (``torch``, ``keras`` or
@@ -195,6 +197,7 @@ class Rule:
     in_default_set: ClassVar[bool] = True
     frameworks: ClassVar[tuple[str, ...]] = SupportedFrameworks()  # type: ignore[assignment]
     limits: ClassVar[tuple[Limit, ...]] = ()
+    remediations: ClassVar[tuple[str, ...]] = ()
     framework: str | None = None
 
     def __init__(self, name: str, params: RuleParams | None = None) -> None:

@@ -6,9 +6,11 @@ Run twice by ``test_loop_ddp.py`` as ``python loop_ddp_script.py OUT_DIR SCENARI
 - ``labels``: rank 1's labels are all class 0, so only the label counts reduced across ranks are
   imbalanced (``class_imbalance``, with the ``alert`` and ``stop`` actions);
 - ``nan``: rank 1's inputs turn NaN from step 13 (``nonfinite``; gradients are averaged by DDP,
-  so both ranks see them, and the loss only on rank 1).
+  so both ranks see them, and the loss only on rank 1);
+- ``spike``: rank 1's inputs are x1000 at step 80 (``loss_spike`` with ``skip_step``: the averaged
+  gradient spikes on both ranks, so both leave that update out).
 
-Each rank writes ``rank<N>.json``: where it stopped and what it found.
+Each rank writes ``rank<N>.json``: where it stopped, what it found, and the sum of its weights.
 """
 
 import json
@@ -41,6 +43,9 @@ def main(out_dir: str, scenario: str) -> None:
         config = {"interval": 5, "rules": {"class_imbalance": {"threshold": 2.0, "min_samples": 200,
                                                                "actions": ["alert", "stop"]}},
                   "actions": {"console": {}}}
+    elif scenario == "spike":
+        config = {"interval": 5, "rules": {"loss_spike": {"window": 64, "warmup": 32,
+                                                          "actions": ["alert", "skip_step"]}}}
     else:
         config = {"interval": 5, "rules": {"nonfinite": {}}, "actions": {"console": {}}}
     tw = Tripwire(model, optimizer, config, log_dir=os.path.join(out_dir, "runs"), run_name="run")
@@ -50,6 +55,8 @@ def main(out_dir: str, scenario: str) -> None:
         xb, yb = next(data)
         if scenario == "nan" and rank == 1 and step >= 13:
             xb = xb * float("nan")
+        if scenario == "spike" and rank == 1 and step == 80:
+            xb = xb * 1000
         loss = nn.functional.cross_entropy(model(xb), yb)
         loss.backward()
         optimizer.step()
@@ -60,7 +67,8 @@ def main(out_dir: str, scenario: str) -> None:
     tw.close()
     report = {"rank": rank, "stopped_at": stopped_at, "steps": tw.steps,
               "stopped_by": tw.stopped_by.rule if tw.stopped_by else None,
-              "findings": [f.to_dict() for f in tw.findings], "record": tw.monitor.record_path}
+              "findings": [f.to_dict() for f in tw.findings], "record": tw.monitor.record_path,
+              "weights": sum(p.detach().double().sum().item() for p in model.parameters())}
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as fh:
         json.dump(report, fh)
     dist.destroy_process_group()

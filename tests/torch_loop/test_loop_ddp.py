@@ -49,3 +49,13 @@ def test_nan_on_one_rank_stops_both_at_the_same_sampled_step(tmp_path):
     reports, _ = run_ranks(tmp_path, "nan")
     assert [r["stopped_at"] for r in reports] == [15, 15]  # the first sampled step after 13
     assert [r["stopped_by"] for r in reports] == ["nonfinite", "nonfinite"]
+
+
+@pytest.mark.timeout(150)
+def test_a_spike_on_one_rank_is_skipped_by_both_at_the_same_step(tmp_path):
+    reports, _ = run_ranks(tmp_path, "spike")
+    assert [r["steps"] for r in reports] == [120, 120]  # no hang, no stop
+    spikes = [[(f["step"], f["evidence"]["last_spike_step"], f["evidence"]["steps_skipped"]) for f in r["findings"]]
+              for r in reports]
+    assert spikes[0] == spikes[1] == [(80, 80, 1)]
+    assert reports[0]["weights"] == reports[1]["weights"]  # the ranks' models are still the same

@@ -9,7 +9,9 @@ The schedule, the flush and the decision are the :class:`~tripwire.callbacks.tor
 shared with the plain-loop adapter; this mixin maps Lightning's hooks onto it:
 
 - step ``S`` = ``trainer.global_step`` when its batch starts (``on_train_batch_start``);
-- gradients in ``on_before_optimizer_step`` (unscaled, pre-clip, once per real step);
+- gradients in ``on_before_optimizer_step`` (unscaled, pre-clip, once per real step), where the
+  step's spike verdict is taken (``loss_spike``; its loss comes from ``on_before_backward``) and
+  ``skip_step`` drops the gradients of a spiking step before Lightning's optimizer applies them;
 - the flush at the ``on_train_batch_end`` where that step's optimizer ran (on CUDA decided at the
   next one, at validation end or at train end, whichever comes first);
 - every decision is agreed with ``trainer.strategy.reduce_boolean_decision(flag, all=False)`` on
@@ -51,7 +53,8 @@ class TripwireCallbackImpl:
                  run_name: str | None = None) -> None:
         super().__init__()
         self.monitor = Monitor(config, stop_on=stop_on, interval=interval, log_dir=log_dir,
-                               strict=strict, framework="torch", run_name=run_name)
+                               strict=strict, framework="torch", run_name=run_name,
+                               remediations=("skip_step",))
         self.name = name
         self.driver = TorchDriver(self.monitor, batch_fn=batch_fn)
         self._batches_since_val = 0  # training batches since the previous validation: epochs_since_val
@@ -134,6 +137,9 @@ class TripwireCallbackImpl:
     # training --------------------------------------------------------------------------------------
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
         self.driver.begin_step(trainer.global_step, batch)
+
+    def on_before_backward(self, trainer: Any, pl_module: Any, loss: Any) -> None:
+        self.driver.add_step_loss(loss)  # judged for spikes before the update
 
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
         self.driver.before_optimizer_step(optimizer, getattr(trainer.precision_plugin, "scaler", None))

@@ -117,7 +117,8 @@ class Tripwire:
                  interval: int | None = None, log_dir: str | bool | FromConfig | None = FROM_CONFIG,
                  strict: bool | None = None, run_name: str | None = None, scaler: Any = None) -> None:
         self.monitor = Monitor(config, stop_on=stop_on, interval=interval, log_dir=log_dir, strict=strict,
-                               framework="torch", run_name=run_name)
+                               framework="torch", run_name=run_name,
+                               remediations=("skip_step",))
         self.model = inner_module(model)
         optimizers = optimizer if isinstance(optimizer, Sequence) else [optimizer]
         self.optimizers = [inner_optimizer(o) for o in optimizers]

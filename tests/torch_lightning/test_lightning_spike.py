@@ -1,0 +1,85 @@
+"""`loss_spike` and `skip_step` under Lightning: the update of a batch with inputs x1000 is left
+out (optimizer state untouched), a healthy run trains exactly as without tripwire, and the actions
+are checked when the callback is made."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from lightning_kit import blobs, loader, mlp, task_class, trainer, tripwire
+from tripwire import ConfigError, LightningTripwire
+
+pytestmark = pytest.mark.torch
+
+POISONED = 150
+SPIKE = {"rules": {"loss_spike": {"actions": ["alert", "skip_step"]}}}
+
+
+def poisoned_task(package: str, optimizer: str, poison_at: int | None) -> object:
+    """The kit's classifier, whose batch of optimizer step ``poison_at`` has its inputs x1000."""
+
+    class Poisoned(task_class(package)):
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            if self.global_step == poison_at:
+                x = x * 1000
+            return nn.functional.cross_entropy(self(x), y)
+
+    torch.manual_seed(0)
+    return Poisoned(mlp(features=8, hidden=32, classes=3), lr=0.05 if optimizer == "sgd" else 0.01,
+                    optimizer=optimizer)
+
+
+def fit(config: object | None, poison: bool, *, package: str = "lightning", optimizer: str = "sgd",
+        steps: int = 250, **kwargs: object) -> tuple[float, object, LightningTripwire | None]:
+    """Train on overlapping blobs; the loss on the whole data set afterwards, the task, the callback."""
+    x, y = blobs(512, features=8, classes=3, spread=2.0)
+    task = poisoned_task(package, optimizer, POISONED if poison else None)
+    callback = tripwire(config, interval=10) if config is not None else None
+    trainer([callback] if callback else [], max_steps=steps, package=package, **kwargs).fit(task, loader(x, y))
+    with torch.no_grad():
+        return nn.functional.cross_entropy(task(x), y).item(), task, callback
+
+
+@pytest.mark.parametrize("package", ["lightning", "pytorch_lightning"])
+def test_skip_step_leaves_the_poisoned_batch_out(package):
+    clean, _, _ = fit(None, poison=False, package=package)
+    damaged, _, _ = fit(None, poison=True, package=package)
+    skipped, _, callback = fit(SPIKE, poison=True, package=package)
+    assert damaged > 2 * clean
+    assert abs(skipped - clean) < 0.05 * clean
+    [finding] = callback.findings  # the loss and the gradient norm spiked at that step: one finding
+    assert finding.rule == "loss_spike" and finding.subject == "loss, grad_norm" and finding.step == POISONED
+    assert finding.evidence["last_spike_step"] == POISONED and finding.evidence["steps_skipped"] == 1
+
+
+def test_adam_state_is_untouched_by_the_skipped_step():
+    _, task, callback = fit(SPIKE, poison=True, optimizer="adam", steps=200)
+    assert [f.evidence["steps_skipped"] for f in callback.findings] == [1]
+    optimizer = task.optimizers().optimizer
+    assert {float(optimizer.state[p]["step"]) for p in task.parameters()} == {199.0}
+
+
+def test_a_healthy_run_with_skip_step_trains_exactly_as_without_tripwire():
+    _, plain, _ = fit(None, poison=False)
+    _, watched, callback = fit(SPIKE, poison=False)
+    assert callback.findings == []
+    for a, b in zip(plain.parameters(), watched.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_the_loss_is_judged_before_the_update_under_gradient_accumulation():
+    """Only the loss is judged: its spike alone leaves the update out (Lightning hands the loss over
+    in on_before_backward, before the optimizer step)."""
+    config = {"rules": {"loss_spike": {"series": ["loss"], "actions": ["skip_step"]}}}
+    _, _, callback = fit(config, poison=True, steps=200, accumulate_grad_batches=2)
+    [finding] = callback.findings
+    assert finding.subject == "loss" and finding.evidence["steps_skipped"] == 1
+    assert finding.evidence["last_spike_step"] == POISONED
+
+
+def test_skip_step_on_a_rule_judged_at_samples_only_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"rules\.exploding_gradient\.actions\.1.*cannot skip_step.*loss_spike"):
+        LightningTripwire({"rules": {"exploding_gradient": {"actions": ["alert", "skip_step"]}}}, log_dir=False)
