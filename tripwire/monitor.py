@@ -28,7 +28,7 @@ from typing import Any
 
 from tripwire.arguments import shared_arguments
 from tripwire.config import ACTIONS, FROM_CONFIG, REMEDIATIONS, ChannelsConfig, Config, FromConfig
-from tripwire.decision import CHECKPOINT_FOLDER, Decision, DecisionSink, checkpoint_name, stand_in
+from tripwire.decision import CHECKPOINT_FOLDER, Decision, DecisionSink, LrSink, checkpoint_name, stand_in
 from tripwire.engine import Engine
 from tripwire.errors import ConfigError, RuleTriggered
 from tripwire.failopen import FailOpen
@@ -91,6 +91,8 @@ class Monitor:
         #: how the run ended, once :meth:`close` has run (also in the run record)
         self.end: RunEnd | None = None
         self.sampled_steps: set[int] = set()
+        #: how often ``reduce_lr`` lowered the learning rate in this run
+        self.lr_reductions = 0
         #: the ``package.module:function`` actions, resolved now: a finding imports nothing
         self._callables: dict[str, Callable[[Finding], Any]] = self.config.user_actions()
         self._check_remediations(frozenset(remediations))
@@ -221,6 +223,8 @@ class Monitor:
                 decision.checkpoint.append(finding)
             if "raise" in actions and decision.raise_ is None:
                 decision.raise_ = finding
+            if "reduce_lr" in actions and decision.reduce_lr is None:
+                decision.reduce_lr = finding
             for action in actions:
                 if ":" in action and self.is_main:
                     self._call(action, finding)
@@ -247,7 +251,9 @@ class Monitor:
         stop = any_rank(decision.stop is not None) if stop is None else stop
         checkpoint = self.uses("checkpoint") and any_rank(bool(decision.checkpoint))
         raise_ = self.uses("raise") and any_rank(decision.raise_ is not None)
+        reduce_lr = self.uses("reduce_lr") and any_rank(decision.reduce_lr is not None)
         return replace(decision, stop=(decision.stop or stand_in(decision, "stop")) if stop else None,
+                       reduce_lr=(decision.reduce_lr or stand_in(decision, "reduce_lr")) if reduce_lr else None,
                        checkpoint=(decision.checkpoint or [stand_in(decision, "checkpoint")]) if checkpoint else [],
                        raise_=(decision.raise_ or stand_in(decision, "raise")) if raise_ else None)
 
@@ -260,12 +266,49 @@ class Monitor:
         """
         if decision.checkpoint:
             self._save_checkpoint(decision.checkpoint[0], sink)
+        if decision.reduce_lr is not None:
+            self._reduce_lr(decision.reduce_lr, sink)  # type: ignore[arg-type]
         if decision.stop is not None:
             if self.stopped_by is None:  # a stand-in: another rank's rule stopped the run
                 self.stopped_by = decision.stop
             sink.stop(decision.stop)
         if decision.raise_ is not None:
             raise RuleTriggered(decision.raise_)
+
+    def _reduce_lr(self, finding: Finding, sink: LrSink) -> None:
+        """Lower the learning rate for ``finding`` (at most ``max_times`` in a run, counted over every
+        rule), and record what was done as a finding of kind ``reduce_lr``. On a rank acting on a
+        :func:`~tripwire.decision.stand_in`, the parameters are those of the first rule with the action."""
+        name = finding.rule if finding.rule in self.engine.actions else \
+            next(n for n, actions in self.engine.actions.items() if "reduce_lr" in actions)
+        params = self.config.rule_specs()[name].remediation("reduce_lr")
+        if self.lr_reductions >= params.max_times:
+            if self.is_main:
+                log.warning("tripwire: %s at step %d: reduce_lr has lowered the learning rate %d times (max_times); "
+                            "not again", name, finding.step, self.lr_reductions)
+            return
+        try:
+            before, after = sink.reduce_lr(params.factor, params.min_lr)
+        except Exception as exc:  # noqa: BLE001 - a failed remediation must not stop training
+            log.error("tripwire: %s: reduce_lr failed: %s", name, exc)
+            return
+        self.lr_reductions += 1
+        done = replace(finding, rule=name, kind="reduce_lr", severity="info", value=after, threshold=None,
+                       message=f"reduce_lr after {name} at {step_word(self.framework)} {finding.step}: learning rate "
+                               f"x{params.factor:g}, {before:.3g} -> {after:.3g} ({self.lr_reductions} of "
+                               f"{params.max_times})",
+                       suggestion="if the rule fires again, lower the learning rate in the config",
+                       evidence={"factor": params.factor, "lr_before": before, "lr_after": after,
+                                 "reductions": self.lr_reductions, "because": finding.message})
+        self._remediated(done, name)
+
+    def _remediated(self, finding: Finding, rule: str) -> None:
+        """Keep, record and (with the rule's ``alert``) send the finding of a remediation done."""
+        self.findings.append(finding)
+        if self._record is not None:
+            self._record.add_finding(finding)
+        if self.is_main and "alert" in self.engine.actions.get(rule, ()) and self._alerts is not None:
+            self._alerts.send(finding)
 
     def checkpoint_path(self, finding: Finding, sink: DecisionSink) -> str:
         """Where the checkpoint for ``finding`` goes: the run record's directory, else
@@ -351,6 +394,7 @@ class Monitor:
         self.engine = Engine(self.config, stop_on=self.engine.stop_on, framework=self.framework)
         self.guard = FailOpen(strict=self.engine.strict)
         self.findings, self.stopped_by, self.sampled_steps, self.end = [], None, set(), None
+        self.lr_reductions = 0
         self._last_record_path = None
         if is_main is not None:
             self.is_main = is_main
@@ -370,6 +414,7 @@ class Monitor:
             "rules": self.engine.state_dict(),
             "findings": [f.to_dict() for f in self.findings],
             "stopped_by": None if self.stopped_by is None else self.stopped_by.to_dict(),
+            "lr_reductions": self.lr_reductions,
             "run_name": self.run_name or self._record_name(),  # a resumed run continues this record
         }
 
@@ -381,6 +426,7 @@ class Monitor:
         """Restore :meth:`state_dict`; resuming continues patience counters and latches."""
         self.engine.load_state_dict(state.get("rules", {}))
         self.findings = [Finding.from_dict(f) for f in state.get("findings", [])]
+        self.lr_reductions = int(state.get("lr_reductions", 0))
         stopped = state.get("stopped_by")
         self.stopped_by = None if stopped is None else Finding.from_dict(stopped)
         if state.get("run_name") and self.run_name is None:

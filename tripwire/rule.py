@@ -179,8 +179,9 @@ class Rule:
             from :meth:`needs` (see :class:`SupportedFrameworks`); a rule may set it to run in
             fewer places.
         limits: the parameters that are thresholds (see :class:`Limit`), for ``tripwire calibrate``.
-        remediations: the remediation actions (:data:`tripwire.config.REMEDIATIONS`) its findings can
-            drive: ``skip_step`` needs a verdict at every step, on the device, before the update.
+        remediations: the remediation actions (:mod:`tripwire.remediation`) its findings can drive:
+            ``skip_step`` needs a verdict at every step, on the device, before the update;
+            ``reduce_lr`` a finding that means the learning rate is too high.
 
     Instance attribute:
         framework: the framework whose training the rule judges now (``torch``, ``keras`` or

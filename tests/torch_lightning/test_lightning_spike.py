@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from lightning_kit import blobs, loader, mlp, task_class, trainer, tripwire
+from lightning_kit import blobs, lightning, loader, mlp, task_class, trainer, tripwire
 from tripwire import ConfigError, LightningTripwire
 
 pytestmark = pytest.mark.torch
@@ -83,3 +83,24 @@ def test_the_loss_is_judged_before_the_update_under_gradient_accumulation():
 def test_skip_step_on_a_rule_judged_at_samples_only_is_a_config_error():
     with pytest.raises(ConfigError, match=r"rules\.exploding_gradient\.actions\.1.*cannot skip_step.*loss_spike"):
         LightningTripwire({"rules": {"exploding_gradient": {"actions": ["alert", "skip_step"]}}}, log_dir=False)
+
+
+def test_reduce_lr_lowers_the_rate_lightnings_optimizer_steps_with(tmp_path):
+    """The spike of step 150 halves the rate from the next step on; the optimizer's configured rate
+    stays (a scheduler would keep its own), and a checkpoint carries the scale."""
+    used: list[float] = []
+
+    class Rates(lightning("lightning").Callback):
+        def on_before_optimizer_step(self, trainer, pl_module, optimizer):  # inside the step: the rate in use
+            used.append(optimizer.param_groups[0]["lr"])
+
+    config = {"rules": {"loss_spike": {"actions": ["alert", "skip_step", {"reduce_lr": {"factor": 0.5}}]}}}
+    x, y = blobs(512, features=8, classes=3, spread=2.0)
+    task, callback = poisoned_task("lightning", "sgd", POISONED), tripwire(config, interval=10)
+    trainer([callback, Rates()], max_steps=200).fit(task, loader(x, y))
+    spike, done = callback.findings
+    assert (spike.kind, done.kind, done.step) == ("loss_spike", "reduce_lr", POISONED)
+    assert (done.evidence["lr_before"], done.evidence["lr_after"]) == (0.05, 0.025)
+    assert set(used[:POISONED + 1]) == {0.05} and set(used[POISONED + 1:]) == {0.025}
+    assert task.optimizers().optimizer.param_groups[0]["lr"] == 0.05
+    assert callback.state_dict()["collector"]["lr_scale"] == {"scale": 0.5, "min_lr": 0.0}

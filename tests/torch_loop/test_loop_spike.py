@@ -90,3 +90,57 @@ def test_the_optimizer_state_of_a_skipped_step_is_left_as_it_was():
                     assert all(torch.equal(optimizer.state[p][k], v) for k, v in state.items())
     steps = {float(optimizer.state[p]["step"]) for p in model.parameters()}
     assert steps == {39.0}  # 40 batches, one update left out
+
+
+def run_lr(config: object | None, lr: float, steps: int = 300) -> tuple[float, object, list[float]]:
+    """SGD with momentum at ``lr`` under a (constant) LambdaLR scheduler; the loss on the whole data
+    set afterwards, the Tripwire, and per optimizer step the scheduler's rate and the rate in use
+    (read by hooks registered before tripwire's, so they run first: before its scaling, then before
+    it puts the scheduler's rate back)."""
+    torch.manual_seed(0)
+    x, y = blobs(n=512, features=8, classes=3)
+    model = mlp(features=8, hidden=32, classes=3)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    used: list[float] = []
+    optimizer.register_step_pre_hook(lambda o, args, kwargs: used.append(o.param_groups[0]["lr"]))
+    optimizer.register_step_post_hook(lambda o, args, kwargs: used.append(o.param_groups[0]["lr"]))
+    tw = quiet(model, optimizer, config, interval=10) if config is not None else None
+    data = batches(x, y)
+    for _ in range(steps):
+        xb, yb = next(data)
+        loss = nn.functional.cross_entropy(model(xb), yb)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        scheduler.step()
+        if tw is not None:
+            tw.step(loss)
+    if tw is not None:
+        tw.close()
+    with torch.no_grad():
+        return nn.functional.cross_entropy(model(x), y).item(), tw, used
+
+
+def test_reduce_lr_recovers_a_learning_rate_that_is_too_high():
+    too_high, _, _ = run_lr(None, lr=0.5)
+    config = {"rules": {"loss_spike": {"actions": ["alert", {"reduce_lr": {"factor": 0.1}}]}}}
+    recovered, tw, used = run_lr(config, lr=0.5)
+    assert recovered < 0.5 * too_high
+    spike, done = tw.findings
+    assert (spike.kind, done.kind, done.rule, done.step) == ("loss_spike", "reduce_lr", "loss_spike", spike.step)
+    assert done.evidence["lr_before"] == 0.5 and done.evidence["lr_after"] == pytest.approx(0.05)
+    # the optimizer stepped at 0.5 until the reduction, at 0.05 after it; the scheduler kept its own 0.5
+    scheduled, in_use = used[0::2], used[1::2]
+    assert set(in_use[:done.step + 1]) == {0.5} and in_use[done.step + 1:] == [pytest.approx(0.05)] * (299 - done.step)
+    assert set(scheduled) == {0.5}
+
+
+def test_reduce_lr_stops_at_max_times_and_min_lr():
+    config = {"rules": {"loss_spike": {"limit": 1.0, "window": 16, "warmup": 8,
+                                       "actions": [{"reduce_lr": {"factor": 0.5, "min_lr": 0.2, "max_times": 2}}]}}}
+    _, tw, used = run_lr(config, lr=0.5, steps=200)
+    reductions = [f for f in tw.findings if f.kind == "reduce_lr"]
+    assert [f.evidence["lr_after"] for f in reductions] == [0.25, 0.2]  # 0.125 is below min_lr
+    assert tw.monitor.lr_reductions == 2 and len([f for f in tw.findings if f.kind == "loss_spike"]) > 2
+    assert min(used[1::2]) == 0.2

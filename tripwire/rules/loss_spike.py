@@ -63,7 +63,7 @@ class LossSpike(Rule):
     kind = "loss_spike"
     summary = "loss or global grad norm > limit robust SDs above its last window steps (every step, on the device)"
     in_default_set = False
-    remediations: ClassVar[tuple[str, ...]] = ("skip_step",)
+    remediations: ClassVar[tuple[str, ...]] = ("skip_step", "reduce_lr")
     limits: ClassVar[tuple[Limit, ...]] = (Limit("limit", "upper", "linear"),)
 
     class Params(RuleParams):

@@ -64,6 +64,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from tripwire.callbacks.torch.lr_scale import LrScale
 from tripwire.callbacks.torch.parts import COLLECTOR, FLUSH, GRADIENTS, LOSS, SKIP_STEP, SPIKES
 from tripwire.callbacks.torch.ranks import Ranks
 from tripwire.decision import DecisionSink
@@ -106,6 +107,8 @@ class TorchDriver:
         self.skipped: list[int] = []
         self._judged_step: int | None = None
         self._loss_before_update = False
+        #: the ``reduce_lr`` action's scale on the optimizers' learning rates
+        self.lr = LrScale()
 
     def connect(self, ranks: Ranks, sink: DecisionSink,
                 on_sample: Callable[[Sample, list[Finding]], None] | None = None) -> None:
@@ -117,11 +120,12 @@ class TorchDriver:
 
     # state -----------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """The collector's bookkeeping (label classes seen), plain Python types only."""
+        """The collector's bookkeeping (label classes seen, the spike histories) and the learning-rate
+        scale, plain Python types only."""
         data = self.collector.data if self.collector is not None else None
         if data is None:
-            return dict(self._collector_state)
-        state = {"label_capacity": data.capacity, "classes_seen": data.classes_seen}
+            return {**self._collector_state, "lr_scale": self.lr.state_dict()}
+        state = {"label_capacity": data.capacity, "classes_seen": data.classes_seen, "lr_scale": self.lr.state_dict()}
         if self.collector.spikes is not None:
             state["spikes"] = self.monitor.guard.call(SPIKES, self.collector.spikes.state_dict, fallback={})
         return state
@@ -129,6 +133,8 @@ class TorchDriver:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` (now, or into the collector once it is built)."""
         self._collector_state = dict(state)
+        if isinstance(state.get("lr_scale"), dict):
+            self.lr.load_state_dict(state["lr_scale"])
         self._restore_collector_state()
 
     def _restore_collector_state(self) -> None:
@@ -204,8 +210,13 @@ class TorchDriver:
             self.monitor.guard.call(GRADIENTS, self.collector.params.remember_weights)
         self.collector.shapes_sent()
 
+    def attach_optimizers(self, optimizers: Any) -> None:
+        """The optimizers whose learning rates ``reduce_lr`` scales."""
+        self.lr.attach(optimizers)
+
     def detach(self) -> None:
-        """Remove the collector's hooks from the model."""
+        """Remove the collector's hooks from the model and the learning-rate scale's from the optimizers."""
+        self.lr.detach()
         if self.collector is not None:
             self.collector.detach()
 
