@@ -144,3 +144,37 @@ def test_reduce_lr_stops_at_max_times_and_min_lr():
     assert [f.evidence["lr_after"] for f in reductions] == [0.25, 0.2]  # 0.125 is below min_lr
     assert tw.monitor.lr_reductions == 2 and len([f for f in tw.findings if f.kind == "loss_spike"]) > 2
     assert min(used[1::2]) == 0.2
+
+
+def broken(*args, **kwargs):
+    raise RuntimeError("planted failure")
+
+
+@pytest.mark.parametrize("where", ["judge", "skip"])
+def test_a_failing_spike_judgement_or_skip_switches_off_with_one_warning_and_training_goes_on(monkeypatch, caplog,
+                                                                                             where):
+    from tripwire.callbacks.torch.driver import TorchDriver
+    from tripwire.callbacks.torch.spike import SpikeProbe
+
+    if where == "judge":
+        monkeypatch.setattr(SpikeProbe, "judge", broken)
+    else:
+        monkeypatch.setattr(TorchDriver, "_skip_if_spiked", broken)
+    damaged, _, _ = run(None, poison=True)
+    trained, _, tw = run(SPIKE, poison=True)
+    assert trained == damaged  # nothing skipped: the update of step 150 was applied as without tripwire
+    part = "spike detection" if where == "judge" else "skip_step action"
+    assert tw.monitor.guard.disabled.keys() == {part}
+    assert sum("planted failure" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_a_failing_reduce_lr_is_logged_and_training_goes_on(monkeypatch, caplog):
+    from tripwire.callbacks.torch.lr_scale import LrScale
+
+    monkeypatch.setattr(LrScale, "reduce", broken)
+    config = {"rules": {"loss_spike": {"actions": ["alert", {"reduce_lr": {"factor": 0.1}}]}}}
+    too_high, _, _ = run_lr(None, lr=0.5)
+    trained, tw, _ = run_lr(config, lr=0.5)
+    assert trained == too_high and tw.monitor.lr_reductions == 0
+    assert tw.findings and {f.kind for f in tw.findings} == {"loss_spike"}  # no reduce_lr finding
+    assert any("reduce_lr failed: planted failure" in r.getMessage() for r in caplog.records)
