@@ -1,6 +1,7 @@
-"""The device side of `loss_spike` (:mod:`tripwire.callbacks.torch.spike`) against a plain-Python
-reference of the same judgement: the same verdict at every step, the same largest z, and the
-properties that make it robust (a spike stays out of the history; a lasting shift is learnt)."""
+"""The step-by-step side of `loss_spike` (:mod:`tripwire.callbacks.torch.spike`), in device tensors
+and in host floats (a model on the CPU), against a plain-Python reference of the same judgement:
+the same verdict at every step, the same largest z, and the properties that make it robust (a spike
+stays out of the history; a lasting shift is learnt)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,20 @@ import statistics
 import pytest
 import torch
 
-from tripwire.callbacks.torch.spike import REFRESH, SCALE_FLOOR, SpikeProbe, SpikeSeries, global_grad_norm
+from tripwire.callbacks.torch.spike import (
+    REFRESH,
+    SCALE_FLOOR,
+    HostSpikeSeries,
+    SpikeProbe,
+    SpikeSeries,
+    global_grad_norm,
+)
 from tripwire.stats import Need
 
 pytestmark = pytest.mark.torch
+
+KINDS = pytest.mark.parametrize("kind", [SpikeSeries, HostSpikeSeries], ids=["device", "host"])
+CPU = torch.device("cpu")
 
 
 def reference(values, window, warmup, limit):
@@ -48,10 +59,11 @@ def series_of(seed, n=300, spikes=(), shift_at=None):
     return values
 
 
+@KINDS
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_the_device_judgement_matches_the_reference(seed):
+def test_the_judgement_matches_the_reference(kind, seed):
     values = series_of(seed, spikes=(100, 101, 180))
-    series = SpikeSeries(window=64, warmup=32, limit=6.0, device=torch.device("cpu"))
+    series = kind(window=64, warmup=32, limit=6.0, device=CPU)
     got = [(bool(series.judge(torch.tensor(v, dtype=torch.float32), i)), float(series.max_z))
            for i, v in enumerate(values)]
     want = reference(values, 64, 32, 6.0)
@@ -61,28 +73,48 @@ def test_the_device_judgement_matches_the_reference(seed):
     assert got[-1][1] == pytest.approx(max(finite), rel=1e-4)
 
 
-def test_a_spike_stays_out_of_the_history():
+@KINDS
+def test_a_spike_stays_out_of_the_history(kind):
     """A burst of spikes does not raise the bar: the last one of a burst is caught like the first."""
     values = series_of(3, spikes=range(100, 110))
-    series = SpikeSeries(window=64, warmup=32, limit=6.0, device=torch.device("cpu"))
+    series = kind(window=64, warmup=32, limit=6.0, device=CPU)
     flags = [bool(series.judge(torch.tensor(v), i)) for i, v in enumerate(values)]
     assert [i for i, f in enumerate(flags) if f] == list(range(100, 110))
 
 
-def test_a_lasting_shift_is_learnt_and_no_longer_skipped():
+@KINDS
+def test_a_lasting_shift_is_learnt_and_no_longer_skipped(kind):
     values = series_of(4, shift_at=100)
-    series = SpikeSeries(window=64, warmup=32, limit=6.0, device=torch.device("cpu"))
+    series = kind(window=64, warmup=32, limit=6.0, device=CPU)
     flags = [bool(series.judge(torch.tensor(v), i)) for i, v in enumerate(values)]
     spiking = [i for i, f in enumerate(flags) if f]
     assert spiking[0] == 100 and len(spiking) <= 64 - 32 + REFRESH and not any(flags[200:])
 
 
-def test_no_verdict_before_the_warm_up_and_none_for_a_value_without_logarithm():
-    series = SpikeSeries(window=16, warmup=16, limit=6.0, device=torch.device("cpu"))
+@KINDS
+def test_no_verdict_before_the_warm_up_and_none_for_a_value_without_logarithm(kind):
+    series = kind(window=16, warmup=16, limit=6.0, device=CPU)
     early = [bool(series.judge(torch.tensor(1000.0 if i == 10 else 1.0), i)) for i in range(16)]
     assert not any(early)
     later = [bool(series.judge(torch.tensor(v), 16 + i)) for i, v in enumerate([0.0, -1.0, math.nan, math.inf])]
     assert later == [False, False, False, False]
+
+
+def test_both_flush_the_same_values_and_keep_the_same_history():
+    values = series_of(6, spikes=(90,), n=100)
+    device, host = SpikeSeries(32, 16, 6.0, CPU), HostSpikeSeries(32, 16, 6.0)
+    for i, v in enumerate(values):
+        device.judge(torch.tensor(v), i)
+        host.judge(torch.tensor(v), i)
+    assert device.take().tolist() == pytest.approx(host.take().tolist(), rel=1e-5)
+    d, h = device.state_dict(), host.state_dict()
+    assert d["ring"] == pytest.approx(h["ring"], rel=1e-5, nan_ok=True) and d["written"] == h["written"] == 100
+
+
+def test_the_probe_judges_on_the_host_for_a_model_on_the_cpu():
+    probe = SpikeProbe([Need("spike_count", (("series", "loss"),))])
+    probe.allocate(CPU)
+    assert [type(s) for s in probe.series.values()] == [HostSpikeSeries]
 
 
 def test_the_history_survives_a_state_dict_round_trip():

@@ -21,13 +21,21 @@ the ``skip_step`` action reads (see :class:`~tripwire.callbacks.torch.driver.Tor
 the count, the largest z and the last spiking step since the previous flush travel to the host
 in its packed vector. The ring's position and the refresh schedule are host counters.
 
+A model on the CPU is judged by :class:`HostSpikeSeries`, the same arithmetic in Python floats:
+there the host is the device (reading a CPU tensor waits for nothing), and a dozen float
+operations cost microseconds where as many kernel launches on 0-d tensors cost ~0.2 ms per step
+inside a training loop (measured on the MLP of ``benchmarks/overhead_spike.py``: the model's own
+kernels leave the launches' code and data out of the caches).
+
 A spike is one-sided (a loss that drops is no fault). The judgement starts once ``warmup`` of the
 ring's values are no spike; a series that stays above its old level (a new regime, not a spike)
 empties the ring of kept values, so after ``window - warmup`` steps the judgement pauses and the
 new level fills the history: a persistent shift is never skipped for good.
 
 Example (a loss of 1.0 ± noise, then one batch at 40):
-    >>> import torch
+    >>> import math
+
+import torch
     >>> from tripwire.stats import Need
     >>> probe = SpikeProbe([Need("spike_count", (("series", "loss"), ("warmup", 16), ("window", 32)))])
     >>> probe.allocate(torch.device("cpu"))
@@ -46,6 +54,7 @@ Example (a loss of 1.0 ± noise, then one batch at 40):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -133,6 +142,78 @@ class SpikeSeries:
         self.refresh()
 
 
+class HostSpikeSeries:
+    """:class:`SpikeSeries` in Python floats, for a model on the CPU (see the module docstring):
+    the same verdicts, from the same history, state and flushed values.
+
+    Example:
+        >>> series = HostSpikeSeries(window=16, warmup=8, limit=6.0)
+        >>> [series.judge(torch.tensor(v), step) for step, v in enumerate([1.0, 1.1, 0.9] * 5 + [50.0])][-2:]
+        [False, True]
+    """
+
+    def __init__(self, window: int, warmup: int, limit: float, device: torch.device | None = None) -> None:
+        self.window, self.warmup, self.limit = window, warmup, float(limit)
+        self.ring = [math.nan] * window
+        self.position = 0
+        self.written = 0
+        self.shift, self.scale_inv = -math.inf, 0.0
+        self.count, self.max_z, self.last = 0.0, -math.inf, -1.0
+
+    def judge(self, x: Any, step: int) -> bool:
+        """Judge this step's value ``x`` (a CPU tensor or a number); whether it spiked."""
+        value = float(x)
+        log = math.log(value) if 0 < value < math.inf else math.nan  # log(0) = -inf: not finite either
+        spike = False
+        if math.isfinite(log):
+            z = self.shift + log * self.scale_inv
+            spike = z > self.limit
+            self.max_z = max(self.max_z, z)
+        self.ring[self.position] = log if math.isfinite(log) and not spike else math.nan
+        if spike:
+            self.count += 1
+            self.last = float(step)
+        self.position = (self.position + 1) % self.window
+        self.written += 1
+        if self.written % REFRESH == 0:
+            self.refresh()
+        return spike
+
+    def refresh(self) -> None:
+        """Recompute the shift and scale from the kept values."""
+        kept = [v for v in self.ring if not math.isnan(v)]
+        if len(kept) < self.warmup:
+            self.shift, self.scale_inv = -math.inf, 0.0
+            return
+        median = _lower_median(kept)
+        scale = max(_lower_median([abs(v - median) for v in kept]) * _MAD_TO_SD, SCALE_FLOOR)
+        self.shift, self.scale_inv = -median / scale, 1.0 / scale
+
+    def take(self) -> torch.Tensor:
+        """``[count, max z, last step]`` since the previous call, and a fresh start."""
+        values = torch.tensor([self.count, self.max_z, self.last])
+        self.count, self.max_z, self.last = 0.0, -math.inf, -1.0
+        return values
+
+    def state_dict(self) -> dict[str, Any]:
+        """The history (logarithms) in plain Python."""
+        return {"ring": list(self.ring), "position": self.position, "written": self.written}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` when its window matches."""
+        ring = state.get("ring")
+        if not isinstance(ring, list) or len(ring) != self.window:
+            return
+        self.ring = [float(v) for v in ring]
+        self.position, self.written = int(state.get("position", 0)), int(state.get("written", 0))
+        self.refresh()
+
+
+def _lower_median(values: list[float]) -> float:
+    """The median, or of an even count the lower of the middle two (as ``torch.nanmedian``)."""
+    return sorted(values)[(len(values) - 1) // 2]
+
+
 def _settings(need: Need) -> tuple[str, int, int, float]:
     return (str(need.setting("series")), int(need.setting("window")), int(need.setting("warmup")),
             float(need.setting("limit")))
@@ -156,12 +237,13 @@ class SpikeProbe:
         counted = {_settings(n) for n in self.needs if n.stat == "spike_count"}
         uncounted = {_settings(n) for n in self.needs if _settings(n)[:3] not in {s[:3] for s in counted}}
         self.settings = sorted(counted | uncounted)
-        self.series: dict[tuple[str, int, int, float], SpikeSeries] = {}
+        self.series: dict[tuple[str, int, int, float], SpikeSeries | HostSpikeSeries] = {}
         #: whether a rank's loss is its own (DDP): its spikes are judged and reported, but they leave
         #: them out of :attr:`flag`, so that every rank skips the same steps (set by the driver)
         self.loss_is_local = False
-        #: the verdict of the last :meth:`judge` (any judged series spiked), a device flag, or None
-        self.flag: torch.Tensor | None = None
+        #: the verdict of the last :meth:`judge` (any judged series spiked): a device flag, a bool on
+        #: the CPU, or None
+        self.flag: torch.Tensor | bool | None = None
         self._losses: list[torch.Tensor] = []
         self._restored: dict[str, Any] = {}
 
@@ -175,8 +257,10 @@ class SpikeProbe:
         return any(s[0] == series for s in self.settings)
 
     def allocate(self, device: torch.device) -> None:
-        """The device tensors of every series (history restored by :meth:`load_state_dict` kept)."""
-        self.series = {s: SpikeSeries(*s[1:], device=device) for s in self.settings}
+        """The state of every series: device tensors, or Python floats on the CPU (history restored by
+        :meth:`load_state_dict` kept)."""
+        kind = HostSpikeSeries if torch.device(device).type == "cpu" else SpikeSeries
+        self.series = {s: kind(*s[1:], device=device) for s in self.settings}
         self.load_state_dict(self._restored)
 
     def add_loss(self, loss: Any) -> None:
@@ -184,7 +268,7 @@ class SpikeProbe:
         if isinstance(loss, torch.Tensor) and self.wants("loss"):
             self._losses.append(loss.detach())
 
-    def judge(self, step: int, optimizer: Any = None) -> torch.Tensor | None:
+    def judge(self, step: int, optimizer: Any = None) -> torch.Tensor | bool | None:
         """Judge step ``step``: the global gradient norm of ``optimizer``'s gradients when it is
         given, and the mean of the losses added since the last call when there are some. Returns
         (and keeps in :attr:`flag`) whether any judged series spiked, a device flag; None when
