@@ -4,6 +4,8 @@ are checked when the callback is made."""
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 from torch import nn
@@ -43,10 +45,16 @@ def fit(config: object | None, poison: bool, *, package: str = "lightning", opti
         return nn.functional.cross_entropy(task(x), y).item(), task, callback
 
 
+@functools.cache
+def unmonitored(poison: bool, package: str = "lightning") -> tuple[float, object]:
+    """:func:`fit` without tripwire: the same for every test that compares with it."""
+    loss, task, _ = fit(None, poison, package=package)
+    return loss, task
+
+
 @pytest.mark.parametrize("package", ["lightning", "pytorch_lightning"])
 def test_skip_step_leaves_the_poisoned_batch_out(package):
-    clean, _, _ = fit(None, poison=False, package=package)
-    damaged, _, _ = fit(None, poison=True, package=package)
+    (clean, _), (damaged, _) = unmonitored(False, package), unmonitored(True, package)
     skipped, _, callback = fit(SPIKE, poison=True, package=package)
     assert damaged > 2 * clean
     assert abs(skipped - clean) < 0.05 * clean
@@ -63,7 +71,7 @@ def test_adam_state_is_untouched_by_the_skipped_step():
 
 
 def test_a_healthy_run_with_skip_step_trains_exactly_as_without_tripwire():
-    _, plain, _ = fit(None, poison=False)
+    _, plain = unmonitored(False)
     _, watched, callback = fit(SPIKE, poison=False)
     assert callback.findings == []
     for a, b in zip(plain.parameters(), watched.parameters()):

@@ -3,6 +3,8 @@ every rank of a DDP run skips the same step, and a healthy run trains exactly as
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -41,9 +43,15 @@ def run(config: object | None, poison: bool, steps: int = 250) -> tuple[float, n
         return nn.functional.cross_entropy(model(x), y).item(), model, tw
 
 
+@functools.cache
+def unmonitored(poison: bool) -> tuple[float, nn.Module]:
+    """:func:`run` without tripwire: the same for every test that compares with it."""
+    loss, model, _ = run(None, poison)
+    return loss, model
+
+
 def test_skip_step_leaves_the_poisoned_batch_out():
-    clean, _, _ = run(None, poison=False)
-    damaged, _, _ = run(None, poison=True)
+    (clean, _), (damaged, _) = unmonitored(False), unmonitored(True)
     skipped, _, tw = run(SPIKE, poison=True)
     assert damaged > 2 * clean  # the poisoned update is visible at the end of training
     assert abs(skipped - clean) < 0.05 * clean
@@ -54,7 +62,7 @@ def test_skip_step_leaves_the_poisoned_batch_out():
 
 
 def test_without_skip_step_the_spike_is_reported_and_the_update_applied():
-    damaged, _, _ = run(None, poison=True)
+    damaged, _ = unmonitored(True)
     alerted, _, tw = run({"rules": {"loss_spike": {}}}, poison=True)
     assert alerted == damaged
     assert [(f.subject, f.evidence["last_spike_step"], f.evidence["steps_skipped"]) for f in tw.findings] == \
@@ -62,7 +70,7 @@ def test_without_skip_step_the_spike_is_reported_and_the_update_applied():
 
 
 def test_a_healthy_run_with_skip_step_trains_exactly_as_without_tripwire():
-    _, plain, _ = run(None, poison=False)
+    _, plain = unmonitored(False)
     _, watched, tw = run(SPIKE, poison=False)
     assert tw.findings == []
     for a, b in zip(plain.parameters(), watched.parameters()):
@@ -122,8 +130,14 @@ def run_lr(config: object | None, lr: float, steps: int = 300) -> tuple[float, o
         return nn.functional.cross_entropy(model(x), y).item(), tw, used
 
 
+@functools.cache
+def unmonitored_lr(lr: float) -> float:
+    """:func:`run_lr` without tripwire: the loss after training."""
+    return run_lr(None, lr)[0]
+
+
 def test_reduce_lr_recovers_a_learning_rate_that_is_too_high():
-    too_high, _, _ = run_lr(None, lr=0.5)
+    too_high = unmonitored_lr(0.5)
     config = {"rules": {"loss_spike": {"actions": ["alert", {"reduce_lr": {"factor": 0.1}}]}}}
     recovered, tw, used = run_lr(config, lr=0.5)
     assert recovered < 0.5 * too_high
@@ -160,7 +174,7 @@ def test_a_failing_spike_judgement_or_skip_switches_off_with_one_warning_and_tra
         monkeypatch.setattr(SpikeProbe, "judge", broken)
     else:
         monkeypatch.setattr(TorchDriver, "_skip_if_spiked", broken)
-    damaged, _, _ = run(None, poison=True)
+    damaged, _ = unmonitored(True)
     trained, _, tw = run(SPIKE, poison=True)
     assert trained == damaged  # nothing skipped: the update of step 150 was applied as without tripwire
     part = "spike detection" if where == "judge" else "skip_step action"
@@ -173,7 +187,7 @@ def test_a_failing_reduce_lr_is_logged_and_training_goes_on(monkeypatch, caplog)
 
     monkeypatch.setattr(LrScale, "reduce", broken)
     config = {"rules": {"loss_spike": {"actions": ["alert", {"reduce_lr": {"factor": 0.1}}]}}}
-    too_high, _, _ = run_lr(None, lr=0.5)
+    too_high = unmonitored_lr(0.5)
     trained, tw, _ = run_lr(config, lr=0.5)
     assert trained == too_high and tw.monitor.lr_reductions == 0
     assert tw.findings and {f.kind for f in tw.findings} == {"loss_spike"}  # no reduce_lr finding

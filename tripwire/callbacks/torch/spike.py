@@ -25,7 +25,8 @@ A model on the CPU is judged by :class:`HostSpikeSeries`, the same arithmetic in
 there the host is the device (reading a CPU tensor waits for nothing), and a dozen float
 operations cost microseconds where as many kernel launches on 0-d tensors cost ~0.2 ms per step
 inside a training loop (measured on the MLP of ``benchmarks/overhead_spike.py``: the model's own
-kernels leave the launches' code and data out of the caches).
+kernels leave the launches' code and data out of the caches). ``reductions.accelerator_path_on_cpu``
+makes a CPU run take the device path, as ``benchmarks/gpu_check.py`` rehearses a CUDA run.
 
 A spike is one-sided (a loss that drops is no fault). The judgement starts once ``warmup`` of the
 ring's values are no spike; a series that stays above its old level (a new regime, not a spike)
@@ -60,6 +61,7 @@ from typing import Any
 
 import torch
 
+from tripwire.callbacks.torch import reductions
 from tripwire.callbacks.torch.packing import Piece, Series, ops
 from tripwire.stats import Need
 
@@ -259,7 +261,8 @@ class SpikeProbe:
     def allocate(self, device: torch.device) -> None:
         """The state of every series: device tensors, or Python floats on the CPU (history restored by
         :meth:`load_state_dict` kept)."""
-        kind = HostSpikeSeries if torch.device(device).type == "cpu" else SpikeSeries
+        on_host = torch.device(device).type == "cpu" and not reductions.accelerator_path_on_cpu
+        kind = HostSpikeSeries if on_host else SpikeSeries
         self.series = {s: kind(*s[1:], device=device) for s in self.settings}
         self.load_state_dict(self._restored)
 
