@@ -33,6 +33,7 @@ from tripwire.engine import Engine
 from tripwire.errors import ConfigError, RuleTriggered
 from tripwire.failopen import FailOpen
 from tripwire.finding import Finding
+from tripwire.remediation import Effects
 from tripwire.run_end import RunEnd
 from tripwire.stats import Need, Sample
 from tripwire.wording import step_word
@@ -93,6 +94,9 @@ class Monitor:
         self.sampled_steps: set[int] = set()
         #: how often ``reduce_lr`` lowered the learning rate in this run
         self.lr_reductions = 0
+        #: what followed each remediation (a finding at the next sample with a training loss)
+        self.effects = Effects()
+        self._last_loss: float | None = None
         #: the ``package.module:function`` actions, resolved now: a finding imports nothing
         self._callables: dict[str, Callable[[Finding], Any]] = self.config.user_actions()
         self._check_remediations(frozenset(remediations))
@@ -209,6 +213,9 @@ class Monitor:
         self.sampled_steps.add(sample.step)
         if self._record is not None:
             self._record.add_sample(sample)
+        loss = sample.scalar("loss")
+        for effect in self.effects.due(sample.step, loss):
+            self._remediated(effect, effect.rule)
         decision = Decision(findings=self.engine.evaluate(sample), step=sample.step, epoch=sample.epoch)
         for finding in decision.findings:
             self.findings.append(finding)
@@ -225,11 +232,14 @@ class Monitor:
                 decision.raise_ = finding
             if "reduce_lr" in actions and decision.reduce_lr is None:
                 decision.reduce_lr = finding
+            if "skip_step" in actions and finding.evidence.get("steps_skipped"):
+                self.effects.note(finding, "skip_step", self._last_loss)
             for action in actions:
                 if ":" in action and self.is_main:
                     self._call(action, finding)
         if decision.stop is not None and self.stopped_by is None:
             self.stopped_by = decision.stop
+        self._last_loss = loss if loss is not None else self._last_loss
         return decision
 
     def uses(self, action: str) -> bool:
@@ -293,6 +303,7 @@ class Monitor:
             log.error("tripwire: %s: reduce_lr failed: %s", name, exc)
             return
         self.lr_reductions += 1
+        self.effects.note(replace(finding, rule=name), "reduce_lr", self._last_loss)
         done = replace(finding, rule=name, kind="reduce_lr", severity="info", value=after, threshold=None,
                        message=f"reduce_lr after {name} at {step_word(self.framework)} {finding.step}: learning rate "
                                f"x{params.factor:g}, {before:.3g} -> {after:.3g} ({self.lr_reductions} of "
@@ -394,7 +405,7 @@ class Monitor:
         self.engine = Engine(self.config, stop_on=self.engine.stop_on, framework=self.framework)
         self.guard = FailOpen(strict=self.engine.strict)
         self.findings, self.stopped_by, self.sampled_steps, self.end = [], None, set(), None
-        self.lr_reductions = 0
+        self.lr_reductions, self.effects, self._last_loss = 0, Effects(), None
         self._last_record_path = None
         if is_main is not None:
             self.is_main = is_main

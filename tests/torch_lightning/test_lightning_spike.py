@@ -58,14 +58,16 @@ def test_skip_step_leaves_the_poisoned_batch_out(package):
     skipped, _, callback = fit(SPIKE, poison=True, package=package)
     assert damaged > 2 * clean
     assert abs(skipped - clean) < 0.05 * clean
-    [finding] = callback.findings  # the loss and the gradient norm spiked at that step: one finding
+    finding, effect = callback.findings  # the loss and the gradient norm spiked at that step: one finding
     assert finding.rule == "loss_spike" and finding.subject == "loss, grad_norm" and finding.step == POISONED
     assert finding.evidence["last_spike_step"] == POISONED and finding.evidence["steps_skipped"] == 1
+    assert (effect.kind, effect.step) == ("skip_step_effect", POISONED + 10)
+    assert effect.evidence["loss_after"] < 1.5 * effect.evidence["loss_before"]
 
 
 def test_adam_state_is_untouched_by_the_skipped_step():
     _, task, callback = fit(SPIKE, poison=True, optimizer="adam", steps=200)
-    assert [f.evidence["steps_skipped"] for f in callback.findings] == [1]
+    assert [f.evidence["steps_skipped"] for f in callback.findings if f.kind == "loss_spike"] == [1]
     optimizer = task.optimizers().optimizer
     assert {float(optimizer.state[p]["step"]) for p in task.parameters()} == {199.0}
 
@@ -83,7 +85,7 @@ def test_the_loss_is_judged_before_the_update_under_gradient_accumulation():
     in on_before_backward, before the optimizer step)."""
     config = {"rules": {"loss_spike": {"series": ["loss"], "actions": ["skip_step"]}}}
     _, _, callback = fit(config, poison=True, steps=200, accumulate_grad_batches=2)
-    [finding] = callback.findings
+    finding, _ = callback.findings  # the spike, and what followed it
     assert finding.subject == "loss" and finding.evidence["steps_skipped"] == 1
     assert finding.evidence["last_spike_step"] == POISONED
 
@@ -106,8 +108,9 @@ def test_reduce_lr_lowers_the_rate_lightnings_optimizer_steps_with(tmp_path):
     x, y = blobs(512, features=8, classes=3, spread=2.0)
     task, callback = poisoned_task("lightning", "sgd", POISONED), tripwire(config, interval=10)
     trainer([callback, Rates()], max_steps=200).fit(task, loader(x, y))
-    spike, done = callback.findings
+    spike, done, *effects = callback.findings
     assert (spike.kind, done.kind, done.step) == ("loss_spike", "reduce_lr", POISONED)
+    assert sorted(f.kind for f in effects) == ["reduce_lr_effect", "skip_step_effect"]
     assert (done.evidence["lr_before"], done.evidence["lr_after"]) == (0.05, 0.025)
     assert set(used[:POISONED + 1]) == {0.05} and set(used[POISONED + 1:]) == {0.025}
     assert task.optimizers().optimizer.param_groups[0]["lr"] == 0.05

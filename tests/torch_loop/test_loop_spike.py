@@ -55,10 +55,14 @@ def test_skip_step_leaves_the_poisoned_batch_out():
     skipped, _, tw = run(SPIKE, poison=True)
     assert damaged > 2 * clean  # the poisoned update is visible at the end of training
     assert abs(skipped - clean) < 0.05 * clean
-    [finding] = tw.findings  # both series spiked at that step: one finding names both
+    finding, effect = tw.findings  # both series spiked at that step: one finding names both
     assert finding.rule == "loss_spike" and finding.subject == "loss, grad_norm"
     assert finding.evidence["last_spike_step"] == POISONED and finding.evidence["steps_skipped"] == 1
     assert "skip_step left out 1 update" in finding.message
+    # what followed, at the next sample: the loss back at its level before the spike
+    assert (effect.kind, effect.severity, effect.step, effect.evidence["at_step"]) == \
+        ("skip_step_effect", "info", POISONED + 10, POISONED)
+    assert effect.evidence["loss_after"] < 1.5 * effect.evidence["loss_before"]
 
 
 def test_without_skip_step_the_spike_is_reported_and_the_update_applied():
@@ -141,8 +145,9 @@ def test_reduce_lr_recovers_a_learning_rate_that_is_too_high():
     config = {"rules": {"loss_spike": {"actions": ["alert", {"reduce_lr": {"factor": 0.1}}]}}}
     recovered, tw, used = run_lr(config, lr=0.5)
     assert recovered < 0.5 * too_high
-    spike, done = tw.findings
+    spike, done, effect = tw.findings
     assert (spike.kind, done.kind, done.rule, done.step) == ("loss_spike", "reduce_lr", "loss_spike", spike.step)
+    assert (effect.kind, effect.step) == ("reduce_lr_effect", spike.step + 10)
     assert done.evidence["lr_before"] == 0.5 and done.evidence["lr_after"] == pytest.approx(0.05)
     # the optimizer stepped at 0.5 until the reduction, at 0.05 after it; the scheduler kept its own 0.5
     scheduled, in_use = used[0::2], used[1::2]
@@ -157,6 +162,7 @@ def test_reduce_lr_stops_at_max_times_and_min_lr():
     reductions = [f for f in tw.findings if f.kind == "reduce_lr"]
     assert [f.evidence["lr_after"] for f in reductions] == [0.25, 0.2]  # 0.125 is below min_lr
     assert tw.monitor.lr_reductions == 2 and len([f for f in tw.findings if f.kind == "loss_spike"]) > 2
+    assert len([f for f in tw.findings if f.kind == "reduce_lr_effect"]) == 2
     assert min(used[1::2]) == 0.2
 
 

@@ -91,7 +91,8 @@ class LossSpike(Rule):
                 "spike_max_z": Need("spike_max_z", history), "spike_last_step": Need("spike_last_step", history)}
 
     def needs(self) -> list[Need]:
-        return [need for series in dict.fromkeys(self.params.series) for need in self._needs(series).values()]
+        spikes = [need for series in dict.fromkeys(self.params.series) for need in self._needs(series).values()]
+        return [*spikes, Need("loss")]  # the monitor tells the loss before and after a remediation
 
     def check(self, sample: Sample) -> list[Verdict]:
         verdicts = []
