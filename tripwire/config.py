@@ -19,7 +19,15 @@ when the config loads, so a reference that does not resolve fails here, not at t
     ...
     tripwire.errors.ConfigError: <dict> at 'rules.nonfinite.actions.1': cannot load action 'json:laods':
     module 'json' has no attribute 'laods' (did you mean 'loads'?); valid: alert, stop, raise, checkpoint,
-    or 'package.module:function'
+    skip_step, reduce_lr, or 'package.module:function'
+
+A remediation (``skip_step``) goes only on a rule that can drive it:
+
+    >>> Config.load({"rules": {"exploding_gradient": {"actions": ["alert", "skip_step"]}}})
+    Traceback (most recent call last):
+    ...
+    tripwire.errors.ConfigError: <dict> at 'rules.exploding_gradient.actions.1': rule type 'exploding_gradient'
+    cannot skip_step: it needs a verdict at every step, before the update; rule types that can: loss_spike
 
 Keyword arguments of the callbacks override the config; ``log_dir`` defaults to
 :data:`FROM_CONFIG` because its ``None`` means "no run record", as in YAML:
@@ -48,11 +56,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from tripwire.errors import ConfigError
 from tripwire.references import resolve
 from tripwire.registry import builtin_rules, rule_class, suggest
+from tripwire.remediation import PARAMETERS, REMEDIATIONS, WHY_NOT
 from tripwire.rule import both_names, deprecated_name
 
 log = logging.getLogger("tripwire")
 
-ACTIONS = ("alert", "stop", "raise", "checkpoint")
+#: the actions by name; the remediations (:mod:`tripwire.remediation`) may also be written with parameters
+ACTIONS = ("alert", "stop", "raise", "checkpoint", *REMEDIATIONS)
 _VALID_ACTIONS = f"valid: {', '.join(ACTIONS)}, or 'package.module:function'"
 
 
@@ -86,6 +96,18 @@ class RuleSpec(BaseModel):
     severity: str | None = None
     #: clear verdicts in a row before a subject may fire again; None: the rule type's ``rearm_after``
     rearm_after: int | None = Field(None, ge=1)
+    #: the parameters of its remediation actions written with some (``{reduce_lr: {factor: 0.3}}``)
+    remediations: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    def remediation(self, action: str) -> Any:
+        """The parameters of remediation ``action`` (:mod:`tripwire.remediation`), defaults filled in.
+
+        Example:
+            >>> spec = Config.load({"rules": {"loss_spike": {"actions": [{"reduce_lr": {"factor": 0.3}}]}}})
+            >>> spec.rules["loss_spike"].actions, spec.rules["loss_spike"].remediation("reduce_lr").factor
+            (('reduce_lr',), 0.3)
+        """
+        return PARAMETERS[action].model_validate(self.remediations.get(action, {}))
 
 
 class WebhookConfig(BaseModel):
@@ -520,12 +542,23 @@ def _rule_spec(name: str, body: Any, ctx: _Ctx) -> RuleSpec:
         if not isinstance(actions, list):
             ctx.report(ctx.error(path + ("actions",), f"actions must be a list (got {_show(actions)})"))
             actions = None
-        for i, action in enumerate(actions or ()):
-            if isinstance(action, str) and ":" in action:
-                ctx.attempt(_user_action, action, path + ("actions", i), ctx)
-            elif action not in ACTIONS:
-                ctx.report(ctx.error(path + ("actions", i), f"unknown action {_show(action)}"
-                                                            f"{suggest(str(action), ACTIONS)}; {_VALID_ACTIONS}"))
+    remediations: dict[str, dict[str, Any]] = {}
+    names: list[str] = []
+    for i, action in enumerate(actions or ()):
+        if isinstance(action, dict):
+            action = ctx.attempt(_remediation, action, path + ("actions", i), ctx, remediations)
+            if action is None:
+                continue
+        names.append(str(action))
+        if isinstance(action, str) and ":" in action:
+            ctx.attempt(_user_action, action, path + ("actions", i), ctx)
+        elif action not in ACTIONS:
+            ctx.report(ctx.error(path + ("actions", i), f"unknown action {_show(action)}"
+                                                        f"{suggest(str(action), ACTIONS)}; {_VALID_ACTIONS}"))
+        elif action in REMEDIATIONS and action not in getattr(cls, "remediations", ()):
+            able = ", ".join(k for k, c in builtin_rules().items() if action in c.remediations)
+            ctx.report(ctx.error(path + ("actions", i), f"rule type '{kind}' cannot {action}: {WHY_NOT[action]}; "
+                                                        f"rule types that can: {able}"))
     severity = body.get("severity")
     if severity is not None and severity not in ("info", "warning", "error"):
         ctx.report(ctx.error(path + ("severity",), f"unknown severity {_show(severity)}; valid: info, warning, error"))
@@ -547,5 +580,24 @@ def _rule_spec(name: str, body: Any, ctx: _Ctx) -> RuleSpec:
         fields = list(cls.Params.model_fields) + list(_RULE_COMMON)
         raise ctx.pydantic(exc, path, fields, given_as) from None
     return RuleSpec(type=kind, params=validated.model_dump(exclude_unset=True),
-                    actions=None if actions is None else tuple(map(str, actions)), enabled=enabled,
-                    severity=None if severity is None else str(severity), rearm_after=rearm_after)
+                    actions=None if actions is None else tuple(names), enabled=enabled,
+                    severity=None if severity is None else str(severity), rearm_after=rearm_after,
+                    remediations=remediations)
+
+
+def _remediation(action: dict, path: tuple, ctx: _Ctx, into: dict[str, dict[str, Any]]) -> str:
+    """The name of a remediation written with parameters (``{reduce_lr: {factor: 0.3}}``); its
+    validated parameters go ``into`` the spec's remediations."""
+    if len(action) != 1:
+        raise ctx.error(path, f"an action with parameters is a mapping of one remediation to its parameters, "
+                              f"e.g. {{reduce_lr: {{factor: 0.5}}}} (got {_show(action)})")
+    [(name, params)] = action.items()
+    if name not in PARAMETERS:
+        raise ctx.error(path, f"unknown remediation {_show(name)}{suggest(str(name), REMEDIATIONS)}; "
+                              f"valid with parameters: {', '.join(REMEDIATIONS)}")
+    model = PARAMETERS[name]
+    try:
+        into[name] = model.model_validate(params or {}).model_dump(exclude_unset=True)
+    except ValidationError as exc:
+        raise ctx.pydantic(exc, path + (name,), model.model_fields) from None
+    return str(name)

@@ -8,9 +8,12 @@ the adapter's :class:`DecisionSink`, the same way in every framework, in this or
    checkpoint finding, in the run record's directory (without a record, in
    ``<sink.checkpoint_root>/tripwire_checkpoints``). A save that fails is logged and training
    goes on.
-2. ``stop``: the sink ends training after the current step; ``Monitor.stopped_by`` keeps the
+2. ``reduce_lr`` (the torch adapters): the sink multiplies the learning rates by the rule's
+   ``factor`` (:mod:`tripwire.remediation`), at most ``max_times`` in a run; what it did is a finding
+   of its own (kind ``reduce_lr``), recorded and alerted like the one that called for it.
+3. ``stop``: the sink ends training after the current step; ``Monitor.stopped_by`` keeps the
    first finding that stopped it.
-3. ``raise``: :class:`~tripwire.errors.RuleTriggered` with the finding, after the checkpoint and
+4. ``raise``: :class:`~tripwire.errors.RuleTriggered` with the finding, after the checkpoint and
    the stop (an adapter that must clean up on the way out does so where the exception leaves
    its hook).
 
@@ -57,6 +60,7 @@ class Decision:
         stop: the finding whose ``stop`` action ends training, or None.
         checkpoint: the findings with the ``checkpoint`` action (one file is saved, named after the first).
         raise_: the finding whose ``raise`` action raises :class:`~tripwire.errors.RuleTriggered`, or None.
+        reduce_lr: the finding whose ``reduce_lr`` action lowers the learning rate, or None.
         step: the sample's step; epoch: its epoch (for :func:`stand_in` findings).
     """
 
@@ -64,6 +68,7 @@ class Decision:
     stop: Finding | None = None
     checkpoint: list[Finding] = field(default_factory=list)
     raise_: Finding | None = None
+    reduce_lr: Finding | None = None
     step: int = 0
     epoch: int | None = None
 
@@ -81,6 +86,15 @@ class DecisionSink(Protocol):
 
     def save_checkpoint(self, path: str) -> None:
         """Save the training state to ``path`` (its folder exists on the main process)."""
+
+
+class LrSink(DecisionSink, Protocol):
+    """The sink of an adapter that carries out ``reduce_lr`` (its monitor is made with
+    ``remediations`` naming it)."""
+
+    def reduce_lr(self, factor: float, min_lr: float) -> tuple[float, float]:
+        """Multiply the learning rates the optimizers use by ``factor`` (none below ``min_lr``); the
+        first parameter group's rate before and after."""
 
 
 def checkpoint_name(finding: Finding, suffix: str) -> str:

@@ -27,12 +27,13 @@ from dataclasses import replace
 from typing import Any
 
 from tripwire.arguments import shared_arguments
-from tripwire.config import FROM_CONFIG, ChannelsConfig, Config, FromConfig
-from tripwire.decision import CHECKPOINT_FOLDER, Decision, DecisionSink, checkpoint_name, stand_in
+from tripwire.config import ACTIONS, FROM_CONFIG, REMEDIATIONS, ChannelsConfig, Config, FromConfig
+from tripwire.decision import CHECKPOINT_FOLDER, Decision, DecisionSink, LrSink, checkpoint_name, stand_in
 from tripwire.engine import Engine
 from tripwire.errors import ConfigError, RuleTriggered
 from tripwire.failopen import FailOpen
 from tripwire.finding import Finding
+from tripwire.remediation import Effects
 from tripwire.run_end import RunEnd
 from tripwire.schedule import Schedule
 from tripwire.stats import Need, Sample
@@ -62,15 +63,18 @@ class Monitor:
         {shared arguments}
         framework: ``torch``, ``keras`` or ``xgboost``.
         is_main: whether this process alerts and writes the record (rank 0).
+        remediations: the remediation actions (``skip_step``) the adapter can carry out.
 
     Raises:
-        ConfigError: an invalid config, or a ``package.module:function`` action that does not
-            resolve to a callable (actions are imported here, never at a finding).
+        ConfigError: an invalid config, a ``package.module:function`` action that does not
+            resolve to a callable (actions are imported here, never at a finding), or a
+            remediation the adapter cannot carry out.
     """
 
     def __init__(self, config: Any = None, *, stop_on: Iterable[str] = (), interval: int | None = None,
                  log_dir: str | bool | FromConfig | None = FROM_CONFIG, strict: bool | None = None,
-                 framework: str | None = None, is_main: bool = True, run_name: str | None = None) -> None:
+                 framework: str | None = None, is_main: bool = True, run_name: str | None = None,
+                 remediations: Iterable[str] = ()) -> None:
         cfg = Config.load(config)
         overrides: dict[str, Any] = {"interval": interval, "strict": strict}
         if log_dir is None or log_dir is False:
@@ -98,8 +102,14 @@ class Monitor:
         self.sampled_steps: set[int] = set()
         #: which steps are sampled (pinned, or following ``overhead_budget``)
         self.schedule = self._new_schedule()
+        #: how often ``reduce_lr`` lowered the learning rate in this run
+        self.lr_reductions = 0
+        #: what followed each remediation (a finding at the next sample with a training loss)
+        self.effects = Effects()
+        self._last_loss: float | None = None
         #: the ``package.module:function`` actions, resolved now: a finding imports nothing
         self._callables: dict[str, Callable[[Finding], Any]] = self.config.user_actions()
+        self._check_remediations(frozenset(remediations))
         self._alerts = None
         self._record = None
         self._last_record_path: str | None = None
@@ -108,6 +118,25 @@ class Monitor:
         #: the report it writes, turns this off)
         self.print_summary = True
         self._seen_error: BaseException | None = None
+
+    def _check_remediations(self, able: frozenset[str]) -> None:
+        """Refuse a remediation this adapter cannot carry out: a ConfigError now, not a silent no-op.
+
+        Example:
+            >>> Monitor({"rules": {"loss_spike": {"actions": ["alert", "skip_step"]}}}, framework="keras")
+            Traceback (most recent call last):
+            ...
+            tripwire.errors.ConfigError: <dict> at 'rules.loss_spike.actions': this callback cannot carry out
+            skip_step; valid here: alert, stop, raise, checkpoint
+            (skip_step: LightningTripwire, tripwire.torch.Tripwire)
+        """
+        for name, spec in self.config.rule_specs().items():
+            for action in spec.actions or ():
+                if action in REMEDIATIONS and action not in able:
+                    valid = ", ".join(a for a in ACTIONS if a not in REMEDIATIONS or a in able)
+                    raise ConfigError(f"this callback cannot carry out {action}; valid here: {valid} "
+                                      f"({action}: LightningTripwire, tripwire.torch.Tripwire)",
+                                      source=self.config.source, path=f"rules.{name}.actions")
 
     @property
     def stop_on(self) -> tuple[str, ...]:
@@ -196,6 +225,9 @@ class Monitor:
         self.sampled_steps.add(sample.step)
         if self._record is not None:
             self._record.add_sample(sample)
+        loss = sample.scalar("loss")
+        for effect in self.effects.due(sample.step, loss):
+            self._remediated(effect, effect.rule)
         findings, repeats = self.engine.judge(sample)
         decision = Decision(findings=findings, step=sample.step, epoch=sample.epoch)
         for repeat in repeats:
@@ -218,11 +250,16 @@ class Monitor:
                 decision.checkpoint.append(finding)
             if "raise" in actions and decision.raise_ is None:
                 decision.raise_ = finding
+            if "reduce_lr" in actions and decision.reduce_lr is None:
+                decision.reduce_lr = finding
+            if "skip_step" in actions and finding.evidence.get("steps_skipped"):
+                self.effects.note(finding, "skip_step", self._last_loss)
             for action in actions:
                 if ":" in action and self.is_main:
                     self._call(action, finding)
         if decision.stop is not None and self.stopped_by is None:
             self.stopped_by = decision.stop
+        self._last_loss = loss if loss is not None else self._last_loss
         return decision
 
     def uses(self, action: str) -> bool:
@@ -244,7 +281,9 @@ class Monitor:
         stop = any_rank(decision.stop is not None) if stop is None else stop
         checkpoint = self.uses("checkpoint") and any_rank(bool(decision.checkpoint))
         raise_ = self.uses("raise") and any_rank(decision.raise_ is not None)
+        reduce_lr = self.uses("reduce_lr") and any_rank(decision.reduce_lr is not None)
         return replace(decision, stop=(decision.stop or stand_in(decision, "stop")) if stop else None,
+                       reduce_lr=(decision.reduce_lr or stand_in(decision, "reduce_lr")) if reduce_lr else None,
                        checkpoint=(decision.checkpoint or [stand_in(decision, "checkpoint")]) if checkpoint else [],
                        raise_=(decision.raise_ or stand_in(decision, "raise")) if raise_ else None)
 
@@ -257,12 +296,50 @@ class Monitor:
         """
         if decision.checkpoint:
             self._save_checkpoint(decision.checkpoint[0], sink)
+        if decision.reduce_lr is not None:
+            self._reduce_lr(decision.reduce_lr, sink)  # type: ignore[arg-type]
         if decision.stop is not None:
             if self.stopped_by is None:  # a stand-in: another rank's rule stopped the run
                 self.stopped_by = decision.stop
             sink.stop(decision.stop)
         if decision.raise_ is not None:
             raise RuleTriggered(decision.raise_)
+
+    def _reduce_lr(self, finding: Finding, sink: LrSink) -> None:
+        """Lower the learning rate for ``finding`` (at most ``max_times`` in a run, counted over every
+        rule), and record what was done as a finding of kind ``reduce_lr``. On a rank acting on a
+        :func:`~tripwire.decision.stand_in`, the parameters are those of the first rule with the action."""
+        name = finding.rule if finding.rule in self.engine.actions else \
+            next(n for n, actions in self.engine.actions.items() if "reduce_lr" in actions)
+        params = self.config.rule_specs()[name].remediation("reduce_lr")
+        if self.lr_reductions >= params.max_times:
+            if self.is_main:
+                log.warning("tripwire: %s at step %d: reduce_lr has lowered the learning rate %d times (max_times); "
+                            "not again", name, finding.step, self.lr_reductions)
+            return
+        try:
+            before, after = sink.reduce_lr(params.factor, params.min_lr)
+        except Exception as exc:  # noqa: BLE001 - a failed remediation must not stop training
+            log.error("tripwire: %s: reduce_lr failed: %s", name, exc)
+            return
+        self.lr_reductions += 1
+        self.effects.note(replace(finding, rule=name), "reduce_lr", self._last_loss)
+        done = replace(finding, rule=name, kind="reduce_lr", severity="info", value=after, threshold=None,
+                       message=f"reduce_lr after {name} at {step_word(self.framework)} {finding.step}: learning rate "
+                               f"x{params.factor:g}, {before:.3g} -> {after:.3g} ({self.lr_reductions} of "
+                               f"{params.max_times})",
+                       suggestion="if the rule fires again, lower the learning rate in the config",
+                       evidence={"factor": params.factor, "lr_before": before, "lr_after": after,
+                                 "reductions": self.lr_reductions, "because": finding.message})
+        self._remediated(done, name)
+
+    def _remediated(self, finding: Finding, rule: str) -> None:
+        """Keep, record and (with the rule's ``alert``) send the finding of a remediation done."""
+        self.findings.append(finding)
+        if self._record is not None:
+            self._record.add_finding(finding)
+        if self.is_main and "alert" in self.engine.actions.get(rule, ()) and self._alerts is not None:
+            self._alerts.send(finding)
 
     def checkpoint_path(self, finding: Finding, sink: DecisionSink) -> str:
         """Where the checkpoint for ``finding`` goes: the run record's directory, else
@@ -352,6 +429,7 @@ class Monitor:
         self.findings, self.stopped_by, self.sampled_steps, self.end = [], None, set(), None
         self.schedule = self._new_schedule()
         self.repeats = {}
+        self.lr_reductions, self.effects, self._last_loss = 0, Effects(), None
         self._last_record_path = None
         if is_main is not None:
             self.is_main = is_main
@@ -372,6 +450,7 @@ class Monitor:
             "findings": [f.to_dict() for f in self.findings],
             "repeats": [[rule, subject, n] for (rule, subject), n in self.repeats.items()],
             "stopped_by": None if self.stopped_by is None else self.stopped_by.to_dict(),
+            "lr_reductions": self.lr_reductions,
             "run_name": self.run_name or self._record_name(),  # a resumed run continues this record
             "schedule": self.schedule.state_dict(),
         }
@@ -385,6 +464,7 @@ class Monitor:
         self.engine.load_state_dict(state.get("rules", {}))
         self.findings = [Finding.from_dict(f) for f in state.get("findings", [])]
         self.repeats = {(rule, subject): n for rule, subject, n in state.get("repeats", [])}
+        self.lr_reductions = int(state.get("lr_reductions", 0))
         stopped = state.get("stopped_by")
         self.stopped_by = None if stopped is None else Finding.from_dict(stopped)
         if state.get("run_name") and self.run_name is None:

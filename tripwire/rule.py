@@ -185,6 +185,9 @@ class Rule:
         rearm_after: how many verdicts in a row a subject must be clear (samples; validations for
             the validation rules) before it may fire again; ``rearm_after:`` in a rule's YAML
             overrides it.
+        remediations: the remediation actions (:mod:`tripwire.remediation`) its findings can drive:
+            ``skip_step`` needs a verdict at every step, on the device, before the update;
+            ``reduce_lr`` a finding that means the learning rate is too high.
 
     Instance attribute:
         framework: the framework whose training the rule judges now (``torch``, ``keras`` or
@@ -202,6 +205,7 @@ class Rule:
     frameworks: ClassVar[tuple[str, ...]] = SupportedFrameworks()  # type: ignore[assignment]
     limits: ClassVar[tuple[Limit, ...]] = ()
     rearm_after: ClassVar[int] = 10
+    remediations: ClassVar[tuple[str, ...]] = ()
     framework: str | None = None
 
     def __init__(self, name: str, params: RuleParams | None = None) -> None:

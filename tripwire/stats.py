@@ -41,6 +41,11 @@ _NETWORKS = frozenset({"torch", "keras"})  # the neural-network callbacks (Light
 ACTIVATION_FAMILIES = ("relu", "leaky", "tanh", "sigmoid")
 _SATURATION_OPTIONS = (("level", 0.99), ("share", 0.9))
 _ALLCLOSE_OPTIONS = (("atol", 1e-8), ("rtol", 1e-5))
+#: The series a spike is judged on, and the defaults of the judgement (OLMo-core, Levanter: more than
+#: 6 deviations above a 128-step history, after 64 warm-up steps).
+SPIKE_SERIES = ("loss", "grad_norm")
+_SPIKE_OPTIONS = (("series", "loss"), ("window", 128), ("warmup", 64), ("limit", 6.0))
+_TORCH = frozenset({"torch"})
 
 
 @dataclass(frozen=True)
@@ -111,6 +116,18 @@ CATALOGUE: dict[str, StatInfo] = {
     "grad_nonfinite": StatInfo("max", "run", "1 if any gradient element is NaN/Inf (AMP skip steps excluded)"),
     "grad_zero_frac": StatInfo("same", "parameter", "share of exactly-zero gradient elements"),
     "grad_var": StatInfo("same", "parameter", "variance of the gradient elements"),
+    # spikes, judged on the device at every optimizer step; a rank's loss is its own, so the ranks' values
+    # combine by their maximum (the global gradient norm is the same on every rank: its maximum is itself)
+    "spike_max_z": StatInfo("max", "run", "largest robust z-score of `series` (training loss or global gradient "
+                                          "norm) since the previous sample, on logarithms: (log value - median) / "
+                                          "(1.4826 MAD) over the last `window` steps that were no spike, once "
+                                          "`warmup` steps are in",
+                            collected_by=_TORCH, options=_SPIKE_OPTIONS),
+    "spike_count": StatInfo("max", "run", "optimizer steps since the previous sample whose `series` was more than "
+                                          "`limit` robust deviations above its history (see spike_max_z)",
+                            collected_by=_TORCH, options=_SPIKE_OPTIONS),
+    "spike_last_step": StatInfo("max", "run", "the last of those steps (-1: none)", collected_by=_TORCH,
+                                options=_SPIKE_OPTIONS),
     "amp_skipped": StatInfo("max", "run", "1 if the loss scaler skipped this optimizer step (sent under loss "
                                           "scaling only: fp16 AMP, a Keras LossScaleOptimizer)"),
     "lr": StatInfo("max", "run", "largest learning rate of the optimizers' parameter groups at the sampled step"),
@@ -235,6 +252,11 @@ def one_label_per_example(shape: tuple[int | None, ...], onehot: bool = False) -
 
 
 USER_PREFIX = "user/"  # series reported with tripwire.observe(name, value) are "user/<name>"
+
+#: The series a torch sample carries where a rule has the ``skip_step`` action: the optimizer steps
+#: whose update was left out since the previous sample. The adapter knows it on the host; no
+#: collector computes it, so it is no catalogue statistic and no rule needs it.
+STEPS_SKIPPED = "steps_skipped"
 
 #: What the callback of each framework collects, from the catalogue's ``collected_by``.
 COLLECTED: dict[str, frozenset[str]] = {

@@ -30,6 +30,11 @@ def every_need() -> set[Need]:
     return {Need(stat, info.options) for stat, info in CATALOGUE.items()} | {Need(stat) for stat in CATALOGUE}
 
 
+#: statistics sent only once something happened: a z-score after the warm-up (64 steps by default;
+#: this test trains 6), the last spiking step only when a step spiked
+ONLY_WHEN_THERE = {"spike_max_z", "spike_last_step"}
+
+
 def claimed_keys(framework: str) -> set[str]:
     return {need.key for need in every_need() if need.stat in COLLECTED[framework]}
 
@@ -104,9 +109,9 @@ def test_the_lightning_callback_sends_exactly_the_statistics_the_catalogue_claim
     trainer([callback], max_steps=6, plugins=[MixedPrecision("16-mixed", "cpu", scaler=scaler)],
             limit_val_batches=2).fit(Task(), loader(batches(6, seed=0)), loader(batches(2, seed=1)))
     sent = {key for s in samples for key in s.stats if not key.startswith(USER_PREFIX)}
-    assert sent == claimed_keys("torch"), (
-        f"claimed but not sent: {sorted(claimed_keys('torch') - sent)}; "
-        f"sent but not claimed: {sorted(sent - claimed_keys('torch'))}")
+    claimed = {key for key in claimed_keys("torch") if key.split("[")[0] not in ONLY_WHEN_THERE}
+    assert sent == claimed, (f"claimed but not sent: {sorted(claimed - sent)}; "
+                             f"sent but not claimed: {sorted(sent - claimed)}")
     assert any(key.startswith(USER_PREFIX) for s in samples for key in s.stats)
 
 
@@ -199,4 +204,5 @@ def test_every_statistic_crosses_ranks_with_its_catalogue_reduction():
                 assert value == pytest.approx(expected, rel=1e-5, abs=1e-9), f"{key}[{subject}] at step {s.step}"
             checked.add(key)
     # everything the collector sends by itself (the Lightning callback adds epochs_since_val)
-    assert checked == claimed_keys("torch") - {"epochs_since_val"}
+    claimed = {k for k in claimed_keys("torch") - {"epochs_since_val"} if k.split("[")[0] not in ONLY_WHEN_THERE}
+    assert checked == claimed

@@ -20,6 +20,7 @@ MODULES = {  # module -> the package its examples need
     "tripwire.callbacks.torch.driver": "torch",
     "tripwire.callbacks.torch.ranks": "torch",
     "tripwire.callbacks.torch.unwrap": "torch",
+    "tripwire.callbacks.torch.spike": "torch",
     "tripwire.callbacks.torch.loop": "torch",
     "tripwire.torch": "torch",
     "tripwire.callbacks.lightning": "lightning",

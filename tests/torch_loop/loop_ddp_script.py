@@ -7,11 +7,14 @@ Run twice by ``test_loop_ddp.py`` as ``python loop_ddp_script.py OUT_DIR SCENARI
   imbalanced (``class_imbalance``, with the ``alert`` and ``stop`` actions);
 - ``nan``: rank 1's inputs turn NaN from step 13 (``nonfinite``; gradients are averaged by DDP,
   so both ranks see them, and the loss only on rank 1);
+- ``spike``: rank 1's inputs are x1000 at step 80 (``loss_spike`` with ``skip_step`` and
+  ``reduce_lr``: the averaged gradient spikes on both ranks, so both leave that update out, and both
+  halve the learning rate at the next decision);
 - ``budget``: ``overhead_budget`` sets the interval, and rank 1's sampled steps take 100 ms longer
   (rank 0 waits for it in the next collective, so both measure about the same; their intervals
   still come from one value, reduced with ``max`` in the packed vector).
 
-Each rank writes ``rank<N>.json``: where it stopped and what it found.
+Each rank writes ``rank<N>.json``: where it stopped, what it found, and the sum of its weights.
 """
 
 import json
@@ -47,6 +50,10 @@ def main(out_dir: str, scenario: str) -> None:
                   "actions": {"console": {}}}
     elif scenario == "budget":
         config = {"overhead_budget": 0.5, "max_interval": 15, "rules": {"nonfinite": {}}, "actions": {"console": {}}}
+    elif scenario == "spike":
+        config = {"interval": 5, "rules": {"loss_spike": {"window": 64, "warmup": 32,
+                                                          "actions": ["alert", "skip_step",
+                                                                      {"reduce_lr": {"factor": 0.5}}]}}}
     else:
         config = {"interval": 5, "rules": {"nonfinite": {}}, "actions": {"console": {}}}
     tw = Tripwire(model, optimizer, config, log_dir=os.path.join(out_dir, "runs"), run_name="run")
@@ -56,6 +63,8 @@ def main(out_dir: str, scenario: str) -> None:
         xb, yb = next(data)
         if scenario == "nan" and rank == 1 and step >= 13:
             xb = xb * float("nan")
+        if scenario == "spike" and rank == 1 and step == 80:
+            xb = xb * 1000
         loss = nn.functional.cross_entropy(model(xb), yb)
         loss.backward()
         optimizer.step()
@@ -69,7 +78,9 @@ def main(out_dir: str, scenario: str) -> None:
     report = {"rank": rank, "stopped_at": stopped_at, "steps": tw.steps,
               "stopped_by": tw.stopped_by.rule if tw.stopped_by else None,
               "findings": [f.to_dict() for f in tw.findings], "record": tw.monitor.record_path,
-              "sampled": sorted(tw.monitor.sampled_steps), "interval": tw.monitor.interval}
+              "sampled": sorted(tw.monitor.sampled_steps), "interval": tw.monitor.interval,
+              "weights": sum(p.detach().double().sum().item() for p in model.parameters()),
+              "lr_scale": tw.driver.lr.scale}
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as fh:
         json.dump(report, fh)
     dist.destroy_process_group()

@@ -60,3 +60,14 @@ def test_under_an_overhead_budget_both_ranks_sample_the_same_steps(tmp_path):
     assert reports[0]["interval"] == reports[1]["interval"] == 15
     gaps = {b - a for a, b in zip(reports[0]["sampled"], reports[0]["sampled"][1:])}
     assert 10 in gaps and max(gaps) > 10  # it started at the config's interval and lengthened it
+
+
+@pytest.mark.timeout(150)
+def test_a_spike_on_one_rank_is_skipped_by_both_at_the_same_step_and_both_lower_the_lr(tmp_path):
+    reports, _ = run_ranks(tmp_path, "spike")
+    assert [r["steps"] for r in reports] == [120, 120]  # no hang, no stop
+    found = [[(f["kind"], f["step"], f["evidence"].get("last_spike_step"), f["evidence"].get("steps_skipped"))
+              for f in r["findings"] if not f["kind"].endswith("_effect")] for r in reports]
+    assert found[0] == found[1] == [("loss_spike", 80, 80, 1), ("reduce_lr", 80, None, None)]
+    assert [r["lr_scale"] for r in reports] == [0.5, 0.5]
+    assert reports[0]["weights"] == reports[1]["weights"]  # the ranks' models are still the same

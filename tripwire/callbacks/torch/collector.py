@@ -18,6 +18,8 @@ What each statistic means is in :data:`tripwire.stats.CATALOGUE`; where it comes
   :class:`~tripwire.callbacks.torch.params.ParamProbe`; trainable parameters that got no
   gradient are named once in a warning (:mod:`~tripwire.callbacks.no_gradient`).
 - ``act_*``: :class:`~tripwire.callbacks.torch.activations.ActivationProbe` (forward hooks).
+- ``spike_*``: :class:`~tripwire.callbacks.torch.spike.SpikeProbe`, judged at every optimizer step
+  by the driver.
 - ``label_count``, ``input_*``, ``token_*``: :class:`~tripwire.callbacks.torch.batch.DataProbe`
   on sampled batches.
 - ``val_loss``, ``confusion``: :meth:`end_validation`, one sample per validation run.
@@ -76,10 +78,12 @@ from tripwire.callbacks.torch.parts import (
     LOSS,
     PARAMS,
     SHARED,
+    SPIKES,
     USER,
     VAL_LOSS,
     WEIGHTS,
 )
+from tripwire.callbacks.torch.spike import SPIKE_STATS, SpikeProbe
 from tripwire.failopen import FailOpen, try_each
 from tripwire.observe import drain
 from tripwire.stats import ACTIVATION_STATS, Need, Sample
@@ -97,6 +101,10 @@ class Flush:
         self.packed, self.step, self.epoch = packed, step, epoch
         self._read = read if read is not None else Packed.read
         self._known = known or {}  # series the host knows without the device (parameter shapes)
+
+    def add_known(self, key: str, values: dict[str | None, float]) -> None:
+        """Add a series the host knows without the device (the steps ``skip_step`` left out)."""
+        self._known[key] = values
 
     @property
     def ready(self) -> bool:
@@ -166,6 +174,7 @@ class TorchCollector:
         self.params: ParamProbe | None = None
         self.activations: ActivationProbe | None = None
         self.confusion = ConfusionProbe(self.guard) if "confusion" in stats else None
+        self.spikes = SpikeProbe(self.needs) if stats & set(SPIKE_STATS) else None
         self.no_gradient = NoGradientNotice()
         self.device = torch.device("cpu")
         self.sampling = False
@@ -200,6 +209,9 @@ class TorchCollector:
     def allocate(self, device: torch.device) -> None:
         """Create the device accumulators on the model's device (before its first forward)."""
         self.device = torch.device(device)
+        if self.spikes is not None:
+            with self.guard.attempt(SPIKES):
+                self.spikes.allocate(self.device)
         if self.activations is None:
             return
         with self.guard.attempt(ACTIVATIONS):
@@ -299,7 +311,19 @@ class TorchCollector:
             pieces.append(Piece(self.activations.accumulator, self.activations.ops, self.activations.read))
         with self.guard.attempt(DATA):
             pieces.extend(self.data.pieces())
+        if self.spikes is not None:
+            pieces.extend(self._spike_pieces())
         return pieces
+
+    def _spike_pieces(self) -> list[Piece]:
+        """The spike pieces, packed at every flush (neutral values once their part failed)."""
+        try:
+            if self.guard.ok(SPIKES):
+                return self.spikes.pieces()  # type: ignore[union-attr]
+        except Exception as exc:  # noqa: BLE001 - the pieces keep their place (see tripwire.callbacks.torch.parts)
+            self.guard.fail(SPIKES, exc)
+        neutral = torch.tensor([0.0, float("-inf"), -1.0], device=self.device)
+        return [Piece(neutral.clone(), ops(SPIKE_STATS), lambda v: {}) for _ in self.spikes.settings]  # type: ignore[union-attr]
 
     def _local_pieces(self, step: int) -> list[Piece]:
         """Gradient, weight and user statistics: the same on every rank, never gathered."""

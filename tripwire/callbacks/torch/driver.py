@@ -16,6 +16,14 @@ at the same points of a training step, so the schedule, the flush and the decisi
   flush carries the last sampled step's cost (the slowest rank's, in the packed vector), and
   :meth:`~TorchDriver.decide` hands it to the monitor's :class:`~tripwire.schedule.Schedule`, so every
   rank sets the same interval;
+- spikes (``loss_spike``): judged on the device at every optimizer step, in
+  :meth:`~TorchDriver.before_optimizer_step` (the global gradient norm, and the loss when the adapter
+  handed it over before the update with :meth:`~TorchDriver.add_step_loss`, as Lightning does) or in
+  :meth:`~TorchDriver.end_batch` (the loss of an adapter that sees it only after the update). With
+  the ``skip_step`` action the step's verdict is read before the update, and a spike drops the
+  step's gradients (``grad = None``): every ``torch.optim`` optimizer then leaves those parameters
+  and their state (Adam's moments, its step count) as they were. That read is the one host read
+  per step tripwire makes, only with ``skip_step``: free on CPU, a sync on CUDA;
 - decision: :meth:`~TorchDriver.decide` evaluates a sample, makes every rank hold the same decision
   (:class:`~tripwire.callbacks.torch.ranks.Ranks`, :meth:`Monitor.agreed
   <tripwire.monitor.Monitor.agreed>`) and carries it out through the adapter's sink (checkpoint,
@@ -60,13 +68,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from tripwire.callbacks.torch.parts import COLLECTOR, FLUSH, GRADIENTS, LOSS
+from tripwire.callbacks.torch.lr_scale import LrScale
+from tripwire.callbacks.torch.parts import COLLECTOR, FLUSH, GRADIENTS, LOSS, SKIP_STEP, SPIKES
 from tripwire.callbacks.torch.ranks import Ranks
 from tripwire.decision import DecisionSink
 from tripwire.errors import RuleError
 from tripwire.finding import Finding
 from tripwire.monitor import Decision, Monitor
-from tripwire.stats import Sample
+from tripwire.stats import STEPS_SKIPPED, Sample
 from tripwire.step_clock import StepClock
 
 #: the series under which a flush carries the sampling cost to :meth:`TorchDriver.decide` (never a statistic)
@@ -101,6 +110,14 @@ class TorchDriver:
         self._defer = False
         self._collector_state: dict[str, Any] = {}
         self.clock = StepClock() if monitor.config.budgeted else None
+        #: whether a rule has the skip_step action (the step's spike verdict is read before its update)
+        self.skip = monitor.uses("skip_step")
+        #: the steps whose update skip_step left out since the last flush
+        self.skipped: list[int] = []
+        self._judged_step: int | None = None
+        self._loss_before_update = False
+        #: the ``reduce_lr`` action's scale on the optimizers' learning rates
+        self.lr = LrScale()
 
     def connect(self, ranks: Ranks, sink: DecisionSink,
                 on_sample: Callable[[Sample, list[Finding]], None] | None = None) -> None:
@@ -112,15 +129,21 @@ class TorchDriver:
 
     # state -----------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """The collector's bookkeeping (label classes seen), plain Python types only."""
+        """The collector's bookkeeping (label classes seen, the spike histories) and the learning-rate
+        scale, plain Python types only."""
         data = self.collector.data if self.collector is not None else None
         if data is None:
-            return dict(self._collector_state)
-        return {"label_capacity": data.capacity, "classes_seen": data.classes_seen}
+            return {**self._collector_state, "lr_scale": self.lr.state_dict()}
+        state = {"label_capacity": data.capacity, "classes_seen": data.classes_seen, "lr_scale": self.lr.state_dict()}
+        if self.collector.spikes is not None:
+            state["spikes"] = self.monitor.guard.call(SPIKES, self.collector.spikes.state_dict, fallback={})
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` (now, or into the collector once it is built)."""
         self._collector_state = dict(state)
+        if isinstance(state.get("lr_scale"), dict):
+            self.lr.load_state_dict(state["lr_scale"])
         self._restore_collector_state()
 
     def _restore_collector_state(self) -> None:
@@ -128,6 +151,8 @@ class TorchDriver:
             data, state = self.collector.data, self._collector_state
             data.capacity = int(state.get("label_capacity", data.capacity))
             data.classes_seen = int(state.get("classes_seen", 0))
+            if self.collector.spikes is not None and isinstance(state.get("spikes"), dict):
+                self.monitor.guard.call(SPIKES, self.collector.spikes.load_state_dict, state["spikes"])
 
     # setup and teardown ----------------------------------------------------------------------------
     def build(self, module: Any) -> None:
@@ -166,6 +191,8 @@ class TorchDriver:
             self.collector.attach(module)
         self.collector.gather = torch_distributed_gather() if self.ranks.world_size > 1 else None
         self.collector.allocate(torch.device(device))
+        if self.collector.spikes is not None:
+            self.collector.spikes.loss_is_local = self.ranks.world_size > 1
         self._defer = torch.device(device).type == "cuda"
 
     def initial_sample(self, *, step: int, epoch: int | None, defer: bool = False) -> None:
@@ -192,8 +219,13 @@ class TorchDriver:
             self.monitor.guard.call(GRADIENTS, self.collector.params.remember_weights)
         self.collector.shapes_sent()
 
+    def attach_optimizers(self, optimizers: Any) -> None:
+        """The optimizers whose learning rates ``reduce_lr`` scales."""
+        self.lr.attach(optimizers)
+
     def detach(self) -> None:
-        """Remove the collector's hooks from the model."""
+        """Remove the collector's hooks from the model and the learning-rate scale's from the optimizers."""
+        self.lr.detach()
         if self.collector is not None:
             self.collector.detach()
 
@@ -221,12 +253,38 @@ class TorchDriver:
         if self.collector is not None:
             self.collector.add_batch(batch)
 
+    def add_step_loss(self, loss: Any) -> None:
+        """A batch's loss of the step in progress, handed over before the update (Lightning's
+        ``on_before_backward``): the step's spike verdict then includes its loss."""
+        spikes = self.collector.spikes if self.collector is not None else None
+        if spikes is not None and spikes.wants("loss"):
+            self._loss_before_update = True
+            self.monitor.guard.call(SPIKES, spikes.add_loss, loss)
+
     def before_optimizer_step(self, optimizer: Any, scaler: Any = None) -> None:
         """The optimizer step of the step in progress is about to run: its gradients are final."""
         if self.collector is None:
             return
         self.stepped = True
         self.collector.before_optimizer_step(optimizer, scaler)
+        spikes = self.collector.spikes
+        if spikes is None or not self.monitor.guard.ok(SPIKES):
+            return
+        if self._judged_step != self.step:  # the step's first optimizer (a GAN's second one follows the verdict)
+            self._judged_step = self.step
+            self.monitor.guard.call(SPIKES, spikes.judge, self.step, optimizer)
+        if self.skip and spikes.flag is not None:
+            self.monitor.guard.call(SKIP_STEP, self._skip_if_spiked, optimizer, spikes.flag)
+
+    def _skip_if_spiked(self, optimizer: Any, flag: Any) -> None:
+        if not bool(flag):  # the one host read per step (only with skip_step)
+            return
+        optimizer = getattr(optimizer, "_optimizer", optimizer)  # LightningOptimizer -> torch optimizer
+        for group in optimizer.param_groups:
+            for param in group["params"]:
+                param.grad = None
+        if not self.skipped or self.skipped[-1] != self.step:
+            self.skipped.append(self.step)
 
     def end_batch(self, read_loss: Callable[[], Any], epoch: int | None) -> None:
         """A training batch ended: decide a pending sample, keep the batch's loss (``read_loss()``,
@@ -236,12 +294,18 @@ class TorchDriver:
         self.process_pending()
         if self.collector is None:  # switched off by that decision
             return
-        self.collector.add_loss(self.monitor.guard.call(LOSS, read_loss))
+        loss = self.monitor.guard.call(LOSS, read_loss)
+        self.collector.add_loss(loss)
+        if self.collector.spikes is not None and not self._loss_before_update:
+            self._judge_loss_after_update(loss)
         if not (self.sampled and self.stepped):
             self.collector.end_batch()
             return
         self.sampled = False
         flush = self.collector.flush(step=self.step, epoch=epoch, extra=self._timing_pieces())
+        if self.skip:
+            flush.add_known(STEPS_SKIPPED, {None: float(len(self.skipped))})
+            self.skipped = []
         if self._defer:
             self._pending = flush
         else:
@@ -259,6 +323,16 @@ class TorchDriver:
         taken = self.clock.take() or (float("nan"), float("nan"))
         values = torch.tensor(taken, dtype=torch.float32, device=self.collector.device)
         return [Piece(values, "max", lambda v: {TIMING: {"cost": v[0], "plain": v[1]}})]
+
+    def _judge_loss_after_update(self, loss: Any) -> None:
+        """The loss of an adapter that sees it after the update (a plain loop, the HF Trainer):
+        judged once the step's optimizer stepped, too late to skip that step."""
+        spikes = self.collector.spikes
+        if not spikes.wants("loss") or not self.monitor.guard.ok(SPIKES):
+            return
+        self.monitor.guard.call(SPIKES, spikes.add_loss, loss)
+        if self.stepped:
+            self.monitor.guard.call(SPIKES, spikes.judge, self.step)
 
     def process_pending(self) -> None:
         """Decide the sample whose host copy was left in flight, if any."""

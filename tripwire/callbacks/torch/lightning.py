@@ -9,7 +9,11 @@ The schedule, the flush and the decision are the :class:`~tripwire.callbacks.tor
 shared with the plain-loop adapter; this mixin maps Lightning's hooks onto it:
 
 - step ``S`` = ``trainer.global_step`` when its batch starts (``on_train_batch_start``);
-- gradients in ``on_before_optimizer_step`` (unscaled, pre-clip, once per real step);
+- gradients in ``on_before_optimizer_step`` (unscaled, pre-clip, once per real step), where the
+  step's spike verdict is taken (``loss_spike``; its loss comes from ``on_before_backward``) and
+  ``skip_step`` drops the gradients of a spiking step before Lightning's optimizer applies them;
+- ``reduce_lr`` scales the rates of ``trainer.optimizers`` around each of their steps
+  (:mod:`~tripwire.callbacks.torch.lr_scale`), so the LR schedulers keep their own values;
 - the flush at the ``on_train_batch_end`` where that step's optimizer ran (on CUDA decided at the
   next one, at validation end or at train end, whichever comes first);
 - every decision is agreed with ``trainer.strategy.reduce_boolean_decision(flag, all=False)`` on
@@ -28,6 +32,7 @@ from typing import Any
 
 from tripwire.callbacks.torch.driver import TorchDriver
 from tripwire.callbacks.torch.logger_findings import log_findings
+from tripwire.callbacks.torch.lr_scale import LrScale
 from tripwire.callbacks.torch.ranks import Ranks
 from tripwire.config import FROM_CONFIG, FromConfig
 from tripwire.finding import Finding
@@ -51,7 +56,8 @@ class TripwireCallbackImpl:
                  run_name: str | None = None) -> None:
         super().__init__()
         self.monitor = Monitor(config, stop_on=stop_on, interval=interval, log_dir=log_dir,
-                               strict=strict, framework="torch", run_name=run_name)
+                               strict=strict, framework="torch", run_name=run_name,
+                               remediations=("skip_step", "reduce_lr"))
         self.name = name
         self.driver = TorchDriver(self.monitor, batch_fn=batch_fn)
         self._batches_since_val = 0  # training batches since the previous validation: epochs_since_val
@@ -97,7 +103,7 @@ class TripwireCallbackImpl:
             return
         self.driver.connect(Ranks(trainer.world_size, trainer.is_global_zero,
                                   lambda flag, every: trainer.strategy.reduce_boolean_decision(flag, all=every)),
-                            _TrainerSink(trainer),
+                            _TrainerSink(trainer, self.driver.lr),
                             on_sample=lambda sample, findings: self._log_sample(trainer, sample, findings))
         self.driver.build(pl_module)
 
@@ -108,6 +114,7 @@ class TripwireCallbackImpl:
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         """Initial-weight statistics, once, when training starts from scratch."""
+        self.driver.attach_optimizers(trainer.optimizers)
         if trainer.global_step > 0:  # resumed: `weight_unchanged` compares with the restored weights
             self.driver.resume()
         else:
@@ -134,6 +141,9 @@ class TripwireCallbackImpl:
     # training --------------------------------------------------------------------------------------
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
         self.driver.begin_step(trainer.global_step, batch)
+
+    def on_before_backward(self, trainer: Any, pl_module: Any, loss: Any) -> None:
+        self.driver.add_step_loss(loss)  # judged for spikes before the update
 
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
         self.driver.before_optimizer_step(optimizer, getattr(trainer.precision_plugin, "scaler", None))
@@ -217,8 +227,8 @@ class _TrainerSink:
 
     checkpoint_suffix = ".ckpt"
 
-    def __init__(self, trainer: Any) -> None:
-        self.trainer = trainer
+    def __init__(self, trainer: Any, lr: LrScale) -> None:
+        self.trainer, self.lr = trainer, lr
         self.checkpoint_root = trainer.default_root_dir
 
     def stop(self, finding: Finding) -> None:
@@ -226,3 +236,6 @@ class _TrainerSink:
 
     def save_checkpoint(self, path: str) -> None:
         self.trainer.save_checkpoint(path)
+
+    def reduce_lr(self, factor: float, min_lr: float) -> tuple[float, float]:
+        return self.lr.reduce(factor, min_lr)

@@ -86,7 +86,10 @@ class Tripwire:
     ``all_reduce``, so ``should_stop`` turns true on every rank at the same step; alerts and the
     run record come from rank 0. Call :meth:`step`, :meth:`validation` and :meth:`close` on every rank.
 
-    Actions: ``stop`` sets :attr:`should_stop`; ``raise`` raises :class:`tripwire.RuleTriggered`
+    Actions: ``skip_step`` (``loss_spike``) drops the gradients of a step whose gradient norm spiked,
+    in the optimizer's step pre-hook, so the update is not applied; ``reduce_lr`` scales the learning
+    rates around each optimizer step (an LR scheduler keeps its own values);
+    ``stop`` sets :attr:`should_stop`; ``raise`` raises :class:`tripwire.RuleTriggered`
     from :meth:`step` (or :meth:`validation`) after closing the Tripwire; ``checkpoint`` saves
     ``{"model", "optimizer", "step", "tripwire"}`` with ``torch.save`` (the model's and optimizer's
     ``state_dict``; ``optimizer`` is a list when several were given; ``tripwire`` is
@@ -117,7 +120,8 @@ class Tripwire:
                  interval: int | None = None, log_dir: str | bool | FromConfig | None = FROM_CONFIG,
                  strict: bool | None = None, run_name: str | None = None, scaler: Any = None) -> None:
         self.monitor = Monitor(config, stop_on=stop_on, interval=interval, log_dir=log_dir, strict=strict,
-                               framework="torch", run_name=run_name)
+                               framework="torch", run_name=run_name,
+                               remediations=("skip_step", "reduce_lr"))
         self.model = inner_module(model)
         optimizers = optimizer if isinstance(optimizer, Sequence) else [optimizer]
         self.optimizers = [inner_optimizer(o) for o in optimizers]
@@ -135,6 +139,7 @@ class Tripwire:
         self.driver.build(self.model)
         self.driver.start(self.model, device)
         self._hooked = self.monitor.guard.call(OPTIMIZER_HOOKS, self._hook_optimizers, fallback=False)
+        self.driver.attach_optimizers(self.optimizers)
         # taken now, before the first update; decided at the first step() (load_state_dict drops it)
         self.driver.initial_sample(step=0, epoch=None, defer=True)
         self.driver.begin_step(0)
@@ -312,3 +317,6 @@ class _LoopSink:
     def save_checkpoint(self, path: str) -> None:
         if self.loop.monitor.is_main:
             torch.save(self.loop.checkpoint(), path)
+
+    def reduce_lr(self, factor: float, min_lr: float) -> tuple[float, float]:
+        return self.loop.driver.lr.reduce(factor, min_lr)

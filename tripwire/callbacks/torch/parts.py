@@ -36,9 +36,11 @@ USER = "user statistics"
 FLUSH = "statistics flush"
 DETACH = "removing hooks"
 OPTIMIZER_HOOKS = "optimizer step hooks"
+SPIKES = "spike detection"
+SKIP_STEP = "skip_step action"
 
 #: parts whose failure on one rank would put that rank's packed vector out of step with the others'
-SHARED = (ACTIVATIONS, DATA, CONFUSION, FLUSH)
+SHARED = (ACTIVATIONS, DATA, CONFUSION, FLUSH, SPIKES)
 
 
 def hook_part(module: str) -> str:

@@ -1,0 +1,147 @@
+"""Per-step cost of `loss_spike` (judged on the device at every step) and its `skip_step` action in a
+plain PyTorch loop on CPU.
+
+The workloads, batches, Adam and the interleaved timing are ``overhead_torch.py``'s (``_timing.py``:
+every repetition runs each variant right next to a no-monitor run, a cell is the median over
+repetitions of the ratio to that neighbour). Columns: nothing (A/A, the noise), tripwire with only
+``loss_spike`` (``actions: [alert]``: the loss and the global gradient norm judged every step, the
+spike counts flushed every 10 steps), the same judging the loss only (no gradient-norm pass), and
+both series with ``skip_step`` (the step's verdict read before the update). Beside the step-time ratios,
+the time spent inside tripwire's calls (its optimizer pre-hook and ``tw.step``) per step, which the
+machine's load blurs much less.
+
+Usage:
+    python benchmarks/overhead_spike.py                  # 5 reps x 200 steps, 1 thread
+    python benchmarks/overhead_spike.py --workloads mlp --reps 3
+    python benchmarks/overhead_spike.py --quick          # seconds: a smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from typing import Any
+
+import torch
+from torch import nn
+
+import _torch_monitors
+from _lightning_workloads import SCALES, Workload, quiet
+from _overhead_report import add_arguments, load, machine, ratio_table, settings
+from _timing import CLOCKS, FitResult, block_times, drain_background, interleave
+from _torch_monitors import TripwireMonitor, Variant
+
+SPIKE = {"rules": {"loss_spike": {"actions": ["alert"]}}}
+LOSS_ONLY = {"rules": {"loss_spike": {"series": ["loss"], "actions": ["alert"]}}}
+SKIP = {"rules": {"loss_spike": {"actions": ["alert", "skip_step"]}}}
+COLUMNS = ["aa", "spike", "spike_loss", "spike_skip"]
+
+
+class TimedTripwire(TripwireMonitor):
+    """``TripwireMonitor`` that also adds up the time spent inside tripwire's optimizer pre-hook and
+    ``tw.step``: :attr:`seconds`."""
+
+    def __init__(self, model: torch.nn.Module, optimizer: Any, config: Any, record_dir: str | None) -> None:
+        super().__init__(model, optimizer, config, record_dir)
+        self.seconds = 0.0
+        driver = self.tw.driver
+        inner = driver.before_optimizer_step
+
+        def timed(*args: Any, **kwargs: Any) -> None:
+            start = time.perf_counter()
+            inner(*args, **kwargs)
+            self.seconds += time.perf_counter() - start
+
+        driver.before_optimizer_step = timed  # the loop's step pre-hook calls it through the instance
+
+    def after_step(self, loss: torch.Tensor, inputs: torch.Tensor, labels: torch.Tensor) -> None:
+        start = time.perf_counter()
+        super().after_step(loss, inputs, labels)
+        self.seconds += time.perf_counter() - start
+
+
+VARIANTS = {
+    "none": _torch_monitors.VARIANTS["none"],
+    "aa": _torch_monitors.VARIANTS["aa"],
+    "spike": Variant("loss_spike every step", lambda m, o, rec: TimedTripwire(m, o, SPIKE, rec)),
+    "spike_loss": Variant("loss_spike, loss only", lambda m, o, rec: TimedTripwire(m, o, LOSS_ONLY, rec)),
+    "spike_skip": Variant("loss_spike + skip_step", lambda m, o, rec: TimedTripwire(m, o, SKIP, rec)),
+}
+LABELS = {name: v.label for name, v in VARIANTS.items()}
+
+
+def train(workload: Workload, variant: str, steps: int, warmup: int, block: int, record_dir: str | None,
+          clock: str = "wall") -> FitResult:
+    """``overhead_torch.train``, with the in-hook time per timed step."""
+    torch.manual_seed(0)
+    model = workload.net()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    tick, marks = CLOCKS[clock], []
+    with quiet():
+        monitor = VARIANTS[variant].start(model, optimizer, record_dir)
+        try:
+            for i, (x, y) in enumerate(workload.loader(warmup + steps)):
+                if i == warmup and isinstance(monitor, TimedTripwire):
+                    monitor.seconds = 0.0
+                marks.append(tick())
+                loss = nn.functional.cross_entropy(model(x), y)
+                loss.backward()
+                monitor.before_step()
+                optimizer.step()
+                optimizer.zero_grad()
+                monitor.after_step(loss, x, y)
+            marks.append(tick())
+        finally:
+            findings = monitor.close()
+    drain_background()
+    hook_ms = 1e3 * monitor.seconds / steps if isinstance(monitor, TimedTripwire) else 0.0
+    return FitResult(block_times(marks, warmup, block), hook_ms=hook_ms, findings=findings)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(parser, COLUMNS)
+    args = parser.parse_args(argv)
+    reps, steps, warmup = settings(parser, args)
+    torch.set_num_threads(args.threads)
+    scale = SCALES["quick" if args.quick else "cpu"]
+    print("# loss_spike + skip_step overhead in a plain PyTorch loop (CPU)\n")
+    print(machine(args.threads, f"torch {torch.__version__}"))
+    print(f"{reps} interleaved reps x {steps} timed steps (+{warmup} warm-up), blocks of {args.block}; "
+          f"{args.clock} clock; run record {'off' if args.no_record else 'on'}; load average at start {load()}\n",
+          flush=True)
+    results, started = [], time.monotonic()
+    for name in args.workloads:
+        record_dir = None if args.no_record else tempfile.mkdtemp(prefix="tripwire-bench-")
+
+        def fit(variant: str, timed: bool, wl: Workload = scale[name], rec: str | None = record_dir) -> FitResult:
+            return train(wl, variant, steps if timed else args.block, warmup, args.block, rec, args.clock)
+
+        try:
+            results.append(interleave(name, ["none", *args.columns], reps, fit, warm_round=not args.quick))
+        finally:
+            if record_dir:
+                shutil.rmtree(record_dir, ignore_errors=True)
+        print(f"  {name} done ({time.monotonic() - started:.0f} s, load {load()})", file=sys.stderr, flush=True)
+    print(ratio_table(results, args.columns, LABELS))
+    print("\nCells: median over reps of step time / step time of the neighbouring no-monitor run; ± half the IQR.\n")
+    hooked = [c for c in args.columns if c != "aa"]
+    print("| workload | " + " | ".join(f"in tripwire, {LABELS[c]}" for c in hooked) + " |")
+    print("|---|" + "---:|" * len(hooked))
+    for r in results:
+        cells = [f"{r.hook_ms[c]:.3f} ms ({100 * r.hook_ms[c] / r.baseline_ms:.2f}%)" for c in hooked]
+        print(f"| {r.workload} | " + " | ".join(cells) + " |")
+    print("\nIn-hook cells: median over reps of the ms per step spent inside tripwire's calls (share of the "
+          "baseline step).")
+    fired = {f"{r.workload}/{v}": f for r in results for v, f in r.findings.items() if f}
+    if fired:
+        print("\nFindings on these healthy workloads: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in fired.items()))
+    print(f"\nload average at end {load()}; wall {time.monotonic() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
