@@ -7,7 +7,8 @@ from __future__ import annotations
 import functools
 
 import pytest
-import torch
+
+torch = pytest.importorskip("torch")
 from torch import nn
 
 from lightning_kit import blobs, lightning, loader, mlp, task_class, trainer, tripwire

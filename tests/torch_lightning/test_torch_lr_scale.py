@@ -5,7 +5,8 @@ computing from its own rates (a closed-form one is not overwritten, a chainable 
 from __future__ import annotations
 
 import pytest
-import torch
+
+torch = pytest.importorskip("torch")
 
 from tripwire.callbacks.torch.lr_scale import LrScale
 

@@ -9,7 +9,8 @@ import math
 import statistics
 
 import pytest
-import torch
+
+torch = pytest.importorskip("torch")
 
 from tripwire.callbacks.torch.spike import (
     REFRESH,
