@@ -83,6 +83,8 @@ def main(out_dir: str, scenario: str) -> None:
               "lr_scale": tw.driver.lr.scale}
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as fh:
         json.dump(report, fh)
+    # leave together: a rank that tears gloo down while the other is still in it may abort the other
+    dist.barrier()
     dist.destroy_process_group()
 
 
