@@ -88,14 +88,14 @@ class Schedule:
         due = last - last % self.interval
         return due if last >= start and due >= start else None
 
-    def measured(self, cost: float, plain: float, seconds: float | None = None) -> None:
+    def measured(self, cost: float, plain: float) -> None:
         """One sampled step's measurement: ``cost`` seconds beyond a plain step of ``plain``
-        seconds (``seconds``: the training time it stands for; default ``interval`` plain steps)."""
+        seconds; it stands for ``interval`` plain steps of training and the sample's cost."""
         if not (math.isfinite(cost) and math.isfinite(plain)) or plain <= 0:
             return
         cost = max(cost, 0.0)
         self.sampling_time += cost
-        self.training_time += (plain * self.interval if seconds is None else seconds) + cost
+        self.training_time += plain * self.interval + cost
         self._costs.append(cost)
         self._plains.append(plain)
         if self.budgeted and len(self._costs) >= MIN_MEASURED:
