@@ -47,6 +47,36 @@ def test_healthy_noisy_run_stays_silent():
     assert len(out) == 30 and not any(fired for _, fired in out)
 
 
+def test_a_large_gap_that_stopped_growing_is_not_overfitting():
+    # the training loss heads for 0 while val_loss holds at its best (boosting with early stopping):
+    # r is ~2 from epoch 5 on and never grows by ratio, and val kept most of the training progress
+    train = lambda s: 0.6 * np.exp(-s / 150)
+    val = lambda e: [0.58, 0.4, 0.3, 0.22, 0.17, 0.152][e] if e < 6 else 0.152 + 0.003 * (e % 2 + 1)
+    rule = Overfit("overfit")
+    out = verdicts(rule, epochs(train, val, 20))
+    assert len(out) == 20 and not any(fired for _, fired in out)
+
+
+def test_a_gap_that_grows_after_the_best_validation_says_so():
+    train = lambda s: 0.6 * np.exp(-s / 150)
+    val = lambda e: [0.58, 0.4, 0.3, 0.22, 0.17, 0.152][e] if e < 6 else 0.152 + 0.05 * (e - 5)
+    rule = Overfit("overfit")
+    fired = [v for s in epochs(train, val, 12) for v in rule.check(s) if v.fired]
+    assert fired and fired[0].evidence["gap_grew"] and "gap grew since the best validation" in fired[0].message
+
+
+def test_memorizing_without_generalizing_fires_though_the_gap_never_grows():
+    # 80 noisy rows fitted at once (deep trees, validated by 1 - AUC): train is near 0 after its first
+    # value, val sits at chance from the first validation; r is huge from the start and grows by
+    # less than ratio after the best (epoch 2), and nothing of the training progress shows
+    train = lambda s: 0.1 if s == 10 else 1e-4
+    val = lambda e: [0.46, 0.452, 0.449][e] if e < 3 else 0.4505 + 0.0005 * (e % 2)
+    rule = Overfit("overfit")
+    fired = [v for s in epochs(train, val, 8) for v in rule.check(s) if v.fired]
+    assert fired and not fired[0].evidence["gap_grew"] and fired[0].evidence["memorizes"]
+    assert "kept less than 0.5 of the training loss's progress" in fired[0].message
+
+
 def test_reference_is_the_mean_train_loss_since_the_previous_validation():
     rule = Overfit("overfit", Overfit.Params(patience=1))
     rule.check(Sample(5, stats={"loss": {None: 1.0}}))
