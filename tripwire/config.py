@@ -19,7 +19,7 @@ when the config loads, so a reference that does not resolve fails here, not at t
     ...
     tripwire.errors.ConfigError: <dict> at 'rules.nonfinite.actions.1': cannot load action 'json:laods':
     module 'json' has no attribute 'laods' (did you mean 'loads'?); valid: alert, stop, raise, checkpoint,
-    skip_step, reduce_lr, or 'package.module:function'
+    skip_step, reduce_lr, rollback, or 'package.module:function'
 
 A remediation (``skip_step``) goes only on a rule that can drive it:
 

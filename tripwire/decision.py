@@ -11,9 +11,12 @@ the adapter's :class:`DecisionSink`, the same way in every framework, in this or
 2. ``reduce_lr`` (the torch adapters): the sink multiplies the learning rates by the rule's
    ``factor`` (:mod:`tripwire.remediation`), at most ``max_times`` in a run; what it did is a finding
    of its own (kind ``reduce_lr``), recorded and alerted like the one that called for it.
-3. ``stop``: the sink ends training after the current step; ``Monitor.stopped_by`` keeps the
+3. ``rollback`` (the torch adapters): the sink restores the newest training state kept before
+   the steps the finding implicates (:mod:`tripwire.rollback`), at most ``max_rollbacks`` in a
+   run; then the finding stops training instead. What it did is a finding of kind ``rollback``.
+4. ``stop``: the sink ends training after the current step; ``Monitor.stopped_by`` keeps the
    first finding that stopped it.
-4. ``raise``: :class:`~tripwire.errors.RuleTriggered` with the finding, after the checkpoint and
+5. ``raise``: :class:`~tripwire.errors.RuleTriggered` with the finding, after the checkpoint and
    the stop (an adapter that must clean up on the way out does so where the exception leaves
    its hook).
 
@@ -61,6 +64,7 @@ class Decision:
         checkpoint: the findings with the ``checkpoint`` action (one file is saved, named after the first).
         raise_: the finding whose ``raise`` action raises :class:`~tripwire.errors.RuleTriggered`, or None.
         reduce_lr: the finding whose ``reduce_lr`` action lowers the learning rate, or None.
+        rollback: the finding whose ``rollback`` action restores a kept training state, or None.
         step: the sample's step; epoch: its epoch (for :func:`stand_in` findings).
     """
 
@@ -69,6 +73,7 @@ class Decision:
     checkpoint: list[Finding] = field(default_factory=list)
     raise_: Finding | None = None
     reduce_lr: Finding | None = None
+    rollback: Finding | None = None
     step: int = 0
     epoch: int | None = None
 
@@ -95,6 +100,14 @@ class LrSink(DecisionSink, Protocol):
     def reduce_lr(self, factor: float, min_lr: float) -> tuple[float, float]:
         """Multiply the learning rates the optimizers use by ``factor`` (none below ``min_lr``); the
         first parameter group's rate before and after."""
+
+
+class RollbackSink(DecisionSink, Protocol):
+    """The sink of an adapter that carries out ``rollback``."""
+
+    def rollback(self, step: int) -> tuple[int, int] | None:
+        """Restore the newest training state kept before the steps implicated by a finding of
+        ``step``; ``(restored step, last step trained)``, or None when no state is old enough."""
 
 
 def checkpoint_name(finding: Finding, suffix: str) -> str:

@@ -28,7 +28,15 @@ from typing import Any
 
 from tripwire.arguments import shared_arguments
 from tripwire.config import ACTIONS, FROM_CONFIG, REMEDIATIONS, ChannelsConfig, Config, FromConfig
-from tripwire.decision import CHECKPOINT_FOLDER, Decision, DecisionSink, LrSink, checkpoint_name, stand_in
+from tripwire.decision import (
+    CHECKPOINT_FOLDER,
+    Decision,
+    DecisionSink,
+    LrSink,
+    RollbackSink,
+    checkpoint_name,
+    stand_in,
+)
 from tripwire.engine import Engine
 from tripwire.errors import ConfigError, RuleTriggered
 from tripwire.failopen import FailOpen
@@ -104,6 +112,8 @@ class Monitor:
         self.schedule = self._new_schedule()
         #: how often ``reduce_lr`` lowered the learning rate in this run
         self.lr_reductions = 0
+        #: how often ``rollback`` restored a kept training state in this run
+        self.rollbacks = 0
         #: what followed each remediation (a finding at the next sample with a training loss)
         self.effects = Effects()
         self._last_loss: float | None = None
@@ -252,6 +262,8 @@ class Monitor:
                 decision.raise_ = finding
             if "reduce_lr" in actions and decision.reduce_lr is None:
                 decision.reduce_lr = finding
+            if "rollback" in actions and decision.rollback is None:
+                decision.rollback = finding
             if "skip_step" in actions and finding.evidence.get("steps_skipped"):
                 self.effects.note(finding, "skip_step", self._last_loss)
             for action in actions:
@@ -282,8 +294,10 @@ class Monitor:
         checkpoint = self.uses("checkpoint") and any_rank(bool(decision.checkpoint))
         raise_ = self.uses("raise") and any_rank(decision.raise_ is not None)
         reduce_lr = self.uses("reduce_lr") and any_rank(decision.reduce_lr is not None)
+        rollback = self.uses("rollback") and any_rank(decision.rollback is not None)
         return replace(decision, stop=(decision.stop or stand_in(decision, "stop")) if stop else None,
                        reduce_lr=(decision.reduce_lr or stand_in(decision, "reduce_lr")) if reduce_lr else None,
+                       rollback=(decision.rollback or stand_in(decision, "rollback")) if rollback else None,
                        checkpoint=(decision.checkpoint or [stand_in(decision, "checkpoint")]) if checkpoint else [],
                        raise_=(decision.raise_ or stand_in(decision, "raise")) if raise_ else None)
 
@@ -298,6 +312,8 @@ class Monitor:
             self._save_checkpoint(decision.checkpoint[0], sink)
         if decision.reduce_lr is not None:
             self._reduce_lr(decision.reduce_lr, sink)  # type: ignore[arg-type]
+        if decision.rollback is not None and not self._rollback(decision.rollback, sink) and decision.stop is None:
+            decision = replace(decision, stop=decision.rollback)  # max_rollbacks reached: stop instead
         if decision.stop is not None:
             if self.stopped_by is None:  # a stand-in: another rank's rule stopped the run
                 self.stopped_by = decision.stop
@@ -332,6 +348,41 @@ class Monitor:
                        evidence={"factor": params.factor, "lr_before": before, "lr_after": after,
                                  "reductions": self.lr_reductions, "because": finding.message})
         self._remediated(done, name)
+
+    def _rollback(self, finding: Finding, sink: RollbackSink) -> bool:
+        """Roll back for ``finding`` (see :mod:`tripwire.rollback`) and record what was done as a
+        finding of kind ``rollback``; False when ``max_rollbacks`` is reached (training stops)."""
+        name = finding.rule if finding.rule in self.engine.actions else \
+            next(n for n, actions in self.engine.actions.items() if "rollback" in actions)
+        params = self.config.rule_specs()[name].remediation("rollback")
+        if self.rollbacks >= params.max_rollbacks:
+            if self.is_main:
+                log.warning("tripwire: %s at step %d: rolled back %d times already (max_rollbacks); stopping",
+                            name, finding.step, self.rollbacks)
+            return False
+        try:
+            done = sink.rollback(finding.step)
+        except Exception as exc:  # noqa: BLE001 - a failed remediation must not stop training
+            log.error("tripwire: %s: rollback failed: %s", name, exc)
+            return True
+        if done is None:
+            if self.is_main:
+                log.warning("tripwire: %s at step %d: no training state kept before it; no rollback",
+                            name, finding.step)
+            return True
+        restored, last = done
+        self.rollbacks += 1
+        self.effects.note(replace(finding, rule=name), "rollback", self._last_loss)
+        word = step_word(self.framework)
+        self._remediated(replace(
+            finding, rule=name, kind="rollback", severity="info", value=float(restored), threshold=None,
+            message=f"rollback after {name} at {word} {finding.step}: the model and optimizer state of {word} "
+                    f"{restored} restored; the updates of {word}s {restored + 1}-{last} are undone and their "
+                    f"batches skipped ({self.rollbacks} of {params.max_rollbacks})",
+            suggestion="if it happens again, look at the data of those steps and lower the learning rate",
+            evidence={"restored_step": restored, "skipped": [restored + 1, last], "rollbacks": self.rollbacks,
+                      "because": finding.message}), name)
+        return True
 
     def _remediated(self, finding: Finding, rule: str) -> None:
         """Keep, record and (with the rule's ``alert``) send the finding of a remediation done."""
@@ -429,7 +480,7 @@ class Monitor:
         self.findings, self.stopped_by, self.sampled_steps, self.end = [], None, set(), None
         self.schedule = self._new_schedule()
         self.repeats = {}
-        self.lr_reductions, self.effects, self._last_loss = 0, Effects(), None
+        self.lr_reductions, self.rollbacks, self.effects, self._last_loss = 0, 0, Effects(), None
         self._last_record_path = None
         if is_main is not None:
             self.is_main = is_main
@@ -451,6 +502,7 @@ class Monitor:
             "repeats": [[rule, subject, n] for (rule, subject), n in self.repeats.items()],
             "stopped_by": None if self.stopped_by is None else self.stopped_by.to_dict(),
             "lr_reductions": self.lr_reductions,
+            "rollbacks": self.rollbacks,
             "run_name": self.run_name or self._record_name(),  # a resumed run continues this record
             "schedule": self.schedule.state_dict(),
         }
@@ -465,6 +517,7 @@ class Monitor:
         self.findings = [Finding.from_dict(f) for f in state.get("findings", [])]
         self.repeats = {(rule, subject): n for rule, subject, n in state.get("repeats", [])}
         self.lr_reductions = int(state.get("lr_reductions", 0))
+        self.rollbacks = int(state.get("rollbacks", 0))
         stopped = state.get("stopped_by")
         self.stopped_by = None if stopped is None else Finding.from_dict(stopped)
         if state.get("run_name") and self.run_name is None:

@@ -10,10 +10,14 @@ carry it out (the torch adapters; others refuse it when they are made):
 - ``reduce_lr``: every parameter group's learning rate is multiplied by ``factor`` (never below
   ``min_lr``), at most ``max_times`` in a run; a scheduler's value is scaled as the optimizer
   uses it, so the schedule goes on from its own values.
+- ``rollback``: the adapter keeps the training state (model, optimizers, schedulers, RNG) every
+  ``every`` steps, the last ``keep`` of them; a finding restores the newest one kept before the
+  steps it implicates, and training goes on with the next batches, so the batches in between are
+  skipped (:mod:`tripwire.rollback`). At most ``max_rollbacks`` in a run, then the finding stops it.
 
 Example:
     >>> REMEDIATIONS
-    ('skip_step', 'reduce_lr')
+    ('skip_step', 'reduce_lr', 'rollback')
     >>> ReduceLr(factor=0.3)
     ReduceLr(factor=0.3, min_lr=0.0, max_times=3)
     >>> ReduceLr(factor=2)
@@ -49,12 +53,23 @@ class ReduceLr(BaseModel):
     max_times: int = Field(3, ge=1, description="reductions in a run at most (over every rule)")
 
 
+class Rollback(BaseModel):
+    """Parameters of ``rollback``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    every: int = Field(100, ge=1, description="optimizer steps between two kept training states")
+    keep: int = Field(2, ge=1, le=100, description="training states kept (in host memory)")
+    max_rollbacks: int = Field(3, ge=1, description="rollbacks in a run at most (over every rule); the next "
+                                                    "finding stops training")
+
+
 #: the remediation actions and their parameter models
-PARAMETERS: dict[str, type[BaseModel]] = {"skip_step": SkipStep, "reduce_lr": ReduceLr}
+PARAMETERS: dict[str, type[BaseModel]] = {"skip_step": SkipStep, "reduce_lr": ReduceLr, "rollback": Rollback}
 REMEDIATIONS = tuple(PARAMETERS)
 #: why a rule type that does not list a remediation cannot drive it
 WHY_NOT = {"skip_step": "it needs a verdict at every step, before the update",
-           "reduce_lr": "its findings do not say that the learning rate is too high"}
+           "reduce_lr": "its findings do not say that the learning rate is too high",
+           "rollback": "its findings do not say that the last steps damaged the model"}
 
 
 class Effects:

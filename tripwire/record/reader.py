@@ -189,12 +189,14 @@ class Run:
 
 
 def _once(found: list[Finding]) -> list[Finding]:
-    """``found`` without a finding recorded again for the same rule, step and subject (a resumed
-    run repeating the steps after its checkpoint)."""
-    seen: set[tuple[str, int, str | None]] = set()
+    """``found`` without a finding recorded again for the same rule, kind, step and subject (a
+    resumed run repeating the steps after its checkpoint). The kind tells a remediation
+    (``reduce_lr``, ``rollback``) from the finding that called for it, which it shares the rest with."""
+    seen: set[tuple[str, str, int, str | None]] = set()
     out = []
     for f in found:
-        if (f.rule, f.step, f.subject) not in seen:
-            seen.add((f.rule, f.step, f.subject))
+        key = (f.rule, f.kind, f.step, f.subject)
+        if key not in seen:
+            seen.add(key)
             out.append(f)
     return out

@@ -64,7 +64,7 @@ class ExplodingGradient(Rule):
     kind = "exploding_gradient"
     summary = "global grad norm > max_norm, or > factor x its running median"
     limits: ClassVar[tuple[Limit, ...]] = (Limit("max_norm", "upper", "log"), Limit("factor", "upper", "log"))
-    remediations: ClassVar[tuple[str, ...]] = ("reduce_lr",)
+    remediations: ClassVar[tuple[str, ...]] = ("reduce_lr", "rollback")
 
     class Params(RuleParams):
         """Parameters of `exploding_gradient`."""

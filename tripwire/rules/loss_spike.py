@@ -66,7 +66,7 @@ class LossSpike(Rule):
     kind = "loss_spike"
     summary = "loss or global grad norm > limit robust SDs above its last window steps (every step, on the device)"
     in_default_set = False
-    remediations: ClassVar[tuple[str, ...]] = ("skip_step", "reduce_lr")
+    remediations: ClassVar[tuple[str, ...]] = ("skip_step", "reduce_lr", "rollback")
     rearm_after = 1  # one finding per burst already: a new burst is a new event, and reduce_lr acts on it
     limits: ClassVar[tuple[Limit, ...]] = (Limit("limit", "upper", "linear"),)
 

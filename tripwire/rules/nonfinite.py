@@ -29,6 +29,7 @@ class Nonfinite(Rule):
     """
 
     kind = "nonfinite"
+    remediations: ClassVar[tuple[str, ...]] = ("rollback",)
     summary = "NaN/Inf in the loss, gradients or weights (AMP loss-scale skips excepted)"
     severity: ClassVar[str] = "error"
     default_actions: ClassVar[tuple[str, ...]] = ("alert", "stop")

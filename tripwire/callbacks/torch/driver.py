@@ -69,12 +69,13 @@ from collections.abc import Callable
 from typing import Any
 
 from tripwire.callbacks.torch.lr_scale import LrScale
-from tripwire.callbacks.torch.parts import COLLECTOR, FLUSH, GRADIENTS, LOSS, SKIP_STEP, SPIKES
+from tripwire.callbacks.torch.parts import COLLECTOR, FLUSH, GRADIENTS, LOSS, ROLLBACK, SKIP_STEP, SPIKES
 from tripwire.callbacks.torch.ranks import Ranks
 from tripwire.decision import DecisionSink
 from tripwire.errors import RuleError
 from tripwire.finding import Finding
 from tripwire.monitor import Decision, Monitor
+from tripwire.rollback import StateKeeper
 from tripwire.stats import STEPS_SKIPPED, Sample
 from tripwire.step_clock import StepClock
 
@@ -118,6 +119,10 @@ class TorchDriver:
         self._loss_before_update = False
         #: the ``reduce_lr`` action's scale on the optimizers' learning rates
         self.lr = LrScale()
+        #: the ``rollback`` action's kept training states (None without the action)
+        self.keeper: StateKeeper | None = None
+        self._state_source: Callable[[], Any] | None = None
+        self._decided: list[int] = []  # the steps of the last two decided training samples
 
     def connect(self, ranks: Ranks, sink: DecisionSink,
                 on_sample: Callable[[Sample, list[Finding]], None] | None = None) -> None:
@@ -132,9 +137,11 @@ class TorchDriver:
         """The collector's bookkeeping (label classes seen, the spike histories) and the learning-rate
         scale, plain Python types only."""
         data = self.collector.data if self.collector is not None else None
+        rollback = {"rollback_skipped": [list(r) for r in self.keeper.skipped]} if self.keeper is not None else {}
         if data is None:
-            return {**self._collector_state, "lr_scale": self.lr.state_dict()}
-        state = {"label_capacity": data.capacity, "classes_seen": data.classes_seen, "lr_scale": self.lr.state_dict()}
+            return {**self._collector_state, "lr_scale": self.lr.state_dict(), **rollback}
+        state = {"label_capacity": data.capacity, "classes_seen": data.classes_seen, "lr_scale": self.lr.state_dict(),
+                 **rollback}
         if self.collector.spikes is not None:
             state["spikes"] = self.monitor.guard.call(SPIKES, self.collector.spikes.state_dict, fallback={})
         return state
@@ -142,6 +149,7 @@ class TorchDriver:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` (now, or into the collector once it is built)."""
         self._collector_state = dict(state)
+        self.keeper = None  # kept again from the restored state, at the next step
         if isinstance(state.get("lr_scale"), dict):
             self.lr.load_state_dict(state["lr_scale"])
         self._restore_collector_state()
@@ -240,6 +248,8 @@ class TorchDriver:
         """A batch of optimizer step ``step`` starts (``batch``: its data, when known before its forward)."""
         if self.collector is None:
             return
+        if self.keeper is None and self._state_source is not None and self.monitor.guard.ok(ROLLBACK):
+            self._start_keeping(step)  # the first step (or the first after a resume): keep its state
         if step != self.step or not self.sampled:  # a later micro-batch of a sampled step stays sampled
             self.sampled = self.monitor.due(step)
         self.step = step
@@ -266,6 +276,8 @@ class TorchDriver:
         if self.collector is None:
             return
         self.stepped = True
+        if self.keeper is not None and self.keeper.skips(self.step):  # a resumed run replays a rolled-back step
+            _drop_gradients(optimizer)
         self.collector.before_optimizer_step(optimizer, scaler)
         spikes = self.collector.spikes
         if spikes is None or not self.monitor.guard.ok(SPIKES):
@@ -279,10 +291,7 @@ class TorchDriver:
     def _skip_if_spiked(self, optimizer: Any, flag: Any) -> None:
         if not bool(flag):  # the one host read per step (only with skip_step)
             return
-        optimizer = getattr(optimizer, "_optimizer", optimizer)  # LightningOptimizer -> torch optimizer
-        for group in optimizer.param_groups:
-            for param in group["params"]:
-                param.grad = None
+        _drop_gradients(optimizer)
         if not self.skipped or self.skipped[-1] != self.step:
             self.skipped.append(self.step)
 
@@ -295,6 +304,8 @@ class TorchDriver:
         if self.collector is None:  # switched off by that decision
             return
         loss = self.monitor.guard.call(LOSS, read_loss)
+        if self.keeper is not None and self.stepped:
+            self.monitor.guard.call(ROLLBACK, self.keeper.after_step, self.step)
         self.collector.add_loss(loss)
         if self.collector.spikes is not None and not self._loss_before_update:
             self._judge_loss_after_update(loss)
@@ -340,6 +351,40 @@ class TorchDriver:
         if pending is not None:
             self.decide(pending.sample())
 
+    # rollback --------------------------------------------------------------------------------------
+    def keep_states(self, source: Callable[[], Any]) -> None:
+        """With the ``rollback`` action: keep training states from ``source()`` (a
+        :class:`~tripwire.callbacks.torch.training_state.TrainingState`, made when the first step
+        starts), every ``every`` steps of the first rule with the action."""
+        if self.monitor.uses("rollback"):
+            self._state_source = source
+
+    def _start_keeping(self, step: int) -> None:
+        source = self._state_source
+        name = next(n for n, actions in self.monitor.engine.actions.items() if "rollback" in actions)
+        params = self.monitor.config.rule_specs()[name].remediation("rollback")
+
+        def make() -> StateKeeper:
+            state = source()
+            keeper = StateKeeper(params.every, params.keep, state.capture, state.restore)
+            keeper.skipped = [tuple(r) for r in self._collector_state.get("rollback_skipped", [])]
+            keeper.skipped += [r for r in _recorded_skips(self.monitor) if r not in keeper.skipped]
+            keeper.start(step - 1)  # the state before step's update
+            return keeper
+
+        self.keeper = self.monitor.guard.call(ROLLBACK, make)
+
+    def roll_back(self, finding_step: int) -> tuple[int, int] | None:
+        """Restore the newest state kept before the steps a finding of ``finding_step`` implicates:
+        those after the previous training sample (a spike between two samples is seen at the
+        second). ``(restored step, last step trained)``, or None."""
+        if self.keeper is None:
+            return None
+        before = [s for s in self._decided if s < finding_step]
+        first_implicated = before[-1] + 1 if before else finding_step
+        restored = self.keeper.roll_back(first_implicated, now=self.step)
+        return None if restored is None else (restored, self.step)
+
     # validation ------------------------------------------------------------------------------------
     @property
     def validating(self) -> bool:
@@ -365,6 +410,8 @@ class TorchDriver:
     # acting ----------------------------------------------------------------------------------------
     def decide(self, sample: Sample) -> None:
         """Evaluate a sample and act; every rank calls this at the same points with the same sample."""
+        if "val_loss" not in sample.stats:
+            self._decided = [*self._decided[-1:], sample.step]
         timing = sample.stats.pop(TIMING, None)
         if timing:
             self.monitor.schedule.measured(timing["cost"], timing["plain"])
@@ -418,3 +465,34 @@ class TorchDriver:
         if self.ranks.world_size > 1:
             self.monitor.guard.fail(COLLECTOR, RuntimeError(
                 f"a part of it failed {where}; it is off on every rank so that the ranks stay in step"))
+
+
+def _drop_gradients(optimizer: Any) -> None:
+    """Leave this step's update out: the optimizer skips parameters without a gradient, and its
+    state (Adam's moments and step counts) stays as it was."""
+    optimizer = getattr(optimizer, "_optimizer", optimizer)  # LightningOptimizer -> torch optimizer
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            param.grad = None
+
+
+def _recorded_skips(monitor: Monitor) -> list[tuple[int, int]]:
+    """The steps that rollbacks undid in earlier parts of this run, from its record (a run resumed
+    into it). Every rank reads the file, so that every rank leaves the same updates out: the
+    record's directory must be shared (one machine, or a shared file system); elsewhere only a
+    checkpoint taken after the rollback carries them."""
+    from pathlib import Path
+
+    from tripwire.record.reader import Run
+    from tripwire.record.schema import FILENAME
+
+    if not monitor.config.log_dir or not monitor.run_name:
+        return []
+    path = Path(monitor.config.log_dir) / monitor.run_name / FILENAME
+    if not path.is_file():
+        return []
+    run = Run(path)
+    try:
+        return [tuple(f.evidence["skipped"]) for f in run.findings if f.kind == "rollback"]
+    finally:
+        run.close()

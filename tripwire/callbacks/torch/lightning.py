@@ -32,8 +32,8 @@ from typing import Any
 
 from tripwire.callbacks.torch.driver import TorchDriver
 from tripwire.callbacks.torch.logger_findings import log_findings
-from tripwire.callbacks.torch.lr_scale import LrScale
 from tripwire.callbacks.torch.ranks import Ranks
+from tripwire.callbacks.torch.training_state import TrainingState
 from tripwire.config import FROM_CONFIG, FromConfig
 from tripwire.finding import Finding
 from tripwire.monitor import Monitor
@@ -57,7 +57,7 @@ class TripwireCallbackImpl:
         super().__init__()
         self.monitor = Monitor(config, stop_on=stop_on, interval=interval, log_dir=log_dir,
                                strict=strict, framework="torch", run_name=run_name,
-                               remediations=("skip_step", "reduce_lr"))
+                               remediations=("skip_step", "reduce_lr", "rollback"))
         self.name = name
         self.driver = TorchDriver(self.monitor, batch_fn=batch_fn)
         self._batches_since_val = 0  # training batches since the previous validation: epochs_since_val
@@ -103,7 +103,7 @@ class TripwireCallbackImpl:
             return
         self.driver.connect(Ranks(trainer.world_size, trainer.is_global_zero,
                                   lambda flag, every: trainer.strategy.reduce_boolean_decision(flag, all=every)),
-                            _TrainerSink(trainer, self.driver.lr),
+                            _TrainerSink(trainer, self.driver),
                             on_sample=lambda sample, findings: self._log_sample(trainer, sample, findings))
         self.driver.build(pl_module)
 
@@ -115,6 +115,8 @@ class TripwireCallbackImpl:
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         """Initial-weight statistics, once, when training starts from scratch."""
         self.driver.attach_optimizers(trainer.optimizers)
+        self.driver.keep_states(lambda: TrainingState(pl_module, trainer.optimizers,
+                                                      lambda: getattr(trainer.precision_plugin, "scaler", None)))
         if trainer.global_step > 0:  # resumed: `weight_unchanged` compares with the restored weights
             self.driver.resume()
         else:
@@ -227,8 +229,8 @@ class _TrainerSink:
 
     checkpoint_suffix = ".ckpt"
 
-    def __init__(self, trainer: Any, lr: LrScale) -> None:
-        self.trainer, self.lr = trainer, lr
+    def __init__(self, trainer: Any, driver: TorchDriver) -> None:
+        self.trainer, self.driver = trainer, driver
         self.checkpoint_root = trainer.default_root_dir
 
     def stop(self, finding: Finding) -> None:
@@ -238,4 +240,7 @@ class _TrainerSink:
         self.trainer.save_checkpoint(path)
 
     def reduce_lr(self, factor: float, min_lr: float) -> tuple[float, float]:
-        return self.lr.reduce(factor, min_lr)
+        return self.driver.lr.reduce(factor, min_lr)
+
+    def rollback(self, step: int) -> tuple[int, int] | None:
+        return self.driver.roll_back(step)

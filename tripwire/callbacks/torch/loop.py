@@ -40,6 +40,7 @@ from tripwire.arguments import shared_arguments
 from tripwire.callbacks.torch.driver import TorchDriver
 from tripwire.callbacks.torch.parts import GRADIENTS, OPTIMIZER_HOOKS, VAL_LOSS
 from tripwire.callbacks.torch.ranks import torch_distributed_ranks
+from tripwire.callbacks.torch.training_state import TrainingState
 from tripwire.callbacks.torch.unwrap import inner_module, inner_optimizer
 from tripwire.config import FROM_CONFIG, FromConfig
 from tripwire.finding import Finding
@@ -121,7 +122,7 @@ class Tripwire:
                  strict: bool | None = None, run_name: str | None = None, scaler: Any = None) -> None:
         self.monitor = Monitor(config, stop_on=stop_on, interval=interval, log_dir=log_dir, strict=strict,
                                framework="torch", run_name=run_name,
-                               remediations=("skip_step", "reduce_lr"))
+                               remediations=("skip_step", "reduce_lr", "rollback"))
         self.model = inner_module(model)
         optimizers = optimizer if isinstance(optimizer, Sequence) else [optimizer]
         self.optimizers = [inner_optimizer(o) for o in optimizers]
@@ -140,6 +141,7 @@ class Tripwire:
         self.driver.start(self.model, device)
         self._hooked = self.monitor.guard.call(OPTIMIZER_HOOKS, self._hook_optimizers, fallback=False)
         self.driver.attach_optimizers(self.optimizers)
+        self.driver.keep_states(lambda: TrainingState(self.model, self.optimizers, lambda: self.scaler))
         # taken now, before the first update; decided at the first step() (load_state_dict drops it)
         self.driver.initial_sample(step=0, epoch=None, defer=True)
         self.driver.begin_step(0)
@@ -320,3 +322,6 @@ class _LoopSink:
 
     def reduce_lr(self, factor: float, min_lr: float) -> tuple[float, float]:
         return self.loop.driver.lr.reduce(factor, min_lr)
+
+    def rollback(self, step: int) -> tuple[int, int] | None:
+        return self.loop.driver.roll_back(step)

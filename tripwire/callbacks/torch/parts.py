@@ -38,6 +38,7 @@ DETACH = "removing hooks"
 OPTIMIZER_HOOKS = "optimizer step hooks"
 SPIKES = "spike detection"
 SKIP_STEP = "skip_step action"
+ROLLBACK = "rollback action (kept training states)"
 
 #: parts whose failure on one rank would put that rank's packed vector out of step with the others'
 SHARED = (ACTIVATIONS, DATA, CONFUSION, FLUSH, SPIKES)
