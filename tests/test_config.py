@@ -142,7 +142,7 @@ def user_module(tmp_path, monkeypatch, source):
     return name
 
 
-ACTION_FORM = "valid: alert, stop, raise, checkpoint, skip_step, reduce_lr, or 'package.module:function'"
+ACTION_FORM = "valid: alert, stop, raise, checkpoint, skip_step, reduce_lr, rollback, or 'package.module:function'"
 
 
 def action_error(tmp_path, ref):

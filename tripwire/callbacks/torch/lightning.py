@@ -33,7 +33,6 @@ from typing import Any
 from tripwire.callbacks.torch.driver import TorchDriver
 from tripwire.callbacks.torch.logger_findings import log_findings
 from tripwire.callbacks.torch.ranks import Ranks
-from tripwire.callbacks.torch.training_state import TrainingState
 from tripwire.config import FROM_CONFIG, FromConfig
 from tripwire.finding import Finding
 from tripwire.monitor import Monitor
@@ -115,8 +114,7 @@ class TripwireCallbackImpl:
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         """Initial-weight statistics, once, when training starts from scratch."""
         self.driver.attach_optimizers(trainer.optimizers)
-        self.driver.keep_states(lambda: TrainingState(pl_module, trainer.optimizers,
-                                                      lambda: getattr(trainer.precision_plugin, "scaler", None)))
+        self.driver.keep_states(lambda: _training_state(trainer, pl_module))
         if trainer.global_step > 0:  # resumed: `weight_unchanged` compares with the restored weights
             self.driver.resume()
         else:
@@ -222,6 +220,13 @@ class TripwireCallbackImpl:
                 logger.log_metrics(flat, step=sample.step)
             except Exception as exc:  # noqa: BLE001 - a logger failure must not stop training
                 log.warning("tripwire: could not log statistics to %s: %s", type(logger).__name__, exc)
+
+
+def _training_state(trainer: Any, pl_module: Any) -> Any:
+    """What ``rollback`` keeps of a Lightning fit: the module, ``trainer.optimizers``, the AMP scaler."""
+    from tripwire.callbacks.torch.training_state import TrainingState  # imports torch: only when it is kept
+
+    return TrainingState(pl_module, trainer.optimizers, lambda: getattr(trainer.precision_plugin, "scaler", None))
 
 
 class _TrainerSink:
