@@ -7,6 +7,8 @@ subprocess launcher starts rank 1 by running this script again. Scenarios:
   label counts reduced across ranks are imbalanced;
 - ``spike``: rank 1's batch of step 120 has its inputs x1000 (``loss_spike`` with ``skip_step`` and
   ``reduce_lr``: DDP's averaged gradient spikes on both ranks).
+- ``rollback``: the same batch, with ``loss_spike`` and ``rollback`` (a state kept every 50 steps):
+  both ranks restore the state of step 100 at the same decision.
 
 Each rank writes ``rank<N>.json`` with where it stopped, what it found and the sum of its weights.
 """
@@ -41,9 +43,10 @@ def main(out_dir: str, scenario: str = "labels") -> None:
     rank = int(os.environ.get("LOCAL_RANK", "0"))
     torch.manual_seed(0)
     x, y = blobs(n=512, classes=2, seed=rank, spread=2.0)  # overlapping: inputs x1000 make a loss spike
-    if scenario == "spike":
-        config = {"interval": 5, "rules": {"loss_spike": {"actions": ["alert", "skip_step",
-                                                                      {"reduce_lr": {"factor": 0.5}}]}}}
+    if scenario in ("spike", "rollback"):
+        actions = ["alert", "skip_step", {"reduce_lr": {"factor": 0.5}}] if scenario == "spike" else \
+            ["alert", {"rollback": {"every": 50}}]
+        config = {"interval": 5, "rules": {"loss_spike": {"actions": actions}}}
         task = Poisoned(mlp(classes=2))
     else:
         x, y = blobs(n=512, classes=2)

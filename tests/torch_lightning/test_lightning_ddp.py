@@ -49,3 +49,13 @@ def test_a_spike_on_one_rank_is_skipped_by_both_and_both_lower_the_lr(tmp_path):
     assert found[0] == found[1] == [("loss_spike", 120, 120, 1), ("reduce_lr", 120, None, None)]
     assert reports[0]["weights"] == reports[1]["weights"]  # the replicas are still the same
     assert [r["lr_scale"] for r in reports] == [0.5, 0.5]
+
+
+@pytest.mark.timeout(150)
+def test_a_spike_on_one_rank_rolls_both_back_to_the_same_state(tmp_path):
+    reports = run_ranks(tmp_path, "rollback")
+    assert [r["global_step"] for r in reports] == [200, 200]  # no hang, no stop
+    done = [[(f["kind"], f["step"], f["evidence"].get("restored_step"), f["evidence"].get("skipped"))
+             for f in r["findings"] if f["kind"] == "rollback"] for r in reports]
+    assert done[0] == done[1] == [("rollback", 120, 100, [101, 120])]
+    assert reports[0]["weights"] == reports[1]["weights"]  # the replicas are still the same
