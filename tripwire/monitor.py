@@ -49,6 +49,11 @@ from tripwire.wording import step_word
 
 log = logging.getLogger("tripwire")
 
+#: the callbacks that carry out each remediation action, for the error of one that cannot
+_CARRIED_OUT_BY = {"skip_step": "LightningTripwire, tripwire.torch.Tripwire",
+                   "reduce_lr": "LightningTripwire, tripwire.torch.Tripwire",
+                   "rollback": "LightningTripwire, tripwire.torch.Tripwire, KerasTripwire"}
+
 __all__ = ["Decision", "DecisionSink", "Monitor"]
 
 
@@ -145,7 +150,7 @@ class Monitor:
                 if action in REMEDIATIONS and action not in able:
                     valid = ", ".join(a for a in ACTIONS if a not in REMEDIATIONS or a in able)
                     raise ConfigError(f"this callback cannot carry out {action}; valid here: {valid} "
-                                      f"({action}: LightningTripwire, tripwire.torch.Tripwire)",
+                                      f"({action}: {_CARRIED_OUT_BY[action]})",
                                       source=self.config.source, path=f"rules.{name}.actions")
 
     @property

@@ -29,6 +29,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 
@@ -49,6 +50,8 @@ class StateKeeper:
         self.states: list[tuple[int, Any]] = []
         #: ``(first, last)`` optimizer steps whose updates a rollback undid, in order
         self.skipped: list[tuple[int, int]] = []
+        #: the steps of the last two training samples decided (:meth:`note_sample`)
+        self.samples: list[int] = []
 
     def start(self, step: int) -> None:
         """Training starts (or resumes) at ``step``: keep its state, the one to return to before any other."""
@@ -78,6 +81,55 @@ class StateKeeper:
             self.skipped.append((step + 1, now))
         return step
 
+    def note_sample(self, step: int) -> None:
+        """A training sample of ``step`` was decided: a later finding implicates only the steps after it."""
+        self.samples = [*self.samples[-1:], step]
+
+    def roll_back_for(self, finding_step: int, now: int) -> tuple[int, int] | None:
+        """Roll back for a finding of the sample at ``finding_step``, which implicates the steps since
+        the previous sample (a spike between two samples is seen at the second); ``now``: the last
+        step trained. ``(restored step, now)``, or None when no state is old enough."""
+        before = [s for s in self.samples if s < finding_step]
+        restored = self.roll_back(before[-1] + 1 if before else finding_step, now)
+        return None if restored is None else (restored, now)
+
     def skips(self, step: int) -> bool:
         """Whether a rollback undid the update of optimizer step ``step`` (a resumed run leaves it out again)."""
         return any(first <= step <= last for first, last in self.skipped)
+
+
+def keeper_for(monitor: Any, capture: Callable[[], Any], restore: Callable[[Any], None],
+               saved: list[Any] = ()) -> StateKeeper | None:
+    """The keeper of a run whose rules have the ``rollback`` action (None otherwise), with the
+    ``every`` and ``keep`` of the first such rule, and the steps undone so far in this run: those
+    in ``saved`` (an adapter's checkpointed state) and those in its record (a resumed run)."""
+    name = next((n for n, actions in monitor.engine.actions.items() if "rollback" in actions), None)
+    if name is None:
+        return None
+    params = monitor.config.rule_specs()[name].remediation("rollback")
+    keeper = StateKeeper(params.every, params.keep, capture, restore)
+    for first, last in [*saved, *recorded_skips(monitor)]:
+        if (int(first), int(last)) not in keeper.skipped:
+            keeper.skipped.append((int(first), int(last)))
+    return keeper
+
+
+def recorded_skips(monitor: Any) -> list[tuple[int, int]]:
+    """The steps that rollbacks undid in earlier parts of this run, from its record (a run resumed
+    into it). Every rank reads the file, so that every rank leaves the same updates out: the
+    record's directory must be shared (one machine, or a shared file system); elsewhere only a
+    checkpoint taken after the rollback carries them."""
+    from tripwire.record.reader import Run
+    from tripwire.record.schema import FILENAME
+
+    if not monitor.config.log_dir or not monitor.run_name:
+        return []
+    path = Path(monitor.config.log_dir) / monitor.run_name / FILENAME
+    if not path.is_file():
+        return []
+    run = Run(path)
+    try:
+        return [tuple(f.evidence["skipped"]) for f in run.findings if f.kind == "rollback"]
+    finally:
+        run.close()
+

@@ -80,3 +80,9 @@ def test_a_failing_part_is_switched_off_and_training_is_unchanged(result):
     assert in_step == {"equal": True, "off": ["statistics in the train step"], "clean": True}
     # the model's own train function trained the batch the failing one could not
     assert function == {"equal": True, "off": ["instrumented train function"], "clean": True}
+
+
+def test_rollback_restores_the_kept_state_through_the_trainer_state(result):
+    run = result["rollback"]
+    assert run["findings"] == [["nonfinite", 30, None], ["rollback", 30, 20]]
+    assert run["finite"] and run["loss"] < 1.2  # a model that trained on; NaN weights give a NaN loss

@@ -43,7 +43,8 @@ def reference(values, window, warmup, limit):
                 median = statistics.median_low(kept) if len(kept) % 2 == 0 else statistics.median(kept)
                 mad = statistics.median_low([abs(v - median) for v in kept]) if len(kept) % 2 == 0 else \
                     statistics.median([abs(v - median) for v in kept])
-                scale = max(mad * 1.4826, SCALE_FLOOR)
+                largest = statistics.NormalDist().inv_cdf(1 - 1 / (len(kept) + 1))  # expected, of n normals
+                scale = max(mad * 1.4826, (max(kept) - median) / largest, SCALE_FLOOR)
                 shift, scale_inv = -median / scale, 1 / scale
             else:
                 shift, scale_inv = -math.inf, 0.0

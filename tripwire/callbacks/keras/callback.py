@@ -39,15 +39,18 @@ from tripwire.callbacks.keras.collector import SETUP, Collector
 from tripwire.callbacks.keras.init import INIT_STATS, init_stats
 from tripwire.callbacks.keras.jax import JaxState
 from tripwire.callbacks.keras.tensorboard import FindingWriter
+from tripwire.callbacks.keras.training_state import KerasTrainingState
 from tripwire.callbacks.no_gradient import NoGradientNotice
 from tripwire.config import FROM_CONFIG, FromConfig
 from tripwire.finding import Finding
 from tripwire.monitor import Decision, Monitor
+from tripwire.rollback import StateKeeper, keeper_for
 from tripwire.stats import INPUT_STATS, Sample
 
 log = logging.getLogger("tripwire")
 
 TENSORBOARD = "writing findings to TensorBoard"
+ROLLBACK = "rollback action (kept training states)"
 _DATA_STATS = {"label_count", "token_count", "token_total", *INPUT_STATS}
 
 
@@ -116,7 +119,7 @@ class KerasTripwire(keras.callbacks.Callback):
                  ) -> None:
         super().__init__()
         self.monitor = Monitor(config, stop_on=stop_on, interval=interval, log_dir=log_dir, strict=strict,
-                               framework="keras", run_name=run_name)
+                               framework="keras", run_name=run_name, remediations=("rollback",))
         self.train_data = train_data
         self.validation_data = validation_data
         self.tensorboard = None if tensorboard is None else FindingWriter(tensorboard)
@@ -124,6 +127,8 @@ class KerasTripwire(keras.callbacks.Callback):
         self._spec = None
         self._fit_model = None
         self._wanted: set[str] = set()
+        #: the ``rollback`` action's kept training states (None without the action)
+        self.keeper: StateKeeper | None = None
 
     @property
     def findings(self) -> list[Finding]:
@@ -170,6 +175,8 @@ class KerasTripwire(keras.callbacks.Callback):
         from tripwire.observe import drain
 
         drain()  # values observed before training came from Keras tracing the model and the loss
+        if self.monitor.uses("rollback"):
+            self.keeper = guard.call(ROLLBACK, self._start_keeping, model)
         first = Sample(step=self._micro // self._k, epoch=0)
         if self._micro == 0 and self._wanted & set(INIT_STATS):
             for key, values in guard.call("initialization statistics", init_stats, model, needs, fallback={}).items():
@@ -209,6 +216,8 @@ class KerasTripwire(keras.callbacks.Callback):
             if not math.isfinite(float(loss)):
                 self._nonfinite += delta
                 nan_now = not self._nan_flushed
+        if self.keeper is not None and self._micro % self._k == 0:  # an optimizer step ended: its update is in
+            self.monitor.guard.call(ROLLBACK, self.keeper.after_step, self._micro // self._k - 1)
         due = self.monitor.latest_due(self._flushed_at, self._micro // self._k)  # a sampled step ended
         if due is not None or nan_now:
             self._nan_flushed = self._nan_flushed or nan_now
@@ -290,7 +299,16 @@ class KerasTripwire(keras.callbacks.Callback):
         self._add_learning_rate(sample)
         self._add_observed(sample)
         if sample.stats:
+            if self.keeper is not None:
+                self.keeper.note_sample(step)
             self._act(self.monitor.process(sample))
+
+    def _start_keeping(self, model: Any) -> StateKeeper | None:
+        state = KerasTrainingState(model, lambda: self.collector)
+        keeper = keeper_for(self.monitor, state.capture, state.restore)
+        if keeper is not None:
+            keeper.start(self._micro // self._k - 1)  # the state before the next step's update
+        return keeper
 
     def _read_statistics(self, step: int, final: bool) -> dict[str, dict[str | None, float]]:
         stats = self.collector.read(final=final, data=self.monitor.waiting(self.collector.data.stats))
@@ -355,6 +373,12 @@ class _ModelSink:
     def stop(self, finding: Finding) -> None:
         if self.callback._fit_model is not None:
             self.callback._fit_model.stop_training = True
+
+    def rollback(self, step: int) -> tuple[int, int] | None:
+        callback = self.callback
+        if callback.keeper is None:
+            return None
+        return callback.keeper.roll_back_for(step, now=callback._current_step())
 
     def save_checkpoint(self, path: str) -> None:
         """Saved exactly as the user's optimizer: its own class and variables."""

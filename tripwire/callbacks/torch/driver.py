@@ -75,7 +75,7 @@ from tripwire.decision import DecisionSink
 from tripwire.errors import RuleError
 from tripwire.finding import Finding
 from tripwire.monitor import Decision, Monitor
-from tripwire.rollback import StateKeeper
+from tripwire.rollback import StateKeeper, keeper_for
 from tripwire.stats import STEPS_SKIPPED, Sample
 from tripwire.step_clock import StepClock
 
@@ -122,7 +122,6 @@ class TorchDriver:
         #: the ``rollback`` action's kept training states (None without the action)
         self.keeper: StateKeeper | None = None
         self._state_source: Callable[[], Any] | None = None
-        self._decided: list[int] = []  # the steps of the last two decided training samples
 
     def connect(self, ranks: Ranks, sink: DecisionSink,
                 on_sample: Callable[[Sample, list[Finding]], None] | None = None) -> None:
@@ -360,30 +359,20 @@ class TorchDriver:
             self._state_source = source
 
     def _start_keeping(self, step: int) -> None:
-        source = self._state_source
-        name = next(n for n, actions in self.monitor.engine.actions.items() if "rollback" in actions)
-        params = self.monitor.config.rule_specs()[name].remediation("rollback")
-
-        def make() -> StateKeeper:
-            state = source()
-            keeper = StateKeeper(params.every, params.keep, state.capture, state.restore)
-            keeper.skipped = [tuple(r) for r in self._collector_state.get("rollback_skipped", [])]
-            keeper.skipped += [r for r in _recorded_skips(self.monitor) if r not in keeper.skipped]
-            keeper.start(step - 1)  # the state before step's update
+        def make() -> StateKeeper | None:
+            state = self._state_source()  # type: ignore[misc]
+            keeper = keeper_for(self.monitor, state.capture, state.restore,
+                                saved=self._collector_state.get("rollback_skipped", []))
+            if keeper is not None:
+                keeper.start(step - 1)  # the state before step's update
             return keeper
 
         self.keeper = self.monitor.guard.call(ROLLBACK, make)
 
     def roll_back(self, finding_step: int) -> tuple[int, int] | None:
-        """Restore the newest state kept before the steps a finding of ``finding_step`` implicates:
-        those after the previous training sample (a spike between two samples is seen at the
-        second). ``(restored step, last step trained)``, or None."""
-        if self.keeper is None:
-            return None
-        before = [s for s in self._decided if s < finding_step]
-        first_implicated = before[-1] + 1 if before else finding_step
-        restored = self.keeper.roll_back(first_implicated, now=self.step)
-        return None if restored is None else (restored, self.step)
+        """Restore the newest state kept before the steps a finding of ``finding_step`` implicates
+        (:meth:`StateKeeper.roll_back_for`): ``(restored step, last step trained)``, or None."""
+        return None if self.keeper is None else self.keeper.roll_back_for(finding_step, now=self.step)
 
     # validation ------------------------------------------------------------------------------------
     @property
@@ -410,8 +399,8 @@ class TorchDriver:
     # acting ----------------------------------------------------------------------------------------
     def decide(self, sample: Sample) -> None:
         """Evaluate a sample and act; every rank calls this at the same points with the same sample."""
-        if "val_loss" not in sample.stats:
-            self._decided = [*self._decided[-1:], sample.step]
+        if self.keeper is not None and "val_loss" not in sample.stats:
+            self.keeper.note_sample(sample.step)
         timing = sample.stats.pop(TIMING, None)
         if timing:
             self.monitor.schedule.measured(timing["cost"], timing["plain"])
@@ -474,25 +463,3 @@ def _drop_gradients(optimizer: Any) -> None:
     for group in optimizer.param_groups:
         for param in group["params"]:
             param.grad = None
-
-
-def _recorded_skips(monitor: Monitor) -> list[tuple[int, int]]:
-    """The steps that rollbacks undid in earlier parts of this run, from its record (a run resumed
-    into it). Every rank reads the file, so that every rank leaves the same updates out: the
-    record's directory must be shared (one machine, or a shared file system); elsewhere only a
-    checkpoint taken after the rollback carries them."""
-    from pathlib import Path
-
-    from tripwire.record.reader import Run
-    from tripwire.record.schema import FILENAME
-
-    if not monitor.config.log_dir or not monitor.run_name:
-        return []
-    path = Path(monitor.config.log_dir) / monitor.run_name / FILENAME
-    if not path.is_file():
-        return []
-    run = Run(path)
-    try:
-        return [tuple(f.evidence["skipped"]) for f in run.findings if f.kind == "rollback"]
-    finally:
-        run.close()
