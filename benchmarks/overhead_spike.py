@@ -6,7 +6,8 @@ every repetition runs each variant right next to a no-monitor run, a cell is the
 repetitions of the ratio to that neighbour). Columns: nothing (A/A, the noise), tripwire with only
 ``loss_spike`` (``actions: [alert]``: the loss and the global gradient norm judged every step, the
 spike counts flushed every 10 steps), the same judging the loss only (no gradient-norm pass), and
-both series with ``skip_step`` (the step's verdict read before the update). Beside the step-time ratios,
+both series with ``skip_step`` (the step's verdict read before the update), and both with ``rollback``
+(a host copy of the model and Adam's state every 100 steps). Beside the step-time ratios,
 the time spent inside tripwire's calls (its optimizer pre-hook and ``tw.step``) per step, which the
 machine's load blurs much less.
 
@@ -37,7 +38,8 @@ from _torch_monitors import TripwireMonitor, Variant
 SPIKE = {"rules": {"loss_spike": {"actions": ["alert"]}}}
 LOSS_ONLY = {"rules": {"loss_spike": {"series": ["loss"], "actions": ["alert"]}}}
 SKIP = {"rules": {"loss_spike": {"actions": ["alert", "skip_step"]}}}
-COLUMNS = ["aa", "spike", "spike_loss", "spike_skip"]
+ROLLBACK = {"rules": {"loss_spike": {"actions": ["alert", "rollback"]}}}  # a state kept every 100 steps
+COLUMNS = ["aa", "spike", "spike_loss", "spike_skip", "spike_rollback"]
 
 
 class TimedTripwire(TripwireMonitor):
@@ -69,6 +71,7 @@ VARIANTS = {
     "spike": Variant("loss_spike every step", lambda m, o, rec: TimedTripwire(m, o, SPIKE, rec)),
     "spike_loss": Variant("loss_spike, loss only", lambda m, o, rec: TimedTripwire(m, o, LOSS_ONLY, rec)),
     "spike_skip": Variant("loss_spike + skip_step", lambda m, o, rec: TimedTripwire(m, o, SKIP, rec)),
+    "spike_rollback": Variant("loss_spike + rollback", lambda m, o, rec: TimedTripwire(m, o, ROLLBACK, rec)),
 }
 LABELS = {name: v.label for name, v in VARIANTS.items()}
 

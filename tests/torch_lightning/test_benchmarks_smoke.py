@@ -48,7 +48,7 @@ def test_overhead_spike_quick_prints_the_ratios_and_the_time_in_tripwire():
     r = run_script("overhead_spike.py", "--quick", "--reps", "1")
     assert r.returncode == 0, r.stderr[-3000:]
     ratios, in_hooks = markdown_tables(r.stdout)
-    labels = ["loss_spike every step", "loss_spike, loss only", "loss_spike + skip_step"]
+    labels = ["loss_spike every step", "loss_spike, loss only", "loss_spike + skip_step", "loss_spike + rollback"]
     assert ratios[0] == ["workload", "baseline ms/step", "no monitor (A/A)", *labels]
     assert in_hooks[0] == ["workload", *(f"in tripwire, {label}" for label in labels)]
     for row in in_hooks[1:]:
