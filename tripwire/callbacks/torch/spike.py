@@ -272,6 +272,8 @@ class SpikeProbe:
         self.flag: torch.Tensor | bool | None = None
         self._losses: list[torch.Tensor] = []
         self._restored: dict[str, Any] = {}
+        self._judged = {name: [s for s in self.settings if s[0] == name] for name in ("loss", "grad_norm")}
+        self._on_host = False
 
     @property
     def wanted(self) -> bool:
@@ -280,13 +282,14 @@ class SpikeProbe:
 
     def wants(self, series: str) -> bool:
         """Whether ``series`` (``loss`` or ``grad_norm``) is judged."""
-        return any(s[0] == series for s in self.settings)
+        return bool(self._judged.get(series))
 
     def allocate(self, device: torch.device) -> None:
         """The state of every series: device tensors, or Python floats on the CPU (history restored by
         :meth:`load_state_dict` kept)."""
         on_host = torch.device(device).type == "cpu" and not reductions.accelerator_path_on_cpu
         kind = HostSpikeSeries if on_host else SpikeSeries
+        self._on_host = on_host
         self.series = {s: kind(*s[1:], device=device) for s in self.settings}
         self.load_state_dict(self._restored)
 
@@ -300,8 +303,8 @@ class SpikeProbe:
         given, and the mean of the losses added since the last call when there are some. Returns
         (and keeps in :attr:`flag`) whether any judged series spiked, a device flag; None when
         nothing was judged (or only a rank-local loss)."""
-        values: list[tuple[str, torch.Tensor]] = []
-        if optimizer is not None and self.wants("grad_norm"):
+        values: list[tuple[str, Any]] = []
+        if optimizer is not None and self._judged["grad_norm"]:
             norm = global_grad_norm(optimizer)
             if norm is not None:
                 values.append(("grad_norm", norm))
@@ -310,16 +313,20 @@ class SpikeProbe:
             values.append(("loss", self._mean_loss(losses)))
         flag = None
         for name, x in values:
-            for settings, series in self.series.items():
-                if settings[0] == name:
-                    spike = series.judge(x, step)
-                    if name == "loss" and self.loss_is_local:
-                        continue
-                    flag = spike if flag is None else flag | spike
+            for settings in self._judged[name]:
+                series = self.series.get(settings)
+                if series is None:  # not allocated yet
+                    continue
+                spike = series.judge(x, step)
+                if name == "loss" and self.loss_is_local:
+                    continue
+                flag = spike if flag is None else flag | spike
         self.flag = flag
         return flag
 
-    def _mean_loss(self, losses: list[torch.Tensor]) -> torch.Tensor:
+    def _mean_loss(self, losses: list[torch.Tensor]) -> Any:
+        if self._on_host:  # a Python float: reading a CPU tensor waits for nothing
+            return sum(float(v) for v in losses) / len(losses)
         if len(losses) == 1:
             return losses[0].float().reshape(())
         return torch.stack([v.float().reshape(()) for v in losses]).mean()
@@ -381,4 +388,8 @@ def global_grad_norm(optimizer: Any) -> torch.Tensor | None:
     if not grads:
         return None
     norms = torch._foreach_norm(grads)
-    return torch.linalg.vector_norm(torch.stack([n.float() for n in norms]) if len(norms) > 1 else norms[0].float())
+    if len(norms) == 1:
+        return norms[0].float()
+    if any(n.dtype != torch.float32 for n in norms):
+        norms = [n.float() for n in norms]
+    return torch.linalg.vector_norm(torch.stack(norms))
