@@ -101,6 +101,8 @@ VARIANTS: dict[str, Variant] = {
     "default": Variant("tripwire default", lambda rec: [LightningTripwire(None, log_dir=rec or False)]),
     "budget": Variant("tripwire default, 1% budget",
                       lambda rec: [LightningTripwire({"overhead_budget": 0.01}, log_dir=rec or False)]),
+    "sparse": Variant("tripwire default, interval 1000",  # almost no samples: the per-step fixed cost
+                      lambda rec: [LightningTripwire(None, interval=1000, log_dir=rec or False)]),
     "every": Variant("tripwire every rule, every step",
                      lambda rec: [LightningTripwire(every_rule_config(1), log_dir=rec or False)]),
     "grad_norm": Variant("grad_norm logged", lambda rec: [GradNormLogger()]),

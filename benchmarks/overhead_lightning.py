@@ -36,7 +36,7 @@ from _lightning_workloads import SCALES
 from _overhead_report import add_arguments, load, machine, ratio_table, settings, verdicts
 from _timing import Overhead
 
-COLUMNS = ["aa", "default", "budget", "every", "grad_norm", "item", "floor"]
+COLUMNS = ["aa", "default", "budget", "sparse", "every", "grad_norm", "item", "floor"]
 LABELS = {name: v.label for name, v in VARIANTS.items()}
 
 

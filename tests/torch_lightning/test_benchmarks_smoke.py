@@ -59,14 +59,14 @@ def test_overhead_lightning_quick_prints_full_tables_and_the_verdicts():
     r = run_script("overhead_lightning.py", "--quick")
     assert r.returncode == 0, r.stderr[-3000:]
     ratios, in_hooks = markdown_tables(r.stdout)
-    labels = ["no callback (A/A)", "tripwire default", "tripwire default, 1% budget", "tripwire every rule, every step",
-              "grad_norm logged", ".item() monitor", "floor (fused norms)"]
+    labels = ["no callback (A/A)", "tripwire default", "tripwire default, 1% budget", "tripwire default, interval 1000",
+              "tripwire every rule, every step", "grad_norm logged", ".item() monitor", "floor (fused norms)"]
     assert ratios[0] == ["workload", "baseline ms/step", *labels]
     assert [row[0] for row in ratios[1:]] == ["mlp", "cnn", "transformer"]
     for row in ratios[1:]:
         assert float(row[1]) > 0
         values = [float(re.fullmatch(r"(\d+\.\d{3})x ±\d+\.\d{3}", c).group(1)) for c in row[2:]]
-        assert len(values) == 7 and all(0 < x < 100 for x in values)
+        assert len(values) == 8 and all(0 < x < 100 for x in values)
     assert in_hooks[0] == ["workload", *labels[1:]]
     for row in in_hooks[1:]:
         ms = [float(re.fullmatch(r"(\d+\.\d{3}) ms \(\d+\.\d%\)", c).group(1)) for c in row[1:]]
