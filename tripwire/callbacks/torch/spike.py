@@ -84,7 +84,25 @@ REFRESH = 8
 SCALE_FLOOR = 0.01
 _MAD_TO_SD = 1.4826  # MAD of a normal distribution x this = its standard deviation
 
-class SpikeSeries:
+class _Ring:
+    """The ring position and the refresh schedule that both kinds of series share (host counters)."""
+
+    window: int
+    position: int
+    written: int
+
+    def refresh(self) -> None:
+        raise NotImplementedError
+
+    def _advance(self) -> None:
+        """Move to the next slot of the ring; every :data:`REFRESH` values, recompute the shift and scale."""
+        self.position = (self.position + 1) % self.window
+        self.written += 1
+        if self.written % REFRESH == 0:
+            self.refresh()
+
+
+class SpikeSeries(_Ring):
     """The history and the verdicts of one series (see the module docstring).
 
     Args:
@@ -117,10 +135,7 @@ class SpikeSeries:
         self.count.add_(spike)
         self.last.masked_fill_(spike, float(step))
         torch.fmax(self.max_z, z * finite, out=self.max_z)  # NaN (ignored by fmax) where x is not finite
-        self.position = (self.position + 1) % self.window
-        self.written += 1
-        if self.written % REFRESH == 0:
-            self.refresh()
+        self._advance()
         return spike
 
     def refresh(self) -> None:
@@ -157,7 +172,7 @@ class SpikeSeries:
         self.refresh()
 
 
-class HostSpikeSeries:
+class HostSpikeSeries(_Ring):
     """:class:`SpikeSeries` in Python floats, for a model on the CPU (see the module docstring):
     the same verdicts, from the same history, state and flushed values.
 
@@ -188,10 +203,7 @@ class HostSpikeSeries:
         if spike:
             self.count += 1
             self.last = float(step)
-        self.position = (self.position + 1) % self.window
-        self.written += 1
-        if self.written % REFRESH == 0:
-            self.refresh()
+        self._advance()
         return spike
 
     def refresh(self) -> None:
