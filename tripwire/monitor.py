@@ -283,6 +283,14 @@ class Monitor:
         """Whether some enabled rule has ``action`` (``stop``, ``checkpoint``, ``raise``, ...)."""
         return any(action in actions for actions in self.engine.actions.values())
 
+    def remediating_rule(self, action: str, finding: Finding | None = None) -> str | None:
+        """The rule whose parameters of remediation ``action`` apply: ``finding``'s own, or, for a
+        :func:`~tripwire.decision.stand_in` (another rank's rule fired) or no finding, the first rule
+        with the action; None when no rule has it."""
+        if finding is not None and finding.rule in self.engine.actions:
+            return finding.rule
+        return next((n for n, actions in self.engine.actions.items() if action in actions), None)
+
     def agreed(self, decision: Decision, any_rank: Callable[[bool], bool], *, stop: bool | None = None) -> Decision:
         """The decision every rank of a data-parallel run carries out: each effect that any rank's
         decision holds, with a :func:`~tripwire.decision.stand_in` finding on a rank whose own
@@ -330,8 +338,7 @@ class Monitor:
         """Lower the learning rate for ``finding`` (at most ``max_times`` in a run, counted over every
         rule), and record what was done as a finding of kind ``reduce_lr``. On a rank acting on a
         :func:`~tripwire.decision.stand_in`, the parameters are those of the first rule with the action."""
-        name = finding.rule if finding.rule in self.engine.actions else \
-            next(n for n, actions in self.engine.actions.items() if "reduce_lr" in actions)
+        name = self.remediating_rule("reduce_lr", finding)
         params = self.config.rule_specs()[name].remediation("reduce_lr")
         if self.lr_reductions >= params.max_times:
             if self.is_main:
@@ -357,8 +364,7 @@ class Monitor:
     def _rollback(self, finding: Finding, sink: RollbackSink) -> bool:
         """Roll back for ``finding`` (see :mod:`tripwire.rollback`) and record what was done as a
         finding of kind ``rollback``; False when ``max_rollbacks`` is reached (training stops)."""
-        name = finding.rule if finding.rule in self.engine.actions else \
-            next(n for n, actions in self.engine.actions.items() if "rollback" in actions)
+        name = self.remediating_rule("rollback", finding)
         params = self.config.rule_specs()[name].remediation("rollback")
         if self.rollbacks >= params.max_rollbacks:
             if self.is_main:

@@ -103,7 +103,7 @@ def keeper_for(monitor: Any, capture: Callable[[], Any], restore: Callable[[Any]
     """The keeper of a run whose rules have the ``rollback`` action (None otherwise), with the
     ``every`` and ``keep`` of the first such rule, and the steps undone so far in this run: those
     in ``saved`` (an adapter's checkpointed state) and those in its record (a resumed run)."""
-    name = next((n for n, actions in monitor.engine.actions.items() if "rollback" in actions), None)
+    name = monitor.remediating_rule("rollback")
     if name is None:
         return None
     params = monitor.config.rule_specs()[name].remediation("rollback")
@@ -120,16 +120,14 @@ def recorded_skips(monitor: Any) -> list[tuple[int, int]]:
     record's directory must be shared (one machine, or a shared file system); elsewhere only a
     checkpoint taken after the rollback carries them."""
     from tripwire.record.reader import Run
-    from tripwire.record.schema import FILENAME
 
     if not monitor.config.log_dir or not monitor.run_name:
         return []
-    path = Path(monitor.config.log_dir) / monitor.run_name / FILENAME
-    if not path.is_file():
+    try:
+        run = Run(Path(monitor.config.log_dir) / monitor.run_name)
+    except FileNotFoundError:  # a fresh run: nothing recorded yet
         return []
-    run = Run(path)
     try:
         return [tuple(f.evidence["skipped"]) for f in run.findings if f.kind == "rollback"]
     finally:
         run.close()
-
