@@ -135,14 +135,8 @@ out["failopen"] = {"in_step": fit_with_failure(ParamStats, "grads"),
 
 # 7. rollback: a batch of NaN inputs at step 30; the state of step 20 comes back through the
 #    trainer's state (synced, written, read again at the next step)
-from test_keras_rollback import BATCH, POISONED, ROLLBACK, poisoned_data
+from test_keras_rollback import rollback_report
 
-x_bad, y_bad = poisoned_data()
-model = mlp()
-tw, _, _ = fit(model, x_bad, y_bad, config=ROLLBACK, interval=5, epochs=1, batch_size=BATCH, shuffle=False)
-out["rollback"] = {"findings": [[f.kind, f.step, f.evidence.get("restored_step")] for f in tw.findings
-                                if f.kind in ("nonfinite", "rollback")],
-                   "finite": bool(all(np.isfinite(w).all() for w in model.get_weights())),
-                   "loss": float(model.evaluate(x_bad[:BATCH * POISONED], y_bad[:BATCH * POISONED], verbose=0))}
+out["rollback"] = rollback_report()
 
 print("RESULT " + json.dumps(out))

@@ -24,6 +24,18 @@ def poisoned_data():
     return x, y[: BATCH * 50]
 
 
+def rollback_report() -> dict:
+    """A rollback run on this process's backend, as JSON-safe values (the JAX and torch backend
+    scripts report it; ``test_keras_jax_backend`` and ``test_keras_torch_backend`` check it)."""
+    x, y = poisoned_data()
+    model = mlp()
+    tw, _, _ = fit(model, x, y, config=ROLLBACK, interval=5, epochs=1, batch_size=BATCH, shuffle=False)
+    return {"findings": [[f.kind, f.step, f.evidence.get("restored_step")] for f in tw.findings
+                         if f.kind in ("nonfinite", "rollback")],
+            "finite": bool(all(np.isfinite(w).all() for w in model.get_weights())),
+            "loss": float(model.evaluate(x[:BATCH * POISONED], y[:BATCH * POISONED], verbose=0))}
+
+
 def test_rollback_restores_the_weights_before_the_nonfinite_step_and_training_goes_on():
     x, y = poisoned_data()
     model = mlp()
