@@ -45,6 +45,13 @@ def machine(threads: int, versions: str) -> str:
             f"{os.cpu_count()} cores; torch threads {threads}")
 
 
+def run_line(reps: int, steps: int, warmup: int, args: argparse.Namespace) -> str:
+    """One line: repetitions, steps, blocks, clock, whether the run record is on, and the load now."""
+    return (f"{reps} interleaved reps x {steps} timed steps (+{warmup} warm-up), blocks of "
+            f"{args.block}; {args.clock} clock; run record {'off' if args.no_record else 'on'}; load average at "
+            f"start {load()}\n")
+
+
 def add_arguments(parser: argparse.ArgumentParser, columns: Sequence[str]) -> None:
     """The options of an overhead script whose table can show ``columns``."""
     parser.add_argument("--quick", action="store_true", help="tiny models, 20 steps, 2 reps (smoke test)")

@@ -33,7 +33,7 @@ import torch
 from _lightning_monitors import VARIANTS
 from _lightning_timing import interleaved
 from _lightning_workloads import SCALES
-from _overhead_report import add_arguments, load, machine, ratio_table, settings, verdicts
+from _overhead_report import add_arguments, load, machine, ratio_table, run_line, settings, verdicts
 from _timing import Overhead
 
 COLUMNS = ["aa", "default", "budget", "sparse", "every", "grad_norm", "item", "floor"]
@@ -61,9 +61,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print("# tripwire overhead under Lightning (CPU)\n")
     print(machine(args.threads, f"torch {torch.__version__}, lightning {lightning.__version__}"))
-    print(f"{reps} interleaved reps x {steps} timed steps (+{warmup} warm-up), blocks of {args.block}; "
-          f"{args.clock} clock; run record {'off' if args.no_record else 'on'}; load average at start {load()}\n",
-          flush=True)
+    print(run_line(reps, steps, warmup, args), flush=True)
     results = []
     started = time.monotonic()
     for name in args.workloads:

@@ -27,13 +27,13 @@ import time
 from typing import Any
 
 import torch
-from torch import nn
 
 import _torch_monitors
-from _lightning_workloads import SCALES, Workload, quiet
-from _overhead_report import add_arguments, load, machine, ratio_table, settings
-from _timing import CLOCKS, FitResult, block_times, drain_background, interleave
+from _lightning_workloads import SCALES, Workload
+from _overhead_report import add_arguments, load, machine, ratio_table, run_line, settings
+from _timing import FitResult, interleave
 from _torch_monitors import TripwireMonitor, Variant
+from overhead_torch import train
 
 SPIKE = {"rules": {"loss_spike": {"actions": ["alert"]}}}
 LOSS_ONLY = {"rules": {"loss_spike": {"series": ["loss"], "actions": ["alert"]}}}
@@ -76,34 +76,6 @@ VARIANTS = {
 LABELS = {name: v.label for name, v in VARIANTS.items()}
 
 
-def train(workload: Workload, variant: str, steps: int, warmup: int, block: int, record_dir: str | None,
-          clock: str = "wall") -> FitResult:
-    """``overhead_torch.train``, with the in-hook time per timed step."""
-    torch.manual_seed(0)
-    model = workload.net()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    tick, marks = CLOCKS[clock], []
-    with quiet():
-        monitor = VARIANTS[variant].start(model, optimizer, record_dir)
-        try:
-            for i, (x, y) in enumerate(workload.loader(warmup + steps)):
-                if i == warmup and isinstance(monitor, TimedTripwire):
-                    monitor.seconds = 0.0
-                marks.append(tick())
-                loss = nn.functional.cross_entropy(model(x), y)
-                loss.backward()
-                monitor.before_step()
-                optimizer.step()
-                optimizer.zero_grad()
-                monitor.after_step(loss, x, y)
-            marks.append(tick())
-        finally:
-            findings = monitor.close()
-    drain_background()
-    hook_ms = 1e3 * monitor.seconds / steps if isinstance(monitor, TimedTripwire) else 0.0
-    return FitResult(block_times(marks, warmup, block), hook_ms=hook_ms, findings=findings)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_arguments(parser, COLUMNS)
@@ -113,15 +85,14 @@ def main(argv: list[str] | None = None) -> int:
     scale = SCALES["quick" if args.quick else "cpu"]
     print("# loss_spike + skip_step overhead in a plain PyTorch loop (CPU)\n")
     print(machine(args.threads, f"torch {torch.__version__}"))
-    print(f"{reps} interleaved reps x {steps} timed steps (+{warmup} warm-up), blocks of {args.block}; "
-          f"{args.clock} clock; run record {'off' if args.no_record else 'on'}; load average at start {load()}\n",
-          flush=True)
+    print(run_line(reps, steps, warmup, args), flush=True)
     results, started = [], time.monotonic()
     for name in args.workloads:
         record_dir = None if args.no_record else tempfile.mkdtemp(prefix="tripwire-bench-")
 
         def fit(variant: str, timed: bool, wl: Workload = scale[name], rec: str | None = record_dir) -> FitResult:
-            return train(wl, variant, steps if timed else args.block, warmup, args.block, rec, args.clock)
+            return train(wl, variant, steps if timed else args.block, warmup, args.block, rec, args.clock,
+                         VARIANTS)
 
         try:
             results.append(interleave(name, ["none", *args.columns], reps, fit, warm_round=not args.quick))

@@ -36,31 +36,37 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 
 import torch
 from torch import nn
 
 from _lightning_workloads import SCALES, Workload, quiet
-from _overhead_report import add_arguments, load, machine, ratio_table, settings, verdicts
+from _overhead_report import add_arguments, load, machine, ratio_table, run_line, settings, verdicts
 from _timing import CLOCKS, FitResult, block_times, drain_background, interleave
-from _torch_monitors import VARIANTS, unavailable
+from _torch_monitors import VARIANTS, Variant, unavailable
 
 COLUMNS = ["aa", "default", "every", "watch1", "watch10", "wandb_log", "grad_norm", "floor"]
 LABELS = {name: v.label for name, v in VARIANTS.items()}
 
 
 def train(workload: Workload, variant: str, steps: int, warmup: int, block: int, record_dir: str | None,
-          clock: str = "wall") -> FitResult:
+          clock: str = "wall", variants: Mapping[str, Variant] = VARIANTS) -> FitResult:
     """Train a fresh model (same seed and batches for every variant) for ``warmup + steps`` steps in a
-    plain loop, with ``variant``'s monitor beside it; a timestamp at every batch start."""
+    plain loop, with ``variants[variant]``'s monitor beside it; a timestamp at every batch start. A
+    monitor that adds up its own time (a ``seconds`` attribute, as ``overhead_spike.py``'s) reports
+    it per timed step as the result's ``hook_ms``."""
     torch.manual_seed(0)
     model = workload.net()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     tick, marks = CLOCKS[clock], []
     with quiet():
-        monitor = VARIANTS[variant].start(model, optimizer, record_dir)
+        monitor = variants[variant].start(model, optimizer, record_dir)
+        timed = hasattr(monitor, "seconds")
         try:
-            for x, y in workload.loader(warmup + steps):
+            for i, (x, y) in enumerate(workload.loader(warmup + steps)):
+                if i == warmup and timed:
+                    monitor.seconds = 0.0
                 marks.append(tick())
                 loss = nn.functional.cross_entropy(model(x), y)
                 loss.backward()
@@ -72,7 +78,8 @@ def train(workload: Workload, variant: str, steps: int, warmup: int, block: int,
         finally:
             findings = monitor.close()
     drain_background()
-    return FitResult(block_times(marks, warmup, block), findings=findings)
+    hook_ms = 1e3 * monitor.seconds / steps if timed else 0.0
+    return FitResult(block_times(marks, warmup, block), hook_ms=hook_ms, findings=findings)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,9 +100,7 @@ def main(argv: list[str] | None = None) -> int:
 
         versions += f", wandb {wandb.__version__}"
     print(machine(args.threads, versions))
-    print(f"{reps} interleaved reps x {steps} timed steps (+{warmup} warm-up), blocks of {args.block}; "
-          f"{args.clock} clock; run record {'off' if args.no_record else 'on'}; load average at start {load()}\n",
-          flush=True)
+    print(run_line(reps, steps, warmup, args), flush=True)
     results = []
     started = time.monotonic()
     for name in args.workloads:
