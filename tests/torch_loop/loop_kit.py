@@ -42,14 +42,18 @@ def quiet(model: nn.Module, optimizer: object, config: object = None, **kwargs: 
 
 
 def train(tw: Tripwire, model: nn.Module, optimizer: torch.optim.Optimizer, data: Iterator, steps: int, *,
-          accumulate: int = 1, fault: Callable[[int, torch.Tensor], torch.Tensor] | None = None) -> int:
+          accumulate: int = 1, fault: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
+          losses: list[float] | None = None) -> int:
     """Train until ``steps`` optimizer steps or a stop; ``fault(step, x)`` may change each batch's
-    inputs. Returns the optimizer steps taken (the index of the step that stopped, when one did)."""
+    inputs; each batch's loss is appended to ``losses`` when it is given. Returns the optimizer
+    steps taken (the index of the step that stopped, when one did)."""
     taken = 0
     for micro, (x, y) in enumerate(data):
         if fault is not None:
             x = fault(taken, x)
         loss = nn.functional.cross_entropy(model(x), y)
+        if losses is not None:
+            losses.append(loss.item())
         (loss / accumulate).backward()
         last = (micro + 1) % accumulate == 0
         if last:

@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 from torch import nn
 
-from loop_kit import batches, blobs, mlp, quiet
+from loop_kit import batches, blobs, mlp, quiet, train
 
 pytestmark = pytest.mark.torch
 
@@ -214,15 +214,8 @@ def test_the_heavy_tail_of_a_nearly_fitted_classifier_is_no_spike():
     model = mlp(features=8, hidden=64, classes=3)
     optimizer = torch.optim.Adam(model.parameters(), 3e-3)
     tw = quiet(model, optimizer, {"rules": {"loss_spike": {}}}, interval=10)
-    data, losses = batches(x, y, batch_size=16), []
-    for _ in range(800):
-        xb, yb = next(data)
-        loss = nn.functional.cross_entropy(model(xb), yb)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-        tw.step(loss)
-        losses.append(loss.item())
+    losses: list[float] = []
+    train(tw, model, optimizer, batches(x, y, batch_size=16), 800, losses=losses)
     tw.close()
     late = sorted(losses[400:])
     assert late[len(late) // 2] < 0.01 and late[-1] > 30 * late[len(late) // 2]  # a fitted model, a heavy tail
