@@ -1,7 +1,8 @@
 """`StateKeeper`: the training states that the ``rollback`` action returns to, and the steps it skipped.
 
-A keeper takes a state (whatever ``capture()`` returns: for torch, host copies of the model,
-the optimizers, the schedulers and the RNG; see :mod:`tripwire.callbacks.torch.training_state`)
+A keeper takes a state (whatever ``capture()`` returns: for torch, host copies of the model, the
+optimizers and an AMP scaler, see :mod:`tripwire.callbacks.torch.training_state`; for Keras, the
+weights and optimizer variables, see :mod:`tripwire.callbacks.keras.training_state`)
 at the start of training and after every ``every``-th optimizer step, and keeps the last ``keep``.
 A rollback restores the newest state taken *before* the first step a finding implicates, drops
 the states after it (they hold the damage), and notes the steps whose updates are thereby undone:
