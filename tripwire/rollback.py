@@ -33,6 +33,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+#: the name of the part that keeps and restores the states, in warnings and the end-of-run summary
+#: (a failure switches the action off and training goes on; see :class:`tripwire.failopen.FailOpen`)
+PART = "rollback action (kept training states)"
+
 
 class StateKeeper:
     """The last ``keep`` training states, one every ``every`` optimizer steps (see the module docstring).

@@ -44,13 +44,13 @@ from tripwire.callbacks.no_gradient import NoGradientNotice
 from tripwire.config import FROM_CONFIG, FromConfig
 from tripwire.finding import Finding
 from tripwire.monitor import Decision, Monitor
+from tripwire.rollback import PART as ROLLBACK
 from tripwire.rollback import StateKeeper, keeper_for
 from tripwire.stats import INPUT_STATS, Sample
 
 log = logging.getLogger("tripwire")
 
 TENSORBOARD = "writing findings to TensorBoard"
-ROLLBACK = "rollback action (kept training states)"
 _DATA_STATS = {"label_count", "token_count", "token_total", *INPUT_STATS}
 
 

@@ -22,6 +22,8 @@ Example:
 
 from __future__ import annotations
 
+from tripwire import rollback
+
 COLLECTOR = "statistics collector"
 PARAMS = "parameter statistics"
 GRADIENTS = "gradient statistics"
@@ -38,7 +40,7 @@ DETACH = "removing hooks"
 OPTIMIZER_HOOKS = "optimizer step hooks"
 SPIKES = "spike detection"
 SKIP_STEP = "skip_step action"
-ROLLBACK = "rollback action (kept training states)"
+ROLLBACK = rollback.PART
 
 #: parts whose failure on one rank would put that rank's packed vector out of step with the others'
 SHARED = (ACTIVATIONS, DATA, CONFUSION, FLUSH, SPIKES)
