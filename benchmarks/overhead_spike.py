@@ -7,7 +7,9 @@ repetitions of the ratio to that neighbour). Columns: nothing (A/A, the noise), 
 ``loss_spike`` (``actions: [alert]``: the loss and the global gradient norm judged every step, the
 spike counts flushed every 10 steps), the same judging the loss only (no gradient-norm pass), and
 both series with ``skip_step`` (the step's verdict read before the update), and both with ``rollback``
-(a host copy of the model and Adam's state every 100 steps). Beside the step-time ratios,
+(a host copy of the model and Adam's state every 100 steps); and, for reference, the global
+gradient norm alone read at every step (the pass ``clip_grad_norm_`` makes: what any exact
+per-step gradient norm costs). Beside the step-time ratios,
 the time spent inside tripwire's calls (its optimizer pre-hook and ``tw.step``) per step, which the
 machine's load blurs much less.
 
@@ -32,14 +34,14 @@ import _torch_monitors
 from _lightning_workloads import SCALES, Workload
 from _overhead_report import add_arguments, load, machine, ratio_table, run_line, settings
 from _timing import FitResult, interleave
-from _torch_monitors import TripwireMonitor, Variant
+from _torch_monitors import LoopMonitor, TripwireMonitor, Variant
 from overhead_torch import train
 
 SPIKE = {"rules": {"loss_spike": {"actions": ["alert"]}}}
 LOSS_ONLY = {"rules": {"loss_spike": {"series": ["loss"], "actions": ["alert"]}}}
 SKIP = {"rules": {"loss_spike": {"actions": ["alert", "skip_step"]}}}
 ROLLBACK = {"rules": {"loss_spike": {"actions": ["alert", "rollback"]}}}  # a state kept every 100 steps
-COLUMNS = ["aa", "spike", "spike_loss", "spike_skip", "spike_rollback"]
+COLUMNS = ["aa", "spike", "spike_loss", "spike_skip", "spike_rollback", "norm"]
 
 
 class TimedTripwire(TripwireMonitor):
@@ -65,6 +67,21 @@ class TimedTripwire(TripwireMonitor):
         self.seconds += time.perf_counter() - start
 
 
+class TimedNorm(LoopMonitor):
+    """The reference for the gradient-norm series: the global gradient norm read as a float at every
+    step (``torch.nn.utils.get_total_norm``, the pass ``clip_grad_norm_`` makes), and nothing else.
+    Its time, :attr:`seconds`, is the floor of any exact per-step gradient norm."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.seconds = 0.0
+
+    def before_step(self) -> None:
+        start = time.perf_counter()
+        float(torch.nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None]))
+        self.seconds += time.perf_counter() - start
+
+
 VARIANTS = {
     "none": _torch_monitors.VARIANTS["none"],
     "aa": _torch_monitors.VARIANTS["aa"],
@@ -72,6 +89,7 @@ VARIANTS = {
     "spike_loss": Variant("loss_spike, loss only", lambda m, o, rec: TimedTripwire(m, o, LOSS_ONLY, rec)),
     "spike_skip": Variant("loss_spike + skip_step", lambda m, o, rec: TimedTripwire(m, o, SKIP, rec)),
     "spike_rollback": Variant("loss_spike + rollback", lambda m, o, rec: TimedTripwire(m, o, ROLLBACK, rec)),
+    "norm": Variant("gradient norm alone", lambda m, o, rec: TimedNorm(m)),
 }
 LABELS = {name: v.label for name, v in VARIANTS.items()}
 
@@ -103,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     print(ratio_table(results, args.columns, LABELS))
     print("\nCells: median over reps of step time / step time of the neighbouring no-monitor run; ± half the IQR.\n")
     hooked = [c for c in args.columns if c != "aa"]
-    print("| workload | " + " | ".join(f"in tripwire, {LABELS[c]}" for c in hooked) + " |")
+    print("| workload | " + " | ".join(f"in {'the norm' if c == 'norm' else 'tripwire'}, {LABELS[c]}"
+                                      for c in hooked) + " |")
     print("|---|" + "---:|" * len(hooked))
     for r in results:
         cells = [f"{r.hook_ms[c]:.3f} ms ({100 * r.hook_ms[c] / r.baseline_ms:.2f}%)" for c in hooked]

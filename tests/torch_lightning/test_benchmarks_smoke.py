@@ -49,8 +49,9 @@ def test_overhead_spike_quick_prints_the_ratios_and_the_time_in_tripwire():
     assert r.returncode == 0, r.stderr[-3000:]
     ratios, in_hooks = markdown_tables(r.stdout)
     labels = ["loss_spike every step", "loss_spike, loss only", "loss_spike + skip_step", "loss_spike + rollback"]
-    assert ratios[0] == ["workload", "baseline ms/step", "no monitor (A/A)", *labels]
-    assert in_hooks[0] == ["workload", *(f"in tripwire, {label}" for label in labels)]
+    assert ratios[0] == ["workload", "baseline ms/step", "no monitor (A/A)", *labels, "gradient norm alone"]
+    assert in_hooks[0] == ["workload", *(f"in tripwire, {label}" for label in labels),
+                           "in the norm, gradient norm alone"]
     for row in in_hooks[1:]:
         assert all(float(re.fullmatch(r"(\d+\.\d{3}) ms \(\d+\.\d{2}%\)", c).group(1)) > 0 for c in row[1:])
 
