@@ -50,9 +50,10 @@ from tripwire.wording import step_word
 log = logging.getLogger("tripwire")
 
 #: the callbacks that carry out each remediation action, for the error of one that cannot
-_CARRIED_OUT_BY = {"skip_step": "LightningTripwire, tripwire.torch.Tripwire",
-                   "reduce_lr": "LightningTripwire, tripwire.torch.Tripwire",
-                   "rollback": "LightningTripwire, tripwire.torch.Tripwire, KerasTripwire"}
+_CARRIED_OUT_BY = {"skip_step": "LightningTripwire, tripwire.torch.Tripwire, TripwireCallback (HF Trainer)",
+                   "reduce_lr": "LightningTripwire, tripwire.torch.Tripwire, TripwireCallback (HF Trainer)",
+                   "rollback": "LightningTripwire, tripwire.torch.Tripwire, TripwireCallback (HF Trainer), "
+                               "KerasTripwire"}
 
 __all__ = ["Decision", "DecisionSink", "Monitor"]
 
@@ -124,7 +125,7 @@ class Monitor:
         self._last_loss: float | None = None
         #: the ``package.module:function`` actions, resolved now: a finding imports nothing
         self._callables: dict[str, Callable[[Finding], Any]] = self.config.user_actions()
-        self._check_remediations(frozenset(remediations))
+        self.check_remediations(remediations)
         self._alerts = None
         self._record = None
         self._last_record_path: str | None = None
@@ -134,8 +135,10 @@ class Monitor:
         self.print_summary = True
         self._seen_error: BaseException | None = None
 
-    def _check_remediations(self, able: frozenset[str]) -> None:
+    def check_remediations(self, able: Iterable[str], why: str = "") -> None:
         """Refuse a remediation this adapter cannot carry out: a ConfigError now, not a silent no-op.
+        ``why``: what stands in the way, when it is the training setup rather than the adapter (an
+        adapter checks again once it sees the setup).
 
         Example:
             >>> Monitor({"rules": {"loss_spike": {"actions": ["alert", "skip_step"]}}}, framework="keras")
@@ -143,13 +146,15 @@ class Monitor:
             ...
             tripwire.errors.ConfigError: <dict> at 'rules.loss_spike.actions': this callback cannot carry out
             skip_step; valid here: alert, stop, raise, checkpoint
-            (skip_step: LightningTripwire, tripwire.torch.Tripwire)
+            (skip_step: LightningTripwire, tripwire.torch.Tripwire, TripwireCallback (HF Trainer))
         """
+        able = frozenset(able)
         for name, spec in self.config.rule_specs().items():
             for action in spec.actions or ():
                 if action in REMEDIATIONS and action not in able:
                     valid = ", ".join(a for a in ACTIONS if a not in REMEDIATIONS or a in able)
-                    raise ConfigError(f"this callback cannot carry out {action}; valid here: {valid} "
+                    where = f" {why}" if why else ""
+                    raise ConfigError(f"this callback cannot carry out {action}{where}; valid here: {valid} "
                                       f"({action}: {_CARRIED_OUT_BY[action]})",
                                       source=self.config.source, path=f"rules.{name}.actions")
 

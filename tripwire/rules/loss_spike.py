@@ -39,8 +39,8 @@ class LossSpike(Rule):
     warm-up steps), on logarithms. A spike is one-sided: a loss that falls is learning. The
     history keeps no spike (so a spike does not raise the bar for the next), and its scale is at
     least 0.01 (a series that barely varies still needs to grow by about ``limit`` percent). In the plain
-    loop and the Hugging Face Trainer the loss reaches tripwire after the optimizer step, so
-    there ``skip_step`` acts on the gradient norm's spikes and the loss's are reported.
+    loop the loss reaches tripwire after the optimizer step (``tw.step(loss)``), so there
+    ``skip_step`` acts on the gradient norm's spikes and the loss's are reported.
 
     Not in the default set, for its per-step cost and because a run whose loss legitimately jumps
     (a curriculum switching data sources, a learning-rate restart) should opt in knowingly. On the

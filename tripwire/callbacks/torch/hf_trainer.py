@@ -50,7 +50,14 @@ step (``state.global_step`` is then the stopping step + 1) on every rank: under 
 the ranks reduce their statistics with one collective per flush and agree on each decision with
 one ``torch.distributed`` all-reduce of a flag. ``checkpoint`` saves the model with
 ``save_pretrained`` (main process); ``raise`` raises :class:`~tripwire.errors.RuleTriggered` out
-of ``trainer.train()``. Every finding is also appended to ``state.log_history`` as
+of ``trainer.train()``. The remediations go through the shared torch driver as in the plain loop:
+``skip_step`` drops the gradients at ``on_pre_optimizer_step``, where the step's loss (kept from the
+model's outputs) and its gradient norm are judged; ``reduce_lr`` scales the rates around each step of
+the Trainer's optimizer, under its scheduler; ``rollback`` keeps the model, the optimizer and
+Accelerate's grad scaler. Under DeepSpeed none of them, and under FSDP only ``reduce_lr``, can act on
+the sharded state: the others are refused when training starts.
+
+Every finding is also appended to ``state.log_history`` as
 ``{"tripwire": finding.to_dict(), "step": finding.step, "epoch": state.epoch}``, so it is saved
 with the Trainer's state and checkpoints. The statistics themselves go to the run record (the
 Trainer gives callbacks no way to log through its loggers).
@@ -85,6 +92,7 @@ from tripwire.arguments import shared_arguments
 from tripwire.callbacks.torch.driver import TorchDriver
 from tripwire.callbacks.torch.parts import COLLECTOR, LOSS
 from tripwire.callbacks.torch.ranks import torch_distributed_ranks
+from tripwire.callbacks.torch.training_state import TrainingState
 from tripwire.callbacks.torch.unwrap import inner_optimizer
 from tripwire.config import FROM_CONFIG, FromConfig
 from tripwire.finding import Finding
@@ -97,6 +105,9 @@ __all__ = ["TripwireCallback"]
 EVAL_LOSS = "eval_loss"
 #: the key under which a finding goes into ``state.log_history``
 LOG_KEY = "tripwire"
+#: the remediation actions this callback carries out (none of them under DeepSpeed; only
+#: ``reduce_lr`` under FSDP)
+REMEDIATIONS = ("skip_step", "reduce_lr", "rollback")
 
 
 @shared_arguments
@@ -127,12 +138,13 @@ class TripwireCallback(TrainerCallback):
                  log_dir: str | bool | FromConfig | None = FROM_CONFIG, strict: bool | None = None,
                  run_name: str | None = None, batch_fn: Callable[[Any], Any] | None = None) -> None:
         self.monitor = Monitor(config, stop_on=stop_on, interval=interval, log_dir=log_dir, strict=strict,
-                               framework="torch", run_name=run_name)
+                               framework="torch", run_name=run_name, remediations=REMEDIATIONS)
         self.driver = TorchDriver(self.monitor, batch_fn=batch_fn)
-        self._sink = _ControlSink()
+        self._sink = _ControlSink(self.driver)
         self._handles: list[Any] = []
         self._training = False
         self._losses: list[torch.Tensor] = []  # the model's losses in the step in progress
+        self._step_total: torch.Tensor | None = None  # their combination, once the gradients are final
         self._normalised = False  # whether they were normalised over the whole accumulated batch
         self._model_loss = False  # whether the model returned a loss in a training forward of this run
         self._loss_factor = 1.0
@@ -153,7 +165,12 @@ class TripwireCallback(TrainerCallback):
     # setup and teardown ----------------------------------------------------------------------------
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
         """Hook the model, agree with the other ranks that every collector works, and take the
-        initial-weight sample (a run resumed from a checkpoint takes none)."""
+        initial-weight sample (a run resumed from a checkpoint takes none). A remediation the
+        Trainer's setup rules out (a sharded state) is refused here, before anything is hooked."""
+        sharding = _sharding(args)
+        if sharding:
+            self.monitor.check_remediations(("reduce_lr",) if sharding == "FSDP" else (),
+                                            why=f"under {sharding} (its training state is sharded)")
         self._training, self._published, self._model_loss = True, len(self.findings), False
         self._last_eval_epoch = float(state.epoch or 0.0)
         # the model's loss is normalised over every rank's tokens when the Trainer averages them
@@ -161,6 +178,11 @@ class TripwireCallback(TrainerCallback):
         device = _device_of(model, args)
         self._sink.connect(control, model, args.output_dir, is_main=state.is_world_process_zero)
         self.driver.connect(torch_distributed_ranks(device), self._sink)
+        optimizer = kwargs.get("optimizer")
+        if optimizer is not None and model is not None:
+            self.driver.attach_optimizers([inner_optimizer(optimizer)])
+            self.driver.keep_states(lambda: TrainingState(model, [inner_optimizer(optimizer)],
+                                                          lambda: getattr(optimizer, "scaler", None)))
         self.driver.build(model)
         self.driver.start(model, device)
         if self.driver.collector is not None:
@@ -187,14 +209,20 @@ class TripwireCallback(TrainerCallback):
     # training --------------------------------------------------------------------------------------
     def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self._training:
-            self._losses, self._normalised = [], False
+            self._losses, self._normalised, self._step_total = [], False, None
             self.driver.begin_step(state.global_step)
 
     def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, optimizer: Any = None,
                               **kwargs: Any) -> None:
-        if self._training and optimizer is not None:
-            # Accelerate's wrapper holds the loss scaler, whose found-inf flags are per torch optimizer
-            self.driver.before_optimizer_step(inner_optimizer(optimizer), getattr(optimizer, "scaler", None))
+        """The gradients are final: the step's loss joins its spike verdict, before the update (so
+        ``skip_step`` can act on a loss spike too), and the driver sees the gradients."""
+        if not self._training or optimizer is None:
+            return
+        self._step_total = self.monitor.guard.call(LOSS, self._combined_loss)
+        if self._step_total is not None:
+            self.driver.add_step_loss(self._step_total)
+        # Accelerate's wrapper holds the loss scaler, whose found-inf flags are per torch optimizer
+        self.driver.before_optimizer_step(inner_optimizer(optimizer), getattr(optimizer, "scaler", None))
 
     def on_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """The step's optimizer ran: keep its loss, and flush and decide when it is sampled."""
@@ -202,7 +230,15 @@ class TripwireCallback(TrainerCallback):
             self._acting(state, control, self.driver.end_batch, self._step_loss, epoch=_epoch(state))
 
     def _step_loss(self) -> torch.Tensor | None:
-        losses, self._losses = self._losses, []
+        if self._step_total is not None:
+            total, self._step_total, self._losses = self._step_total, None, []
+            return total
+        return self._combined_loss()
+
+    def _combined_loss(self) -> torch.Tensor | None:
+        """The step's loss, combined from its micro-batches as the Trainer combines them (the list is
+        kept: :meth:`_step_loss` empties it)."""
+        losses = self._losses
         if not losses:
             return None
         stacked = torch.stack([loss.float().reshape(()) for loss in losses])
@@ -303,12 +339,23 @@ def _device_of(model: Any, args: Any) -> torch.device:
     return parameter.device if parameter is not None else torch.device(args.device)
 
 
+def _sharding(args: Any) -> str | None:
+    """``"DeepSpeed"`` or ``"FSDP"`` when the Trainer shards the training state, else None."""
+    if getattr(args, "deepspeed", None):
+        return "DeepSpeed"
+    if getattr(args, "fsdp", None):
+        return "FSDP"
+    return None
+
+
 class _ControlSink:
-    """Carries out decisions through the Trainer's ``control`` (every rank) and the model (main process)."""
+    """Carries out decisions through the Trainer's ``control`` (every rank) and the model (main
+    process); the remediations through the driver (every rank)."""
 
     checkpoint_suffix = ""  # save_pretrained writes a directory
 
-    def __init__(self) -> None:
+    def __init__(self, driver: TorchDriver) -> None:
+        self.driver = driver
         self.control: Any = None
         self.model: Any = None
         self.checkpoint_root = "."
@@ -319,6 +366,12 @@ class _ControlSink:
 
     def stop(self, finding: Finding) -> None:
         self.control.should_training_stop = True
+
+    def reduce_lr(self, factor: float, min_lr: float) -> tuple[float, float]:
+        return self.driver.lr.reduce(factor, min_lr)
+
+    def rollback(self, step: int) -> tuple[int, int] | None:
+        return self.driver.roll_back(step)
 
     def save_checkpoint(self, path: str) -> None:
         if not self.is_main:
