@@ -35,7 +35,7 @@ from tripwire.arguments import shared_arguments
 from tripwire.callbacks.keras import data as keras_data
 from tripwire.callbacks.keras import optimizer as keras_optimizer
 from tripwire.callbacks.keras.buffer import to_numpy
-from tripwire.callbacks.keras.collector import SETUP, Collector
+from tripwire.callbacks.keras.collector import SETUP, SPIKES, Collector
 from tripwire.callbacks.keras.init import INIT_STATS, init_stats
 from tripwire.callbacks.keras.jax import JaxState
 from tripwire.callbacks.keras.tensorboard import FindingWriter
@@ -119,7 +119,7 @@ class KerasTripwire(keras.callbacks.Callback):
                  ) -> None:
         super().__init__()
         self.monitor = Monitor(config, stop_on=stop_on, interval=interval, log_dir=log_dir, strict=strict,
-                               framework="keras", run_name=run_name, remediations=("rollback",))
+                               framework="keras", run_name=run_name, remediations=remediations())
         self.train_data = train_data
         self.validation_data = validation_data
         self.tensorboard = None if tensorboard is None else FindingWriter(tensorboard)
@@ -164,12 +164,15 @@ class KerasTripwire(keras.callbacks.Callback):
         self._validated = False
         guard = self.monitor.guard
         self.collector = guard.call(SETUP, Collector, model, needs, self.monitor.interval, data=self.train_data is None,
-                                    confusion=self.validation_data is None, selects=True, guard=guard)
+                                    confusion=self.validation_data is None, selects=True, guard=guard,
+                                    skip_step=self.monitor.uses("skip_step"))
         self._no_gradient = NoGradientNotice()
         if self.collector is not None:
             self._spec = self.collector.spec
             self.collector.install()
             self._drop_broken_collector()
+        if self.collector is not None and self.collector.spikes is not None:
+            guard.call(SPIKES, self.collector.spikes.start, self._micro // self._k)
         else:
             self._spec = guard.call("reading the model's classes", keras_data.label_spec, model)
         from tripwire.observe import drain
@@ -312,6 +315,8 @@ class KerasTripwire(keras.callbacks.Callback):
 
     def _read_statistics(self, step: int, final: bool) -> dict[str, dict[str | None, float]]:
         stats = self.collector.read(final=final, data=self.monitor.waiting(self.collector.data.stats))
+        if self.collector.spikes is not None and self.monitor.guard.ok(SPIKES):
+            stats.update(self.monitor.guard.call(SPIKES, self.collector.spikes.read, fallback={}))
         params = self.collector.params
         if params is not None:
             self._no_gradient.see(params.no_gradient, step)
@@ -360,6 +365,18 @@ class KerasTripwire(keras.callbacks.Callback):
             self.monitor.guard.call(TENSORBOARD, self.tensorboard.write, decision.findings, len(self.findings),
                                     decision.step)
         self.monitor.execute(decision, _ModelSink(self))
+
+
+def remediations() -> tuple[str, ...]:
+    """The remediation actions the callback carries out on this process's Keras backend:
+    ``rollback`` everywhere, ``skip_step`` where ``loss_spike`` is judged in the train step
+    (TensorFlow and torch; see :mod:`tripwire.callbacks.keras.spike`).
+
+    Example:
+        >>> keras.backend.backend(), remediations()
+        ('tensorflow', ('rollback', 'skip_step'))
+    """
+    return ("rollback", "skip_step") if keras.backend.backend() in ("tensorflow", "torch") else ("rollback",)
 
 
 class _ModelSink:
