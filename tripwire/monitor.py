@@ -50,7 +50,8 @@ from tripwire.wording import step_word
 log = logging.getLogger("tripwire")
 
 #: the callbacks that carry out each remediation action, for the error of one that cannot
-_CARRIED_OUT_BY = {"skip_step": "LightningTripwire, tripwire.torch.Tripwire",
+_CARRIED_OUT_BY = {"skip_step": "LightningTripwire, tripwire.torch.Tripwire, KerasTripwire on the TensorFlow and torch "
+                                 "backends",
                    "reduce_lr": "LightningTripwire, tripwire.torch.Tripwire",
                    "rollback": "LightningTripwire, tripwire.torch.Tripwire, KerasTripwire"}
 
@@ -138,12 +139,12 @@ class Monitor:
         """Refuse a remediation this adapter cannot carry out: a ConfigError now, not a silent no-op.
 
         Example:
-            >>> Monitor({"rules": {"loss_spike": {"actions": ["alert", "skip_step"]}}}, framework="keras")
+            >>> Monitor({"rules": {"loss_spike": {"actions": ["alert", "skip_step"]}}}, framework="xgboost")
             Traceback (most recent call last):
             ...
             tripwire.errors.ConfigError: <dict> at 'rules.loss_spike.actions': this callback cannot carry out
             skip_step; valid here: alert, stop, raise, checkpoint
-            (skip_step: LightningTripwire, tripwire.torch.Tripwire)
+            (skip_step: LightningTripwire, tripwire.torch.Tripwire, KerasTripwire on the TensorFlow and torch backends)
         """
         for name, spec in self.config.rule_specs().items():
             for action in spec.actions or ():

@@ -139,4 +139,16 @@ from test_keras_rollback import rollback_report
 
 out["rollback"] = rollback_report()
 
+# 8. loss_spike is not judged on JAX: skip_step is refused when the callback is made, and the rule
+#    alone trains with a logged notice
+from tripwire import ConfigError, KerasTripwire
+
+try:
+    KerasTripwire({"rules": {"loss_spike": {"actions": ["skip_step"]}}}, log_dir=False)
+    out["spike_refused"] = None
+except ConfigError as exc:
+    out["spike_refused"] = str(exc)
+tw, _, _ = fit(mlp(hidden=(8,)), *classification(n=64), config={"rules": {"loss_spike": {}}}, epochs=1, batch_size=32)
+out["spike_trains"] = {"findings": len(tw.findings), "off": list(tw.monitor.guard.disabled)}
+
 print("RESULT " + json.dumps(out))

@@ -86,3 +86,8 @@ def test_rollback_restores_the_kept_state_through_the_trainer_state(result):
     run = result["rollback"]
     assert run["findings"] == [["nonfinite", 30, None], ["rollback", 30, 20]]
     assert run["finite"] and run["loss"] < 1.2  # a model that trained on; NaN weights give a NaN loss
+
+
+def test_loss_spike_is_not_judged_and_skip_step_is_refused(result):
+    assert "cannot carry out skip_step" in result["spike_refused"]
+    assert result["spike_trains"] == {"findings": 0, "off": []}

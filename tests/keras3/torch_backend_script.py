@@ -112,4 +112,9 @@ from test_keras_rollback import rollback_report
 
 out["rollback"] = rollback_report()
 
+# loss_spike and skip_step: a batch with inputs x1000 at step 100, judged at every step
+from test_keras_spike import spike_report
+
+out["spike"] = spike_report()
+
 print("RESULT " + json.dumps(out))
