@@ -50,8 +50,7 @@ from tripwire.wording import step_word
 log = logging.getLogger("tripwire")
 
 #: the callbacks that carry out each remediation action, for the error of one that cannot
-_CARRIED_OUT_BY = {"skip_step": "LightningTripwire, tripwire.torch.Tripwire, KerasTripwire on the TensorFlow and torch "
-                                 "backends",
+_CARRIED_OUT_BY = {"skip_step": "LightningTripwire, tripwire.torch.Tripwire, KerasTripwire",
                    "reduce_lr": "LightningTripwire, tripwire.torch.Tripwire",
                    "rollback": "LightningTripwire, tripwire.torch.Tripwire, KerasTripwire"}
 
@@ -144,7 +143,7 @@ class Monitor:
             ...
             tripwire.errors.ConfigError: <dict> at 'rules.loss_spike.actions': this callback cannot carry out
             skip_step; valid here: alert, stop, raise, checkpoint
-            (skip_step: LightningTripwire, tripwire.torch.Tripwire, KerasTripwire on the TensorFlow and torch backends)
+            (skip_step: LightningTripwire, tripwire.torch.Tripwire, KerasTripwire)
         """
         for name, spec in self.config.rule_specs().items():
             for action in spec.actions or ():

@@ -45,7 +45,7 @@ _ALLCLOSE_OPTIONS = (("atol", 1e-8), ("rtol", 1e-5))
 #: 6 deviations above a 128-step history, after 64 warm-up steps).
 SPIKE_SERIES = ("loss", "grad_norm")
 _SPIKE_OPTIONS = (("series", "loss"), ("window", 128), ("warmup", 64), ("limit", 6.0))
-#: who judges spikes at every optimizer step: the torch adapters, and Keras on its TensorFlow and torch backends
+#: who judges spikes at every optimizer step: the torch adapters and the Keras callback
 _SPIKES = frozenset({"torch", "keras"})
 
 

@@ -139,16 +139,10 @@ from test_keras_rollback import rollback_report
 
 out["rollback"] = rollback_report()
 
-# 8. loss_spike is not judged on JAX: skip_step is refused when the callback is made, and the rule
-#    alone trains with a logged notice
-from tripwire import ConfigError, KerasTripwire
+# 8. loss_spike and skip_step: a batch with inputs x1000 at step 100, judged at every step inside the
+#    jitted step (the loss handed over by tripwire's train step, the verdict gating stateless_apply)
+from test_keras_spike import spike_report
 
-try:
-    KerasTripwire({"rules": {"loss_spike": {"actions": ["skip_step"]}}}, log_dir=False)
-    out["spike_refused"] = None
-except ConfigError as exc:
-    out["spike_refused"] = str(exc)
-tw, _, _ = fit(mlp(hidden=(8,)), *classification(n=64), config={"rules": {"loss_spike": {}}}, epochs=1, batch_size=32)
-out["spike_trains"] = {"findings": len(tw.findings), "off": list(tw.monitor.guard.disabled)}
+out["spike"] = spike_report()
 
 print("RESULT " + json.dumps(out))

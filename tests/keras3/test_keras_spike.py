@@ -26,7 +26,8 @@ def spike_config(*actions: str) -> dict:
 
 class Snapshots(keras.callbacks.Callback):
     """The weights and the optimizer's variables (iteration count, Adam's moments) after the steps
-    just before and at the poisoned one."""
+    just before and at the poisoned one (on JAX tripwire's own variables are optimizer variables
+    during ``fit``: left out)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -34,7 +35,9 @@ class Snapshots(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch: int, logs=None) -> None:
         if batch in (POISONED - 1, POISONED):
-            self.kept[batch] = [to_numpy(v) for v in [*self.model.weights, *self.model.optimizer.variables]]
+            model = self.model
+            own = [v for v in model.optimizer.variables if not v.name.startswith("tripwire")]
+            self.kept[batch] = [to_numpy(v) for v in [*model.weights, *own]]
 
 
 def _run(x, y, config, callbacks=()) -> tuple:
@@ -132,3 +135,15 @@ def test_the_judgement_matches_the_host_series_of_the_torch_adapters():
     got = {key.split("[")[0]: value[None] for key, value in spikes.read().items()}
     assert got == {"spike_count": count, "spike_max_z": pytest.approx(max_z, rel=1e-4), "spike_last_step": last}
     assert spikes.read() == {needs[0].key: {None: 0.0}}  # read, and started again
+
+
+def test_under_xla_the_spike_is_judged_and_skipped_too():
+    x, y = classification(n=BATCH * 60)
+    x[40 * BATCH:41 * BATCH] *= 1000
+    config = {"rules": {"loss_spike": {"warmup": 16, "window": 32, "actions": ["alert", "skip_step"]}}}
+    model = mlp(head=None)
+    tw, _, _ = fit(model, x, y, config=config, interval=10, epochs=1, batch_size=BATCH, shuffle=False,
+                   optimizer=keras.optimizers.Adam(1e-2), compile_kwargs={"jit_compile": True},
+                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    assert [(f.kind, f.step) for f in tw.findings] == [("loss_spike", 40), ("skip_step_effect", 50)]
+    assert int(to_numpy(model.optimizer.iterations)) == 59 and not tw.monitor.guard.disabled

@@ -41,8 +41,8 @@ class LossSpike(Rule):
     least 0.01 (a series that barely varies still needs to grow by about ``limit`` percent). In the plain
     loop and the Hugging Face Trainer the loss reaches tripwire after the optimizer step, so
     there ``skip_step`` acts on the gradient norm's spikes and the loss's are reported. In Keras
-    ``fit`` (TensorFlow and torch backends) both are judged inside the compiled train step, before
-    the update (:mod:`tripwire.callbacks.keras.spike`); the JAX backend does not judge them.
+    ``fit`` both are judged inside the compiled train step, before the update
+    (:mod:`tripwire.callbacks.keras.spike`).
 
     Not in the default set, for its per-step cost and because a run whose loss legitimately jumps
     (a curriculum switching data sources, a learning-rate restart) should opt in knowingly. On the

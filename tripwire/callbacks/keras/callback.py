@@ -369,14 +369,14 @@ class KerasTripwire(keras.callbacks.Callback):
 
 def remediations() -> tuple[str, ...]:
     """The remediation actions the callback carries out on this process's Keras backend:
-    ``rollback`` everywhere, ``skip_step`` where ``loss_spike`` is judged in the train step
-    (TensorFlow and torch; see :mod:`tripwire.callbacks.keras.spike`).
+    ``rollback``, and ``skip_step`` where ``loss_spike`` is judged in the train step (TensorFlow,
+    JAX and torch; see :mod:`tripwire.callbacks.keras.spike`).
 
     Example:
         >>> keras.backend.backend(), remediations()
         ('tensorflow', ('rollback', 'skip_step'))
     """
-    return ("rollback", "skip_step") if keras.backend.backend() in ("tensorflow", "torch") else ("rollback",)
+    return ("rollback", "skip_step") if keras.backend.backend() in ("tensorflow", "jax", "torch") else ("rollback",)
 
 
 class _ModelSink:

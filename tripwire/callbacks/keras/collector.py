@@ -70,7 +70,7 @@ from tripwire.callbacks.keras.activations import ActivationProbes
 from tripwire.callbacks.keras.buffer import Layout, PackedBuffer, reset, to_numpy
 from tripwire.callbacks.keras.data import Confusion, DataStats, LabelSpec, label_spec
 from tripwire.callbacks.keras.fallback import guarded_train_function
-from tripwire.callbacks.keras.jax import JaxState, when
+from tripwire.callbacks.keras.jax import JaxState, loss_forwarding_train_step, when
 from tripwire.callbacks.keras.params import ParamStats, _dense
 from tripwire.callbacks.keras.spike import SPIKE_STATS, KerasSpikes
 from tripwire.failopen import FailOpen
@@ -162,7 +162,7 @@ class Collector:
         if any(n.stat in SPIKE_STATS for n in self.needs):
             reason = spikes_unsupported(model)
             if reason is None:
-                self.spikes = KerasSpikes(self.needs, skip=skip_step)
+                self.spikes = KerasSpikes(self.needs, skip=skip_step, when=self._when_variables, state=self.jax)
             else:
                 log.warning("tripwire: loss_spike is not judged here: %s", reason)
         self._installed = False
@@ -210,10 +210,31 @@ class Collector:
         if self._want_confusion and self.confusion is None:
             self.confusion = Confusion(self.spec, self.strategy)
         if self.jax is not None:
-            self.jax.attach(self.hooked, [self.buffer.variable, *self.params.snapshots],
+            spiking = self.spikes.variables if self.spikes is not None else []
+            self.jax.attach(self.hooked, [self.buffer.variable, *self.params.snapshots, *spiking],
                             [b.variable for b in (self.act_buffer, self.confusion) if b is not None])
+            if self.spikes is not None and self.spikes.wants("loss"):
+                self._forward_loss()
         model.make_train_function(force=True)
         self._plain = self._ending_clean(self._own(model.train_function))
+
+    def _forward_loss(self) -> None:
+        """JAX: a train step that hands the batch's loss to the spike judgement (before the train
+        functions are made, so the model's own one judges it too); without one (a ``train_step`` of
+        the model's own), only the gradient norm is judged."""
+        step = loss_forwarding_train_step(self.model, lambda loss: self.note_loss(loss, outside_gradient=True))
+        if step is None:
+            log.warning("tripwire: loss_spike judges the gradient norm only: the model's own train_step hands "
+                        "the loss to the optimizer inside the gradient's trace on JAX")
+            return
+        self.model.train_step = step
+
+    def _when_variables(self, pred, fn, variables: list) -> None:
+        """Run ``fn`` (which writes ``variables``) where ``pred`` holds, in the graph."""
+        if self.jax is not None:
+            when(pred, fn, variables)
+        else:
+            ops.cond(pred, fn, _nothing)
 
     def _own(self, function):
         """The model's own train function, made before the hooks. TensorFlow and JAX keep the
@@ -295,8 +316,12 @@ class Collector:
             return kopt.counting_optimizer(optimizer)
         return optimizer
 
+    def _xla(self) -> bool:
+        """Whether TensorFlow compiles the train step with XLA."""
+        return self.backend == "tensorflow" and bool(getattr(self.model, "jit_compile", False))
+
     def _lay_out_params(self, variables: list) -> None:
-        xla = self.backend == "tensorflow" and bool(getattr(self.model, "jit_compile", False))
+        xla = self._xla()
         self.params = ParamStats(self.needs, variables, self.pre, self.post, kopt.is_loss_scaled(self.hooked),
                                  xla=xla)
         self.pre.skip_once = set(self.params.unchanged_keys)  # the first comparison has no predecessor
@@ -343,6 +368,7 @@ class Collector:
         steps = [self.jax.detach] if self.jax is not None else []
         steps.append(lambda: kopt.detach(self.hooked))
         steps += [lambda name=name: _unwrap(model, name) for name in ("train_step", "test_step", "compute_loss")]
+        steps.append(lambda: _drop_loss_forwarding(model))
         steps += [self.acts.remove, self._rebuild_functions]
         errors = []
         for step in steps:
@@ -372,9 +398,11 @@ class Collector:
             st.phase, st.outputs, st.data, st.act_gate, st.loss = None, {}, None, None, None
         return st
 
-    def note_loss(self, loss) -> None:
-        """The batch's loss, from the optimizer's ``scale_loss`` (while tracing): judged in ``apply``."""
-        if self.spikes is not None and self.spikes.wants("loss"):
+    def note_loss(self, loss, *, outside_gradient: bool = False) -> None:
+        """The batch's loss, from the optimizer's ``scale_loss`` (while tracing): judged in ``apply``.
+        On JAX ``scale_loss`` runs inside the gradient's trace, which the value cannot leave: there
+        the loss comes from the train step (``outside_gradient``; :meth:`_forward_loss`)."""
+        if self.spikes is not None and self.spikes.wants("loss") and (self.jax is None or outside_gradient):
             self._state().loss = loss
 
     def _train_step(self, original, *args):  # (data) or, on JAX, (state, data)
@@ -501,8 +529,9 @@ class Collector:
             self._build_optimizer(optimizer, trainable_variables)
             norm = None
             if self.spikes.wants("grad_norm"):
+                fused = not self._xla()  # XLA has no kernel for TensorFlow's fused norm
                 dense = [_dense(g) for g in grads if g is not None]
-                norm = km.norm(ops.stack([km.norm(g) for g in dense])) if dense else None
+                norm = km.norm(ops.stack([km.norm(g, fused) for g in dense]), fused) if dense else None
                 scale = ParamStats.grad_scale(optimizer)
                 if norm is not None and scale is not None:
                     norm = norm / scale
@@ -513,7 +542,8 @@ class Collector:
         counted = self.spikes.step.value
         if flag is None or not self.spikes.skip:
             return apply, counted
-        return self.spikes.gate(flag, apply), counted
+        written = [*kopt.counting_optimizer(optimizer)._trainable_variables, *optimizer.variables]
+        return self.spikes.gate(flag, apply, written), counted
 
     def _build_optimizer(self, optimizer, trainable_variables) -> None:
         """What ``apply`` would do first: the statistics and the gate need the optimizer's variables now."""
@@ -596,11 +626,16 @@ def _nothing() -> None:
     return None
 
 
+def _drop_loss_forwarding(model) -> None:
+    if getattr(vars(model).get("train_step"), "_tripwire_loss", False):
+        delattr(model, "train_step")
+
+
 def spikes_unsupported(model) -> str | None:
     """Why ``loss_spike`` cannot be judged in ``model``'s train step, or None when it can."""
     backend = keras.backend.backend()
-    if backend not in ("tensorflow", "torch"):
-        return f"the {backend} backend (judged on TensorFlow and torch)"
+    if backend not in ("tensorflow", "torch", "jax"):
+        return f"the {backend} backend (judged on TensorFlow, JAX and torch)"
     if backend == "tensorflow" and getattr(model, "_distribute_strategy", None) is not None:
         return "under tf.distribute (each replica would judge its own loss)"
     if kopt.accumulation_steps(model.optimizer) > 1:

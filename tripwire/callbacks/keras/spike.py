@@ -18,13 +18,41 @@ variables too, so no step waits for the host. Where it runs: the optimizer's ``a
 class-swap mixin of :mod:`tripwire.callbacks.keras.optimizer`), which every training step calls,
 the model's own train function as much as tripwire's instrumented one; the batch's loss reaches it
 through the optimizer's ``scale_loss``, which Keras's ``train_step`` calls with the loss before
-the gradients. The step's verdict gates the update (:meth:`KerasSpikes.gate`, an ``ops.cond`` as
-Keras's own ``LossScaleOptimizer`` skips a non-finite step): a spiking step applies nothing, so
-the weights, the optimizer's slots (Adam's moments) and its iteration count stay as they were.
-The count, the largest z and the last spiking step since the previous read travel to the host at
-each flush (:meth:`KerasSpikes.read`: one small read and one write).
+the gradients. On JAX that call is inside the gradient's trace, which no value may leave, so
+there a copy of Keras's ``train_step`` hands the loss over
+(:func:`~tripwire.callbacks.keras.jax.loss_forwarding_train_step`), the variables are optimizer
+variables in the trainer's state, and a ``cond`` hands out values
+(:func:`~tripwire.callbacks.keras.jax.when`). The step's verdict gates the update
+(:meth:`KerasSpikes.gate`, a ``cond`` as Keras's own ``LossScaleOptimizer`` skips a non-finite
+step): a spiking step applies nothing, so the weights, the optimizer's slots (Adam's moments) and
+its iteration count stay as they were. The torch backend runs eagerly: there the ``cond`` reads
+the verdict on the host (free on the CPU, a sync on a GPU). The count, the largest z and the last
+spiking step since the previous read travel to the host at each flush (:meth:`KerasSpikes.read`:
+one small read, and a write once a verdict was made; on JAX the write syncs the trainer's state).
 
-Example (a loss of 1.0 +- noise, then one batch at 40):
+Not judged (the collector warns): under ``tf.distribute``, where each replica has its own loss
+and the optimizer's update merges the replicas (a ``cond`` around it would have to run in the
+cross-replica context, with the replicas' verdicts combined first), and with
+``gradient_accumulation_steps``, where ``apply`` runs once per micro-batch.
+
+Example (``skip_step`` in ``fit``: a batch with inputs x1000 at step 40):
+    >>> import keras
+    >>> from tripwire import KerasTripwire
+    >>> from tripwire.kit.data import linear_classes
+    >>> from tripwire.kit.keras import mlp
+    >>> x, y = linear_classes(n=32 * 60)
+    >>> x[40 * 32:41 * 32] *= 1000
+    >>> model = mlp(head=None)
+    >>> model.compile(keras.optimizers.Adam(1e-2), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    >>> rules = {"loss_spike": {"warmup": 16, "window": 32, "actions": ["alert", "skip_step"]}}
+    >>> tw = KerasTripwire({"rules": rules, "interval": 10}, log_dir=False)
+    >>> _ = model.fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0, callbacks=[tw])
+    tripwire: 2 findings (1 warning, 1 info)
+    ...
+    >>> [(f.kind, f.step) for f in tw.findings], int(model.optimizer.iterations)
+    ([('loss_spike', 40), ('skip_step_effect', 50)], 59)
+
+The judgement alone (a loss of 1.0 +- noise, then one batch at 40):
     >>> import numpy as np
     >>> from keras import ops
     >>> from tripwire.stats import Need
@@ -132,13 +160,6 @@ class _Series:
         self.scale_inv.assign(ops.where(ready, 1.0 / scale, 0.0))
         self.shift.assign(ops.where(ready, -median / scale, np.float32(-np.inf)))
 
-    def take(self) -> tuple[float, float, float]:
-        """``(count, max z, last step)`` since the previous call, and a fresh start (host side)."""
-        count, max_z, last = (float(v) for v in to_numpy(self.tally))
-        if count or max_z > -math.inf:
-            self.tally.assign(np.array([0.0, -np.inf, -1.0], "float32"))
-        return count, max_z, last
-
 
 def _run_when(pred, fn, variables: list) -> None:
     ops.cond(pred, fn, lambda: None)
@@ -152,9 +173,11 @@ class KerasSpikes:
         skip: whether a spiking step's update is left out (the ``skip_step`` action).
         when: ``when(pred, fn, variables)`` runs ``fn`` (which assigns ``variables``) where
             ``pred`` holds, in the graph (an ``ops.cond`` by default; the JAX form hands out values).
+        state: on JAX, the :class:`~tripwire.callbacks.keras.jax.JaxState` whose trainer state holds
+            the variables' current values (the host reads them there, and syncs it before a write).
     """
 
-    def __init__(self, needs: Iterable[Need], *, skip: bool = False, when=_run_when) -> None:
+    def __init__(self, needs: Iterable[Need], *, skip: bool = False, when=_run_when, state=None) -> None:
         self.needs = [n for n in needs if n.stat in SPIKE_STATS]
         # the limit comes with the spike_count needs; the others judge with the same history
         counted = {settings(n) for n in self.needs if n.stat == "spike_count"}
@@ -162,6 +185,7 @@ class KerasSpikes:
         self.series = {s: _Series(*s[1:]) for s in sorted(counted | uncounted)}
         self.skip = bool(skip)
         self.when = when
+        self.state = state
         #: optimizer steps judged so far: the number of the step in progress (set by :meth:`start`)
         self.step = _variable(0.0, "tripwire_spike_step")
         #: steps whose update was left out since the previous read
@@ -179,7 +203,15 @@ class KerasSpikes:
 
     def start(self, step: int) -> None:
         """Host side, before training: the number of the first step to come."""
-        self.step.assign(np.float32(step))
+        self._write(self.step, np.float32(step))
+
+    def _value(self, variable) -> np.ndarray:
+        return self.state.value(variable) if self.state is not None else to_numpy(variable)
+
+    def _write(self, variable, value) -> None:
+        if self.state is not None:
+            self.state.sync()
+        variable.assign(value)
 
     def judge(self, loss, grad_norm) -> object | None:
         """Judge the step in progress (in the graph): ``loss`` and ``grad_norm`` are float32 scalar
@@ -211,7 +243,9 @@ class KerasSpikes:
         made; last spiking step once a step spiked) and, with ``skip``, :data:`STEPS_SKIPPED`."""
         out: dict[str, dict[str | None, float]] = {}
         for key, series in self.series.items():
-            count, max_z, last = series.take()
+            count, max_z, last = (float(v) for v in self._value(series.tally))
+            if count or max_z > -math.inf:
+                self._write(series.tally, np.array([0.0, -np.inf, -1.0], "float32"))
             for need in self.needs:
                 if settings(need)[:3] != key[:3] or (need.stat == "spike_count" and settings(need) != key):
                     continue
@@ -222,8 +256,8 @@ class KerasSpikes:
                 elif need.stat == "spike_last_step" and count > 0:
                     out[need.key] = {None: last}
         if self.skip:
-            skipped = float(to_numpy(self.skipped))
+            skipped = float(self._value(self.skipped))
             if skipped:
-                self.skipped.assign(np.float32(0.0))
+                self._write(self.skipped, np.float32(0.0))
             out[STEPS_SKIPPED] = {None: skipped}
         return out
