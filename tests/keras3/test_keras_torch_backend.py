@@ -66,8 +66,9 @@ def test_rollback_restores_the_kept_state(result):
     assert run["finite"] and run["loss"] < 1.2  # a model that trained on; NaN weights give a NaN loss
 
 
-def test_loss_spike_fires_and_skip_step_leaves_the_update_out(result):
-    run = result["spike"]
+@pytest.mark.parametrize("path", ["spike", "spike_device"])
+def test_loss_spike_fires_and_skip_step_leaves_the_update_out(result, path):
+    run = result[path]
     assert run["alerted"] == [["loss_spike", 100, None]] and run["loss_damaged"] > 3 * run["loss_clean"]
     assert [kind for kind, *_ in run["skipping"]] == ["loss_spike", "skip_step_effect"]
     assert run["unchanged_by_skip"] and run["iterations"] == 119

@@ -539,7 +539,7 @@ class Collector:
         except Exception as exc:  # noqa: BLE001 - reported through the guard; the update goes on
             self.guard.fail(SPIKES, exc)
             return apply, None
-        counted = self.spikes.step.value
+        counted = self.spikes.judged
         if flag is None or not self.spikes.skip:
             return apply, counted
         written = [*kopt.counting_optimizer(optimizer)._trainable_variables, *optimizer.variables]

@@ -109,10 +109,12 @@ def _variable(value, name: str, dtype: str = "float32") -> keras.Variable:
 
 
 class _Series:
-    """The history and the verdicts of one series, in Keras variables."""
+    """The history and the verdicts of one series, in Keras variables. ``eager`` (the torch backend):
+    the refresh schedule is a host counter, so that no step reads the device to decide it."""
 
-    def __init__(self, window: int, warmup: int, limit: float) -> None:
+    def __init__(self, window: int, warmup: int, limit: float, eager: bool = False) -> None:
         self.window, self.warmup, self.limit = window, warmup, float(limit)
+        self.eager, self.counted = eager, 0
         self.ring = _variable(np.full(window, np.nan), "tripwire_spike_ring")
         self.written = _variable(0, "tripwire_spike_written", "int32")
         self.shift = _variable(-np.inf, "tripwire_spike_shift")  # z = shift + log x * scale_inv
@@ -141,7 +143,12 @@ class _Series:
                                      ops.where(spike, ops.cast(step, "float32"), last)]))
         written = self.written.value + 1
         self.written.assign(written)
-        when(ops.equal(ops.mod(written, REFRESH), 0), self.refresh, [self.shift, self.scale_inv])
+        self.counted += 1
+        if self.eager:
+            if self.counted % REFRESH == 0:
+                self.refresh()
+        else:
+            when(ops.equal(ops.mod(written, REFRESH), 0), self.refresh, [self.shift, self.scale_inv])
         return spike
 
     def refresh(self) -> None:
@@ -165,6 +172,15 @@ def _run_when(pred, fn, variables: list) -> None:
     ops.cond(pred, fn, lambda: None)
 
 
+def _on_torch_cpu() -> bool:
+    """Whether Keras runs on the torch backend's CPU device."""
+    if keras.backend.backend() != "torch":
+        return False
+    from keras.src.backend.torch.core import get_device
+
+    return str(get_device()).startswith("cpu")
+
+
 class KerasSpikes:
     """Every series the ``spike_*`` needs ask for, judged in the compiled train step.
 
@@ -175,22 +191,33 @@ class KerasSpikes:
             ``pred`` holds, in the graph (an ``ops.cond`` by default; the JAX form hands out values).
         state: on JAX, the :class:`~tripwire.callbacks.keras.jax.JaxState` whose trainer state holds
             the variables' current values (the host reads them there, and syncs it before a write).
+        host: judge in Python floats with :class:`~tripwire.callbacks.torch.spike.HostSpikeSeries`
+            (the torch backend on the CPU, where reading a value waits for nothing and a dozen
+            float operations cost less than as many eager operations on 0-d tensors); None: so on
+            the torch backend's CPU device.
     """
 
-    def __init__(self, needs: Iterable[Need], *, skip: bool = False, when=_run_when, state=None) -> None:
+    def __init__(self, needs: Iterable[Need], *, skip: bool = False, when=_run_when, state=None,
+                 host: bool | None = None) -> None:
         self.needs = [n for n in needs if n.stat in SPIKE_STATS]
         # the limit comes with the spike_count needs; the others judge with the same history
         counted = {settings(n) for n in self.needs if n.stat == "spike_count"}
         uncounted = {settings(n) for n in self.needs if settings(n)[:3] not in {s[:3] for s in counted}}
-        self.series = {s: _Series(*s[1:]) for s in sorted(counted | uncounted)}
+        eager = keras.backend.backend() == "torch"
+        self.host = _on_torch_cpu() if host is None else bool(host)
+        if self.host:
+            from tripwire.callbacks.torch.spike import HostSpikeSeries
+
+            self.series = {s: HostSpikeSeries(*s[1:]) for s in sorted(counted | uncounted)}
+        else:
+            self.series = {s: _Series(*s[1:], eager=eager) for s in sorted(counted | uncounted)}
         self.skip = bool(skip)
         self.when = when
         self.state = state
         #: optimizer steps judged so far: the number of the step in progress (set by :meth:`start`)
-        self.step = _variable(0.0, "tripwire_spike_step")
+        self.step = 0 if self.host else _variable(0.0, "tripwire_spike_step")
         #: steps whose update was left out since the previous read
-        self.skipped = _variable(0.0, "tripwire_spike_skipped")
-        self.loss = None  # the batch's loss, from the optimizer's scale_loss (while tracing)
+        self.skipped = 0.0 if self.host else _variable(0.0, "tripwire_spike_skipped")
 
     def wants(self, series: str) -> bool:
         """Whether ``series`` (``loss`` or ``grad_norm``) is judged."""
@@ -199,11 +226,21 @@ class KerasSpikes:
     @property
     def variables(self) -> list:
         """Every variable the compiled step writes."""
+        if self.host:
+            return []
         return [self.step, self.skipped, *(v for series in self.series.values() for v in series.variables)]
+
+    @property
+    def judged(self):
+        """Steps judged so far (after :meth:`judge`: the 1-based number of the step in progress)."""
+        return self.step if self.host else self.step.value
 
     def start(self, step: int) -> None:
         """Host side, before training: the number of the first step to come."""
-        self._write(self.step, np.float32(step))
+        if self.host:
+            self.step = int(step)
+        else:
+            self._write(self.step, np.float32(step))
 
     def _value(self, variable) -> np.ndarray:
         return self.state.value(variable) if self.state is not None else to_numpy(variable)
@@ -218,6 +255,8 @@ class KerasSpikes:
         tensors or None. The verdict (any judged series spiked), a bool tensor; None when nothing
         was judged."""
         values = {"loss": loss, "grad_norm": grad_norm}
+        if self.host:
+            return self._judge_on_host(values)
         step = self.step.value
         flag = None
         for (name, *_), series in self.series.items():
@@ -230,10 +269,24 @@ class KerasSpikes:
             self.skipped.assign(self.skipped.value + ops.cast(flag, "float32"))
         return flag
 
+    def _judge_on_host(self, values: dict) -> bool | None:
+        flag = None
+        for (name, *_), series in self.series.items():
+            if values[name] is not None:
+                flag = series.judge(float(values[name]), self.step) or bool(flag)
+        self.step += 1
+        if flag and self.skip:
+            self.skipped += 1.0
+        return flag
+
     def gate(self, flag, apply, variables: list = ()):
         """``apply`` (an optimizer's ``apply(grads, trainable_variables)``, which writes
         ``variables``) gated on the verdict: it runs only on a step that did not spike."""
         def gated(grads, trainable_variables=None) -> None:
+            if self.host:
+                if not flag:
+                    apply(grads, trainable_variables)
+                return
             self.when(ops.logical_not(flag), lambda: apply(grads, trainable_variables), variables)
 
         return gated
@@ -243,9 +296,12 @@ class KerasSpikes:
         made; last spiking step once a step spiked) and, with ``skip``, :data:`STEPS_SKIPPED`."""
         out: dict[str, dict[str | None, float]] = {}
         for key, series in self.series.items():
-            count, max_z, last = (float(v) for v in self._value(series.tally))
-            if count or max_z > -math.inf:
-                self._write(series.tally, np.array([0.0, -np.inf, -1.0], "float32"))
+            if self.host:
+                count, max_z, last = series.take().tolist()
+            else:
+                count, max_z, last = (float(v) for v in self._value(series.tally))
+                if count or max_z > -math.inf:
+                    self._write(series.tally, np.array([0.0, -np.inf, -1.0], "float32"))
             for need in self.needs:
                 if settings(need)[:3] != key[:3] or (need.stat == "spike_count" and settings(need) != key):
                     continue
@@ -256,8 +312,11 @@ class KerasSpikes:
                 elif need.stat == "spike_last_step" and count > 0:
                     out[need.key] = {None: last}
         if self.skip:
-            skipped = float(self._value(self.skipped))
-            if skipped:
-                self._write(self.skipped, np.float32(0.0))
+            if self.host:
+                skipped, self.skipped = self.skipped, 0.0
+            else:
+                skipped = float(self._value(self.skipped))
+                if skipped:
+                    self._write(self.skipped, np.float32(0.0))
             out[STEPS_SKIPPED] = {None: skipped}
         return out
