@@ -75,8 +75,11 @@ class KerasTripwire(keras.callbacks.Callback):
 
     Gradient, weight, activation and data statistics are computed inside the compiled train step
     on every ``interval``-th optimizer step and read on the host once per ``interval`` steps
-    (see :mod:`tripwire.callbacks.keras.collector`); losses come from the logs. Everything the
-    callback installs on the model and optimizer is removed when training ends, so
+    (see :mod:`tripwire.callbacks.keras.collector`); losses come from the logs. ``loss_spike`` is
+    judged at every optimizer step inside the train step, and its ``skip_step`` action leaves a
+    spiking step's update out, optimizer state included (:mod:`tripwire.callbacks.keras.spike`);
+    ``rollback`` restores a kept state (:mod:`tripwire.callbacks.keras.training_state`).
+    Everything the callback installs on the model and optimizer is removed when training ends, so
     ``model.save`` / ``keras.models.load_model`` behave as without it.
 
     Backends: TensorFlow (graph and ``jit_compile=True``, ``tf.distribute.MirroredStrategy``:

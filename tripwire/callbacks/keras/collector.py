@@ -3,7 +3,10 @@
 It installs itself on a compiled model when training begins and removes itself when it ends:
 
 - the optimizer's class gets the :class:`~tripwire.callbacks.keras.optimizer.TripwireApply`
-  mixin, so ``apply`` passes the gradients through :meth:`Collector.around_apply`;
+  mixin, so ``apply`` passes the gradients through :meth:`Collector.around_apply` and
+  ``scale_loss`` the batch's loss through :meth:`Collector.note_loss`; ``loss_spike`` is judged
+  there at every step, sampled or not, and ``skip_step`` gates the update on the verdict
+  (:mod:`tripwire.callbacks.keras.spike`);
 - ``model.train_step`` is wrapped to mark the training phase and keep the batch;
 - activation probes keep the outputs of ReLU/tanh/sigmoid activations of that step;
 - with a confusion matrix to fill, ``test_step`` and ``compute_loss`` are wrapped to see the
