@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from keras_kit import classification, fit, mlp
+from tripwire import KerasTripwire
 from tripwire.callbacks.keras.buffer import to_numpy
 from tripwire.stats import Need
 
@@ -147,3 +148,21 @@ def test_under_xla_the_spike_is_judged_and_skipped_too():
                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     assert [(f.kind, f.step) for f in tw.findings] == [("loss_spike", 40), ("skip_step_effect", 50)]
     assert int(to_numpy(model.optimizer.iterations)) == 59 and not tw.monitor.guard.disabled
+
+
+def test_a_resumed_run_judges_against_the_saved_history():
+    """80 clean steps, then a new callback (and a resumed fit) over 40 more with the corrupt batch at
+    step 100: the warm-up (64 steps) is longer than the second fit, so only the saved history of the
+    first 80 can judge it."""
+    import json
+
+    x, y = classification(n=BATCH * STEPS)
+    x[POISONED * BATCH:(POISONED + 1) * BATCH] *= 1000
+    first, second = slice(0, 80 * BATCH), slice(80 * BATCH, STEPS * BATCH)
+    model, tw, _ = _run(x[first], y[first], spike_config())
+    state = json.loads(json.dumps(tw.state_dict()))  # plain JSON, beside the checkpoint
+    assert [len(history["ring"]) for history in state["spikes"].values()] == [128, 128]
+    again = KerasTripwire(spike_config(), interval=10, log_dir=False)
+    again.load_state_dict(state)
+    model.fit(x[second], y[second], batch_size=BATCH, epochs=1, shuffle=False, verbose=0, callbacks=[again])
+    assert [(f.kind, f.step) for f in again.findings] == [("loss_spike", POISONED)]

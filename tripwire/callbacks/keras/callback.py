@@ -132,6 +132,7 @@ class KerasTripwire(keras.callbacks.Callback):
         self._wanted: set[str] = set()
         #: the ``rollback`` action's kept training states (None without the action)
         self.keeper: StateKeeper | None = None
+        self._spike_state: dict[str, Any] = {}  # loss_spike's histories, restored by load_state_dict
 
     @property
     def findings(self) -> list[Finding]:
@@ -142,11 +143,20 @@ class KerasTripwire(keras.callbacks.Callback):
         return self.monitor.stopped_by
 
     def state_dict(self) -> dict[str, Any]:
-        """Rule states and findings as plain Python values (JSON-safe), for resuming a run."""
-        return self.monitor.state_dict()
+        """Rule states, findings and ``loss_spike``'s histories as plain Python values (JSON-safe),
+        for resuming a run."""
+        state = self.monitor.state_dict()
+        spikes = self.collector.spikes if self.collector is not None else None
+        if spikes is not None:
+            state["spikes"] = self.monitor.guard.call(SPIKES, spikes.state_dict, fallback={})
+        elif self._spike_state:
+            state["spikes"] = self._spike_state
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` (before ``fit``)."""
         self.monitor.load_state_dict(state)
+        self._spike_state = dict(state.get("spikes") or {})
 
     # ---- lifecycle -----------------------------------------------------------------------
 
@@ -176,6 +186,8 @@ class KerasTripwire(keras.callbacks.Callback):
             self._drop_broken_collector()
         if self.collector is not None and self.collector.spikes is not None:
             guard.call(SPIKES, self.collector.spikes.start, self._micro // self._k)
+            if self._spike_state:
+                guard.call(SPIKES, self.collector.spikes.load_state_dict, self._spike_state)
         else:
             self._spec = guard.call("reading the model's classes", keras_data.label_spec, model)
         from tripwire.observe import drain

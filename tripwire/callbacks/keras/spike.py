@@ -71,6 +71,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from statistics import NormalDist
+from typing import Any
 
 import keras
 import numpy as np
@@ -290,6 +291,38 @@ class KerasSpikes:
             self.when(ops.logical_not(flag), lambda: apply(grads, trainable_variables), variables)
 
         return gated
+
+    def state_dict(self) -> dict[str, Any]:
+        """Each series' history (logarithms, plain Python), keyed by its settings as the torch
+        adapters key theirs; one host read per series."""
+        out: dict[str, Any] = {}
+        for key, series in self.series.items():
+            if self.host:
+                out[",".join(map(str, key))] = series.state_dict()
+                continue
+            written = int(self._value(series.written))
+            out[",".join(map(str, key))] = {"ring": [float(v) for v in self._value(series.ring)],
+                                            "position": written % series.window, "written": written}
+        return out
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` (host side, before training): the histories whose window
+        matches, and their shift and scale."""
+        for key, series in self.series.items():
+            saved = state.get(",".join(map(str, key)))
+            if not isinstance(saved, dict):
+                continue
+            if self.host:
+                series.load_state_dict(saved)
+                continue
+            ring = saved.get("ring")
+            if not isinstance(ring, list) or len(ring) != series.window:
+                continue
+            written = int(saved.get("written", 0))
+            self._write(series.ring, np.asarray(ring, "float32"))
+            self._write(series.written, np.int32(written))
+            series.counted = written
+            series.refresh()
 
     def read(self) -> dict[str, dict[str | None, float]]:
         """Host side: the statistics since the previous read (count; largest z once a verdict was
