@@ -166,3 +166,19 @@ def test_a_resumed_run_judges_against_the_saved_history():
     again.load_state_dict(state)
     model.fit(x[second], y[second], batch_size=BATCH, epochs=1, shuffle=False, verbose=0, callbacks=[again])
     assert [(f.kind, f.step) for f in again.findings] == [("loss_spike", POISONED)]
+
+
+def test_every_sample_keeps_its_statistics_across_a_skipped_update():
+    """The skipped update leaves the optimizer's step count behind; the samples' stamps count every
+    step, so at ``interval: 1`` the step after the skipped one still brings its own statistics."""
+    x, y = classification(n=BATCH * STEPS)
+    x[POISONED * BATCH:(POISONED + 1) * BATCH] *= 1000
+    config = {"rules": {"loss_spike": {"actions": ["alert", "skip_step"]}, "dead_relu": {}, "vanishing_gradient": {}}}
+    model = mlp(head=None)
+    tw, rec, _ = fit(model, x, y, config=config, interval=1, epochs=1, batch_size=BATCH, shuffle=False,
+                     optimizer=keras.optimizers.Adam(1e-2),
+                     loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    assert [(f.kind, f.step) for f in tw.findings] == [("loss_spike", POISONED), ("skip_step_effect", POISONED + 1)]
+    for stat in ("grad_norm", "act_dead_frac"):
+        assert sorted({s.step for s in rec.samples if any(k.split("[")[0] == stat for k in s.stats)}) == \
+            list(range(STEPS)), stat

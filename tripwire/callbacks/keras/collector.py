@@ -428,7 +428,10 @@ class Collector:
         """``(sampled, step)`` of this step from the optimizer variables in the JAX trainer's state."""
         optimizer = self.model.optimizer
         with keras.StatelessScope(state_mapping=list(zip(optimizer.variables, state[2]))):
-            return self._gate(self.hooked)
+            sampled, step = self._gate(self.hooked)
+            if self.spikes is not None and self.guard.ok(SPIKES) and isinstance(sampled, bool) and step is not None:
+                step = self.spikes.judged + 1.0  # counts every step (skip_step leaves the optimizer's count behind)
+            return sampled, step
 
     def _test_step(self, original, *args):  # (data) or, on JAX, (state, data)
         st = self._state()
