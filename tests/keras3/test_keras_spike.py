@@ -50,11 +50,11 @@ def _run(x, y, config, callbacks=()) -> tuple:
 
 
 def spike_report() -> dict:
-    """The planted spike on this process's backend, as JSON-safe values (the torch backend script
-    reports it; ``test_keras_torch_backend`` checks it): the findings with and without
-    ``skip_step``, the final losses of both and of the run without the poisoned batch (which is
-    also the healthy run), and whether the skipped step left the weights and the optimizer as
-    they were."""
+    """The planted spike on this process's backend, as JSON-safe values (the JAX and torch backend
+    scripts report it; ``test_keras_jax_backend`` and ``test_keras_torch_backend`` check it): the
+    findings with and without ``skip_step``, the final losses of both and of the run without the
+    poisoned batch (which is also the healthy run), and whether the skipped step left the weights
+    and the optimizer as they were."""
     x, y = classification(n=BATCH * STEPS)
     poisoned = x.copy()
     poisoned[POISONED * BATCH:(POISONED + 1) * BATCH] *= 1000
