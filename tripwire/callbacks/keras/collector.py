@@ -225,12 +225,18 @@ class Collector:
         """JAX: a train step that hands the batch's loss to the spike judgement (before the train
         functions are made, so the model's own one judges it too); without one (a ``train_step`` of
         the model's own), only the gradient norm is judged."""
-        step = loss_forwarding_train_step(self.model, lambda loss: self.note_loss(loss, outside_gradient=True))
+        step = loss_forwarding_train_step(self.model, lambda loss: self.note_loss(loss, outside_gradient=True),
+                                          self._forwarding_failed)
         if step is None:
             log.warning("tripwire: loss_spike judges the gradient norm only: the model's own train_step hands "
                         "the loss to the optimizer inside the gradient's trace on JAX")
             return
         self.model.train_step = step
+
+    def _forwarding_failed(self, exc: Exception) -> None:
+        """JAX: tripwire's train step could not be traced; Keras's own one trains, unjudged."""
+        self._state().loss = None
+        self.guard.fail(SPIKES, exc)
 
     def _when_variables(self, pred, fn, variables: list) -> None:
         """Run ``fn`` (which writes ``variables``) where ``pred`` holds, in the graph."""
