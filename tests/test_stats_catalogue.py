@@ -34,9 +34,8 @@ def test_collected_is_what_the_catalogue_says_each_callback_sends():
         assert COLLECTED[framework] == {s for s, info in CATALOGUE.items() if framework in info.collected_by}
     assert COLLECTED["xgboost"] == {"loss", "val_loss", "epochs_since_val", "label_count", "tree_depth",
                                     "feature_importance", "feature_chances", "boosting_progress", "heldout_importance"}
-    # Keras validates at epoch ends; spikes are judged at every step by the torch adapters only
-    assert COLLECTED["torch"] - COLLECTED["keras"] == {"epochs_since_val", "spike_count", "spike_max_z",
-                                                      "spike_last_step"}
+    # Keras validates at epoch ends
+    assert COLLECTED["torch"] - COLLECTED["keras"] == {"epochs_since_val"}
     assert UNIT_SHARES <= ACTIVATION_STATS
 
 

@@ -50,7 +50,8 @@ from tripwire.wording import step_word
 log = logging.getLogger("tripwire")
 
 #: the callbacks that carry out each remediation action, for the error of one that cannot
-_CARRIED_OUT_BY = {"skip_step": "LightningTripwire, tripwire.torch.Tripwire, TripwireCallback (HF Trainer)",
+_CARRIED_OUT_BY = {"skip_step": "LightningTripwire, tripwire.torch.Tripwire, TripwireCallback (HF Trainer), "
+                                 "KerasTripwire",
                    "reduce_lr": "LightningTripwire, tripwire.torch.Tripwire, TripwireCallback (HF Trainer)",
                    "rollback": "LightningTripwire, tripwire.torch.Tripwire, TripwireCallback (HF Trainer), "
                                "KerasTripwire"}
@@ -141,12 +142,12 @@ class Monitor:
         adapter checks again once it sees the setup).
 
         Example:
-            >>> Monitor({"rules": {"loss_spike": {"actions": ["alert", "skip_step"]}}}, framework="keras")
+            >>> Monitor({"rules": {"loss_spike": {"actions": ["alert", "skip_step"]}}}, framework="xgboost")
             Traceback (most recent call last):
             ...
             tripwire.errors.ConfigError: <dict> at 'rules.loss_spike.actions': this callback cannot carry out
             skip_step; valid here: alert, stop, raise, checkpoint
-            (skip_step: LightningTripwire, tripwire.torch.Tripwire, TripwireCallback (HF Trainer))
+            (skip_step: LightningTripwire, tripwire.torch.Tripwire, TripwireCallback (HF Trainer), KerasTripwire)
         """
         able = frozenset(able)
         for name, spec in self.config.rule_specs().items():

@@ -45,7 +45,8 @@ _ALLCLOSE_OPTIONS = (("atol", 1e-8), ("rtol", 1e-5))
 #: 6 deviations above a 128-step history, after 64 warm-up steps).
 SPIKE_SERIES = ("loss", "grad_norm")
 _SPIKE_OPTIONS = (("series", "loss"), ("window", 128), ("warmup", 64), ("limit", 6.0))
-_TORCH = frozenset({"torch"})
+#: who judges spikes at every optimizer step: the torch adapters and the Keras callback
+_SPIKES = frozenset({"torch", "keras"})
 
 
 @dataclass(frozen=True)
@@ -122,11 +123,11 @@ CATALOGUE: dict[str, StatInfo] = {
                                           "norm) since the previous sample, on logarithms: (log value - median) / "
                                           "(1.4826 MAD) over the last `window` steps that were no spike, once "
                                           "`warmup` steps are in",
-                            collected_by=_TORCH, options=_SPIKE_OPTIONS),
+                            collected_by=_SPIKES, options=_SPIKE_OPTIONS),
     "spike_count": StatInfo("max", "run", "optimizer steps since the previous sample whose `series` was more than "
                                           "`limit` robust deviations above its history (see spike_max_z)",
-                            collected_by=_TORCH, options=_SPIKE_OPTIONS),
-    "spike_last_step": StatInfo("max", "run", "the last of those steps (-1: none)", collected_by=_TORCH,
+                            collected_by=_SPIKES, options=_SPIKE_OPTIONS),
+    "spike_last_step": StatInfo("max", "run", "the last of those steps (-1: none)", collected_by=_SPIKES,
                                 options=_SPIKE_OPTIONS),
     "amp_skipped": StatInfo("max", "run", "1 if the loss scaler skipped this optimizer step (sent under loss "
                                           "scaling only: fp16 AMP, a Keras LossScaleOptimizer)"),

@@ -139,4 +139,10 @@ from test_keras_rollback import rollback_report
 
 out["rollback"] = rollback_report()
 
+# 8. loss_spike and skip_step: a batch with inputs x1000 at step 100, judged at every step inside the
+#    jitted step (the loss handed over by tripwire's train step, the verdict gating stateless_apply)
+from test_keras_spike import spike_report
+
+out["spike"] = spike_report()
+
 print("RESULT " + json.dumps(out))

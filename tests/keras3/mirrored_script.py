@@ -73,4 +73,23 @@ try:
 except RuleTriggered as exc:
     out["raised"] = exc.finding.rule
 
+# 5. loss_spike is not judged under tf.distribute: a warning says so, and training goes on
+import logging
+
+
+class Kept(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages = []
+
+    def emit(self, record) -> None:
+        self.messages.append(record.getMessage())
+
+
+kept = Kept()
+logging.getLogger("tripwire").addHandler(kept)
+model, tw, _, history = run({"rules": {"loss_spike": {"actions": ["alert", "skip_step"]}}}, lr=0.1, epochs=1)
+out["spike_notice"] = [m for m in kept.messages if "loss_spike is not judged" in m]
+out["spike_trained"] = {"steps": int(model.optimizer.iterations.numpy()), "off": list(tw.monitor.guard.disabled)}
+
 print("RESULT " + json.dumps(out))

@@ -35,3 +35,8 @@ def test_confusion_counts_each_validation_sample_once(result):
 
 def test_raise_action_raises_once(result):
     assert result["raised"] == "nonfinite"
+
+
+def test_loss_spike_is_not_judged_with_a_notice_and_training_goes_on(result):
+    assert len(result["spike_notice"]) == 1 and "tf.distribute" in result["spike_notice"][0]
+    assert result["spike_trained"] == {"steps": 16, "off": []}

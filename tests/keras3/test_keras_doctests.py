@@ -10,7 +10,7 @@ pytest.importorskip("keras")
 
 MODULES = [f"tripwire.callbacks.keras{name}" for name in ("", ".callback", ".activations", ".buffer", ".collector",
                                                           ".data", ".fallback", ".init", ".jax", ".math", ".optimizer",
-                                                          ".params", ".tensorboard")] + ["tripwire.kit.keras"]
+                                                          ".params", ".spike", ".tensorboard")] + ["tripwire.kit.keras"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -19,6 +19,7 @@ from tripwire.callbacks.keras import collector as keras_collector
 from tripwire.callbacks.keras import data as keras_data
 from tripwire.callbacks.keras import optimizer as keras_optimizer
 from tripwire.callbacks.keras import params as keras_params
+from tripwire.callbacks.keras import spike as keras_spike
 from tripwire.callbacks.keras.collector import Collector
 from tripwire.callbacks.keras.optimizer import TripwireApply
 
@@ -29,9 +30,11 @@ tf = pytest.importorskip("tensorflow")
 X, Y = classification(n=48, features=6)  # 3 steps of 16 per epoch
 XV, YV = classification(n=32, features=6, seed=1)
 #: rules that need every kind of statistic: activations, gradients, weights after the update, learning
-#: rate, labels, confusion matrix, initialization, validation loss
-RULES = {"rules": {name: {} for name in ("dead_relu", "vanishing_gradient", "small_updates", "class_imbalance",
-                                         "classifier_confusion", "poor_initialization", "overfit")}}
+#: rate, labels, confusion matrix, initialization, validation loss, spikes judged at every step (with the
+#: skip_step gate on the update; the warm-up outlasts these runs)
+RULES = {"rules": {**{name: {} for name in ("dead_relu", "vanishing_gradient", "small_updates", "class_imbalance",
+                                            "classifier_confusion", "poor_initialization", "overfit")},
+                   "loss_spike": {"actions": ["alert", "skip_step"]}}}
 
 
 class Injected(RuntimeError):
@@ -131,6 +134,10 @@ POINTS = [
     ("read", Collector, "read", lambda o: boom, "reading the statistics", {}, {}, Injected),
     ("learning-rate", keras_optimizer, "learning_rate", lambda o: boom, "learning rate", {}, {}, Injected),
     ("uninstall", keras_activations.ActivationProbes, "remove", lambda o: boom, "removing the hooks", {}, {},
+     Injected),
+    ("spike-judgement", keras_spike.KerasSpikes, "judge", lambda o: boom, "spike judgement in the train step", {}, {},
+     Injected),
+    ("spike-read", keras_spike.KerasSpikes, "read", lambda o: boom, "spike judgement in the train step", {}, {},
      Injected),
 ]
 

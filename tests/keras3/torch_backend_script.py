@@ -112,4 +112,13 @@ from test_keras_rollback import rollback_report
 
 out["rollback"] = rollback_report()
 
+# loss_spike and skip_step: a batch with inputs x1000 at step 100, judged at every step
+from test_keras_spike import spike_report
+
+out["spike"] = spike_report()  # on the CPU: judged in Python floats (HostSpikeSeries)
+import tripwire.callbacks.keras.spike as keras_spike
+
+keras_spike._on_torch_cpu = lambda: False  # the path of a GPU: Keras variables, eager ops, a cond on the verdict
+out["spike_device"] = spike_report()
+
 print("RESULT " + json.dumps(out))

@@ -40,7 +40,9 @@ class LossSpike(Rule):
     history keeps no spike (so a spike does not raise the bar for the next), and its scale is at
     least 0.01 (a series that barely varies still needs to grow by about ``limit`` percent). In the plain
     loop the loss reaches tripwire after the optimizer step (``tw.step(loss)``), so there
-    ``skip_step`` acts on the gradient norm's spikes and the loss's are reported.
+    ``skip_step`` acts on the gradient norm's spikes and the loss's are reported. In Keras ``fit``
+    both are judged inside the compiled train step, before the update, except on JAX, where only the
+    gradient norm is (:mod:`tripwire.callbacks.keras.spike`).
 
     Not in the default set, for its per-step cost and because a run whose loss legitimately jumps
     (a curriculum switching data sources, a learning-rate restart) should opt in knowingly. On the

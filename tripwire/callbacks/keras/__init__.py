@@ -10,6 +10,8 @@ Keras the ``ModuleNotFoundError`` names the extra that installs it. The modules:
   statistics measures, in ``keras.ops`` (:mod:`~tripwire.callbacks.keras.math`);
 - :mod:`~tripwire.callbacks.keras.buffer`: the packed statistics variable;
 - :mod:`~tripwire.callbacks.keras.optimizer`: the ``apply`` hook and the step counter;
+- :mod:`~tripwire.callbacks.keras.spike`: ``loss_spike`` judged in the train step at every step, and the
+  ``skip_step`` gate on the update;
 - :mod:`~tripwire.callbacks.keras.fallback`: the model's own train function when the instrumented
   one cannot run;
 - :mod:`~tripwire.callbacks.keras.jax`: the stateless JAX trainer.

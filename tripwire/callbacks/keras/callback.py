@@ -35,7 +35,7 @@ from tripwire.arguments import shared_arguments
 from tripwire.callbacks.keras import data as keras_data
 from tripwire.callbacks.keras import optimizer as keras_optimizer
 from tripwire.callbacks.keras.buffer import to_numpy
-from tripwire.callbacks.keras.collector import SETUP, Collector
+from tripwire.callbacks.keras.collector import SETUP, SPIKES, Collector
 from tripwire.callbacks.keras.init import INIT_STATS, init_stats
 from tripwire.callbacks.keras.jax import JaxState
 from tripwire.callbacks.keras.tensorboard import FindingWriter
@@ -75,8 +75,11 @@ class KerasTripwire(keras.callbacks.Callback):
 
     Gradient, weight, activation and data statistics are computed inside the compiled train step
     on every ``interval``-th optimizer step and read on the host once per ``interval`` steps
-    (see :mod:`tripwire.callbacks.keras.collector`); losses come from the logs. Everything the
-    callback installs on the model and optimizer is removed when training ends, so
+    (see :mod:`tripwire.callbacks.keras.collector`); losses come from the logs. ``loss_spike`` is
+    judged at every optimizer step inside the train step, and its ``skip_step`` action leaves a
+    spiking step's update out, optimizer state included (:mod:`tripwire.callbacks.keras.spike`);
+    ``rollback`` restores a kept state (:mod:`tripwire.callbacks.keras.training_state`).
+    Everything the callback installs on the model and optimizer is removed when training ends, so
     ``model.save`` / ``keras.models.load_model`` behave as without it.
 
     Backends: TensorFlow (graph and ``jit_compile=True``, ``tf.distribute.MirroredStrategy``:
@@ -119,7 +122,7 @@ class KerasTripwire(keras.callbacks.Callback):
                  ) -> None:
         super().__init__()
         self.monitor = Monitor(config, stop_on=stop_on, interval=interval, log_dir=log_dir, strict=strict,
-                               framework="keras", run_name=run_name, remediations=("rollback",))
+                               framework="keras", run_name=run_name, remediations=remediations())
         self.train_data = train_data
         self.validation_data = validation_data
         self.tensorboard = None if tensorboard is None else FindingWriter(tensorboard)
@@ -129,6 +132,7 @@ class KerasTripwire(keras.callbacks.Callback):
         self._wanted: set[str] = set()
         #: the ``rollback`` action's kept training states (None without the action)
         self.keeper: StateKeeper | None = None
+        self._spike_state: dict[str, Any] = {}  # loss_spike's histories, restored by load_state_dict
 
     @property
     def findings(self) -> list[Finding]:
@@ -139,11 +143,20 @@ class KerasTripwire(keras.callbacks.Callback):
         return self.monitor.stopped_by
 
     def state_dict(self) -> dict[str, Any]:
-        """Rule states and findings as plain Python values (JSON-safe), for resuming a run."""
-        return self.monitor.state_dict()
+        """Rule states, findings and ``loss_spike``'s histories as plain Python values (JSON-safe),
+        for resuming a run."""
+        state = self.monitor.state_dict()
+        spikes = self.collector.spikes if self.collector is not None else None
+        if spikes is not None:
+            state["spikes"] = self.monitor.guard.call(SPIKES, spikes.state_dict, fallback={})
+        elif self._spike_state:
+            state["spikes"] = self._spike_state
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` (before ``fit``)."""
         self.monitor.load_state_dict(state)
+        self._spike_state = dict(state.get("spikes") or {})
 
     # ---- lifecycle -----------------------------------------------------------------------
 
@@ -164,12 +177,17 @@ class KerasTripwire(keras.callbacks.Callback):
         self._validated = False
         guard = self.monitor.guard
         self.collector = guard.call(SETUP, Collector, model, needs, self.monitor.interval, data=self.train_data is None,
-                                    confusion=self.validation_data is None, selects=True, guard=guard)
+                                    confusion=self.validation_data is None, selects=True, guard=guard,
+                                    skip_step=self.monitor.uses("skip_step"))
         self._no_gradient = NoGradientNotice()
         if self.collector is not None:
             self._spec = self.collector.spec
             self.collector.install()
             self._drop_broken_collector()
+        if self.collector is not None and self.collector.spikes is not None:
+            guard.call(SPIKES, self.collector.spikes.start, self._micro // self._k)
+            if self._spike_state:
+                guard.call(SPIKES, self.collector.spikes.load_state_dict, self._spike_state)
         else:
             self._spec = guard.call("reading the model's classes", keras_data.label_spec, model)
         from tripwire.observe import drain
@@ -312,6 +330,8 @@ class KerasTripwire(keras.callbacks.Callback):
 
     def _read_statistics(self, step: int, final: bool) -> dict[str, dict[str | None, float]]:
         stats = self.collector.read(final=final, data=self.monitor.waiting(self.collector.data.stats))
+        if self.collector.spikes is not None and self.monitor.guard.ok(SPIKES):
+            stats.update(self.monitor.guard.call(SPIKES, self.collector.spikes.read, fallback={}))
         params = self.collector.params
         if params is not None:
             self._no_gradient.see(params.no_gradient, step)
@@ -360,6 +380,18 @@ class KerasTripwire(keras.callbacks.Callback):
             self.monitor.guard.call(TENSORBOARD, self.tensorboard.write, decision.findings, len(self.findings),
                                     decision.step)
         self.monitor.execute(decision, _ModelSink(self))
+
+
+def remediations() -> tuple[str, ...]:
+    """The remediation actions the callback carries out on this process's Keras backend:
+    ``rollback``, and ``skip_step`` where ``loss_spike`` is judged in the train step (TensorFlow,
+    JAX and torch; see :mod:`tripwire.callbacks.keras.spike`).
+
+    Example:
+        >>> keras.backend.backend(), remediations()
+        ('tensorflow', ('rollback', 'skip_step'))
+    """
+    return ("rollback", "skip_step") if keras.backend.backend() in ("tensorflow", "jax", "torch") else ("rollback",)
 
 
 class _ModelSink:

@@ -3,7 +3,10 @@
 It installs itself on a compiled model when training begins and removes itself when it ends:
 
 - the optimizer's class gets the :class:`~tripwire.callbacks.keras.optimizer.TripwireApply`
-  mixin, so ``apply`` passes the gradients through :meth:`Collector.around_apply`;
+  mixin, so ``apply`` passes the gradients through :meth:`Collector.around_apply` and
+  ``scale_loss`` the batch's loss through :meth:`Collector.note_loss`; ``loss_spike`` is judged
+  there at every step, sampled or not, and ``skip_step`` gates the update on the verdict
+  (:mod:`tripwire.callbacks.keras.spike`);
 - ``model.train_step`` is wrapped to mark the training phase and keep the batch;
 - activation probes keep the outputs of ReLU/tanh/sigmoid activations of that step;
 - with a confusion matrix to fill, ``test_step`` and ``compute_loss`` are wrapped to see the
@@ -64,13 +67,15 @@ from collections.abc import Iterable, Iterator
 import keras
 from keras import ops
 
+from tripwire.callbacks.keras import math as km
 from tripwire.callbacks.keras import optimizer as kopt
 from tripwire.callbacks.keras.activations import ActivationProbes
 from tripwire.callbacks.keras.buffer import Layout, PackedBuffer, reset, to_numpy
 from tripwire.callbacks.keras.data import Confusion, DataStats, LabelSpec, label_spec
 from tripwire.callbacks.keras.fallback import guarded_train_function
-from tripwire.callbacks.keras.jax import JaxState, when
-from tripwire.callbacks.keras.params import ParamStats
+from tripwire.callbacks.keras.jax import JaxState, loss_forwarding_train_step, when
+from tripwire.callbacks.keras.params import ParamStats, _dense
+from tripwire.callbacks.keras.spike import SPIKE_STATS, KerasSpikes
 from tripwire.failopen import FailOpen
 from tripwire.stats import Need
 
@@ -81,6 +86,7 @@ SETUP = "statistics setup"
 IN_STEP = "statistics in the train step"
 TRAIN_FUNCTION = "instrumented train function"
 CONFUSION = "confusion matrix"
+SPIKES = "spike judgement in the train step"
 UNINSTALL = "removing the hooks"
 
 
@@ -103,10 +109,16 @@ class Collector:
         confusion: fill a confusion matrix from the validation batches.
         selects: the caller calls :meth:`select` before every training step.
         guard: the fail-open guard of the run (a non-strict one when not given).
+        skip_step: leave out the update of a step whose spike judgement fired (``skip_step``).
+
+    Attributes:
+        spikes: the per-step spike judgement (:mod:`~tripwire.callbacks.keras.spike`), or None
+            (no rule needs it, or it cannot run here: :func:`spikes_unsupported`).
     """
 
     def __init__(self, model, needs: Iterable[Need], interval: int, *, data: bool = True,
-                 confusion: bool = True, selects: bool = False, guard: FailOpen | None = None) -> None:
+                 confusion: bool = True, selects: bool = False, guard: FailOpen | None = None,
+                 skip_step: bool = False) -> None:
         self.model = model
         self.guard = guard or FailOpen()
         #: a failure switched the in-graph statistics off: the caller should :meth:`uninstall`
@@ -149,6 +161,13 @@ class Collector:
         self.data_every = max(1, -(-len(self.data.layout) // 256))
         self._reads = 0
         self._data_gap = self._next_data = self.data_every
+        self.spikes: KerasSpikes | None = None
+        if any(n.stat in SPIKE_STATS for n in self.needs):
+            reason = spikes_unsupported(model)
+            if reason is None:
+                self.spikes = KerasSpikes(self.needs, skip=skip_step, when=self._when_variables, state=self.jax)
+            else:
+                log.warning("tripwire: loss_spike is not judged here: %s", reason)
         self._installed = False
         self._plain = self._instrumented = None
 
@@ -194,10 +213,37 @@ class Collector:
         if self._want_confusion and self.confusion is None:
             self.confusion = Confusion(self.spec, self.strategy)
         if self.jax is not None:
-            self.jax.attach(self.hooked, [self.buffer.variable, *self.params.snapshots],
+            spiking = self.spikes.variables if self.spikes is not None else []
+            self.jax.attach(self.hooked, [self.buffer.variable, *self.params.snapshots, *spiking],
                             [b.variable for b in (self.act_buffer, self.confusion) if b is not None])
+            if self.spikes is not None and self.spikes.wants("loss"):
+                self._forward_loss()
         model.make_train_function(force=True)
         self._plain = self._ending_clean(self._own(model.train_function))
+
+    def _forward_loss(self) -> None:
+        """JAX: a train step that hands the batch's loss to the spike judgement (before the train
+        functions are made, so the model's own one judges it too); without one (a ``train_step`` of
+        the model's own), only the gradient norm is judged."""
+        step = loss_forwarding_train_step(self.model, lambda loss: self.note_loss(loss, outside_gradient=True),
+                                          self._forwarding_failed)
+        if step is None:
+            log.warning("tripwire: loss_spike judges the gradient norm only: the model's own train_step hands "
+                        "the loss to the optimizer inside the gradient's trace on JAX")
+            return
+        self.model.train_step = step
+
+    def _forwarding_failed(self, exc: Exception) -> None:
+        """JAX: tripwire's train step could not be traced; Keras's own one trains, unjudged."""
+        self._state().loss = None
+        self.guard.fail(SPIKES, exc)
+
+    def _when_variables(self, pred, fn, variables: list) -> None:
+        """Run ``fn`` (which writes ``variables``) where ``pred`` holds, in the graph."""
+        if self.jax is not None:
+            when(pred, fn, variables)
+        else:
+            ops.cond(pred, fn, _nothing)
 
     def _own(self, function):
         """The model's own train function, made before the hooks. TensorFlow and JAX keep the
@@ -279,8 +325,12 @@ class Collector:
             return kopt.counting_optimizer(optimizer)
         return optimizer
 
+    def _xla(self) -> bool:
+        """Whether TensorFlow compiles the train step with XLA."""
+        return self.backend == "tensorflow" and bool(getattr(self.model, "jit_compile", False))
+
     def _lay_out_params(self, variables: list) -> None:
-        xla = self.backend == "tensorflow" and bool(getattr(self.model, "jit_compile", False))
+        xla = self._xla()
         self.params = ParamStats(self.needs, variables, self.pre, self.post, kopt.is_loss_scaled(self.hooked),
                                  xla=xla)
         self.pre.skip_once = set(self.params.unchanged_keys)  # the first comparison has no predecessor
@@ -327,6 +377,7 @@ class Collector:
         steps = [self.jax.detach] if self.jax is not None else []
         steps.append(lambda: kopt.detach(self.hooked))
         steps += [lambda name=name: _unwrap(model, name) for name in ("train_step", "test_step", "compute_loss")]
+        steps.append(lambda: _drop_loss_forwarding(model))
         steps += [self.acts.remove, self._rebuild_functions]
         errors = []
         for step in steps:
@@ -353,8 +404,15 @@ class Collector:
     def _state(self):
         st = self._local
         if not hasattr(st, "phase"):
-            st.phase, st.outputs, st.data, st.act_gate = None, {}, None, None
+            st.phase, st.outputs, st.data, st.act_gate, st.loss = None, {}, None, None, None
         return st
+
+    def note_loss(self, loss, *, outside_gradient: bool = False) -> None:
+        """The batch's loss, from the optimizer's ``scale_loss`` (while tracing): judged in ``apply``.
+        On JAX ``scale_loss`` runs inside the gradient's trace, which the value cannot leave: there
+        the loss comes from the train step (``outside_gradient``; :meth:`_forward_loss`)."""
+        if self.spikes is not None and self.spikes.wants("loss") and (self.jax is None or outside_gradient):
+            self._state().loss = loss
 
     def _train_step(self, original, *args):  # (data) or, on JAX, (state, data)
         if not self.guard.ok(IN_STEP):
@@ -376,7 +434,10 @@ class Collector:
         """``(sampled, step)`` of this step from the optimizer variables in the JAX trainer's state."""
         optimizer = self.model.optimizer
         with keras.StatelessScope(state_mapping=list(zip(optimizer.variables, state[2]))):
-            return self._gate(self.hooked)
+            sampled, step = self._gate(self.hooked)
+            if self.spikes is not None and self.guard.ok(SPIKES) and isinstance(sampled, bool) and step is not None:
+                step = self.spikes.judged + 1.0  # counts every step (skip_step leaves the optimizer's count behind)
+            return sampled, step
 
     def _test_step(self, original, *args):  # (data) or, on JAX, (state, data)
         st = self._state()
@@ -447,13 +508,17 @@ class Collector:
         building them raises, the step applies the update without them (and the collector is
         :attr:`broken`)."""
         st = self._state()
+        grads = list(grads)
+        counted = None  # the step's 1-based number, counted by the spike judgement (which skip_step keeps from
+        if self.spikes is not None and self.guard.ok(SPIKES):  # the optimizer); every step, unsampled ones too
+            apply, counted = self._judged(optimizer, apply, grads, trainable_variables)
         if st.phase != "train" or not self.guard.ok(IN_STEP):  # the plain train function, an apply outside fit
             return apply(grads, trainable_variables)
         outputs, data = st.outputs, st.data
         st.outputs, st.data = {}, None
-        grads = list(grads)
         try:
-            before, after, sampled, written = self._statistics(optimizer, grads, trainable_variables, outputs, data)
+            before, after, sampled, written = self._statistics(optimizer, grads, trainable_variables, outputs, data,
+                                                               counted)
             self._when(sampled, before, written)
         except Exception as exc:  # noqa: BLE001 - reported through the guard; the update goes on
             self._step_failed(exc)
@@ -466,20 +531,52 @@ class Collector:
                 self._step_failed(exc)
         return result
 
-    def _statistics(self, optimizer, grads: list, trainable_variables, outputs: dict, data):
-        """``(before, after, sampled, written)``: what a step computes before and after its update
-        (``after`` None when no weight statistics are needed), its gate, and the variables written."""
+    def _judged(self, optimizer, apply, grads: list, trainable_variables):
+        """Judge this step's spikes (the loss noted by ``scale_loss``, the global gradient norm):
+        ``(apply, step)``, ``apply`` gated on the verdict under ``skip_step`` and the step's 1-based
+        number. When building the judgement raises, it is switched off: ``(apply, None)``."""
+        st = self._state()
+        loss, st.loss = st.loss, None
+        try:
+            self._build_optimizer(optimizer, trainable_variables)
+            norm = None
+            if self.spikes.wants("grad_norm"):
+                fused = not self._xla()  # XLA has no kernel for TensorFlow's fused norm
+                dense = [_dense(g) for g in grads if g is not None]
+                norm = km.norm(ops.stack([km.norm(g, fused) for g in dense]), fused) if dense else None
+                scale = ParamStats.grad_scale(optimizer)
+                if norm is not None and scale is not None:
+                    norm = norm / scale
+            flag = self.spikes.judge(loss, norm)
+        except Exception as exc:  # noqa: BLE001 - reported through the guard; the update goes on
+            self.guard.fail(SPIKES, exc)
+            return apply, None
+        counted = self.spikes.judged
+        if flag is None or not self.spikes.skip:
+            return apply, counted
+        written = [*kopt.counting_optimizer(optimizer)._trainable_variables, *optimizer.variables]
+        return self.spikes.gate(flag, apply, written), counted
+
+    def _build_optimizer(self, optimizer, trainable_variables) -> None:
+        """What ``apply`` would do first: the statistics and the gate need the optimizer's variables now."""
         if not optimizer.built and trainable_variables is not None:
-            # what `apply` would do first; the statistics need the optimizer's variables now
             with keras.name_scope(optimizer.name, caller=optimizer):
                 optimizer.build(list(trainable_variables))
             optimizer.built = True
+
+    def _statistics(self, optimizer, grads: list, trainable_variables, outputs: dict, data, counted=None):
+        """``(before, after, sampled, written)``: what a step computes before and after its update
+        (``after`` None when no weight statistics are needed), its gate, and the variables written.
+        ``counted``: the step's 1-based number where the spike judgement counts the steps."""
+        self._build_optimizer(optimizer, trainable_variables)
         variables = list(trainable_variables) if trainable_variables is not None else \
             list(getattr(kopt.counting_optimizer(optimizer), "_trainable_variables", []))
         if self.params is None:  # first step of a model built by its first call
             self._lay_out_params(variables)
             self._allocate(traced=True)
         sampled, step = self._gate(optimizer)
+        if counted is not None and step is not None and isinstance(sampled, bool):  # the caller decides: the
+            step = counted  # stamp counts every step (a skipped update leaves the optimizer's count behind)
         params, buffer, n = self.params, self.buffer, len(self.params.variables)
         scale = params.grad_scale(optimizer) if params.wants_grads else None
         written = [buffer.variable, *params.snapshots]
@@ -538,6 +635,23 @@ class Collector:
 
 
 def _nothing() -> None:
+    return None
+
+
+def _drop_loss_forwarding(model) -> None:
+    if getattr(vars(model).get("train_step"), "_tripwire_loss", False):
+        delattr(model, "train_step")
+
+
+def spikes_unsupported(model) -> str | None:
+    """Why ``loss_spike`` cannot be judged in ``model``'s train step, or None when it can."""
+    backend = keras.backend.backend()
+    if backend not in ("tensorflow", "torch", "jax"):
+        return f"the {backend} backend (judged on TensorFlow, JAX and torch)"
+    if backend == "tensorflow" and getattr(model, "_distribute_strategy", None) is not None:
+        return "under tf.distribute (each replica would judge its own loss)"
+    if kopt.accumulation_steps(model.optimizer) > 1:
+        return "with gradient_accumulation_steps (apply runs once per micro-batch)"
     return None
 
 

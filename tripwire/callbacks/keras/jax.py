@@ -176,3 +176,42 @@ class JaxState:
         """Put the trainer's state back into the variables (before the host writes one)."""
         if self._live() is not None:
             self.model.jax_state_sync()
+
+
+def loss_forwarding_train_step(model, note_loss: Callable, failed: Callable[[Exception], None]):
+    """Keras's own JAX ``train_step`` with one line added: the batch's unscaled loss handed to
+    ``note_loss`` before the optimizer's update, in the same jitted trace. Keras hands the loss to the
+    optimizer (``scale_loss``) only inside the gradient's trace, which no value may leave, and the
+    spike judgement in the optimizer's ``apply`` needs it (:mod:`tripwire.callbacks.keras.spike`).
+    None when the model has a ``train_step`` of its own (then only the gradient norm is judged).
+    When the copy raises while it is traced (a Keras whose trainer differs), ``failed(exc)`` is
+    told and Keras's own step is traced instead. Marked ``_tripwire_loss`` so that removing the
+    hooks finds it."""
+    from keras.src.backend.jax.trainer import JAXTrainer
+    from keras.src.trainers.data_adapters import data_adapter_utils
+
+    if type(model).train_step is not JAXTrainer.train_step:
+        return None
+    import jax
+
+    def forwarding(state, data):
+        trainable, non_trainable, optimizer_variables, metrics = state
+        x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
+        grad_fn = jax.value_and_grad(model.compute_loss_and_updates, has_aux=True)
+        (_, aux), grads = grad_fn(trainable, non_trainable, metrics, x, y, sample_weight, training=True,
+                                  optimizer_variables=optimizer_variables)
+        unscaled_loss, y_pred, non_trainable, metrics = aux
+        note_loss(unscaled_loss)  # the one line added
+        trainable, optimizer_variables = model.optimizer.stateless_apply(optimizer_variables, grads, trainable)
+        logs, metrics = model._update_metrics_variables(metrics, unscaled_loss, x, y, y_pred, sample_weight)
+        return logs, (trainable, non_trainable, optimizer_variables, metrics)
+
+    def train_step(state, data):
+        try:
+            return forwarding(state, data)
+        except Exception as exc:  # noqa: BLE001 - reported through failed; Keras's own step trains
+            failed(exc)
+            return JAXTrainer.train_step(model, state, data)
+
+    train_step._tripwire_loss = True
+    return train_step

@@ -4,7 +4,10 @@ A Keras callback never sees gradients. :func:`attach` swaps the class of the use
 optimizer object for a subclass created on the fly (``TripwireApply`` mixed into that class;
 same name and module, so a ``model.save`` during training writes the same config) whose
 ``apply`` goes through the collector, which computes the statistics around the real update
-(:mod:`tripwire.callbacks.keras.params`); :func:`detach` swaps the original class back. The
+(:mod:`tripwire.callbacks.keras.params`) and judges the step's spikes
+(:mod:`tripwire.callbacks.keras.spike`), and whose ``scale_loss``, which Keras's ``train_step``
+calls with the batch's loss, hands that loss to the collector; :func:`detach` swaps the original
+class back. The
 user's code changes only by adding the callback. A ``LossScaleOptimizer`` (mixed precision)
 gets the mixin itself, so the steps its scaler skips are seen (on JAX, whose loss-scale
 optimizer never calls its own ``apply``, its inner optimizer does).
@@ -44,6 +47,12 @@ class TripwireApply:
         if collector is None:
             return super().apply(grads, trainable_variables)
         return collector.around_apply(self, super().apply, grads, trainable_variables)
+
+    def scale_loss(self, loss):  # Keras signature; ``train_step`` calls it with the batch's loss
+        collector = _COLLECTORS.get(self)
+        if collector is not None:
+            collector.note_loss(loss)
+        return super().scale_loss(loss)
 
 
 def stats_class(base: type) -> type:

@@ -58,6 +58,9 @@ class KerasTrainingState:
     def _variables(self) -> list[Any]:
         optimizer = self.model.optimizer
         left_out = {id(optimizer.iterations), id(getattr(optimizer, "_learning_rate", None))}
+        collector = self.collector()
+        if collector is not None and collector.jax is not None:  # on JAX tripwire's own are optimizer variables
+            left_out |= {id(v) for v in collector.jax.optimizer_variables}
         return [*self.model.weights, *(v for v in optimizer.variables if id(v) not in left_out)]
 
     def capture(self) -> list[np.ndarray]:
