@@ -73,7 +73,7 @@ from tripwire.callbacks.keras.activations import ActivationProbes
 from tripwire.callbacks.keras.buffer import Layout, PackedBuffer, reset, to_numpy
 from tripwire.callbacks.keras.data import Confusion, DataStats, LabelSpec, label_spec
 from tripwire.callbacks.keras.fallback import guarded_train_function
-from tripwire.callbacks.keras.jax import JaxState, loss_forwarding_train_step, when
+from tripwire.callbacks.keras.jax import JaxState, when
 from tripwire.callbacks.keras.params import ParamStats, _dense
 from tripwire.callbacks.keras.spike import SPIKE_STATS, KerasSpikes
 from tripwire.failopen import FailOpen
@@ -222,21 +222,11 @@ class Collector:
         self._plain = self._ending_clean(self._own(model.train_function))
 
     def _forward_loss(self) -> None:
-        """JAX: a train step that hands the batch's loss to the spike judgement (before the train
-        functions are made, so the model's own one judges it too); without one (a ``train_step`` of
-        the model's own), only the gradient norm is judged."""
-        step = loss_forwarding_train_step(self.model, lambda loss: self.note_loss(loss, outside_gradient=True),
-                                          self._forwarding_failed)
-        if step is None:
-            log.warning("tripwire: loss_spike judges the gradient norm only: the model's own train_step hands "
-                        "the loss to the optimizer inside the gradient's trace on JAX")
-            return
-        self.model.train_step = step
-
-    def _forwarding_failed(self, exc: Exception) -> None:
-        """JAX: tripwire's train step could not be traced; Keras's own one trains, unjudged."""
-        self._state().loss = None
-        self.guard.fail(SPIKES, exc)
+        """JAX: Keras's ``train_step`` hands the loss to the optimizer (``scale_loss``) only inside the
+        gradient's trace, which no value may leave, and it has no other hook between the loss and
+        the update; so there only the gradient norm is judged (said once)."""
+        log.warning("tripwire: on the JAX backend loss_spike judges the global gradient norm only: Keras "
+                    "hands the loss to the optimizer inside the gradient's trace, where it cannot be read")
 
     def _when_variables(self, pred, fn, variables: list) -> None:
         """Run ``fn`` (which writes ``variables``) where ``pred`` holds, in the graph."""
@@ -377,7 +367,6 @@ class Collector:
         steps = [self.jax.detach] if self.jax is not None else []
         steps.append(lambda: kopt.detach(self.hooked))
         steps += [lambda name=name: _unwrap(model, name) for name in ("train_step", "test_step", "compute_loss")]
-        steps.append(lambda: _drop_loss_forwarding(model))
         steps += [self.acts.remove, self._rebuild_functions]
         errors = []
         for step in steps:
@@ -407,11 +396,11 @@ class Collector:
             st.phase, st.outputs, st.data, st.act_gate, st.loss = None, {}, None, None, None
         return st
 
-    def note_loss(self, loss, *, outside_gradient: bool = False) -> None:
+    def note_loss(self, loss) -> None:
         """The batch's loss, from the optimizer's ``scale_loss`` (while tracing): judged in ``apply``.
         On JAX ``scale_loss`` runs inside the gradient's trace, which the value cannot leave: there
-        the loss comes from the train step (``outside_gradient``; :meth:`_forward_loss`)."""
-        if self.spikes is not None and self.spikes.wants("loss") and (self.jax is None or outside_gradient):
+        it is not judged (:meth:`_forward_loss`)."""
+        if self.spikes is not None and self.spikes.wants("loss") and self.jax is None:
             self._state().loss = loss
 
     def _train_step(self, original, *args):  # (data) or, on JAX, (state, data)
@@ -637,10 +626,6 @@ class Collector:
 def _nothing() -> None:
     return None
 
-
-def _drop_loss_forwarding(model) -> None:
-    if getattr(vars(model).get("train_step"), "_tripwire_loss", False):
-        delattr(model, "train_step")
 
 
 def spikes_unsupported(model) -> str | None:

@@ -19,10 +19,8 @@ class-swap mixin of :mod:`tripwire.callbacks.keras.optimizer`), which every trai
 the model's own train function as much as tripwire's instrumented one; the batch's loss reaches it
 through the optimizer's ``scale_loss``, which Keras's ``train_step`` calls with the loss before
 the gradients. On JAX that call is inside the gradient's trace, which no value may leave, so
-there a copy of Keras's ``train_step`` hands the loss over
-(:func:`~tripwire.callbacks.keras.jax.loss_forwarding_train_step`), the variables are optimizer
-variables in the trainer's state, and a ``cond`` hands out values
-(:func:`~tripwire.callbacks.keras.jax.when`). The step's verdict gates the update
+there only the gradient norm is judged; the variables are optimizer variables in the trainer's
+state, and a ``cond`` hands out values (:func:`~tripwire.callbacks.keras.jax.when`). The step's verdict gates the update
 (:meth:`KerasSpikes.gate`, a ``cond`` as Keras's own ``LossScaleOptimizer`` skips a non-finite
 step): a spiking step applies nothing, so the weights, the optimizer's slots (Adam's moments) and
 its iteration count stay as they were. The torch backend runs eagerly: there the ``cond`` reads
