@@ -98,9 +98,9 @@ class Variant:
 VARIANTS: dict[str, Variant] = {
     "none": Variant("no callback", lambda rec: []),
     "aa": Variant("no callback (A/A)", lambda rec: []),
-    "default": Variant("tripwire default", lambda rec: [LightningTripwire(None, log_dir=rec or False)]),
-    "budget": Variant("tripwire default, 1% budget",
-                      lambda rec: [LightningTripwire({"overhead_budget": 0.01}, log_dir=rec or False)]),
+    "default": Variant("tripwire default", lambda rec: [LightningTripwire(None, log_dir=rec or False)]),  # 1% budget
+    "pinned": Variant("tripwire default, interval 10",  # the default rules sampled every 10 steps, whatever it costs
+                      lambda rec: [LightningTripwire(None, interval=10, log_dir=rec or False)]),
     "sparse": Variant("tripwire default, interval 1000",  # almost no samples: the per-step fixed cost
                       lambda rec: [LightningTripwire(None, interval=1000, log_dir=rec or False)]),
     "every": Variant("tripwire every rule, every step",

@@ -2,7 +2,9 @@
 
 MLP, CNN and a small transformer train in one process with, beside the model, one of:
 nothing (the baseline, run twice: the A/A column shows the noise), tripwire with the default
-config, tripwire with every torch rule type enabled and sampled every step, Lightning's
+config (its 1% overhead budget chooses the interval), the same rules pinned at ``interval: 10`` and
+at ``interval: 1000`` (almost no samples: what every step pays), tripwire with every torch rule type
+enabled and sampled every step, Lightning's
 ``grad_norm`` logged every step, a hand-written per-tensor ``.item()`` monitor, and the floor
 (one fused norm pass over parameters and gradients per step). Every repetition fits each
 variant once right next to a no-callback fit (A/B, then B/A in the next repetition; the
@@ -36,7 +38,7 @@ from _lightning_workloads import SCALES
 from _overhead_report import add_arguments, load, machine, ratio_table, run_line, settings, verdicts
 from _timing import Overhead
 
-COLUMNS = ["aa", "default", "budget", "sparse", "every", "grad_norm", "item", "floor"]
+COLUMNS = ["aa", "default", "pinned", "sparse", "every", "grad_norm", "item", "floor"]
 LABELS = {name: v.label for name, v in VARIANTS.items()}
 
 

@@ -80,7 +80,7 @@ def test_the_summary_names_the_overhead_and_the_interval_under_a_budget(capsys):
     monitor.close()
     out = capsys.readouterr().out
     assert "sampled every 100 steps (overhead budget 1%)" in out and "tripwire used" in out
-    pinned = Monitor({"rules": {"nonfinite": {}}}, log_dir=False)
+    pinned = Monitor({"interval": 10, "rules": {"nonfinite": {}}}, log_dir=False)
     pinned.open()
     pinned.close()
     assert "sampled every" not in capsys.readouterr().out
@@ -99,7 +99,11 @@ def test_a_keyword_interval_pins_a_budgeted_config():
     monitor = Monitor({"overhead_budget": 0.01}, interval=7, log_dir=False)
     assert not monitor.config.budgeted and monitor.interval == 7
     assert Monitor({"overhead_budget": 0.01}, strict=True, log_dir=False).config.budgeted
-    assert not Monitor(None, log_dir=False).config.budgeted  # the default stays pinned at 10
+    assert Monitor(None, log_dir=False).schedule.budgeted  # the default: a 1% budget, from interval 10
+    assert not Monitor({"interval": 10}, log_dir=False).schedule.budgeted  # an interval pins it
+    assert not Monitor({"overhead_budget": None}, log_dir=False).schedule.budgeted  # so does no budget
+    for framework in ("keras", "xgboost"):  # whose interval is compiled in, or rounds are the unit
+        assert not Monitor(None, framework=framework, log_dir=False).schedule.budgeted
 
 
 def test_the_step_clock_skips_interrupted_steps_and_repeated_micro_batches():

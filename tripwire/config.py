@@ -194,9 +194,11 @@ class Config(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     interval: int = Field(10, ge=1)
-    #: share of training time sampling may take; with it (and no ``interval`` given) the interval
-    #: adapts to the measured cost of a sampled step (see :mod:`tripwire.schedule`)
-    overhead_budget: float | None = Field(None, gt=0, lt=1)
+    #: share of training time sampling may take (default 1%): unless ``interval`` is given, the
+    #: torch adapters adapt the interval to the measured cost of a sampled step, starting at
+    #: ``interval`` (see :mod:`tripwire.schedule`); ``null`` pins the interval. Keras and XGBoost
+    #: sample every ``interval`` steps.
+    overhead_budget: float | None = Field(0.01, gt=0, lt=1)
     min_interval: int = Field(1, ge=1)
     max_interval: int = Field(100, ge=1)
     log_dir: str | None = "tripwire_runs"
@@ -214,15 +216,15 @@ class Config(BaseModel):
     def _one_schedule(self) -> Config:
         if self.min_interval > self.max_interval:
             raise ValueError(f"min_interval ({self.min_interval}) is above max_interval ({self.max_interval})")
-        if self.overhead_budget is not None and "interval" in self.model_fields_set:
+        if self.overhead_budget is not None and {"interval", "overhead_budget"} <= self.model_fields_set:
             raise ValueError("give either interval (sample every N steps) or overhead_budget (the interval "
                              "adapts to the measured cost), not both")
         return self
 
     @property
     def budgeted(self) -> bool:
-        """Whether the sampling interval follows ``overhead_budget`` (``interval`` pins it)."""
-        return self.overhead_budget is not None
+        """Whether the sampling interval follows ``overhead_budget`` (the default; ``interval`` pins it)."""
+        return self.overhead_budget is not None and "interval" not in self.model_fields_set
 
     @classmethod
     def load(cls, config: Config | dict | str | os.PathLike | None = None) -> Config:

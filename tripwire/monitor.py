@@ -97,9 +97,11 @@ class Monitor:
         elif log_dir is not FROM_CONFIG:
             overrides["log_dir"] = os.fspath(log_dir) if isinstance(log_dir, os.PathLike) else log_dir
         self.config = cfg.with_overrides(**overrides)
-        if self.config.budgeted and framework not in (None, "torch"):
+        given_budget = self.config.budgeted and "overhead_budget" in self.config.model_fields_set
+        if given_budget and framework not in (None, "torch"):  # the default budget is the torch adapters'
             raise ConfigError(f"overhead_budget is not supported by the {framework} adapter yet (its interval is "
-                              f"fixed when training starts); give interval instead (the default is 10)",
+                              f"fixed when training starts); give interval instead (without either it samples "
+                              f"every 10 steps)",
                               source=self.config.source, path="overhead_budget")
         self.framework = framework
         self.engine = Engine(self.config, stop_on=stop_on, framework=framework)
@@ -170,8 +172,10 @@ class Monitor:
         return self.schedule.interval
 
     def _new_schedule(self) -> Schedule:
+        """Budgeted under the torch adapters unless an interval pins it; pinned under the others."""
         cfg = self.config
-        return Schedule(cfg.interval, cfg.overhead_budget, cfg.min_interval, cfg.max_interval)
+        budget = cfg.overhead_budget if cfg.budgeted and self.framework in (None, "torch") else None
+        return Schedule(cfg.interval, budget, cfg.min_interval, cfg.max_interval)
 
     def due(self, step: int) -> bool:
         """Whether step ``step`` (0-based) is sampled: 0, ``interval``, 2 ``interval``, ...
@@ -443,7 +447,14 @@ class Monitor:
         return format_summary(self.findings, self.record_path, report_path, sampled_steps=len(self.sampled_steps),
                               repeats=self.repeats,
                               stopped_by=self.stopped_by, switched_off=self.guard.disabled, end=self.end,
-                              step_word=word, schedule=self.schedule.summary(word) if self.config.budgeted else None)
+                              step_word=word, schedule=self._schedule_line(word))
+
+    def _schedule_line(self, word: str) -> str | None:
+        """What sampling cost and how often it ran, once the budget measured it (a run too short to
+        be measured, or a pinned interval, says nothing about it)."""
+        if not self.schedule.budgeted or self.schedule.overhead is None:
+            return None
+        return self.schedule.summary(word)
 
     def close(self, timeout_s: float = 5.0, *, print_summary: bool | None = None,
               error: BaseException | None = None) -> None:

@@ -61,6 +61,7 @@ class Schedule:
         self.budget = budget
         self.min_interval, self.max_interval = min_interval, max_interval
         self.interval = interval if budget is None else min(max(interval, min_interval), max_interval)
+        self.start_interval = self.interval
         self.next_due = 0
         self._costs: deque[float] = deque(maxlen=WINDOW)
         self._plains: deque[float] = deque(maxlen=WINDOW)
@@ -80,6 +81,21 @@ class Schedule:
             return False
         self.next_due = step + self.interval
         return True
+
+    def labels_due(self, step: int) -> bool:
+        """Whether the labels of step ``step``'s batches are counted: every ``interval`` steps of the
+        start (10 by default), whatever interval a budget chose. A class count is cheap (one small
+        reduction of a batch's labels) and ``class_imbalance`` waits for ``min_samples`` labels, so
+        a budget that samples every 100 steps of a short run would otherwise leave it without a
+        verdict. Pinned, these are the sampled steps.
+
+        Example:
+            >>> s = Schedule(interval=10, budget=0.01)
+            >>> s.interval = 100                      # what the budget chose
+            >>> [step for step in range(35) if s.labels_due(step)]
+            [0, 10, 20, 30]
+        """
+        return step % self.start_interval == 0
 
     def latest_due(self, start: int, stop: int) -> int | None:
         """The latest pinned sampled step of ``range(start, stop)``, or None (several steps between

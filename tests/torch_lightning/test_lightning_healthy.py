@@ -4,6 +4,7 @@ Each run also checks that silence is not for lack of data: every statistic the d
 set needs reached the rules at least once.
 """
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -51,7 +52,11 @@ def test_healthy_run_is_silent(kind, package, tmp_path):
     not_applicable |= {n.key for n in cb.monitor.needs() if n.stat in ("act_tanh_sat_frac", "act_sigmoid_sat_frac")}
     needs = {n.key for n in cb.monitor.needs()}
     assert needs - not_applicable <= seen, sorted(needs - not_applicable - seen)
-    assert len([s for s in cb.samples if "grad_norm" in s.stats]) == 12  # steps 0, 10, ..., 110
+    # the default overhead budget samples every 10 steps until it has measured three samples, then as
+    # seldom as its measured cost on these fast CPU steps asks (never more than 100 steps apart)
+    trained = [s.step for s in cb.samples if "grad_norm" in s.stats]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(trained)]
+    assert trained[:3] == [0, 10, 20] and 4 <= len(trained) <= 12 and max(gaps) <= 100
     assert Path(cb.monitor.record_path).is_file() and Path(cb.monitor.record_path).is_relative_to(tmp_path)
 
 
@@ -85,10 +90,11 @@ def test_a_long_run_that_converges_under_a_cosine_schedule_is_silent():
 def test_a_plateaued_run_whose_schedule_anneals_to_zero_is_silent():
     """Overlapping classes: the loss plateaus far above 1% of its first value, so only the
     annealed learning rate tells the rules that the tiny final updates are on purpose (Adam's
-    update ratios dropped below 1e-6 in the last ~60 of 3000 steps and fired small_updates)."""
+    update ratios dropped below 1e-6 in the last ~60 of 3000 steps and fired small_updates). Sampled
+    every 10 steps, so that those last steps are seen (the default budget samples them more seldom)."""
     torch.manual_seed(0)
     steps = 3000
-    cb = watched()
+    cb = watched(interval=10)
     fit(CosineToZero(mlp(), lr=1e-3, optimizer="adam", total_steps=steps), loader(*blobs(spread=4.0)),
         callback=cb, max_steps=steps)
     lrs = [s.scalar("lr") for s in cb.samples if s.scalar("lr") is not None]

@@ -42,8 +42,26 @@ def test_healthy_run_is_silent_with_the_defaults_and_every_statistic_arrives(tmp
     not_applicable |= {n.key for n in tw.monitor.needs() if n.stat in ("act_tanh_sat_frac", "act_sigmoid_sat_frac")}
     needs = {n.key for n in tw.monitor.needs()}
     assert needs - not_applicable <= seen, sorted(needs - not_applicable - seen)
-    assert sorted(s.step for s in tw.samples if "grad_norm" in s.stats) == list(range(0, 120, 10))
+    trained = sorted(s.step for s in tw.samples if "grad_norm" in s.stats)
+    assert trained[:3] == [0, 10, 20] and set(trained) <= tw.monitor.sampled_steps  # the budget's schedule
     assert tw.monitor.record_path.startswith(str(tmp_path))
+
+
+def test_under_the_default_budget_the_labels_of_every_tenth_step_are_counted():
+    """The budget samples this fast CPU step far more seldom than every 10 steps, but the label
+    counts (``class_imbalance`` waits for 500 labels) still come from every 10th step's batch, as
+    with ``interval: 10``: a short run is judged as soon as it was before the budget."""
+    torch.manual_seed(0)
+    model, (x, y) = mlp(), blobs(n=2048)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    tw = watched(quiet(model, optimizer, None))
+    train(tw, model, optimizer, batches(x, y, batch_size=16), steps=400)
+    tw.close()
+    trained = sorted(s.step for s in tw.samples if "grad_norm" in s.stats)
+    assert trained[:3] == [0, 10, 20] and tw.monitor.interval > 10  # the budget took over
+    counted = sum(sum(s.stats["label_count"].values()) for s in tw.samples if "label_count" in s.stats)
+    # the batches of every 10th step and of every sampled one, up to the last sample
+    assert counted == 16 * len(set(range(0, trained[-1] + 1, 10)) | set(trained))
 
 
 @pytest.mark.parametrize("onset", [0, 13, 20])

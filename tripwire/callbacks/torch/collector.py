@@ -178,6 +178,7 @@ class TorchCollector:
         self.no_gradient = NoGradientNotice()
         self.device = torch.device("cpu")
         self.sampling = False
+        self.counting_labels = False  # an unsampled batch whose labels are counted (under a budget)
         self._losses: list[torch.Tensor] = []
         self._modules: frozenset[int] = frozenset()
         self._shapes_due = "param_ndim" in stats  # sent with the first flush after attach
@@ -228,7 +229,7 @@ class TorchCollector:
         """Remove every hook; one that cannot be removed does not keep the others."""
         probes = [p for p in (self.activations, self.confusion) if p is not None]
         self.activations = None
-        self.sampling = False
+        self.sampling = self.counting_labels = False
         self._remove(probes)
 
     def _remove(self, probes: list[Any]) -> None:
@@ -237,23 +238,32 @@ class TorchCollector:
             self.guard.fail(DETACH, error)
 
     # training ------------------------------------------------------------------------------------
-    def begin_batch(self, batch: Any, sampled: bool) -> None:
-        """Start a training batch; on sampled ones, turn the hooks on and read the batch's data
-        (``batch=None``: none to read yet, see :meth:`add_batch`)."""
+    def begin_batch(self, batch: Any, sampled: bool, labels: bool = False) -> None:
+        """Start a training batch; on sampled ones, turn the hooks on and read the batch's data;
+        on the others, its labels only when ``labels`` (:meth:`Schedule.labels_due
+        <tripwire.schedule.Schedule.labels_due>`). ``batch=None``: none to read yet, see
+        :meth:`add_batch`."""
         self.sampling = sampled
+        self.counting_labels = labels and not sampled and self.data.labels
         if self.activations is not None:
             self.activations.active = sampled
-        if sampled and batch is not None:
+        if batch is not None and (sampled or self.counting_labels):
             self.add_batch(batch)
 
     def add_batch(self, batch: Any) -> None:
-        """Read the data of a batch of the sampled step in progress: from :meth:`begin_batch`, or
-        from a driver that sees the batch only after its forward pass (a plain loop)."""
+        """Read the data of a batch of the step in progress (sampled: all of it; else its labels, when
+        they are due): from :meth:`begin_batch`, or from a driver that sees the batch only after its
+        forward pass (a plain loop)."""
         if self.sampling and self.data.wanted:
             self.guard.call(DATA, self._add_data, batch)
+        elif self.counting_labels:
+            self.guard.call(DATA, self._add_labels, batch)
 
     def _add_data(self, batch: Any) -> None:
         self.data.add(*split_batch(batch, self.batch_fn))
+
+    def _add_labels(self, batch: Any) -> None:
+        self.data.add(None, split_batch(batch, self.batch_fn)[1])
 
     def before_optimizer_step(self, optimizer: Any, scaler: Any = None) -> None:
         """Gradient statistics of a real optimizer step (on sampled batches only)."""

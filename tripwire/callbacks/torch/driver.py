@@ -110,7 +110,7 @@ class TorchDriver:
         self._pending: Any = None
         self._defer = False
         self._collector_state: dict[str, Any] = {}
-        self.clock = StepClock() if monitor.config.budgeted else None
+        self.clock = StepClock() if monitor.schedule.budgeted else None
         #: whether a rule has the skip_step action (the step's spike verdict is read before its update)
         self.skip = monitor.uses("skip_step")
         #: the steps whose update skip_step left out since the last flush
@@ -255,10 +255,11 @@ class TorchDriver:
         if self.clock is not None:
             self.clock.begin(step, self.sampled)
         self.stepped = False
-        self.collector.begin_batch(batch, self.sampled)
+        self.collector.begin_batch(batch, self.sampled, labels=self.monitor.schedule.labels_due(step))
 
     def add_batch(self, batch: Any) -> None:
-        """The data of a batch of the step in progress, read after its forward (sampled steps only)."""
+        """The data of a batch of the step in progress, read after its forward (the collector keeps what
+        the step needs: all of a sampled one, the labels of one whose labels are due)."""
         if self.collector is not None:
             self.collector.add_batch(batch)
 

@@ -287,7 +287,7 @@ class TripwireCallback(TrainerCallback):
             return
         inputs = kwargs or args
         if module.training:
-            if self.driver.sampled:
+            if self.driver.sampled or collector.counting_labels:
                 self.driver.add_batch(inputs)  # guarded by the collector (data statistics)
         elif collector.confusion is not None:
             self._eval_inputs = inputs
