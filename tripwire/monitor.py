@@ -52,7 +52,8 @@ log = logging.getLogger("tripwire")
 #: the callbacks that carry out each remediation action, for the error of one that cannot
 _CARRIED_OUT_BY = {"skip_step": "LightningTripwire, tripwire.torch.Tripwire, TripwireCallback (HF Trainer), "
                                  "KerasTripwire",
-                   "reduce_lr": "LightningTripwire, tripwire.torch.Tripwire, TripwireCallback (HF Trainer)",
+                   "reduce_lr": "LightningTripwire, tripwire.torch.Tripwire, TripwireCallback (HF Trainer), "
+                                 "KerasTripwire",
                    "rollback": "LightningTripwire, tripwire.torch.Tripwire, TripwireCallback (HF Trainer), "
                                "KerasTripwire"}
 

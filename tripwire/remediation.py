@@ -3,14 +3,15 @@
 A remediation is written in a rule's ``actions`` like any action, by name or, with parameters, as
 a one-key mapping (``actions: [alert, {reduce_lr: {factor: 0.3}}]``). A rule carries one only
 where its class lists it (:attr:`tripwire.Rule.remediations`), and a callback only where it can
-carry it out (the torch adapters; others refuse it when they are made):
+carry it out (the torch adapters and Keras all three; XGBoost refuses them when it is made):
 
 - ``skip_step``: the update of a step judged a spike is left out (``loss_spike``: it needs a
   verdict at every step, on the device, before the update);
 - ``reduce_lr``: every parameter group's learning rate is multiplied by ``factor`` (never below
   ``min_lr``), at most ``max_times`` in a run; a scheduler's value is scaled as the optimizer
-  uses it, so the schedule goes on from its own values.
-- ``rollback``: the adapter keeps the training state (model, optimizers, schedulers, RNG) every
+  uses it, so the schedule goes on from its own values (Keras: a float rate, assigned in place).
+- ``rollback``: the adapter keeps the training state (model and optimizer state; the step counter,
+  the schedules and the random streams follow the data, which moves on) every
   ``every`` steps, the last ``keep`` of them; a finding restores the newest one kept before the
   steps it implicates, and training goes on with the next batches, so the batches in between are
   skipped (:mod:`tripwire.rollback`). At most ``max_rollbacks`` in a run, then the finding stops it.

@@ -145,4 +145,9 @@ from test_keras_spike import spike_report
 
 out["spike"] = spike_report()
 
+# 9. reduce_lr on that spike: the optimizer's rate, written from the host, is read by the next step
+from test_keras_spike import reduce_lr_report
+
+out["reduce_lr"] = reduce_lr_report()
+
 print("RESULT " + json.dumps(out))

@@ -182,3 +182,57 @@ def test_every_sample_keeps_its_statistics_across_a_skipped_update():
     for stat in ("grad_norm", "act_dead_frac"):
         assert sorted({s.step for s in rec.samples if any(k.split("[")[0] == stat for k in s.stats)}) == \
             list(range(STEPS)), stat
+
+
+class Rates(keras.callbacks.Callback):
+    """The optimizer's learning rate after every step (read on the host: a test's price)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[float] = []
+
+    def on_train_batch_end(self, batch: int, logs=None) -> None:
+        self.seen.append(float(to_numpy(self.model.optimizer.learning_rate)))
+
+
+def reduce_lr_report() -> dict:
+    """``reduce_lr`` (factor 0.1) on the planted spike of this process's backend (the JAX backend
+    script reports it too; on JAX the rate lives in the trainer's state): the findings, and the
+    rate before and after each step. Tripwire's callback comes after ``Rates``, so a step's reading
+    is taken before that step's decision."""
+    x, y = classification(n=BATCH * STEPS)
+    x[POISONED * BATCH:(POISONED + 1) * BATCH] *= 1000
+    rates = Rates()
+    config = {"rules": {"loss_spike": {"actions": ["alert", {"reduce_lr": {"factor": 0.1, "min_lr": 1e-4}}]}}}
+    _, tw, _ = _run(x, y, config, callbacks=[rates])
+    return {"findings": [[f.kind, f.step, f.evidence.get("lr_before"), f.evidence.get("lr_after")]
+                         for f in tw.findings], "rates": rates.seen}
+
+
+def check_reduce_lr(report: dict) -> None:
+    """What :func:`reduce_lr_report` must show on every backend: the spike lowers the rate at once,
+    the later steps train at the lowered rate, and the effect is reported at the next sample."""
+    (spike, *_), (kind, step, before, after), (effect, *_) = report["findings"]
+    assert (spike, kind, step, effect) == ("loss_spike", "reduce_lr", POISONED, "reduce_lr_effect")
+    assert before == pytest.approx(1e-2) and after == pytest.approx(1e-3)
+    rates = report["rates"]
+    assert rates[:POISONED + 1] == [pytest.approx(1e-2)] * (POISONED + 1)
+    assert rates[POISONED + 1:] == [pytest.approx(1e-3)] * (STEPS - POISONED - 1)
+
+
+def test_reduce_lr_lowers_the_rate_the_next_steps_train_at():
+    check_reduce_lr(reduce_lr_report())
+
+
+def test_reduce_lr_of_a_learning_rate_schedule_is_refused_when_training_starts():
+    """A ``LearningRateSchedule`` is compiled into the train step: nothing outside it can be scaled."""
+    from tripwire import ConfigError
+
+    x, y = classification(n=BATCH * 4)
+    model = mlp(head=None)
+    schedule = keras.optimizers.schedules.CosineDecay(1e-2, decay_steps=100)
+    with pytest.raises(ConfigError, match=r"cannot carry out reduce_lr here: its learning rate is a CosineDecay"):
+        fit(model, x, y, config=spike_config("reduce_lr"), optimizer=keras.optimizers.Adam(schedule), epochs=1)
+    from tripwire.callbacks.keras.optimizer import TripwireApply
+
+    assert not isinstance(model.optimizer, TripwireApply)  # refused before anything was hooked

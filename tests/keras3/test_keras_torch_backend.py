@@ -74,3 +74,9 @@ def test_loss_spike_fires_and_skip_step_leaves_the_update_out(result, path):
     assert run["unchanged_by_skip"] and run["iterations"] == 119
     assert run["loss_skipped"] == pytest.approx(run["loss_clean"], rel=0.03)
     assert run["healthy"] == [] and run["healthy_judged"] > 0
+
+
+def test_reduce_lr_lowers_the_rate_the_next_steps_train_at(result):
+    from test_keras_spike import check_reduce_lr
+
+    check_reduce_lr(result["reduce_lr"])

@@ -116,6 +116,9 @@ out["rollback"] = rollback_report()
 from test_keras_spike import spike_report
 
 out["spike"] = spike_report()  # on the CPU: judged in Python floats (HostSpikeSeries)
+from test_keras_spike import reduce_lr_report
+
+out["reduce_lr"] = reduce_lr_report()
 import tripwire.callbacks.keras.spike as keras_spike
 
 keras_spike._on_torch_cpu = lambda: False  # the path of a GPU: Keras variables, eager ops, a cond on the verdict

@@ -33,6 +33,7 @@ except ModuleNotFoundError as exc:
 
 from tripwire.arguments import shared_arguments
 from tripwire.callbacks.keras import data as keras_data
+from tripwire.callbacks.keras import learning_rate as keras_lr
 from tripwire.callbacks.keras import optimizer as keras_optimizer
 from tripwire.callbacks.keras.buffer import to_numpy
 from tripwire.callbacks.keras.collector import SETUP, SPIKES, Collector
@@ -163,6 +164,9 @@ class KerasTripwire(keras.callbacks.Callback):
     @_cleaning_up
     def on_train_begin(self, logs=None) -> None:
         model = self._fit_model = self.model  # read once: on JAX every read syncs the state
+        unscalable = keras_lr.why_not_scalable(model.optimizer)
+        if unscalable is not None:  # before anything is hooked: the error leaves fit with the model as it was
+            self.monitor.check_remediations(set(remediations()) - {"reduce_lr"}, why=f"here: {unscalable}")
         needs = self.monitor.needs()
         self._wanted = {n.stat for n in needs}
         self._loss_key = self.monitor.config.metrics.train_loss
@@ -384,14 +388,17 @@ class KerasTripwire(keras.callbacks.Callback):
 
 def remediations() -> tuple[str, ...]:
     """The remediation actions the callback carries out on this process's Keras backend:
-    ``rollback``, and ``skip_step`` where ``loss_spike`` is judged in the train step (TensorFlow,
-    JAX and torch; see :mod:`tripwire.callbacks.keras.spike`).
+    ``rollback``, ``reduce_lr`` (a float learning rate: :mod:`tripwire.callbacks.keras.learning_rate`),
+    and ``skip_step`` where ``loss_spike`` is judged in the train step (TensorFlow, JAX and torch;
+    see :mod:`tripwire.callbacks.keras.spike`).
 
     Example:
         >>> keras.backend.backend(), remediations()
-        ('tensorflow', ('rollback', 'skip_step'))
+        ('tensorflow', ('rollback', 'reduce_lr', 'skip_step'))
     """
-    return ("rollback", "skip_step") if keras.backend.backend() in ("tensorflow", "jax", "torch") else ("rollback",)
+    if keras.backend.backend() in ("tensorflow", "jax", "torch"):
+        return ("rollback", "reduce_lr", "skip_step")
+    return ("rollback", "reduce_lr")
 
 
 class _ModelSink:
@@ -405,6 +412,10 @@ class _ModelSink:
     def stop(self, finding: Finding) -> None:
         if self.callback._fit_model is not None:
             self.callback._fit_model.stop_training = True
+
+    def reduce_lr(self, factor: float, min_lr: float) -> tuple[float, float]:
+        callback = self.callback
+        return keras_lr.lower_learning_rate(callback._fit_model, callback.collector, factor, min_lr)
 
     def rollback(self, step: int) -> tuple[int, int] | None:
         callback = self.callback

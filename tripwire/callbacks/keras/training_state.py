@@ -29,6 +29,20 @@ import keras
 import numpy as np
 
 
+@contextlib.contextmanager
+def user_view(model: Any, collector: Any) -> Iterator[None]:
+    """While the host reads or writes ``model``'s variables during ``fit``: the user's own optimizer
+    (tripwire's statistics variables out of sight) and, on JAX, the values synced from the trainer's
+    state, which Keras reads again at the next step."""
+    if collector is not None:
+        with collector.saving():
+            yield
+        return
+    if keras.backend.backend() == "jax" and getattr(model, "_jax_state", None) is not None:
+        model.jax_state_sync()
+    yield
+
+
 class KerasTrainingState:
     """Captures and restores a Keras model's weights and optimizer variables (see the module docstring).
 
@@ -44,16 +58,8 @@ class KerasTrainingState:
             with self._user_view():
                 optimizer.build(model.trainable_variables)  # its slots exist from the first state on
 
-    @contextlib.contextmanager
-    def _user_view(self) -> Iterator[None]:
-        collector = self.collector()
-        if collector is not None:
-            with collector.saving():
-                yield
-            return
-        if keras.backend.backend() == "jax" and getattr(self.model, "_jax_state", None) is not None:
-            self.model.jax_state_sync()
-        yield
+    def _user_view(self) -> contextlib.AbstractContextManager[None]:
+        return user_view(self.model, self.collector())
 
     def _variables(self) -> list[Any]:
         optimizer = self.model.optimizer
