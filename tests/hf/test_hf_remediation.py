@@ -28,6 +28,18 @@ from tripwire.callbacks.torch.unwrap import inner_optimizer
 from tripwire.transformers import TripwireCallback
 
 POISONED = 80
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread, whatever the machine: when and how far a run blows up moves with the order
+    of float sums, which follows the thread count (at 2 threads the LR of 5e-3 ends at 0.045, not 0.17)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 CHANCE = 0.69  # the eval loss of a model that learned nothing (ln 2)
 
 
