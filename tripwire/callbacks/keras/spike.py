@@ -68,7 +68,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from statistics import NormalDist
 from typing import Any
 
 import keras
@@ -76,31 +75,17 @@ import numpy as np
 from keras import ops
 
 from tripwire.callbacks.keras.buffer import to_numpy
+from tripwire.spike_history import (
+    MAD_TO_SD,
+    REFRESH,
+    SCALE_FLOOR,
+    SPIKE_STATS,
+    expected_largest,
+    series_needs,
+    series_settings,
+    series_stats,
+)
 from tripwire.stats import STEPS_SKIPPED, Need
-
-#: the catalogue statistics of a spike judgement
-SPIKE_STATS = ("spike_count", "spike_max_z", "spike_last_step")
-#: steps between two recomputations of a series' median and scale (as the torch adapters)
-REFRESH = 8
-#: the smallest scale of the logarithms (as the torch adapters)
-SCALE_FLOOR = 0.01
-_MAD_TO_SD = 1.4826
-
-
-def settings(need: Need) -> tuple[str, int, int, float]:
-    """``(series, window, warmup, limit)`` of a spike need."""
-    return (str(need.setting("series")), int(need.setting("window")), int(need.setting("warmup")),
-            float(need.setting("limit")))
-
-
-def expected_largest(n: int) -> float:
-    """About the expected largest of ``n`` standard normal draws (1.0 below 2 draws, never used).
-
-    Example:
-        >>> round(expected_largest(128), 2)
-        2.42
-    """
-    return NormalDist().inv_cdf(1.0 - 1.0 / (n + 1)) if n >= 2 else 1.0
 
 
 def _variable(value, name: str, dtype: str = "float32") -> keras.Variable:
@@ -161,7 +146,7 @@ class _Series:
         mad = ops.take(ops.sort(ops.where(kept, ops.abs(ring - median), np.float32(np.inf))), middle)
         largest = ops.take(ordered, ops.maximum(n - 1, 0))
         tail = (largest - median) / ops.take(self.largest, n)
-        scale = ops.maximum(ops.maximum(mad * _MAD_TO_SD, tail), SCALE_FLOOR)
+        scale = ops.maximum(ops.maximum(mad * MAD_TO_SD, tail), SCALE_FLOOR)
         ready = ops.greater_equal(n, self.warmup)
         self.scale_inv.assign(ops.where(ready, 1.0 / scale, 0.0))
         self.shift.assign(ops.where(ready, -median / scale, np.float32(-np.inf)))
@@ -199,17 +184,15 @@ class KerasSpikes:
     def __init__(self, needs: Iterable[Need], *, skip: bool = False, when=_run_when, state=None,
                  host: bool | None = None) -> None:
         self.needs = [n for n in needs if n.stat in SPIKE_STATS]
-        # the limit comes with the spike_count needs; the others judge with the same history
-        counted = {settings(n) for n in self.needs if n.stat == "spike_count"}
-        uncounted = {settings(n) for n in self.needs if settings(n)[:3] not in {s[:3] for s in counted}}
+        settings = series_settings(self.needs)
         eager = keras.backend.backend() == "torch"
         self.host = _on_torch_cpu() if host is None else bool(host)
         if self.host:
             from tripwire.callbacks.torch.spike import HostSpikeSeries
 
-            self.series = {s: HostSpikeSeries(*s[1:]) for s in sorted(counted | uncounted)}
+            self.series = {s: HostSpikeSeries(*s[1:]) for s in settings}
         else:
-            self.series = {s: _Series(*s[1:], eager=eager) for s in sorted(counted | uncounted)}
+            self.series = {s: _Series(*s[1:], eager=eager) for s in settings}
         self.skip = bool(skip)
         self.when = when
         self.state = state
@@ -333,15 +316,7 @@ class KerasSpikes:
                 count, max_z, last = (float(v) for v in self._value(series.tally))
                 if count or max_z > -math.inf:
                     self._write(series.tally, np.array([0.0, -np.inf, -1.0], "float32"))
-            for need in self.needs:
-                if settings(need)[:3] != key[:3] or (need.stat == "spike_count" and settings(need) != key):
-                    continue
-                if need.stat == "spike_count":
-                    out[need.key] = {None: count}
-                elif need.stat == "spike_max_z" and max_z > -math.inf:
-                    out[need.key] = {None: max_z}
-                elif need.stat == "spike_last_step" and count > 0:
-                    out[need.key] = {None: last}
+            out.update(series_stats(series_needs(self.needs, key), count, max_z, last))
         if self.skip:
             if self.host:
                 skipped, self.skipped = self.skipped, 0.0

@@ -66,23 +66,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from statistics import NormalDist
 from typing import Any
 
 import torch
 
 from tripwire.callbacks.torch import reductions
 from tripwire.callbacks.torch.packing import Piece, Series, ops
+from tripwire.spike_history import (
+    MAD_TO_SD,
+    REFRESH,
+    SCALE_FLOOR,
+    SPIKE_STATS,
+    expected_largest,
+    series_needs,
+    series_settings,
+    series_stats,
+)
 from tripwire.stats import Need
 
-#: the catalogue statistics this probe sends
-SPIKE_STATS = ("spike_count", "spike_max_z", "spike_last_step")  # in the order of SpikeSeries.take
-#: steps between two recomputations of a series' median and MAD
-REFRESH = 8
-#: the smallest scale of the logarithms: a series that hardly varies (a full-batch loss) still needs
-#: to grow by about ``limit`` percent to spike
-SCALE_FLOOR = 0.01
-_MAD_TO_SD = 1.4826  # MAD of a normal distribution x this = its standard deviation
 
 class _Ring:
     """The ring position and the refresh schedule that both kinds of series share (host counters)."""
@@ -145,7 +146,7 @@ class SpikeSeries(_Ring):
         kept = torch.isfinite(self.ring).sum()
         largest = torch.nan_to_num(self.ring, nan=float("-inf")).max()
         tail = (largest - median) / torch.special.ndtri(1.0 - 1.0 / (kept.float() + 1.0))
-        scale = torch.fmax(mad * _MAD_TO_SD, tail).clamp_min_(SCALE_FLOOR)
+        scale = torch.fmax(mad * MAD_TO_SD, tail).clamp_min_(SCALE_FLOOR)
         ready = kept >= self.warmup
         self.scale_inv.copy_(torch.where(ready, scale.reciprocal(), 0.0))
         self.shift.copy_(torch.where(ready, -median / scale, float("-inf")))
@@ -213,8 +214,8 @@ class HostSpikeSeries(_Ring):
             self.shift, self.scale_inv = -math.inf, 0.0
             return
         median = _lower_median(kept)
-        tail = (max(kept) - median) / _expected_largest(len(kept))
-        scale = max(_lower_median([abs(v - median) for v in kept]) * _MAD_TO_SD, tail, SCALE_FLOOR)
+        tail = (max(kept) - median) / expected_largest(len(kept))
+        scale = max(_lower_median([abs(v - median) for v in kept]) * MAD_TO_SD, tail, SCALE_FLOOR)
         self.shift, self.scale_inv = -median / scale, 1.0 / scale
 
     def take(self) -> torch.Tensor:
@@ -237,24 +238,9 @@ class HostSpikeSeries(_Ring):
         self.refresh()
 
 
-def _expected_largest(n: int) -> float:
-    """About the expected largest of ``n`` standard normal draws: the quantile at ``1 - 1/(n + 1)``.
-
-    Example:
-        >>> round(_expected_largest(128), 2)
-        2.42
-    """
-    return NormalDist().inv_cdf(1.0 - 1.0 / (n + 1))
-
-
 def _lower_median(values: list[float]) -> float:
     """The median, or of an even count the lower of the middle two (as ``torch.nanmedian``)."""
     return sorted(values)[(len(values) - 1) // 2]
-
-
-def _settings(need: Need) -> tuple[str, int, int, float]:
-    return (str(need.setting("series")), int(need.setting("window")), int(need.setting("warmup")),
-            float(need.setting("limit")))
 
 
 class SpikeProbe:
@@ -270,11 +256,7 @@ class SpikeProbe:
 
     def __init__(self, needs: Iterable[Need]) -> None:
         self.needs = [n for n in needs if n.stat in SPIKE_STATS]
-        # the limit comes with the spike_count needs; spike_max_z and spike_last_step leave it out,
-        # so that `tripwire calibrate` can replay a rule with other limits over the same series
-        counted = {_settings(n) for n in self.needs if n.stat == "spike_count"}
-        uncounted = {_settings(n) for n in self.needs if _settings(n)[:3] not in {s[:3] for s in counted}}
-        self.settings = sorted(counted | uncounted)
+        self.settings = series_settings(self.needs)
         self.series: dict[tuple[str, int, int, float], SpikeSeries | HostSpikeSeries] = {}
         #: whether a rank's loss is its own (DDP): its spikes are judged and reported, but they leave
         #: them out of :attr:`flag`, so that every rank skips the same steps (set by the driver)
@@ -345,12 +327,8 @@ class SpikeProbe:
 
     def pieces(self) -> list[Piece]:
         """One piece per series: its count, largest z and last spiking step since the last flush."""
-        pieces = []
-        for settings, series in self.series.items():
-            keys = [n.key for n in self.needs if _settings(n) == settings
-                    or (n.stat != "spike_count" and _settings(n)[:3] == settings[:3])]
-            pieces.append(Piece(series.take(), ops(SPIKE_STATS), _reader(keys)))
-        return pieces
+        return [Piece(series.take(), ops(SPIKE_STATS), _reader(series_needs(self.needs, settings)))
+                for settings, series in self.series.items()]
 
     def state_dict(self) -> dict[str, Any]:
         """Each series' history (plain Python), keyed by its settings."""
@@ -365,21 +343,9 @@ class SpikeProbe:
                 series.load_state_dict(saved)
 
 
-def _reader(keys: list[str]) -> Callable[[list[float]], Series]:
-    def read(values: list[float]) -> Series:
-        count, max_z, last = values
-        out: Series = {}
-        for key in keys:
-            stat = key.split("[", 1)[0]
-            if stat == "spike_count":
-                out[key] = {None: count}
-            elif stat == "spike_last_step" and count > 0:
-                out[key] = {None: last}
-            elif stat == "spike_max_z" and max_z > float("-inf"):
-                out[key] = {None: max_z}
-        return out
-
-    return read
+def _reader(needs: list[Need]) -> Callable[[list[float]], Series]:
+    """How a series' piece reads back: ``[count, max z, last step]`` as its needs ask."""
+    return lambda values: series_stats(needs, *values)
 
 
 def _grads(optimizer: Any) -> list[torch.Tensor]:
