@@ -77,6 +77,17 @@ def spike_report() -> dict:
                for name, model in (("damaged", damaged), ("skipped", skipped), ("clean", clean))}}
 
 
+def check_spike(run: dict) -> None:
+    """What :func:`spike_report` must show on every backend: fired at the poisoned step, the run
+    damaged without ``skip_step`` and, with it, ended as without the batch, weights and optimizer
+    untouched by the skipped step; the healthy run silent though judged."""
+    assert run["alerted"] == [["loss_spike", POISONED, None]] and run["loss_damaged"] > 3 * run["loss_clean"]
+    assert [kind for kind, *_ in run["skipping"]] == ["loss_spike", "skip_step_effect"]
+    assert run["unchanged_by_skip"] and run["iterations"] == STEPS - 1
+    assert run["loss_skipped"] == pytest.approx(run["loss_clean"], rel=0.03)
+    assert run["healthy"] == [] and run["healthy_judged"] > 0
+
+
 @pytest.fixture(scope="module")
 def report() -> dict:
     return spike_report()
