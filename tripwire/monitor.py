@@ -57,6 +57,10 @@ _CARRIED_OUT_BY = {"skip_step": "LightningTripwire, tripwire.torch.Tripwire, Tri
                    "rollback": "LightningTripwire, tripwire.torch.Tripwire, TripwireCallback (HF Trainer), "
                                "KerasTripwire"}
 
+#: the frameworks whose adapters time their steps, so that ``overhead_budget`` can set the interval
+#: (Keras compiles its interval into the train step; XGBoost's rounds keep theirs)
+_BUDGETED = (None, "torch")
+
 __all__ = ["Decision", "DecisionSink", "Monitor"]
 
 
@@ -99,7 +103,7 @@ class Monitor:
             overrides["log_dir"] = os.fspath(log_dir) if isinstance(log_dir, os.PathLike) else log_dir
         self.config = cfg.with_overrides(**overrides)
         given_budget = self.config.budgeted and "overhead_budget" in self.config.model_fields_set
-        if given_budget and framework not in (None, "torch"):  # the default budget is the torch adapters'
+        if given_budget and framework not in _BUDGETED:  # the default budget is the torch adapters'
             raise ConfigError(f"overhead_budget is not supported by the {framework} adapter yet (its interval is "
                               f"fixed when training starts); give interval instead (without either it samples "
                               f"every 10 steps)",
@@ -175,7 +179,7 @@ class Monitor:
     def _new_schedule(self) -> Schedule:
         """Budgeted under the torch adapters unless an interval pins it; pinned under the others."""
         cfg = self.config
-        budget = cfg.overhead_budget if cfg.budgeted and self.framework in (None, "torch") else None
+        budget = cfg.overhead_budget if cfg.budgeted and self.framework in _BUDGETED else None
         return Schedule(cfg.interval, budget, cfg.min_interval, cfg.max_interval)
 
     def due(self, step: int) -> bool:

@@ -217,11 +217,11 @@ class Collector:
             self.jax.attach(self.hooked, [self.buffer.variable, *self.params.snapshots, *spiking],
                             [b.variable for b in (self.act_buffer, self.confusion) if b is not None])
             if self.spikes is not None and self.spikes.wants("loss"):
-                self._forward_loss()
+                self._warn_loss_unjudged_on_jax()
         model.make_train_function(force=True)
         self._plain = self._ending_clean(self._own(model.train_function))
 
-    def _forward_loss(self) -> None:
+    def _warn_loss_unjudged_on_jax(self) -> None:
         """JAX: Keras's ``train_step`` hands the loss to the optimizer (``scale_loss``) only inside the
         gradient's trace, which no value may leave, and it has no other hook between the loss and
         the update; so there only the gradient norm is judged (said once)."""
@@ -399,7 +399,7 @@ class Collector:
     def note_loss(self, loss) -> None:
         """The batch's loss, from the optimizer's ``scale_loss`` (while tracing): judged in ``apply``.
         On JAX ``scale_loss`` runs inside the gradient's trace, which the value cannot leave: there
-        it is not judged (:meth:`_forward_loss`)."""
+        it is not judged (:meth:`_warn_loss_unjudged_on_jax`)."""
         if self.spikes is not None and self.spikes.wants("loss") and self.jax is None:
             self._state().loss = loss
 
@@ -625,7 +625,6 @@ class Collector:
 
 def _nothing() -> None:
     return None
-
 
 
 def spikes_unsupported(model) -> str | None:

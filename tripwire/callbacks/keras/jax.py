@@ -176,4 +176,3 @@ class JaxState:
         """Put the trainer's state back into the variables (before the host writes one)."""
         if self._live() is not None:
             self.model.jax_state_sync()
-

@@ -180,9 +180,9 @@ class TripwireCallback(TrainerCallback):
         self.driver.connect(torch_distributed_ranks(device), self._sink)
         optimizer = kwargs.get("optimizer")
         if optimizer is not None and model is not None:
-            self.driver.attach_optimizers([inner_optimizer(optimizer)])
-            self.driver.keep_states(lambda: TrainingState(model, [inner_optimizer(optimizer)],
-                                                          lambda: getattr(optimizer, "scaler", None)))
+            inner = inner_optimizer(optimizer)
+            self.driver.attach_optimizers([inner])
+            self.driver.keep_states(lambda: TrainingState(model, [inner], lambda: getattr(optimizer, "scaler", None)))
         self.driver.build(model)
         self.driver.start(model, device)
         if self.driver.collector is not None:
