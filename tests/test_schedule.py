@@ -12,13 +12,14 @@ from tripwire.schedule import Schedule
 from tripwire.step_clock import StepClock
 
 
-def sampled(schedule: Schedule, steps: int, cost: float, plain: float) -> list[int]:
-    """The steps ``schedule`` samples when each sample costs ``cost`` beyond a ``plain`` step."""
+def sampled(schedule: Schedule, steps: int, cost: float, plain: float, fixed: float = 0.0) -> list[int]:
+    """The steps ``schedule`` samples when each sample costs ``cost`` beyond a ``plain`` step, and
+    every step ``fixed`` in the hooks."""
     out = []
     for step in range(steps):
         if schedule.due(step):
             if out:
-                schedule.measured(cost, plain)
+                schedule.measured(cost, plain, fixed)
             out.append(step)
     return out
 
@@ -47,6 +48,20 @@ def test_the_chosen_interval_keeps_the_measured_overhead_within_the_budget():
     sampled(schedule, 5000, cost=0.003, plain=0.01)  # 0.3 steps per sample at 2%: every 15 steps
     assert schedule.interval == 15
     assert schedule.overhead is not None and schedule.overhead < 0.03
+
+
+def test_what_every_step_pays_in_the_hooks_leaves_less_of_the_budget_to_samples():
+    schedule = Schedule(interval=10, budget=0.02)
+    sampled(schedule, 5000, cost=0.003, plain=0.01, fixed=0.0001)  # 1% per step is fixed: 1% left
+    assert schedule.interval == 30
+    assert schedule.overhead == pytest.approx(0.02, rel=0.05)  # both parts counted
+
+
+def test_hooks_that_alone_exceed_the_budget_sample_as_rarely_as_allowed():
+    schedule = Schedule(interval=10, budget=0.01, max_interval=100)
+    sampled(schedule, 1000, cost=0.003, plain=0.01, fixed=0.0002)  # 2% of every step is fixed
+    assert schedule.interval == 100
+    assert schedule.overhead > 0.02  # reported as it is: over the budget
 
 
 def test_noise_within_the_hysteresis_leaves_the_interval_alone():
@@ -116,8 +131,19 @@ def test_the_step_clock_skips_interrupted_steps_and_repeated_micro_batches():
     clock.interrupt()  # a validation run inside step 2
     clock.begin(3, sampled=True, now=next(times))
     clock.begin(4, sampled=False, now=next(times))
-    cost, plain = clock.take()
-    assert plain == pytest.approx(0.010) and cost == pytest.approx(0.020)
+    cost, plain, fixed = clock.take()
+    assert plain == pytest.approx(0.010) and cost == pytest.approx(0.020) and fixed == 0.0
+
+
+def test_the_step_clock_averages_what_plain_steps_spend_in_the_hooks():
+    clock = StepClock()
+    for step in range(11):
+        clock.begin(step, sampled=step == 10, now=0.01 * step)
+        clock.spent(0.0004 if step % 5 == 0 else 0.0001)  # a labels step costs more; the sample's is its own
+    clock.begin(11, sampled=False, now=0.11 + 0.002)
+    cost, plain, fixed = clock.take()
+    assert fixed == pytest.approx((2 * 0.0004 + 8 * 0.0001) / 10)  # the mean over plain steps 0-9
+    assert cost == pytest.approx(0.002) and plain == pytest.approx(0.01)
 
 
 @pytest.mark.parametrize("framework", ["keras", "xgboost"])

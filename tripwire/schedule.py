@@ -3,17 +3,19 @@
 Pinned (the default, ``interval: N``): steps 0, N, 2N, ... are sampled, whatever they cost.
 
 Budgeted (``overhead_budget: 0.01`` without an ``interval``): the monitor measures what a sampled
-step costs beyond a plain one and sets the interval so that sampling takes at most that share
-of training time, within ``[min_interval, max_interval]`` so that detection latency stays
-bounded. It starts at the config's ``interval`` and adapts once a few samples were measured.
+step costs beyond a plain one, and what every step pays in its hooks whether it is sampled or
+not, and sets the interval so that the two together take at most that share of training time,
+within ``[min_interval, max_interval]`` so that detection latency stays bounded. It starts at the
+config's ``interval`` and adapts once a few samples were measured.
 
-An adapter reports each step's wall time (:meth:`Schedule.step_time`, host timers around its
-hooks: no device sync is added; on an accelerator the flush's host read, which waits for the
-device, is where a sampled step's device work shows up). Per sampled step it hands the
-measurement back through :meth:`Schedule.measured` (``cost`` = the sampled step's time beyond
-the median plain step's). In a data-parallel run the adapter reduces the measurement across
-ranks first (it rides in the packed statistics vector, reduced with ``max``), so every rank
-computes the same interval from the same numbers.
+An adapter times its steps and its hooks on the host (a
+:class:`~tripwire.step_clock.StepClock`: no device sync is added; on an accelerator the flush's
+host read, which waits for the device, is where a sampled step's device work shows up). Per
+sampled step it hands the measurement back through :meth:`Schedule.measured` (``cost`` = the
+sampled step's time beyond the median plain step's; ``fixed`` = a plain step's time in the
+hooks). In a data-parallel run the adapter reduces the measurement across ranks first (it rides
+in the packed statistics vector, reduced with ``max``), so every rank computes the same interval
+from the same numbers.
 
 Example:
     >>> s = Schedule(interval=10, budget=0.01, min_interval=1, max_interval=100)
@@ -25,6 +27,11 @@ Example:
     20
     >>> s.summary()
     'tripwire used 2.0% of training time; sampled every 20 steps (overhead budget 1%)'
+    >>> hooked = Schedule(interval=10, budget=0.01, min_interval=1, max_interval=100)
+    >>> for _ in range(3):
+    ...     hooked.measured(cost=0.002, plain=0.010, fixed=0.00005)   # and 50 us in every step's hooks
+    >>> hooked.interval                            # 0.05 ms per step is left for sampling
+    40
     >>> pinned = Schedule(interval=10)
     >>> [step for step in range(25) if pinned.due(step)], pinned.budgeted
     ([0, 10, 20], False)
@@ -65,7 +72,8 @@ class Schedule:
         self.next_due = 0
         self._costs: deque[float] = deque(maxlen=WINDOW)
         self._plains: deque[float] = deque(maxlen=WINDOW)
-        self.sampling_time = 0.0  # seconds of sampled steps beyond plain ones, summed
+        self._fixed: deque[float] = deque(maxlen=WINDOW)
+        self.sampling_time = 0.0  # seconds of sampled steps beyond plain ones and in every step's hooks, summed
         self.training_time = 0.0  # seconds of measured steps, summed
 
     @property
@@ -104,22 +112,28 @@ class Schedule:
         due = last - last % self.interval
         return due if last >= start and due >= start else None
 
-    def measured(self, cost: float, plain: float) -> None:
+    def measured(self, cost: float, plain: float, fixed: float = 0.0) -> None:
         """One sampled step's measurement: ``cost`` seconds beyond a plain step of ``plain``
-        seconds; it stands for ``interval`` plain steps of training and the sample's cost."""
-        if not (math.isfinite(cost) and math.isfinite(plain)) or plain <= 0:
+        seconds, of which ``fixed`` seconds are spent in the hooks; it stands for ``interval`` plain
+        steps of training and the sample's cost."""
+        if not (math.isfinite(cost) and math.isfinite(plain) and math.isfinite(fixed)) or plain <= 0:
             return
-        cost = max(cost, 0.0)
-        self.sampling_time += cost
+        cost, fixed = max(cost, 0.0), max(fixed, 0.0)
+        self.sampling_time += cost + fixed * self.interval
         self.training_time += plain * self.interval + cost
         self._costs.append(cost)
         self._plains.append(plain)
+        self._fixed.append(fixed)
         if self.budgeted and len(self._costs) >= MIN_MEASURED:
             self._adapt()
 
     def _adapt(self) -> None:
         cost, plain = statistics.median(self._costs), statistics.median(self._plains)
-        wanted = math.ceil(cost / (self.budget * plain)) if cost > 0 else self.min_interval  # type: ignore[operator]
+        room = self.budget * plain - statistics.median(self._fixed)  # type: ignore[operator]  # per step, for samples
+        if cost <= 0:
+            wanted = self.min_interval
+        else:
+            wanted = math.ceil(cost / room) if room > 0 else self.max_interval
         wanted = min(max(wanted, self.min_interval), self.max_interval)
         if wanted == self.interval or 1 / HYSTERESIS < wanted / self.interval < HYSTERESIS:
             return

@@ -28,7 +28,7 @@ import torch
 
 from tripwire.callbacks.torch.packing import Piece, Series, op, ops
 from tripwire.callbacks.torch.parts import CONFUSION
-from tripwire.callbacks.torch.reductions import class_counts, feature_axis_size, feature_stats
+from tripwire.callbacks.torch.reductions import add_class_counts, class_counts, feature_axis_size, feature_stats
 from tripwire.failopen import FailOpen
 from tripwire.stats import INPUT_STATS, MAX_CLASSES, Need, one_label_per_example, token_keys
 
@@ -173,8 +173,7 @@ class DataProbe:
             if self._label_acc is None:
                 self._label_acc = counts
             else:
-                self._label_acc[:-1] += counts[:-1]
-                torch.maximum(self._label_acc[-1:], counts[-1:], out=self._label_acc[-1:])
+                add_class_counts(self._label_acc, counts)
         if inputs is None or inputs.numel() == 0:
             return
         if self._measures_inputs(inputs):

@@ -12,8 +12,9 @@ at the same points of a training step, so the schedule, the flush and the decisi
   one collective, one host copy. On CPU the sample is decided at once; on CUDA the copy is left in
   flight and decided at the next :meth:`~TorchDriver.end_batch` (or validation end, or the end of
   training), so the GPU never waits for the host: rules then decide one batch later;
-- cost: under ``overhead_budget`` a :class:`~tripwire.step_clock.StepClock` times the steps; each
-  flush carries the last sampled step's cost (the slowest rank's, in the packed vector), and
+- cost: under ``overhead_budget`` a :class:`~tripwire.step_clock.StepClock` times the steps and the
+  driver's own entry points; each flush carries the last sampled step's cost and what a plain step
+  spends in them (the slowest rank's, in the packed vector), and
   :meth:`~TorchDriver.decide` hands it to the monitor's :class:`~tripwire.schedule.Schedule`, so every
   rank sets the same interval;
 - spikes (``loss_spike``): judged on the device at every optimizer step, in
@@ -66,6 +67,7 @@ Example (a single process; the plain loop drives it this way):
 from __future__ import annotations
 
 from collections.abc import Callable
+from time import perf_counter
 from typing import Any
 
 from tripwire.callbacks.torch.lr_scale import LrScale
@@ -247,13 +249,21 @@ class TorchDriver:
         """A batch of optimizer step ``step`` starts (``batch``: its data, when known before its forward)."""
         if self.collector is None:
             return
+        if self.clock is None:
+            self._begin_step(step, batch)
+            return
+        start = perf_counter()
+        self._begin_step(step, batch, now=start)
+        self.clock.spent(perf_counter() - start)
+
+    def _begin_step(self, step: int, batch: Any, now: float | None = None) -> None:
         if self.keeper is None and self._state_source is not None and self.monitor.guard.ok(ROLLBACK):
             self._start_keeping(step)  # the first step (or the first after a resume): keep its state
         if step != self.step or not self.sampled:  # a later micro-batch of a sampled step stays sampled
             self.sampled = self.monitor.due(step)
         self.step = step
         if self.clock is not None:
-            self.clock.begin(step, self.sampled)
+            self.clock.begin(step, self.sampled, now=now)
         self.stepped = False
         self.collector.begin_batch(batch, self.sampled, labels=self.monitor.schedule.labels_due(step))
 
@@ -269,12 +279,14 @@ class TorchDriver:
         spikes = self.collector.spikes if self.collector is not None else None
         if spikes is not None and spikes.wants("loss"):
             self._loss_before_update = True
-            self.monitor.guard.call(SPIKES, spikes.add_loss, loss)
+            self._timed(self.monitor.guard.call, SPIKES, spikes.add_loss, loss)
 
     def before_optimizer_step(self, optimizer: Any, scaler: Any = None) -> None:
         """The optimizer step of the step in progress is about to run: its gradients are final."""
-        if self.collector is None:
-            return
+        if self.collector is not None:
+            self._timed(self._before_optimizer_step, optimizer, scaler)
+
+    def _before_optimizer_step(self, optimizer: Any, scaler: Any) -> None:
         self.stepped = True
         if self.keeper is not None and self.keeper.skips(self.step):  # a resumed run replays a rolled-back step
             _drop_gradients(optimizer)
@@ -298,8 +310,20 @@ class TorchDriver:
     def end_batch(self, read_loss: Callable[[], Any], epoch: int | None) -> None:
         """A training batch ended: decide a pending sample, keep the batch's loss (``read_loss()``,
         under the guard), and flush when this batch's optimizer step of a sampled step ran."""
-        if self.collector is None:
-            return
+        if self.collector is not None:
+            self._timed(self._end_batch, read_loss, epoch)
+
+    def _timed(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)``; under ``overhead_budget`` its time counts as the step's time in the hooks."""
+        if self.clock is None:
+            return fn(*args)
+        start = perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            self.clock.spent(perf_counter() - start)
+
+    def _end_batch(self, read_loss: Callable[[], Any], epoch: int | None) -> None:
         self.process_pending()
         if self.collector is None:  # switched off by that decision
             return
@@ -323,17 +347,18 @@ class TorchDriver:
             self.decide(flush.sample())
 
     def _timing_pieces(self) -> list[Any]:
-        """Under ``overhead_budget``: the last sampled step's cost, reduced with ``max`` across ranks
-        (NaN when none was measured; a NaN on any rank leaves the schedule as it is)."""
+        """Under ``overhead_budget``: the last sampled step's cost and a plain step's time in the
+        hooks, reduced with ``max`` across ranks (NaN when none was measured; a NaN on any rank
+        leaves the schedule as it is)."""
         if self.clock is None:
             return []
         import torch
 
         from tripwire.callbacks.torch.packing import Piece
 
-        taken = self.clock.take() or (float("nan"), float("nan"))
+        taken = self.clock.take() or (float("nan"),) * 3
         values = torch.tensor(taken, dtype=torch.float32, device=self.collector.device)
-        return [Piece(values, "max", lambda v: {TIMING: {"cost": v[0], "plain": v[1]}})]
+        return [Piece(values, "max", lambda v: {TIMING: {"cost": v[0], "plain": v[1], "fixed": v[2]}})]
 
     def _judge_loss_after_update(self, loss: Any) -> None:
         """The loss of an adapter that sees it after the update (a plain loop, the HF Trainer):
@@ -404,7 +429,7 @@ class TorchDriver:
             self.keeper.note_sample(sample.step)
         timing = sample.stats.pop(TIMING, None)
         if timing:
-            self.monitor.schedule.measured(timing["cost"], timing["plain"])
+            self.monitor.schedule.measured(timing["cost"], timing["plain"], timing["fixed"])
         try:
             decision, failed = self.monitor.process(sample), None
         except RuleError as exc:  # strict=True
