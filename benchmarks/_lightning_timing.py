@@ -168,8 +168,11 @@ def fit_once(workload: Workload, variant: str, steps: int, warmup: int, block: i
     if len(blocks) != steps // block:
         raise RuntimeError(f"{workload.name}/{variant}: expected {steps // block} timed blocks, got {len(blocks)} "
                            f"({len(timer.marks)} marks): did training stop early?")
-    findings = sorted({f.rule for cb in extra if isinstance(cb, LightningTripwire) for f in cb.findings})
-    return FitResult(blocks, hooks.ms_per_step(warmup, steps), findings)
+    tripwires = [cb for cb in extra if isinstance(cb, LightningTripwire)]
+    findings = sorted({f.rule for cb in tripwires for f in cb.findings})
+    kept = sum(cb.collector.held_bytes() for cb in tripwires if cb.collector is not None)
+    interval = tripwires[0].monitor.interval if tripwires else None
+    return FitResult(blocks, hooks.ms_per_step(warmup, steps), findings, kept, interval)
 
 
 def interleaved(workload: Workload, variants: Sequence[str], reps: int, steps: int, warmup: int, block: int,

@@ -98,12 +98,15 @@ def _images(size: int, classes: int, channels: int = 1) -> Callable[[int], tuple
 SCALES: dict[str, dict[str, Workload]] = {
     "quick": {
         "mlp": Workload("mlp", lambda: mlp(32, [32, 16], 4), lambda n: linear_classes(n, 32, 4), 16),
+        "mlp_wide": Workload("mlp_wide", lambda: mlp(32, [64, 64], 4), lambda n: linear_classes(n, 32, 4), 16),
         "cnn": Workload("cnn", lambda: cnn(1, 4, 8, 12, 3), _images(12, 3), 8),
         "transformer": Workload("transformer", lambda: Transformer(50, 16, 1, 2, ff=64), lambda n: tokens(n, 8, 50),
                                 8),
     },
     "cpu": {
         "mlp": Workload("mlp", lambda: mlp(784, [512, 256], 10), lambda n: linear_classes(n, 784, 10), 128),
+        "mlp_wide": Workload("mlp_wide", lambda: mlp(784, [1024, 1024], 10), lambda n: linear_classes(n, 784, 10),
+                             64),
         "cnn": Workload("cnn", lambda: cnn(1, 32, 64, 28, 10), _images(28, 10), 32),
         "transformer": Workload("transformer", lambda: Transformer(1000, 64, 2, 4, ff=256),
                                 lambda n: tokens(n, 32, 1000), 16),

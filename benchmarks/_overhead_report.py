@@ -27,6 +27,8 @@ from typing import NamedTuple
 from _timing import Overhead, fmt_ratio, spread
 
 WORKLOADS = ["mlp", "cnn", "transformer"]
+#: on request: the parameter-bound MLP of the overhead issue (784-1024-1024-10, batch 64)
+MORE_WORKLOADS = ["mlp_wide"]
 DEFAULT_LIMIT = 1.02
 EVERY_VS_FLOOR_LIMIT = 1.5
 
@@ -61,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser, columns: Sequence[str]) -> No
     parser.add_argument("--block", type=int, default=10, help="steps per timing block (default 10, the default "
                         "interval: each block holds one sampled step)")
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
-    parser.add_argument("--workloads", nargs="+", default=WORKLOADS, choices=WORKLOADS)
+    parser.add_argument("--workloads", nargs="+", default=WORKLOADS, choices=WORKLOADS + MORE_WORKLOADS)
     parser.add_argument("--columns", nargs="+", default=list(columns), choices=list(columns))
     parser.add_argument("--no-record", action="store_true", help="tripwire without its SQLite run record")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall", help="wall: time.perf_counter "

@@ -55,6 +55,8 @@ class FitResult:
     blocks: list[float]
     hook_ms: float = 0.0
     findings: list[str] = field(default_factory=list)
+    kept_bytes: int = 0  # what tripwire keeps between samples (snapshot, accumulators), at the end
+    interval: int | None = None  # tripwire's sampling interval at the end (the budget's choice)
 
 
 @dataclass
@@ -68,6 +70,8 @@ class Overhead:
     per_rep: dict[str, list[float]]
     findings: dict[str, list[str]]
     hook_ms: dict[str, float] = field(default_factory=dict)  # median in-hook ms/step, where measured
+    kept_bytes: dict[str, int] = field(default_factory=dict)  # the largest over reps, per tripwire variant
+    intervals: dict[str, list[int]] = field(default_factory=dict)  # the final interval of each rep
 
     def cost(self, variant: str) -> float:
         """Step time above the baseline, as a fraction of the baseline (ratio - 1)."""
@@ -90,11 +94,16 @@ def interleave(workload: str, variants: Sequence[str], reps: int, fit: Callable[
     hook_ms: dict[str, list[float]] = {v: [] for v in ["none", *others]}
     per_rep: dict[str, list[float]] = {v: [] for v in ["none", *others]}
     baselines: list[float] = []
+    kept: dict[str, int] = {}
+    intervals: dict[str, list[int]] = {}
 
     def run(v: str) -> float:
         res = fit(v, True)
         findings[v].update(res.findings)
         hook_ms[v].append(res.hook_ms)
+        if res.interval is not None:
+            kept[v] = max(kept.get(v, 0), res.kept_bytes)
+            intervals.setdefault(v, []).append(res.interval)
         return statistics.median(res.blocks)
 
     if warm_round:
@@ -115,7 +124,7 @@ def interleave(workload: str, variants: Sequence[str], reps: int, fit: Callable[
     return Overhead(workload, 1e3 * statistics.median(baselines) if baselines else math.nan,
                     {v: statistics.median(r) if r else math.nan for v, r in per_rep.items()}, per_rep,
                     {v: sorted(f) for v, f in findings.items()},
-                    {v: statistics.median(h) if h else math.nan for v, h in hook_ms.items()})
+                    {v: statistics.median(h) if h else math.nan for v, h in hook_ms.items()}, kept, intervals)
 
 
 def spread(values: Sequence[float]) -> float:

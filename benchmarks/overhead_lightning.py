@@ -53,6 +53,18 @@ def hook_table(results: list[Overhead], columns: list[str]) -> str:
     return "\n".join(lines)
 
 
+def kept_table(results: list[Overhead], columns: list[str], models: dict[str, int]) -> str:
+    """Per tripwire variant: the sampling interval each rep ended at, and the memory kept between
+    samples (weight snapshot and accumulators) against the model's parameters."""
+    shown = [c for c in columns if any(c in r.intervals for r in results)]
+    head = ["workload", "parameters", *(f"{VARIANTS[c].label}: interval, kept" for c in shown)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(shown) + 1)) + "|"]
+    for r in results:
+        cells = [f"{'/'.join(map(str, r.intervals.get(c, [])))}, {r.kept_bytes.get(c, 0) / 1e6:.3f} MB" for c in shown]
+        lines.append("| " + " | ".join([r.workload, f"{models[r.workload] / 1e6:.2f} MB", *cells]) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_arguments(parser, COLUMNS)
@@ -75,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     print("Time inside each monitor's own hooks per step (median over reps; % of the baseline step). A lower bound "
           "of its cost, much less blurred by machine load than the ratios above:\n")
     print(hook_table(results, args.columns) + "\n")
+    models = {n: sum(p.numel() * p.element_size() for p in scale[n].net().parameters()) for n in args.workloads}
+    print("Sampling interval at the end of each rep, and memory tripwire kept between samples (float32 "
+          "parameters for scale):\n")
+    print(kept_table(results, args.columns, models) + "\n")
     print("Targets:")
     print("\n".join(verdicts(results, args.columns)))
     fired = {f"{r.workload}/{v}": f for r in results for v, f in r.findings.items() if f}

@@ -36,21 +36,13 @@ def _sampled_steps(net: torch.nn.Module, probes: list[ParamProbe], steps: int, l
     return out
 
 
-def _held_bytes(probe: ParamProbe) -> int:
-    """Bytes of the tensors the probe keeps between samples (snapshot, its norms, sample indices)."""
-    kept = list(probe._snap or []) + list(probe.elements._index.values())
-    if probe._snap_norms is not None:
-        kept.append(probe._snap_norms)
-    return sum(t.numel() * t.element_size() for t in kept)
-
-
 def test_snapshot_memory_does_not_grow_with_the_layer():
     held = {}
     for width in (10_000, 20_000):  # a 10M- and a 20M-parameter layer
         net = torch.nn.Sequential(torch.nn.Linear(1000, width), torch.nn.Linear(width, 1))
         probe = ParamProbe(net, NEEDS)
         _sampled_steps(net, [probe], steps=2)
-        held[width] = _held_bytes(probe)
+        held[width] = probe.held_bytes()
     model_bytes = (1000 * 10_000 + 10_000 + 10_000 + 1) * 4
     assert held[10_000] == held[20_000]  # bounded by the number of tensors, not their size
     per_tensor = SNAPSHOT_ELEMENTS * (4 + 8) + 4  # float32 values, an int64 index, a norm

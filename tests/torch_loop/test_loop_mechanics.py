@@ -175,3 +175,21 @@ def test_optimizers_inside_wrappers_are_hooked():
     tw = quiet(nn.parallel.DataParallel(model), Wrapped(optimizer), {"interval": 1})
     assert tw.model is model and tw.optimizers == [optimizer] and hooks_left(model, optimizer) > 0
     tw.close()
+
+
+def test_what_tripwire_keeps_between_samples_does_not_grow_with_a_10m_parameter_layer():
+    """The default config's buffers (weight snapshot, accumulators) on a model with a 10M- and a
+    20M-parameter layer: the same bytes, a small fraction of the model."""
+    held = {}
+    for width in (10_000, 20_000):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(1000, width), nn.ReLU(), nn.Linear(width, 4))
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+        x, y = torch.randn(64, 1000), torch.randint(0, 4, (64,))
+        tw = quiet(model, optimizer)
+        train(tw, model, optimizer, batches(x, y, batch_size=8), steps=12)
+        held[width] = tw.driver.collector.held_bytes()
+        tw.close()
+    model_bytes = 4 * (1000 * 10_000 + 10_000 + 10_000 * 4 + 4)
+    assert held[10_000] == held[20_000]
+    assert 0 < held[10_000] < model_bytes / 100

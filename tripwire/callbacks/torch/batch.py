@@ -139,6 +139,11 @@ class DataProbe:
         """Whether any data statistic is needed at all."""
         return bool(self.labels or self.input_stats or self.tokens or self.token_total)
 
+    def held_bytes(self) -> int:
+        """Bytes of the accumulators kept until the next flush (classes, features, tokens)."""
+        kept = [t for t in (self._label_acc, self._input_acc, self._token_acc) if t is not None]
+        return sum(t.numel() * t.element_size() for t in kept)
+
     def _warn(self, key: str, message: str) -> None:
         if key not in self._warned:
             self._warned.add(key)

@@ -203,6 +203,13 @@ class TorchCollector:
             with self.guard.attempt(CONFUSION):
                 self.confusion.attach(module)
 
+    def held_bytes(self) -> int:
+        """Bytes of the tensors kept between samples: the weight snapshot and the accumulators
+        (bounded by the number of tensors, layers and features, not by the size of the model)."""
+        held = self.data.held_bytes() + (self.params.held_bytes() if self.params is not None else 0)
+        accumulator = self.activations.accumulator if self.activations is not None else None
+        return held + (accumulator.numel() * accumulator.element_size() if accumulator is not None else 0)
+
     def attached_to(self, module: nn.Module) -> bool:
         """Whether :meth:`attach` saw exactly the submodules ``module`` has now."""
         return self._modules == frozenset(id(m) for m in module.modules())

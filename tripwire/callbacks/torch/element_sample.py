@@ -47,6 +47,10 @@ class ElementSample:
         return [torch.take(t, self.index(t.numel(), t.device)) if sampled(t.numel(), self.cap) else t
                 for t in tensors]
 
+    def indices(self) -> list[torch.Tensor]:
+        """The index tensors kept so far (one per distinct size and device)."""
+        return list(self._index.values())
+
     def index(self, numel: int, device: torch.device) -> torch.Tensor:
         """The sampled flat indices of a tensor of ``numel`` elements, cached per size and device."""
         key = (numel, device)

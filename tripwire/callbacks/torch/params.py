@@ -167,6 +167,15 @@ class ParamProbe:
         self._unchanged_pieces: list[Piece] = []
         self._lrs: list[float | torch.Tensor] = []  # learning rates of the param groups that stepped
 
+    def held_bytes(self) -> int:
+        """Bytes of the tensors kept between samples: the weight snapshot (bounded per tensor, see
+        :class:`~tripwire.callbacks.torch.element_sample.ElementSample`), its norms and the indices
+        of the elements it keeps."""
+        kept = [*(self._snap or []), *self.elements.indices()]
+        if self._snap_norms is not None:
+            kept.append(self._snap_norms)
+        return sum(t.numel() * t.element_size() for t in kept)
+
     @property
     def wanted(self) -> bool:
         """Whether any parameter statistic is needed."""
