@@ -61,7 +61,7 @@ def kept_table(results: list[Overhead], columns: list[str], models: dict[str, in
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(shown) + 1)) + "|"]
     for r in results:
         cells = [f"{'/'.join(map(str, r.intervals.get(c, [])))}, {r.kept_bytes.get(c, 0) / 1e6:.3f} MB" for c in shown]
-        lines.append("| " + " | ".join([r.workload, f"{models[r.workload] / 1e6:.2f} MB", *cells]) + " |")
+        lines.append("| " + " | ".join([r.workload, f"{models[r.workload] / 1e6:.3f} MB", *cells]) + " |")
     return "\n".join(lines)
 
 

@@ -59,7 +59,7 @@ def test_overhead_spike_quick_prints_the_ratios_and_the_time_in_tripwire():
 def test_overhead_lightning_quick_prints_full_tables_and_the_verdicts():
     r = run_script("overhead_lightning.py", "--quick")
     assert r.returncode == 0, r.stderr[-3000:]
-    ratios, in_hooks = markdown_tables(r.stdout)
+    ratios, in_hooks, kept = markdown_tables(r.stdout)
     labels = ["no callback (A/A)", "tripwire default", "tripwire default, interval 10",
               "tripwire default, interval 1000",
               "tripwire every rule, every step", "grad_norm logged", ".item() monitor", "floor (fused norms)"]
@@ -73,6 +73,13 @@ def test_overhead_lightning_quick_prints_full_tables_and_the_verdicts():
     for row in in_hooks[1:]:
         ms = [float(re.fullmatch(r"(\d+\.\d{3}) ms \(\d+\.\d%\)", c).group(1)) for c in row[1:]]
         assert all(x > 0 for x in ms)  # each monitor's hooks ran and were timed (tripwire's included)
+    tripwires = [label for label in labels if label.startswith("tripwire")]
+    assert kept[0] == ["workload", "parameters", *(f"{label}: interval, kept" for label in tripwires)]
+    for row in kept[1:]:
+        assert float(re.fullmatch(r"(\d+\.\d{3}) MB", row[1]).group(1)) > 0
+        for cell in row[2:]:
+            intervals, held = re.fullmatch(r"(\d+(?:/\d+)*), (\d+\.\d{3}) MB", cell).groups()
+            assert all(int(i) >= 1 for i in intervals.split("/")) and float(held) > 0
     assert re.search(r"default config <= 1\.02x: mlp .* -> (HOLDS|FAILS)", r.stdout)
     assert re.search(r"every rule every step cost <= 1\.5x the floor's cost: .* -> (HOLDS|FAILS|UNDECIDED)", r.stdout)
 

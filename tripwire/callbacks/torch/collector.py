@@ -280,11 +280,12 @@ class TorchCollector:
 
     def add_loss(self, loss: Any) -> None:
         """Keep this batch's training loss (a device scalar; nothing is computed until the flush)."""
-        if self.loss_keys and isinstance(loss, torch.Tensor):
-            self.guard.call(LOSS, self._keep_loss, loss)
-
-    def _keep_loss(self, loss: torch.Tensor) -> None:
-        self._losses.append(loss.detach())
+        # every step runs this: the guard's work written out, without its extra call
+        if self.loss_keys and isinstance(loss, torch.Tensor) and self.guard.ok(LOSS):
+            try:
+                self._losses.append(loss.detach())
+            except Exception as exc:  # noqa: BLE001 - switched off with a warning (strict: raised)
+                self.guard.fail(LOSS, exc)
 
     def end_batch(self) -> None:
         """End a training batch: hooks off (validation and other batches cost nothing)."""

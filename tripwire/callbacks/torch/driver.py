@@ -324,17 +324,19 @@ class TorchDriver:
             self.clock.spent(perf_counter() - start)
 
     def _end_batch(self, read_loss: Callable[[], Any], epoch: int | None) -> None:
-        self.process_pending()
-        if self.collector is None:  # switched off by that decision
-            return
+        if self._pending is not None:
+            self.process_pending()
+            if self.collector is None:  # switched off by that decision
+                return
+        collector = self.collector
         loss = self.monitor.guard.call(LOSS, read_loss)
         if self.keeper is not None and self.stepped:
             self.monitor.guard.call(ROLLBACK, self.keeper.after_step, self.step)
-        self.collector.add_loss(loss)
-        if self.collector.spikes is not None and not self._loss_before_update:
+        collector.add_loss(loss)
+        if collector.spikes is not None and not self._loss_before_update:
             self._judge_loss_after_update(loss)
         if not (self.sampled and self.stepped):
-            self.collector.end_batch()
+            collector.end_batch()
             return
         self.sampled = False
         flush = self.collector.flush(step=self.step, epoch=epoch, extra=self._timing_pieces())

@@ -188,6 +188,11 @@ def tensor_stats(tensors: Sequence[Tensor], want: set[str] | frozenset[str]) -> 
 accelerator_path_on_cpu = False
 
 
+def _readable(t: Tensor) -> bool:
+    """Whether reading ``t`` on the host waits for nothing (a CPU tensor, unless rehearsing)."""
+    return t.device.type == "cpu" and not accelerator_path_on_cpu
+
+
 def _fused(tensors: Sequence[Tensor]) -> bool:
     """Whether to reduce through one ``cat`` + ``segment_reduce`` (accelerators: few kernel
     launches) rather than tensor by tensor (CPU, where ``segment_reduce``, bool-to-float casts and
@@ -469,7 +474,7 @@ def class_counts(labels: Tensor, capacity: int) -> Tensor:
     waits for nothing, the count is numpy's (one pass instead of a dozen small torch ops).
     """
     y = labels.detach().reshape(-1)
-    if y.device.type == "cpu":
+    if _readable(y):
         return torch.from_numpy(_host_class_counts(y.numpy(), capacity))
     inside = (y >= 0) & (y < capacity)
     counts = torch.zeros(capacity + 1, dtype=torch.float32, device=y.device)
@@ -488,7 +493,7 @@ def _host_class_counts(y: np.ndarray, capacity: int) -> np.ndarray:
 
 def add_class_counts(total: Tensor, counts: Tensor) -> None:
     """Add :func:`class_counts` ``counts`` into ``total`` in place (the largest label: the larger one)."""
-    if total.device.type == "cpu":  # numpy views of the same memory: no torch dispatch per op
+    if _readable(total):  # numpy views of the same memory: no torch dispatch per op
         into, add = total.numpy(), counts.numpy()
         into[:-1] += add[:-1]
         into[-1] = max(into[-1], add[-1])
