@@ -56,6 +56,19 @@ def test_overhead_spike_quick_prints_the_ratios_and_the_time_in_tripwire():
         assert all(float(re.fullmatch(r"(\d+\.\d{3}) ms \(\d+\.\d{2}%\)", c).group(1)) > 0 for c in row[1:])
 
 
+def test_fused_stats_prints_every_method_agreeing_with_the_per_tensor_path():
+    r = run_script("fused_stats.py", "--no-compile", "--reps", "1", "--calls", "1", "--workloads", "mlp")
+    assert r.returncode == 0, r.stderr[-3000:]
+    (table,) = markdown_tables(r.stdout)
+    rows = table[1:]
+    assert [(w, s, m) for w, s, m, *_ in rows] == [("mlp", s, m) for s in ("default", "every")
+                                                   for m in ("per-tensor", "foreach", "floor")]
+    for *_, ms, speedup, notes in rows:
+        assert float(ms) > 0 and speedup.endswith("x")
+        if "max rel diff" in notes:
+            assert float(notes.split("max rel diff ")[1]) <= 1e-5
+
+
 def test_overhead_lightning_quick_prints_full_tables_and_the_verdicts():
     r = run_script("overhead_lightning.py", "--quick")
     assert r.returncode == 0, r.stderr[-3000:]

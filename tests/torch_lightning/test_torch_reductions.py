@@ -61,6 +61,23 @@ def test_fallbacks_give_the_same_numbers(monkeypatch):
         torch.testing.assert_close(fused[key], per_tensor[key], rtol=1e-4, atol=1e-7)
 
 
+@pytest.mark.parametrize("group", [1 << 22, 40])  # one group; several (a tensor above the limit alone)
+def test_grouped_cpu_stats_equal_the_per_tensor_loop(monkeypatch, group):
+    g = torch.Generator().manual_seed(1)
+    ts = [torch.randn(30, 20, generator=g), torch.zeros(7), torch.tensor([1.0, float("nan"), 0.0]),
+          torch.tensor([float("inf"), 0.0, 0.0, 2.0]), torch.randn(50, generator=g).relu(), torch.full((5,), -2.5)]
+    monkeypatch.setattr(R, "GROUPED_STATS_ELEMENTS", group)
+    for want in ({"abs_mean"}, {"zero_frac"}, set(R.TENSOR_STATS)):
+        grouped = R.tensor_stats(ts, want)
+        monkeypatch.setattr(R, "cpu_grouped_stats", False)
+        loop = R.tensor_stats(ts, want)
+        monkeypatch.setattr(R, "cpu_grouped_stats", True)
+        assert set(grouped) == want
+        for key in want:
+            torch.testing.assert_close(grouped[key], loop[key], rtol=0, atol=0, equal_nan=True)
+    assert R.tensor_stats(ts, {"zero_frac"})["zero_frac"][2].item() == pytest.approx(1 / 3)  # NaN is no zero
+
+
 def test_norm_orders_match_linalg():
     ts = _tensors()
     for order in (1.0, 2.0, math.inf):

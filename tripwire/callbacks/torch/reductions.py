@@ -164,9 +164,14 @@ def tensor_stats(tensors: Sequence[Tensor], want: set[str] | frozenset[str]) -> 
             out["norm"] = l2
         if "nonfinite" in want:
             out["nonfinite"] = (~torch.isfinite(l2)).float()
-    if "abs_mean" in want:
+    if {"abs_mean", "zero_frac"} & set(want) and not _fused(tensors) and _grouped_ok(tensors):
+        try:
+            out.update(_grouped_stats(tensors, want))
+        except (RuntimeError, NotImplementedError, TypeError):
+            _disable_grouped()
+    if "abs_mean" in want and "abs_mean" not in out:
         out["abs_mean"] = abs_sums(tensors) / numels(tensors)
-    if not ({"zero_frac", "var"} & set(want)):
+    if not ({"zero_frac", "var"} - set(out)) & set(want):
         return out
     if _fused(tensors):
         flat = Flat(tensors)
@@ -176,7 +181,7 @@ def tensor_stats(tensors: Sequence[Tensor], want: set[str] | frozenset[str]) -> 
             out["var"] = flat.variances()
         return out
     n = numels(tensors)
-    if "zero_frac" in want:
+    if "zero_frac" in want and "zero_frac" not in out:
         out["zero_frac"] = 1.0 - torch.stack([t.count_nonzero() for t in tensors]).float() / n
     if "var" in want:
         out["var"] = torch.stack([_variance(t) for t in tensors])
@@ -199,6 +204,44 @@ def _fused(tensors: Sequence[Tensor]) -> bool:
     ``repeat_interleave`` are single-threaded loops several times slower than plain reductions,
     and where reading a value on the host costs no device sync)."""
     return accelerator_path_on_cpu or tensors[0].device.type != "cpu"
+
+
+#: On CPU, take ``abs_mean`` and ``zero_frac`` of float32 tensors through foreach ops
+#: (``benchmarks/fused_stats.py``); off: per-tensor reductions.
+cpu_grouped_stats = hasattr(torch, "_foreach_abs") and hasattr(torch, "_foreach_sign_")
+#: Elements per group of :func:`_grouped_stats`: its temporaries are at most about this large.
+GROUPED_STATS_ELEMENTS = 1 << 22
+
+
+def _disable_grouped() -> None:
+    global cpu_grouped_stats
+    cpu_grouped_stats = False
+
+
+def _grouped_ok(tensors: Sequence[Tensor]) -> bool:
+    return cpu_grouped_stats and all(type(t) is Tensor and t.dtype == torch.float32 for t in tensors)
+
+
+def _grouped_stats(tensors: Sequence[Tensor], want: set[str] | frozenset[str]) -> dict[str, Tensor]:
+    """``abs_mean`` and ``zero_frac`` of float32 CPU tensors: ``|x|`` of a group of tensors in one
+    foreach op, summed, then (``zero_frac``) turned into non-zero indicators in place by its sign."""
+    tensors = [t.detach() for t in tensors]
+    n = numels(tensors)
+    abs_sums_, nonzero = [], []
+    for group in _groups(tensors, GROUPED_STATS_ELEMENTS):
+        magnitudes = torch._foreach_abs([tensors[i] for i in group])
+        abs_sums_ += [m.sum() for m in magnitudes]
+        if "zero_frac" in want:
+            torch._foreach_sign_(magnitudes)  # 1 where x != 0, else 0 (NaN included)
+            nonzero += [m.sum() for m in magnitudes]
+    out = {"abs_mean": torch.stack(abs_sums_) / n} if "abs_mean" in want else {}
+    if nonzero:
+        counts = torch.stack(nonzero)
+        # sign(NaN) is 0, but a NaN is not a zero: a tensor holding one (|x| sums to NaN) is counted exactly
+        for i in (~torch.isfinite(torch.stack(abs_sums_))).nonzero().flatten().tolist():
+            counts[i] = tensors[i].count_nonzero()
+        out["zero_frac"] = 1.0 - counts / n
+    return out
 
 
 def _variance(t: Tensor) -> Tensor:
