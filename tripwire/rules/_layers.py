@@ -20,7 +20,7 @@ from typing import Literal, TypeVar
 from pydantic import Field
 
 from tripwire.rule import Rule, RuleParams, Verdict
-from tripwire.rules._streak import Streak, advance
+from tripwire.rules._streak import Streak, advance, end
 
 _SEPARATORS = re.compile(r"[./:]")
 
@@ -121,9 +121,14 @@ def judge_layers(rule: Rule, items: Iterable[tuple[str, V]], step: int, *, patie
         [('fc1', True, '2 at steps 10..20'), ('fc2', False, '')]
     """
     out = []
+    runs, ignore = rule.state["runs"], rule.params.ignore
     for subject, value in items:
-        if skipped(subject, rule.params.ignore) or (ndims is not None and is_vector(subject, ndims)):
+        if skipped(subject, ignore) or (ndims is not None and is_vector(subject, ndims)):
             continue
-        streak = advance(rule.state["runs"], subject, counts(value), step)
+        if not counts(value):  # the usual case: the streak ends, and a subject without one cannot fire
+            end(runs, subject)
+            out.append(rule.clear(subject))
+            continue
+        streak = advance(runs, subject, True, step)
         out.append(fire(subject, value, streak) if streak.reached(patience) else rule.clear(subject))
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any, ClassVar
 
 from pydantic import Field
@@ -90,11 +91,16 @@ class UnchangedTensor(Rule):
         return [Need("weight_unchanged", (("rtol", self.params.rtol), ("atol", self.params.atol))), Need("loss"),
                 Need("lr"), Need("param_ndim")]
 
+    @cached_property
+    def _series(self) -> str:
+        """The key of the ``weight_unchanged`` series under this rule's tolerances."""
+        return self.needs()[0].key
+
     def check(self, sample: Sample) -> list[Verdict]:
         p = self.params
         ndims = remember_ndims(self.state, sample)
         resting = at_rest(self.state, sample, p.converged_below, p.lr_decayed_below)
-        return judge_layers(self, finite_items(sample.series(self.needs()[0])), sample.step, patience=p.patience,
+        return judge_layers(self, finite_items(sample.series(self._series)), sample.step, patience=p.patience,
                             counts=lambda unchanged: unchanged >= 0.5 and not resting, fire=self._fired,
                             ndims=None if p.include_biases else ndims)
 
