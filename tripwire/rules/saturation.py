@@ -3,6 +3,7 @@ their activation, where the gradient is almost zero."""
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any, ClassVar
 
 from pydantic import Field
@@ -45,9 +46,14 @@ class _Saturation(Rule):
     def needs(self) -> list[Need]:
         return [Need(self.stat, (("level", self.params.level), ("share", self.params.share)))]
 
+    @cached_property
+    def _series(self) -> str:
+        """The key of the saturation series under this rule's level and share."""
+        return self.needs()[0].key
+
     def check(self, sample: Sample) -> list[Verdict]:
         p = self.params
-        return judge_layers(self, finite_items(sample.series(self.needs()[0])), sample.step, patience=p.patience,
+        return judge_layers(self, finite_items(sample.series(self._series)), sample.step, patience=p.patience,
                             counts=lambda frac: frac > p.threshold_layer, fire=self._fired)
 
     def _fired(self, layer: str, frac: float, streak: Streak) -> Verdict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from functools import cached_property
 from typing import Any, ClassVar
 
 from pydantic import Field
@@ -66,8 +67,13 @@ class TokenRatio(Rule):
     def needs(self) -> list[Need]:
         return [Need("token_count", (("token", self.params.token),)), Need("token_total")]
 
+    @cached_property
+    def _series(self) -> str:
+        """The key of the ``token_count`` series of this rule's token."""
+        return self.needs()[0].key
+
     def check(self, sample: Sample) -> list[Verdict]:
-        count = sample.scalar(self.needs()[0])
+        count = sample.scalar(self._series)
         total = sample.scalar("token_total")
         if count is None or total is None or not (math.isfinite(count) and math.isfinite(total)):
             return []
