@@ -116,10 +116,15 @@ def _input_ops(features: int) -> tuple[str, ...]:
     return tuple(ops([s for s in INPUT_STATS for _ in range(features)]))
 
 
-@lru_cache(maxsize=8)
-def _feature_names(features: int) -> tuple[str, ...]:
-    """The subjects of ``features`` input features: ``"0"``, ``"1"``, ..."""
-    return tuple(map(str, range(features)))
+@lru_cache(maxsize=16)
+def _numbered(n: int) -> tuple[str, ...]:
+    """The subjects of ``n`` classes or input features: ``"0"``, ``"1"``, ...
+
+    Example:
+        >>> _numbered(3)
+        ('0', '1', '2')
+    """
+    return tuple(map(str, range(n)))
 
 
 def _is_float(t: torch.Tensor) -> bool:
@@ -272,14 +277,14 @@ class DataProbe:
                                       "are no longer collected")
             return {}
         self.classes_seen = max(self.classes_seen, largest + 1)
-        return {"label_count": {str(c): values[c] for c in range(self.classes_seen)}}
+        return {"label_count": dict(zip(_numbered(self.classes_seen), values))}
 
     def _read_inputs(self, values: list[float]) -> Series:
         n = len(values) // 5
         rows = {stat: values[i * n:(i + 1) * n] for i, stat in enumerate(INPUT_STATS)}
         if not any(rows["input_count"]):  # no row measured (on any rank)
             return {}
-        names = _feature_names(n)
+        names = _numbered(n)
         return {stat: dict(zip(names, rows[stat])) for stat in self.input_stats}
 
     def _read_tokens(self, values: list[float]) -> Series:
