@@ -13,9 +13,10 @@ interleaved:
 - ``process+record``: the same with the run record on (SQLite in a temporary directory; the
   writer thread builds the rows and is closed, untimed, after each replay).
 
-Printed: median over repetitions of the ms per sample of each part, and the ten functions with the
-most own time under cProfile in one replay of ``process``. Nothing is trained while timing, so the
-numbers hold only tripwire's Python; the machine's load average is printed at the start and the end.
+Printed: a Markdown table of the median over repetitions of the ms per sample of each part, and
+before it the ten functions with the most own time under cProfile in one replay of ``process``.
+Nothing is trained while timing, so the numbers hold only tripwire's Python; the machine's load
+average is printed at the start and the end.
 
 Usage:
     python benchmarks/sample_python.py                    # 300 steps per workload, 30 replays (~1 min)
@@ -167,11 +168,11 @@ def main() -> None:
         if not args.no_profile:
             print(f"\n{name}: cProfile of one replay of process ({len(samples)} samples), by own time")
             print(profile(samples, args.interval))
-    print("\nms per sample (median over replays)")
-    header = f"{'workload':<12} {'samples':>7} {'values/sample':>13} " + " ".join(f"{p:>14}" for p in PARTS)
-    print(header)
+    print("\nms per sample, median over replays\n")
+    print("| workload | samples | values/sample | " + " | ".join(f"{p} ms" for p in PARTS) + " |")
+    print("|---" * (3 + len(PARTS)) + "|")
     for name, n, values, times in rows:
-        print(f"{name:<12} {n:>7} {values:>13.0f} " + " ".join(f"{times[p]:>14.3f}" for p in PARTS))
+        print(f"| {name} | {n} | {values:.0f} | " + " | ".join(f"{times[p]:.3f}" for p in PARTS) + " |")
     print(f"\nload average at end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
