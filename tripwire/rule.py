@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, model_validator
@@ -227,6 +227,12 @@ class Rule:
         raise NotImplementedError
 
     # helpers for subclasses
+    @cached_property
+    def _series(self) -> str:
+        """The series key of the rule's first need, made once (its parameters are frozen): a rule
+        that reads its series at every sample need not build its needs at every sample."""
+        return self.needs()[0].key
+
     @property
     def step_word(self) -> str:
         """What one step is called in this rule's messages: ``round`` under XGBoost, else ``step``."""

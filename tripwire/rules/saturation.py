@@ -3,7 +3,6 @@ their activation, where the gradient is almost zero."""
 
 from __future__ import annotations
 
-from functools import cached_property
 from typing import Any, ClassVar
 
 from pydantic import Field
@@ -45,11 +44,6 @@ class _Saturation(Rule):
 
     def needs(self) -> list[Need]:
         return [Need(self.stat, (("level", self.params.level), ("share", self.params.share)))]
-
-    @cached_property
-    def _series(self) -> str:
-        """The key of the saturation series under this rule's level and share."""
-        return self.needs()[0].key
 
     def check(self, sample: Sample) -> list[Verdict]:
         p = self.params

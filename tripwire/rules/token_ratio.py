@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from functools import cached_property
 from typing import Any, ClassVar
 
 from pydantic import Field
@@ -66,11 +65,6 @@ class TokenRatio(Rule):
 
     def needs(self) -> list[Need]:
         return [Need("token_count", (("token", self.params.token),)), Need("token_total")]
-
-    @cached_property
-    def _series(self) -> str:
-        """The key of the ``token_count`` series of this rule's token."""
-        return self.needs()[0].key
 
     def check(self, sample: Sample) -> list[Verdict]:
         count = sample.scalar(self._series)

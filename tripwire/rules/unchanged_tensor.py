@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import cached_property
 from typing import Any, ClassVar
 
 from pydantic import Field
@@ -90,11 +89,6 @@ class UnchangedTensor(Rule):
     def needs(self) -> list[Need]:
         return [Need("weight_unchanged", (("rtol", self.params.rtol), ("atol", self.params.atol))), Need("loss"),
                 Need("lr"), Need("param_ndim")]
-
-    @cached_property
-    def _series(self) -> str:
-        """The key of the ``weight_unchanged`` series under this rule's tolerances."""
-        return self.needs()[0].key
 
     def check(self, sample: Sample) -> list[Verdict]:
         p = self.params
