@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, model_validator
@@ -226,6 +227,12 @@ class Rule:
         raise NotImplementedError
 
     # helpers for subclasses
+    @cached_property
+    def _series(self) -> str:
+        """The series key of the rule's first need, made once (its parameters are frozen): a rule
+        that reads its series at every sample need not build its needs at every sample."""
+        return self.needs()[0].key
+
     @property
     def step_word(self) -> str:
         """What one step is called in this rule's messages: ``round`` under XGBoost, else ``step``."""
@@ -240,9 +247,16 @@ class Rule:
 
     @staticmethod
     def clear(subject: str | None) -> Verdict:
-        """Verdict: the condition does not hold for ``subject`` (re-arms it)."""
-        return Verdict(subject, False)
+        """Verdict: the condition does not hold for ``subject`` (re-arms it). One shared verdict per
+        subject: a clear holds nothing but its subject, and the per-layer rules give one for every
+        layer at every sample."""
+        return _clear(subject)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params.model_dump().items())
         return f"{type(self).__name__}(name={self.name!r}, {args})"
+
+
+@lru_cache(maxsize=16384)
+def _clear(subject: str | None) -> Verdict:
+    return Verdict(subject, False)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 Reduce = Literal["same", "sum", "mean", "max", "min"]
@@ -333,7 +334,7 @@ class Need:
     def __post_init__(self) -> None:
         object.__setattr__(self, "options", tuple(sorted(self.options)))
 
-    @property
+    @cached_property  # looked up at every sample by every rule that reads a series through its Need
     def key(self) -> str:
         """Series name: the stat, followed by its options in brackets when it has any."""
         if not self.options:

@@ -158,3 +158,23 @@ def test_contract():
     assert set(NotNormalized.frameworks) == {"torch", "keras"}
     assert all(f.description for f in NotNormalized.Params.model_fields.values())
     assert NotNormalized("nn").check(Sample(1, stats={"loss": {None: 1.0}})) == []
+
+
+def test_features_that_come_go_or_change_order_are_summed_by_name():
+    # the rule keeps the rows of the last sample's features: a sample with other features, or the
+    # same in another order, or a state loaded in between, must be summed as if nothing were kept
+    samples = (stream(lambda rng, n: {"a": rng.normal(5, 1, n), "b": rng.uniform(0, 1, n)}, 3, 16, seed=1)
+               + stream(lambda rng, n: {"b": rng.uniform(0, 1, n), "a": rng.normal(5, 1, n)}, 3, 16, seed=2, start=30)
+               + stream(lambda rng, n: {"c": rng.normal(0, 50, n), "a": rng.normal(5, 1, n)}, 3, 16, seed=3, start=60))
+    kept, fresh = NotNormalized("nn", NotNormalized.Params(min_samples=1)), NotNormalized("nn", NotNormalized.Params(
+        min_samples=1))
+    for i, sample in enumerate(samples):
+        if i == 4:  # a checkpoint loaded mid-run, with the same features in another order
+            kept.state = {key: values[::-1] for key, values in json.loads(json.dumps(kept.state)).items()}
+            fresh.state = json.loads(json.dumps(kept.state))
+        fresh.state = json.loads(json.dumps(fresh.state))  # a new state object: nothing kept from before
+        assert kept.check(sample) == fresh.check(sample)
+    assert kept.state == fresh.state and kept.state["features"] == ["b", "a", "c"]
+    assert kept.state["count"] == [96.0, 144.0, 48.0]
+    a = kept.state["features"].index("a")
+    assert kept.state["sum"][a] == pytest.approx(sum(s.stats["input_sum"]["a"] for s in samples))

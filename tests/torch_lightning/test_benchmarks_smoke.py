@@ -69,6 +69,18 @@ def test_fused_stats_prints_every_method_agreeing_with_the_per_tensor_path():
             assert float(notes.split("max rel diff ")[1]) <= 1e-5
 
 
+def test_sample_python_quick_prints_the_ms_per_sample_of_every_part():
+    r = run_script("sample_python.py", "--quick")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.count("cProfile of one replay of process") == 3
+    (table,) = markdown_tables(r.stdout)
+    assert table[0] == ["workload", "samples", "values/sample", "read ms", "sample ms", "process ms",
+                        "process+record ms"]
+    assert [row[0] for row in table[1:]] == ["mlp", "cnn", "transformer"]
+    for row in table[1:]:  # the initial-weight sample and steps 0, 10, 20, 30
+        assert row[1] == "5" and all(float(cell) > 0 for cell in row[2:])
+
+
 def test_overhead_lightning_quick_prints_full_tables_and_the_verdicts():
     r = run_script("overhead_lightning.py", "--quick")
     assert r.returncode == 0, r.stderr[-3000:]

@@ -20,7 +20,7 @@ from typing import Literal, TypeVar
 from pydantic import Field
 
 from tripwire.rule import Rule, RuleParams, Verdict
-from tripwire.rules._streak import Streak, advance
+from tripwire.rules._streak import Streak, advance, end
 
 _SEPARATORS = re.compile(r"[./:]")
 
@@ -71,7 +71,10 @@ def is_vector(name: str, ndims: dict[str, int]) -> bool:
     update sizes of such vectors say little: a bias before BatchNorm has no effect on the loss, and
     the shift of a normalization after a linear bottleneck gets gradients of ~1e-8 in healthy
     MobileNets."""
-    ndim = ndims.get(name)
+    return _vector(name, ndims.get(name))
+
+
+def _vector(name: str, ndim: int | None) -> bool:
     return (ndim is not None and ndim <= 1) or is_bias(name)  # Keras attention biases are 2-D
 
 
@@ -84,6 +87,13 @@ def skipped(subject: str | None, ignore: tuple[str, ...], include_biases: bool =
     if not include_biases and is_bias(subject):
         return True
     return any(fnmatchcase(subject, pattern) for pattern in ignore)
+
+
+@lru_cache(maxsize=16384)  # judge_layers asks it for every subject at every sample, with the same few answers
+def _left_out(subject: str, ignore: tuple[str, ...], vectors: bool, ndim: int | None) -> bool:
+    """Whether :func:`judge_layers` leaves ``subject`` out: it matches ``ignore``, or ``vectors`` are
+    left out and it is one (``ndim``: its recorded dimensions; see :func:`is_vector`)."""
+    return skipped(subject, ignore) or (vectors and _vector(subject, ndim))
 
 
 def finite_items(values: dict[str | None, float] | None) -> list[tuple[str, float]]:
@@ -121,9 +131,14 @@ def judge_layers(rule: Rule, items: Iterable[tuple[str, V]], step: int, *, patie
         [('fc1', True, '2 at steps 10..20'), ('fc2', False, '')]
     """
     out = []
+    runs, ignore, vectors = rule.state["runs"], rule.params.ignore, ndims is not None
     for subject, value in items:
-        if skipped(subject, rule.params.ignore) or (ndims is not None and is_vector(subject, ndims)):
+        if _left_out(subject, ignore, vectors, ndims.get(subject) if vectors else None):
             continue
-        streak = advance(rule.state["runs"], subject, counts(value), step)
+        if not counts(value):  # the usual case: the streak ends, and a subject without one cannot fire
+            end(runs, subject)
+            out.append(rule.clear(subject))
+            continue
+        streak = advance(runs, subject, True, step)
         out.append(fire(subject, value, streak) if streak.reached(patience) else rule.clear(subject))
     return out

@@ -69,7 +69,7 @@ class AllZero(Rule):
 
     def check(self, sample: Sample) -> list[Verdict]:
         p = self.params
-        return judge_layers(self, finite_items(sample.series(self.needs()[0])), sample.step, patience=p.patience,
+        return judge_layers(self, finite_items(sample.series(self._series)), sample.step, patience=p.patience,
                             counts=lambda share: share >= p.threshold, fire=self._fired)
 
     def _fired(self, name: str, share: float, streak: Streak) -> Verdict:

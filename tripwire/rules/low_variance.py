@@ -84,7 +84,7 @@ class LowVariance(Rule):
         p = self.params
         ndims = remember_ndims(self.state, sample)
         vectors_out = p.on != "activations" and not p.include_biases
-        return judge_layers(self, finite_items(sample.series(self.needs()[0])), sample.step, patience=p.patience,
+        return judge_layers(self, finite_items(sample.series(self._series)), sample.step, patience=p.patience,
                             counts=lambda var: self._low(var) or self._high(var), fire=self._fired,
                             ndims=ndims if vectors_out else None)
 

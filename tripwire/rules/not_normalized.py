@@ -116,18 +116,11 @@ class NotNormalized(Rule):
         """Add the sample's per-feature totals (non-finite values are left out) with numpy: wide
         inputs have thousands of features."""
         st = self.state
-        names = [_feature(k) for k in sample.series("input_count") or {}]
-        index = {name: i for i, name in enumerate(st["features"])}
-        for name in names:
-            if name not in index:
-                index[name] = len(st["features"])
-                st["features"].append(name)
-                for key, empty in (("count", 0.0), ("sum", 0.0), ("sumsq", 0.0), ("min", math.nan), ("max", math.nan)):
-                    st[key].append(empty)
-        rows = np.fromiter((index[n] for n in names), dtype=np.int64, count=len(names))
+        subjects = list(sample.series("input_count") or {})
+        names, rows = self._rows(subjects)
         for stat in (*_SUMS, "input_min", "input_max"):
             key = stat.removeprefix("input_")
-            values = _aligned(sample.series(stat) or {}, names)
+            values = _aligned(sample.series(stat) or {}, names, subjects)
             finite = np.isfinite(values)
             total = np.asarray(st[key], dtype=np.float64)
             if key == "min":
@@ -137,6 +130,28 @@ class NotNormalized(Rule):
             else:
                 total[rows] += np.where(finite, values, 0.0)
             st[key] = total.tolist()
+
+    def _rows(self, subjects: list[str | None]) -> tuple[list[str], np.ndarray]:
+        """The feature names of ``subjects`` and their rows in the state, new features added.
+
+        Every sample of a run usually holds the same features in the same order: the answer for
+        the last ``subjects`` is kept while the state's feature list is the same one, unchanged.
+        """
+        st = self.state
+        kept = getattr(self, "_kept_rows", None)
+        if kept is not None and kept[0] is st["features"] and kept[1] == len(st["features"]) and kept[2] == subjects:
+            return kept[3], kept[4]
+        names = [_feature(k) for k in subjects]
+        index = {name: i for i, name in enumerate(st["features"])}
+        for name in names:
+            if name not in index:
+                index[name] = len(st["features"])
+                st["features"].append(name)
+                for key, empty in (("count", 0.0), ("sum", 0.0), ("sumsq", 0.0), ("min", math.nan), ("max", math.nan)):
+                    st[key].append(empty)
+        rows = np.fromiter((index[n] for n in names), dtype=np.int64, count=len(names))
+        self._kept_rows = (st["features"], len(st["features"]), subjects, names, rows)
+        return names, rows
 
     def _moments(self) -> tuple[np.ndarray, np.ndarray]:
         """Mean and std of every feature (0 where nothing was counted)."""
@@ -187,8 +202,12 @@ def _worst(feature: dict[str, Any], p: NotNormalized.Params) -> dict[str, Any]:
     return {"feature": feature["feature"], "quantity": quantity, "value": value, "compare": compare, "limit": limit}
 
 
-def _aligned(series: dict, names: list[str]) -> np.ndarray:
-    """The series' values in the order of ``names`` (NaN where a feature is missing)."""
+def _aligned(series: dict, names: list[str], subjects: list[str | None] | None = None) -> np.ndarray:
+    """The series' values in the order of ``names`` (NaN where a feature is missing); ``subjects``:
+    the raw subjects ``names`` were made from, when known (a series keyed by exactly those, in that
+    order, needs no lookup)."""
+    if subjects is not None and len(series) == len(subjects) and list(series) == subjects:
+        return np.fromiter(series.values(), dtype=np.float64, count=len(names))
     keys = [_feature(k) for k in series]
     if keys == names:
         return np.fromiter(series.values(), dtype=np.float64, count=len(names))

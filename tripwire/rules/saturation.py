@@ -47,7 +47,7 @@ class _Saturation(Rule):
 
     def check(self, sample: Sample) -> list[Verdict]:
         p = self.params
-        return judge_layers(self, finite_items(sample.series(self.needs()[0])), sample.step, patience=p.patience,
+        return judge_layers(self, finite_items(sample.series(self._series)), sample.step, patience=p.patience,
                             counts=lambda frac: frac > p.threshold_layer, fire=self._fired)
 
     def _fired(self, layer: str, frac: float, streak: Streak) -> Verdict:

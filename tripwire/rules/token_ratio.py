@@ -67,7 +67,7 @@ class TokenRatio(Rule):
         return [Need("token_count", (("token", self.params.token),)), Need("token_total")]
 
     def check(self, sample: Sample) -> list[Verdict]:
-        count = sample.scalar(self.needs()[0])
+        count = sample.scalar(self._series)
         total = sample.scalar("token_total")
         if count is None or total is None or not (math.isfinite(count) and math.isfinite(total)):
             return []

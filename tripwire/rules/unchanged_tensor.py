@@ -94,7 +94,7 @@ class UnchangedTensor(Rule):
         p = self.params
         ndims = remember_ndims(self.state, sample)
         resting = at_rest(self.state, sample, p.converged_below, p.lr_decayed_below)
-        return judge_layers(self, finite_items(sample.series(self.needs()[0])), sample.step, patience=p.patience,
+        return judge_layers(self, finite_items(sample.series(self._series)), sample.step, patience=p.patience,
                             counts=lambda unchanged: unchanged >= 0.5 and not resting, fire=self._fired,
                             ndims=None if p.include_biases else ndims)
 

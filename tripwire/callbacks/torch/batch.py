@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
+from functools import lru_cache
 from typing import Any
 
 import torch
@@ -101,6 +102,29 @@ def inputs_measured(flush: int) -> bool:
          127, 128, 185, 186, 187, 188, 189, 190, 191, 192]
     """
     return any(inputs_due(f) for f in range(flush, flush + INPUT_WINDOW))
+
+
+@lru_cache(maxsize=8)  # the same few widths at every flush; thousands of elements for wide inputs
+def _input_ops(features: int) -> tuple[str, ...]:
+    """How each element of the input statistics' piece combines across ranks: ``features``
+    elements per statistic of :data:`~tripwire.stats.INPUT_STATS`, statistic after statistic.
+
+    Example:
+        >>> _input_ops(2)
+        ('sum', 'sum', 'sum', 'sum', 'sum', 'sum', 'min', 'min', 'max', 'max')
+    """
+    return tuple(ops([s for s in INPUT_STATS for _ in range(features)]))
+
+
+@lru_cache(maxsize=16)
+def _numbered(n: int) -> tuple[str, ...]:
+    """The subjects of ``n`` classes or input features: ``"0"``, ``"1"``, ...
+
+    Example:
+        >>> _numbered(3)
+        ('0', '1', '2')
+    """
+    return tuple(map(str, range(n)))
 
 
 def _is_float(t: torch.Tensor) -> bool:
@@ -240,8 +264,7 @@ class DataProbe:
             out.append(Piece(acc, [op("label_count")] * (acc.numel() - 1) + ["max"], self._read_labels))
         if self._input_acc is not None and inputs_due(self._flushes):
             acc, self._input_acc = self._input_acc, None
-            out.append(Piece(acc.reshape(-1), ops([s for s in INPUT_STATS for _ in range(acc.shape[1])]),
-                             self._read_inputs))
+            out.append(Piece(acc.reshape(-1), _input_ops(acc.shape[1]), self._read_inputs))
         if self._token_acc is not None:
             acc, self._token_acc = self._token_acc, None
             out.append(Piece(acc, ops(["token_count"] * len(self.tokens) + ["token_total"]), self._read_tokens))
@@ -258,14 +281,15 @@ class DataProbe:
                                       "are no longer collected")
             return {}
         self.classes_seen = max(self.classes_seen, largest + 1)
-        return {"label_count": {str(c): values[c] for c in range(self.classes_seen)}}
+        return {"label_count": dict(zip(_numbered(self.classes_seen), values))}
 
     def _read_inputs(self, values: list[float]) -> Series:
         n = len(values) // 5
         rows = {stat: values[i * n:(i + 1) * n] for i, stat in enumerate(INPUT_STATS)}
         if not any(rows["input_count"]):  # no row measured (on any rank)
             return {}
-        return {stat: {str(f): rows[stat][f] for f in range(n)} for stat in self.input_stats}
+        names = _numbered(n)
+        return {stat: dict(zip(names, rows[stat])) for stat in self.input_stats}
 
     def _read_tokens(self, values: list[float]) -> Series:
         if not values[-1]:  # no token counted (on any rank)

@@ -98,7 +98,10 @@ class Packed:
         out: Series = {}
         for start, end, reader in self._readers:
             for key, series in reader(values[start:end]).items():
-                out.setdefault(key, {}).update(series)
+                if key in out:
+                    out[key].update(series)
+                else:  # readers build fresh dicts: kept as they are, not copied (wide inputs: thousands)
+                    out[key] = series
         return out
 
 
