@@ -192,3 +192,18 @@ def test_unit_shares_equal_boolean_references(shape):
     half = y.to(torch.bfloat16)
     torch.testing.assert_close(R.active_share(half, dims), ref(half != 0))
     assert R.active_share(half, dims).dtype == torch.float32
+
+
+@pytest.mark.parametrize("capacity", [4, 32])
+def test_the_host_tally_of_cpu_labels_equals_the_device_class_counts(capacity):
+    from tripwire.callbacks.torch.label_tally import LabelTally
+
+    g = torch.Generator().manual_seed(3)
+    batches = [torch.randint(-1, 12, (64,), generator=g), torch.randint(0, 3, (8, 1), generator=g),
+               torch.full((5,), -100)]
+    tally, counts = LabelTally(), torch.zeros(capacity + 1)
+    counts[-1] = -1.0
+    for labels in batches:
+        tally.add(labels)
+        R.add_class_counts(counts, R.class_counts(labels, capacity))
+    assert tally.vector(capacity).tolist() == counts.tolist()

@@ -5,8 +5,9 @@ with common keys (``input_ids``, ``x``, ``inputs``, ... and ``labels``, ``y``, `
 or whatever a user's ``batch_fn(batch) -> (inputs, labels)`` returns.
 
 :class:`DataProbe` accumulates, on sampled training batches and on the device: class counts
-of integer labels, per-feature count/sum/sum of squares/min/max of float inputs (features:
-last dimension, or channels for ``(N, C, H, W)`` images), and token counts of integer inputs.
+of integer labels (CPU labels on the host: :class:`~tripwire.callbacks.torch.label_tally.LabelTally`),
+per-feature count/sum/sum of squares/min/max of float inputs (features: last dimension, or
+channels for ``(N, C, H, W)`` images), and token counts of integer inputs.
 :class:`ConfusionProbe` accumulates true-vs-predicted counts over one validation run.
 
 Example:
@@ -27,9 +28,16 @@ from typing import Any
 
 import torch
 
+from tripwire.callbacks.torch.label_tally import LabelTally
 from tripwire.callbacks.torch.packing import Piece, Series, op, ops
 from tripwire.callbacks.torch.parts import CONFUSION
-from tripwire.callbacks.torch.reductions import add_class_counts, class_counts, feature_axis_size, feature_stats
+from tripwire.callbacks.torch.reductions import (
+    add_class_counts,
+    class_counts,
+    feature_axis_size,
+    feature_stats,
+    host_readable,
+)
 from tripwire.failopen import FailOpen
 from tripwire.stats import INPUT_STATS, MAX_CLASSES, Need, one_label_per_example, token_keys
 
@@ -152,7 +160,8 @@ class DataProbe:
         self.token_total = any(n.stat == "token_total" for n in needs)
         self.capacity = 32  # label classes counted; grows from the largest label seen
         self.classes_seen = 0  # report classes 0..classes_seen-1 (a class missing so far counts 0)
-        self._label_acc: torch.Tensor | None = None
+        self._label_acc: torch.Tensor | None = None  # class counts of labels on an accelerator
+        self._label_tally: LabelTally | None = None  # ... and of CPU labels, counted on the host
         self._input_acc: torch.Tensor | None = None
         self._token_acc: torch.Tensor | None = None
         self._warned: set[str] = set()
@@ -198,11 +207,13 @@ class DataProbe:
 
     def _add(self, inputs: torch.Tensor | None, labels: torch.Tensor | None) -> None:
         if self._counts_labels(labels):
-            counts = class_counts(labels, self.capacity)
-            if self._label_acc is None:
-                self._label_acc = counts
+            if host_readable(labels):
+                self._label_tally = self._label_tally or LabelTally()
+                self._label_tally.add(labels)
+            elif self._label_acc is None:
+                self._label_acc = class_counts(labels, self.capacity)
             else:
-                add_class_counts(self._label_acc, counts)
+                add_class_counts(self._label_acc, class_counts(labels, self.capacity))
         if inputs is None or inputs.numel() == 0:
             return
         if self._measures_inputs(inputs):
@@ -216,9 +227,8 @@ class DataProbe:
     def _keep_layout(self, inputs: torch.Tensor | None, labels: torch.Tensor | None) -> None:
         """Neutral accumulators for what a failed batch would have started: no class, no row, no token."""
         try:
-            if self._label_acc is None and self._counts_labels(labels):
-                self._label_acc = torch.zeros(self.capacity + 1, device=labels.device)  # type: ignore[union-attr]
-                self._label_acc[-1] = -1.0  # largest label: none
+            if self._label_acc is None and self._label_tally is None and self._counts_labels(labels):
+                self._label_tally = LabelTally()  # no class, no largest label: becomes [0, ..., 0, -1]
             if inputs is None or inputs.numel() == 0:
                 return
             features = feature_axis_size(inputs)
@@ -258,8 +268,8 @@ class DataProbe:
         """
         out = []
         self._flushes += 1
-        if self._label_acc is not None:
-            acc, self._label_acc = self._label_acc, None
+        acc = self._take_labels()
+        if acc is not None:
             # the last element is the largest label seen (bookkeeping: the largest over the ranks)
             out.append(Piece(acc, [op("label_count")] * (acc.numel() - 1) + ["max"], self._read_labels))
         if self._input_acc is not None and inputs_due(self._flushes):
@@ -269,6 +279,18 @@ class DataProbe:
             acc, self._token_acc = self._token_acc, None
             out.append(Piece(acc, ops(["token_count"] * len(self.tokens) + ["token_total"]), self._read_tokens))
         return out
+
+    def _take_labels(self) -> torch.Tensor | None:
+        """The class counts since the last flush (on the device, or tallied on the host), then reset."""
+        acc, self._label_acc = self._label_acc, None
+        tally, self._label_tally = self._label_tally, None
+        if tally is None:
+            return acc
+        counted = tally.vector(self.capacity)
+        if acc is None:
+            return counted
+        add_class_counts(acc, counted.to(acc.device))  # labels on both the host and a device: unusual
+        return acc
 
     def _read_labels(self, values: list[float]) -> Series:
         largest = int(values[-1])

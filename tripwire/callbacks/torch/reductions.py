@@ -27,7 +27,6 @@ import math
 import threading
 from collections.abc import Callable, Sequence
 
-import numpy as np
 import torch
 
 Tensor = torch.Tensor
@@ -193,7 +192,7 @@ def tensor_stats(tensors: Sequence[Tensor], want: set[str] | frozenset[str]) -> 
 accelerator_path_on_cpu = False
 
 
-def _readable(t: Tensor) -> bool:
+def host_readable(t: Tensor) -> bool:
     """Whether reading ``t`` on the host waits for nothing (a CPU tensor, unless rehearsing)."""
     return t.device.type == "cpu" and not accelerator_path_on_cpu
 
@@ -513,12 +512,10 @@ def class_counts(labels: Tensor, capacity: int) -> Tensor:
 
     Labels >= ``capacity`` are not counted (the caller grows the capacity from the largest
     label and drops that window); negative labels (ignore_index) are skipped. ``bincount``
-    is not used because on CUDA it reads the largest label on the host; on the CPU, where a read
-    waits for nothing, the count is numpy's (one pass instead of a dozen small torch ops).
+    is not used because on CUDA it reads the largest label on the host (CPU labels are counted on
+    the host instead: :class:`~tripwire.callbacks.torch.label_tally.LabelTally`).
     """
     y = labels.detach().reshape(-1)
-    if _readable(y):
-        return torch.from_numpy(_host_class_counts(y.numpy(), capacity))
     inside = (y >= 0) & (y < capacity)
     counts = torch.zeros(capacity + 1, dtype=torch.float32, device=y.device)
     counts.index_add_(0, torch.where(inside, y, capacity).long(), inside.float())
@@ -526,21 +523,8 @@ def class_counts(labels: Tensor, capacity: int) -> Tensor:
     return counts
 
 
-def _host_class_counts(y: np.ndarray, capacity: int) -> np.ndarray:
-    counts = np.zeros(capacity + 1, dtype=np.float32)
-    inside = y[(y >= 0) & (y < capacity)]
-    counts[:capacity] = np.bincount(inside, minlength=capacity)[:capacity]
-    counts[capacity] = y.max() if y.size else -1.0
-    return counts
-
-
 def add_class_counts(total: Tensor, counts: Tensor) -> None:
     """Add :func:`class_counts` ``counts`` into ``total`` in place (the largest label: the larger one)."""
-    if _readable(total):  # numpy views of the same memory: no torch dispatch per op
-        into, add = total.numpy(), counts.numpy()
-        into[:-1] += add[:-1]
-        into[-1] = max(into[-1], add[-1])
-        return
     total[:-1] += counts[:-1]
     torch.maximum(total[-1:], counts[-1:], out=total[-1:])
 
