@@ -151,3 +151,12 @@ def test_adapters_with_a_fixed_interval_refuse_a_budget_with_a_clear_error(frame
     with pytest.raises(ConfigError, match=f"not supported by the {framework} adapter.*give interval"):
         Monitor({"overhead_budget": 0.01}, framework=framework, log_dir=False)
     assert Monitor({"overhead_budget": 0.01}, framework="torch", log_dir=False).config.budgeted
+
+
+def test_the_default_budget_samples_no_denser_than_the_interval_the_rules_were_measured_at():
+    monitor = Monitor(None, log_dir=False)
+    steps = sampled(monitor.schedule, 200, cost=0.0001, plain=1.0)  # a long step: sampling costs next to nothing
+    assert monitor.schedule.interval == 10 and steps[:5] == [0, 10, 20, 30, 40]
+    dense = Monitor({"overhead_budget": 0.01, "min_interval": 1}, log_dir=False)  # asked for: allowed
+    sampled(dense.schedule, 200, cost=0.0001, plain=1.0)
+    assert dense.schedule.interval == 1

@@ -199,7 +199,10 @@ class Config(BaseModel):
     #: ``interval`` (see :mod:`tripwire.schedule`); ``null`` pins the interval. Keras and XGBoost
     #: sample every ``interval`` steps.
     overhead_budget: float | None = Field(0.01, gt=0, lt=1)
-    min_interval: int = Field(1, ge=1)
+    #: the budget samples no denser than the default interval: the default rules' patience and
+    #: thresholds were measured on samples 10 steps apart; sampled every step, a healthy BatchNorm
+    #: ResNet's one-batch gradient spikes (15x the running median) fired `exploding_gradient`
+    min_interval: int = Field(10, ge=1)
     max_interval: int = Field(100, ge=1)
     log_dir: str | None = "tripwire_runs"
     strict: bool = False
