@@ -207,3 +207,22 @@ def test_the_host_tally_of_cpu_labels_equals_the_device_class_counts(capacity):
         tally.add(labels)
         R.add_class_counts(counts, R.class_counts(labels, capacity))
     assert tally.vector(capacity).tolist() == counts.tolist()
+
+
+@pytest.mark.parametrize("rehearse_accelerator", [False, True])
+def test_a_batch_whose_labels_fail_still_leaves_a_neutral_class_count(monkeypatch, rehearse_accelerator):
+    """The failed batch's accumulator exists anyway (so every rank packs the same pieces): no class,
+    no largest label, on the host for CPU labels and on the labels' device otherwise."""
+    from tripwire.callbacks.torch import batch as data_probes
+    from tripwire.stats import Need
+
+    monkeypatch.setattr(R, "accelerator_path_on_cpu", rehearse_accelerator)
+    probe = data_probes.DataProbe([Need("label_count")])
+    fail = lambda *args: (_ for _ in ()).throw(RuntimeError("out of memory"))
+    monkeypatch.setattr(data_probes.LabelTally, "add", fail)
+    monkeypatch.setattr(data_probes, "class_counts", fail)
+    with pytest.raises(RuntimeError):
+        probe.add(None, torch.tensor([0, 1, 1]))
+    assert (probe._label_tally is None) == rehearse_accelerator
+    (piece,) = probe.pieces()
+    assert piece.values.tolist() == [0.0] * 32 + [-1.0] and piece.read(piece.values.tolist()) == {}

@@ -228,7 +228,11 @@ class DataProbe:
         """Neutral accumulators for what a failed batch would have started: no class, no row, no token."""
         try:
             if self._label_acc is None and self._label_tally is None and self._counts_labels(labels):
-                self._label_tally = LabelTally()  # no class, no largest label: becomes [0, ..., 0, -1]
+                if host_readable(labels):  # type: ignore[arg-type]
+                    self._label_tally = LabelTally()  # no class, no largest label: becomes [0, ..., 0, -1]
+                else:  # on the labels' device, as the other pieces of the flush
+                    self._label_acc = torch.zeros(self.capacity + 1, device=labels.device)  # type: ignore[union-attr]
+                    self._label_acc[-1] = -1.0  # largest label: none
             if inputs is None or inputs.numel() == 0:
                 return
             features = feature_axis_size(inputs)
