@@ -37,6 +37,7 @@ from tripwire.callbacks.torch.reductions import (
     feature_axis_size,
     feature_stats,
     host_readable,
+    tensor_bytes,
 )
 from tripwire.failopen import FailOpen
 from tripwire.stats import INPUT_STATS, MAX_CLASSES, Need, one_label_per_example, token_keys
@@ -174,8 +175,7 @@ class DataProbe:
 
     def held_bytes(self) -> int:
         """Bytes of the accumulators kept until the next flush (classes, features, tokens)."""
-        kept = [t for t in (self._label_acc, self._input_acc, self._token_acc) if t is not None]
-        return sum(t.numel() * t.element_size() for t in kept)
+        return tensor_bytes([self._label_acc, self._input_acc, self._token_acc])
 
     def _warn(self, key: str, message: str) -> None:
         if key not in self._warned:

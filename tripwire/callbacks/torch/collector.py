@@ -83,6 +83,7 @@ from tripwire.callbacks.torch.parts import (
     VAL_LOSS,
     WEIGHTS,
 )
+from tripwire.callbacks.torch.reductions import tensor_bytes
 from tripwire.callbacks.torch.spike import SPIKE_STATS, SpikeProbe
 from tripwire.failopen import FailOpen, try_each
 from tripwire.observe import drain
@@ -207,8 +208,7 @@ class TorchCollector:
         """Bytes of the tensors kept between samples: the weight snapshot and the accumulators
         (bounded by the number of tensors, layers and features, not by the size of the model)."""
         held = self.data.held_bytes() + (self.params.held_bytes() if self.params is not None else 0)
-        accumulator = self.activations.accumulator if self.activations is not None else None
-        return held + (accumulator.numel() * accumulator.element_size() if accumulator is not None else 0)
+        return held + tensor_bytes([self.activations.accumulator if self.activations is not None else None])
 
     def attached_to(self, module: nn.Module) -> bool:
         """Whether :meth:`attach` saw exactly the submodules ``module`` has now."""

@@ -54,6 +54,7 @@ from tripwire.callbacks.torch.reductions import (
     init_gains,
     norms,
     step_ratios,
+    tensor_bytes,
     tensor_stats,
     unchanged_flags,
 )
@@ -171,10 +172,7 @@ class ParamProbe:
         """Bytes of the tensors kept between samples: the weight snapshot (bounded per tensor, see
         :class:`~tripwire.callbacks.torch.element_sample.ElementSample`), its norms and the indices
         of the elements it keeps."""
-        kept = [*(self._snap or []), *self.elements.indices()]
-        if self._snap_norms is not None:
-            kept.append(self._snap_norms)
-        return sum(t.numel() * t.element_size() for t in kept)
+        return tensor_bytes([*(self._snap or []), *self.elements.indices(), self._snap_norms])
 
     @property
     def wanted(self) -> bool:

@@ -49,6 +49,11 @@ def device_tensor(values: Sequence[float | int], dtype: torch.dtype, device: tor
     return host.pin_memory().to(device, non_blocking=True)
 
 
+def tensor_bytes(tensors: Sequence[Tensor | None]) -> int:
+    """Bytes of ``tensors``' elements (None entries count nothing): what a probe keeps."""
+    return sum(t.numel() * t.element_size() for t in tensors if t is not None)
+
+
 def group_by_device_dtype(tensors: Sequence[Tensor]) -> dict[tuple[torch.device, torch.dtype], list[int]]:
     """Indices of ``tensors`` grouped by (device, dtype), as foreach kernels need them."""
     groups: dict[tuple[torch.device, torch.dtype], list[int]] = {}
