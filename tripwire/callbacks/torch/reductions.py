@@ -207,7 +207,7 @@ def _fused(tensors: Sequence[Tensor]) -> bool:
     launches) rather than tensor by tensor (CPU, where ``segment_reduce``, bool-to-float casts and
     ``repeat_interleave`` are single-threaded loops several times slower than plain reductions,
     and where reading a value on the host costs no device sync)."""
-    return accelerator_path_on_cpu or tensors[0].device.type != "cpu"
+    return not host_readable(tensors[0])
 
 
 #: On CPU, take ``abs_mean`` and ``zero_frac`` of float32 tensors through foreach ops
