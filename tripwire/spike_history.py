@@ -58,6 +58,16 @@ def series_settings(needs: Iterable[Need]) -> list[tuple[str, int, int, float]]:
     return sorted(counted | uncounted)
 
 
+def state_key(settings: tuple[str, int, int, float]) -> str:
+    """The key under which a series' history is saved in a checkpoint (the same in every adapter).
+
+    Example:
+        >>> state_key(("loss", 32, 16, 6.0))
+        'loss,32,16,6.0'
+    """
+    return ",".join(map(str, settings))
+
+
 def series_needs(needs: Iterable[Need], settings: tuple[str, int, int, float]) -> list[Need]:
     """The spike needs that the series of ``settings`` answers: its ``spike_count`` (whose limit
     is part of the settings), and the ``spike_max_z`` and ``spike_last_step`` of its history."""

@@ -84,6 +84,7 @@ from tripwire.spike_history import (
     series_needs,
     series_settings,
     series_stats,
+    state_key,
 )
 from tripwire.stats import STEPS_SKIPPED, Need
 
@@ -279,10 +280,10 @@ class KerasSpikes:
         out: dict[str, Any] = {}
         for key, series in self.series.items():
             if self.host:
-                out[",".join(map(str, key))] = series.state_dict()
+                out[state_key(key)] = series.state_dict()
                 continue
             written = int(self._value(series.written))
-            out[",".join(map(str, key))] = {"ring": [float(v) for v in self._value(series.ring)],
+            out[state_key(key)] = {"ring": [float(v) for v in self._value(series.ring)],
                                             "position": written % series.window, "written": written}
         return out
 
@@ -290,7 +291,7 @@ class KerasSpikes:
         """Restore :meth:`state_dict` (host side, before training): the histories whose window
         matches, and their shift and scale."""
         for key, series in self.series.items():
-            saved = state.get(",".join(map(str, key)))
+            saved = state.get(state_key(key))
             if not isinstance(saved, dict):
                 continue
             if self.host:

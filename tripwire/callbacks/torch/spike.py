@@ -81,6 +81,7 @@ from tripwire.spike_history import (
     series_needs,
     series_settings,
     series_stats,
+    state_key,
 )
 from tripwire.stats import Need
 
@@ -332,13 +333,13 @@ class SpikeProbe:
 
     def state_dict(self) -> dict[str, Any]:
         """Each series' history (plain Python), keyed by its settings."""
-        return {",".join(map(str, s)): series.state_dict() for s, series in self.series.items()}
+        return {state_key(s): series.state_dict() for s, series in self.series.items()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` now, or at :meth:`allocate`."""
         self._restored = dict(state)
         for settings, series in self.series.items():
-            saved = state.get(",".join(map(str, settings)))
+            saved = state.get(state_key(settings))
             if isinstance(saved, dict):
                 series.load_state_dict(saved)
 
