@@ -49,13 +49,8 @@ from tripwire.wording import step_word
 
 log = logging.getLogger("tripwire")
 
-#: the callbacks that carry out each remediation action, for the error of one that cannot
-_CARRIED_OUT_BY = {"skip_step": "LightningTripwire, tripwire.torch.Tripwire, TripwireCallback (HF Trainer), "
-                                 "KerasTripwire",
-                   "reduce_lr": "LightningTripwire, tripwire.torch.Tripwire, TripwireCallback (HF Trainer), "
-                                 "KerasTripwire",
-                   "rollback": "LightningTripwire, tripwire.torch.Tripwire, TripwireCallback (HF Trainer), "
-                               "KerasTripwire"}
+#: the callbacks that carry out every remediation action, for the error of one that cannot
+_CARRIED_OUT_BY = "LightningTripwire, tripwire.torch.Tripwire, TripwireCallback (HF Trainer), KerasTripwire"
 
 #: the frameworks whose adapters time their steps, so that ``overhead_budget`` can set the interval
 #: (Keras compiles its interval into the train step; XGBoost's rounds keep theirs)
@@ -163,7 +158,7 @@ class Monitor:
                     valid = ", ".join(a for a in ACTIONS if a not in REMEDIATIONS or a in able)
                     where = f" {why}" if why else ""
                     raise ConfigError(f"this callback cannot carry out {action}{where}; valid here: {valid} "
-                                      f"({action}: {_CARRIED_OUT_BY[action]})",
+                                      f"({action}: {_CARRIED_OUT_BY})",
                                       source=self.config.source, path=f"rules.{name}.actions")
 
     @property
