@@ -44,6 +44,8 @@ import statistics
 from collections import deque
 from typing import Any
 
+from tripwire.config import Config
+
 #: measurements the interval is chosen from (the median of the last ones)
 WINDOW = 8
 #: measurements needed before the interval changes
@@ -59,12 +61,15 @@ class Schedule:
     Args:
         interval: steps between samples (pinned), or the first interval (budgeted).
         budget: the share of training time sampling may take (``overhead_budget``); None: pinned.
-        min_interval: the shortest interval a budget may choose.
-        max_interval: the longest interval a budget may choose.
+        min_interval: the shortest interval a budget may choose (default: the config's).
+        max_interval: the longest interval a budget may choose (default: the config's).
     """
 
-    def __init__(self, interval: int, budget: float | None = None, min_interval: int = 1,
-                 max_interval: int = 100) -> None:
+    def __init__(self, interval: int, budget: float | None = None, min_interval: int | None = None,
+                 max_interval: int | None = None) -> None:
+        defaults = Config.model_fields
+        min_interval = defaults["min_interval"].default if min_interval is None else min_interval
+        max_interval = defaults["max_interval"].default if max_interval is None else max_interval
         self.budget = budget
         self.min_interval, self.max_interval = min_interval, max_interval
         self.interval = interval if budget is None else min(max(interval, min_interval), max_interval)
